@@ -1,0 +1,52 @@
+"""Conveyor: run many API calls as fast as the APIs allow and never faster; settle every item.
+
+>>> report = await conveyor.map(release, ids, concurrency=50)  # doctest: +SKIP
+>>> report.summary.failed, [o.error for o in report.failed]  # doctest: +SKIP
+"""
+
+from .engine.api import Stream as Stream
+from .engine.api import map as map  # noqa: A004 - `conveyor.map` is the name users expect
+from .engine.api import run_sync as run_sync
+from .engine.api import stream as stream
+from .engine.events import Event as Event
+from .engine.events import ItemFinished as ItemFinished
+from .engine.events import ItemRetrying as ItemRetrying
+from .engine.events import ItemStarted as ItemStarted
+from .engine.events import RunFinished as RunFinished
+from .engine.report import Outcome as Outcome
+from .engine.report import Report as Report
+from .engine.report import Summary as Summary
+from .errors import AttemptTimeout as AttemptTimeout
+from .errors import ConfigError as ConfigError
+from .errors import ConveyorError as ConveyorError
+from .errors import DeadlineExceeded as DeadlineExceeded
+from .errors import Interrupted as Interrupted
+from .errors import RetryAfter as RetryAfter
+from .errors import SourceError as SourceError
+from .policy.retry import Retry as Retry
+from .policy.retry import is_transient as is_transient
+
+__all__ = [
+    "AttemptTimeout",
+    "ConfigError",
+    "ConveyorError",
+    "DeadlineExceeded",
+    "Event",
+    "Interrupted",
+    "ItemFinished",
+    "ItemRetrying",
+    "ItemStarted",
+    "Outcome",
+    "Report",
+    "Retry",
+    "RetryAfter",
+    "RunFinished",
+    "SourceError",
+    "Stream",
+    "Summary",
+    "is_transient",
+    "map",
+    "run_sync",
+    "stream",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The async engine: runs a function over many items with a concurrency cap and retries."""

@@ -1,0 +1,251 @@
+"""The public calls: `stream`, `map` and `run_sync`. They validate, then hand over to `Run`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..errors import ConfigError, Interrupted
+from ..policy.retry import NO_RETRY, Retry
+from .events import Event
+from .report import Outcome, Report, Summary
+from .runner import Run
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Stream", "map", "run_sync", "stream"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Fn = Callable[[T], Awaitable[R]] | Callable[[T], R]
+Items = Iterable[T] | AsyncIterable[T]
+Hook = Callable[[Event], object]
+
+
+def _is_async_callable(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the method itself
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _check(fn: object, items: object, concurrency: object, retry: object, on_event: object) -> bool:
+    """Validate the arguments; return whether `fn` is async. Raises `ConfigError`."""
+    if inspect.iscoroutine(fn):
+        fn.close()  # it will never run: close it so Python does not warn it was never awaited
+        msg = (
+            "fn is a coroutine object, not a function: pass the function itself,"
+            " e.g. conveyor.map(release, ids), not conveyor.map(release(x), ids)"
+        )
+        raise ConfigError(msg)
+    if not callable(fn):
+        msg = f"fn={fn!r} is not callable: pass the function to call once per item"
+        raise ConfigError(msg)
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        msg = (
+            f"fn={getattr(fn, '__qualname__', fn)!r} is {kind} function: conveyor calls fn(item)"
+            " and needs one result per item; use an `async def` function (or a plain function)"
+            " that returns the result"
+        )
+        raise ConfigError(msg)
+    if isinstance(items, str | bytes):
+        msg = (
+            f"items is a {type(items).__name__}: conveyor would run once per character;"
+            " pass a list (or any iterable) of items"
+        )
+        raise ConfigError(msg)
+    if not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
+        msg = f"items={items!r} is not iterable: pass a list, a generator or an async iterable"
+        raise ConfigError(msg)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        msg = f"concurrency={concurrency!r}: concurrency must be an int >= 1"
+        raise ConfigError(msg)
+    if concurrency < 1:
+        msg = (
+            f"concurrency={concurrency}: at least one call must be allowed in flight;"
+            " use concurrency=1 for one at a time"
+        )
+        raise ConfigError(msg)
+    if retry is not None and not isinstance(retry, Retry):
+        msg = f"retry={retry!r}: pass conveyor.Retry(...), e.g. retry=conveyor.Retry(attempts=5)"
+        raise ConfigError(msg)
+    if on_event is not None and not callable(on_event):
+        msg = f"on_event={on_event!r}: pass a function that takes one event, or None"
+        raise ConfigError(msg)
+    return _is_async_callable(fn)
+
+
+class Stream(Generic[T, R]):
+    """Outcomes as they settle, in completion order: ``async for outcome in stream``.
+
+    Also an async context manager: leaving the ``async with`` block (or calling `aclose()`)
+    cancels whatever is still running and waits until every in-flight item has settled.
+    """
+
+    __slots__ = ("_agen", "_anext", "_run")
+
+    def __init__(self, run: Run[T, R]) -> None:
+        self._run = run
+        self._agen = run.outcomes()
+        self._anext = self._agen.__anext__
+
+    def __aiter__(self) -> AsyncIterator[Outcome[T, R]]:
+        # `async for` drives the generator itself: no extra Python call per item.
+        return self._agen
+
+    def __anext__(self) -> Awaitable[Outcome[T, R]]:
+        return self._anext()
+
+    async def aclose(self) -> None:
+        """Stop the run: cancel in-flight items (settled as cancelled) and wait for them."""
+        await self._agen.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> Stream[T, R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def summary(self) -> Summary:
+        """The numbers so far (final once the stream is exhausted or closed)."""
+        return self._run.summary()
+
+
+def stream(
+    fn: Fn[T, R],
+    items: Items[T],
+    *,
+    concurrency: int = 10,
+    retry: Retry | None = None,
+    fail_fast: bool = False,
+    on_event: Hook | None = None,
+) -> Stream[T, R]:
+    """Run ``fn(item)`` for each item, at most `concurrency` at once; yield outcomes as they settle.
+
+    Items are pulled lazily from any iterable or async iterable, so an endless or huge one costs
+    only what is in flight. Every item pulled settles exactly once: succeeded, failed (after the
+    `retry` policy's attempts) or cancelled. Must be called with an event loop running.
+
+    Args:
+        fn: an ``async def`` function of one item, or a plain function, which then runs in a
+            thread pool under the same cap.
+        items: the items, any iterable or async iterable.
+        concurrency: the most calls in flight at once (retries included).
+        retry: how failed attempts are retried; default: one attempt, no timeout.
+        fail_fast: stop at the first failure: cancel the rest and raise its error.
+        on_event: called with every `Event` (started, retrying, finished, run finished).
+    """
+    is_async = _check(fn, items, concurrency, retry, on_event)
+    run: Run[T, R] = Run(
+        fn,
+        items,
+        is_async=is_async,
+        concurrency=concurrency,
+        retry=retry or NO_RETRY,
+        fail_fast=fail_fast,
+        on_event=on_event,
+    )
+    return Stream(run)
+
+
+async def _collect(run: Run[T, R], partial: list[Report[T, R]]) -> Report[T, R]:
+    outcomes: list[Outcome[T, R]] = []
+    try:
+        outcomes.extend([outcome async for outcome in Stream(run)])
+    except BaseException:
+        outcomes.extend(run.drain())
+        outcomes.sort(key=_index)
+        partial.append(Report(outcomes, run.summary()))
+        raise
+    outcomes.sort(key=_index)
+    return Report(outcomes, run.summary())
+
+
+def _index(outcome: Outcome[Any, Any]) -> int:
+    return outcome.index
+
+
+async def map(  # noqa: A001 - `conveyor.map` is the name users expect
+    fn: Fn[T, R],
+    items: Items[T],
+    *,
+    concurrency: int = 10,
+    retry: Retry | None = None,
+    fail_fast: bool = False,
+    on_event: Hook | None = None,
+) -> Report[T, R]:
+    """Run ``fn(item)`` for every item and return a `Report`: outcomes in input order + summary.
+
+    Same arguments as `stream`. Every outcome is kept, so memory grows with the number of items;
+    for endless or huge inputs use `stream`. With ``fail_fast=True`` the first failure's error is
+    raised after the rest are cancelled.
+    """
+    return await _map(fn, items, [], concurrency, retry, fail_fast, on_event)
+
+
+async def _map(
+    fn: Fn[T, R],
+    items: Items[T],
+    partial: list[Report[T, R]],
+    concurrency: int,
+    retry: Retry | None,
+    fail_fast: bool,
+    on_event: Hook | None,
+) -> Report[T, R]:
+    is_async = _check(fn, items, concurrency, retry, on_event)
+    run: Run[T, R] = Run(
+        fn,
+        items,
+        is_async=is_async,
+        concurrency=concurrency,
+        retry=retry or NO_RETRY,
+        fail_fast=fail_fast,
+        on_event=on_event,
+    )
+    return await _collect(run, partial)
+
+
+def run_sync(
+    fn: Fn[T, R],
+    items: Items[T],
+    *,
+    concurrency: int = 10,
+    retry: Retry | None = None,
+    fail_fast: bool = False,
+    on_event: Hook | None = None,
+) -> Report[T, R]:
+    """`map` for code without an event loop: runs one, returns the `Report`.
+
+    Plain functions run in threads (at most `concurrency` at once); async ones on the loop.
+    Ctrl-C cancels what is running and raises `conveyor.Interrupted`, whose ``report`` holds
+    every item settled so far, the interrupted ones as cancelled.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        msg = (
+            "run_sync() was called with an event loop running; in async code use"
+            " `await conveyor.map(...)` instead"
+        )
+        raise ConfigError(msg)
+    _check(fn, items, concurrency, retry, on_event)
+    partial: list[Report[T, R]] = []
+    try:
+        return asyncio.run(_map(fn, items, partial, concurrency, retry, fail_fast, on_event))
+    except KeyboardInterrupt as exc:
+        if partial and not isinstance(exc, Interrupted):
+            raise Interrupted(partial[0]) from exc
+        raise

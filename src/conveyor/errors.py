@@ -1,0 +1,113 @@
+"""Conveyor's exceptions: one root, every error carries its context.
+
+The tree::
+
+    ConveyorError                 the root: `except conveyor.ConveyorError` catches all of ours
+    ├── ConfigError               a wrong argument, found at the call (also a ValueError)
+    ├── RetryAfter                raised by *your* function: "retry this item after N seconds"
+    ├── AttemptTimeout            one attempt ran past `Retry(timeout_s=...)` (also a TimeoutError)
+    ├── DeadlineExceeded          an item ran past `Retry(deadline_s=...)` (also a TimeoutError)
+    └── SourceError               the items iterable itself raised while being read
+
+    Interrupted                   Ctrl-C during `run_sync`; carries the partial report.
+                                  A KeyboardInterrupt, not a ConveyorError, so that an
+                                  uncaught one still ends the program the way Ctrl-C should.
+
+A failed item is never raised by default: it is *settled* as a failed `Outcome` holding the
+exception your function raised. Only `fail_fast=True` raises it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine.report import Report
+
+__all__ = [
+    "AttemptTimeout",
+    "ConfigError",
+    "ConveyorError",
+    "DeadlineExceeded",
+    "Interrupted",
+    "RetryAfter",
+    "SourceError",
+]
+
+
+class ConveyorError(Exception):
+    """The root of every exception Conveyor raises."""
+
+
+class ConfigError(ConveyorError, ValueError):
+    """An argument is wrong; the message names it, the value, and the fix.
+
+    It is also a `ValueError`, so code that guards calls with `except ValueError` keeps working.
+    """
+
+
+class RetryAfter(ConveyorError):
+    """Raise this from your function to ask for a retry after `seconds`.
+
+    The delay overrides the retry policy's backoff for that attempt (it is still bounded by the
+    policy's attempts and deadline). HTTP errors that carry a `Retry-After` header are understood
+    the same way without wrapping them.
+
+    >>> raise RetryAfter(2.5, "server is busy")  # doctest: +SKIP
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        if not (isinstance(seconds, int | float) and seconds >= 0):
+            msg = f"RetryAfter(seconds={seconds!r}): seconds must be a number >= 0"
+            raise ConfigError(msg)
+        self.seconds = float(seconds)
+        self.message = message
+        super().__init__(message or f"retry after {self.seconds:g}s")
+
+
+class AttemptTimeout(ConveyorError, TimeoutError):
+    """One attempt took longer than the policy's `timeout_s`; it was cancelled."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(f"attempt timed out after {timeout_s:g}s (Retry(timeout_s={timeout_s:g}))")
+
+
+class DeadlineExceeded(ConveyorError, TimeoutError):
+    """The item used up the policy's `deadline_s` across all its attempts."""
+
+    def __init__(self, deadline_s: float, attempts: int) -> None:
+        self.deadline_s = deadline_s
+        self.attempts = attempts
+        super().__init__(
+            f"item deadline of {deadline_s:g}s exceeded after {attempts} attempt(s)"
+            f" (Retry(deadline_s={deadline_s:g}))"
+        )
+
+
+class SourceError(ConveyorError):
+    """Reading the next item from the items iterable raised; the cause is `__cause__`.
+
+    Items already started were settled and reported before this was raised.
+    """
+
+    def __init__(self, items_read: int) -> None:
+        self.items_read = items_read
+        super().__init__(
+            f"the items iterable raised after {items_read} item(s) were read;"
+            " see the exception above (__cause__). Items already started were settled."
+        )
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `run_sync`; `report` holds every item settled so far.
+
+    Items that were running when the interrupt came are in the report as cancelled.
+    """
+
+    def __init__(self, report: Report[Any, Any]) -> None:
+        self.report = report
+        s = report.summary
+        super().__init__(
+            f"interrupted: {s.succeeded} succeeded, {s.failed} failed, {s.cancelled} cancelled"
+        )

@@ -1,0 +1,196 @@
+"""The retry policy (frozen configuration) and the pure decision it makes after a failure."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import AttemptTimeout, ConfigError, DeadlineExceeded, RetryAfter
+from .backoff import full_jitter_s
+from .retry_after import http_status_of, retry_after_s
+
+__all__ = ["RETRYABLE_STATUSES", "Decision", "RandomSource", "Retry", "decide", "is_transient"]
+
+#: HTTP statuses that say "try again": timeout, too early, too many requests, server errors that
+#: are usually passing. 501 (not implemented) and 505 are permanent and not in the set.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+# Transport errors of the HTTP clients users bring (httpx, aiohttp, openai), recognised by class
+# name so that Conveyor imports none of them.
+_TRANSIENT_CLASS_NAMES = frozenset(
+    {
+        "NetworkError",  # httpx: ConnectError, ReadError, WriteError, CloseError
+        "TimeoutException",  # httpx
+        "RemoteProtocolError",  # httpx: server closed the connection mid-answer
+        "ClientConnectionError",  # aiohttp: refused, reset, server disconnected
+        "ClientPayloadError",  # aiohttp: truncated body
+        "APIConnectionError",  # openai (and APITimeoutError below it)
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether an error is worth retrying by default.
+
+    Yes for `RetryAfter`, timeouts, refused or dropped connections, and HTTP errors whose status
+    is in `RETRYABLE_STATUSES`; no for everything else (a `ValueError` in your code will not get
+    better by trying again). Pass ``Retry(on=Exception)`` to retry every error.
+    """
+    if isinstance(exc, RetryAfter | AttemptTimeout):
+        return True
+    if isinstance(exc, DeadlineExceeded):
+        return False
+    status = http_status_of(exc)
+    if status is not None:
+        return status in RETRYABLE_STATUSES
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    return any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(exc).__mro__)
+
+
+class RandomSource(Protocol):
+    """Where jitter comes from: anything with ``random() -> float`` in ``[0, 1)``."""
+
+    def random(self) -> float:
+        """Return a uniform sample in ``[0, 1)``."""
+        ...
+
+
+RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+def _positive(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0:  # type: ignore[operator]
+        hint = " or None for no limit" if allow_none else ""
+        msg = f"Retry({name}={value!r}): {name} must be a number of seconds > 0{hint}"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Retry:
+    """How an item's failed attempts are retried.
+
+    Args:
+        attempts: total attempts per item, the first one included (1 = no retries).
+        base_delay_s: the first retry's largest delay; each retry doubles it ...
+        max_delay_s: ... up to this cap. The delay is drawn uniformly below that ceiling
+            ("full jitter"), unless the error carries a retry-after hint, which wins.
+        on: which errors are retried: an exception type, a tuple of types, or a predicate.
+            The default, `is_transient`, retries timeouts, dropped connections, `RetryAfter`
+            and HTTP 408/425/429/5xx, and nothing else.
+        timeout_s: the longest one attempt may run; it is then cancelled and fails with
+            `AttemptTimeout` (retryable). ``None``: no limit.
+        deadline_s: the longest an item may take, all attempts and waits included; no retry
+            starts that could not begin before it. ``None``: no limit.
+        rng: where jitter comes from (``random()`` in ``[0, 1)``); inject one to make delays
+            reproducible.
+
+    >>> Retry(attempts=5, timeout_s=10).retryable(TimeoutError())
+    True
+    """
+
+    attempts: int = 3
+    base_delay_s: float = 0.1
+    max_delay_s: float = 10.0
+    on: RetryOn = is_transient
+    timeout_s: float | None = None
+    deadline_s: float | None = None
+    rng: RandomSource = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
+            msg = f"Retry(attempts={self.attempts!r}): attempts must be an int >= 1"
+            raise ConfigError(msg)
+        if self.attempts < 1:
+            msg = (
+                f"Retry(attempts={self.attempts}): attempts counts the first try too,"
+                " so it must be >= 1 (use attempts=1 for no retries)"
+            )
+            raise ConfigError(msg)
+        _positive("base_delay_s", self.base_delay_s)
+        _positive("max_delay_s", self.max_delay_s)
+        if self.max_delay_s < self.base_delay_s:
+            msg = (
+                f"Retry(base_delay_s={self.base_delay_s}, max_delay_s={self.max_delay_s}):"
+                " the cap max_delay_s must be >= base_delay_s"
+            )
+            raise ConfigError(msg)
+        _positive("timeout_s", self.timeout_s, allow_none=True)
+        _positive("deadline_s", self.deadline_s, allow_none=True)
+        on = self.on
+        ok_types = (isinstance(on, type) and issubclass(on, BaseException)) or (
+            isinstance(on, tuple)
+            and bool(on)
+            and all(isinstance(t, type) and issubclass(t, BaseException) for t in on)
+        )
+        if not ok_types and (isinstance(on, type | tuple) or not callable(on)):
+            msg = (
+                f"Retry(on={on!r}): on must be an exception type, a non-empty tuple of them,"
+                " or a function (exception) -> bool"
+            )
+            raise ConfigError(msg)
+        if not callable(getattr(self.rng, "random", None)):
+            msg = f"Retry(rng={self.rng!r}): rng needs a random() method, like random.Random"
+            raise ConfigError(msg)
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Return whether `exc` is one the policy retries (ignoring attempts and deadline)."""
+        on = self.on
+        if isinstance(on, type | tuple):
+            return isinstance(exc, on)
+        return bool(on(exc))
+
+
+#: One attempt, no timeout: what the engine does when no policy is given.
+NO_RETRY = Retry(attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after a failed attempt: retry after `delay_s`, or give up and why."""
+
+    retry: bool
+    delay_s: float
+    reason: str
+
+
+def decide(
+    policy: Retry,
+    *,
+    attempt: int,
+    exc: BaseException,
+    elapsed_s: float,
+    now_wall_s: float,
+    u: float,
+) -> Decision:
+    """Decide whether attempt number `attempt` (1-based), which raised `exc`, is retried.
+
+    `elapsed_s` is the time since the item's first attempt started; `now_wall_s` (Unix time) is
+    only used to read HTTP-date retry-after hints; `u` is a uniform sample in ``[0, 1)`` for the
+    jitter. Pure: the same arguments always give the same decision.
+    """
+    if not policy.retryable(exc):
+        return Decision(retry=False, delay_s=0.0, reason="not retryable")
+    if attempt >= policy.attempts:
+        return Decision(retry=False, delay_s=0.0, reason=f"gave up after {attempt} attempt(s)")
+    hint = retry_after_s(exc, now_wall_s=now_wall_s)
+    if hint is not None:
+        delay, why = hint, f"retry-after {hint:g}s"
+    else:
+        delay = full_jitter_s(attempt, base_s=policy.base_delay_s, cap_s=policy.max_delay_s, u=u)
+        why = f"backoff {delay:.3g}s"
+    if policy.deadline_s is not None and elapsed_s + delay >= policy.deadline_s:
+        return Decision(
+            retry=False,
+            delay_s=0.0,
+            reason=(
+                f"gave up: a retry after {delay:.3g}s would pass deadline_s={policy.deadline_s:g}"
+            ),
+        )
+    return Decision(retry=True, delay_s=delay, reason=why)
