@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..errors import ConfigError, Interrupted
 from ..policy.retry import NO_RETRY, Retry
@@ -122,6 +122,26 @@ class Stream(Generic[T, R]):
         return self._run.summary()
 
 
+@overload
+def stream(
+    fn: Callable[[T], Awaitable[R]],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Stream[T, R]: ...
+@overload
+def stream(
+    fn: Callable[[T], R],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Stream[T, R]: ...
 def stream(
     fn: Fn[T, R],
     items: Items[T],
@@ -176,6 +196,26 @@ def _index(outcome: Outcome[Any, Any]) -> int:
     return outcome.index
 
 
+@overload
+async def map(  # noqa: A001 # type: ignore[overload-overlap]
+    fn: Callable[[T], Awaitable[R]],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Report[T, R]: ...
+@overload
+async def map(  # noqa: A001
+    fn: Callable[[T], R],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Report[T, R]: ...
 async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     fn: Fn[T, R],
     items: Items[T],
@@ -216,6 +256,26 @@ async def _map(
     return await _collect(run, partial)
 
 
+@overload
+def run_sync(
+    fn: Callable[[T], Awaitable[R]],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Report[T, R]: ...
+@overload
+def run_sync(
+    fn: Callable[[T], R],
+    items: Items[T],
+    *,
+    concurrency: int = ...,
+    retry: Retry | None = ...,
+    fail_fast: bool = ...,
+    on_event: Hook | None = ...,
+) -> Report[T, R]: ...
 def run_sync(
     fn: Fn[T, R],
     items: Items[T],

@@ -1,0 +1,48 @@
+"""The public surface: small, explicit, and importable as documented."""
+
+import conveyor
+import conveyor.testing
+
+EXPECTED = {
+    "AttemptTimeout",
+    "ConfigError",
+    "ConveyorError",
+    "DeadlineExceeded",
+    "Event",
+    "Interrupted",
+    "ItemFinished",
+    "ItemRetrying",
+    "ItemStarted",
+    "Outcome",
+    "Report",
+    "Retry",
+    "RetryAfter",
+    "RunFinished",
+    "SourceError",
+    "Stream",
+    "Summary",
+    "is_transient",
+    "map",
+    "run_sync",
+    "stream",
+}
+
+
+def test_all_is_exactly_the_documented_surface():
+    """__all__ names exactly the public API, and each name resolves."""
+    assert set(conveyor.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(conveyor, name) is not None
+
+
+def test_every_error_has_the_one_root():
+    """Every Conveyor error but Interrupted (a KeyboardInterrupt) derives from ConveyorError."""
+    for name in ("ConfigError", "RetryAfter", "AttemptTimeout", "DeadlineExceeded", "SourceError"):
+        assert issubclass(getattr(conveyor, name), conveyor.ConveyorError)
+    assert issubclass(conveyor.Interrupted, KeyboardInterrupt)
+    assert issubclass(conveyor.ConfigError, ValueError)
+
+
+def test_testing_kit_is_public():
+    """conveyor.testing exposes the virtual clock."""
+    assert conveyor.testing.__all__ == ["VirtualClock"]
