@@ -105,9 +105,14 @@ def test_interrupt_in_run_sync_gives_the_partial_report():
 
     with pytest.raises(conveyor.Interrupted) as info:
         conveyor.run_sync(work, range(6), concurrency=6)
-    summary = info.value.report.summary
+    report = info.value.report
+    summary = report.summary
     assert summary.succeeded == 3
-    assert summary.cancelled == 2
+    assert summary.cancelled == 3
+    # The report holds the outcomes themselves, not only the counts; the interrupted item
+    # carries the interrupt.
+    assert [o.state for o in report] == ["succeeded"] * 3 + ["cancelled"] * 3
+    assert isinstance(report.outcomes[3].error, KeyboardInterrupt)
     assert [o.index for o in info.value.report] == sorted(o.index for o in info.value.report)
 
 

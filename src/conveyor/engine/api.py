@@ -182,7 +182,9 @@ def stream(
 async def _collect(run: Run[T, R], partial: list[Report[T, R]]) -> Report[T, R]:
     outcomes: list[Outcome[T, R]] = []
     try:
-        outcomes.extend([outcome async for outcome in Stream(run)])
+        # A loop, not a comprehension: on an interrupt, what was collected must survive.
+        async for outcome in Stream(run):
+            outcomes.append(outcome)  # noqa: PERF401
     except BaseException:
         outcomes.extend(run.drain())
         outcomes.sort(key=_index)

@@ -339,6 +339,24 @@ class Run(Generic[T, R]):
                             self._fatal = exc
                             return
                     continue
+                except BaseException as exc:
+                    # KeyboardInterrupt or SystemExit from the function: the item is settled as
+                    # cancelled (carrying it), and the run stops with it.
+                    self._in_flight -= 1
+                    now = loop_time()
+                    self._settle(
+                        Outcome(
+                            index,
+                            item,
+                            CANCELLED,
+                            None,
+                            exc,
+                            attempt,
+                            now - started,
+                            now - first_start,
+                        )
+                    )
+                    raise
                 # Succeeded: `_settle`, inlined for the common path.
                 now = loop_time()
                 self._in_flight -= 1

@@ -1,0 +1,79 @@
+"""The `conveyor` command. Thin: it parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"{text!r} is not a whole number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 1:
+        msg = f"{value} must be at least 1"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command line, with help that explains each command."""
+    parser = argparse.ArgumentParser(
+        prog="conveyor",
+        description=(
+            "Run many API calls as fast as the APIs allow and never faster;"
+            " settle every item with its outcome."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run the engine against a simulated flaky API, with live progress and a summary",
+        description=(
+            "Run thousands of calls to a simulated API (about 50 ms each, with 503s that carry"
+            " Retry-After, dropped connections and invalid records) through conveyor.map with"
+            " retries; show live progress, then the summary."
+        ),
+    )
+    demo.add_argument("--items", type=_positive_int, default=2_000, help="calls to make (2000)")
+    demo.add_argument(
+        "--concurrency", type=_positive_int, default=100, help="calls in flight at most (100)"
+    )
+    demo.add_argument("--latency-ms", type=float, default=50.0, help="mean latency (50)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults (7)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import DemoOptions, run_demo
+
+        options = DemoOptions(
+            items=args.items,
+            concurrency=args.concurrency,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+        )
+        try:
+            return run_demo(options)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    parser.print_help()
+    return 2
+
+
+def console_main() -> None:
+    """Run the `conveyor` console script."""
+    sys.exit(main())
