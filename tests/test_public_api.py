@@ -5,6 +5,11 @@ import conveyor.testing
 
 EXPECTED = {
     "AttemptTimeout",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "Limiter",
+    "Rate",
+    "Slot",
     "ConfigError",
     "ConveyorError",
     "DeadlineExceeded",
@@ -37,7 +42,8 @@ def test_all_is_exactly_the_documented_surface():
 
 def test_every_error_has_the_one_root():
     """Every Conveyor error but Interrupted (a KeyboardInterrupt) derives from ConveyorError."""
-    for name in ("ConfigError", "RetryAfter", "AttemptTimeout", "DeadlineExceeded", "SourceError"):
+    names = ("ConfigError", "RetryAfter", "AttemptTimeout", "DeadlineExceeded", "SourceError")
+    for name in (*names, "CircuitOpen"):
         assert issubclass(getattr(conveyor, name), conveyor.ConveyorError)
     assert issubclass(conveyor.Interrupted, KeyboardInterrupt)
     assert issubclass(conveyor.ConfigError, ValueError)

@@ -17,17 +17,24 @@ from .engine.report import Outcome as Outcome
 from .engine.report import Report as Report
 from .engine.report import Summary as Summary
 from .errors import AttemptTimeout as AttemptTimeout
+from .errors import CircuitOpen as CircuitOpen
 from .errors import ConfigError as ConfigError
 from .errors import ConveyorError as ConveyorError
 from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import Interrupted as Interrupted
 from .errors import RetryAfter as RetryAfter
 from .errors import SourceError as SourceError
+from .limits.limiter import Limiter as Limiter
+from .limits.limiter import Slot as Slot
+from .policy.breaker import CircuitBreaker as CircuitBreaker
+from .policy.rates import Rate as Rate
 from .policy.retry import Retry as Retry
 from .policy.retry import is_transient as is_transient
 
 __all__ = [
     "AttemptTimeout",
+    "CircuitBreaker",
+    "CircuitOpen",
     "ConfigError",
     "ConveyorError",
     "DeadlineExceeded",
@@ -36,11 +43,14 @@ __all__ = [
     "ItemFinished",
     "ItemRetrying",
     "ItemStarted",
+    "Limiter",
     "Outcome",
+    "Rate",
     "Report",
     "Retry",
     "RetryAfter",
     "RunFinished",
+    "Slot",
     "SourceError",
     "Stream",
     "Summary",

@@ -7,6 +7,7 @@ The tree::
     ├── RetryAfter                raised by *your* function: "retry this item after N seconds"
     ├── AttemptTimeout            one attempt ran past `Retry(timeout_s=...)` (also a TimeoutError)
     ├── DeadlineExceeded          an item ran past `Retry(deadline_s=...)` (also a TimeoutError)
+    ├── CircuitOpen               a limiter's circuit is open; the call was not made (retryable)
     └── SourceError               the items iterable itself raised while being read
 
     Interrupted                   Ctrl-C during `run_sync`; carries the partial report.
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttemptTimeout",
+    "CircuitOpen",
     "ConfigError",
     "ConveyorError",
     "DeadlineExceeded",
@@ -110,4 +112,20 @@ class Interrupted(KeyboardInterrupt):
         s = report.summary
         super().__init__(
             f"interrupted: {s.succeeded} succeeded, {s.failed} failed, {s.cancelled} cancelled"
+        )
+
+
+class CircuitOpen(ConveyorError):
+    """A limiter's circuit is open after repeated failures: the call was not made.
+
+    Retryable: `retry_after` says when the next probe may go, and the retry policy waits that
+    long if it allows another attempt.
+    """
+
+    def __init__(self, limiter: str, retry_after_s: float) -> None:
+        self.limiter = limiter
+        self.retry_after = retry_after_s
+        super().__init__(
+            f"circuit open for limiter {limiter!r} after repeated failures;"
+            f" the next probe may go in {retry_after_s:.3g}s"
         )

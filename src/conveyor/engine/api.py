@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..errors import ConfigError, Interrupted
+from ..limits.limiter import Limiter
 from ..policy.retry import NO_RETRY, Retry
 from .events import Event
 from .report import Outcome, Report, Summary
@@ -80,6 +82,40 @@ def _check(fn: object, items: object, concurrency: object, retry: object, on_eve
     return _is_async_callable(fn)
 
 
+@dataclass(frozen=True, slots=True)
+class _Options(Generic[T]):
+    concurrency: int
+    retry: Retry | None
+    fail_fast: bool
+    on_event: Hook | None
+    limiters: tuple[Limiter, ...]
+    cost: Callable[[T], float] | None
+
+
+def _check_limits(limiters: object, cost: object) -> None:
+    if isinstance(limiters, Limiter):
+        msg = "limiters= takes a list: limiters=[openai], not limiters=openai"
+        raise ConfigError(msg)
+    try:
+        given = list(limiters)  # type: ignore[call-overload]
+    except TypeError:
+        msg = f"limiters={limiters!r}: pass a list of conveyor.Limiter"
+        raise ConfigError(msg) from None
+    for limiter in given:
+        if not isinstance(limiter, Limiter):
+            msg = f"limiters=[..., {limiter!r}, ...]: each must be a conveyor.Limiter"
+            raise ConfigError(msg)
+        if limiter.limits_tokens and cost is None:
+            msg = (
+                f"limiter {limiter.name!r} limits tokens: pass cost=..., a function that"
+                " estimates each item's tokens (e.g. cost=lambda req: estimate_tokens(req))"
+            )
+            raise ConfigError(msg)
+    if cost is not None and not callable(cost):
+        msg = f"cost={cost!r}: pass a function item -> estimated cost (tokens)"
+        raise ConfigError(msg)
+
+
 class Stream(Generic[T, R]):
     """Outcomes as they settle, in completion order: ``async for outcome in stream``.
 
@@ -131,6 +167,8 @@ def stream(
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Stream[T, R]: ...
 @overload
 def stream(
@@ -141,6 +179,8 @@ def stream(
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Stream[T, R]: ...
 def stream(
     fn: Fn[T, R],
@@ -150,6 +190,8 @@ def stream(
     retry: Retry | None = None,
     fail_fast: bool = False,
     on_event: Hook | None = None,
+    limiters: Sequence[Limiter] = (),
+    cost: Callable[[T], float] | None = None,
 ) -> Stream[T, R]:
     """Run ``fn(item)`` for each item, at most `concurrency` at once; yield outcomes as they settle.
 
@@ -165,8 +207,11 @@ def stream(
         retry: how failed attempts are retried; default: one attempt, no timeout.
         fail_fast: stop at the first failure: cancel the rest and raise its error.
         on_event: called with every `Event` (started, retrying, finished, run finished).
+        limiters: `Limiter`s every attempt goes through (retries too), in order.
+        cost: a function item -> estimated tokens, for limiters that limit tokens.
     """
     is_async = _check(fn, items, concurrency, retry, on_event)
+    _check_limits(limiters, cost)
     run: Run[T, R] = Run(
         fn,
         items,
@@ -175,6 +220,8 @@ def stream(
         retry=retry or NO_RETRY,
         fail_fast=fail_fast,
         on_event=on_event,
+        limiters=limiters,
+        cost=cost,
     )
     return Stream(run)
 
@@ -207,6 +254,8 @@ async def map(  # noqa: A001 # type: ignore[overload-overlap]
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Report[T, R]: ...
 @overload
 async def map(  # noqa: A001
@@ -217,6 +266,8 @@ async def map(  # noqa: A001
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Report[T, R]: ...
 async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     fn: Fn[T, R],
@@ -226,6 +277,8 @@ async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     retry: Retry | None = None,
     fail_fast: bool = False,
     on_event: Hook | None = None,
+    limiters: Sequence[Limiter] = (),
+    cost: Callable[[T], float] | None = None,
 ) -> Report[T, R]:
     """Run ``fn(item)`` for every item and return a `Report`: outcomes in input order + summary.
 
@@ -233,27 +286,28 @@ async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     for endless or huge inputs use `stream`. With ``fail_fast=True`` the first failure's error is
     raised after the rest are cancelled.
     """
-    return await _map(fn, items, [], concurrency, retry, fail_fast, on_event)
+    options = _Options(concurrency, retry, fail_fast, on_event, tuple(limiters), cost)
+    return await _map(fn, items, [], options)
 
 
 async def _map(
     fn: Fn[T, R],
     items: Items[T],
     partial: list[Report[T, R]],
-    concurrency: int,
-    retry: Retry | None,
-    fail_fast: bool,
-    on_event: Hook | None,
+    o: _Options[T],
 ) -> Report[T, R]:
-    is_async = _check(fn, items, concurrency, retry, on_event)
+    is_async = _check(fn, items, o.concurrency, o.retry, o.on_event)
+    _check_limits(o.limiters, o.cost)
     run: Run[T, R] = Run(
         fn,
         items,
         is_async=is_async,
-        concurrency=concurrency,
-        retry=retry or NO_RETRY,
-        fail_fast=fail_fast,
-        on_event=on_event,
+        concurrency=o.concurrency,
+        retry=o.retry or NO_RETRY,
+        fail_fast=o.fail_fast,
+        on_event=o.on_event,
+        limiters=o.limiters,
+        cost=o.cost,
     )
     return await _collect(run, partial)
 
@@ -267,6 +321,8 @@ def run_sync(
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Report[T, R]: ...
 @overload
 def run_sync(
@@ -277,6 +333,8 @@ def run_sync(
     retry: Retry | None = ...,
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
+    limiters: Sequence[Limiter] = ...,
+    cost: Callable[[T], float] | None = ...,
 ) -> Report[T, R]: ...
 def run_sync(
     fn: Fn[T, R],
@@ -286,6 +344,8 @@ def run_sync(
     retry: Retry | None = None,
     fail_fast: bool = False,
     on_event: Hook | None = None,
+    limiters: Sequence[Limiter] = (),
+    cost: Callable[[T], float] | None = None,
 ) -> Report[T, R]:
     """`map` for code without an event loop: runs one, returns the `Report`.
 
@@ -304,9 +364,11 @@ def run_sync(
         )
         raise ConfigError(msg)
     _check(fn, items, concurrency, retry, on_event)
+    _check_limits(limiters, cost)
+    options = _Options(concurrency, retry, fail_fast, on_event, tuple(limiters), cost)
     partial: list[Report[T, R]] = []
     try:
-        return asyncio.run(_map(fn, items, partial, concurrency, retry, fail_fast, on_event))
+        return asyncio.run(_map(fn, items, partial, options))
     except KeyboardInterrupt as exc:
         if partial and not isinstance(exc, Interrupted):
             raise Interrupted(partial[0]) from exc

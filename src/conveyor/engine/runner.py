@@ -33,15 +33,25 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import _clock
 from ..errors import AttemptTimeout, DeadlineExceeded, SourceError
+from ..policy.adaptive import AutoTimeout
 from ..policy.retry import Retry, decide
 from .events import Event, ItemFinished, ItemRetrying, ItemStarted, RunFinished
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome, Summary
 from .stats import FOLD_AT, LatencyStats
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from ..limits.limiter import Limiter, Slot
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 __all__ = ["Run"]
+
+
+def _release(slots: list[Slot], error: BaseException | None, latency_s: float | None) -> None:
+    for slot in slots:
+        slot.release(error, latency_s)
+
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,6 +93,8 @@ class Run(Generic[T, R]):
         retry: Retry,
         fail_fast: bool,
         on_event: Callable[[Event], object] | None,
+        limiters: Sequence[Limiter] = (),
+        cost: Callable[[T], float] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         # The loop's clock. The standard loops read time.monotonic; calling it directly saves a
@@ -95,6 +107,10 @@ class Run(Generic[T, R]):
         self._retry = retry
         self._fail_fast = fail_fast
         self._on_event = on_event
+        self._limiters = tuple(limiters)
+        self._cost = cost
+        self._auto_timeout = AutoTimeout() if retry.timeout_s == "auto" else None
+        self._warmup_timers: dict[asyncio.Timeout, float] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._call: Callable[[T], Awaitable[R]]
         if is_async:
@@ -261,6 +277,8 @@ class Run(Generic[T, R]):
         emit = self._emit if self._on_event is not None else None
         record_latency = self._latency.pending.append
         plain = timeout_s is None and deadline_s is None
+        limiters = self._limiters
+        auto_timeout = self._auto_timeout
         try:
             while True:
                 if len(out) >= BUFFER:
@@ -296,6 +314,40 @@ class Run(Generic[T, R]):
                 else:
                     return
 
+                # The limiters first: waiting for them is not part of the call's latency.
+                slots: list[Slot] | None = None
+                if limiters:
+                    if first_start is None:
+                        first_start = loop_time()
+                    try:
+                        slots = await self._acquire(item)
+                    except asyncio.CancelledError:
+                        now = loop_time()
+                        self._settle(
+                            Outcome(
+                                index,
+                                item,
+                                CANCELLED,
+                                None,
+                                None,
+                                attempt - 1,
+                                0.0,
+                                now - first_start,
+                            )
+                        )
+                        raise
+                    except Exception as exc:  # an open circuit, or a cost no window admits
+                        now = loop_time()
+                        failed = self._after_failure(
+                            index, item, attempt, exc, now, first_start, now
+                        )
+                        if failed is not None:
+                            self._settle(failed)
+                            if self._fail_fast and self._fatal is None:
+                                self._fatal = exc
+                                return
+                        continue
+
                 # One attempt.
                 in_flight = self._in_flight + 1
                 self._in_flight = in_flight
@@ -310,9 +362,11 @@ class Run(Generic[T, R]):
                         value = await call(item)
                     else:
                         value = await self._attempt_with_limits(item, started, first_start)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as exc:
                     self._in_flight -= 1
                     now = loop_time()
+                    if slots:
+                        _release(slots, exc, None)
                     self._settle(
                         Outcome(
                             index,
@@ -330,6 +384,8 @@ class Run(Generic[T, R]):
                     now = loop_time()
                     self._in_flight -= 1
                     record_latency(now - started)
+                    if slots:
+                        _release(slots, exc, now - started)
                     failed = self._after_failure(
                         index, item, attempt, exc, started, first_start, now
                     )
@@ -343,6 +399,8 @@ class Run(Generic[T, R]):
                     # KeyboardInterrupt or SystemExit from the function: the item is settled as
                     # cancelled (carrying it), and the run stops with it.
                     self._in_flight -= 1
+                    if slots:
+                        _release(slots, exc, None)
                     now = loop_time()
                     self._settle(
                         Outcome(
@@ -362,6 +420,10 @@ class Run(Generic[T, R]):
                 self._in_flight -= 1
                 took = now - started
                 record_latency(took)
+                if slots:
+                    _release(slots, None, took)
+                if auto_timeout is not None and auto_timeout.observe(took):
+                    self._retime_warmup_attempts()
                 outcome = Outcome(
                     index, item, SUCCEEDED, value, None, attempt, took, now - first_start
                 )
@@ -386,17 +448,48 @@ class Run(Generic[T, R]):
             if not self._active_workers:
                 self._wake_consumer()
 
+    async def _acquire(self, item: T) -> list[Slot]:
+        """Take a slot from every limiter, in order; give back what was taken on failure."""
+        cost = float(self._cost(item)) if self._cost is not None else 1.0
+        slots: list[Slot] = []
+        try:
+            for limiter in self._limiters:
+                slots.append(await limiter.acquire(cost))  # noqa: PERF401 - each await may fail; keep what was taken
+        except BaseException:
+            for slot in slots:
+                slot.settle(0.0)  # nothing was sent
+                slot.release()
+            raise
+        return slots
+
+    def _retime_warmup_attempts(self) -> None:
+        """The automatic timeout just became known (or moved): apply it to attempts under way."""
+        assert self._auto_timeout is not None
+        timeout_s = self._auto_timeout.timeout_s()
+        for timer, started in list(self._warmup_timers.items()):
+            if not timer.expired():
+                timer.reschedule(started + timeout_s)
+
     async def _attempt_with_limits(self, item: T, started: float, first_start: float) -> R:
         """Run one attempt under the policy's per-attempt timeout and the item's deadline."""
         policy = self._retry
-        limit = policy.timeout_s
+        auto = self._auto_timeout
+        limit: float | None
+        warming = False
+        if auto is not None:
+            limit = auto.timeout_s()
+            warming = not auto.warm
+        else:
+            limit = policy.timeout_s  # type: ignore[assignment]
         deadline_bound = False
         if policy.deadline_s is not None:
             remaining = policy.deadline_s - (started - first_start)
             if limit is None or remaining < limit:
                 limit, deadline_bound = remaining, True
         assert limit is not None
-        timer = asyncio.timeout(max(limit, 0.0))
+        timer = asyncio.timeout_at(self._loop.time() + max(limit, 0.0))
+        if warming and not deadline_bound:
+            self._warmup_timers[timer] = self._loop.time()
         try:
             async with timer:
                 return await self._call(item)
@@ -406,6 +499,9 @@ class Run(Generic[T, R]):
             if deadline_bound:
                 raise DeadlineExceeded(policy.deadline_s or 0.0, 0) from None
             raise AttemptTimeout(limit) from None
+        finally:
+            if warming:
+                self._warmup_timers.pop(timer, None)
 
     def _after_failure(
         self,

@@ -1,0 +1,495 @@
+"""`Limiter`: the limits of one API, shared by every task, run and job that calls it.
+
+The arithmetic lives in `conveyor.policy` (exact sliding windows, GCRA pacing, the circuit
+breaker, adaptive concurrency); this module only queues callers and waits.
+
+Callers are served first come, first served: the head of the queue is admitted as soon as every
+constraint allows it, and the ones behind it wait their turn. A large request therefore cannot
+be starved by a stream of small ones, and no caller spins: one "pump" task sleeps exactly until
+the head fits, or until something changes (a slot released, a cost refunded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any, Literal
+
+from .. import _clock
+from ..errors import CircuitOpen, ConfigError
+from ..policy.adaptive import AdaptiveConcurrency
+from ..policy.breaker import CircuitBreaker
+from ..policy.gcra import Gcra
+from ..policy.rates import Rate
+from ..policy.retry import is_transient
+from ..policy.retry_after import http_status_of, retry_after_s
+from ..policy.window import Entry, SlidingWindow
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+__all__ = ["PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
+
+#: Paced mode books each unit this much longer than limit/period: a 2% margin keeps any
+#: window of one period under the limit (GCRA admits up to one extra unit at the edges).
+PACED_MARGIN = 0.02
+#: Exact mode widens the enforcement window by this fraction, to absorb the difference between
+#: our clock and the server's (scheduling and network jitter): 10 ms on a 1-second window.
+WINDOW_MARGIN = 0.01
+
+
+class _Constraint:
+    """One rate, in one mode, for one unit."""
+
+    __slots__ = ("policy", "rate", "unit")
+
+    def __init__(self, rate: Rate, window_s: float | None, burst: float) -> None:
+        self.rate = rate
+        self.unit = rate.unit
+        self.policy: SlidingWindow | Gcra
+        if window_s is not None:
+            effective = window_s * (1.0 + WINDOW_MARGIN)
+            self.policy = SlidingWindow(share=rate.share(window_s), window_s=effective)
+        else:
+            limit = rate.limit * (1.0 - PACED_MARGIN)
+            self.policy = Gcra(limit=limit, period_s=rate.period_s, burst=burst)
+
+    def largest_cost(self) -> float:
+        policy = self.policy
+        return policy.share if isinstance(policy, SlidingWindow) else self.rate.limit
+
+
+class _ServerCap:
+    """What the server said is left of a budget, until its reset."""
+
+    __slots__ = ("remaining", "unit", "until")
+
+    def __init__(self, unit: str, remaining: float, until: float) -> None:
+        self.unit = unit
+        self.remaining = remaining
+        self.until = until
+
+
+class Slot:
+    """The right to make one call, granted by a `Limiter`.
+
+    Use it to tell the limiter what happened: `settle` the real cost when the answer says it,
+    `observe` the answer's rate-limit headers. Leaving ``async with limiter.acquire(...)``
+    releases it (and a 429 / 503 error with a retry-after hint pauses the whole limiter).
+    """
+
+    __slots__ = ("_entries", "_released", "admitted_at", "cost", "limiter", "settled_cost")
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        cost: float,
+        admitted_at: float,
+        entries: list[tuple[_Constraint, Entry | None]],
+    ) -> None:
+        self.limiter = limiter
+        self.cost = cost
+        self.settled_cost = cost
+        self.admitted_at = admitted_at
+        self._entries = entries
+        self._released = False
+
+    def settle(self, cost: float) -> None:
+        """Replace the estimated token cost by the real one, refunding or charging the gap."""
+        if not (isinstance(cost, int | float) and cost >= 0 and math.isfinite(cost)):
+            msg = f"settle(cost={cost!r}): the real cost must be a number >= 0"
+            raise ConfigError(msg)
+        self.limiter._settle(self, float(cost))  # noqa: SLF001 - the slot is the limiter's
+
+    def observe(self, headers: Mapping[str, str] | Any) -> None:
+        """Learn from an answer's rate-limit headers (OpenAI, Anthropic, IETF, X-RateLimit)."""
+        self.limiter.observe_headers(headers, sent_at=self.admitted_at)
+
+    def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
+        """End the call: free its concurrency, and learn from how it ended."""
+        if self._released:
+            return
+        self._released = True
+        self.limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
+
+
+class _Acquire:
+    """``async with limiter.acquire(cost) as slot``, or ``slot = await limiter.acquire(cost)``."""
+
+    __slots__ = ("_cost", "_limiter", "_slot", "_started")
+
+    def __init__(self, limiter: Limiter, cost: float) -> None:
+        self._limiter = limiter
+        self._cost = cost
+        self._slot: Slot | None = None
+        self._started = 0.0
+
+    def __await__(self) -> Any:
+        return self._limiter.admit(self._cost).__await__()
+
+    async def __aenter__(self) -> Slot:
+        self._slot = await self._limiter.admit(self._cost)
+        self._started = _clock.now()
+        return self._slot
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._slot is not None:
+            self._slot.release(exc, _clock.now() - self._started)
+
+
+class Limiter:
+    """The limits of one API, shared by every caller.
+
+    Args:
+        name: names the limiter in errors and summaries (``"openai"``).
+        requests_per_minute, requests_per_second, tokens_per_minute, tokens_per_second:
+            the usual rates; any combination, all enforced together.
+        rates: more rates, for other periods: ``[Rate(10_000, per="day")]``.
+        concurrency: calls in flight at most through this limiter, or ``"auto"`` to find the
+            API's capacity (within `concurrency_bounds`) from latency and push-back.
+        window_s: the window the API enforces its limits over, if known (OpenAI enforces
+            per-minute limits over about a second: ``window_s=1``). Then the limiter is exact
+            for it: no such window ever admits more than its share, ``limit * window_s /
+            period``. Unknown (``None``): admissions are spread evenly over the period.
+        burst: with `window_s` unknown, how many units may go at once before pacing applies.
+        breaker: a `CircuitBreaker` (``None``: the default one; ``False``: none).
+
+    Bad values fail here with `ConfigError`, naming the argument and the fix.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        requests_per_minute: float | None = None,
+        requests_per_second: float | None = None,
+        tokens_per_minute: float | None = None,
+        tokens_per_second: float | None = None,
+        rates: Sequence[Rate] = (),
+        concurrency: int | Literal["auto"] | None = None,
+        concurrency_bounds: tuple[int, int] = (1, 100),
+        window_s: float | None = None,
+        burst: float = 0.0,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
+            raise ConfigError(msg)
+        self.name = name
+        all_rates = _collect_rates(
+            name,
+            rates,
+            requests_per_minute=requests_per_minute,
+            requests_per_second=requests_per_second,
+            tokens_per_minute=tokens_per_minute,
+            tokens_per_second=tokens_per_second,
+        )
+        _check_window(name, window_s, burst, all_rates)
+        self.rates = tuple(all_rates)
+        self.window_s = window_s
+        self._constraints = [_Constraint(r, window_s, burst) for r in all_rates]
+        self._limits_tokens = any(r.unit == "tokens" for r in all_rates)
+        self._adaptive, self._max_in_flight = _concurrency_policy(
+            name, concurrency, concurrency_bounds
+        )
+        self.breaker: CircuitBreaker | None = (
+            None if breaker is False else breaker if breaker is not None else CircuitBreaker()
+        )
+        self._in_flight = 0
+        self._paused_until = -math.inf
+        self._server_caps: dict[str, _ServerCap] = {}
+        self._queue: deque[tuple[float, asyncio.Future[Slot]]] = deque()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        # What the limiter has seen, for summaries and progress.
+        self.admitted = 0
+        self.pushbacks = 0  # 429 / 503 answers seen
+
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{r.limit:g} {r.unit}/{r.per}" for r in self.rates)
+        return f"Limiter({self.name!r}, {rates or 'no rates'}, window_s={self.window_s})"
+
+    # -- acquiring ------------------------------------------------------------------------
+
+    def acquire(self, cost: float = 1.0) -> _Acquire:
+        """Wait for the right to make one call costing `cost` tokens (1 if tokens aren't limited).
+
+        ``async with limiter.acquire(cost=estimate) as slot: ...``. Raises `CircuitOpen` at once
+        if the circuit is open, and `ConfigError` for a cost no window could ever admit.
+        """
+        return _Acquire(self, self._check_cost(cost))
+
+    @property
+    def limits_tokens(self) -> bool:
+        """Whether a token rate is set (callers must then say each call's cost)."""
+        return self._limits_tokens
+
+    @property
+    def concurrency_limit(self) -> int | None:
+        """The concurrency allowed now (adaptive or fixed), or None for no limit."""
+        if self._adaptive is not None:
+            return self._adaptive.limit
+        return self._max_in_flight
+
+    @property
+    def paused_until(self) -> float:
+        """The loop time until which the API asked everyone to wait (-inf: not paused)."""
+        return self._paused_until
+
+    def _check_cost(self, cost: float) -> float:
+        ok = isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost)
+        if not ok or cost < 0:
+            msg = f"{self.name}: cost={cost!r} must be a number >= 0 (estimated tokens)"
+            raise ConfigError(msg)
+        for c in self._constraints:
+            if c.unit == "tokens" and cost > c.largest_cost() + 1e-9:
+                msg = (
+                    f"{self.name}: a call costing {cost:g} tokens can never be admitted: the"
+                    f" limit allows {c.largest_cost():g} tokens per window. Split the request or"
+                    " raise the limit."
+                )
+                raise ConfigError(msg)
+        return float(cost)
+
+    def _wait_s(self, now: float, cost: float) -> float:
+        wait = self._paused_until - now
+        limit = self.concurrency_limit
+        if limit is not None and self._in_flight >= limit:
+            return math.inf  # until a slot is released
+        if self.breaker is not None:
+            wait = max(wait, 0.0)  # the breaker fails fast in `admit`, it does not queue
+        for c in self._constraints:
+            units = cost if c.unit == "tokens" else 1.0
+            wait = max(wait, c.policy.wait_s(now, units))
+        for cap in self._server_caps.values():
+            if now < cap.until:
+                units = cost if cap.unit == "tokens" else 1.0
+                if units > cap.remaining:
+                    wait = max(wait, cap.until - now)
+        return max(wait, 0.0)
+
+    def _commit(self, now: float, cost: float) -> Slot:
+        entries: list[tuple[_Constraint, Entry | None]] = []
+        for c in self._constraints:
+            units = cost if c.unit == "tokens" else 1.0
+            entry = c.policy.admit(now, units)
+            entries.append((c, entry))
+        for unit, cap in list(self._server_caps.items()):
+            if now >= cap.until:
+                del self._server_caps[unit]
+            else:
+                cap.remaining -= cost if unit == "tokens" else 1.0
+        self._in_flight += 1
+        self.admitted += 1
+        if self.breaker is not None:
+            self.breaker.on_start(now)
+        return Slot(self, cost, now, entries)
+
+    async def admit(self, cost: float = 1.0) -> Slot:
+        """Wait until a call costing `cost` may start; return its `Slot` (release it after)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.breaker is not None:
+            wait = self.breaker.wait_s(now)
+            if wait > 0:
+                raise CircuitOpen(self.name, wait)
+        if not self._queue and self._wait_s(now, cost) <= 0:
+            return self._commit(now, cost)
+        future: asyncio.Future[Slot] = loop.create_future()
+        self._queue.append((cost, future))
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = loop.create_task(self._pump(), name=f"conveyor-limiter-{self.name}")
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Granted just as we were cancelled: nothing was sent, give it all back.
+                slot = future.result()
+                self._settle(slot, 0.0)
+                slot.release()
+            raise
+
+    async def _pump(self) -> None:
+        """Admit the head of the queue whenever it fits; sleep exactly until it might."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while queue:
+            cost, future = queue[0]
+            if future.done():  # its caller gave up
+                queue.popleft()
+                continue
+            now = loop.time()
+            wait = self._wait_s(now, cost)
+            if wait <= 0:
+                queue.popleft()
+                future.set_result(self._commit(now, cost))
+                continue
+            wakeup = self._wakeup = loop.create_future()
+            timer = loop.call_at(now + wait, _wake, wakeup) if math.isfinite(wait) else None
+            try:
+                await wakeup
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._wakeup = None
+
+    def _poke(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            _wake(wakeup)
+
+    # -- learning -------------------------------------------------------------------------
+
+    def _settle(self, slot: Slot, cost: float) -> None:
+        delta = cost - slot.settled_cost
+        if not delta:
+            return
+        slot.settled_cost = cost
+        for c, entry in slot._entries:  # noqa: SLF001
+            if c.unit != "tokens":
+                continue
+            if isinstance(c.policy, SlidingWindow) and entry is not None:
+                c.policy.settle(entry, cost)
+            elif isinstance(c.policy, Gcra):
+                c.policy.settle(delta)
+        if delta < 0:
+            self._poke()
+
+    def _release(self, slot: Slot, error: BaseException | None, latency_s: float | None) -> None:
+        self._in_flight -= 1
+        now = _clock.now()
+        if error is None:
+            if self.breaker is not None:
+                self.breaker.on_success(now)
+            if self._adaptive is not None and latency_s is not None:
+                self._adaptive.on_success(latency_s, self._in_flight + 1)
+        elif not isinstance(error, asyncio.CancelledError | CircuitOpen):
+            self.learn_from_error(error, sent_at=slot.admitted_at)
+        self._poke()
+
+    def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
+        """Learn from a failed call: pause on 429/503 + retry-after, count toward the breaker."""
+        now = _clock.now()
+        status = http_status_of(error)
+        pushback = status in (429, 503)
+        overloaded = pushback or isinstance(error, TimeoutError)
+        if overloaded and self._adaptive is not None:
+            self._adaptive.on_overload()
+        if pushback:
+            self.pushbacks += 1
+            hint = retry_after_s(error, now_wall_s=_clock.wall())
+            if hint is not None:
+                self.pause_for(hint)
+        elif self.breaker is not None and is_transient(error):
+            self.breaker.on_failure(now)
+        headers = getattr(error, "headers", None) or getattr(
+            getattr(error, "response", None), "headers", None
+        )
+        if headers is not None:
+            self.observe_headers(headers, sent_at=sent_at)
+
+    def pause_for(self, seconds: float) -> None:
+        """Stop admitting anyone for `seconds` (the API said "retry after")."""
+        if seconds > 0:
+            self._paused_until = max(self._paused_until, _clock.now() + seconds)
+
+    def observe_headers(self, headers: Any, *, sent_at: float | None = None) -> None:
+        """Lower the local budget to what the server says is left (never raise it).
+
+        The server counted everything sent before it answered; calls admitted here after
+        `sent_at` may not be in its figure yet, so they are taken off what it says is left.
+        """
+        from ..policy.ratelimit_headers import parse_rate_limit_headers  # noqa: PLC0415
+
+        info = parse_rate_limit_headers(headers, now_wall_s=_clock.wall())
+        now = _clock.now()
+        for unit, budget in (("requests", info.requests), ("tokens", info.tokens)):
+            if budget is None or budget.remaining is None or not budget.reset_s:
+                continue
+            since = sent_at if sent_at is not None else now
+            unseen = self._admitted_since(unit, since)
+            remaining = max(budget.remaining - unseen, 0.0)
+            until = now + budget.reset_s
+            current = self._server_caps.get(unit)
+            if current is None or current.until <= now or remaining < current.remaining:
+                self._server_caps[unit] = _ServerCap(unit, remaining, until)
+
+    def _admitted_since(self, unit: str, since: float) -> float:
+        for c in self._constraints:
+            if c.unit == unit and isinstance(c.policy, SlidingWindow):
+                return c.policy.cost_since(since)
+        return 0.0
+
+
+def _collect_rates(
+    name: str,
+    rates: Sequence[Rate],
+    **shortcuts: float | None,
+) -> list[Rate]:
+    all_rates = list(rates)
+    if any(not isinstance(r, Rate) for r in all_rates):
+        msg = f"Limiter({name!r}, rates=...): each rate must be a conveyor.Rate"
+        raise ConfigError(msg)
+    for arg, value in shortcuts.items():
+        if value is None:
+            continue
+        unit, _, per = arg.partition("_per_")
+        try:
+            all_rates.append(Rate(value, per=per, unit=unit))  # type: ignore[arg-type]
+        except ConfigError:
+            msg = f"Limiter({name!r}, {arg}={value!r}): {arg} must be a number > 0"
+            raise ConfigError(msg) from None
+    return all_rates
+
+
+def _check_window(name: str, window_s: float | None, burst: float, rates: list[Rate]) -> None:
+    if window_s is not None and not (
+        isinstance(window_s, int | float) and math.isfinite(window_s) and window_s > 0
+    ):
+        msg = f"Limiter({name!r}, window_s={window_s!r}): the window is seconds > 0, or None"
+        raise ConfigError(msg)
+    if not (isinstance(burst, int | float) and burst >= 0):
+        msg = f"Limiter({name!r}, burst={burst!r}): burst must be a number >= 0"
+        raise ConfigError(msg)
+    for rate in rates:
+        if window_s is not None and window_s > rate.period_s:
+            msg = (
+                f"Limiter({name!r}, window_s={window_s}): the enforcement window is longer"
+                f" than the rate's period ({rate.period_s:g}s); it must be <= the period"
+            )
+            raise ConfigError(msg)
+
+
+def _concurrency_policy(
+    name: str, concurrency: object, bounds: tuple[int, int]
+) -> tuple[AdaptiveConcurrency | None, int | None]:
+    if concurrency is None:
+        return None, None
+    if concurrency == "auto":
+        try:
+            return AdaptiveConcurrency(min_limit=bounds[0], max_limit=bounds[1]), None
+        except (ConfigError, TypeError, IndexError):
+            msg = (
+                f"Limiter({name!r}, concurrency_bounds={bounds!r}):"
+                " give (min, max) with 1 <= min <= max"
+            )
+            raise ConfigError(msg) from None
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        msg = (
+            f"Limiter({name!r}, concurrency={concurrency!r}): an int >= 1,"
+            " 'auto', or None for no limit"
+        )
+        raise ConfigError(msg)
+    return None, concurrency
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

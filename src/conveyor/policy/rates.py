@@ -1,0 +1,94 @@
+"""Rate specifications: "500 requests per minute", "2,000 tokens per 10 seconds".
+
+Pure configuration, validated at construction with messages that name the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+__all__ = ["PERIODS_S", "Rate", "Unit", "period_s"]
+
+Unit = Literal["requests", "tokens"]
+
+#: The period names a `Rate` understands, in seconds.
+PERIODS_S: dict[str, float] = {
+    "second": 1.0,
+    "minute": 60.0,
+    "hour": 3600.0,
+    "day": 86400.0,
+}
+
+
+def period_s(per: str | float) -> float:
+    """Return a period in seconds from a name (``"minute"``) or a number of seconds.
+
+    >>> period_s("minute"), period_s(10)
+    (60.0, 10.0)
+    """
+    if isinstance(per, str):
+        key = per.strip().lower().removesuffix("s") if per.strip().lower() != "s" else "second"
+        aliases = {"sec": "second", "min": "minute", "h": "hour", "hr": "hour", "d": "day"}
+        key = aliases.get(key, key)
+        if key not in PERIODS_S:
+            names = ", ".join(PERIODS_S)
+            msg = f"per={per!r}: unknown period; use one of {names}, or a number of seconds"
+            raise ConfigError(msg)
+        return PERIODS_S[key]
+    if isinstance(per, bool) or not isinstance(per, int | float) or not math.isfinite(per):
+        msg = f"per={per!r}: a period is a name ('minute') or a number of seconds > 0"
+        raise ConfigError(msg)
+    if per <= 0:
+        msg = f"per={per!r}: the period must be > 0 seconds"
+        raise ConfigError(msg)
+    return float(per)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` units per period.
+
+    ``Rate(500, per="minute")``; ``Rate(2_000, per=10, unit="tokens")``.
+
+    Args:
+        limit: the budget per period (> 0).
+        per: the period: ``"second"``, ``"minute"``, ``"hour"``, ``"day"`` or seconds.
+        unit: ``"requests"`` (each acquisition costs 1) or ``"tokens"`` (each costs its `cost`).
+    """
+
+    limit: float
+    per: str | float = "minute"
+    unit: Unit = "requests"
+
+    def __post_init__(self) -> None:
+        limit = self.limit
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float)
+            or not math.isfinite(limit)
+        ):
+            msg = f"Rate(limit={limit!r}): the limit must be a number > 0"
+            raise ConfigError(msg)
+        if limit <= 0:
+            msg = (
+                f"Rate(limit={limit!r}): the limit must be > 0; to stop calls entirely,"
+                " do not make them"
+            )
+            raise ConfigError(msg)
+        period_s(self.per)  # validates
+        if self.unit not in ("requests", "tokens"):
+            msg = f"Rate(unit={self.unit!r}): the unit is 'requests' or 'tokens'"
+            raise ConfigError(msg)
+
+    @property
+    def period_s(self) -> float:
+        """The period in seconds."""
+        return period_s(self.per)
+
+    def share(self, window_s: float) -> float:
+        """The part of the limit that fits in a window of `window_s` seconds."""
+        return self.limit * window_s / self.period_s

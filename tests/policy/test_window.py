@@ -1,0 +1,123 @@
+"""Exact sliding-window admission and GCRA pacing, proven over arbitrary arrivals and costs."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conveyor.policy.gcra import Gcra
+from conveyor.policy.window import SlidingWindow
+
+arrivals = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=2.0),  # gap since the previous arrival, seconds
+        st.floats(min_value=0.01, max_value=1.0),  # cost, as a fraction of the share
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def _simulate(window: SlidingWindow, requests: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Admit requests first come, first served; return (admission time, cost) pairs."""
+    admitted: list[tuple[float, float]] = []
+    arrival = 0.0
+    ready = 0.0
+    for gap, fraction in requests:
+        arrival += gap
+        cost = fraction * window.share
+        now = max(arrival, ready)
+        now += window.wait_s(now, cost)
+        assert window.wait_s(now, cost) == 0.0
+        window.admit(now, cost)
+        admitted.append((now, cost))
+        ready = now
+    return admitted
+
+
+@settings(max_examples=300)
+@given(
+    requests=arrivals,
+    share=st.floats(min_value=1.0, max_value=1000.0),
+    window_s=st.floats(min_value=0.1, max_value=60.0),
+)
+def test_no_window_ever_admits_more_than_its_share(requests, share, window_s):
+    """For any arrivals and costs, every window of window_s holds at most the share."""
+    admitted = _simulate(SlidingWindow(share=share, window_s=window_s), requests)
+    for end, _ in admitted:
+        inside = math.fsum(c for t, c in admitted if end - window_s < t <= end)
+        assert inside <= share * (1 + 1e-9)
+
+
+@settings(max_examples=300)
+@given(
+    requests=arrivals,
+    share=st.floats(min_value=1.0, max_value=1000.0),
+    window_s=st.floats(min_value=0.1, max_value=60.0),
+)
+def test_every_wait_is_the_shortest_possible(requests, share, window_s):
+    """No admission could have come any earlier: a moment before, the window was too full."""
+    admitted = _simulate(SlidingWindow(share=share, window_s=window_s), requests)
+    arrival = 0.0
+    ready = 0.0
+    for i, ((gap, _), (when, cost)) in enumerate(zip(requests, admitted, strict=True)):
+        arrival += gap
+        earliest = max(arrival, ready)
+        if when > earliest + 1e-9:
+            just_before = when - min(1e-6, (when - earliest) / 2)
+            before = [(t, c) for t, c in admitted[:i] if just_before - window_s < t]
+            assert math.fsum(c for _, c in before) + cost > share
+        ready = when
+
+
+def test_a_full_window_waits_until_the_oldest_leaves():
+    """Ten per second, eleven at t=0: the eleventh starts when the first leaves, at t=1."""
+    window = SlidingWindow(share=10, window_s=1.0)
+    for _ in range(10):
+        window.admit(0.0, 1)
+    assert window.wait_s(0.0, 1) == pytest.approx(1.0)
+    assert window.wait_s(1.0, 1) == 0.0
+
+
+def test_settling_refunds_and_charges():
+    """Replacing an estimate by the real cost frees or takes budget at once."""
+    window = SlidingWindow(share=100, window_s=1.0)
+    entry = window.admit(0.0, 80)
+    assert window.wait_s(0.0, 50) == pytest.approx(1.0)
+    window.settle(entry, 30)
+    assert window.wait_s(0.0, 50) == 0.0
+    window.settle(entry, 90)
+    assert window.used(0.5) == 90
+
+
+def test_a_cost_above_the_share_never_fits():
+    """A request larger than the whole share waits forever (callers refuse it up front)."""
+    assert SlidingWindow(share=10, window_s=1.0).wait_s(0.0, 11) == math.inf
+
+
+@given(costs=st.lists(st.floats(min_value=0.1, max_value=5.0), min_size=1, max_size=50))
+def test_gcra_spaces_admissions_by_their_cost(costs):
+    """Paced: each admission waits for the previous one's cost times the interval."""
+    gcra = Gcra(limit=10, period_s=1.0)
+    now = 0.0
+    previous_cost = None
+    for cost in costs:
+        wait = gcra.wait_s(now, cost)
+        if previous_cost is not None:
+            assert wait == pytest.approx(previous_cost * 0.1)
+        now += wait
+        gcra.admit(now, cost)
+        previous_cost = cost
+
+
+def test_gcra_burst_lets_that_many_go_at_once():
+    """burst=3: three requests at t=0, the fourth paced."""
+    gcra = Gcra(limit=10, period_s=1.0, burst=3)
+    waits = []
+    for _ in range(5):
+        waits.append(gcra.wait_s(0.0, 1))
+        if waits[-1] == 0:
+            gcra.admit(0.0, 1)
+    assert waits[:4] == [0.0, 0.0, 0.0, 0.0]
+    assert waits[4] == pytest.approx(0.1)
