@@ -30,35 +30,65 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-__all__ = ["PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
+__all__ = ["BURST_SPREAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
 
 #: Paced mode books each unit this much longer than limit/period: a 2% margin keeps any
 #: window of one period under the limit (GCRA admits up to one extra unit at the edges).
 PACED_MARGIN = 0.02
+#: How many callers behind the head may pass it when they fit and it does not (exact mode).
+LOOKAHEAD = 32
+#: Exact mode spreads each window's share over this fraction of the window (see _Constraint).
+BURST_SPREAD = 0.05
 #: Exact mode widens the enforcement window by this fraction, to absorb the difference between
 #: our clock and the server's (scheduling and network jitter): 10 ms on a 1-second window.
 WINDOW_MARGIN = 0.01
 
 
 class _Constraint:
-    """One rate, in one mode, for one unit."""
+    """One rate, in one mode, for one unit.
 
-    __slots__ = ("policy", "rate", "unit")
+    Exact mode pairs the sliding window (the guarantee) with a fast pacer that spreads each
+    window's share over `BURST_SPREAD` of the window instead of sending it all in the same
+    instant. A share sent at once reaches the server as a queue, stamped over tens of
+    milliseconds; the next window's share, sent exactly one window later, would then meet the
+    tail of the last one. Spread out, request *i* of each window leaves one window after
+    request *i* of the previous one, so the margin only has to cover network jitter, and the
+    run still ends as early as the limits allow (the spread costs `BURST_SPREAD` of one
+    window, once).
+    """
+
+    __slots__ = ("pacer", "rate", "unit", "window")
 
     def __init__(self, rate: Rate, window_s: float | None, burst: float) -> None:
         self.rate = rate
         self.unit = rate.unit
-        self.policy: SlidingWindow | Gcra
+        self.window: SlidingWindow | None = None
         if window_s is not None:
+            share = rate.share(window_s)
             effective = window_s * (1.0 + WINDOW_MARGIN)
-            self.policy = SlidingWindow(share=rate.share(window_s), window_s=effective)
+            self.window = SlidingWindow(share=share, window_s=effective)
+            self.pacer = Gcra(limit=share, period_s=window_s * BURST_SPREAD)
         else:
             limit = rate.limit * (1.0 - PACED_MARGIN)
-            self.policy = Gcra(limit=limit, period_s=rate.period_s, burst=burst)
+            self.pacer = Gcra(limit=limit, period_s=rate.period_s, burst=burst)
 
     def largest_cost(self) -> float:
-        policy = self.policy
-        return policy.share if isinstance(policy, SlidingWindow) else self.rate.limit
+        return self.window.share if self.window is not None else self.rate.limit
+
+    def wait_s(self, now: float, units: float) -> float:
+        wait = self.pacer.wait_s(now, units)
+        if self.window is not None:
+            wait = max(wait, self.window.wait_s(now, units))
+        return wait
+
+    def admit(self, now: float, units: float) -> Entry | None:
+        self.pacer.admit(now, units)
+        return self.window.admit(now, units) if self.window is not None else None
+
+    def settle(self, entry: Entry | None, cost: float, delta: float) -> None:
+        if self.window is not None and entry is not None:
+            self.window.settle(entry, cost)
+        self.pacer.settle(delta)
 
 
 class _ServerCap:
@@ -205,7 +235,7 @@ class Limiter:
         self._in_flight = 0
         self._paused_until = -math.inf
         self._server_caps: dict[str, _ServerCap] = {}
-        self._queue: deque[tuple[float, asyncio.Future[Slot]]] = deque()
+        self._queue: deque[tuple[float, asyncio.Future[Slot], float]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         # What the limiter has seen, for summaries and progress.
@@ -267,7 +297,7 @@ class Limiter:
             wait = max(wait, 0.0)  # the breaker fails fast in `admit`, it does not queue
         for c in self._constraints:
             units = cost if c.unit == "tokens" else 1.0
-            wait = max(wait, c.policy.wait_s(now, units))
+            wait = max(wait, c.wait_s(now, units))
         for cap in self._server_caps.values():
             if now < cap.until:
                 units = cost if cap.unit == "tokens" else 1.0
@@ -279,7 +309,7 @@ class Limiter:
         entries: list[tuple[_Constraint, Entry | None]] = []
         for c in self._constraints:
             units = cost if c.unit == "tokens" else 1.0
-            entry = c.policy.admit(now, units)
+            entry = c.admit(now, units)
             entries.append((c, entry))
         for unit, cap in list(self._server_caps.items()):
             if now >= cap.until:
@@ -303,7 +333,7 @@ class Limiter:
         if not self._queue and self._wait_s(now, cost) <= 0:
             return self._commit(now, cost)
         future: asyncio.Future[Slot] = loop.create_future()
-        self._queue.append((cost, future))
+        self._queue.append((cost, future, now))
         if self._pump_task is None or self._pump_task.done():
             self._pump_task = loop.create_task(self._pump(), name=f"conveyor-limiter-{self.name}")
         try:
@@ -321,7 +351,7 @@ class Limiter:
         loop = asyncio.get_running_loop()
         queue = self._queue
         while queue:
-            cost, future = queue[0]
+            cost, future, queued_at = queue[0]
             if future.done():  # its caller gave up
                 queue.popleft()
                 continue
@@ -331,6 +361,10 @@ class Limiter:
                 queue.popleft()
                 future.set_result(self._commit(now, cost))
                 continue
+            if self.window_s is not None and now - queued_at < self.window_s:
+                wait = min(wait, self._backfill(now))
+                if wait <= 0:
+                    continue
             wakeup = self._wakeup = loop.create_future()
             timer = loop.call_at(now + wait, _wake, wakeup) if math.isfinite(wait) else None
             try:
@@ -339,6 +373,28 @@ class Limiter:
                 if timer is not None:
                     timer.cancel()
                 self._wakeup = None
+
+    def _backfill(self, now: float) -> float:
+        """Let a cheaper caller behind the head go if it fits now; else say when one might.
+
+        When requests and tokens both bind, strict first-come-first-served wastes budget: a
+        large call waiting for tokens holds back small ones that the requests budget still has
+        room for. So the first `LOOKAHEAD` callers may pass the head while it has waited less
+        than one window. Each one that passes uses little of what the head waits for, and
+        after a window the head goes first again: no caller waits forever.
+        """
+        best = math.inf
+        for position in range(1, min(len(self._queue), LOOKAHEAD + 1)):
+            cost, future, _ = self._queue[position]
+            if future.done():
+                continue
+            wait = self._wait_s(now, cost)
+            if wait <= 0:
+                del self._queue[position]
+                future.set_result(self._commit(now, cost))
+                return 0.0
+            best = min(best, wait)
+        return best
 
     def _poke(self) -> None:
         wakeup = self._wakeup
@@ -355,10 +411,7 @@ class Limiter:
         for c, entry in slot._entries:  # noqa: SLF001
             if c.unit != "tokens":
                 continue
-            if isinstance(c.policy, SlidingWindow) and entry is not None:
-                c.policy.settle(entry, cost)
-            elif isinstance(c.policy, Gcra):
-                c.policy.settle(delta)
+            c.settle(entry, cost, delta)
         if delta < 0:
             self._poke()
 
@@ -423,8 +476,8 @@ class Limiter:
 
     def _admitted_since(self, unit: str, since: float) -> float:
         for c in self._constraints:
-            if c.unit == unit and isinstance(c.policy, SlidingWindow):
-                return c.policy.cost_since(since)
+            if c.unit == unit and c.window is not None:
+                return c.window.cost_since(since)
         return 0.0
 
 
