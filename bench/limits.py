@@ -15,8 +15,9 @@ the work needs at least ``k = ceil(max(N / requests_share, tokens / tokens_share
 worth of admissions. Packed perfectly (every window's share sent the moment it opens), the last
 request starts ``k - 1`` windows after the first and ends one latency later.
 
-Every contender uses the same aiohttp client, the same concurrency (50), and retries 429s after their Retry-After and 5xx with backoff. The mock API runs in a
-process of its own; its counters say how many 429s each contender drew.
+Every contender uses the same aiohttp client, the same concurrency (50), and retries 429s
+after their Retry-After and 5xx with backoff. The mock API runs in a process of its own; its
+counters say how many 429s each contender drew.
 """
 
 from __future__ import annotations
