@@ -11,8 +11,8 @@ The tree::
     └── SourceError               the items iterable itself raised while being read
 
     Interrupted                   Ctrl-C during `run_sync`; carries the partial report.
-                                  A KeyboardInterrupt, not a ConveyorError, so that an
-                                  uncaught one still ends the program the way Ctrl-C should.
+                                  A KeyboardInterrupt, not a ConveyorError, so that code
+                                  catching Exception does not swallow a Ctrl-C.
 
 A failed item is never raised by default: it is *settled* as a failed `Outcome` holding the
 exception your function raised. Only `fail_fast=True` raises it.
@@ -20,6 +20,7 @@ exception your function raised. Only `fail_fast=True` raises it.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ class RetryAfter(ConveyorError):
     """
 
     def __init__(self, seconds: float, message: str = "") -> None:
-        if not (isinstance(seconds, int | float) and seconds >= 0):
-            msg = f"RetryAfter(seconds={seconds!r}): seconds must be a number >= 0"
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
+            msg = f"RetryAfter(seconds={seconds!r}): seconds must be a finite number >= 0"
             raise ConfigError(msg)
         self.seconds = float(seconds)
         self.message = message
@@ -70,9 +71,15 @@ class RetryAfter(ConveyorError):
 class AttemptTimeout(ConveyorError, TimeoutError):
     """One attempt took longer than the policy's `timeout_s`; it was cancelled."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, *, automatic: bool = False) -> None:
         self.timeout_s = timeout_s
-        super().__init__(f"attempt timed out after {timeout_s:g}s (Retry(timeout_s={timeout_s:g}))")
+        self.automatic = automatic
+        how = (
+            "the automatic timeout, Retry(timeout_s='auto'): 4 x p95 of recent successes"
+            if automatic
+            else f"Retry(timeout_s={timeout_s:g})"
+        )
+        super().__init__(f"attempt timed out after {timeout_s:.3g}s ({how})")
 
 
 class DeadlineExceeded(ConveyorError, TimeoutError):
@@ -90,11 +97,14 @@ class DeadlineExceeded(ConveyorError, TimeoutError):
 class SourceError(ConveyorError):
     """Reading the next item from the items iterable raised; the cause is `__cause__`.
 
-    Items already started were settled and reported before this was raised.
+    Items already started were settled and reported before this was raised; `map` and
+    `run_sync` attach their report as `report`.
     """
 
     def __init__(self, items_read: int) -> None:
         self.items_read = items_read
+        #: From `map` and `run_sync`: the report of every item settled before the source failed.
+        self.report: Report[Any, Any] | None = None
         super().__init__(
             f"the items iterable raised after {items_read} item(s) were read;"
             " see the exception above (__cause__). Items already started were settled."

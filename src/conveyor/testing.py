@@ -13,14 +13,16 @@ this holds for everything that waits through the loop: `asyncio.sleep`, `asyncio
 >>> clock.run(main())
 30.0
 
-Work done outside the loop (a thread, a subprocess, a real socket) takes real time while virtual
-time stands still unless a timer is due, so keep virtual-time tests to code that waits through
-the loop.
+Calls run in threads through the loop (``run_in_executor``, Conveyor's plain functions) take no
+virtual time: the clock stands still until they return. Other work outside the loop (a
+subprocess, a real socket) takes real time while virtual time may jump past it, so keep
+virtual-time tests to code that waits through the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +48,7 @@ class VirtualClock:
         self._start_s = start_s
         self._now = start_s
         self._wall_start_s = time.time() if wall_start_s is None else wall_start_s
+        self._outside = 0
 
     @property
     def now(self) -> float:
@@ -62,6 +65,23 @@ class VirtualClock:
             msg = f"advance(seconds={seconds}): time only moves forward"
             raise ValueError(msg)
         self._now += seconds
+
+    def jump(self, seconds: float) -> None:
+        """Advance to a timer `seconds` away.
+
+        asyncio runs a timer once ``when < now + resolution`` (1 ns). Past about 2**24 s that
+        nanosecond is below a float's precision, and landing exactly on `when` would never run
+        the timer; there the clock lands one ulp past it instead. Below, times stay exact.
+        """
+        now = self._now + seconds
+        if now + 1e-9 == now:
+            now = math.nextafter(now, math.inf)
+        self._now = now
+
+    @property
+    def outside_work(self) -> int:
+        """How many calls are running in threads for the loop (time stands still meanwhile)."""
+        return self._outside
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """Return a new event loop driven by this clock."""
@@ -84,9 +104,13 @@ class _JumpingSelector(selectors.DefaultSelector):
         if timeout is None:
             # No timer pending: only real I/O (a thread finishing, a signal) can wake the loop.
             return super().select(None)
+        if self._clock.outside_work and timeout > 0:
+            # A thread is working for the loop: virtual time stands still until it is done
+            # (its completion wakes the loop), so a timer cannot fire "during" it.
+            return super().select(None)
         ready = super().select(0)
         if not ready and timeout > 0:
-            self._clock.advance(timeout)
+            self._clock.jump(timeout)
         return ready
 
 
@@ -99,6 +123,20 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual_clock.now
+
+    def run_in_executor(  # type: ignore[override]  # same call, simpler typing
+        self, executor: Any, func: Any, *args: Any
+    ) -> asyncio.Future[Any]:
+        """Run `func` in a thread; virtual time stands still until it returns."""
+        clock = self._virtual_clock
+        clock._outside += 1  # noqa: SLF001 - the loop and its clock are one unit
+
+        def done(_: asyncio.Future[Any]) -> None:
+            clock._outside -= 1  # noqa: SLF001
+
+        future = super().run_in_executor(executor, func, *args)
+        future.add_done_callback(done)
+        return future
 
     def wall_time(self) -> float:
         """Return the virtual Unix time (read by `conveyor._clock.wall`)."""

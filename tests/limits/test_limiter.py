@@ -1,7 +1,9 @@
 """The shared limiter on virtual time: exact windows, pacing, costs, pauses, breaker, engine."""
 
 import asyncio
+import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,7 +30,7 @@ def _max_in_window(times: list[float], window_s: float) -> int:
     return max(sum(1 for t in times if end - window_s < t <= end) for end in times)
 
 
-async def _admit_all(limiter: Limiter, costs: list[float]) -> list[float]:
+async def _admit_all(limiter: Limiter, costs: Sequence[float]) -> list[float]:
     """Acquire one slot per cost, all at once; return each admission time, in order."""
     loop = asyncio.get_running_loop()
     times: list[float] = [0.0] * len(costs)
@@ -62,18 +64,49 @@ def test_requests_and_tokens_bind_together(clock: VirtualClock):
         assert sum(c for _, c in inside) <= 1000
 
 
-def test_first_come_first_served(clock: VirtualClock):
-    """A large request is not overtaken by small ones that arrive after it."""
+def test_small_requests_pass_a_waiting_large_one_without_delaying_it(clock: VirtualClock):
+    """Backfill: while 90 tokens wait, two calls of 5 that fit go first, not delaying the 90."""
     limiter = Limiter("llm", tokens_per_second=100, window_s=1.0)
     times = clock.run(_admit_all(limiter, [60, 90, 5, 5]))
-    assert times == sorted(times)
+    # The fives go at the pacer's steps (60 then 5 tokens' worth of the 5% spread) ...
+    assert times[2] == pytest.approx(60 * BURST_SPREAD / 100)
+    assert times[3] == pytest.approx(65 * BURST_SPREAD / 100)
+    # ... and the 90 the moment the 60 leave the window.
+    assert times[1] == pytest.approx(1 + WINDOW_MARGIN)
+
+
+def test_a_head_that_waited_a_window_goes_first(clock: VirtualClock):
+    """No caller waits forever: after a window at the head, nobody passes it any more."""
+    limiter = Limiter("llm", tokens_per_second=100, window_s=1.0)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        big_admitted: list[float] = []
+
+        async def big() -> None:
+            async with limiter.acquire(100):
+                big_admitted.append(loop.time())
+
+        async def small_stream() -> None:
+            for _ in range(400):
+                async with limiter.acquire(10):
+                    pass
+                await asyncio.sleep(0.005)
+
+        async with limiter.acquire(50):
+            pass
+        await asyncio.gather(big(), small_stream())
+        return big_admitted
+
+    (admitted,) = clock.run(main())
+    assert admitted < 2.1
 
 
 def test_paced_mode_spreads_admissions_evenly(clock: VirtualClock):
     """Without a known window, 60/min is one a second (plus the margin), never a burst."""
     limiter = Limiter("api", requests_per_minute=60)
     times = clock.run(_admit_all(limiter, [1] * 5))
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == pytest.approx([1 / (1 - PACED_MARGIN)] * 4)
 
 
@@ -174,7 +207,7 @@ def test_bad_limits_are_refused_by_name(kwargs, named):
 
 def test_unknown_period_names_are_refused():
     """A period the Rate does not know is refused, listing the ones it does."""
-    with pytest.raises(ConfigError, match="fortnight.*second, minute, hour, day"):
+    with pytest.raises(ConfigError, match=r"fortnight.*second, minute, hour, day"):
         Rate(10, per="fortnight")
 
 
@@ -218,7 +251,7 @@ def test_engine_needs_a_cost_for_token_limits():
     with pytest.raises(ConfigError, match="cost="):
         conveyor.run_sync(call, [1], limiters=[limiter])
     with pytest.raises(ConfigError, match="takes a list"):
-        conveyor.run_sync(call, [1], limiters=limiter)  # type: ignore[arg-type]
+        conveyor.run_sync(call, [1], limiters=limiter)  # type: ignore[call-overload]
 
 
 def test_engine_fails_an_item_whose_cost_can_never_fit(clock: VirtualClock):

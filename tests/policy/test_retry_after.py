@@ -96,10 +96,16 @@ def test_broken_header_mapping_is_ignored():
     assert retry_after_s(exc, now_wall_s=NOW) is None
 
 
-def test_retry_after_rejects_negative_seconds():
-    """RetryAfter(-1) is a bug in the caller, named at construction."""
-    with pytest.raises(ValueError, match="seconds must be a number >= 0"):
-        RetryAfter(-1)
+@pytest.mark.parametrize("seconds", [-1, float("inf"), float("nan")])
+def test_retry_after_rejects_impossible_seconds(seconds):
+    """RetryAfter(-1) or an infinite wait is a bug in the caller, named at construction."""
+    with pytest.raises(ValueError, match="seconds must be a finite number >= 0"):
+        RetryAfter(seconds)
+
+
+def test_retry_after_from_code_is_capped_like_headers():
+    """RetryAfter(1e9) asks for more than a day: capped at a day, as header hints are."""
+    assert retry_after_s(RetryAfter(1e9), now_wall_s=NOW) == 86_400.0
 
 
 def test_http_status_is_read_from_either_place():

@@ -19,7 +19,9 @@ arrivals = st.lists(
 )
 
 
-def _simulate(window: SlidingWindow, requests: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _simulate(
+    window: SlidingWindow, requests: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     """Admit requests first come, first served; return (admission time, cost) pairs."""
     admitted: list[tuple[float, float]] = []
     arrival = 0.0

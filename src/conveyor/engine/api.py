@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from ..errors import ConfigError, Interrupted
+from ..errors import ConfigError, Interrupted, SourceError
 from ..limits.limiter import Limiter
 from ..policy.retry import NO_RETRY, Retry
 from .events import Event
@@ -82,6 +82,17 @@ def _check(fn: object, items: object, concurrency: object, retry: object, on_eve
     return _is_async_callable(fn)
 
 
+def _need_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        msg = (
+            f"conveyor.{name}() needs a running event loop: call it from async code"
+            " (inside asyncio.run(...)), or use conveyor.run_sync(...) from plain code"
+        )
+        raise ConfigError(msg) from None
+
+
 @dataclass(frozen=True, slots=True)
 class _Options(Generic[T]):
     concurrency: int
@@ -138,8 +149,16 @@ class Stream(Generic[T, R]):
         return self._anext()
 
     async def aclose(self) -> None:
-        """Stop the run: cancel in-flight items (settled as cancelled) and wait for them."""
-        await self._agen.aclose()  # type: ignore[attr-defined]
+        """Stop the run: cancel in-flight items (settled as cancelled) and wait for them.
+
+        Safe to call from any task, also while another task is iterating the stream (a
+        "cancel" button): that consumer's loop then ends.
+        """
+        if self._agen.ag_running:  # type: ignore[attr-defined]
+            self._run.close_soon()
+            await self._run.wait_closed()
+        else:
+            await self._agen.aclose()  # type: ignore[attr-defined]
 
     async def __aenter__(self) -> Stream[T, R]:
         return self
@@ -212,6 +231,7 @@ def stream(
     """
     is_async = _check(fn, items, concurrency, retry, on_event)
     _check_limits(limiters, cost)
+    _need_loop("stream")
     run: Run[T, R] = Run(
         fn,
         items,
@@ -232,10 +252,13 @@ async def _collect(run: Run[T, R], partial: list[Report[T, R]]) -> Report[T, R]:
         # A loop, not a comprehension: on an interrupt, what was collected must survive.
         async for outcome in Stream(run):
             outcomes.append(outcome)  # noqa: PERF401
-    except BaseException:
+    except BaseException as exc:
         outcomes.extend(run.drain())
         outcomes.sort(key=_index)
-        partial.append(Report(outcomes, run.summary()))
+        report = Report(outcomes, run.summary())
+        partial.append(report)
+        if isinstance(exc, SourceError):
+            exc.report = report
         raise
     outcomes.sort(key=_index)
     return Report(outcomes, run.summary())

@@ -1,9 +1,10 @@
-"""The run: a fixed pool of worker tasks pulling items lazily, settling each exactly once.
+"""The run: a pool of worker tasks pulling items lazily, settling each exactly once.
 
 Why a pool and not a task per item: `gather` over a million items builds a million tasks up front
-(about a kilobyte each) and schedules every one through the loop. Here `concurrency` workers each
-pull the next item only when they are free and ``await`` the function in line, so an item costs
-one coroutine and one `Outcome`, and memory is bounded by the work in flight.
+(about a kilobyte each) and schedules every one through the loop. Here at most `concurrency`
+workers each pull the next item only when they are free and ``await`` the function in line, so
+an item costs one coroutine and one `Outcome`, and memory is bounded by the work in flight.
+Workers are started as items arrive, so a huge cap on a short input costs nothing.
 
 How the parts meet:
 
@@ -14,44 +15,35 @@ How the parts meet:
 - A failed attempt that the retry policy retries does *not* keep its worker: it goes into a heap
   keyed by the time it becomes due, and any free worker takes due retries before new items. The
   retry then runs under the same concurrency cap as a first attempt.
-- Cancellation (the consumer cancelled or closed, or `fail_fast`) cancels the workers; each one
-  settles its in-flight item as cancelled on the way out, and retries still waiting are settled as
-  cancelled too.
+- Stopping (the consumer cancelled or closed, `fail_fast`, an interrupt) cancels the workers;
+  each one settles its in-flight item as cancelled on the way out, and retries still waiting are
+  settled as cancelled too. Shutdown finishes even if cancelled again meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import _clock
-from ..errors import AttemptTimeout, DeadlineExceeded, SourceError
-from ..policy.adaptive import AutoTimeout
-from ..policy.retry import Retry, decide
+from ..errors import DeadlineExceeded, SourceError
+from ..policy.retry import Decision, Retry, decide
+from .attempt import Attempts, release
 from .events import Event, ItemFinished, ItemRetrying, ItemStarted, RunFinished
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome, Summary
+from .source import BUSY, END, Source
 from .stats import FOLD_AT, LatencyStats
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
     from ..limits.limiter import Limiter, Slot
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-
-__all__ = ["Run"]
-
-
-def _release(slots: list[Slot], error: BaseException | None, latency_s: float | None) -> None:
-    for slot in slots:
-        slot.release(error, latency_s)
-
+__all__ = ["BUFFER", "Run"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,6 +52,7 @@ logger = logging.getLogger("conveyor")
 
 #: Settled outcomes the consumer may lag behind before workers wait for it.
 BUFFER = 1024
+_NOTE = "conveyor: "
 
 
 class _Waiting:
@@ -77,15 +70,12 @@ class _Waiting:
         self.error = error
 
 
-_END = object()
-
-
 class Run(Generic[T, R]):
     """One run of `fn` over `items`. Build it, then iterate `outcomes()` once."""
 
     def __init__(
         self,
-        fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
+        fn: Callable[[T], Any],
         items: Any,
         *,
         is_async: bool,
@@ -107,25 +97,15 @@ class Run(Generic[T, R]):
         self._retry = retry
         self._fail_fast = fail_fast
         self._on_event = on_event
-        self._limiters = tuple(limiters)
-        self._cost = cost
-        self._auto_timeout = AutoTimeout() if retry.timeout_s == "auto" else None
-        self._warmup_timers: dict[asyncio.Timeout, float] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._call: Callable[[T], Awaitable[R]]
-        if is_async:
-            self._call = fn  # type: ignore[assignment]
-        else:
-            self._call = self._threaded(fn)
-        self._sync_items: Iterator[T] | None = None
-        self._async_items: AsyncIterator[T] | None = None
-        if hasattr(items, "__aiter__"):
-            self._async_items = aiter(items)
-            self._pull_lock = asyncio.Lock()
-        else:
-            self._sync_items = iter(items)
-        self._exhausted = False
-        self._source_error: BaseException | None = None
+        self._attempts = Attempts(
+            fn,
+            is_async=is_async,
+            policy=retry,
+            concurrency=concurrency,
+            limiters=limiters,
+            cost=cost,
+        )
+        self._source = Source(items)
         self._next_index = 0
         # Settled outcomes not yet taken by the consumer, and who waits on whom.
         self._out: deque[Outcome[T, R]] = deque()
@@ -136,6 +116,8 @@ class Run(Generic[T, R]):
         self._workers: list[asyncio.Task[None]] = []
         self._active_workers = 0
         self._fatal: BaseException | None = None
+        self._closing = False
+        self._closed: asyncio.Future[None] = self._loop.create_future()
         # Counters for the summary.
         self._in_flight = 0
         self._max_in_flight = 0
@@ -144,47 +126,27 @@ class Run(Generic[T, R]):
         self._cancelled = 0
         self._retries_done = 0
         self._latency = LatencyStats()
-        self._started_at = 0.0
+        self._started_at = self._loop_time()
         self._finished_at: float | None = None
-
-    # -- calling the function -------------------------------------------------------------
-
-    def _threaded(self, fn: Callable[[T], Any]) -> Callable[[T], Awaitable[Any]]:
-        """Wrap a plain function to run in a thread pool as wide as the concurrency cap."""
-        self._executor = ThreadPoolExecutor(
-            max_workers=self._concurrency, thread_name_prefix="conveyor"
-        )
-        executor, loop = self._executor, self._loop
-
-        async def call(item: T) -> Any:
-            ctx = copy_context()
-            result = await loop.run_in_executor(executor, ctx.run, fn, item)
-            if inspect.isawaitable(result):
-                # A plain function (often a lambda) that returns a coroutine: await it here.
-                result = await result
-            return result
-
-        return call
 
     # -- the consumer side ----------------------------------------------------------------
 
     async def outcomes(self) -> AsyncIterator[Outcome[T, R]]:
         """Yield every outcome as it settles, in completion order."""
         self._started_at = self._loop_time()
-        workers = self._concurrency
-        self._active_workers = workers
-        create = self._loop.create_task
-        self._workers = [create(self._worker()) for _ in range(workers)]
+        self._spawn_worker()
         out = self._out
         latency = self._latency
         try:
             while True:
-                while out:
+                while out and self._fatal is None and not self._closing:
                     yield out.popleft()
-                if len(latency.pending) >= FOLD_AT:
-                    latency.fold()
                 if self._fatal is not None:
                     raise self._fatal
+                if self._closing:
+                    break
+                if len(latency.pending) >= FOLD_AT:
+                    latency.fold()
                 if self._space_waiters:
                     self._space_waiters.popleft().set_result(None)
                 if not self._active_workers:
@@ -193,10 +155,21 @@ class Run(Generic[T, R]):
                     break
                 waiter = self._consumer_waiter = self._loop.create_future()
                 await waiter
-            if self._source_error is not None:
-                raise SourceError(self._next_index) from self._source_error
+            source = self._source
+            if source.error is not None:
+                raise SourceError(source.read) from source.error
         finally:
             await self._shutdown()
+
+    def close_soon(self) -> None:
+        """Stop the run from outside the consumer: in-flight items end as cancelled."""
+        self._closing = True
+        self._cancel_workers()
+        self._wake_consumer()
+
+    async def wait_closed(self) -> None:
+        """Wait until the run has shut down (every item settled, `RunFinished` emitted)."""
+        await asyncio.shield(self._closed)
 
     def drain(self) -> list[Outcome[T, R]]:
         """Take the outcomes settled but not yet yielded (those settled while shutting down)."""
@@ -211,34 +184,49 @@ class Run(Generic[T, R]):
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _cancel_workers(self) -> None:
+        me = asyncio.current_task()
+        for task in self._workers:
+            if task is not me and not task.done():
+                task.cancel()
+
     async def _shutdown(self) -> None:
-        workers = [t for t in self._workers if not t.done()]
-        for task in workers:
-            task.cancel()
-        if workers:
-            await asyncio.wait(workers)
-        now = self._loop_time()
-        # Retries still waiting will not run: they are settled as cancelled.
-        while self._retries:
-            _, _, w = heapq.heappop(self._retries)
-            self._settle(
-                Outcome(
-                    w.index, w.item, CANCELLED, None, w.error, w.attempts, 0.0, now - w.first_start
+        """Cancel the workers, settle what is left, and finish, even if cancelled meanwhile."""
+        self._cancel_workers()
+        interrupted: asyncio.CancelledError | None = None
+        pending = [t for t in self._workers if not t.done()]
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError as exc:  # cancelled again: finish first, then obey
+                interrupted = exc
+            pending = [t for t in self._workers if not t.done()]
+        try:
+            now = self._loop_time()
+            # Retries still waiting will not run: they are settled as cancelled.
+            while self._retries:
+                _, _, w = heapq.heappop(self._retries)
+                elapsed = now - w.first_start
+                self._settle(
+                    Outcome(w.index, w.item, CANCELLED, None, w.error, w.attempts, 0.0, elapsed)
                 )
-            )
-        if self._async_items is not None:
-            aclose = getattr(self._async_items, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        if self._executor is not None:
-            # Threads cannot be interrupted: a call already running finishes in the background.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._finished_at is None:
-            self._finished_at = now
-            if self._on_event is not None:
-                self._emit(RunFinished(self.summary()))
+            self._attempts.shutdown()
+            await self._source.aclose()
+        finally:
+            if self._finished_at is None:
+                self._finished_at = self._loop_time()
+                if self._on_event is not None:
+                    self._emit(RunFinished(self.summary()))
+            if not self._closed.done():
+                self._closed.set_result(None)
+        if interrupted is not None:
+            raise interrupted
 
     # -- the workers ----------------------------------------------------------------------
+
+    def _spawn_worker(self) -> None:
+        self._active_workers += 1
+        self._workers.append(self._loop.create_task(self._worker()))
 
     async def _wait_for_space(self) -> None:
         waiter = self._loop.create_future()
@@ -248,39 +236,22 @@ class Run(Generic[T, R]):
         if len(self._out) < BUFFER and self._space_waiters:
             self._space_waiters.popleft().set_result(None)
 
-    async def _pull_async(self) -> Any:
-        assert self._async_items is not None
-        async with self._pull_lock:
-            if self._exhausted:
-                return _END
-            try:
-                return await anext(self._async_items)
-            except StopAsyncIteration:
-                self._exhausted = True
-                return _END
-            except Exception as exc:
-                self._source_failed(exc)
-                return _END
-
-    def _source_failed(self, exc: BaseException) -> None:
-        self._exhausted = True
-        self._source_error = exc
-
-    async def _worker(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept in one piece
+    async def _worker(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept whole
         loop_time = self._loop_time
         out = self._out
         retries = self._retries
-        call = self._call
-        policy = self._retry
-        timeout_s = policy.timeout_s
-        deadline_s = policy.deadline_s
+        source = self._source
+        attempts = self._attempts
+        call = attempts.call
+        bounded = attempts.bounded
+        limited = attempts.limited
+        learn = attempts.auto_timeout is not None
         emit = self._emit if self._on_event is not None else None
         record_latency = self._latency.pending.append
-        plain = timeout_s is None and deadline_s is None
-        limiters = self._limiters
-        auto_timeout = self._auto_timeout
+        me = asyncio.current_task()
+        assert me is not None
         try:
-            while True:
+            while self._fatal is None:
                 if len(out) >= BUFFER:
                     await self._wait_for_space()
                     continue
@@ -289,25 +260,28 @@ class Run(Generic[T, R]):
                     index, item = waiting.index, waiting.item
                     attempt = waiting.attempts + 1
                     first_start: float | None = waiting.first_start
-                elif not self._exhausted:
-                    items = self._sync_items
+                elif not source.exhausted:
+                    items = source.sync_iterator
                     if items is not None:
                         try:
                             item = next(items)
                         except StopIteration:
-                            self._exhausted = True
+                            source.exhausted = True
                             continue
                         except Exception as exc:
-                            self._source_failed(exc)
+                            source.failed(exc)
                             continue
+                        source.read += 1
                     else:
-                        item = await self._pull_async()
-                        if item is _END:
+                        item = await source.pull(until=retries[0][0] if retries else None)
+                        if item is END or item is BUSY:
                             continue
                     index = self._next_index
                     self._next_index = index + 1
                     attempt = 1
                     first_start = None
+                    if len(self._workers) < self._concurrency:
+                        self._spawn_worker()  # one more worker, for the next item
                 elif retries:
                     await asyncio.sleep(retries[0][0] - loop_time())
                     continue
@@ -316,103 +290,74 @@ class Run(Generic[T, R]):
 
                 # The limiters first: waiting for them is not part of the call's latency.
                 slots: list[Slot] | None = None
-                if limiters:
+                if limited:
                     if first_start is None:
                         first_start = loop_time()
                     try:
-                        slots = await self._acquire(item)
+                        slots = await attempts.acquire(item)
                     except asyncio.CancelledError:
                         now = loop_time()
+                        elapsed = now - first_start
                         self._settle(
-                            Outcome(
-                                index,
-                                item,
-                                CANCELLED,
-                                None,
-                                None,
-                                attempt - 1,
-                                0.0,
-                                now - first_start,
-                            )
+                            Outcome(index, item, CANCELLED, None, None, attempt - 1, 0.0, elapsed)
                         )
                         raise
                     except Exception as exc:  # an open circuit, or a cost no window admits
                         now = loop_time()
-                        failed = self._after_failure(
-                            index, item, attempt, exc, now, first_start, now
-                        )
-                        if failed is not None:
-                            self._settle(failed)
-                            if self._fail_fast and self._fatal is None:
-                                self._fatal = exc
-                                return
+                        self._failed_attempt(index, item, attempt, exc, now, first_start, now)
                         continue
 
                 # One attempt.
                 in_flight = self._in_flight + 1
                 self._in_flight = in_flight
-                self._max_in_flight = max(self._max_in_flight, in_flight)
+                if in_flight > self._max_in_flight:  # noqa: PLR1730 - cheaper than max()
+                    self._max_in_flight = in_flight
                 if emit is not None:
                     emit(ItemStarted(index, item, attempt))
                 started = loop_time()
                 if first_start is None:
                     first_start = started
                 try:
-                    if plain:
-                        value = await call(item)
+                    if bounded:
+                        value = await attempts.bounded_call(item, started, first_start)
                     else:
-                        value = await self._attempt_with_limits(item, started, first_start)
+                        value = await call(item)
                 except asyncio.CancelledError as exc:
                     self._in_flight -= 1
                     now = loop_time()
                     if slots:
-                        _release(slots, exc, None)
-                    self._settle(
-                        Outcome(
-                            index,
-                            item,
-                            CANCELLED,
-                            None,
-                            None,
-                            attempt,
-                            now - started,
-                            now - first_start,
+                        release(slots, exc, None)
+                    if me.cancelling():
+                        elapsed = now - first_start
+                        self._settle(
+                            Outcome(
+                                index, item, CANCELLED, None, None, attempt, now - started, elapsed
+                            )
                         )
-                    )
-                    raise
+                        raise
+                    # The function itself raised CancelledError (it awaited something that
+                    # was cancelled) while nobody cancelled this worker: an ordinary failure.
+                    record_latency(now - started)
+                    self._failed_attempt(index, item, attempt, exc, started, first_start, now)
+                    continue
                 except Exception as exc:
                     now = loop_time()
                     self._in_flight -= 1
                     record_latency(now - started)
                     if slots:
-                        _release(slots, exc, now - started)
-                    failed = self._after_failure(
-                        index, item, attempt, exc, started, first_start, now
-                    )
-                    if failed is not None:
-                        self._settle(failed)
-                        if self._fail_fast and self._fatal is None:
-                            self._fatal = exc
-                            return
+                        release(slots, exc, now - started)
+                    self._failed_attempt(index, item, attempt, exc, started, first_start, now)
                     continue
                 except BaseException as exc:
                     # KeyboardInterrupt or SystemExit from the function: the item is settled as
                     # cancelled (carrying it), and the run stops with it.
                     self._in_flight -= 1
                     if slots:
-                        _release(slots, exc, None)
+                        release(slots, exc, None)
                     now = loop_time()
+                    elapsed = now - first_start
                     self._settle(
-                        Outcome(
-                            index,
-                            item,
-                            CANCELLED,
-                            None,
-                            exc,
-                            attempt,
-                            now - started,
-                            now - first_start,
-                        )
+                        Outcome(index, item, CANCELLED, None, exc, attempt, now - started, elapsed)
                     )
                     raise
                 # Succeeded: `_settle`, inlined for the common path.
@@ -421,9 +366,9 @@ class Run(Generic[T, R]):
                 took = now - started
                 record_latency(took)
                 if slots:
-                    _release(slots, None, took)
-                if auto_timeout is not None and auto_timeout.observe(took):
-                    self._retime_warmup_attempts()
+                    release(slots, None, took)
+                if learn:
+                    attempts.succeeded(took)
                 outcome = Outcome(
                     index, item, SUCCEEDED, value, None, attempt, took, now - first_start
                 )
@@ -440,92 +385,48 @@ class Run(Generic[T, R]):
         except BaseException as exc:
             # KeyboardInterrupt or SystemExit raised by the function (or a bug here): the run
             # stops and the consumer re-raises it.
-            if self._fatal is None:
-                self._fatal = exc
-            self._wake_consumer()
+            self._stop(exc)
         finally:
             self._active_workers -= 1
             if not self._active_workers:
                 self._wake_consumer()
 
-    async def _acquire(self, item: T) -> list[Slot]:
-        """Take a slot from every limiter, in order; give back what was taken on failure."""
-        cost = float(self._cost(item)) if self._cost is not None else 1.0
-        slots: list[Slot] = []
-        try:
-            for limiter in self._limiters:
-                slots.append(await limiter.acquire(cost))  # noqa: PERF401 - each await may fail; keep what was taken
-        except BaseException:
-            for slot in slots:
-                slot.settle(0.0)  # nothing was sent
-                slot.release()
-            raise
-        return slots
+    def _stop(self, exc: BaseException) -> None:
+        """Stop the run at once because of `exc` (fail-fast, interrupt): the consumer raises it."""
+        if self._fatal is None:
+            self._fatal = exc
+        self._cancel_workers()
+        self._wake_consumer()
 
-    def _retime_warmup_attempts(self) -> None:
-        """The automatic timeout just became known (or moved): apply it to attempts under way."""
-        assert self._auto_timeout is not None
-        timeout_s = self._auto_timeout.timeout_s()
-        for timer, started in list(self._warmup_timers.items()):
-            if not timer.expired():
-                timer.reschedule(started + timeout_s)
-
-    async def _attempt_with_limits(self, item: T, started: float, first_start: float) -> R:
-        """Run one attempt under the policy's per-attempt timeout and the item's deadline."""
-        policy = self._retry
-        auto = self._auto_timeout
-        limit: float | None
-        warming = False
-        if auto is not None:
-            limit = auto.timeout_s()
-            warming = not auto.warm
-        else:
-            limit = policy.timeout_s  # type: ignore[assignment]
-        deadline_bound = False
-        if policy.deadline_s is not None:
-            remaining = policy.deadline_s - (started - first_start)
-            if limit is None or remaining < limit:
-                limit, deadline_bound = remaining, True
-        assert limit is not None
-        timer = asyncio.timeout_at(self._loop.time() + max(limit, 0.0))
-        if warming and not deadline_bound:
-            self._warmup_timers[timer] = self._loop.time()
-        try:
-            async with timer:
-                return await self._call(item)
-        except TimeoutError:
-            if not timer.expired():
-                raise  # the function's own TimeoutError, not ours
-            if deadline_bound:
-                raise DeadlineExceeded(policy.deadline_s or 0.0, 0) from None
-            raise AttemptTimeout(limit) from None
-        finally:
-            if warming:
-                self._warmup_timers.pop(timer, None)
-
-    def _after_failure(
+    def _failed_attempt(
         self,
         index: int,
         item: T,
         attempt: int,
-        exc: Exception,
+        exc: BaseException,
         started: float,
         first_start: float,
         now: float,
-    ) -> Outcome[T, R] | None:
-        """Queue a retry (returning None) or build the failed outcome."""
+    ) -> None:
+        """Queue a retry, or settle the item as failed (and stop the run if failing fast)."""
         if isinstance(exc, DeadlineExceeded) and exc.attempts == 0:
             exc.attempts = attempt
             exc.args = (str(DeadlineExceeded(exc.deadline_s, attempt)),)
         policy = self._retry
-        decision = decide(
-            policy,
-            attempt=attempt,
-            exc=exc,
-            elapsed_s=now - first_start,
-            now_wall_s=_clock.wall(),
-            u=policy.rng.random(),
-        )
+        try:
+            decision = decide(
+                policy,
+                attempt=attempt,
+                exc=exc,
+                elapsed_s=now - first_start,
+                now_wall_s=_clock.wall(),
+                u=policy.rng.random(),
+            )
+        except Exception as policy_error:
+            # The retry predicate (or the jitter source) raised: fail the item with its own
+            # error, and say why it was not retried.
+            reason = f"the retry policy raised {policy_error!r}"
+            decision = Decision(retry=False, delay_s=0.0, reason=reason)
         if decision.retry:
             self._retries_done += 1
             self._retry_seq += 1
@@ -535,12 +436,14 @@ class Run(Generic[T, R]):
                 self._emit(
                     ItemRetrying(index, item, attempt, decision.delay_s, exc, decision.reason)
                 )
-            return None
+            return
         if attempt > 1 or decision.reason != "not retryable":
-            exc.add_note(
-                f"conveyor: item {index} failed after {attempt} attempt(s): {decision.reason}"
-            )
-        return Outcome(index, item, FAILED, None, exc, attempt, now - started, now - first_start)
+            _note(exc, f"item {index} failed after {attempt} attempt(s): {decision.reason}")
+        self._settle(
+            Outcome(index, item, FAILED, None, exc, attempt, now - started, now - first_start)
+        )
+        if self._fail_fast:
+            self._stop(exc)
 
     def _settle(self, outcome: Outcome[T, R]) -> None:
         if outcome.state == SUCCEEDED:
@@ -585,3 +488,10 @@ class Run(Generic[T, R]):
             max_concurrency=self._max_in_flight,
             concurrency=self._concurrency,
         )
+
+
+def _note(exc: BaseException, text: str) -> None:
+    """Add a note once: a shared exception instance must not collect one per item."""
+    notes = getattr(exc, "__notes__", ())
+    if not any(isinstance(n, str) and n.startswith(_NOTE) for n in notes):
+        exc.add_note(_NOTE + text)

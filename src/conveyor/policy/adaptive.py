@@ -63,6 +63,30 @@ class AutoTimeout:
         """The timeout to give an attempt starting now."""
         return self._current if self._current is not None else self.initial_s
 
+    def observe_timeout(self, limit_s: float) -> bool:
+        """Record an attempt cut at `limit_s`; return whether the timeout changed.
+
+        The cut attempt took at least the limit, so it counts as a sample of the limit and the
+        estimate is renewed at once: when the API slows down for good, timeouts raise the p95
+        until the timeout fits the new latency again.
+        """
+        self._samples.append(limit_s)
+        if len(self._samples) < self.warmup:
+            return False
+        self._since = self.warmup  # renew now
+        return self._renew()
+
+    def _renew(self) -> bool:
+        """Renew the estimate from the samples held."""
+        n = len(self._samples)
+        ordered = sorted(self._samples)
+        p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
+        new = min(max(self.multiplier * p95, self.min_s), self.max_s)
+        changed = new != self._current
+        self._current = new
+        self._since = 0
+        return changed
+
     def observe(self, latency_s: float) -> bool:
         """Record a successful attempt's latency; return whether the timeout changed."""
         self._samples.append(latency_s)
@@ -70,13 +94,7 @@ class AutoTimeout:
         n = len(self._samples)
         if n < self.warmup or (self._current is not None and self._since < self.warmup):
             return False
-        self._since = 0
-        ordered = sorted(self._samples)
-        p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
-        new = min(max(self.multiplier * p95, self.min_s), self.max_s)
-        changed = new != self._current
-        self._current = new
-        return changed
+        return self._renew()
 
 
 class AdaptiveConcurrency:

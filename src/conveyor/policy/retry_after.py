@@ -90,7 +90,7 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
 def retry_after_s(exc: BaseException, *, now_wall_s: float) -> float | None:
     """Return the delay the exception asks for, in seconds, or ``None`` if it names none."""
     if isinstance(exc, RetryAfter):
-        return exc.seconds
+        return _clean(exc.seconds)
     hinted = getattr(exc, "retry_after", None)
     if isinstance(hinted, int | float) and not isinstance(hinted, bool):
         return _clean(float(hinted))
