@@ -1,0 +1,124 @@
+"""The limiter's guarantee, proven with Hypothesis on virtual time, and learning from headers."""
+
+import asyncio
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conveyor import Limiter
+from conveyor.limits.limiter import BURST_SPREAD, WINDOW_MARGIN
+from conveyor.testing import VirtualClock
+
+calls = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=0.5),  # when the caller arrives, after the previous
+        st.integers(min_value=1, max_value=100),  # its token cost
+        st.floats(min_value=0.0, max_value=0.3),  # how long its call takes
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _run(limiter: Limiter, plan: list[tuple[float, int, float]]) -> list[tuple[float, int]]:
+    """Callers arrive as planned, each acquires its cost and holds the slot for its call."""
+    clock = VirtualClock()
+    admitted: list[tuple[float, int]] = []
+
+    async def caller(delay: float, cost: int, duration: float) -> None:
+        await asyncio.sleep(delay)
+        async with limiter.acquire(cost):
+            admitted.append((clock.now, cost))
+            await asyncio.sleep(duration)
+
+    async def main() -> None:
+        arrival = 0.0
+        tasks = []
+        for gap, cost, duration in plan:
+            arrival += gap
+            tasks.append(asyncio.create_task(caller(arrival, cost, duration)))
+        await asyncio.gather(*tasks)
+
+    clock.run(main())
+    return admitted
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=calls, concurrency=st.one_of(st.none(), st.integers(1, 5)))
+def test_no_window_ever_admits_more_than_its_share(plan, concurrency):
+    """Any arrivals, costs and durations: no 1 s window passes 10 calls or 200 tokens."""
+    limiter = Limiter(
+        "api",
+        requests_per_minute=600,
+        tokens_per_minute=12_000,
+        window_s=1.0,
+        concurrency=concurrency,
+    )
+    admitted = _run(limiter, plan)
+    assert len(admitted) == len(plan)
+    for end, _ in admitted:
+        inside = [c for t, c in admitted if end - 1.0 < t <= end]
+        assert len(inside) <= 10
+        assert sum(inside) <= 200
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(min_value=1, max_value=60))
+def test_throughput_reaches_the_share(n):
+    """Callers all waiting: the k-th window's share goes as soon as the window allows."""
+    limiter = Limiter("api", requests_per_second=10, window_s=1.0)
+    admitted = _run(limiter, [(0.0, 1, 0.0)] * n)
+    last = max(t for t, _ in admitted)
+    windows = math.ceil(n / 10) - 1
+    position = (n - 1) % 10
+    assert last == pytest.approx(windows * (1 + WINDOW_MARGIN) + position * BURST_SPREAD / 10)
+
+
+def test_rate_limit_headers_lower_the_budget(clock: VirtualClock):
+    """OpenAI says 0 requests left for 2 s: the next caller waits 2 s, local room or not."""
+    limiter = Limiter("openai", requests_per_minute=6000, window_s=1.0)
+    headers = {
+        "x-ratelimit-limit-requests": "6000",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2s",
+    }
+
+    async def main() -> float:
+        async with limiter.acquire() as slot:
+            slot.observe(headers)
+        async with limiter.acquire():
+            return clock.now
+
+    assert clock.run(main()) == pytest.approx(2.0)
+
+
+def test_headers_never_raise_the_budget(clock: VirtualClock):
+    """A server that says plenty is left does not let the limiter pass its own limit."""
+    limiter = Limiter("api", requests_per_second=2, window_s=1.0)
+    headers = {"x-ratelimit-remaining-requests": "1000", "x-ratelimit-reset-requests": "1s"}
+
+    async def main() -> list[float]:
+        times = []
+        for _ in range(3):
+            async with limiter.acquire() as slot:
+                slot.observe(headers)
+                times.append(clock.now)
+        return times
+
+    times = clock.run(main())
+    assert times[2] == pytest.approx(1 + WINDOW_MARGIN)
+
+
+def test_malformed_headers_change_nothing(clock: VirtualClock):
+    """Garbage in rate-limit headers is ignored: no crash, no pause."""
+    limiter = Limiter("api", requests_per_second=100, window_s=1.0)
+
+    async def main() -> float:
+        async with limiter.acquire() as slot:
+            slot.observe({"x-ratelimit-remaining-requests": "lots", "retry-after": "soon"})
+        async with limiter.acquire():
+            return clock.now
+
+    assert clock.run(main()) < 0.01
