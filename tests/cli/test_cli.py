@@ -69,8 +69,24 @@ def test_help_explains_the_demo(capsys: pytest.CaptureFixture[str]):
     assert "simulated flaky API" in capsys.readouterr().out
 
 
-def test_bad_numbers_are_refused_with_the_reason(capsys: pytest.CaptureFixture[str]):
-    """--concurrency 0 is refused by the parser, naming the value."""
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--concurrency", "0"], "0 must be at least 1"),
+        (["demo", "--items", "many"], "'many' is not a whole number"),
+        (["demo", "--latency-ms", "-5"], "-5 must be a number of milliseconds >= 0"),
+        (["demo", "--latency-ms", "nan"], "nan must be a number of milliseconds >= 0"),
+    ],
+)
+def test_bad_numbers_are_refused_with_the_reason(argv, message, capsys):
+    """Bad numbers are refused by the parser, naming the value and what it must be."""
     with pytest.raises(SystemExit):
-        main(["demo", "--concurrency", "0"])
-    assert "0 must be at least 1" in capsys.readouterr().err
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]):
+    """--version prints the package version."""
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("conveyor 0.")

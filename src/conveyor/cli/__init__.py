@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+from .. import __version__
 
 __all__ = ["main"]
 
@@ -24,6 +27,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _latency_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number of milliseconds"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not math.isfinite(value) or value < 0:
+        msg = f"{text} must be a number of milliseconds >= 0"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the command line, with help that explains each command."""
     parser = argparse.ArgumentParser(
@@ -33,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
             " settle every item with its outcome."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -47,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--concurrency", type=_positive_int, default=100, help="calls in flight at most (100)"
     )
-    demo.add_argument("--latency-ms", type=float, default=50.0, help="mean latency (50)")
+    demo.add_argument("--latency-ms", type=_latency_ms, default=50.0, help="mean latency (50)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults (7)")
     return parser
 

@@ -161,8 +161,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     if report.failed:
         first = report.failed[0]
         console.print(
-            f"{len(report.failed)} item(s) failed for good, e.g. item {first.index}:"
-            f" {first.error_type}: {first.error_message} after {first.attempts} attempt(s)."
+            f"{len(report.failed)} item(s) failed for good, e.g. item {first.index} after"
+            f" {first.attempts} attempt(s): {first.error_type}: {first.error_message}"
         )
     return 0
 

@@ -128,6 +128,7 @@ class Run(Generic[T, R]):
         self._latency = LatencyStats()
         self._started_at = self._loop_time()
         self._finished_at: float | None = None
+        self._hook_failures = 0
 
     # -- the consumer side ----------------------------------------------------------------
 
@@ -462,7 +463,13 @@ class Run(Generic[T, R]):
         try:
             self._on_event(event)
         except Exception:
-            logger.exception("conveyor: the on_event hook raised on %r; the run goes on", event)
+            # The first failure with its traceback; after that one line each, at debug level,
+            # so a broken progress bar cannot flood the log of a million-item run.
+            self._hook_failures += 1
+            if self._hook_failures == 1:
+                logger.exception("conveyor: the on_event hook raised on %r; the run goes on", event)
+            else:
+                logger.debug("conveyor: the on_event hook raised again on %r", event)
 
     # -- the numbers ----------------------------------------------------------------------
 
