@@ -18,88 +18,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _clock
 from ..errors import CircuitOpen, ConfigError
-from ..policy.adaptive import AdaptiveConcurrency
 from ..policy.breaker import CircuitBreaker
-from ..policy.gcra import Gcra
-from ..policy.rates import Rate
 from ..policy.retry import is_transient
 from ..policy.retry_after import http_status_of, retry_after_s
-from ..policy.window import Entry, SlidingWindow
+from .config import check_window, collect_rates, concurrency_policy
+from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint, ServerCap
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-__all__ = ["BURST_SPREAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
+    from ..policy.rates import Rate
+    from ..policy.window import Entry
 
-#: Paced mode books each unit this much longer than limit/period: a 2% margin keeps any
-#: window of one period under the limit (GCRA admits up to one extra unit at the edges).
-PACED_MARGIN = 0.02
+__all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
+
 #: How many callers behind the head may pass it when they fit and it does not (exact mode).
 LOOKAHEAD = 32
-#: Exact mode spreads each window's share over this fraction of the window (see _Constraint).
-BURST_SPREAD = 0.05
-#: Exact mode widens the enforcement window by this fraction, to absorb the difference between
-#: our clock and the server's (scheduling and network jitter): 10 ms on a 1-second window.
-WINDOW_MARGIN = 0.01
-
-
-class _Constraint:
-    """One rate, in one mode, for one unit.
-
-    Exact mode pairs the sliding window (the guarantee) with a fast pacer that spreads each
-    window's share over `BURST_SPREAD` of the window instead of sending it all in the same
-    instant. A share sent at once reaches the server as a queue, stamped over tens of
-    milliseconds; the next window's share, sent exactly one window later, would then meet the
-    tail of the last one. Spread out, request *i* of each window leaves one window after
-    request *i* of the previous one, so the margin only has to cover network jitter, and the
-    run still ends as early as the limits allow (the spread costs `BURST_SPREAD` of one
-    window, once).
-    """
-
-    __slots__ = ("pacer", "rate", "unit", "window")
-
-    def __init__(self, rate: Rate, window_s: float | None, burst: float) -> None:
-        self.rate = rate
-        self.unit = rate.unit
-        self.window: SlidingWindow | None = None
-        if window_s is not None:
-            share = rate.share(window_s)
-            effective = window_s * (1.0 + WINDOW_MARGIN)
-            self.window = SlidingWindow(share=share, window_s=effective)
-            self.pacer = Gcra(limit=share, period_s=window_s * BURST_SPREAD)
-        else:
-            limit = rate.limit * (1.0 - PACED_MARGIN)
-            self.pacer = Gcra(limit=limit, period_s=rate.period_s, burst=burst)
-
-    def largest_cost(self) -> float:
-        return self.window.share if self.window is not None else self.rate.limit
-
-    def wait_s(self, now: float, units: float) -> float:
-        wait = self.pacer.wait_s(now, units)
-        if self.window is not None:
-            wait = max(wait, self.window.wait_s(now, units))
-        return wait
-
-    def admit(self, now: float, units: float) -> Entry | None:
-        self.pacer.admit(now, units)
-        return self.window.admit(now, units) if self.window is not None else None
-
-    def settle(self, entry: Entry | None, cost: float, delta: float) -> None:
-        if self.window is not None and entry is not None:
-            self.window.settle(entry, cost)
-        self.pacer.settle(delta)
-
-
-class _ServerCap:
-    """What the server said is left of a budget, until its reset."""
-
-    __slots__ = ("remaining", "unit", "until")
-
-    def __init__(self, unit: str, remaining: float, until: float) -> None:
-        self.unit = unit
-        self.remaining = remaining
-        self.until = until
 
 
 class Slot:
@@ -117,7 +52,7 @@ class Slot:
         limiter: Limiter,
         cost: float,
         admitted_at: float,
-        entries: list[tuple[_Constraint, Entry | None]],
+        entries: list[tuple[Constraint, Entry | None]],
     ) -> None:
         self.limiter = limiter
         self.cost = cost
@@ -213,7 +148,7 @@ class Limiter:
             msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
             raise ConfigError(msg)
         self.name = name
-        all_rates = _collect_rates(
+        all_rates = collect_rates(
             name,
             rates,
             requests_per_minute=requests_per_minute,
@@ -221,12 +156,12 @@ class Limiter:
             tokens_per_minute=tokens_per_minute,
             tokens_per_second=tokens_per_second,
         )
-        _check_window(name, window_s, burst, all_rates)
+        check_window(name, window_s, burst, all_rates)
         self.rates = tuple(all_rates)
         self.window_s = window_s
-        self._constraints = [_Constraint(r, window_s, burst) for r in all_rates]
+        self._constraints = [Constraint(r, window_s, burst) for r in all_rates]
         self._limits_tokens = any(r.unit == "tokens" for r in all_rates)
-        self._adaptive, self._max_in_flight = _concurrency_policy(
+        self._adaptive, self._max_in_flight = concurrency_policy(
             name, concurrency, concurrency_bounds
         )
         self.breaker: CircuitBreaker | None = (
@@ -234,7 +169,7 @@ class Limiter:
         )
         self._in_flight = 0
         self._paused_until = -math.inf
-        self._server_caps: dict[str, _ServerCap] = {}
+        self._server_caps: dict[str, ServerCap] = {}
         self._queue: deque[tuple[float, asyncio.Future[Slot], float]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -306,7 +241,7 @@ class Limiter:
         return max(wait, 0.0)
 
     def _commit(self, now: float, cost: float) -> Slot:
-        entries: list[tuple[_Constraint, Entry | None]] = []
+        entries: list[tuple[Constraint, Entry | None]] = []
         for c in self._constraints:
             units = cost if c.unit == "tokens" else 1.0
             entry = c.admit(now, units)
@@ -472,75 +407,13 @@ class Limiter:
             until = now + budget.reset_s
             current = self._server_caps.get(unit)
             if current is None or current.until <= now or remaining < current.remaining:
-                self._server_caps[unit] = _ServerCap(unit, remaining, until)
+                self._server_caps[unit] = ServerCap(unit, remaining, until)
 
     def _admitted_since(self, unit: str, since: float) -> float:
         for c in self._constraints:
             if c.unit == unit and c.window is not None:
                 return c.window.cost_since(since)
         return 0.0
-
-
-def _collect_rates(
-    name: str,
-    rates: Sequence[Rate],
-    **shortcuts: float | None,
-) -> list[Rate]:
-    all_rates = list(rates)
-    if any(not isinstance(r, Rate) for r in all_rates):
-        msg = f"Limiter({name!r}, rates=...): each rate must be a conveyor.Rate"
-        raise ConfigError(msg)
-    for arg, value in shortcuts.items():
-        if value is None:
-            continue
-        unit, _, per = arg.partition("_per_")
-        try:
-            all_rates.append(Rate(value, per=per, unit=unit))  # type: ignore[arg-type]
-        except ConfigError:
-            msg = f"Limiter({name!r}, {arg}={value!r}): {arg} must be a number > 0"
-            raise ConfigError(msg) from None
-    return all_rates
-
-
-def _check_window(name: str, window_s: float | None, burst: float, rates: list[Rate]) -> None:
-    if window_s is not None and not (
-        isinstance(window_s, int | float) and math.isfinite(window_s) and window_s > 0
-    ):
-        msg = f"Limiter({name!r}, window_s={window_s!r}): the window is seconds > 0, or None"
-        raise ConfigError(msg)
-    if not (isinstance(burst, int | float) and burst >= 0):
-        msg = f"Limiter({name!r}, burst={burst!r}): burst must be a number >= 0"
-        raise ConfigError(msg)
-    for rate in rates:
-        if window_s is not None and window_s > rate.period_s:
-            msg = (
-                f"Limiter({name!r}, window_s={window_s}): the enforcement window is longer"
-                f" than the rate's period ({rate.period_s:g}s); it must be <= the period"
-            )
-            raise ConfigError(msg)
-
-
-def _concurrency_policy(
-    name: str, concurrency: object, bounds: tuple[int, int]
-) -> tuple[AdaptiveConcurrency | None, int | None]:
-    if concurrency is None:
-        return None, None
-    if concurrency == "auto":
-        try:
-            return AdaptiveConcurrency(min_limit=bounds[0], max_limit=bounds[1]), None
-        except (ConfigError, TypeError, IndexError):
-            msg = (
-                f"Limiter({name!r}, concurrency_bounds={bounds!r}):"
-                " give (min, max) with 1 <= min <= max"
-            )
-            raise ConfigError(msg) from None
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        msg = (
-            f"Limiter({name!r}, concurrency={concurrency!r}): an int >= 1,"
-            " 'auto', or None for no limit"
-        )
-        raise ConfigError(msg)
-    return None, concurrency
 
 
 def _wake(future: asyncio.Future[None]) -> None:
