@@ -50,5 +50,5 @@ def test_every_error_has_the_one_root():
 
 
 def test_testing_kit_is_public():
-    """conveyor.testing exposes the virtual clock."""
-    assert conveyor.testing.__all__ == ["VirtualClock"]
+    """conveyor.testing exposes the virtual clock and the mock API."""
+    assert conveyor.testing.__all__ == ["Faults", "MockAPI", "MockConfig", "VirtualClock"]

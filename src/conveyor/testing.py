@@ -1,4 +1,8 @@
-"""The public test kit: virtual time for asyncio.
+"""The public test kit: virtual time for asyncio, and the local mock API.
+
+`MockAPI` (with `MockConfig` and `Faults`) is a rate-limited fake LLM/SaaS server on
+127.0.0.1, to run your code against in tests: ``async with MockAPI(MockConfig(rpm=600,
+window_s=1)) as api: ... api.base_url ... api.stats()``.
 
 `VirtualClock` runs a coroutine on an event loop whose clock is virtual and *jumps*: whenever
 every task is waiting on a timer, time advances straight to the next timer instead of sleeping.
@@ -30,7 +34,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-__all__ = ["VirtualClock"]
+from .mockapi import Faults, MockAPI, MockConfig
+
+__all__ = ["Faults", "MockAPI", "MockConfig", "VirtualClock"]
 
 T = TypeVar("T")
 
@@ -106,8 +112,9 @@ class _JumpingSelector(selectors.DefaultSelector):
             return super().select(None)
         if self._clock.outside_work and timeout > 0:
             # A thread is working for the loop: virtual time stands still until it is done
-            # (its completion wakes the loop), so a timer cannot fire "during" it.
-            return super().select(None)
+            # (its completion wakes the loop), so a timer cannot fire "during" it. Waiting in
+            # real-time slices keeps a lost wake-up from ever hanging the loop.
+            return super().select(0.05)
         ready = super().select(0)
         if not ready and timeout > 0:
             self._clock.jump(timeout)

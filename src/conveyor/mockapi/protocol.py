@@ -1,0 +1,174 @@
+"""The OpenAI wire format, pure: read a chat request, price it in tokens, shape the answers.
+
+Token counts are an estimate anyone can reproduce by hand, not a tokenizer: a prompt costs
+``ceil(characters of all message contents / 4)`` tokens, and a request is charged its prompt
+plus its ``max_tokens`` (default 16), as OpenAI's rate limiter charges before it knows the
+answer's length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "BadRequest",
+    "ChatRequest",
+    "chat_completion",
+    "cost_override",
+    "error_body",
+    "parse_chat",
+    "parse_json",
+]
+
+#: What a request is charged for its answer when it sets no ``max_tokens``.
+DEFAULT_MAX_TOKENS = 16
+
+
+class BadRequest(Exception):
+    """A request the mock refuses with HTTP 400; carries the OpenAI error fields."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+def error_body(
+    message: str, *, error_type: str, code: str, param: str | None = None
+) -> dict[str, Any]:
+    """Return an OpenAI-style error object: ``{"error": {message, type, param, code}}``."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What the mock needs from a chat request."""
+
+    model: str
+    prompt_tokens: int
+    max_tokens: int
+    digest: str  # a short hash of the messages: the answer echoes it, so it is deterministic
+
+    @property
+    def cost(self) -> int:
+        """Return the tokens the rate limiter charges: prompt plus ``max_tokens``."""
+        return self.prompt_tokens + self.max_tokens
+
+
+def parse_json(body: bytes) -> Any:
+    """Return the JSON value in `body`, or raise `BadRequest`."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"We could not parse the JSON body of your request: {exc}"
+        raise BadRequest(msg, code="invalid_json") from None
+
+
+def parse_chat(body: bytes) -> ChatRequest:
+    """Read a ``/v1/chat/completions`` body, or raise `BadRequest` saying what is wrong."""
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        msg = "The request body must be a JSON object with 'model' and 'messages'."
+        raise BadRequest(msg, code="invalid_request")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        msg = "You must provide a model parameter (a non-empty string)."
+        raise BadRequest(msg, code="missing_required_parameter", param="model")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        msg = "'messages' must be a non-empty array of {role, content} objects."
+        raise BadRequest(msg, code="invalid_type", param="messages")
+    chars = 0
+    digest = hashlib.sha256()
+    for index, message in enumerate(messages):
+        text = _content_text(message)
+        if text is None:
+            msg = f"messages[{index}] must be an object with a 'role' and a string 'content'."
+            raise BadRequest(msg, code="invalid_type", param=f"messages[{index}]")
+        chars += len(text)
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    return ChatRequest(
+        model=model,
+        prompt_tokens=math.ceil(chars / 4),
+        max_tokens=_max_tokens(data),
+        digest=digest.hexdigest()[:12],
+    )
+
+
+def _content_text(message: object) -> str | None:
+    """Return a message's text (a string, or the text parts of a list), or None if malformed."""
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        if len(parts) == len(content) and all(isinstance(p, str) for p in parts):
+            return "".join(parts)  # type: ignore[arg-type]
+    return None
+
+
+def _max_tokens(data: dict[str, Any]) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"'{name}' must be a whole number >= 1, not {value!r}."
+            raise BadRequest(msg, code="invalid_value", param=name)
+        return value
+    return DEFAULT_MAX_TOKENS
+
+
+def cost_override(value: str | None) -> int | None:
+    """Read the ``x-mock-cost`` header: the exact tokens to charge (None when absent)."""
+    if value is None:
+        return None
+    try:
+        cost = int(value.strip())
+    except ValueError:
+        cost = 0
+    if cost < 1:
+        msg = f"The x-mock-cost header must be a whole number of tokens >= 1, not {value!r}."
+        raise BadRequest(msg, code="invalid_value", param="x-mock-cost")
+    return cost
+
+
+def chat_completion(request: ChatRequest, *, completion_id: str, created: int) -> dict[str, Any]:
+    """Return a ``chat.completion`` object answering `request`, the same for the same prompt.
+
+    The answer is a short sentence naming the prompt's hash, cut to ``4 * max_tokens``
+    characters (``finish_reason: "length"``) when ``max_tokens`` is smaller than it.
+    """
+    content = f"Mock answer {request.digest}."
+    finish_reason = "stop"
+    if len(content) > 4 * request.max_tokens:
+        content = content[: 4 * request.max_tokens]
+        finish_reason = "length"
+    completion_tokens = min(math.ceil(len(content) / 4), request.max_tokens)
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": request.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": request.prompt_tokens + completion_tokens,
+        },
+    }

@@ -1,0 +1,103 @@
+"""What the mock API counts, and the snapshot `GET /stats` and `MockAPI.stats()` report."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["Counters", "MockStats", "SuccessLog"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MockStats:
+    """The mock API's counters at one moment (API requests only; ``/stats`` is not counted).
+
+    Attributes:
+        requests: API requests received.
+        ok: answered 200.
+        rate_limited: answered 429 (over the request or token share).
+        bad_requests: answered 400 (bad JSON or parameters, or a cost above the token share).
+        errors_500: answered 500 by the fault draw.
+        hung: held without an answer by the fault draw.
+        dropped: connection closed without an answer by the fault draw.
+        in_flight: requests received and not yet answered (hung ones included).
+        peak_in_flight: the most requests in flight at once.
+        duplicates_after_success: requests whose ``x-request-id`` or ``Idempotency-Key`` had
+            already been answered 200: work a client did twice.
+        tokens_admitted: tokens charged for admitted requests.
+    """
+
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    bad_requests: int = 0
+    errors_500: int = 0
+    hung: int = 0
+    dropped: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    duplicates_after_success: int = 0
+    tokens_admitted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(kw_only=True, slots=True)
+class Counters:
+    """The live, mutable counters the server updates (same fields as `MockStats`)."""
+
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    bad_requests: int = 0
+    errors_500: int = 0
+    hung: int = 0
+    dropped: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    duplicates_after_success: int = 0
+    tokens_admitted: int = 0
+
+    def enter(self) -> None:
+        """Count a request arriving."""
+        self.requests += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def snapshot(self) -> MockStats:
+        """Return a frozen copy of the counters."""
+        return MockStats(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def reset(self) -> None:
+        """Zero every counter but `in_flight`; the peak restarts from what is in flight now."""
+        in_flight = self.in_flight
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, 0)
+        self.in_flight = self.peak_in_flight = in_flight
+
+
+class SuccessLog:
+    """The request ids answered 200, to spot a client doing the same work twice.
+
+    Bounded: past `max_ids`, the oldest ids are forgotten (a dict keeps insertion order), so a
+    long-running mock's memory stays flat.
+    """
+
+    def __init__(self, *, max_ids: int = 1_000_000) -> None:
+        self._ids: dict[str, None] = {}
+        self._max_ids = max_ids
+
+    def __contains__(self, request_id: str) -> bool:
+        return request_id in self._ids
+
+    def add(self, request_id: str) -> None:
+        """Remember that `request_id` was answered 200."""
+        self._ids[request_id] = None
+        if len(self._ids) > self._max_ids:
+            del self._ids[next(iter(self._ids))]
+
+    def clear(self) -> None:
+        """Forget every id."""
+        self._ids.clear()
