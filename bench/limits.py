@@ -8,7 +8,11 @@ the form it can take). Over-limit requests get 429 + Retry-After. Target: Convey
 
 Scenario 2 ("faults"): the same work with 5% of answers 500 and 1% hanging. Every item must
 settle; Conveyor with ``timeout_s="auto"`` must finish in under 2x the ideal time. The peers use
-a fixed 5 s timeout, as is usual.
+a fixed 5 s timeout, as is usual. Here the limits bind, so a hang mostly overlaps with waiting.
+
+Scenario 3 ("hangs"): the faults of scenario 2 without a rate limit, 2,000 requests: the run is
+bound by concurrency and latency (ideal: 2,000 / 50 x 50 ms = 2 s), so each hang costs what
+the timeout costs. Same target.
 
 Ideal time, a lower bound: any window of `window_s` admits at most `share` of each budget, so
 the work needs at least ``k = ceil(max(N / requests_share, tokens / tokens_share))`` windows'
@@ -49,6 +53,7 @@ TPM = 540_000  # 9,000 tokens per second: with a mean cost of 183, about 49 requ
 WINDOW_S = 1.0
 FIXED_TIMEOUT_S = 5.0
 MAX_ATTEMPTS = 10
+HANG_N = 2_000  # scenario 3: concurrency-bound, so its ideal is HANG_N / CONCURRENCY latencies
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,11 @@ class HttpError(Exception):
         self.headers = headers
 
 
-def make_requests(seed: int = 1) -> list[Req]:
+def make_requests(seed: int = 1, n: int = N) -> list[Req]:
     rng = random.Random(seed)
     # Half tiny, half large, shuffled: the requests limit binds during runs of tiny ones, the
     # tokens limit during runs of large ones, and over the whole run.
-    costs = [rng.randint(10, 30) if i % 2 else rng.randint(300, 390) for i in range(N)]
+    costs = [rng.randint(10, 30) if i % 2 else rng.randint(300, 390) for i in range(n)]
     rng.shuffle(costs)
     return [Req(f"req-{i}", c) for i, c in enumerate(costs)]
 
@@ -105,9 +110,15 @@ def retry_after_of(exc: BaseException) -> float | None:
 # -- the contenders ------------------------------------------------------------------------
 
 
-async def run_conveyor(base_url: str, reqs: list[Req], *, auto_timeout: bool) -> int:
-    limiter = conveyor.Limiter(
-        "mock", requests_per_minute=RPM, tokens_per_minute=TPM, window_s=WINDOW_S
+async def run_conveyor(base_url: str, reqs: list[Req], *, auto_timeout: bool, limited: bool) -> int:
+    limiters = (
+        [
+            conveyor.Limiter(
+                "mock", requests_per_minute=RPM, tokens_per_minute=TPM, window_s=WINDOW_S
+            )
+        ]
+        if limited
+        else []
     )
     retry = conveyor.Retry(
         attempts=MAX_ATTEMPTS,
@@ -123,7 +134,7 @@ async def run_conveyor(base_url: str, reqs: list[Req], *, auto_timeout: bool) ->
             reqs,
             concurrency=CONCURRENCY,
             retry=retry,
-            limiters=[limiter],
+            limiters=limiters,
             cost=lambda r: r.cost,
         )
     succeeded: int = report.summary.succeeded
@@ -146,7 +157,7 @@ async def _call_with_retries(session: aiohttp.ClientSession, base_url: str, req:
     return False
 
 
-async def run_aiometer(base_url: str, reqs: list[Req]) -> int:
+async def run_aiometer(base_url: str, reqs: list[Req], *, limited: bool) -> int:
     timeout = aiohttp.ClientTimeout(total=None)
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -154,7 +165,7 @@ async def run_aiometer(base_url: str, reqs: list[Req]) -> int:
         results = await aiometer.run_all(
             [functools.partial(_call_with_retries, session, base_url, r) for r in reqs],
             max_at_once=CONCURRENCY,
-            max_per_second=RPM / 60,
+            max_per_second=RPM / 60 if limited else None,
         )
     return sum(1 for ok in results if ok)
 
@@ -172,7 +183,7 @@ class _WaitRetryAfter(tenacity.wait.wait_base):
         return hint if hint is not None else float(self.fallback(retry_state))
 
 
-async def run_aiolimiter_tenacity(base_url: str, reqs: list[Req]) -> int:
+async def run_aiolimiter_tenacity(base_url: str, reqs: list[Req], *, limited: bool) -> int:
     requests = AsyncLimiter(RPM / 60 * WINDOW_S, WINDOW_S)
     tokens = AsyncLimiter(TPM / 60 * WINDOW_S, WINDOW_S)
     semaphore = asyncio.Semaphore(CONCURRENCY)
@@ -188,8 +199,9 @@ async def run_aiolimiter_tenacity(base_url: str, reqs: list[Req]) -> int:
         )
         async def call(req: Req) -> None:
             async with semaphore:
-                await requests.acquire()
-                await tokens.acquire(req.cost)
+                if limited:
+                    await requests.acquire()
+                    await tokens.acquire(req.cost)
                 async with asyncio.timeout(FIXED_TIMEOUT_S):
                     await post(session, base_url, req)
 
@@ -222,12 +234,14 @@ async def measure(name: str, base_url: str, reqs: list[Req], scenario: str) -> d
     # The mock's window must be empty when a contender starts: wait out the last one's window.
     await asyncio.sleep(WINDOW_S * 1.5)
     started = time.perf_counter()
+    limited = scenario != "hangs"
     if name == "conveyor":
-        ok = await run_conveyor(base_url, reqs, auto_timeout=scenario == "faults")
+        auto = scenario != "limits"
+        ok = await run_conveyor(base_url, reqs, auto_timeout=auto, limited=limited)
     elif name == "aiometer":
-        ok = await run_aiometer(base_url, reqs)
+        ok = await run_aiometer(base_url, reqs, limited=limited)
     else:
-        ok = await run_aiolimiter_tenacity(base_url, reqs)
+        ok = await run_aiolimiter_tenacity(base_url, reqs, limited=limited)
     elapsed = time.perf_counter() - started
     stats = await _stats(base_url)
     return {"name": name, "ok": ok, "seconds": elapsed, "stats": stats}
@@ -237,9 +251,16 @@ CONTENDERS = ("conveyor", "aiometer", "aiolimiter+tenacity")
 
 
 def run_scenario(scenario: str, reqs: list[Req]) -> list[dict[str, Any]]:
-    faults = Faults(fail_rate=0.05, hang_rate=0.01, hang_s=60) if scenario == "faults" else Faults()
+    faulty = scenario != "limits"
+    faults = Faults(fail_rate=0.05, hang_rate=0.01, hang_s=60) if faulty else Faults()
+    limited = scenario != "hangs"
     config = MockConfig(
-        latency_ms=LATENCY_MS, rpm=RPM, tpm=TPM, window_s=WINDOW_S, faults=faults, seed=3
+        latency_ms=LATENCY_MS,
+        rpm=RPM if limited else None,
+        tpm=TPM if limited else None,
+        window_s=WINDOW_S,
+        faults=faults,
+        seed=3,
     )
     with run_in_process(config) as base_url:
         return [asyncio.run(measure(name, base_url, reqs, scenario)) for name in CONTENDERS]
@@ -258,11 +279,17 @@ def main() -> int:
     )
     checks: list[tuple[str, bool]] = []
     everything: dict[str, Any] = {"ideal_s": ideal}
-    for scenario in ("limits", "faults"):
-        results = run_scenario(scenario, reqs)
+    titles = {
+        "limits": "1: both limits binding",
+        "faults": "2: the same limits, 5% 500s, 1% hangs",
+        "hangs": f"3: no rate limit, 5% 500s, 1% hangs, {HANG_N} requests",
+    }
+    for scenario in ("limits", "faults", "hangs"):
+        work = reqs if scenario != "hangs" else make_requests(n=HANG_N)
+        ideal = ideal_s(reqs) if scenario != "hangs" else HANG_N / CONCURRENCY * LATENCY_MS / 1000
+        results = run_scenario(scenario, work)
         everything[scenario] = results
-        title = "1: both limits binding" if scenario == "limits" else "2: 5% 500s, 1% hangs"
-        print(f"\nscenario {title}")
+        print(f"\nscenario {titles[scenario]}; ideal {ideal:.2f} s")
         print(f"{'contender':<22} {'settled ok':>10} {'seconds':>8} {'x ideal':>8} {'429s':>6}")
         for r in results:
             ratio = r["seconds"] / ideal
@@ -283,13 +310,19 @@ def main() -> int:
                 (f"scenario 1: conveyor {ratio:.3f}x ideal (target <= 1.03)", ratio <= 1.03)
             )
         else:
+            number = "2" if scenario == "faults" else "3"
             checks.append(
                 (
-                    f"scenario 2: conveyor settled ok {ours['ok']} of {N} (target all)",
-                    ours["ok"] == N,
+                    (
+                        f"scenario {number}: conveyor settled ok {ours['ok']} of {len(work)}"
+                        " (target all)"
+                    ),
+                    ours["ok"] == len(work),
                 )
             )
-            checks.append((f"scenario 2: conveyor {ratio:.2f}x ideal (target < 2)", ratio < 2))
+            checks.append(
+                (f"scenario {number}: conveyor {ratio:.2f}x ideal (target < 2)", ratio < 2)
+            )
     print()
     for text, ok in checks:
         print(("PASS  " if ok else "FAIL  ") + text)
