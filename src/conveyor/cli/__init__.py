@@ -65,7 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--latency-ms", type=_latency_ms, default=50.0, help="mean latency (50)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults (7)")
+    _add_run(commands)
+    _add_mock_api(commands)
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .run import DESCRIPTION, EPILOG, add_arguments
+
+    run = commands.add_parser(
+        "run",
+        help="send a JSONL file of HTTP requests within rate limits; resume where it stopped",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(run)
+
+
+def _add_mock_api(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ..mockapi import add_arguments
+
+    mock = commands.add_parser(
+        "mock-api",
+        help="serve a local mock LLM API with rate limits and faults, for trying things out",
+        description=(
+            "Serve a rate-limited fake OpenAI-style API on 127.0.0.1 (chat completions, echo,"
+            " /stats) until Ctrl-C; prints its URL once listening."
+        ),
+    )
+    add_arguments(mock)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,8 +115,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+    if args.command == "run":
+        from .run import run_command
+
+        return run_command(args)
+    if args.command == "mock-api":
+        return _mock_api(args)
     parser.print_help()
     return 2
+
+
+def _mock_api(args: argparse.Namespace) -> int:
+    """Serve the mock API in the foreground until Ctrl-C or SIGTERM."""
+    from ..errors import ConfigError
+    from ..mockapi import config_from_args, serve
+
+    def ready(url: str) -> None:
+        print(f"conveyor mock-api: listening on {url} (Ctrl-C to stop)", flush=True)
+
+    try:
+        config = config_from_args(args)
+        serve(config, host=args.host, port=args.port, allow_remote=args.allow_remote, ready=ready)
+    except ConfigError as exc:
+        print(f"conveyor mock-api: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"conveyor mock-api: cannot listen on {args.host}:{args.port}: {exc.strerror};"
+            " pass --port 0 for any free port",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    print("conveyor mock-api: stopped", flush=True)
+    return 0
 
 
 def console_main() -> None:

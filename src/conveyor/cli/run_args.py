@@ -1,0 +1,244 @@
+"""The options of ``conveyor run``: parsing, checking, and turning them into library configuration.
+
+Kept apart from the command (`run.py`) so that each stays small; like the mock API's
+``cli_args``, `add_arguments` fills any parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..http import BatchFiles, BatchLimits, Endpoint
+    from ..policy.retry import Retry
+
+__all__ = ["DESCRIPTION", "EPILOG", "RunOptions", "add_arguments", "options_from_args"]
+
+DESCRIPTION = """\
+Send every request of a JSONL file (the OpenAI Batch API's line format: custom_id, method,
+url, body) to an HTTP API, as fast as --concurrency, --rpm and --tpm allow and never faster;
+write one result line per request to the output as each settles. Run the same command again
+to resume: requests already in the output are skipped."""
+
+EPILOG = """\
+exit status: 0 every request succeeded; 1 the run finished and some failed (see their
+"error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
+or file); 130 interrupted (Ctrl-C: in-flight requests are cancelled, not written, and run on
+resume).
+
+example:
+  export OPENAI_AUTH="Bearer $OPENAI_API_KEY"
+  conveyor run requests.jsonl -o results.jsonl --base-url https://api.openai.com \\
+      --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s"""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def _duration_s(text: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        msg = f"{text!r} is not a duration: write it like 1s, 500ms or 1m"
+        raise argparse.ArgumentTypeError(msg)
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        msg = f"{text!r}: the duration must be > 0"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
+def _timeout(text: str) -> float | Literal["auto"]:
+    if text.strip() == "auto":
+        return "auto"
+    return _duration_s(text)
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        msg = f"{text!r} must be a number > 0"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _count(text: str, *, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"{text!r} is not a whole number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < least:
+        msg = f"{value} must be at least {least}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or " " in name.strip():
+        msg = f"{text!r} is not a header: write it as 'Name: value'"
+        raise argparse.ArgumentTypeError(msg)
+    return name.strip(), value.strip()
+
+
+def _header_env(text: str) -> tuple[str, str]:
+    name, sep, variable = text.partition("=")
+    if not sep or not name.strip() or not variable.strip():
+        msg = (
+            f"{text!r}: write it as Header-Name=ENV_VAR, e.g. Authorization=OPENAI_AUTH (the"
+            " header's value is read from the environment variable)"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return name.strip(), variable.strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``conveyor run`` to `parser`."""
+    parser.add_argument("input", metavar="REQUESTS.jsonl", help="the requests, one JSON per line")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="RESULTS.jsonl",
+        help="the results, one JSON per line, appended (read back to resume)",
+    )
+    where = parser.add_argument_group("where the requests go")
+    where.add_argument("--base-url", metavar="URL", help="prefixed to relative urls")
+    where.add_argument(
+        "--url", metavar="PATH", help="the url of lines without one; lines may then be bare bodies"
+    )
+    where.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="'NAME: VALUE'",
+        help="a header for every request (repeatable)",
+    )
+    where.add_argument(
+        "--header-env",
+        action="append",
+        default=[],
+        type=_header_env,
+        metavar="NAME=ENV_VAR",
+        help="a header whose value is read from an environment variable; kept out of every"
+        " output and message (repeatable)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--concurrency",
+        type=lambda t: _count(t, least=1),
+        default=50,
+        metavar="N",
+        help="requests in flight at most (50)",
+    )
+    limits.add_argument(
+        "--rpm", type=_positive_number, metavar="N", help="requests per minute (none)"
+    )
+    limits.add_argument(
+        "--tpm", type=_positive_number, metavar="N", help="tokens per minute (none)"
+    )
+    limits.add_argument(
+        "--limit-window",
+        type=_duration_s,
+        metavar="DURATION",
+        help="the window the API enforces its limits over, e.g. 1s; unset: even pacing",
+    )
+    retries = parser.add_argument_group("retries")
+    retries.add_argument(
+        "--retries",
+        type=lambda t: _count(t, least=0),
+        default=5,
+        metavar="N",
+        help="retries per request after the first attempt (5)",
+    )
+    retries.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=600.0,
+        metavar="S|auto",
+        help="time limit of one attempt, e.g. 60s; auto: 4 x p95 of recent ones (600s)",
+    )
+    retries.add_argument(
+        "--retry-failed", action="store_true", help="send again the requests whose results failed"
+    )
+    show = parser.add_argument_group("output")
+    show.add_argument(
+        "--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON"
+    )
+    show.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "none"),
+        default="auto",
+        help="live bar on a terminal (rich), a line per interval (plain), or none (auto)",
+    )
+    show.add_argument(
+        "--progress-interval",
+        type=_duration_s,
+        default=2.0,
+        metavar="DURATION",
+        help="time between plain progress lines (2s)",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Everything ``conveyor run`` was told, as library configuration."""
+
+    files: BatchFiles
+    endpoint: Endpoint
+    limits: BatchLimits
+    retry: Retry
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    progress_interval_s: float = 2.0
+    summary_json: Path | None = None
+
+
+def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOptions:
+    """Build the run's configuration; `ConfigError` names a wrong option and the fix."""
+    from ..errors import ConfigError
+    from ..http import BatchFiles, BatchLimits, Endpoint
+    from ..policy.retry import Retry
+
+    secret: list[tuple[str, str]] = []
+    for name, variable in args.header_env:
+        value = environ.get(variable)
+        if not value:
+            state = "is empty" if value == "" else "is not set"
+            msg = (
+                f"--header-env {name}={variable}: the environment variable {variable} {state};"
+                f" set it first, e.g. export {variable}='...'"
+            )
+            raise ConfigError(msg)
+        secret.append((name, value))
+    return RunOptions(
+        files=BatchFiles(
+            input=Path(args.input), output=Path(args.output), retry_failed=args.retry_failed
+        ),
+        endpoint=Endpoint(
+            base_url=args.base_url,
+            url=args.url,
+            headers=tuple(args.header),
+            secret_headers=tuple(secret),
+        ),
+        limits=BatchLimits(
+            concurrency=args.concurrency,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+            window_s=args.limit_window,
+        ),
+        retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
+        progress=args.progress,
+        progress_interval_s=args.progress_interval,
+        summary_json=args.summary_json,
+    )

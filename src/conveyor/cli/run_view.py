@@ -1,0 +1,152 @@
+"""Pure formatting for ``conveyor run``: values in, strings or rich renderables out. No printing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ..engine.report import Summary
+from .render import summary_table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..http import BatchLimits, BatchResult, Endpoint, Plan, Progress
+
+__all__ = [
+    "batch_summary_table",
+    "empty_summary",
+    "format_duration",
+    "progress_line",
+    "progress_view",
+    "start_line",
+    "summary_record",
+]
+
+
+def format_duration(seconds: float) -> str:
+    """A short duration: ``"42s"``, ``"3m05s"``, ``"2h07m"``.
+
+    >>> format_duration(42.4), format_duration(185), format_duration(7620)
+    ('42s', '3m05s', '2h07m')
+    """
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _rate(value: float, limit: float | None) -> str:
+    return f"{value:,.0f}/{limit:,.0f}" if limit is not None else f"{value:,.0f}"
+
+
+def _eta(progress: Progress) -> str:
+    return "?" if progress.eta_s is None else format_duration(progress.eta_s)
+
+
+def _count(progress: Progress) -> str:
+    if progress.total is None:
+        return f"{progress.done:,}"
+    pct = f" ({progress.done * 100 // progress.total}%)" if progress.total else ""
+    return f"{progress.done:,}/{progress.total:,}{pct}"
+
+
+def progress_line(progress: Progress) -> str:
+    """One plain line of progress, for output that is not a terminal."""
+    p = progress
+    return (
+        f"{_count(p)} done: {p.succeeded:,} ok, {p.failed:,} failed, {p.retrying:,} retrying;"
+        f" {_rate(p.requests_per_minute, p.rpm_limit)} rpm,"
+        f" {_rate(p.tokens_per_minute, p.tpm_limit)} tpm; {p.rate_limited:,} 429s;"
+        f" {format_duration(p.elapsed_s)} elapsed, ETA {_eta(p)}"
+    )
+
+
+def progress_view(progress: Progress) -> Group:
+    """The live display on a terminal: a bar with counts and ETA, then rates and 429s."""
+    p = progress
+    grid = Table.grid(padding=(0, 1))
+    bar = ProgressBar(total=float(p.total) if p.total else None, completed=float(p.done), width=40)
+    grid.add_row(bar, Text(_count(p)), Text(f"ETA {_eta(p)}"))
+    line = Text()
+    line.append(f"{p.succeeded:,} ok", style="green")
+    line.append("  ")
+    line.append(f"{p.failed:,} failed", style="red" if p.failed else "")
+    line.append("  ")
+    line.append(f"{p.retrying:,} retrying", style="yellow" if p.retrying else "")
+    line.append(
+        f"  {_rate(p.requests_per_minute, p.rpm_limit)} rpm"
+        f"  {_rate(p.tokens_per_minute, p.tpm_limit)} tpm  "
+    )
+    line.append(f"{p.rate_limited:,} 429s", style="red" if p.rate_limited else "")
+    line.append(f"  {format_duration(p.elapsed_s)}")
+    return Group(grid, line)
+
+
+def start_line(plan: Plan, limits: BatchLimits, endpoint: Endpoint) -> str:
+    """The line printed before sending: what will be sent, where, and within which limits."""
+    where = endpoint.base_url or "the urls in the file"
+    rates = []
+    if limits.requests_per_minute is not None:
+        rates.append(f"{limits.requests_per_minute:,g} rpm")
+    if limits.tokens_per_minute is not None:
+        rates.append(f"{limits.tokens_per_minute:,g} tpm")
+    if rates and limits.window_s is not None:
+        rates[-1] += f" (enforced over {limits.window_s:g}s windows)"
+    limits_text = ", ".join(rates) if rates else "no rate limits set"
+    return (
+        f"conveyor run: {plan.to_run:,} request(s) to send from {plan.files.input} to {where};"
+        f" {plan.already_done:,} already in {plan.files.output};"
+        f" concurrency {limits.concurrency}, {limits_text}"
+    )
+
+
+def batch_summary_table(result: BatchResult) -> Table:
+    """The summary table of a run, with the batch's own rows added."""
+    tally = result.tally
+    title = "conveyor run (interrupted)" if result.interrupted else "conveyor run"
+    table = summary_table(result.summary, title=title)
+    table.add_row("429 answers", f"{tally.rate_limited:,}")
+    table.add_row("invalid lines", f"{tally.invalid:,}")
+    table.add_row("skipped (already in results)", f"{tally.skipped:,}")
+    return table
+
+
+def summary_record(result: BatchResult, *, input_path: Path, output: Path) -> dict[str, Any]:
+    """The ``--summary-json`` object: the summary's figures, 429s, counts and the two paths."""
+    tally = result.tally
+    return {
+        **result.summary.to_dict(),
+        "rate_limited": tally.rate_limited,
+        "invalid_lines": tally.invalid,
+        "skipped": tally.skipped,
+        "interrupted": result.interrupted,
+        "input": str(input_path),
+        "output": str(output),
+    }
+
+
+def empty_summary(concurrency: int) -> Summary:
+    """The summary of a run that had nothing to send."""
+    return Summary(
+        total=0,
+        succeeded=0,
+        failed=0,
+        cancelled=0,
+        retries=0,
+        duration_s=0.0,
+        latency_mean_s=0.0,
+        latency_p50_s=0.0,
+        latency_p95_s=0.0,
+        latency_p99_s=0.0,
+        latency_max_s=0.0,
+        throughput_per_s=0.0,
+        max_concurrency=0,
+        concurrency=concurrency,
+    )

@@ -1,0 +1,154 @@
+"""The HTTP task: send one `Request`, return its `Response` or raise why not.
+
+Two layers, so that tests can replace the network:
+
+- a *transport* does the I/O: ``await transport(method, url, headers, body)`` returns a
+  `RawAnswer` (status, headers, bytes) or raises. `AiohttpTransport` is the real one; a test
+  passes any async function of the same shape (like httpx's ``MockTransport``).
+- `HttpTask` is what the engine calls once per attempt: it adds the headers, decodes the answer,
+  raises `HTTPStatusError` for a non-2xx one (so the retry policy and the limiter read its
+  status and ``Retry-After``), tells the limiter the rate-limit headers of a 2xx one when asked
+  to, and counts what it sent for the progress display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .. import __version__
+from .errors import HTTPStatusError, TransportError
+from .response import Response, decode_body, kept_headers
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import aiohttp
+
+    from ..limits.limiter import Limiter
+    from .request import Request
+    from .tally import BatchTally
+
+__all__ = ["AiohttpTransport", "HttpTask", "RawAnswer", "Transport"]
+
+USER_AGENT = f"conveyor/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """What a transport returns: the status, every header (lower-cased names) and the body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    """Sends one HTTP request; returns the answer or raises `TransportError`."""
+
+    async def __call__(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> RawAnswer:
+        """Send the request and read the whole answer."""
+        ...
+
+
+class AiohttpTransport:
+    """The real transport: one `aiohttp.ClientSession`, shared by every request of the run.
+
+    Redirects are not followed: a redirect would carry the run's headers (credentials) to
+    wherever the answer points; it is reported as the 3xx it is.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def __call__(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> RawAnswer:
+        """Send the request and read the whole answer."""
+        import aiohttp  # noqa: PLC0415 - imported by the batch runner only
+
+        try:
+            async with self._session.request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                data = await answer.read()
+                names = {k.lower(): v for k, v in answer.headers.items()}
+                return RawAnswer(answer.status, names, data)
+        except (aiohttp.ClientError, OSError) as exc:
+            # The reason aiohttp gives says what failed ("Cannot connect to host ..."); it
+            # never contains request headers.
+            raise TransportError(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)) from exc
+
+
+class HttpTask:
+    """Makes one attempt at a `Request` (the function the engine calls per attempt).
+
+    Args:
+        transport: does the I/O.
+        headers: sent with every request (a line's own headers win over them).
+        limiter: the engine gives it every non-2xx answer through the error (429 / 503 with
+            Retry-After pause it, and it reads their rate-limit headers).
+        observe: also tell `limiter` the rate-limit headers of every 2xx answer. Worth it when
+            the limits are unknown; when they are configured, see `Batch` for why not.
+        tally: counts requests and tokens sent and 429s seen, for progress.
+    """
+
+    __slots__ = ("_headers", "_limiter", "_tally", "_transport", "last_failure")
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        headers: Mapping[str, str],
+        limiter: Limiter,
+        observe: bool,
+        tally: BatchTally,
+    ) -> None:
+        self._transport = transport
+        self._headers = {"User-Agent": USER_AGENT, **headers}
+        self._limiter = limiter if observe else None
+        self._tally = tally
+        #: The latest failure seen (no secrets: statuses and transport reasons only).
+        self.last_failure: str | None = None
+
+    async def __call__(self, request: Request) -> Response:
+        """Send `request` once; return the 2xx answer or raise."""
+        headers = self._headers
+        if request.body is not None or request.headers:
+            headers = dict(headers)
+            if request.body is not None:
+                headers["Content-Type"] = "application/json"
+            headers.update(request.headers)
+        tally = self._tally
+        tally.sent += 1
+        tally.tokens_sent += request.cost
+        sent_at = asyncio.get_running_loop().time()
+        try:
+            raw = await self._transport(request.method, request.url, headers, request.body)
+        except TransportError as exc:
+            self.last_failure = str(exc)
+            raise
+        response = Response(
+            raw.status,
+            kept_headers(raw.headers.items()),
+            decode_body(raw.body, raw.headers.get("content-type")),
+        )
+        if 200 <= raw.status < 300:
+            # The engine holds this attempt's slot; the limiter learns from the headers directly,
+            # counting as unseen by the server what it admitted after this request was sent.
+            # Every header family it reads has "ratelimit" in its name: answers without one
+            # skip the parser (a fifth of this task's own CPU time per request).
+            limiter = self._limiter
+            if limiter is not None and any("ratelimit" in name for name in raw.headers):
+                limiter.observe_headers(raw.headers, sent_at=sent_at)
+            return response
+        if raw.status == 429:
+            tally.rate_limited += 1
+        error = HTTPStatusError(response, raw.headers)
+        self.last_failure = str(error)
+        raise error

@@ -1,0 +1,135 @@
+"""What a batch run is told: files, endpoint, limits. Frozen, keyword-only, checked when made."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["BatchFiles", "BatchLimits", "Endpoint"]
+
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _check_header(owner: str, name: object, value: object, *, secret: bool) -> None:
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        msg = f"{owner}: the header name {name!r} is not valid; use letters, digits and '-'"
+        raise ConfigError(msg)
+    # A secret's value is never shown, not even in the error about it.
+    shown = "its value" if secret else repr(value)
+    if not isinstance(value, str):
+        msg = f"{owner}: the header {name} has {shown}, which is not a string"
+        raise ConfigError(msg)
+    if any(c in value for c in "\r\n\0"):
+        msg = f"{owner}: the header {name} has a line break or NUL in {shown}; remove it"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Endpoint:
+    """Where the requests go, and the headers sent with each.
+
+    Args:
+        base_url: prefixed to every relative url (``https://api.openai.com``). When set, a line
+            with an absolute url elsewhere is refused, so that the headers go nowhere else.
+        url: the url of lines that have none, and of bare JSON bodies (``--url``).
+        headers: ``(name, value)`` pairs sent with every request.
+        secret_headers: like `headers`, but their values are secrets: never shown in a repr,
+            an error, a log or the results (any occurrence is replaced by ``[redacted]``).
+    """
+
+    base_url: str | None = None
+    url: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    secret_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        base = self.base_url
+        if base is not None and (
+            not isinstance(base, str) or not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", base)
+        ):
+            msg = (
+                f"Endpoint(base_url={base!r}): give the API's address with its scheme, like"
+                " https://api.openai.com or http://127.0.0.1:8765 (no query string)"
+            )
+            raise ConfigError(msg)
+        if self.url is not None and (not isinstance(self.url, str) or not self.url.strip()):
+            msg = f"Endpoint(url={self.url!r}): give a path like /v1/chat/completions"
+            raise ConfigError(msg)
+        for name, value in self.headers:
+            _check_header("Endpoint(headers=...)", name, value, secret=False)
+        for name, value in self.secret_headers:
+            _check_header("Endpoint(secret_headers=...)", name, value, secret=True)
+
+    def all_headers(self) -> dict[str, str]:
+        """The headers to send with every request (secret ones included)."""
+        return dict(self.headers) | dict(self.secret_headers)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, for redaction."""
+        return tuple(value for _, value in self.secret_headers)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchFiles:
+    """The requests file read, the results file written, and whether failed results re-run."""
+
+    input: Path
+    output: Path
+    retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output"):
+            if not isinstance(getattr(self, name), Path):
+                msg = f"BatchFiles({name}={getattr(self, name)!r}): pass a pathlib.Path"
+                raise ConfigError(msg)
+
+
+def _rate(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"BatchLimits({name}={value!r}): {name} must be a number > 0, or None for no limit"
+        raise ConfigError(msg)
+    if value <= 0:
+        msg = f"BatchLimits({name}={value!r}): {name} must be > 0, or None for no limit"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchLimits:
+    """How fast the run may go.
+
+    Args:
+        concurrency: requests in flight at most (also the HTTP connection pool's size).
+        requests_per_minute, tokens_per_minute: the API's limits (None: not limited here; the
+            run still slows down when the API answers 429 with Retry-After).
+        window_s: the window the API enforces its limits over, when known (OpenAI: about 1 s);
+            None spreads the requests evenly over the minute instead.
+    """
+
+    concurrency: int = 50
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    window_s: float | None = None
+
+    def __post_init__(self) -> None:
+        c = self.concurrency
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            msg = f"BatchLimits(concurrency={c!r}): concurrency must be a whole number >= 1"
+            raise ConfigError(msg)
+        _rate("requests_per_minute", self.requests_per_minute)
+        _rate("tokens_per_minute", self.tokens_per_minute)
+        w = self.window_s
+        if w is not None and (
+            isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 60
+        ):
+            msg = (
+                f"BatchLimits(window_s={w!r}): the window must be seconds > 0 and at most 60"
+                " (a minute, the period of the limits), or None"
+            )
+            raise ConfigError(msg)

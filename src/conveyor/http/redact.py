@@ -1,0 +1,57 @@
+"""Keep secrets out of everything written: replace their values by ``[redacted]``. Pure.
+
+The batch runner never writes request headers anywhere; this is the second line of defence,
+for an API that echoes a credential back in an answer or an error. Values shorter than
+`MIN_SECRET` characters are not redacted (they would mangle ordinary text, and are too short to
+be credentials); `Redactor.too_short` lists them so the command line can warn.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["MIN_SECRET", "REDACTED", "Redactor"]
+
+#: The shortest value redacted.
+MIN_SECRET = 8
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Replaces every occurrence of the secrets (and of their JSON-escaped forms).
+
+    A value like ``Bearer sk-...`` is also redacted without its scheme, in case an answer
+    quotes the token alone.
+
+    >>> Redactor(["Bearer sk-12345678"])('{"echo":"sk-12345678"}')
+    '{"echo":"[redacted]"}'
+    """
+
+    __slots__ = ("_needles", "too_short")
+
+    def __init__(self, secrets: tuple[str, ...] | list[str]) -> None:
+        needles: set[str] = set()
+        self.too_short = 0
+        for secret in secrets:
+            forms = {secret}
+            scheme, _, token = secret.rpartition(" ")
+            if scheme:
+                forms.add(token)
+            kept = {f for f in forms if len(f) >= MIN_SECRET}
+            if secret not in kept:
+                self.too_short += 1
+            for form in kept:
+                needles.add(form)
+                needles.add(json.dumps(form, ensure_ascii=False)[1:-1])
+        # Longest first, so that a secret containing another is replaced whole.
+        self._needles = tuple(sorted(needles, key=len, reverse=True))
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
+
+    def __call__(self, text: str) -> str:
+        """Return `text` with every secret replaced."""
+        for needle in self._needles:
+            if needle in text:
+                text = text.replace(needle, REDACTED)
+        return text

@@ -1,0 +1,272 @@
+"""The request file format, pure: one JSON line in, a `Request` (or an `InvalidLine`) out.
+
+A line is a request in the OpenAI Batch API's format::
+
+    {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+
+with optional ``"headers": {"Name": "value"}`` and ``"cost": N`` (tokens, replacing the
+estimate). When a default url is given (``--url``), a line may instead be a bare JSON body,
+sent to that url. A line without a ``custom_id`` is named ``line-N`` after its line number.
+
+Token estimate (what OpenAI's rate limiter charges before it knows the answer's length): for a
+chat body, ``ceil(characters of all message contents / 4)`` plus ``max_completion_tokens`` or
+``max_tokens`` (16 when absent); for any other body, ``ceil(len(body JSON) / 4)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "METHODS",
+    "InvalidLine",
+    "Request",
+    "estimate_tokens",
+    "join_url",
+    "parse_line",
+]
+
+#: What a chat request is charged for its answer when it sets no ``max_tokens``.
+DEFAULT_MAX_TOKENS = 16
+#: The HTTP methods a line may use.
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
+# A custom_id longer than this is surely a mistake (and would bloat every structure keyed by it).
+_MAX_ID = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request to send, read from line `line` (1-based) of the requests file.
+
+    `body` is the JSON to send, already encoded (``None``: no body); `cost` is the token
+    estimate (or the line's own ``"cost"``); `named_by_line` says the id was made up from the
+    line number because the line had none.
+    """
+
+    line: int
+    custom_id: str
+    method: str
+    url: str
+    body: bytes | None
+    headers: tuple[tuple[str, str], ...]
+    cost: float
+    named_by_line: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    """A line that cannot be sent; it is written to the results as a failure, with `message`."""
+
+    line: int
+    custom_id: str
+    message: str
+    named_by_line: bool = False
+
+
+def estimate_tokens(body: Any, encoded: bytes | None) -> int:
+    """Return the tokens a body is likely to be charged (see the module docstring).
+
+    >>> estimate_tokens({"messages": [{"role": "user", "content": "12345678"}]}, None)
+    18
+    >>> estimate_tokens({"n": 1}, b'{"n":1}')
+    2
+    """
+    if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        chars = sum(_content_chars(m) for m in body["messages"])
+        return math.ceil(chars / 4) + _max_tokens(body)
+    return math.ceil(len(encoded or b"") / 4)
+
+
+def _content_chars(message: object) -> int:
+    if not isinstance(message, dict):
+        return 0
+    content = message.get("content")
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(
+            len(part["text"])
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return 0
+
+
+def _max_tokens(body: dict[str, Any]) -> int:
+    # max_completion_tokens is OpenAI's newer name and wins when both are set.
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return DEFAULT_MAX_TOKENS
+
+
+def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
+    """Return the absolute URL to call, or ``None`` if `url` is outside `base_url`.
+
+    Raises `InputError` for a relative url with no base URL: no line can be sent then, so the
+    whole run is refused before anything is sent.
+    """
+    if url.startswith(("http://", "https://")):
+        if base_url is None or url == base_url or url.startswith(base_url.rstrip("/") + "/"):
+            return url
+        return None
+    if base_url is None:
+        msg = (
+            f"line {line}: the url {url!r} is relative and no --base-url was given; pass"
+            " --base-url with the API's address, e.g. --base-url https://api.openai.com"
+        )
+        raise InputError(msg)
+    return base_url.rstrip("/") + "/" + url.lstrip("/")
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+# One decoder for every line: json.loads with an option builds a new one per call.
+_loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
+    raw: bytes,
+    line: int,
+    *,
+    base_url: str | None = None,
+    default_url: str | None = None,
+    identify_only: bool = False,
+) -> Request | InvalidLine | None:
+    """Read line number `line` (1-based) of a requests file; ``None`` for a blank line.
+
+    Never raises for a bad line: it becomes an `InvalidLine` whose message names the line and
+    the fix. Only a relative url with no `base_url` raises (`InputError`), since then no line
+    could be sent. `identify_only` skips encoding the body and estimating its cost (``body``
+    is then None and ``cost`` 0): the checking pass over the input needs only ids and validity.
+    """
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        return _invalid(line, None, f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    if not text.strip():
+        return None
+    try:
+        data = _loads(text)
+    except json.JSONDecodeError as exc:
+        return _invalid(line, None, f"is not valid JSON ({exc.msg} at character {exc.pos + 1})")
+    except ValueError as exc:
+        return _invalid(line, None, f"is not valid JSON ({exc})")
+    if not isinstance(data, dict):
+        return _invalid(line, None, f"is a JSON {type(data).__name__}, not an object")
+    if "body" in data and data.keys() <= _FIELDS:
+        return _request_line(
+            data, line, base_url=base_url, default_url=default_url, encode=not identify_only
+        )
+    if default_url is None:
+        return _invalid(
+            line,
+            data.get("custom_id"),
+            'is not a request: expected {"custom_id", "method", "url", "body"} (the OpenAI'
+            " Batch format); to send bare JSON bodies, pass --url PATH",
+        )
+    # A bare body, sent as it is to the default url.
+    return _build(
+        line, None, "POST", default_url, data, (), None, base_url=base_url, encode=not identify_only
+    )
+
+
+def _request_line(
+    data: dict[str, Any], line: int, *, base_url: str | None, default_url: str | None, encode: bool
+) -> Request | InvalidLine:
+    custom_id = data.get("custom_id")
+    if custom_id is not None and not (isinstance(custom_id, str) and 0 < len(custom_id) <= _MAX_ID):
+        return _invalid(
+            line, None, f"has custom_id {json.dumps(custom_id)[:40]}: it must be a non-empty string"
+        )
+    method = data.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        return _invalid(
+            line, custom_id, f"has method {method!r}: use one of {', '.join(sorted(METHODS))}"
+        )
+    url = data.get("url", default_url)
+    if not isinstance(url, str) or not url:
+        return _invalid(line, custom_id, 'has no "url": add one, or pass --url PATH')
+    headers = data.get("headers") or {}
+    if headers and (
+        not isinstance(headers, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        return _invalid(line, custom_id, 'has "headers" that are not {"Name": "value"} strings')
+    cost = data.get("cost")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, int | float)
+        or not math.isfinite(cost)
+        or cost < 0
+    ):
+        return _invalid(line, custom_id, f'has "cost" {cost!r}: it must be a number of tokens >= 0')
+    pairs = tuple(headers.items())
+    return _build(
+        line,
+        custom_id,
+        method.upper(),
+        url,
+        data["body"],
+        pairs,
+        cost,
+        base_url=base_url,
+        encode=encode,
+    )
+
+
+def _build(
+    line: int,
+    custom_id: str | None,
+    method: str,
+    url: str,
+    body: Any,
+    headers: tuple[tuple[str, str], ...],
+    cost: float | None,
+    *,
+    base_url: str | None,
+    encode: bool = True,
+) -> Request | InvalidLine:
+    target = join_url(url, base_url, line=line)
+    if target is None:
+        return _invalid(
+            line,
+            custom_id,
+            f"has the url {url!r}, outside --base-url {base_url}: the run sends only to"
+            " --base-url, so that its headers (credentials) go nowhere else; make the url"
+            " relative",
+        )
+    encoded = None
+    estimate = 0.0
+    if encode:
+        encoded = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        estimate = estimate_tokens(body, encoded) if cost is None else cost
+    return Request(
+        line=line,
+        custom_id=custom_id or f"line-{line}",
+        method=method,
+        url=target,
+        body=encoded,
+        headers=headers,
+        cost=float(estimate),
+        named_by_line=custom_id is None,
+    )
+
+
+def _invalid(line: int, custom_id: object, problem: str) -> InvalidLine:
+    if isinstance(custom_id, str) and 0 < len(custom_id) <= _MAX_ID:
+        return InvalidLine(line=line, custom_id=custom_id, message=f"line {line} {problem}")
+    return InvalidLine(
+        line=line, custom_id=f"line-{line}", message=f"line {line} {problem}", named_by_line=True
+    )

@@ -1,0 +1,88 @@
+"""An answer as it is kept: status, the headers worth keeping, and the body (JSON or text). Pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers"]
+
+#: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
+#: so that nothing the API sends about the caller lands on disk by accident.
+KEPT_HEADERS = frozenset({"content-type", "retry-after", "retry-after-ms", "x-request-id"})
+# The error text of a non-JSON answer is cut to this many characters in error messages.
+_TEXT_IN_MESSAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP answer: `body` is the parsed JSON, or the text when it is not JSON."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``response`` object of a result line."""
+        return {"status_code": self.status_code, "headers": self.headers, "body": self.body}
+
+    def error_text(self) -> str:
+        """The API's own explanation of a failure: OpenAI's ``error.message``, else the body.
+
+        >>> Response(429, {}, {"error": {"message": "Slow down."}}).error_text()
+        'Slow down.'
+        >>> Response(502, {}, "<html>Bad gateway</html>").error_text()
+        '<html>Bad gateway</html>'
+        """
+        body = self.body
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                return str(error["message"])
+            if isinstance(error, str):
+                return error
+            text = json.dumps(body, separators=(",", ":"))
+        else:
+            text = body if isinstance(body, str) else json.dumps(body)
+        text = " ".join(text.split())
+        if len(text) > _TEXT_IN_MESSAGE:
+            text = text[:_TEXT_IN_MESSAGE] + "..."
+        return text or "(empty body)"
+
+
+def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return the headers a result keeps (`KEPT_HEADERS` and ``x-ratelimit-*``), lower-cased.
+
+    >>> kept_headers([("Content-Type", "application/json"), ("Set-Cookie", "a=b"),
+    ...               ("x-ratelimit-remaining-requests", "9")])
+    {'content-type': 'application/json', 'x-ratelimit-remaining-requests': '9'}
+    """
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in KEPT_HEADERS or lower.startswith("x-ratelimit-"):
+            kept[lower] = value
+    return kept
+
+
+def decode_body(data: bytes, content_type: str | None) -> Any:
+    """Return the body as JSON when it says it is JSON and parses, else as text.
+
+    >>> decode_body(b'{"a": 1}', "application/json")
+    {'a': 1}
+    >>> decode_body(b"<html>oops</html>", "application/json")
+    '<html>oops</html>'
+    >>> decode_body(b"42", "text/plain")
+    '42'
+    """
+    text = data.decode("utf-8", errors="replace")
+    if content_type is not None and "json" in content_type.lower():
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,118 @@
+"""The result line: one JSON object per request, pure.
+
+::
+
+    {"custom_id": "req-1",
+     "error": null,                         # or {"code": "http_429", "message": "..."}
+     "response": {"status_code": 200, "headers": {...}, "body": {...}},   # null if no answer
+     "attempts": 1,                         # attempts made (0: never sent)
+     "latency_ms": 412.5}                   # the last attempt's (null: never sent)
+
+`error` is null exactly when the request succeeded. It comes second, before the answer, so that
+resuming reads only the start of each line (and so do people scanning the file). Error codes:
+
+=====================  ===============================================================
+``http_<status>``      the API answered non-2xx (its answer is in ``response``)
+``connection_error``   no answer: refused, unreachable, dropped
+``timeout``            the attempt ran past ``--timeout``
+``circuit_open``       not sent: the API failed many times in a row (the last reason is
+                       in the message)
+``cost_too_large``     not sent: the request costs more tokens than ``--tpm`` allows
+``invalid_line``       not sent: the line is not a request (the message says why)
+``error``              anything else (the message has the exception's type)
+=====================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AttemptTimeout, CircuitOpen, ConfigError, DeadlineExceeded
+from .errors import HTTPStatusError, TransportError
+
+if TYPE_CHECKING:
+    from ..engine.report import Outcome
+    from .request import InvalidLine, Request
+    from .response import Response
+
+__all__ = ["error_fields", "invalid_result", "outcome_result", "result_line"]
+
+
+def result_line(
+    custom_id: str,
+    *,
+    response: Response | None,
+    error: tuple[str, str] | None,
+    attempts: int,
+    latency_s: float | None,
+) -> str:
+    """Return one result as a JSON line, without the newline.
+
+    >>> result_line("a", response=None, error=("timeout", "too slow"), attempts=2, latency_s=1.5)
+    '{"custom_id":"a","error":{"code":"timeout","message":"too slow"},"response":null,\
+"attempts":2,"latency_ms":1500.0}'
+    """
+    record: dict[str, Any] = {
+        "custom_id": custom_id,
+        "error": None if error is None else {"code": error[0], "message": error[1]},
+        "response": None if response is None else response.to_dict(),
+        "attempts": attempts,
+        "latency_ms": None if latency_s is None else round(latency_s * 1000.0, 3),
+    }
+    # ensure_ascii=False keeps text readable and short; json still escapes newlines, so one
+    # result is always one line.
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_fields(error: BaseException, *, last_failure: str | None = None) -> tuple[str, str]:
+    """Return the ``(code, message)`` of a failed request (see the module docstring).
+
+    `last_failure` is the latest failure seen by any request, which explains an open circuit.
+    """
+    if isinstance(error, HTTPStatusError):
+        return f"http_{error.status_code}", str(error)
+    if isinstance(error, TransportError):
+        return "connection_error", str(error)
+    if isinstance(error, AttemptTimeout | DeadlineExceeded):
+        return "timeout", str(error)
+    if isinstance(error, CircuitOpen):
+        reason = f"; the last failure: {last_failure}" if last_failure else ""
+        return "circuit_open", f"not sent: {error}{reason}"
+    if isinstance(error, ConfigError):  # the limiter refuses a cost no window can admit
+        return "cost_too_large", f"not sent: {error}"
+    return "error", f"{type(error).__name__}: {error}"
+
+
+def outcome_result(outcome: Outcome[Request, Response], *, last_failure: str | None) -> str:
+    """Return the result line of a request that settled (succeeded or failed, not cancelled)."""
+    request = outcome.item
+    error = outcome.error
+    if error is None:
+        return result_line(
+            request.custom_id,
+            response=outcome.value,
+            error=None,
+            attempts=outcome.attempts,
+            latency_s=outcome.latency_s,
+        )
+    response = error.response if isinstance(error, HTTPStatusError) else None
+    sent = outcome.attempts > 0 and not isinstance(error, CircuitOpen | ConfigError)
+    return result_line(
+        request.custom_id,
+        response=response,
+        error=error_fields(error, last_failure=last_failure),
+        attempts=outcome.attempts,
+        latency_s=outcome.latency_s if sent else None,
+    )
+
+
+def invalid_result(line: InvalidLine) -> str:
+    """Return the result line of a line that could not be sent."""
+    return result_line(
+        line.custom_id,
+        response=None,
+        error=("invalid_line", line.message),
+        attempts=0,
+        latency_s=None,
+    )

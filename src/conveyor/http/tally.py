@@ -1,0 +1,144 @@
+"""What a batch has done so far, and the rates it runs at: counters in, a snapshot out. Pure.
+
+`BatchTally` is updated as the run goes (by the engine's events and the HTTP task);
+`RateMeter` turns samples of it into per-minute rates over the last few seconds; `snapshot`
+freezes both into a `Progress` that the display formats. Nothing here reads a clock: `now` is
+always passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["BatchTally", "Progress", "RateMeter", "snapshot"]
+
+
+@dataclass
+class BatchTally:
+    """Live counts of one batch run.
+
+    Attributes:
+        total: requests this run has to settle (the input's, minus those already in the
+            results); ``None`` until known.
+        succeeded, failed: settled and written this run (failed includes invalid lines).
+        invalid: lines that could not be sent (written as failed).
+        cancelled: stopped in flight by an interrupt (not written: they re-run on resume).
+        retrying: waiting to be retried now.
+        sent, tokens_sent: HTTP attempts made, and their estimated tokens.
+        rate_limited: HTTP 429 answers seen.
+        skipped: requests already in the results file when the run started.
+    """
+
+    total: int | None = None
+    succeeded: int = 0
+    failed: int = 0
+    invalid: int = 0
+    cancelled: int = 0
+    retrying: int = 0
+    sent: int = 0
+    tokens_sent: float = 0.0
+    rate_limited: int = 0
+    skipped: int = 0
+
+    @property
+    def done(self) -> int:
+        """Requests settled and written this run."""
+        return self.succeeded + self.failed
+
+
+class RateMeter:
+    """Rates over the last `horizon_s` seconds, from samples of cumulative counts.
+
+    >>> meter = RateMeter(horizon_s=10.0)
+    >>> meter.add(0.0, sent=0, tokens=0, done=0)
+    >>> meter.add(5.0, sent=50, tokens=5_000, done=40)
+    >>> meter.per_minute()
+    (600.0, 60000.0, 8.0)
+    """
+
+    __slots__ = ("_samples", "horizon_s")
+
+    def __init__(self, *, horizon_s: float = 10.0) -> None:
+        self.horizon_s = horizon_s
+        self._samples: deque[tuple[float, int, float, int]] = deque()
+
+    def add(self, now: float, *, sent: int, tokens: float, done: int) -> None:
+        """Record the cumulative counts at `now`; forget samples older than the horizon.
+
+        One sample at or before the horizon is kept, so the rate always spans the whole
+        horizon once the run is that old.
+        """
+        samples = self._samples
+        samples.append((now, sent, tokens, done))
+        while len(samples) > 2 and samples[1][0] <= now - self.horizon_s:
+            samples.popleft()
+
+    def per_minute(self) -> tuple[float, float, float]:
+        """Return (requests per minute, tokens per minute, settled per second)."""
+        if len(self._samples) < 2:
+            return 0.0, 0.0, 0.0
+        t0, sent0, tokens0, done0 = self._samples[0]
+        t1, sent1, tokens1, done1 = self._samples[-1]
+        span = t1 - t0
+        if span <= 0:
+            return 0.0, 0.0, 0.0
+        return (
+            (sent1 - sent0) * 60.0 / span,
+            (tokens1 - tokens0) * 60.0 / span,
+            (done1 - done0) / span,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Progress:
+    """One frame of progress, ready to format."""
+
+    done: int
+    total: int | None
+    succeeded: int
+    failed: int
+    retrying: int
+    requests_per_minute: float
+    tokens_per_minute: float
+    rpm_limit: float | None
+    tpm_limit: float | None
+    rate_limited: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+def snapshot(
+    tally: BatchTally,
+    meter: RateMeter,
+    *,
+    now: float,
+    started: float,
+    rpm_limit: float | None = None,
+    tpm_limit: float | None = None,
+) -> Progress:
+    """Sample the tally into the meter at `now` and return the frame to show.
+
+    The ETA is the requests left over the recent settling rate; ``None`` until something
+    settles (or when the total is unknown).
+    """
+    meter.add(now, sent=tally.sent, tokens=tally.tokens_sent, done=tally.done)
+    rpm, tpm, per_s = meter.per_minute()
+    eta: float | None = None
+    if tally.total is not None:
+        left = max(tally.total - tally.done, 0)
+        eta = 0.0 if left == 0 else (left / per_s if per_s > 0 else None)
+    return Progress(
+        done=tally.done,
+        total=tally.total,
+        succeeded=tally.succeeded,
+        failed=tally.failed,
+        retrying=tally.retrying,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        rate_limited=tally.rate_limited,
+        elapsed_s=max(now - started, 0.0),
+        eta_s=eta,
+    )

@@ -1,0 +1,155 @@
+"""The result line, error codes, the answer as kept, and redaction: pure, tested exactly."""
+
+import json
+
+import pytest
+
+from conveyor import AttemptTimeout, CircuitOpen, ConfigError, Outcome
+from conveyor.http import HTTPStatusError, InvalidLine, Request, Response, TransportError
+from conveyor.http.redact import REDACTED, Redactor
+from conveyor.http.response import decode_body, kept_headers
+from conveyor.http.results import error_fields, invalid_result, outcome_result, result_line
+
+REQUEST = Request(
+    line=3, custom_id="req-1", method="POST", url="http://h/x", body=b"{}", headers=(), cost=1.0
+)
+
+
+def test_a_success_line_has_exactly_the_documented_fields():
+    """A success is one JSON object: custom_id, null error, response (status, headers, body)."""
+    response = Response(200, {"content-type": "application/json"}, {"ok": True})
+    outcome: Outcome[Request, Response] = Outcome(
+        0, REQUEST, "succeeded", response, None, 2, 0.0125, 0.5
+    )
+    text = outcome_result(outcome, last_failure=None)
+    assert text == (
+        '{"custom_id":"req-1","error":null,"response":{"status_code":200,"headers":'
+        '{"content-type":"application/json"},"body":{"ok":true}},"attempts":2,"latency_ms":12.5}'
+    )
+    assert "\n" not in text
+
+
+def test_an_http_failure_keeps_the_answer_and_names_the_status():
+    """A non-2xx failure keeps the API's answer in response and says http_<status> in error."""
+    answer = Response(400, {}, {"error": {"message": "Bad model."}})
+    error = HTTPStatusError(answer, {"x": "y"})
+    outcome: Outcome[Request, Response] = Outcome(
+        0, REQUEST, "failed", None, error, 1, 0.002, 0.002
+    )
+    record = json.loads(outcome_result(outcome, last_failure=None))
+    assert record["response"] == {"status_code": 400, "headers": {}, "body": answer.body}
+    assert record["error"] == {"code": "http_400", "message": "HTTP 400: Bad model."}
+    assert (record["attempts"], record["latency_ms"]) == (1, 2.0)
+
+
+def test_a_request_never_sent_has_no_latency():
+    """A request refused before sending (open circuit) has a null latency and the last reason."""
+    error = CircuitOpen("api", 10.0)
+    outcome: Outcome[Request, Response] = Outcome(0, REQUEST, "failed", None, error, 3, 0.0, 1.0)
+    record = json.loads(outcome_result(outcome, last_failure="Cannot connect to host h:1"))
+    assert record["response"] is None
+    assert record["latency_ms"] is None
+    assert record["error"]["code"] == "circuit_open"
+    assert record["error"]["message"].endswith("; the last failure: Cannot connect to host h:1")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (TransportError("ClientConnectorError: refused"), "connection_error", "refused"),
+        (AttemptTimeout(2.0), "timeout", "2"),
+        (
+            ConfigError("api: a call costing 900 tokens can never be admitted"),
+            "cost_too_large",
+            "not sent: api: a call costing 900",
+        ),
+        (ValueError("odd"), "error", "ValueError: odd"),
+    ],
+)
+def test_error_codes(error, code, message):
+    """Each kind of failure has its documented code and a message with the reason."""
+    got_code, got_message = error_fields(error)
+    assert got_code == code
+    assert message in got_message
+
+
+def test_an_invalid_line_result():
+    """A line that could not be sent is a failed result with code invalid_line and no attempt."""
+    text = invalid_result(InvalidLine(line=17, custom_id="line-17", message="line 17 is bad"))
+    assert json.loads(text) == {
+        "custom_id": "line-17",
+        "response": None,
+        "error": {"code": "invalid_line", "message": "line 17 is bad"},
+        "attempts": 0,
+        "latency_ms": None,
+    }
+
+
+def test_text_stays_readable_and_on_one_line():
+    """Non-ASCII text is written as is; newlines inside values are escaped."""
+    text = result_line(
+        "ü\n", response=Response(200, {}, "a\nb ✓"), error=None, attempts=1, latency_s=0
+    )
+    assert "\n" not in text
+    assert "ü" in text
+    assert "✓" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "expected"),
+    [
+        (b'{"a": [1, 2]}', "application/json; charset=utf-8", {"a": [1, 2]}),
+        (b"<html>502 Bad Gateway</html>", "text/html", "<html>502 Bad Gateway</html>"),
+        (b"<html>oops</html>", "application/json", "<html>oops</html>"),
+        (b"\xff ok", None, "\ufffd ok"),
+        (b"", "application/json", ""),
+    ],
+)
+def test_bodies_are_json_when_they_say_so_and_parse_else_text(data, content_type, expected):
+    """A body is parsed JSON when labelled JSON and valid; otherwise its text is kept."""
+    assert decode_body(data, content_type) == expected
+
+
+def test_only_the_documented_headers_are_kept():
+    """Rate-limit, retry-after, content-type and request-id headers are kept, nothing else."""
+    headers = [
+        ("Content-Type", "application/json"),
+        ("X-Request-Id", "abc"),
+        ("Retry-After", "2"),
+        ("retry-after-ms", "1500"),
+        ("X-RateLimit-Remaining-Tokens", "10"),
+        ("Set-Cookie", "session=secret"),
+        ("Authorization", "Bearer x"),
+    ]
+    assert kept_headers(headers) == {
+        "content-type": "application/json",
+        "x-request-id": "abc",
+        "retry-after": "2",
+        "retry-after-ms": "1500",
+        "x-ratelimit-remaining-tokens": "10",
+    }
+
+
+def test_error_text_of_long_or_odd_bodies():
+    """The error message of an answer is the API's message, or its body, cut and on one line."""
+    assert Response(500, {}, "x" * 300).error_text() == "x" * 200 + "..."
+    assert Response(500, {}, "line one\nline two").error_text() == "line one line two"
+    assert Response(500, {}, "").error_text() == "(empty body)"
+    assert Response(500, {}, {"error": "boom"}).error_text() == "boom"
+    assert Response(500, {}, [1]).error_text() == "[1]"
+
+
+def test_redaction_replaces_secrets_and_their_token_and_json_forms():
+    """A secret, its token without the scheme, and its JSON-escaped form are all redacted."""
+    redact = Redactor(['Bearer sk-"quoted"-123'])
+    assert redact('auth: Bearer sk-"quoted"-123') == f"auth: {REDACTED}"
+    assert redact('{"echo":"sk-\\"quoted\\"-123"}') == f'{{"echo":"{REDACTED}"}}'
+    assert redact("nothing here") == "nothing here"
+
+
+def test_short_values_are_not_redacted_but_counted():
+    """Values under 8 characters would mangle text: they are left alone and counted."""
+    redact = Redactor(["abc"])
+    assert not redact
+    assert redact.too_short == 1
+    assert redact("abc") == "abc"
