@@ -92,30 +92,25 @@ def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:
             f"note: the last line of {plan.files.output} was cut short by an interruption;"
             " it was removed and its request runs again"
         )
-    if plan.requests == 0:
-        console.print(
-            f"conveyor run: {plan.files.input} holds no requests: nothing to send", soft_wrap=True
-        )
-        empty = BatchResult(
+    if plan.to_run == 0:
+        if plan.requests == 0:
+            text = f"{plan.files.input} holds no requests"
+        else:
+            text = f"all {plan.requests:,} requests already have results in {plan.files.output}"
+        console.print(f"conveyor run: {text}: nothing to send", soft_wrap=True)
+        nothing = BatchResult(
             summary=empty_summary(options.limits.concurrency),
-            tally=BatchTally(total=0),
+            tally=BatchTally(total=0, skipped=plan.already_done),
             interrupted=False,
         )
-        return _finish(empty, plan, options, console, signal_number=None)
+        return _finish(nothing, plan, options, console, signal_number=None)
     batch = Batch(plan, limits=options.limits, retry=options.retry)
     if batch.redactor.too_short:
         _error(
             "warning: a --header-env value is shorter than 8 characters, too short to be"
             " redacted from the results if the API echoes it"
         )
-    if plan.to_run == 0:
-        console.print(
-            f"conveyor run: all {plan.requests:,} requests already have results in"
-            f" {plan.files.output}: nothing to send",
-            soft_wrap=True,
-        )
-    else:
-        console.print(start_line(plan, options.limits, options.endpoint), soft_wrap=True)
+    console.print(start_line(plan, options.limits, options.endpoint), soft_wrap=True)
     interrupt = _Interrupt(batch)
     try:
         result = asyncio.run(_drive(batch, options, console, interrupt))
