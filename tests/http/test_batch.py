@@ -348,3 +348,27 @@ def test_auto_timeout_cuts_a_hung_request_and_retries_it(tmp_path: Path, run):
     assert result.summary.succeeded == 30
     assert result.summary.retries == 1
     assert result.summary.duration_s < 1.0  # cut after 4 x p95 (10 ms), not after an hour
+
+
+def test_headers_every_request_and_a_lines_own_which_win(tmp_path: Path, run):
+    """--header goes with every request; a line's headers win; no body, no Content-Type."""
+    lines = [
+        request_line("a", headers={"X-Team": "line", "X-Line": "1"}),
+        request_line("b", method="GET", body=None),
+    ]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    api = FakeAPI()
+    endpoint = Endpoint(base_url="http://api.test", headers=(("X-Team", "all"),))
+    run(run_batch(tmp_path, api, endpoint=endpoint, limits=BatchLimits(concurrency=1)))
+    first, second = api.headers
+    assert (first["X-Team"], first["X-Line"], first["Content-Type"]) == (
+        "line",
+        "1",
+        "application/json",
+    )
+    assert second["X-Team"] == "all"
+    assert "Content-Type" not in second
+    assert api.bodies == [
+        {"model": "mock-1", "messages": [{"role": "user", "content": "hello 0"}]},
+        None,
+    ]

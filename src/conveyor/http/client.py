@@ -61,17 +61,18 @@ class AiohttpTransport:
     wherever the answer points; it is reported as the 3xx it is.
     """
 
-    __slots__ = ("_session",)
+    __slots__ = ("_errors", "_session")
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
+        import aiohttp  # noqa: PLC0415 - imported by the batch runner only
+
         self._session = session
+        self._errors = (aiohttp.ClientError, OSError)
 
     async def __call__(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> RawAnswer:
         """Send the request and read the whole answer."""
-        import aiohttp  # noqa: PLC0415 - imported by the batch runner only
-
         try:
             async with self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
@@ -79,7 +80,7 @@ class AiohttpTransport:
                 data = await answer.read()
                 names = {k.lower(): v for k, v in answer.headers.items()}
                 return RawAnswer(answer.status, names, data)
-        except (aiohttp.ClientError, OSError) as exc:
+        except self._errors as exc:
             # The reason aiohttp gives says what failed ("Cannot connect to host ..."); it
             # never contains request headers.
             raise TransportError(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)) from exc
@@ -98,7 +99,7 @@ class HttpTask:
         tally: counts requests and tokens sent and 429s seen, for progress.
     """
 
-    __slots__ = ("_headers", "_limiter", "_tally", "_transport", "last_failure")
+    __slots__ = ("_headers", "_json_headers", "_limiter", "_tally", "_transport", "last_failure")
 
     def __init__(
         self,
@@ -111,6 +112,8 @@ class HttpTask:
     ) -> None:
         self._transport = transport
         self._headers = {"User-Agent": USER_AGENT, **headers}
+        # The same with the body's type, built once: most requests send exactly these.
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._limiter = limiter if observe else None
         self._tally = tally
         #: The latest failure seen (no secrets: statuses and transport reasons only).
@@ -118,12 +121,9 @@ class HttpTask:
 
     async def __call__(self, request: Request) -> Response:
         """Send `request` once; return the 2xx answer or raise."""
-        headers = self._headers
-        if request.body is not None or request.headers:
-            headers = dict(headers)
-            if request.body is not None:
-                headers["Content-Type"] = "application/json"
-            headers.update(request.headers)
+        headers = self._headers if request.body is None else self._json_headers
+        if request.headers:
+            headers = {**headers, **dict(request.headers)}
         tally = self._tally
         tally.sent += 1
         tally.tokens_sent += request.cost
