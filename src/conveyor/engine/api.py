@@ -103,6 +103,27 @@ class _Options(Generic[T]):
     cost: Callable[[T], float] | None
 
 
+def _new_run(
+    fn: Fn[T, R], items: Items[T], o: _Options[T], *, need_loop: bool = False
+) -> Run[T, R]:
+    """Check every argument (`ConfigError` naming the wrong one), then build the run."""
+    is_async = _check(fn, items, o.concurrency, o.retry, o.on_event)
+    _check_limits(o.limiters, o.cost)
+    if need_loop:
+        _need_loop("stream")
+    return Run(
+        fn,
+        items,
+        is_async=is_async,
+        concurrency=o.concurrency,
+        retry=o.retry or NO_RETRY,
+        fail_fast=o.fail_fast,
+        on_event=o.on_event,
+        limiters=o.limiters,
+        cost=o.cost,
+    )
+
+
 def _check_limits(limiters: object, cost: object) -> None:
     if isinstance(limiters, Limiter):
         msg = "limiters= takes a list: limiters=[openai], not limiters=openai"
@@ -229,20 +250,8 @@ def stream(
         limiters: `Limiter`s every attempt goes through (retries too), in order.
         cost: a function item -> estimated tokens, for limiters that limit tokens.
     """
-    is_async = _check(fn, items, concurrency, retry, on_event)
-    _check_limits(limiters, cost)
-    _need_loop("stream")
-    run: Run[T, R] = Run(
-        fn,
-        items,
-        is_async=is_async,
-        concurrency=concurrency,
-        retry=retry or NO_RETRY,
-        fail_fast=fail_fast,
-        on_event=on_event,
-        limiters=limiters,
-        cost=cost,
-    )
+    options = _Options(concurrency, retry, fail_fast, on_event, tuple(limiters), cost)
+    run: Run[T, R] = _new_run(fn, items, options, need_loop=True)
     return Stream(run)
 
 
@@ -319,19 +328,7 @@ async def _map(
     partial: list[Report[T, R]],
     o: _Options[T],
 ) -> Report[T, R]:
-    is_async = _check(fn, items, o.concurrency, o.retry, o.on_event)
-    _check_limits(o.limiters, o.cost)
-    run: Run[T, R] = Run(
-        fn,
-        items,
-        is_async=is_async,
-        concurrency=o.concurrency,
-        retry=o.retry or NO_RETRY,
-        fail_fast=o.fail_fast,
-        on_event=o.on_event,
-        limiters=o.limiters,
-        cost=o.cost,
-    )
+    run: Run[T, R] = _new_run(fn, items, o)
     return await _collect(run, partial)
 
 
