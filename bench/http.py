@@ -16,7 +16,15 @@ Scenarios (issue: batch runner):
    over a strict 1 s window): zero 429s, within 3% of the ideal.
 3. 5% 500s and 1% hangs, no rate limit (2,000 requests): every item settled.
 
-Run it with ``python bench/http.py``; each scenario prints a table and the checks.
+Time is measured the way the issue defines it, "from the first request to the last answer", by
+the mock API itself (``active_s`` of ``/stats``): the same clock for every contender, and
+nobody's start-up (reading the file, opening the session) counts. The wall time of each run is
+printed beside it. Scenarios 1 and 3 have no rate limit, so the mock API serves them from two
+processes: one Python process answering 2,000 requests a second adds its own queueing to the
+latency it is asked to hold. Scenarios 1 and 3 keep each contender's best of ``--rounds``
+interleaved rounds (default 3), as the machine's noise is larger than the gaps measured.
+
+Run it with ``python bench/http.py [--rounds N]``; each scenario prints a table and the checks.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import sys
 _BENCH_DIR = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib yet
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _BENCH_DIR]  # noqa: PTH100
 
+import argparse
 import asyncio
 import functools
 import importlib.util
@@ -267,8 +276,9 @@ async def measure(
             ok = await run_aiometer(base, lines, out, c, limited)
         else:
             ok = await run_aiolimiter(base, lines, out, c, limited)
-        seconds = time.perf_counter() - started
-    return {"name": name, "ok": ok, "seconds": seconds, "stats": await _stats(base)}
+        wall_s = time.perf_counter() - started
+    stats = await _stats(base)
+    return {"name": name, "ok": ok, "seconds": stats["active_s"], "wall_s": wall_s, "stats": stats}
 
 
 def scenario(
@@ -277,25 +287,42 @@ def scenario(
     costs: list[int],
     c: int,
     ideal: float,
+    *,
     limited: bool,
     faults: bool,
+    rounds: int,
 ) -> list[dict[str, Any]]:
+    """Run every contender `rounds` times, interleaved; keep each one's fastest round."""
+    best: dict[str, dict[str, Any]] = {}
+    processes = 1 if limited else 2
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "requests.jsonl"
         write_requests(path, costs)
-        with run_in_process(config) as base:
-            results = [asyncio.run(measure(n, base, path, c, limited, faults)) for n in CONTENDERS]
-    print(f"\nscenario {title}; ideal {ideal:.2f} s")
-    print(f"{'contender':<22} {'settled ok':>10} {'seconds':>8} {'x ideal':>8} {'429s':>6}")
+        with run_in_process(config, processes=processes) as base:
+            for _ in range(rounds):
+                for name in CONTENDERS:
+                    r = asyncio.run(measure(name, base, path, c, limited, faults))
+                    if name not in best or r["seconds"] < best[name]["seconds"]:
+                        best[name] = r
+    results = [best[name] for name in CONTENDERS]
+    kept = f"best of {rounds} rounds" if rounds > 1 else "one round"
+    print(f"\nscenario {title}; ideal {ideal:.2f} s; {kept}")
+    print(
+        f"{'contender':<22} {'settled ok':>10} {'seconds':>8} {'x ideal':>8} {'of ideal':>9}"
+        f" {'429s':>6} {'wall s':>7}"
+    )
     for r in results:
         print(
-            f"{r['name']:<22} {r['ok']:>10} {r['seconds']:>8.2f} {r['seconds'] / ideal:>8.3f}"
-            f" {r['stats']['rate_limited']:>6}"
+            f"{r['name']:<22} {r['ok']:>10} {r['seconds']:>8.3f} {r['seconds'] / ideal:>8.3f}"
+            f" {ideal / r['seconds']:>9.3f} {r['stats']['rate_limited']:>6} {r['wall_s']:>7.2f}"
         )
     return results
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of scenarios 1 and 3 (3)")
+    rounds = parser.parse_args().rounds
     checks: list[tuple[str, bool]] = []
     # 1: throughput, no limit.
     n, c, latency = 5_000, 100, 50.0
@@ -306,8 +333,9 @@ def main() -> int:
         [1] * n,
         c,
         ideal,
-        False,
-        False,
+        limited=False,
+        faults=False,
+        rounds=rounds,
     )
     ours = r1[0]
     share = ideal / ours["seconds"]
@@ -327,8 +355,9 @@ def main() -> int:
         costs,
         shared.CONCURRENCY,
         ideal,
-        True,
-        False,
+        limited=True,
+        faults=False,
+        rounds=1,
     )
     ours = r2[0]
     ratio = ours["seconds"] / ideal
@@ -347,7 +376,16 @@ def main() -> int:
         seed=3,
         faults=Faults(fail_rate=0.05, hang_rate=0.01, hang_s=60),
     )
-    r3 = scenario("3: 5% 500s, 1% hangs, no rate limit", config, [1] * n3, 50, ideal, False, True)
+    r3 = scenario(
+        "3: 5% 500s, 1% hangs, no rate limit",
+        config,
+        [1] * n3,
+        50,
+        ideal,
+        limited=False,
+        faults=True,
+        rounds=rounds,
+    )
     ours = r3[0]
     checks.append(
         (f"3: conveyor run settled ok {ours['ok']} of {n3} (target all)", ours["ok"] == n3)

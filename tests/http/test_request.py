@@ -93,11 +93,17 @@ def test_blank_lines_are_skipped():
         (
             b'{"custom_id": "a", "body": \n',
             "line-7",
-            "line 7 is not valid JSON (Expecting value at character 29)",
+            "line 7 is not valid JSON: it ends too early",
+        ),
+        (b'{"custom_id": "a",, "body": 1}\n', "line-7", "keys must be strings at byte 18"),
+        (
+            b'{"custom_id": "a", "url": "/x", "body": {"n": 1e400}}\n',
+            "line-7",
+            "not valid JSON: number out of range",
         ),
         (b"[1, 2]\n", "line-7", "line 7 is a JSON list, not an object"),
         (b"\xff\xfe\n", "line-7", "line 7 is not UTF-8 text"),
-        (b'{"custom_id": "a", "url": "/x", "body": NaN}\n', "line-7", "NaN is not valid JSON"),
+        (b'{"custom_id": "a", "url": "/x", "body": NaN}\n', "line-7", "not valid JSON: invalid"),
         (line({"custom_id": "a", "model": "m"}), "a", "line 7 is not a request"),
         (line({"custom_id": 5, "url": "/x", "body": {}}), "line-7", "custom_id 5:"),
         (line({"custom_id": "", "url": "/x", "body": {}}), "line-7", "non-empty string"),
@@ -206,3 +212,10 @@ def test_the_estimate_matches_what_the_mock_api_charges():
     }
     encoded = json.dumps(body).encode()
     assert estimate_tokens(body, encoded) == parse_chat(encoded).cost
+
+
+def test_big_integers_in_a_body_are_sent_exactly():
+    """An integer past 64 bits is re-encoded digit for digit, not rounded through a float."""
+    request = parse(line({"custom_id": "a", "url": "/x", "body": {"n": 10**30 + 1}}))
+    assert isinstance(request, Request)
+    assert request.body == b'{"n":1000000000000000000000000000001}'

@@ -108,3 +108,51 @@ def test_serve_refuses_a_public_host_before_binding():
     """serve() on a non-loopback host fails at once unless allow_remote=True."""
     with pytest.raises(ConfigError, match="--allow-remote"):
         serve(MockConfig(), host="0.0.0.0")  # noqa: S104
+
+
+async def echo_on_fresh_connections(base_url: str, count: int) -> dict[str, Any]:
+    """POST `count` echoes, each on a new connection, then return /stats."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(count):
+            async with session.post(f"{base_url}/v1/echo", json={"n": 1}) as response:
+                assert response.status == 200
+        async with session.get(f"{base_url}/stats") as response:
+            stats: dict[str, Any] = await response.json()
+            return stats
+
+
+async def reset_then_stats(base_url: str) -> dict[str, Any]:
+    """POST /stats/reset, then return /stats read on a new connection."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base_url}/stats/reset") as response:
+            assert response.status == 200
+    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/stats") as response:
+        stats: dict[str, Any] = await response.json()
+        return stats
+
+
+def test_several_processes_pool_their_counters():
+    """With processes=2 the port is served by both, and /stats on either counts every request.
+
+    The 40 requests go on 40 connections, which the kernel spreads over the two processes (all
+    on one: odds of 2**-39); a process counting only its own would report fewer.
+    """
+    with run_in_process(MockConfig(latency_ms=0.0), processes=2) as base_url:
+        stats = asyncio.run(echo_on_fresh_connections(base_url, 40))
+        assert (stats["requests"], stats["ok"], stats["in_flight"]) == (40, 40, 0)
+        assert stats["active_s"] > 0.0
+        after = asyncio.run(reset_then_stats(base_url))
+        assert (after["requests"], after["ok"], after["active_s"]) == (0, 0, 0.0)
+        again = asyncio.run(echo_on_fresh_connections(base_url, 6))
+        assert again["requests"] == 6
+
+
+def test_several_processes_refuse_a_rate_limited_config():
+    """A strict window cannot be split between processes: processes>1 with rpm is refused."""
+    with pytest.raises(ConfigError, match="processes=1"):  # noqa: SIM117
+        with run_in_process(MockConfig(rpm=600), processes=2):
+            pass
+    with pytest.raises(ConfigError, match="whole number >= 1"):  # noqa: SIM117
+        with run_in_process(MockConfig(), processes=0):
+            pass

@@ -17,6 +17,7 @@ from conveyor.mockapi.protocol import (
     cost_override,
     parse_chat,
 )
+from conveyor.mockapi.shared import SharedCounters
 from conveyor.mockapi.stats import Counters, MockStats, SuccessLog
 from conveyor.mockapi.window import Admission
 
@@ -183,17 +184,29 @@ def test_seeded_lognormal_latencies_center_on_the_median():
 
 
 def test_counters_and_snapshot_have_the_same_fields():
-    """The live counters and the snapshot name the same counters."""
-    assert [f.name for f in dataclasses.fields(Counters)] == [
+    """The live counters and the snapshot name the same counts; the span replaces the times."""
+    assert [f.name for f in dataclasses.fields(Counters)][:-2] == [
         f.name for f in dataclasses.fields(MockStats)
-    ]
+    ][:-1]
+
+
+def test_active_span_runs_from_first_request_to_last_answer():
+    """active_s is the last answer's time minus the first request's, and 0 before any answer."""
+    counters = Counters()
+    counters.enter(10.0)
+    assert counters.snapshot().active_s == 0.0
+    counters.enter(10.5)
+    counters.last_at = 12.25
+    assert counters.snapshot().active_s == 2.25
+    counters.reset()
+    assert counters.snapshot().active_s == 0.0
 
 
 def test_reset_keeps_what_is_in_flight():
     """Resetting zeroes the counts, but requests still in flight stay counted."""
     counters = Counters()
-    counters.enter()
-    counters.enter()
+    counters.enter(1.0)
+    counters.enter(2.0)
     counters.in_flight -= 1
     counters.ok = 5
     counters.reset()
@@ -208,3 +221,30 @@ def test_success_log_forgets_the_oldest_past_its_bound():
     assert ("a" in log, "b" in log, "c" in log) == (False, True, True)
     log.clear()
     assert "c" not in log
+
+
+def test_shared_counters_sum_rows_and_reset_every_process():
+    """Each process publishes its row; the total sums counts and spans first to last times."""
+    parent = SharedCounters.create(2)
+    try:
+        first = SharedCounters.attach(parent.name, 2, 0)
+        second = SharedCounters.attach(parent.name, 2, 1)
+        a, b = Counters(), Counters()
+        a.enter(5.0)
+        a.ok, a.in_flight, a.last_at = 1, 0, 5.5
+        b.enter(4.0)
+        b.enter(4.5)
+        b.ok, b.in_flight, b.last_at = 1, 1, 7.0
+        first.publish(a)
+        second.publish(b)
+        total = parent.total()
+        assert (total.requests, total.ok, total.in_flight, total.active_s) == (3, 2, 1, 3.0)
+        generation = first.generation
+        first.reset_all()
+        assert second.generation == generation + 1 != second.seen_generation
+        assert parent.total() == MockStats()
+        first.close()
+        second.close()
+    finally:
+        parent.close()
+        parent.unlink()

@@ -6,10 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers"]
+
+_decode = msgspec.json.Decoder().decode
 
 #: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
 #: so that nothing the API sends about the caller lands on disk by accident.
@@ -79,10 +83,9 @@ def decode_body(data: bytes, content_type: str | None) -> Any:
     >>> decode_body(b"42", "text/plain")
     '42'
     """
-    text = data.decode("utf-8", errors="replace")
     if content_type is not None and "json" in content_type.lower():
         try:
-            return json.loads(text)
-        except ValueError:
+            return _decode(data)
+        except msgspec.DecodeError:
             pass
-    return text
+    return data.decode("utf-8", errors="replace")

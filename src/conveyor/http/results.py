@@ -25,8 +25,9 @@ resuming reads only the start of each line (and so do people scanning the file).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from ..errors import AttemptTimeout, CircuitOpen, ConfigError, DeadlineExceeded
 from .errors import HTTPStatusError, TransportError
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .response import Response
 
 __all__ = ["error_fields", "invalid_result", "outcome_result", "result_line"]
+
+_encode = msgspec.json.Encoder().encode
 
 
 def result_line(
@@ -60,9 +63,9 @@ def result_line(
         "attempts": attempts,
         "latency_ms": None if latency_s is None else round(latency_s * 1000.0, 3),
     }
-    # ensure_ascii=False keeps text readable and short; json still escapes newlines, so one
-    # result is always one line.
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # Text stays readable (no \\u escapes but for control characters); newlines are escaped,
+    # so one result is always one line.
+    return _encode(record).decode()
 
 
 def error_fields(error: BaseException, *, last_failure: str | None = None) -> tuple[str, str]:

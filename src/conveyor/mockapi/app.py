@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import random
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 
 from .._clock import now, wall
@@ -40,6 +40,7 @@ from .window import Admission, ServerWindow
 
 if TYPE_CHECKING:
     from .config import MockConfig
+    from .shared import SharedCounters
 
 __all__ = ["MockHandler"]
 
@@ -50,10 +51,13 @@ _STATS_RESET = "/stats/reset"
 _METHODS = {_CHAT: "POST", _ECHO: "POST", _STATS: "GET", _STATS_RESET: "POST"}
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=_encode(data),
         content_type="application/json",
         headers=headers,
     )
@@ -79,8 +83,10 @@ class MockHandler:
     every hang at once; the server calls it on shutdown.
     """
 
-    def __init__(self, config: MockConfig) -> None:
+    def __init__(self, config: MockConfig, *, shared: SharedCounters | None = None) -> None:
         self.config = config
+        # When several processes serve one port: where they pool their counters.
+        self._shared = shared
         self.window = ServerWindow(
             window_s=config.window_s,
             max_requests=config.request_share,
@@ -97,10 +103,29 @@ class MockHandler:
         self._ids = itertools.count(1)
 
     def stats(self) -> MockStats:
-        """Return a snapshot of the counters."""
-        return self.counters.snapshot()
+        """Return a snapshot of the counters (of every process serving the port)."""
+        shared = self._shared
+        if shared is None:
+            return self.counters.snapshot()
+        self._follow_resets(shared)
+        shared.publish(self.counters)
+        return shared.total()
 
     def reset(self) -> None:
+        """Start a fresh phase (see `reset_here`), in every process serving the port."""
+        self.reset_here()
+        if self._shared is not None:
+            self._shared.reset_all()
+            self._shared.publish(self.counters)
+
+    def _follow_resets(self, shared: SharedCounters) -> None:
+        """Reset here if another process reset since this one last looked."""
+        generation = shared.generation
+        if generation != shared.seen_generation:
+            shared.seen_generation = generation
+            self.reset_here()
+
+    def reset_here(self) -> None:
         """Start a fresh phase: zero the counters, forget the ids, empty the window, reseed.
 
         Side-by-side runs against one server then start equal: none inherits the previous
@@ -140,12 +165,18 @@ class MockHandler:
         if path == _STATS_RESET:
             self.reset()
             return _json(200, self.stats().as_dict())
+        shared = self._shared
+        if shared is not None:
+            self._follow_resets(shared)
         counters = self.counters
-        counters.enter()
+        counters.enter(now())
         try:
             return await self._answer(request, chat=path == _CHAT)
         finally:
             counters.in_flight -= 1
+            counters.last_at = now()
+            if shared is not None:
+                shared.publish(counters)
 
     async def _answer(self, request: web.BaseRequest, *, chat: bool) -> web.StreamResponse:
         counters = self.counters

@@ -8,6 +8,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_PORT
+from .loop import run_loop
 from .server import MockAPI, check_host
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def serve(
     `KeyboardInterrupt`, as usual.
     """
     check_host(host, allow_remote=allow_remote)
-    asyncio.run(_serve(config, host=host, port=port, allow_remote=allow_remote, ready=ready))
+    run_loop(_serve(config, host=host, port=port, allow_remote=allow_remote, ready=ready))
 
 
 async def _serve(

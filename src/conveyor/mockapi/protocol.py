@@ -9,10 +9,11 @@ answer's length.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -61,11 +62,14 @@ class ChatRequest:
         return self.prompt_tokens + self.max_tokens
 
 
+_decode = msgspec.json.Decoder().decode
+
+
 def parse_json(body: bytes) -> Any:
     """Return the JSON value in `body`, or raise `BadRequest`."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _decode(body)
+    except msgspec.DecodeError as exc:
         msg = f"We could not parse the JSON body of your request: {exc}"
         raise BadRequest(msg, code="invalid_json") from None
 

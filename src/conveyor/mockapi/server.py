@@ -20,6 +20,7 @@ from .config import MockConfig
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .shared import SharedCounters
     from .stats import MockStats
 
 __all__ = ["MockAPI", "check_host"]
@@ -59,6 +60,9 @@ class MockAPI:
         host: the address to bind; loopback only unless `allow_remote`.
         port: the port; 0 (the default) picks a free one, see `base_url`.
         allow_remote: allow a non-loopback `host`.
+        reuse_port: bind with ``SO_REUSEPORT``, so that other processes serve the same port
+            (`run_in_process` with ``processes=``).
+        shared: where the processes serving one port pool their counters.
     """
 
     def __init__(
@@ -68,6 +72,8 @@ class MockAPI:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        reuse_port: bool = False,
+        shared: SharedCounters | None = None,
     ) -> None:
         check_host(host, allow_remote=allow_remote)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65_535:
@@ -76,6 +82,8 @@ class MockAPI:
         self.config = MockConfig() if config is None else config
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
+        self._shared = shared
         self._handler: MockHandler | None = None
         self._runner: web.ServerRunner | None = None
         self._base_url: str | None = None
@@ -111,7 +119,7 @@ class MockAPI:
         if self._runner is not None:
             msg = "this MockAPI is already running; make a new one to serve again"
             raise RuntimeError(msg)
-        handler = MockHandler(self.config)
+        handler = MockHandler(self.config, shared=self._shared)
         # handler_cancellation: a client that gives up cancels its handler, so a hung request
         # ends when its client times out instead of holding memory until `hang_s`.
         server = web.Server(handler, handler_cancellation=True, access_log=None)
@@ -120,7 +128,13 @@ class MockAPI:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port, backlog=_BACKLOG)
+            site = web.TCPSite(
+                runner,
+                self._host,
+                self._port,
+                backlog=_BACKLOG,
+                reuse_port=self._reuse_port or None,
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()

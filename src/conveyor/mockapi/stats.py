@@ -25,6 +25,9 @@ class MockStats:
         duplicates_after_success: requests whose ``x-request-id`` or ``Idempotency-Key`` had
             already been answered 200: work a client did twice.
         tokens_admitted: tokens charged for admitted requests.
+        active_s: seconds from the first API request received to the last one answered (0
+            before any answer): the span a benchmark measures "from the first request to the
+            last answer", the same way for every client.
     """
 
     requests: int = 0
@@ -38,8 +41,9 @@ class MockStats:
     peak_in_flight: int = 0
     duplicates_after_success: int = 0
     tokens_admitted: int = 0
+    active_s: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         """Return the counters as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
@@ -59,22 +63,29 @@ class Counters:
     peak_in_flight: int = 0
     duplicates_after_success: int = 0
     tokens_admitted: int = 0
+    first_at: float | None = None  # loop time of the first request since the reset
+    last_at: float | None = None  # loop time of the latest answer
 
-    def enter(self) -> None:
-        """Count a request arriving."""
+    def enter(self, now: float) -> None:
+        """Count a request arriving at loop time `now`."""
+        if self.first_at is None:
+            self.first_at = now
         self.requests += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     def snapshot(self) -> MockStats:
         """Return a frozen copy of the counters."""
-        return MockStats(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        fields = {f.name for f in dataclasses.fields(MockStats)} - {"active_s"}
+        first, last = self.first_at, self.last_at
+        active_s = last - first if first is not None and last is not None else 0.0
+        return MockStats(**{name: getattr(self, name) for name in fields}, active_s=active_s)
 
     def reset(self) -> None:
         """Zero every counter but `in_flight`; the peak restarts from what is in flight now."""
         in_flight = self.in_flight
         for f in dataclasses.fields(self):
-            setattr(self, f.name, 0)
+            setattr(self, f.name, None if f.name in {"first_at", "last_at"} else 0)
         self.in_flight = self.peak_in_flight = in_flight
 
 
