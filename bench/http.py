@@ -82,6 +82,8 @@ def write_requests(path: Path, costs: list[int]) -> None:
                 "url": "/v1/chat/completions",
                 "body": body,
                 "cost": cost,
+                # The mock API charges this many tokens; the id lets it count duplicates.
+                "headers": {"x-mock-cost": str(cost), "x-request-id": f"req-{i}"},
             }
             f.write(json.dumps(line) + "\n")
 

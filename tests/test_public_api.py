@@ -26,6 +26,7 @@ EXPECTED = {
     "SourceError",
     "Stream",
     "Summary",
+    "attempt_slot",
     "is_transient",
     "map",
     "run_sync",

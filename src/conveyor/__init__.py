@@ -8,6 +8,7 @@ from .engine.api import Stream as Stream
 from .engine.api import map as map  # noqa: A004 - `conveyor.map` is the name users expect
 from .engine.api import run_sync as run_sync
 from .engine.api import stream as stream
+from .engine.context import attempt_slot as attempt_slot
 from .engine.events import Event as Event
 from .engine.events import ItemFinished as ItemFinished
 from .engine.events import ItemRetrying as ItemRetrying
@@ -54,6 +55,7 @@ __all__ = [
     "SourceError",
     "Stream",
     "Summary",
+    "attempt_slot",
     "is_transient",
     "map",
     "run_sync",

@@ -506,3 +506,17 @@ def test_mock_api_command_refuses_bad_settings(capsys):
     """A wrong mock setting is refused with the reason and exit 2."""
     assert main(["mock-api", "--fail", "2"]) == 2
     assert "fail_rate" in capsys.readouterr().err
+
+
+def test_refund_unused_tokens_is_off_unless_asked(tmp_path: Path):
+    """--refund-unused-tokens turns refunds on; without it the estimate of each request stands."""
+    import argparse
+
+    from conveyor.cli.run_args import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = [str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--tpm", "1000"]
+    plain = options_from_args(parser.parse_args(base), {})
+    refund = options_from_args(parser.parse_args([*base, "--refund-unused-tokens"]), {})
+    assert (plain.limits.refund_unused_tokens, refund.limits.refund_unused_tokens) == (False, True)

@@ -372,3 +372,48 @@ def test_headers_every_request_and_a_lines_own_which_win(tmp_path: Path, run):
         {"model": "mock-1", "messages": [{"role": "user", "content": "hello 0"}]},
         None,
     ]
+
+
+def _usage_run(
+    tmp_path: Path, run, clock, *, used: int, refund: bool, cost: int | None = None
+) -> tuple[Batch, float]:
+    """Ten chat lines estimated at 60 tokens whose answers say they used `used`."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 50}
+    extra: dict[str, object] = {} if cost is None else {"cost": cost}
+    (tmp_path / "in.jsonl").write_text(
+        "".join(request_line(f"r{i}", body=body, **extra) + "\n" for i in range(10))
+    )
+    answer = {"usage": {"prompt_tokens": 10, "completion_tokens": used - 10, "total_tokens": used}}
+    api = FakeAPI(lambda n, b, h: ok(answer))
+    limits = BatchLimits(
+        concurrency=10, tokens_per_minute=7200, window_s=1, refund_unused_tokens=refund
+    )
+    batch, result = run(run_batch(tmp_path, api, limits=limits))
+    assert result.summary.succeeded == 10
+    return batch, clock.now
+
+
+def test_usage_above_the_estimate_is_charged(tmp_path: Path, run, clock):
+    """An answer that used more tokens than estimated is charged what it used."""
+    batch, _ = _usage_run(tmp_path, run, clock, used=100, refund=False)
+    assert batch.tally.tokens_sent == 10 * 100
+    assert batch.limiter.admitted == 10
+
+
+def test_usage_below_the_estimate_is_refunded_only_when_asked(tmp_path: Path, run, clock):
+    """By default the estimate stands (OpenAI does not refund); refund_unused_tokens gives back."""
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "refunded").mkdir()
+    kept, kept_s = _usage_run(tmp_path / "kept", run, clock, used=20, refund=False)
+    assert kept.tally.tokens_sent == 10 * 60
+    start = clock.now
+    refunded, end = _usage_run(tmp_path / "refunded", run, clock, used=20, refund=True)
+    assert refunded.tally.tokens_sent == 10 * 20
+    # 120 tokens per window: 2 requests a window at the estimate, 4 once answers refund.
+    assert end - start < 0.6 * kept_s
+
+
+def test_a_lines_own_cost_is_not_replaced_by_usage(tmp_path: Path, run, clock):
+    """A line's explicit "cost" is what it is charged, whatever the answer's usage says."""
+    batch, _ = _usage_run(tmp_path, run, clock, used=100, refund=True, cost=30)
+    assert batch.tally.tokens_sent == 10 * 30

@@ -124,9 +124,11 @@ async def echo_on_fresh_connections(base_url: str, count: int) -> dict[str, Any]
 
 async def reset_then_stats(base_url: str) -> dict[str, Any]:
     """POST /stats/reset, then return /stats read on a new connection."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base_url}/stats/reset") as response:
-            assert response.status == 200
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base_url}/stats/reset") as response,
+    ):
+        assert response.status == 200
     async with aiohttp.ClientSession() as session, session.get(f"{base_url}/stats") as response:
         stats: dict[str, Any] = await response.json()
         return stats

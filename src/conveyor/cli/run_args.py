@@ -154,6 +154,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="the window the API enforces its limits over, e.g. 1s; unset: even pacing",
     )
+    limits.add_argument(
+        "--refund-unused-tokens",
+        action="store_true",
+        help=(
+            "with --tpm, give back to the budget the tokens an answer's usage shows unused"
+            " (for APIs that count tokens used; OpenAI charges max_tokens up front)"
+        ),
+    )
     retries = parser.add_argument_group("retries")
     retries.add_argument(
         "--retries",
@@ -236,6 +244,7 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
             requests_per_minute=args.rpm,
             tokens_per_minute=args.tpm,
             window_s=args.limit_window,
+            refund_unused_tokens=args.refund_unused_tokens,
         ),
         retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
         progress=args.progress,

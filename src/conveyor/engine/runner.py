@@ -33,6 +33,7 @@ from .. import _clock
 from ..errors import DeadlineExceeded, SourceError
 from ..policy.retry import Decision, Retry, decide
 from .attempt import Attempts, release
+from .context import current_slots
 from .events import Event, ItemFinished, ItemRetrying, ItemStarted, RunFinished
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome, Summary
 from .source import BUSY, END, Source
@@ -251,6 +252,9 @@ class Run(Generic[T, R]):
         record_latency = self._latency.pending.append
         me = asyncio.current_task()
         assert me is not None
+        set_slots = current_slots.set
+        if not limited:
+            set_slots(())  # not the slots of an outer run this one is nested in
         try:
             while self._fatal is None:
                 if len(out) >= BUFFER:
@@ -318,6 +322,10 @@ class Run(Generic[T, R]):
                 started = loop_time()
                 if first_start is None:
                     first_start = started
+                if slots:
+                    for slot in slots:  # dated when the call goes out, not when granted
+                        slot.mark_sent(started)
+                    set_slots(slots)
                 try:
                     if bounded:
                         value = await attempts.bounded_call(item, started, first_start)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..engine.api import stream
 from ..engine.events import Event, ItemFinished, ItemRetrying, ItemStarted
@@ -67,6 +67,13 @@ class BatchResult:
 
 def _cost(request: Request) -> float:
     return request.cost
+
+
+def _usage_policy(limits: BatchLimits, limiter: Limiter) -> Literal["raise", "both"] | None:
+    """How answers' ``usage`` settles token costs: only with a token limit to keep."""
+    if not limiter.limits_tokens:
+        return None
+    return "both" if limits.refund_unused_tokens else "raise"
 
 
 class Batch:
@@ -153,6 +160,7 @@ class Batch:
             limiter=self.limiter,
             observe=not self.limiter.rates,
             tally=self.tally,
+            usage=_usage_policy(self.limits, self.limiter),
         )
         items = self._items()
         outcomes = stream(

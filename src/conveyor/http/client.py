@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .. import __version__
+from ..engine.context import attempt_slot
 from .errors import HTTPStatusError, TransportError
-from .response import Response, decode_body, kept_headers
+from .response import Response, decode_body, kept_headers, usage_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -97,9 +98,21 @@ class HttpTask:
         observe: also tell `limiter` the rate-limit headers of every 2xx answer. Worth it when
             the limits are unknown; when they are configured, see `Batch` for why not.
         tally: counts requests and tokens sent and 429s seen, for progress.
+        usage: settle each estimated token cost with the answer's ``usage``: ``"raise"``
+            charges a use above the estimate, ``"both"`` also refunds a use below it,
+            ``None`` leaves the estimate (no token limit).
     """
 
-    __slots__ = ("_headers", "_json_headers", "_limiter", "_tally", "_transport", "last_failure")
+    __slots__ = (
+        "_headers",
+        "_json_headers",
+        "_limiter",
+        "_observe",
+        "_tally",
+        "_transport",
+        "_usage",
+        "last_failure",
+    )
 
     def __init__(
         self,
@@ -109,12 +122,15 @@ class HttpTask:
         limiter: Limiter,
         observe: bool,
         tally: BatchTally,
+        usage: Literal["raise", "both"] | None = None,
     ) -> None:
         self._transport = transport
         self._headers = {"User-Agent": USER_AGENT, **headers}
         # The same with the body's type, built once: most requests send exactly these.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._limiter = limiter if observe else None
+        self._limiter = limiter
+        self._observe = observe
+        self._usage = usage
         self._tally = tally
         #: The latest failure seen (no secrets: statuses and transport reasons only).
         self.last_failure: str | None = None
@@ -144,11 +160,23 @@ class HttpTask:
             # Every header family it reads has "ratelimit" in its name: answers without one
             # skip the parser (a fifth of this task's own CPU time per request).
             limiter = self._limiter
-            if limiter is not None and any("ratelimit" in name for name in raw.headers):
+            if self._observe and any("ratelimit" in name for name in raw.headers):
                 limiter.observe_headers(raw.headers, sent_at=sent_at)
+            if self._usage is not None and not request.cost_given:
+                self._settle_usage(request, response)
             return response
         if raw.status == 429:
             tally.rate_limited += 1
         error = HTTPStatusError(response, raw.headers)
         self.last_failure = str(error)
         raise error
+
+    def _settle_usage(self, request: Request, response: Response) -> None:
+        """Replace the estimated token cost by the answer's ``usage`` (see `usage`)."""
+        used = usage_tokens(response.body)
+        if used is None or used == request.cost:
+            return
+        if used < request.cost and self._usage != "both":
+            return
+        attempt_slot(self._limiter).settle(used)
+        self._tally.tokens_sent += used - request.cost

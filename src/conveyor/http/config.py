@@ -110,12 +110,18 @@ class BatchLimits:
             run still slows down when the API answers 429 with Retry-After).
         window_s: the window the API enforces its limits over, when known (OpenAI: about 1 s);
             None spreads the requests evenly over the minute instead.
+        refund_unused_tokens: with a token limit, an answer whose ``usage`` is below the
+            estimate gives the difference back to the budget. Off by default: OpenAI's
+            limiter charges ``max_tokens`` when the request arrives and does not refund, so a
+            refund would spend budget the API no longer has; turn it on for an API that
+            counts the tokens really used. A ``usage`` above the estimate is always charged.
     """
 
     concurrency: int = 50
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     window_s: float | None = None
+    refund_unused_tokens: bool = False
 
     def __post_init__(self) -> None:
         c = self.concurrency

@@ -61,6 +61,7 @@ class Request:
     headers: tuple[tuple[str, str], ...]
     cost: float
     named_by_line: bool = False
+    cost_given: bool = False  # the line's own "cost": the answer's usage does not replace it
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ def _build(
         headers=headers,
         cost=float(estimate),
         named_by_line=custom_id is None,
+        cost_given=cost is not None,
     )
 
 

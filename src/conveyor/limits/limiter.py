@@ -23,90 +23,19 @@ from ..policy.retry import is_transient
 from ..policy.retry_after import http_status_of, retry_after_s
 from .config import check_window, collect_rates, concurrency_policy
 from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint, ServerCap
+from .slot import Acquire, Slot
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from types import TracebackType
+    from collections.abc import Sequence
 
     from ..policy.rates import Rate
     from ..policy.window import Entry
 
 __all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
 
+
 #: How many callers behind the head may pass it when they fit and it does not (exact mode).
 LOOKAHEAD = 32
-
-
-class Slot:
-    """The right to make one call, granted by a `Limiter`.
-
-    Use it to tell the limiter what happened: `settle` the real cost when the answer says it,
-    `observe` the answer's rate-limit headers. Leaving ``async with limiter.acquire(...)``
-    releases it (and a 429 / 503 error with a retry-after hint pauses the whole limiter).
-    """
-
-    __slots__ = ("_entries", "_released", "admitted_at", "cost", "limiter", "settled_cost")
-
-    def __init__(
-        self,
-        limiter: Limiter,
-        cost: float,
-        admitted_at: float,
-        entries: list[tuple[Constraint, Entry | None]],
-    ) -> None:
-        self.limiter = limiter
-        self.cost = cost
-        self.settled_cost = cost
-        self.admitted_at = admitted_at
-        self._entries = entries
-        self._released = False
-
-    def settle(self, cost: float) -> None:
-        """Replace the estimated token cost by the real one, refunding or charging the gap."""
-        if not (isinstance(cost, int | float) and cost >= 0 and math.isfinite(cost)):
-            msg = f"settle(cost={cost!r}): the real cost must be a number >= 0"
-            raise ConfigError(msg)
-        self.limiter._settle(self, float(cost))  # noqa: SLF001 - the slot is the limiter's
-
-    def observe(self, headers: Mapping[str, str] | Any) -> None:
-        """Learn from an answer's rate-limit headers (OpenAI, Anthropic, IETF, X-RateLimit)."""
-        self.limiter.observe_headers(headers, sent_at=self.admitted_at)
-
-    def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
-        """End the call: free its concurrency, and learn from how it ended."""
-        if self._released:
-            return
-        self._released = True
-        self.limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
-
-
-class _Acquire:
-    """``async with limiter.acquire(cost) as slot``, or ``slot = await limiter.acquire(cost)``."""
-
-    __slots__ = ("_cost", "_limiter", "_slot", "_started")
-
-    def __init__(self, limiter: Limiter, cost: float) -> None:
-        self._limiter = limiter
-        self._cost = cost
-        self._slot: Slot | None = None
-        self._started = 0.0
-
-    def __await__(self) -> Any:
-        return self._limiter.admit(self._cost).__await__()
-
-    async def __aenter__(self) -> Slot:
-        self._slot = await self._limiter.admit(self._cost)
-        self._started = _clock.now()
-        return self._slot
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._slot is not None:
-            self._slot.release(exc, _clock.now() - self._started)
 
 
 class Limiter:
@@ -183,13 +112,13 @@ class Limiter:
 
     # -- acquiring ------------------------------------------------------------------------
 
-    def acquire(self, cost: float = 1.0) -> _Acquire:
+    def acquire(self, cost: float = 1.0) -> Acquire:
         """Wait for the right to make one call costing `cost` tokens (1 if tokens aren't limited).
 
         ``async with limiter.acquire(cost=estimate) as slot: ...``. Raises `CircuitOpen` at once
         if the circuit is open, and `ConfigError` for a cost no window could ever admit.
         """
-        return _Acquire(self, self._check_cost(cost))
+        return Acquire(self, self._check_cost(cost))
 
     @property
     def limits_tokens(self) -> bool:

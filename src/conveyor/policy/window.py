@@ -75,10 +75,15 @@ class SlidingWindow:
         if excess <= _EPS:
             return 0.0
         freed = 0.0
+        # Entries are in admission order; one dated later when its call went out
+        # (`Slot.mark_sent`) may sit before younger ones, so the wait is set by the latest
+        # time among those that must leave.
+        latest = -math.inf
         for entry in self._log:
             freed += entry.cost
+            latest = max(latest, entry.time)
             if freed >= excess - _EPS:
-                return max(entry.time + self.window_s - now, 0.0) + _PAD_S
+                return max(latest + self.window_s - now, 0.0) + _PAD_S
         return math.inf  # pragma: no cover - unreachable: the whole log frees _sum >= excess
 
     def admit(self, now: float, cost: float) -> Entry:

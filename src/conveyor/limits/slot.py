@@ -1,0 +1,112 @@
+"""`Slot`: the right to make one call, granted by a `Limiter`; and ``limiter.acquire()``.
+
+A slot is how a call talks back to its limiter: `settle` the real cost when the answer says
+it, `observe` the answer's rate-limit headers, `release` when done. The limiter books an
+admission when it grants it; `mark_sent` dates it later, to when the call actually goes out
+(the engine calls it as the attempt starts), so the exact window counts it at the moment the
+server can see it: a busy event loop can take milliseconds between the two.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .. import _clock
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+
+    from ..policy.window import Entry
+    from .constraints import Constraint
+    from .limiter import Limiter
+
+__all__ = ["Acquire", "Slot"]
+
+
+class Slot:
+    """The right to make one call, granted by a `Limiter`.
+
+    Use it to tell the limiter what happened: `settle` the real cost when the answer says it,
+    `observe` the answer's rate-limit headers. Leaving ``async with limiter.acquire(...)``
+    releases it (and a 429 / 503 error with a retry-after hint pauses the whole limiter).
+    """
+
+    __slots__ = ("_entries", "_released", "admitted_at", "cost", "limiter", "settled_cost")
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        cost: float,
+        admitted_at: float,
+        entries: list[tuple[Constraint, Entry | None]],
+    ) -> None:
+        self.limiter = limiter
+        self.cost = cost
+        self.settled_cost = cost
+        self.admitted_at = admitted_at
+        self._entries = entries
+        self._released = False
+
+    def settle(self, cost: float) -> None:
+        """Replace the estimated token cost by the real one, refunding or charging the gap."""
+        if not (isinstance(cost, int | float) and cost >= 0 and math.isfinite(cost)):
+            msg = f"settle(cost={cost!r}): the real cost must be a number >= 0"
+            raise ConfigError(msg)
+        self.limiter._settle(self, float(cost))  # noqa: SLF001 - the slot is the limiter's
+
+    def observe(self, headers: Mapping[str, str] | Any) -> None:
+        """Learn from an answer's rate-limit headers (OpenAI, Anthropic, IETF, X-RateLimit)."""
+        self.limiter.observe_headers(headers, sent_at=self.admitted_at)
+
+    def mark_sent(self, now: float) -> None:
+        """Date the admission at `now`, when the call goes out (never earlier than granted).
+
+        Moving an admission later only keeps it in its windows longer: the guarantee holds
+        for the moment the server sees the call, not the moment it was granted.
+        """
+        if now <= self.admitted_at:
+            return
+        self.admitted_at = now
+        for _, entry in self._entries:
+            if entry is not None and entry.live and entry.time < now:
+                entry.time = now
+
+    def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
+        """End the call: free its concurrency, and learn from how it ended."""
+        if self._released:
+            return
+        self._released = True
+        self.limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
+
+
+class Acquire:
+    """``async with limiter.acquire(cost) as slot``, or ``slot = await limiter.acquire(cost)``."""
+
+    __slots__ = ("_cost", "_limiter", "_slot", "_started")
+
+    def __init__(self, limiter: Limiter, cost: float) -> None:
+        self._limiter = limiter
+        self._cost = cost
+        self._slot: Slot | None = None
+        self._started = 0.0
+
+    def __await__(self) -> Any:
+        return self._limiter.admit(self._cost).__await__()
+
+    async def __aenter__(self) -> Slot:
+        slot = self._slot = await self._limiter.admit(self._cost)
+        self._started = _clock.now()
+        slot.mark_sent(self._started)
+        return slot
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._slot is not None:
+            self._slot.release(exc, _clock.now() - self._started)

@@ -1,0 +1,97 @@
+"""Reaching the attempt's slot from inside the task, and dating admissions when calls go out."""
+
+import asyncio
+
+import pytest
+
+import conveyor
+from conveyor import ConfigError, Limiter
+from conveyor.limits.constraints import BURST_SPREAD
+from conveyor.policy.window import SlidingWindow
+from conveyor.testing import VirtualClock
+
+
+def test_a_task_settles_the_real_cost_through_attempt_slot(clock: VirtualClock):
+    """Settling usage from inside the task refunds the estimate: the next call need not wait."""
+    limiter = Limiter("llm", tokens_per_second=100, window_s=1.0)
+    starts: list[float] = []
+
+    async def call(i: int) -> int:
+        starts.append(clock.now)
+        conveyor.attempt_slot().settle(10)  # the answer's usage: far below the estimate
+        return i
+
+    report = clock.run(
+        conveyor.map(call, range(2), concurrency=1, limiters=[limiter], cost=lambda _: 90)
+    )
+    assert report.summary.succeeded == 2
+    # Unsettled, the second 90 would wait a whole window; settled, only the pacer's step.
+    assert starts[1] == pytest.approx(10 * BURST_SPREAD / 100)
+
+
+def test_a_plain_function_reaches_its_slot_from_its_thread(clock: VirtualClock):
+    """A sync task runs in a thread, and still finds the slot of its own attempt."""
+    limiter = Limiter("api", requests_per_second=50)
+    seen: list[bool] = []
+
+    def call(i: int) -> int:
+        seen.append(conveyor.attempt_slot(limiter).limiter is limiter)
+        return i
+
+    report = clock.run(conveyor.map(call, range(3), concurrency=2, limiters=[limiter]))
+    assert report.summary.succeeded == 3
+    assert seen == [True, True, True]
+
+
+def test_attempt_slot_names_what_is_wrong(clock: VirtualClock):
+    """Outside a limited attempt, with two limiters unnamed, or a foreign limiter: ConfigError."""
+    a, b, other = Limiter("a"), Limiter("b"), Limiter("other")
+    with pytest.raises(ConfigError, match="outside an attempt"):
+        conveyor.attempt_slot()
+    errors: list[str] = []
+
+    async def call(_: int) -> None:
+        for limiter in (None, other):
+            try:
+                conveyor.attempt_slot(limiter)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        assert conveyor.attempt_slot(b).limiter is b
+
+    async def unlimited(_: int) -> None:
+        conveyor.attempt_slot()  # a run without limiters holds no slot
+
+    report = clock.run(conveyor.map(call, [1], limiters=[a, b], fail_fast=True))
+    assert report.summary.succeeded == 1
+    assert "say which" in errors[0]
+    assert "'other'" in errors[1]
+    assert "limiters=[...]" in errors[1]
+    failed = clock.run(conveyor.map(unlimited, [1]))
+    assert isinstance(failed.outcomes[0].error, ConfigError)
+
+
+def test_an_admission_is_dated_when_its_call_goes_out(clock: VirtualClock):
+    """mark_sent moves the window's entry to the send time; the next window waits from there."""
+    limiter = Limiter("api", requests_per_second=1, window_s=1.0)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        slot = await limiter.admit()
+        await asyncio.sleep(0.3)  # a busy loop: the call goes out 0.3 s after its grant
+        slot.mark_sent(loop.time())
+        slot.release()
+        async with limiter.acquire():
+            return loop.time()
+
+    # The second request waits one window (plus the margin) from the send, not the grant.
+    assert clock.run(main()) >= 1.3
+
+
+def test_a_window_waits_for_the_latest_of_what_must_leave():
+    """An entry dated later sits before younger ones; the wait covers the latest of those."""
+    window = SlidingWindow(share=2.0, window_s=1.0)
+    first = window.admit(0.0, 1.0)
+    window.admit(0.5, 1.0)
+    first.time = 0.8  # its call went out at 0.8
+    # One unit must leave: the oldest entry in the log is the first, now dated 0.8.
+    assert window.wait_s(0.9, 1.0) == pytest.approx(0.9, abs=1e-6)
