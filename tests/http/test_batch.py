@@ -4,6 +4,7 @@ import asyncio
 import json
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -379,7 +380,7 @@ def _usage_run(
 ) -> tuple[Batch, float]:
     """Ten chat lines estimated at 60 tokens whose answers say they used `used`."""
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 50}
-    extra: dict[str, object] = {} if cost is None else {"cost": cost}
+    extra: dict[str, Any] = {} if cost is None else {"cost": cost}
     (tmp_path / "in.jsonl").write_text(
         "".join(request_line(f"r{i}", body=body, **extra) + "\n" for i in range(10))
     )
