@@ -28,6 +28,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/limits.py
+	$(BIN)/python bench/http.py
+	$(BIN)/python bench/jobs.py --arq --aiosqlite
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -4,7 +4,13 @@ import conveyor
 import conveyor.testing
 
 EXPECTED = {
+    "App",
     "AttemptTimeout",
+    "Job",
+    "JobOptions",
+    "Jobs",
+    "TaskContext",
+    "Worker",
     "CircuitBreaker",
     "CircuitOpen",
     "Limiter",

@@ -25,6 +25,12 @@ from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import Interrupted as Interrupted
 from .errors import RetryAfter as RetryAfter
 from .errors import SourceError as SourceError
+from .jobs.app import App as App
+from .jobs.app import TaskContext as TaskContext
+from .jobs.client import Jobs as Jobs
+from .jobs.model import Job as Job
+from .jobs.model import JobOptions as JobOptions
+from .jobs.worker import Worker as Worker
 from .limits.limiter import Limiter as Limiter
 from .limits.limiter import Slot as Slot
 from .policy.breaker import CircuitBreaker as CircuitBreaker
@@ -33,6 +39,7 @@ from .policy.retry import Retry as Retry
 from .policy.retry import is_transient as is_transient
 
 __all__ = [
+    "App",
     "AttemptTimeout",
     "CircuitBreaker",
     "CircuitOpen",
@@ -44,6 +51,9 @@ __all__ = [
     "ItemFinished",
     "ItemRetrying",
     "ItemStarted",
+    "Job",
+    "JobOptions",
+    "Jobs",
     "Limiter",
     "Outcome",
     "Rate",
@@ -55,6 +65,8 @@ __all__ = [
     "SourceError",
     "Stream",
     "Summary",
+    "TaskContext",
+    "Worker",
     "attempt_slot",
     "is_transient",
     "map",

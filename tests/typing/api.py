@@ -32,3 +32,28 @@ def sync_main() -> None:
     report = conveyor.run_sync(delete_record, ["a", "b"], concurrency=10)
     deleted: list[bool] = report.values
     print(deleted, report.summary.to_dict())
+
+
+app = conveyor.App(limiters=[conveyor.Limiter("openai", requests_per_minute=500)])
+
+
+@app.task("analyze", limiters=["openai"])
+async def analyze(email: dict[str, str], ctx: conveyor.TaskContext) -> dict[str, int]:
+    ctx.progress(50, "Matching APIs...")
+    key: str = ctx.idempotency_key
+    return {"length": len(email["body"]) + len(key)}
+
+
+async def jobs_main() -> None:
+    async with conveyor.Jobs("sqlite:///jobs.db", app=app) as jobs:
+        job: conveyor.Job = await jobs.submit("analyze", [{"body": "hi"}], concurrency=20)
+        async for snapshot in jobs.watch(job.id):
+            progress: float = snapshot.progress
+            print(progress, snapshot.step, snapshot.counts.failed)
+        await conveyor.Worker(jobs.store, app).run(until_idle=True)
+        done = await jobs.wait(job.id, timeout_s=60)
+        async for item in jobs.results(done.id, state="failed"):
+            print(item.index, item.error_type, item.error_message)
+        again: int = await jobs.retry_failed(job.id)
+        cancelled: conveyor.Job = await jobs.cancel(job.id)
+        print(again, cancelled.status, conveyor.JobOptions(concurrency=5, timeout_s=30.0))

@@ -67,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults (7)")
     _add_run(commands)
     _add_mock_api(commands)
+    _add_jobs(commands)
     return parser
+
+
+def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .jobs import add_commands
+
+    add_commands(commands)
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -121,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     if args.command == "mock-api":
         return _mock_api(args)
+    if args.command in {"worker", "jobs"}:
+        from .jobs import jobs_command
+
+        return jobs_command(args)
     parser.print_help()
     return 2
 

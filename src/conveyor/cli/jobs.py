@@ -1,0 +1,257 @@
+"""``conveyor worker`` and ``conveyor jobs submit|ls|show|watch|cancel|retry|results``. Thin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .jobs_worker import WORKER_DESCRIPTION, WORKER_EPILOG, add_worker_arguments, worker_command
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Iterator
+
+    from ..jobs.client import Jobs
+
+__all__ = ["add_commands", "jobs_command"]
+
+STORE_DEFAULT = os.environ.get("CONVEYOR_STORE", "sqlite:///conveyor-jobs.db")
+STATUSES = ("queued", "running", "cancelling", "completed", "failed", "cancelled")
+STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+
+JOBS_EPILOG = """\
+examples:
+  conveyor jobs submit analyze emails.jsonl --concurrency 20 --attempts 3
+  conveyor jobs submit http requests.jsonl --limiter openai
+  conveyor jobs watch 0190b1d2-...            # live bar; a line per change when piped
+  conveyor jobs results 0190b1d2-... --state failed -o failed.jsonl
+  conveyor jobs retry 0190b1d2-...            # run only the failed items again
+
+The store is --store, or $CONVEYOR_STORE, or sqlite:///conveyor-jobs.db.
+"""
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``worker`` and ``jobs`` on the ``conveyor`` command."""
+    worker = commands.add_parser(
+        "worker",
+        help="run durable jobs from a store (SQLite by default) until stopped",
+        description=WORKER_DESCRIPTION,
+        epilog=WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_worker_arguments(worker, STORE_DEFAULT)
+    jobs = commands.add_parser(
+        "jobs",
+        help="submit, list, show, watch, cancel and retry durable jobs",
+        description="Durable jobs: submitted here, run by `conveyor worker` processes.",
+        epilog=JOBS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    jobs.add_argument("--store", default=STORE_DEFAULT, help=f"job store URL ({STORE_DEFAULT})")
+    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    submit = sub.add_parser("submit", help="create a job: one item per line of a JSONL file")
+    _store_here(submit)
+    submit.add_argument("task", help="the task's name (`http` for request lines)")
+    submit.add_argument(
+        "file", type=Path, help="JSONL: one item (any JSON value) per line; - = stdin"
+    )
+    submit.add_argument(
+        "--concurrency", type=int, default=10, help="items in flight per worker (10)"
+    )
+    submit.add_argument("--attempts", type=int, default=1, help="attempts per item (1: no retries)")
+    submit.add_argument("--timeout-s", type=float, help="one attempt's limit in seconds (none)")
+    submit.add_argument(
+        "--limiter", action="append", default=[], help="a shared limiter's name (repeatable)"
+    )
+    submit.add_argument("--app", metavar="MODULE:NAME", help="check the task and items first")
+    ls = sub.add_parser("ls", help="list jobs, newest first")
+    _store_here(ls)
+    ls.add_argument("--status", choices=STATUSES, help="only jobs in this status")
+    ls.add_argument("--limit", type=int, default=20, help="how many (20)")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = sub.add_parser("show", help="status, progress, counts and summary of one job")
+    _store_here(show)
+    show.add_argument("job_id")
+    show.add_argument("--json", action="store_true", help="print the job as JSON")
+    watch = sub.add_parser("watch", help="follow a job's progress live until it is done")
+    _store_here(watch)
+    watch.add_argument("job_id")
+    watch.add_argument("--interval-s", type=float, default=0.5, help="poll interval (0.5)")
+    watch.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain"),
+        default="auto",
+        help="a live bar on a terminal, else a line per change (auto)",
+    )
+    cancel = sub.add_parser("cancel", help="cancel a job: in-flight items are cancelled")
+    _store_here(cancel)
+    cancel.add_argument("job_id")
+    retry = sub.add_parser("retry", help="run a job's failed items again, under the same job")
+    _store_here(retry)
+    retry.add_argument("job_id")
+    results = sub.add_parser("results", help="the items and their results, as JSONL")
+    _store_here(results)
+    results.add_argument("job_id")
+    results.add_argument("--state", choices=STATES, help="only items in this state")
+    results.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
+
+
+def _store_here(parser: argparse.ArgumentParser) -> None:
+    # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
+    parser.add_argument("--store", default=argparse.SUPPRESS, help="job store URL")
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    """Run ``conveyor worker`` or ``conveyor jobs ...``."""
+    if args.command == "worker":
+        return worker_command(args)
+    from ..errors import ConveyorError
+
+    try:
+        return _run(_ACTIONS[args.jobs_command](args))
+    except ConveyorError as exc:
+        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def _open(args: argparse.Namespace, app: Any = None) -> Jobs:
+    from ..jobs.client import Jobs
+
+    return Jobs(args.store, app=app)
+
+
+def _lines(path: Path) -> Iterator[Any]:
+    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+    with stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                from ..jobs.errors import InvalidJob
+
+                msg = f"{path}:{number} is not JSON ({exc.msg}); one JSON value per line"
+                raise InvalidJob(msg) from None
+
+
+async def _submit(args: argparse.Namespace) -> int:
+    from ..jobs.model import JobOptions
+    from .jobs_worker import load_app
+
+    if str(args.file) != "-" and not args.file.is_file():
+        print(f"conveyor jobs submit: no file {str(args.file)!r}", file=sys.stderr)
+        return 2
+    options = JobOptions(
+        concurrency=args.concurrency,
+        attempts=args.attempts,
+        timeout_s=args.timeout_s,
+        limiters=tuple(args.limiter),
+    )
+    app = load_app(args.app) if args.app else None
+    async with _open(args, app) as jobs:
+        job = await jobs.submit(args.task, _lines(args.file), options=options)
+    print(job.id)
+    print(f"submitted: {job.counts.total:,} item(s) for task {job.task!r}", file=sys.stderr)
+    return 0
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .jobs_view import jobs_table
+
+    async with _open(args) as jobs:
+        found = await jobs.list(status=args.status, limit=args.limit)
+    if args.json:
+        for job in found:
+            print(json.dumps(job.to_dict()))
+    else:
+        Console().print(jobs_table(found, time.time()))
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .jobs_view import job_table
+
+    async with _open(args) as jobs:
+        job = await jobs.get(args.job_id)
+    if args.json:
+        print(json.dumps(job.to_dict(), indent=2))
+    else:
+        Console().print(job_table(job, time.time()))
+    return 0
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from .jobs_view import job_line, watch_view
+
+    console = Console()
+    rich = args.progress == "rich" or (args.progress == "auto" and console.is_terminal)
+    async with _open(args) as jobs:
+        last = None
+        if rich:
+            with Live(console=console, auto_refresh=False) as live:
+                async for job in jobs.watch(args.job_id, interval_s=args.interval_s):
+                    live.update(watch_view(job, time.time()), refresh=True)
+                    last = job
+        else:
+            async for job in jobs.watch(args.job_id, interval_s=args.interval_s):
+                print(job_line(job, time.time()), flush=True)
+                last = job
+    assert last is not None
+    return 0 if last.status == "completed" and not last.counts.failed else 1
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    async with _open(args) as jobs:
+        job = await jobs.cancel(args.job_id)
+    print(f"{job.id} {job.status}")
+    return 0
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    async with _open(args) as jobs:
+        again = await jobs.retry_failed(args.job_id)
+    print(f"{again:,} failed item(s) queued again")
+    return 0
+
+
+async def _results(args: argparse.Namespace) -> int:
+    out = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    try:
+        async with _open(args) as jobs:
+            async for item in jobs.results(args.job_id, state=args.state):
+                out.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+_ACTIONS = {
+    "submit": _submit,
+    "ls": _ls,
+    "show": _show,
+    "watch": _watch,
+    "cancel": _cancel,
+    "retry": _retry,
+    "results": _results,
+}

@@ -1,0 +1,172 @@
+"""``conveyor worker``: run jobs from a store until SIGTERM / Ctrl-C (or idle)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..jobs.app import App
+
+__all__ = ["add_worker_arguments", "load_app", "worker_command"]
+
+WORKER_DESCRIPTION = """\
+Run durable jobs from a store: claim items under a lease, run them with the job's options and
+the app's shared limiters, write results in batches, renew the lease, and take over the items
+of workers that died. Start as many as you like on one store.
+
+SIGTERM or Ctrl-C stops gracefully: nothing new is claimed, in-flight items may finish for
+--grace-s, the rest go back to pending for another worker. A second Ctrl-C stops at once
+(in-flight items then run again elsewhere: at-least-once).
+"""
+
+WORKER_EPILOG = """\
+tasks:
+  --app MODULE:NAME     a conveyor.App with your tasks (like uvicorn: myproject.jobs:app)
+  --base-url URL        also register the built-in `http` task, calling only URL; items are
+                        request lines of `conveyor run` ({"custom_id","method","url","body"})
+
+examples:
+  conveyor worker --app myproject.jobs:app --store sqlite:///jobs.db
+  conveyor worker --base-url https://api.openai.com --header-env Authorization=OPENAI_AUTH
+"""
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) -> None:
+    """The options of ``conveyor worker``."""
+    parser.add_argument("--store", default=store_default, help=f"job store URL ({store_default})")
+    parser.add_argument("--app", metavar="MODULE:NAME", help="the conveyor.App with your tasks")
+    parser.add_argument("--base-url", metavar="URL", help="register the `http` task for URL")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="a header for every request of the http task (repeatable)",
+    )
+    parser.add_argument(
+        "--header-env",
+        action="append",
+        default=[],
+        metavar="Name=ENV_VAR",
+        help="a header read from the environment, never stored or shown (repeatable)",
+    )
+    parser.add_argument("--lease-s", type=float, default=30.0, help="lease length, seconds (30)")
+    parser.add_argument(
+        "--grace-s", type=float, default=30.0, help="in-flight time after SIGTERM, seconds (30)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="results written per transaction (1000)"
+    )
+    parser.add_argument(
+        "--flush-interval-s",
+        type=float,
+        default=0.2,
+        help="results are written at least this often, seconds (0.2)",
+    )
+    parser.add_argument(
+        "--until-idle", action="store_true", help="exit once no job is queued or running"
+    )
+
+
+def load_app(spec: str | None) -> App:
+    """Import ``MODULE:NAME`` (the current directory first on the path), or a new empty App."""
+    from ..jobs.app import App
+
+    if spec is None:
+        return App()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        msg = f"--app {spec!r}: use MODULE:NAME, e.g. --app myproject.jobs:app"
+        raise SystemExit(msg)
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        app = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        msg = f"--app {spec!r}: cannot load it ({exc})"
+        raise SystemExit(msg) from exc
+    if not isinstance(app, App):
+        msg = f"--app {spec!r} is a {type(app).__name__}, not a conveyor.App"
+        raise SystemExit(msg)
+    return app
+
+
+def _headers(args: argparse.Namespace) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for text in args.header:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip():
+            msg = f"--header {text!r}: use 'Name: value'"
+            raise SystemExit(msg)
+        headers[name.strip()] = value.strip()
+    for text in args.header_env:
+        name, sep, var = text.partition("=")
+        if not sep or var not in os.environ:
+            msg = f"--header-env {text!r}: use Name=ENV_VAR with ENV_VAR set"
+            raise SystemExit(msg)
+        headers[name.strip()] = os.environ[var]
+    return headers
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """Run ``conveyor worker``."""
+    from ..errors import ConveyorError
+    from ..jobs.client import open_store
+    from ..jobs.worker import Worker, WorkerOptions
+
+    try:
+        app = load_app(args.app)
+        if args.base_url:
+            app.add_http_task(base_url=args.base_url, headers=_headers(args))
+        options = WorkerOptions(
+            lease_s=args.lease_s,
+            grace_s=args.grace_s,
+            batch_size=args.batch_size,
+            flush_interval_s=args.flush_interval_s,
+        )
+        store = open_store(args.store)
+    except ConveyorError as exc:
+        print(f"conveyor worker: {exc}", file=sys.stderr)
+        return 2
+    worker = Worker(store, app, options=options)
+    print(
+        f"conveyor worker {worker.id}: tasks {', '.join(app.task_names) or 'none'};"
+        f" store {args.store}",
+        flush=True,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        presses = 0
+
+        def on_signal() -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                raise KeyboardInterrupt
+            print("conveyor worker: stopping (finishing in-flight items)", flush=True)
+            worker.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await worker.run(until_idle=args.until_idle)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("conveyor worker: stopped at once", file=sys.stderr)
+        return 130
+    print(f"conveyor worker: stopped; {worker.settled:,} item(s) settled", flush=True)
+    return 0

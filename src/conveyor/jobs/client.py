@@ -1,0 +1,230 @@
+"""`Jobs`: submit jobs and follow them, from a web app, a script or the command line.
+
+>>> jobs = conveyor.Jobs("sqlite:///jobs.db", app=app)  # doctest: +SKIP
+>>> job = await jobs.submit("analyze", emails, concurrency=20)  # doctest: +SKIP
+>>> async for snapshot in jobs.watch(job.id):  # doctest: +SKIP
+...     print(f"{snapshot.progress:.0f}% {snapshot.step or ''}")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Self
+
+from .. import _clock
+from ..errors import ConfigError
+from .errors import InvalidJob, JobNotFound
+from .ids import new_id
+from .model import JobOptions, NewJob
+from .stores.memory import MemoryStore
+from .stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import AsyncIterator, Iterable, Iterator
+    from types import TracebackType
+
+    from .app import App
+    from .model import ItemState, Job, JobItem, JobStatus
+    from .store import Store
+
+__all__ = ["DEFAULT_MAX_ITEM_BYTES", "Jobs", "open_store"]
+
+#: The largest item accepted at submit, as JSON: 1 MiB.
+DEFAULT_MAX_ITEM_BYTES = 1 << 20
+ITEM_STATES = frozenset({"pending", "running", "succeeded", "failed", "cancelled"})
+
+
+def open_store(url: str | Store) -> Store:
+    """Open a store from its URL: ``sqlite:///path/to/jobs.db`` (or a plain path), ``memory:``.
+
+    A `Store` object is returned as it is.
+    """
+    if not isinstance(url, str):
+        return url
+    if url in {"memory:", "memory://"}:
+        return MemoryStore()
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        # sqlite:///jobs.db is relative (like SQLAlchemy), sqlite:////abs/jobs.db absolute.
+        path = path.removeprefix("/")
+        if not path:
+            msg = f"store url {url!r} has no file: use sqlite:///jobs.db (relative) or sqlite:////abs/jobs.db"
+            raise ConfigError(msg)
+        return SqliteStore(path)
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        msg = (
+            f"store url {url!r}: the {scheme!r} store is not available; use"
+            " sqlite:///jobs.db (the default) or memory:"
+        )
+        raise ConfigError(msg)
+    return SqliteStore(url)
+
+
+class Jobs:
+    """Submit, follow, cancel and retry jobs in a store; every call is async.
+
+    Args:
+        store: a store URL (``sqlite:///jobs.db``, a path, ``memory:``) or a `Store`.
+        app: the `App` whose tasks jobs run; when given, `submit` checks the task name and
+            each item's input before anything is written. Without it, a job with an unknown
+            task fails when a worker picks it up.
+        max_item_bytes: the largest item accepted, as JSON.
+    """
+
+    def __init__(
+        self,
+        store: str | Store = "sqlite:///conveyor-jobs.db",
+        *,
+        app: App | None = None,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    ) -> None:
+        if isinstance(max_item_bytes, bool) or not isinstance(max_item_bytes, int):
+            msg = f"max_item_bytes={max_item_bytes!r}: pass a whole number of bytes"
+            raise ConfigError(msg)
+        self.store = open_store(store)
+        self.app = app
+        self.max_item_bytes = max_item_bytes
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+    # -- submitting ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        task: str,
+        items: Iterable[Any],
+        *,
+        options: JobOptions | None = None,
+        concurrency: int | None = None,
+        attempts: int | None = None,
+        timeout_s: float | None = None,
+        limiters: Iterable[str] = (),
+    ) -> Job:
+        """Create a job running `task` once per item; return it, ``queued``.
+
+        The items are checked and written in one transaction: an unknown task, an item that
+        is not JSON, too large, or refused by the task's input check, or no items at all
+        raise `InvalidJob` (naming the item), and nothing is written. Pass `options`, or
+        the options one by one (see `JobOptions`).
+        """
+        if not isinstance(task, str) or not task:
+            msg = f"task={task!r}: pass the name of a registered task, e.g. 'analyze'"
+            raise InvalidJob(msg)
+        if isinstance(items, str | bytes | dict) or not hasattr(items, "__iter__"):
+            msg = f"items is a {type(items).__name__}: pass a list (or any iterable) of items"
+            raise InvalidJob(msg)
+        given = {
+            k: v for k, v in (("concurrency", concurrency), ("attempts", attempts)) if v is not None
+        }
+        if options is not None and (given or timeout_s is not None or limiters):
+            msg = "pass either options=JobOptions(...) or the options one by one, not both"
+            raise InvalidJob(msg)
+        opts = options or JobOptions(timeout_s=timeout_s, limiters=tuple(limiters), **given)
+        checker = None
+        if self.app is not None:
+            found = self.app.get_task(task)
+            if found is None:
+                known = ", ".join(self.app.task_names) or "none"
+                msg = f"unknown task {task!r}: the app has {known}; register it with @app.task"
+                raise InvalidJob(msg)
+            self.app.resolve_limiters((*found.limiters, *opts.limiters))
+            checker = found.check_item
+        new = NewJob(id=new_id(_clock.wall()), task=task, options=opts, created_at=_clock.wall())
+        return await self.store.create_job(new, self._encoded(items, checker))
+
+    def _encoded(self, items: Iterable[Any], checker: Any) -> Iterator[str]:
+        limit = self.max_item_bytes
+        for index, item in enumerate(items):
+            if checker is not None:
+                checker(index, item)
+            try:
+                text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                msg = f"item {index} is not JSON ({exc}): items are stored as JSON"
+                raise InvalidJob(msg) from exc
+            if len(text) > limit:  # characters: a lower bound on bytes, then exact below
+                size = len(text.encode())
+                if size > limit:
+                    msg = (
+                        f"item {index} is {size:,} bytes of JSON, over max_item_bytes={limit:,}:"
+                        " store large payloads elsewhere and pass a reference (a URL, a key)"
+                    )
+                    raise InvalidJob(msg)
+            yield text
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        """The job's current snapshot; `JobNotFound` if there is none."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def list(self, *, status: JobStatus | None = None, limit: int = 50) -> builtins.list[Job]:
+        """Jobs, newest first."""
+        return await self.store.list_jobs(status=status, limit=limit)
+
+    async def watch(self, job_id: str, *, interval_s: float = 0.5) -> AsyncIterator[Job]:
+        """Yield a snapshot now and whenever the job changes; end after it is done."""
+        last: Job | None = None
+        while True:
+            job = await self.get(job_id)
+            if job != last:
+                yield job
+                last = job
+            if job.done:
+                return
+            await asyncio.sleep(interval_s)
+
+    async def wait(
+        self, job_id: str, *, interval_s: float = 0.5, timeout_s: float | None = None
+    ) -> Job:
+        """Wait until the job is done and return it (`TimeoutError` after `timeout_s`)."""
+        async with asyncio.timeout(timeout_s):
+            async for job in self.watch(job_id, interval_s=interval_s):
+                if job.done:
+                    return job
+        raise AssertionError("unreachable: watch ends with a done job")  # pragma: no cover
+
+    async def results(
+        self, job_id: str, *, state: ItemState | None = None, page_size: int = 1000
+    ) -> AsyncIterator[JobItem]:
+        """Every item (or those in `state`) in index order, read a page at a time."""
+        if state is not None and state not in ITEM_STATES:
+            msg = f"state={state!r}: pass one of {', '.join(sorted(ITEM_STATES))}, or None"
+            raise ConfigError(msg)
+        after = -1
+        while True:
+            page = await self.store.items(job_id, state=state, after=after, limit=page_size)
+            for item in page:
+                yield item
+            if len(page) < page_size:
+                return
+            after = page[-1].index
+
+    # -- changing --------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel the job: nothing new starts, in-flight items are cancelled by their worker."""
+        return await self.store.request_cancel(job_id)
+
+    async def retry_failed(self, job_id: str) -> int:
+        """Run the job's failed items again, under the same job; return how many."""
+        return await self.store.retry_failed(job_id)

@@ -1,0 +1,46 @@
+"""The errors of durable jobs, all under `conveyor.ConveyorError`.
+
+The tree::
+
+    ConveyorError
+    └── JobError                  anything about jobs and their store
+        ├── InvalidJob            a submit refused: unknown task, bad or oversized item, empty job
+        │                         (also a ConfigError and so a ValueError); nothing was written
+        ├── JobNotFound           no job with that id (also a LookupError)
+        ├── JobStateError         the job is not in a state that allows the call (retry a
+        │                         cancelled job, ...)
+        └── StoreError            the store cannot be used: not a Conveyor database, a schema
+                                  newer than this Conveyor, a bad store URL; nothing was written
+
+Failed *items* are never raised: they are settled, with their error, in the store.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, ConveyorError
+
+__all__ = ["InvalidJob", "JobError", "JobNotFound", "JobStateError", "StoreError"]
+
+
+class JobError(ConveyorError):
+    """The root of the job errors."""
+
+
+class InvalidJob(JobError, ConfigError):
+    """A job was refused at submit; the message names the item or argument and the fix."""
+
+
+class JobNotFound(JobError, LookupError):
+    """No job has this id in the store."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id!r} in this store: check the id (`conveyor jobs ls`)")
+
+
+class JobStateError(JobError):
+    """The call does not fit the job's status (the message says which status and why)."""
+
+
+class StoreError(JobError):
+    """The store cannot be opened or used as a Conveyor store; nothing was written to it."""

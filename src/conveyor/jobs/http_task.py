@@ -1,0 +1,99 @@
+"""The built-in ``http`` task: the batch runner's request lines, run as a job's items.
+
+An item is one request line of ``conveyor run`` (`conveyor.http.parse_line`): the OpenAI
+Batch API's ``{"custom_id", "method", "url", "body"}`` with optional ``headers`` and ``cost``.
+The task sends it with `conveyor.http.HttpTask` and stores the answer as the item's result
+(``{"status_code", "headers", "body"}``); a non-2xx answer fails the item with
+`HTTPStatusError` (retried by the job's ``attempts`` when it is 408/425/429/5xx).
+
+Safety: the operator fixes `base_url` and the headers (credentials) on the worker's app; a
+job's items can only name paths under that URL, and the headers are never stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..http.client import AiohttpTransport, HttpTask
+from ..http.request import InvalidLine, parse_line
+from ..http.tally import BatchTally
+from ..limits.limiter import Limiter
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import aiohttp
+
+    from ..http.client import Transport
+    from ..http.request import Request
+    from .app import TaskContext
+
+__all__ = ["HttpJobTask"]
+
+
+class HttpJobTask:
+    """Sends one request line per call. `transport` replaces the network in tests."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        idempotency_header: str | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._headers = dict(headers)
+        self._idempotency_header = idempotency_header
+        self._transport = transport
+        self._session: aiohttp.ClientSession | None = None
+        self._task: HttpTask | None = None
+        self.tally = BatchTally()
+
+    def _parse(self, item: Any, index: int) -> Request:
+        raw = json.dumps(item, separators=(",", ":")).encode()
+        parsed = parse_line(raw, index + 1, base_url=self._base_url)
+        if parsed is None or isinstance(parsed, InvalidLine):
+            detail = "is empty" if parsed is None else parsed.message.split(" ", 2)[-1]
+            msg = f"the request {detail}"
+            raise ValueError(msg)
+        return parsed
+
+    def check(self, item: Any) -> None:
+        """The input check: the item must be a request line the task can send."""
+        self._parse(item, 0)
+
+    def _http(self) -> HttpTask:
+        if self._task is None:
+            transport = self._transport
+            if transport is None:
+                import aiohttp  # noqa: PLC0415 - only workers that run HTTP jobs need it
+
+                self._session = aiohttp.ClientSession()
+                transport = AiohttpTransport(self._session)
+            self._task = HttpTask(
+                transport,
+                headers=self._headers,
+                limiter=Limiter("http"),
+                observe=False,
+                tally=self.tally,
+            )
+        return self._task
+
+    async def __call__(self, item: Any, ctx: TaskContext) -> dict[str, Any]:
+        """Send the item's request once; return the 2xx answer as a dict or raise."""
+        request = self._parse(item, ctx.index)
+        if self._idempotency_header is not None:
+            extra = ((self._idempotency_header, ctx.idempotency_key),)
+            request = replace(request, headers=request.headers + extra)
+        response = await self._http()(request)
+        return response.to_dict()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, if one was opened."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._task = None

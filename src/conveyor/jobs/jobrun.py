@@ -1,0 +1,247 @@
+"""One worker's run of one job: claimed items through `conveyor.stream`, results checkpointed.
+
+The items come from an async generator that claims more of the job's pending items (a batch
+at a time) as the engine asks for them, so a worker holds only ``claim_size`` items beyond
+those in flight. Every settled item arrives through the engine's ``ItemFinished`` event (also
+those cancelled when the run is closed), goes into a buffer, and the buffer is written to the
+store in one transaction when it holds ``batch_size`` results or every ``flush_interval_s``.
+
+A heartbeat task, every ``flush_interval_s``: flushes, publishes the progress tasks reported,
+renews the lease (every ``lease_s / 3``), and watches for the three reasons to stop early:
+
+- the job is being cancelled: close the run; in-flight items settle as cancelled, recorded;
+- the worker is stopping (SIGTERM): no new claims; in-flight items may finish until
+  ``grace_s``, then the run is closed and the items still in flight are released (pending);
+- the lease was lost (another worker re-queued our items): close the run and record nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .. import _clock
+from ..engine.api import stream
+from ..engine.events import ItemFinished
+from ..policy.retry import Retry
+from .app import TaskContext
+from .model import ItemResult
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ..engine.api import Stream
+    from ..engine.events import Event
+    from ..limits.limiter import Limiter
+    from .app import Task
+    from .model import Claim, ClaimedItem, Job
+    from .worker import Worker
+
+__all__ = ["JobRun"]
+
+logger = logging.getLogger("conveyor.jobs")
+
+
+#: Error messages are stored up to this many characters (an HTTP error can carry a page).
+MAX_ERROR_CHARS = 8192
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class JobRun:
+    """Runs the claimed items of one job on one worker; see the module docstring."""
+
+    def __init__(
+        self, worker: Worker, claim: Claim, task: Task, limiters: tuple[Limiter, ...]
+    ) -> None:
+        self._worker = worker
+        self._store = worker.store
+        self._options = worker.options
+        self.job: Job = claim.job
+        self._task = task
+        self._limiters = limiters
+        self._queue: deque[ClaimedItem] = deque(claim.items)
+        self._buffer: list[ItemResult] = []
+        self._release: list[tuple[str, int]] = []
+        self._inflight: dict[int, float] = {}
+        self._step: str | None = None
+        self._progress_dirty = False
+        self._cancelling = False
+        self._lost = False
+        self._stream: Stream[ClaimedItem, str] | None = None
+        self._flushing = asyncio.Lock()
+        self._closer: asyncio.Task[None] | None = None
+        self._renewed_at = 0.0
+        self._stop_seen_at: float | None = None
+        self.settled = 0
+
+    # -- what the engine runs --------------------------------------------------------------
+
+    async def _items(self) -> AsyncIterator[ClaimedItem]:
+        job_id = self.job.id
+        o = self._options
+        while not (self._worker.stopping or self._cancelling or self._lost):
+            if not self._queue:
+                claim = await self._store.claim(
+                    self._worker.id, limit=o.claim_size, lease_s=o.lease_s, job_id=job_id
+                )
+                if claim is None:
+                    return
+                self._queue.extend(claim.items)
+                continue
+            yield self._queue.popleft()
+
+    async def _call(self, item: ClaimedItem) -> str:
+        ctx = TaskContext(item.job_id, item.index, item.attempts, self._report)
+        value = await self._task.call(json.loads(item.input_json), ctx)
+        return _encode(value)  # a value that is not JSON fails the item (TypeError)
+
+    def _report(self, index: int, fraction: float, step: str | None) -> None:
+        self._inflight[index] = fraction
+        if step is not None:
+            self._step = step
+        self._progress_dirty = True
+
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, ItemFinished):
+            return
+        o = event.outcome
+        item: ClaimedItem = o.item
+        if self._inflight.pop(item.index, None) is not None:
+            self._progress_dirty = True
+        if self._lost:
+            return
+        if o.state == "succeeded":
+            self._buffer.append(
+                ItemResult(item.job_id, item.index, "succeeded", o.attempts, o.latency_s, o.value)
+            )
+        elif o.state == "failed":
+            self._buffer.append(
+                ItemResult(
+                    item.job_id,
+                    item.index,
+                    "failed",
+                    o.attempts,
+                    o.latency_s,
+                    error_type=o.error_type,
+                    error_message=(o.error_message or "")[:MAX_ERROR_CHARS],
+                )
+            )
+        elif self._cancelling:
+            self._buffer.append(ItemResult(item.job_id, item.index, "cancelled", o.attempts, None))
+        else:  # closed because the worker stops: the item goes back to pending
+            self._release.append((item.job_id, item.index))
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the buffered results in one transaction."""
+        size = self._options.batch_size
+        async with self._flushing:
+            while self._buffer:
+                batch, self._buffer = self._buffer[:size], self._buffer[size:]
+                try:
+                    self.settled += await self._store.record(self._worker.id, batch)
+                except BaseException:
+                    self._buffer[:0] = batch  # not written: keep it for the next flush
+                    raise
+
+    async def _flush_or_log(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            # The batch stays buffered; the heartbeat (or the next full batch) tries again.
+            logger.exception("conveyor worker %s: writing results failed", self._worker.id)
+
+    async def _heartbeat(self) -> None:
+        o = self._options
+        self._renewed_at = _clock.now()
+        while True:
+            await asyncio.sleep(o.flush_interval_s)
+            try:
+                if await self._beat():
+                    return
+            except Exception:
+                # A store hiccup (a busy file, a dropped connection) must not end the
+                # heartbeat: the lease would lapse under a live worker. Try again next beat.
+                logger.exception("conveyor worker %s: heartbeat failed; retrying", self._worker.id)
+
+    async def _beat(self) -> bool:
+        """One heartbeat; True once the run has been told to close."""
+        o = self._options
+        await self.flush()
+        now = _clock.now()
+        if now - self._renewed_at >= o.lease_s / 3:
+            if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
+                self._lost = True
+                self._close()
+                return True
+            self._renewed_at = now
+            await self._store.requeue_expired()
+        job = await self._store.get_job(self.job.id)
+        if job is not None and job.status in {"cancelling", "cancelled", "failed"}:
+            self._cancelling = True
+            self._close()
+            return True
+        if self._progress_dirty:
+            self._progress_dirty = False
+            inflight = sum(self._inflight.values())
+            await self._store.set_progress(self.job.id, inflight=inflight, step=self._step)
+        if self._worker.stopping:
+            if self._stop_seen_at is None:
+                self._stop_seen_at = now
+            if now - self._stop_seen_at >= o.grace_s:
+                self._close()
+                return True
+        return False
+
+    def _close(self) -> None:
+        if self._stream is not None and self._closer is None:
+            # Closing from this task while the run's consumer iterates: the consumer's loop
+            # ends once every in-flight item has settled (as cancelled).
+            self._closer = asyncio.get_running_loop().create_task(self._stream.aclose())
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until the job has nothing left to claim, or a reason to stop; then checkpoint."""
+        opts = self.job.options
+        retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
+        batch_size = self._options.batch_size
+        self._stream = stream(
+            self._call,
+            self._items(),
+            concurrency=opts.concurrency,
+            retry=retry,
+            limiters=self._limiters,
+            on_event=self._on_event,
+        )
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            async with self._stream as outcomes:
+                async for _ in outcomes:
+                    if len(self._buffer) >= batch_size:
+                        await self._flush_or_log()
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            if self._closer is not None:
+                await self._closer
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if self._lost:
+            return
+        await self.flush()
+        left = self._release + [(i.job_id, i.index) for i in self._queue]
+        self._queue.clear()
+        self._release = []
+        if left:
+            await self._store.release(self._worker.id, left)
+        if self._progress_dirty and not self._inflight:
+            await self._store.set_progress(self.job.id, inflight=0.0, step=self._step)

@@ -1,0 +1,299 @@
+"""What a job is: its options, status, counts and items. Plain values, no I/O.
+
+A job runs one task over many items::
+
+    queued ──> running ──> completed     every item settled (the counts say how many failed)
+                   │  └──> failed        the job itself could not run (unknown task, ...)
+                   └─────> cancelling ──> cancelled
+
+An item is ``pending`` (waiting for a worker), ``running`` (claimed by a worker under a
+lease), or settled for good: ``succeeded``, ``failed`` or ``cancelled``. Retry-failed puts
+failed items back to ``pending`` and the job back to ``queued``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "Claim",
+    "ClaimedItem",
+    "Counts",
+    "ItemResult",
+    "ItemState",
+    "Job",
+    "JobItem",
+    "JobOptions",
+    "JobStatus",
+    "JobSummary",
+    "NewJob",
+]
+
+JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
+ItemState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+SettledState = Literal["succeeded", "failed", "cancelled"]
+
+#: The statuses a job never leaves on its own (retry-failed may reopen a completed job).
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+#: The statuses in which workers claim the job's pending items.
+ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+ITEM_STATES: tuple[ItemState, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+
+
+def _whole(name: str, value: object, least: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        msg = f"{name}={value!r}: {name} must be a whole number >= {least}; {hint}"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobOptions:
+    """How a job's items are run. Validated here: a wrong value raises `ConfigError`.
+
+    Args:
+        concurrency: items in flight at most, per worker.
+        attempts: attempts per item on one worker (1: no retries); transient errors only
+            (see `conveyor.is_transient`).
+        timeout_s: one attempt's limit in seconds (``None``: none).
+        limiters: names of the app's shared `Limiter`s each attempt goes through, in order.
+    """
+
+    concurrency: int = 10
+    attempts: int = 1
+    timeout_s: float | None = None
+    limiters: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _whole("concurrency", self.concurrency, 1, "e.g. concurrency=10")
+        _whole("attempts", self.attempts, 1, "attempts=1 means no retries")
+        t = self.timeout_s
+        if t is not None and (
+            isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0
+        ):
+            msg = f"timeout_s={t!r}: pass a number of seconds > 0, or None for no timeout"
+            raise ConfigError(msg)
+        if isinstance(self.limiters, str) or not all(
+            isinstance(n, str) and n for n in self.limiters
+        ):
+            msg = (
+                f"limiters={self.limiters!r}: pass a tuple of limiter names registered on the"
+                ' app, e.g. limiters=("openai",)'
+            )
+            raise ConfigError(msg)
+
+    def to_json(self) -> str:
+        """The options as stored."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobOptions:
+        """Read options stored by `to_json` (unknown keys from newer versions are ignored)."""
+        data = json.loads(text)
+        return cls(
+            concurrency=data.get("concurrency", 10),
+            attempts=data.get("attempts", 1),
+            timeout_s=data.get("timeout_s"),
+            limiters=tuple(data.get("limiters", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many of a job's items are in each state."""
+
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def settled(self) -> int:
+        """Items in a terminal state."""
+        return self.succeeded + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobSummary:
+    """A job's run in numbers, from its counts and timestamps (all workers together)."""
+
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    duration_s: float
+    throughput_per_s: float
+    latency_mean_s: float
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The summary as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    """A snapshot of one job, as read from the store.
+
+    Attributes:
+        id: a UUIDv7: sorts by creation time.
+        task: the name of the task run per item.
+        status: see the module docstring.
+        counts: items per state.
+        step: the latest step message a task reported (``ctx.progress(50, "Matching...")``).
+        created_at, started_at, finished_at: Unix times in seconds (``None``: not yet).
+        error: why the job failed (status ``failed``), else ``None``.
+    """
+
+    id: str
+    task: str
+    options: JobOptions
+    status: JobStatus
+    counts: Counts
+    step: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    #: Fractions of in-flight items done, in items (from ``ctx.progress``), as last published.
+    inflight: float = 0.0
+    #: Sum of the settled items' last-attempt latencies, for the mean.
+    latency_total_s: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        """Whether the job reached a terminal status."""
+        return self.status in TERMINAL
+
+    @property
+    def progress(self) -> float:
+        """0-100: settled items, plus the reported progress of in-flight ones."""
+        c = self.counts
+        if self.status in TERMINAL or c.total == 0:
+            return 100.0 if self.status in TERMINAL else 0.0
+        return min(100.0, 100.0 * (c.settled + max(0.0, self.inflight)) / c.total)
+
+    @property
+    def summary(self) -> JobSummary:
+        """The numbers so far (final once the job is done)."""
+        c = self.counts
+        end = self.finished_at
+        duration = 0.0
+        if self.started_at is not None and end is not None:
+            duration = max(0.0, end - self.started_at)
+        done = c.succeeded + c.failed
+        return JobSummary(
+            total=c.total,
+            succeeded=c.succeeded,
+            failed=c.failed,
+            cancelled=c.cancelled,
+            duration_s=duration,
+            throughput_per_s=c.settled / duration if duration > 0 else 0.0,
+            latency_mean_s=self.latency_total_s / done if done else 0.0,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON-serialisable data (what ``conveyor jobs show --json`` prints)."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "progress": round(self.progress, 2),
+            "step": self.step,
+            "counts": asdict(self.counts),
+            "options": asdict(self.options),
+            "summary": self.summary.to_dict(),
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobItem:
+    """One item of a job and how it ended (or where it is).
+
+    `result` is what the task returned (JSON), set only when `state` is ``succeeded``;
+    `error_type` / `error_message` say why it failed. `attempts` counts attempts started
+    across every worker that ran it.
+    """
+
+    job_id: str
+    index: int
+    input: Any
+    state: ItemState
+    attempts: int = 0
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    latency_s: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The item as JSON-serialisable data (one line of ``conveyor jobs results``)."""
+        error = None
+        if self.error_type is not None or self.error_message is not None:
+            error = {"type": self.error_type, "message": self.error_message}
+        return {
+            "index": self.index,
+            "state": self.state,
+            "input": self.input,
+            "result": self.result,
+            "error": error,
+            "attempts": self.attempts,
+            "latency_s": self.latency_s,
+        }
+
+
+# ---- What crosses the store interface ------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewJob:
+    """A job to create: items come separately, as JSON text."""
+
+    id: str
+    task: str
+    options: JobOptions
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem:
+    """An item claimed by a worker: its input as stored (JSON text), and attempts so far."""
+
+    job_id: str
+    index: int
+    input_json: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Items of one job, now ``running`` under the worker's lease."""
+
+    job: Job
+    items: list[ClaimedItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """How a claimed item ended, to record. `result_json` is set only when it succeeded."""
+
+    job_id: str
+    index: int
+    state: SettledState
+    attempts: int
+    latency_s: float | None
+    result_json: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None

@@ -1,0 +1,150 @@
+-- The SQLite store's statements, by name (read by conveyor.jobs.stores.sqlite_schema).
+-- Parameters are named; :now is the store clock's Unix time.
+
+-- name: insert_job
+INSERT INTO jobs (id, task, options, status, created_at)
+VALUES (:id, :task, :options, 'queued', :now);
+
+-- name: insert_item
+INSERT INTO items (job_id, idx, input) VALUES (?, ?, ?);
+
+-- name: set_total
+UPDATE jobs SET total = :n, pending = :n WHERE id = :id;
+
+-- name: get_job
+SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
+       cancelled, latency_total_s, created_at, started_at, finished_at, error
+FROM jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
+       cancelled, latency_total_s, created_at, started_at, finished_at, error
+FROM jobs ORDER BY id DESC LIMIT :limit;
+
+-- name: list_jobs_by_status
+SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
+       cancelled, latency_total_s, created_at, started_at, finished_at, error
+FROM jobs WHERE status = :status ORDER BY id DESC LIMIT :limit;
+
+-- name: next_job
+SELECT id FROM jobs
+WHERE status IN ('queued', 'running') AND pending > 0
+ORDER BY id LIMIT 1;
+
+-- name: this_job
+SELECT id FROM jobs
+WHERE id = :id AND status IN ('queued', 'running') AND pending > 0;
+
+-- name: claim_items
+UPDATE items SET state = 'running', worker = :worker, started_at = :now
+WHERE job_id = :job AND state = 'pending' AND idx IN (
+    SELECT idx FROM items WHERE job_id = :job AND state = 'pending' ORDER BY idx LIMIT :limit
+)
+RETURNING idx, input, attempts;
+
+-- name: count_claim
+UPDATE jobs SET pending = pending - :n, running = running + :n, status = 'running',
+                started_at = COALESCE(started_at, :now)
+WHERE id = :job;
+
+-- name: hold_lease
+INSERT INTO workers (id, lease_until) VALUES (:worker, :until)
+ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until;
+
+-- name: renew_lease
+UPDATE workers SET lease_until = :until WHERE id = :worker;
+
+-- name: record_item
+UPDATE items SET state = ?, attempts = attempts + ?, latency_s = ?, result = ?, error_type = ?,
+                 error_message = ?, finished_at = ?, worker = NULL
+WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+
+-- name: count_settled
+UPDATE jobs SET running = running - :n, succeeded = succeeded + :succeeded,
+                failed = failed + :failed, cancelled = cancelled + :cancelled,
+                latency_total_s = latency_total_s + :latency
+WHERE id = :job;
+
+-- name: settle_job
+UPDATE jobs SET status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE 'completed' END,
+                finished_at = :now, inflight = 0
+WHERE id = :job AND pending = 0 AND running = 0
+  AND status IN ('queued', 'running', 'cancelling');
+
+-- name: jobs_with_running
+SELECT id, status FROM jobs WHERE running > 0;
+
+-- name: status_of
+SELECT status FROM jobs WHERE id = :job;
+
+-- name: running_of_worker
+SELECT idx FROM items WHERE job_id = :job AND state = 'running' AND worker = :worker;
+
+-- name: unrun_to_pending
+UPDATE items SET state = 'pending', worker = NULL
+WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+
+-- name: unrun_to_cancelled
+UPDATE items SET state = 'cancelled', worker = NULL, finished_at = ?
+WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+
+-- name: count_unrun
+UPDATE jobs SET running = running - :n, pending = pending + :pending,
+                cancelled = cancelled + :cancelled
+WHERE id = :job;
+
+-- name: drop_lease
+DELETE FROM workers WHERE id = :worker;
+
+-- name: expired_workers
+SELECT id FROM workers WHERE lease_until < :now;
+
+-- name: count_lost_attempt
+UPDATE items SET attempts = attempts + 1
+WHERE job_id = :job AND state = 'running' AND worker = :worker;
+
+-- name: cancel_pending
+UPDATE items SET state = 'cancelled', finished_at = :now
+WHERE job_id = :job AND state = 'pending';
+
+-- name: count_cancel
+UPDATE jobs SET pending = pending - :n, cancelled = cancelled + :n, status = 'cancelling'
+WHERE id = :job;
+
+-- name: failed_latency
+SELECT COALESCE(SUM(latency_s), 0) FROM items WHERE job_id = :job AND state = 'failed';
+
+-- name: retry_failed_items
+UPDATE items SET state = 'pending', error_type = NULL, error_message = NULL, latency_s = NULL,
+                 finished_at = NULL
+WHERE job_id = :job AND state = 'failed';
+
+-- name: count_retry
+UPDATE jobs SET failed = failed - :n, pending = pending + :n,
+                latency_total_s = latency_total_s - :latency,
+                status = CASE status WHEN 'completed' THEN 'queued' ELSE status END,
+                finished_at = NULL
+WHERE id = :job;
+
+-- name: fail_items
+UPDATE items SET state = 'cancelled', worker = NULL, finished_at = :now
+WHERE job_id = :job AND state IN ('pending', 'running');
+
+-- name: fail_job
+UPDATE jobs SET status = 'failed', error = :error, finished_at = :now,
+                cancelled = cancelled + pending + running, pending = 0, running = 0, inflight = 0
+WHERE id = :job;
+
+-- name: set_progress
+UPDATE jobs SET inflight = :inflight, step = COALESCE(:step, step)
+WHERE id = :job AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: items_page
+SELECT idx, input, state, attempts, result, error_type, error_message, latency_s, started_at,
+       finished_at
+FROM items WHERE job_id = :job AND idx > :after ORDER BY idx LIMIT :limit;
+
+-- name: items_page_by_state
+SELECT idx, input, state, attempts, result, error_type, error_message, latency_s, started_at,
+       finished_at
+FROM items WHERE job_id = :job AND state = :state AND idx > :after ORDER BY idx LIMIT :limit;

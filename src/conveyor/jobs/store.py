@@ -1,0 +1,131 @@
+"""The one interface every job store implements, and nothing else talks to storage.
+
+Stores: `MemoryStore` (the in-memory twin, for tests and one process) and `SqliteStore` (the
+default: one file). Both pass the same contract suite (``tests/jobs/test_store_contract.py``),
+which a PostgreSQL store is meant to join unchanged.
+
+What every store guarantees:
+
+- **Atomic writes.** Each call is one transaction: a job is created with all its items or not
+  at all; a claim, a batch of results, a cancel each land whole. A job's counts always add up
+  to its total.
+- **Claims under a lease.** `claim` moves pending items to ``running`` for one worker, whose
+  lease (one per worker, covering all its items) lasts `lease_s` unless `renew`-ed. Two
+  claims never get the same item. `requeue_expired` puts the items of workers whose lease ran
+  out back to ``pending`` (or ``cancelled``, if their job is being cancelled).
+- **Fenced results.** `record` and `release` only touch items still ``running`` under that
+  worker: a worker that lost its lease cannot overwrite what another worker did since.
+- **Settling the job.** Whenever a call leaves a job with nothing pending or running, the job
+  becomes ``completed`` (or ``cancelled`` when it was ``cancelling``) in the same transaction.
+
+Times are Unix seconds from the store's ``clock`` (by default `conveyor._clock.wall`, which
+follows `conveyor.testing.VirtualClock`), read once per call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from .model import Claim, ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """The storage of jobs and their items (see the module docstring for the guarantees)."""
+
+    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
+        """Create `job` with `items` (JSON text each, in order) in one transaction.
+
+        `items` is consumed lazily; if it raises, or is empty (`InvalidJob`), nothing is
+        written and the error propagates.
+        """
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return the job, or ``None``. Never waits behind a worker's writes."""
+        ...
+
+    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        """Return up to `limit` jobs, newest first, optionally of one status."""
+        ...
+
+    async def claim(
+        self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None
+    ) -> Claim | None:
+        """Claim up to `limit` pending items of one active job (`job_id`'s, or the oldest).
+
+        The items become ``running`` for `worker_id`, whose lease is (re)set to `lease_s`
+        from now; a queued job becomes running. ``None`` when there is nothing to claim.
+        """
+        ...
+
+    async def renew(self, worker_id: str, *, lease_s: float) -> bool:
+        """Extend the worker's lease to `lease_s` from now; return whether it was still held.
+
+        False means it had lapsed and its items were re-queued: the worker must drop them.
+        """
+        ...
+
+    async def record(self, worker_id: str, results: Sequence[ItemResult]) -> int:
+        """Settle a batch of the worker's running items in one transaction.
+
+        Results for items not running under `worker_id` are ignored. Returns how many were
+        recorded.
+        """
+        ...
+
+    async def release(self, worker_id: str, items: Sequence[tuple[str, int]] | None = None) -> int:
+        """Put the worker's running `items` back to pending; return how many moved.
+
+        `items` are (job id, index) pairs; ``None`` means all of them, and also drops the
+        worker's lease. In a job being cancelled they become cancelled instead.
+        """
+        ...
+
+    async def requeue_expired(self) -> int:
+        """Release the items of every worker whose lease has run out; return how many."""
+        ...
+
+    async def request_cancel(self, job_id: str) -> Job:
+        """Cancel the job; return it.
+
+        Pending items become cancelled at once; with items running, the job is ``cancelling``
+        until their workers settle them. A done job is left as is.
+
+        Raises `JobNotFound`.
+        """
+        ...
+
+    async def retry_failed(self, job_id: str) -> int:
+        """Put the job's failed items back to pending (the job back to queued); return how many.
+
+        Raises `JobNotFound`, or `JobStateError` if the job was cancelled or failed.
+        """
+        ...
+
+    async def fail_job(self, job_id: str, error: str) -> Job:
+        """Mark the job failed with `error`; its unsettled items become cancelled."""
+        ...
+
+    async def set_progress(self, job_id: str, *, inflight: float, step: str | None) -> None:
+        """Publish the in-flight items' reported progress (in items) and the latest step."""
+        ...
+
+    async def items(
+        self,
+        job_id: str,
+        *,
+        state: ItemState | None = None,
+        after: int = -1,
+        limit: int = 1000,
+    ) -> list[JobItem]:
+        """Return up to `limit` items with index > `after`, in index order, of one state or all."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources (connections, threads)."""
+        ...

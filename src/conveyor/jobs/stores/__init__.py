@@ -1,0 +1,1 @@
+"""The job stores: `MemoryStore` (the in-memory twin) and `SqliteStore` (the default)."""

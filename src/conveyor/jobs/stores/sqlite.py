@@ -1,0 +1,364 @@
+"""`SqliteStore`: the default store, one SQLite file in WAL mode, stdlib `sqlite3` only.
+
+Two threads, each owning one connection:
+
+- the **writer** runs every write, one transaction per call (``BEGIN IMMEDIATE``, so two
+  processes sharing the file take turns instead of deadlocking). A batch of results is one
+  ``executemany`` in one transaction: the cost of a commit is paid per batch, not per item.
+- the **reader** runs `get_job`, `list_jobs` and `items`. In WAL mode a reader sees the last
+  committed state without waiting for the writer, and it has its own thread, so a progress read
+  never queues behind a batch of results.
+
+The event loop only hands work to these threads and awaits it. Why threads over aiosqlite:
+see ``docs/decisions.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ... import _clock
+from ..errors import InvalidJob, JobNotFound, JobStateError
+from ..model import TERMINAL, Claim, ClaimedItem
+from .sqlite_read import Reader, job_from_row
+from .sqlite_schema import connect, migrate, probe, queries
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable, Sequence
+
+    from ..model import ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+Q = queries()
+
+
+class _Tx:
+    """``with _Tx(conn):`` one write transaction, rolled back on any error."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class _Writer:
+    """The write side: plain synchronous methods, run only on the writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def _get(self, job_id: str) -> Job:
+        row = self.conn.execute(Q["get_job"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    def _settle(self, job_id: str, now: float) -> None:
+        self.conn.execute(Q["settle_job"], {"job": job_id, "now": now})
+
+    def create_job(self, job: NewJob, items: Iterable[str], now: float) -> Job:
+        job_id = job.id
+        count = 0
+
+        def rows() -> Iterable[tuple[str, int, str]]:
+            nonlocal count
+            for index, text in enumerate(items):
+                count = index + 1
+                yield job_id, index, text
+
+        with _Tx(self.conn) as c:
+            options = job.options.to_json()
+            c.execute(
+                Q["insert_job"], {"id": job_id, "task": job.task, "options": options, "now": now}
+            )
+            c.executemany(Q["insert_item"], rows())
+            if count == 0:
+                msg = "the job has no items: pass at least one item"
+                raise InvalidJob(msg)
+            c.execute(Q["set_total"], {"n": count, "id": job_id})
+            return self._get(job_id)
+
+    def claim(
+        self, worker: str, limit: int, until: float, job_id: str | None, now: float
+    ) -> Claim | None:
+        with _Tx(self.conn) as c:
+            if job_id is None:
+                found = c.execute(Q["next_job"]).fetchone()
+            else:
+                found = c.execute(Q["this_job"], {"id": job_id}).fetchone()
+            if found is None:
+                return None
+            job = found[0]
+            params = {"worker": worker, "now": now, "job": job, "limit": limit}
+            rows = c.execute(Q["claim_items"], params).fetchall()
+            rows.sort()
+            c.execute(Q["count_claim"], {"n": len(rows), "now": now, "job": job})
+            c.execute(Q["hold_lease"], {"worker": worker, "until": until})
+            items = [ClaimedItem(job, idx, text, attempts) for idx, text, attempts in rows]
+            return Claim(self._get(job), items)
+
+    def renew(self, worker: str, until: float) -> bool:
+        with _Tx(self.conn) as c:
+            return c.execute(Q["renew_lease"], {"worker": worker, "until": until}).rowcount == 1
+
+    def record(self, worker: str, results: Sequence[ItemResult], now: float) -> int:
+        recorded = 0
+        ordered = sorted(results, key=lambda r: r.job_id)
+        with _Tx(self.conn) as c:
+            for job_id, group in groupby(ordered, key=lambda r: r.job_id):
+                batch = list(group)
+                done = self._record_job(c, worker, job_id, batch, now)
+                recorded += done
+                if done:
+                    self._settle(job_id, now)
+        return recorded
+
+    def _record_job(
+        self, c: sqlite3.Connection, worker: str, job_id: str, batch: list[ItemResult], now: float
+    ) -> int:
+        rows = [
+            (r.state, r.attempts, r.latency_s, r.result_json, r.error_type, r.error_message, now,
+             job_id, r.index, worker)
+            for r in batch
+        ]  # fmt: skip
+        c.execute("SAVEPOINT batch")
+        if c.executemany(Q["record_item"], rows).rowcount == len(rows):
+            c.execute("RELEASE batch")
+            kept = batch
+        else:
+            # Some items are no longer this worker's (its lease lapsed): redo one by one, to
+            # count exactly the ones that were recorded.
+            c.execute("ROLLBACK TO batch")
+            c.execute("RELEASE batch")
+            kept = [r for r, row in zip(batch, rows, strict=True) if c.execute(
+                Q["record_item"], row).rowcount]  # fmt: skip
+        if not kept:
+            return 0
+        tally = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        latency = 0.0
+        for r in kept:
+            tally[r.state] += 1
+            if r.latency_s is not None and r.state != "cancelled":
+                latency += r.latency_s
+        c.execute(Q["count_settled"], {"n": len(kept), "job": job_id, "latency": latency, **tally})
+        return len(kept)
+
+    def release(self, worker: str, pairs: Sequence[tuple[str, int]] | None, now: float) -> int:
+        with _Tx(self.conn) as c:
+            return self._release(c, worker, pairs, now, lost=False)
+
+    def _release(
+        self,
+        c: sqlite3.Connection,
+        worker: str,
+        pairs: Sequence[tuple[str, int]] | None,
+        now: float,
+        *,
+        lost: bool,
+    ) -> int:
+        by_job: dict[str, list[int]] = {}
+        if pairs is None:
+            c.execute(Q["drop_lease"], {"worker": worker})
+            for job_id, _status in c.execute(Q["jobs_with_running"]).fetchall():
+                args = {"job": job_id, "worker": worker}
+                if lost:
+                    c.execute(Q["count_lost_attempt"], args)
+                rows = c.execute(Q["running_of_worker"], args).fetchall()
+                if rows:
+                    by_job[job_id] = [r[0] for r in rows]
+        else:
+            for job_id, index in pairs:
+                by_job.setdefault(job_id, []).append(index)
+        moved = 0
+        for job_id, indexes in by_job.items():
+            found = c.execute(Q["status_of"], {"job": job_id}).fetchone()
+            if found is None:
+                continue
+            if found[0] == "cancelling":
+                rows = [(now, job_id, i, worker) for i in indexes]
+                n = c.executemany(Q["unrun_to_cancelled"], rows).rowcount
+                counts = {"pending": 0, "cancelled": n}
+            else:
+                n = c.executemany(
+                    Q["unrun_to_pending"], [(job_id, i, worker) for i in indexes]
+                ).rowcount
+                counts = {"pending": n, "cancelled": 0}
+            if n:
+                c.execute(Q["count_unrun"], {"n": n, "job": job_id, **counts})
+                self._settle(job_id, now)
+                moved += n
+        return moved
+
+    def requeue_expired(self, now: float) -> int:
+        with _Tx(self.conn) as c:
+            moved = 0
+            for (worker,) in c.execute(Q["expired_workers"], {"now": now}).fetchall():
+                moved += self._release(c, worker, None, now, lost=True)
+            return moved
+
+    def request_cancel(self, job_id: str, now: float) -> Job:
+        with _Tx(self.conn) as c:
+            job = self._get(job_id)
+            if job.status in TERMINAL:
+                return job
+            n = c.execute(Q["cancel_pending"], {"job": job_id, "now": now}).rowcount
+            c.execute(Q["count_cancel"], {"n": n, "job": job_id})
+            self._settle(job_id, now)
+            return self._get(job_id)
+
+    def retry_failed(self, job_id: str) -> int:
+        with _Tx(self.conn) as c:
+            job = self._get(job_id)
+            if job.status in {"cancelled", "cancelling", "failed"}:
+                msg = (
+                    f"job {job_id} is {job.status}: only a queued, running or completed job"
+                    " can retry its failed items"
+                )
+                raise JobStateError(msg)
+            latency = c.execute(Q["failed_latency"], {"job": job_id}).fetchone()[0]
+            n = c.execute(Q["retry_failed_items"], {"job": job_id}).rowcount
+            if n:
+                c.execute(Q["count_retry"], {"n": n, "job": job_id, "latency": latency})
+            return int(n)
+
+    def fail_job(self, job_id: str, error: str, now: float) -> Job:
+        with _Tx(self.conn) as c:
+            self._get(job_id)
+            c.execute(Q["fail_items"], {"job": job_id, "now": now})
+            c.execute(Q["fail_job"], {"job": job_id, "error": error, "now": now})
+            return self._get(job_id)
+
+    def set_progress(self, job_id: str, inflight: float, step: str | None) -> None:
+        with _Tx(self.conn) as c:
+            c.execute(Q["set_progress"], {"job": job_id, "inflight": inflight, "step": step})
+
+
+class SqliteStore:
+    """A `Store` in one SQLite file (created if missing; migrated to the current schema).
+
+    Raises `StoreError` at once, having written nothing, for a file that is not a Conveyor
+    store or comes from a newer Conveyor.
+
+    Args:
+        path: the database file.
+        clock: returns Unix seconds (default: `conveyor._clock.wall`); read on the event loop.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = _clock.wall) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        probe(self.path)
+        write_conn = connect(self.path)
+        try:
+            migrate(write_conn)
+            read_conn = connect(self.path, read_only=True)
+        except BaseException:
+            write_conn.close()
+            raise
+        read_conn.execute("PRAGMA query_only = 1")
+        self._writer = _Writer(write_conn)
+        self._reader = Reader(read_conn)
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-store-writer")
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-store-reader")
+        self._closed = False
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, partial(fn, *args))
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, partial(fn, *args))
+
+    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
+        """Create the job with all its items in one transaction."""
+        return await self._write(self._writer.create_job, job, items, self._clock())
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Read the job on the reader thread."""
+        return await self._read(self._reader.get_job, job_id)
+
+    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        """Newest first."""
+        return await self._read(self._reader.list_jobs, status, limit)
+
+    async def claim(
+        self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None
+    ) -> Claim | None:
+        """Claim pending items of one active job."""
+        now = self._clock()
+        return await self._write(self._writer.claim, worker_id, limit, now + lease_s, job_id, now)
+
+    async def renew(self, worker_id: str, *, lease_s: float) -> bool:
+        """Extend the lease if still held."""
+        return await self._write(self._writer.renew, worker_id, self._clock() + lease_s)
+
+    async def record(self, worker_id: str, results: Sequence[ItemResult]) -> int:
+        """Settle a batch in one transaction."""
+        if not results:
+            return 0
+        return await self._write(self._writer.record, worker_id, results, self._clock())
+
+    async def release(self, worker_id: str, items: Sequence[tuple[str, int]] | None = None) -> int:
+        """Put running items back."""
+        return await self._write(self._writer.release, worker_id, items, self._clock())
+
+    async def requeue_expired(self) -> int:
+        """Release the items of lapsed leases."""
+        return await self._write(self._writer.requeue_expired, self._clock())
+
+    async def request_cancel(self, job_id: str) -> Job:
+        """Cancel the job."""
+        return await self._write(self._writer.request_cancel, job_id, self._clock())
+
+    async def retry_failed(self, job_id: str) -> int:
+        """Failed items back to pending."""
+        return await self._write(self._writer.retry_failed, job_id)
+
+    async def fail_job(self, job_id: str, error: str) -> Job:
+        """The job could not run."""
+        return await self._write(self._writer.fail_job, job_id, error, self._clock())
+
+    async def set_progress(self, job_id: str, *, inflight: float, step: str | None) -> None:
+        """Publish in-flight progress and the step."""
+        await self._write(self._writer.set_progress, job_id, inflight, step)
+
+    async def items(
+        self,
+        job_id: str,
+        *,
+        state: ItemState | None = None,
+        after: int = -1,
+        limit: int = 1000,
+    ) -> list[JobItem]:
+        """A page of items, on the reader thread."""
+        return await self._read(self._reader.items, job_id, state, after, limit)
+
+    async def close(self) -> None:
+        """Finish queued work, then close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+        self._writer.conn.close()
+        self._reader.conn.close()

@@ -1,0 +1,167 @@
+"""`Worker`: claims items of active jobs under a lease and runs them until told to stop.
+
+The loop: re-queue the items of workers whose lease lapsed (dead workers), claim a batch of the
+oldest active job's pending items, run that job (`JobRun`) until it has nothing left to claim,
+and start over; with nothing to claim, wait ``poll_interval_s``. `stop()` (wired to SIGTERM
+by ``conveyor worker``) stops claiming, lets in-flight items finish for ``grace_s``, releases
+the rest to pending, and drops the lease: nothing is lost, and another worker takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .. import _clock
+from ..errors import ConfigError
+from .jobrun import JobRun
+
+if TYPE_CHECKING:
+    from .app import App
+    from .model import Claim
+    from .store import Store
+
+__all__ = ["Worker", "WorkerOptions", "new_worker_id"]
+
+
+def _positive(name: str, value: object, hint: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        msg = f"{name}={value!r}: {name} must be a number > 0; {hint}"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerOptions:
+    """How a worker claims, checkpoints and stops. Validated here (`ConfigError`).
+
+    Args:
+        lease_s: how long a claim holds without renewal; a dead worker's items are re-queued
+            this long after its last renewal (renewed every ``lease_s / 3``).
+        claim_size: items claimed per store call.
+        batch_size: results written per transaction, at most.
+        flush_interval_s: results are written at least this often (also the heartbeat).
+        poll_interval_s: how long an idle worker waits before looking for work again.
+        grace_s: after `Worker.stop`, how long in-flight items may still finish.
+    """
+
+    lease_s: float = 30.0
+    claim_size: int = 500
+    batch_size: int = 1000
+    flush_interval_s: float = 0.2
+    poll_interval_s: float = 1.0
+    grace_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive("lease_s", self.lease_s, "e.g. lease_s=30")
+        _positive("flush_interval_s", self.flush_interval_s, "e.g. flush_interval_s=0.2")
+        _positive("poll_interval_s", self.poll_interval_s, "e.g. poll_interval_s=1")
+        _positive("grace_s", self.grace_s, "e.g. grace_s=30")
+        for name in ("claim_size", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name}={value!r}: {name} must be a whole number >= 1"
+                raise ConfigError(msg)
+        if self.flush_interval_s >= self.lease_s / 3:
+            msg = (
+                f"flush_interval_s={self.flush_interval_s} must be below lease_s / 3"
+                f" ({self.lease_s / 3:g}): the lease is renewed on the heartbeat"
+            )
+            raise ConfigError(msg)
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique per process, and says where the worker runs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    """Runs jobs from `store` with the tasks and limiters of `app`.
+
+    >>> worker = Worker(SqliteStore("jobs.db"), app)  # doctest: +SKIP
+    >>> await worker.run(until_idle=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        app: App,
+        *,
+        options: WorkerOptions | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.app = app
+        self.options = options or WorkerOptions()
+        self.id = worker_id or new_worker_id()
+        self.stopping = False
+        self._wake = asyncio.Event()
+        #: Items this worker settled and recorded, all jobs together.
+        self.settled = 0
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing new, finish in flight within ``grace_s``, release."""
+        self.stopping = True
+        self._wake.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Work until `stop()`; with `until_idle`, also return once no job is active."""
+        o = self.options
+        last_requeue = -math.inf
+        try:
+            while not self.stopping:
+                now = _clock.now()
+                if now - last_requeue >= o.lease_s / 3:
+                    last_requeue = now
+                    await self.store.requeue_expired()
+                claim = await self.store.claim(self.id, limit=o.claim_size, lease_s=o.lease_s)
+                if claim is not None:
+                    await self._run_job(claim)
+                    continue
+                if until_idle and not await self._any_active():
+                    return
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(o.poll_interval_s):
+                        await self._wake.wait()
+        finally:
+            # Whatever is still ours goes back, and the lease with it.
+            await asyncio.shield(self.store.release(self.id))
+            await self.app.aclose()
+
+    async def _any_active(self) -> bool:
+        for status in ("queued", "running", "cancelling"):
+            if await self.store.list_jobs(status=status, limit=1):
+                return True
+        return False
+
+    async def _run_job(self, claim: Claim) -> None:
+        job = claim.job
+        task = self.app.get_task(job.task)
+        if task is None:
+            known = ", ".join(self.app.task_names) or "none"
+            await self.store.fail_job(
+                job.id,
+                f"unknown task {job.task!r}: no worker task has this name (this worker's app"
+                f" has: {known}); register it with @app.task({job.task!r})",
+            )
+            return
+        try:
+            limiters = self.app.resolve_limiters((*task.limiters, *job.options.limiters))
+        except ConfigError as exc:
+            await self.store.fail_job(job.id, str(exc))
+            return
+        run = JobRun(self, claim, task, limiters)
+        try:
+            await run.run()
+        finally:
+            self.settled += run.settled
