@@ -1,14 +1,16 @@
 """The command line: pure renderers tested exactly, and the demo end to end."""
 
 import io
+import json
+import re
 
 import pytest
 from rich.console import Console
 
 from conveyor import Summary
 from conveyor.cli import build_parser, main
-from conveyor.cli.demo import DemoOptions, run_demo
-from conveyor.cli.render import Tally, progress_line, summary_table
+from conveyor.cli.demo import DemoOptions, demo_requests, ideal_line, run_demo
+from conveyor.cli.render import summary_table
 
 SUMMARY = Summary(
     total=10,
@@ -46,34 +48,64 @@ def test_summary_table_shows_every_figure():
     assert "concurrency used / allowed │ 4 / 5" in lines
 
 
-def test_progress_line_without_a_total():
-    """For an iterable of unknown length the line leaves out the total and the percentage."""
-    line = progress_line(Tally(succeeded=3), 1.5)
-    assert line == "3 settled: 3 succeeded, 0 failed, 0 retrying; 2.0 items/s, 1.5 s"
+def test_demo_runs_the_batch_against_the_mock_api_and_compares_with_the_ideal(tmp_path):
+    """The demo sends its file through `conveyor run`, settles all, and ends with the ideal line.
 
-
-def test_demo_runs_and_settles_every_item():
-    """The demo settles all its items and prints the summary (real time: 200 calls of ~5 ms)."""
-    console = Console(file=io.StringIO(), width=120, color_system=None)
-    assert run_demo(DemoOptions(items=200, concurrency=50, latency_ms=5), console) == 0
+    Real time against the mock API in its own process: 120 requests at 5 ms, about a second.
+    """
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    options = DemoOptions(
+        requests=120, concurrency=20, rpm=60_000, tpm=10_000_000, latency_ms=5, keep=tmp_path
+    )
+    assert run_demo(options, console) == 0
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "items" in out
-    assert "│                        200 │" in out or " 200 " in out
-    assert "Time the calls need at concurrency 50" in out
+    assert "$ conveyor run " in out
+    assert "refused 0 with 429" in out
+    assert re.search(r"Ideal under these limits for the 1\d\d requests the API saw", out)
+    assert re.search(r": \d\.\d{3}x the ideal\.", out)
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["custom_id"] for r in results) == [f"email-{i:05d}" for i in range(120)]
+    assert all(r["error"] is None for r in results)
+
+
+def test_demo_requests_vary_in_size_and_are_seeded():
+    """The demo's requests are the same for a seed, and their sizes vary (so tokens bind too)."""
+    first, again = demo_requests(50, seed=3), demo_requests(50, seed=3)
+    assert first == again
+    sizes = {len(r["body"]["messages"][1]["content"]) for r in first}
+    assert len(sizes) > 40
+
+
+def test_the_ideal_line_states_the_ratio():
+    """The closing line gives what the API saw, the ideal those limits allow and the ratio."""
+    line = ideal_line(
+        active_s=10.3,
+        requests_seen=1_530,
+        retried=30,
+        tokens=150_000,
+        options=DemoOptions(requests=1_500, rpm=9_000, tpm=1_800_000, latency_ms=150),
+    )
+    # 1,530 requests at 150 a window need 11 windows: 10 s, plus one latency.
+    assert line == (
+        "Ideal under these limits for the 1,530 requests the API saw (30 of them retries):"
+        " 10.15 s; this run took 10.30 s from its first request to its last answer: 1.015x"
+        " the ideal."
+    )
 
 
 def test_help_explains_the_demo(capsys: pytest.CaptureFixture[str]):
     """`conveyor --help` lists the demo with a sentence on what it does."""
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
-    assert "simulated flaky API" in capsys.readouterr().out
+    assert "local rate-limited mock API" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["demo", "--concurrency", "0"], "0 must be at least 1"),
-        (["demo", "--items", "many"], "'many' is not a whole number"),
+        (["demo", "--requests", "many"], "'many' is not a whole number"),
+        (["demo", "--rpm", "0"], "0 must be at least 1"),
         (["demo", "--latency-ms", "-5"], "-5 must be a number of milliseconds >= 0"),
         (["demo", "--latency-ms", "nan"], "nan must be a number of milliseconds >= 0"),
     ],

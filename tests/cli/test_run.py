@@ -277,10 +277,12 @@ def test_an_empty_input_exits_0_with_an_empty_summary(tmp_path: Path, mock_url: 
         ("unwritable", True, "out.jsonl is a directory: give a file name"),
         ("relative", False, "line 1: the url '/v1/chat/completions' is relative and no --base-url"),
         ("summary", True, "cannot write --summary-json"),
+        ("summary over output", True, "--summary-json names the results file (-o)"),
+        ("summary over input", True, "--summary-json names the requests file"),
     ],
 )
 def test_refusals_send_nothing(tmp_path: Path, mock_url: str, capsys, setup, base, message):
-    """Duplicate ids, an unwritable output, a relative url without base: exit 2, nothing sent."""
+    """Duplicate ids, bad output or summary paths, a relative url without base: exit 2, no send."""
     write_requests(tmp_path / "in.jsonl", 3)
     extra: list[str] = []
     if setup == "duplicates":
@@ -290,10 +292,16 @@ def test_refusals_send_nothing(tmp_path: Path, mock_url: str, capsys, setup, bas
         (tmp_path / "out.jsonl").mkdir()
     elif setup == "summary":
         extra = ["--summary-json", str(tmp_path / "missing" / "s.json")]
+    elif setup == "summary over output":
+        extra = ["--summary-json", str(tmp_path / "." / "out.jsonl")]
+    elif setup == "summary over input":
+        extra = ["--summary-json", str(tmp_path / "in.jsonl")]
+    requests = (tmp_path / "in.jsonl").read_bytes()
     before = requests_seen(mock_url)
     assert run_cli(tmp_path, mock_url if base else None, *extra) == 2
     assert message in capsys.readouterr().err
     assert requests_seen(mock_url) == before
+    assert (tmp_path / "in.jsonl").read_bytes() == requests
 
 
 def test_resume_after_a_partial_output_with_a_torn_line(tmp_path: Path, mock_url: str, capsys):

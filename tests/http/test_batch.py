@@ -16,6 +16,7 @@ from conveyor.http import (
     BatchResult,
     Endpoint,
     OutputError,
+    RawAnswer,
     TransportError,
     prepare,
 )
@@ -145,25 +146,34 @@ def test_a_429_pauses_everyone_and_is_retried_after_retry_after(tmp_path: Path, 
     assert attempts == {"req-0": 2, "req-1": 1, "req-2": 1}
 
 
+_EMPTY = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}
+_RPM = BatchLimits(concurrency=1, requests_per_minute=60_000)
+
+
 @pytest.mark.parametrize(
-    ("limits", "second_start"),
+    ("limits", "headers", "second_start"),
     [
-        (BatchLimits(concurrency=1), 2.01),  # no limits known: the headers are obeyed
-        (BatchLimits(concurrency=1, requests_per_minute=60_000), 0.01),  # configured: ignored
+        # No limits known: "nothing left until the reset" holds the next request.
+        (BatchLimits(concurrency=1), _EMPTY, 2.01),
+        # Limits set, but the server's size unknown: its word still holds.
+        (_RPM, _EMPTY, 2.01),
+        # The server's limit is no stricter than ours: our own pacing already covers it.
+        (_RPM, {**_EMPTY, "x-ratelimit-limit-requests": "60000"}, 0.01),
+        # A stricter server (6,000 a bucket refilling over 2 s): the next goes once one
+        # request has refilled, after 2 s / 6,000.
+        (_RPM, {**_EMPTY, "x-ratelimit-limit-requests": "6000"}, 0.01 + 2 / 6000),
     ],
 )
-def test_rate_limit_headers_of_successes_count_when_no_limit_is_set(
-    tmp_path: Path, run, clock, limits, second_start
+def test_rate_limit_headers_of_successes_hold_back_what_our_limits_do_not(
+    tmp_path: Path, run, clock, limits, headers, second_start
 ):
-    """A 200 saying nothing remains until a reset holds the next request, unless limits are set."""
+    """A 200 saying nothing remains holds the next request unless our own limits cover it."""
     write_requests(tmp_path / "in.jsonl", 2)
     starts: list[float] = []
 
-    def script(n, body, headers):
+    def script(n, body, _headers):
         starts.append(clock.now - 0.01)
-        return ok(
-            headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}
-        )
+        return ok(headers=headers)
 
     api = FakeAPI(script)
     run(run_batch(tmp_path, api, limits=limits))
@@ -245,6 +255,21 @@ def test_secrets_are_sent_but_never_written(tmp_path: Path, run):
     assert "sk-test-0123456789abcdef" not in text
     assert text.count('"you_sent":"[redacted]"') == 3
     assert SECRET not in repr(endpoint)
+
+
+def test_a_secret_cut_short_in_an_error_message_is_still_redacted(tmp_path: Path, run):
+    """An echoed secret that the 200-character error message cuts in two leaks no part of it."""
+    write_requests(tmp_path / "in.jsonl", 1)
+    echo = "x" * 180 + " " + SECRET + " and more text"  # the cut falls inside the token
+
+    def script(n: int, body: Any, headers: Any) -> RawAnswer:
+        return RawAnswer(400, {"content-type": "text/plain"}, echo.encode())
+
+    endpoint = Endpoint(base_url="http://api.test", secret_headers=(("Authorization", SECRET),))
+    run(run_batch(tmp_path, FakeAPI(script), endpoint=endpoint))
+    (record,) = read_results(tmp_path / "out.jsonl")
+    assert "sk-test-0" not in json.dumps(record)
+    assert record["error"]["message"].startswith("HTTP 400: " + "x" * 180 + " [redacted]")
 
 
 def test_stop_cancels_in_flight_requests_without_writing_them(tmp_path: Path, run):

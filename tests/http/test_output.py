@@ -82,6 +82,19 @@ def test_nothing_to_drop_leaves_the_file_alone(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
+def test_a_rewrite_that_cannot_make_its_temporary_file_is_an_output_error(tmp_path: Path):
+    """The temporary file of a rewrite not creatable: OutputError, the results untouched."""
+    path = tmp_path / "out.jsonl"
+    path.write_text(result("a", ok=False) + "\n")
+    (tmp_path / ".out.jsonl.conveyor-tmp").mkdir()  # in the way, like a folder without rights
+    results = ResultFile.open(path)
+    message = r"cannot rewrite .*out\.jsonl without its failed results: Is a directory"
+    with pytest.raises(OutputError, match=message):
+        load(results, drop=lambda cid, ok: not ok)
+    results.close()
+    assert path.read_text() == result("a", ok=False) + "\n"
+
+
 def test_a_second_run_on_the_same_file_is_refused(tmp_path: Path):
     """The file is locked: another run writing it is refused with the reason."""
     path = tmp_path / "out.jsonl"

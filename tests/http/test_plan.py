@@ -1,6 +1,7 @@
 """Before sending: the input checked whole, the results read back, what runs decided."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_retry_failed_removes_the_failed_results_of_this_input(tmp_path: Path):
 
 
 def test_duplicate_ids_are_refused_before_anything_is_sent(tmp_path: Path):
-    """Duplicates are listed with their line numbers, and the results file is left untouched."""
+    """Duplicates are listed by line, a generated line-N name explained; the results untouched."""
     lines = [request_line("a"), request_line("b"), request_line("a"), "", request_line("b")]
     lines += [json.dumps({"url": "/x", "body": {}}), request_line("line-6")]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
@@ -73,8 +74,9 @@ def test_duplicate_ids_are_refused_before_anything_is_sent(tmp_path: Path):
         plan_for(tmp_path)
     assert str(caught.value) == (
         f"{tmp_path / 'in.jsonl'} has 3 duplicate custom_id(s): 'a' on lines 1, 3; 'b' on lines"
-        " 2, 5; 'line-6' on lines 6, 7. Each request needs its own custom_id, or resuming could"
-        " not tell them apart; rename them and run again (nothing was sent)"
+        " 2, 5; 'line-6' on lines 6, 7 (line 6 has no custom_id and is named line-N after its"
+        " number). Each request needs its own custom_id, or resuming could not tell them apart;"
+        " rename them and run again (nothing was sent)"
     )
     assert (tmp_path / "out.jsonl").read_text() == result("z")
     # The file is unlocked again: a corrected run can start.
@@ -144,6 +146,17 @@ def test_a_missing_input_is_refused(tmp_path: Path):
     ):
         plan_for(tmp_path)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_pipe_as_input_is_refused_as_not_a_regular_file(tmp_path: Path):
+    """A FIFO or ``-`` (stdin) is refused for what it is, not as a missing file."""
+    os.mkfifo(tmp_path / "in.jsonl")
+    with pytest.raises(InputError, match=r"in\.jsonl is not a regular file: .* read it twice"):
+        plan_for(tmp_path)
+    assert not (tmp_path / "out.jsonl").exists()
+    files = BatchFiles(input=Path("-"), output=tmp_path / "out.jsonl")
+    with pytest.raises(InputError, match=r"requests file - is not a regular file"):
+        prepare(files, ENDPOINT)
 
 
 def test_writing_over_the_input_is_refused(tmp_path: Path):

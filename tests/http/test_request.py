@@ -101,7 +101,10 @@ def test_blank_lines_are_skipped():
             "line-7",
             "not valid JSON: number out of range",
         ),
-        (b"[1, 2]\n", "line-7", "line 7 is a JSON list, not an object"),
+        (b"[1, 2]\n", "line-7", "line 7 is a JSON array, not an object"),
+        (b'"hello"\n', "line-7", "line 7 is a JSON string, not an object"),
+        (b"null\n", "line-7", "line 7 is JSON null, not an object"),
+        (b"42\n", "line-7", "line 7 is a JSON number, not an object"),
         (b"\xff\xfe\n", "line-7", "line 7 is not UTF-8 text"),
         (b'{"custom_id": "a", "url": "/x", "body": NaN}\n', "line-7", "not valid JSON: invalid"),
         (line({"custom_id": "a", "model": "m"}), "a", "line 7 is not a request"),
@@ -112,6 +115,17 @@ def test_blank_lines_are_skipped():
         (line({"custom_id": "a", "url": "/x", "body": {}, "headers": ["x"]}), "a", '"headers"'),
         (line({"custom_id": "a", "url": "/x", "body": {}, "cost": -1}), "a", '"cost" -1'),
         (line({"custom_id": "a", "url": "/x", "body": {}, "cost": True}), "a", '"cost" True'),
+        (line({"custom_id": "a", "url": "/x", "body": {}, "cost": 10**400}), "a", '"cost" 1000'),
+        (
+            line({"custom_id": "a", "url": "/x", "body": {}, "headers": {"X-A": "1\r\nX-B: 2"}}),
+            "a",
+            "line break",
+        ),
+        (
+            line({"custom_id": "a", "url": "/x", "body": {}, "headers": {"X A": "1"}}),
+            "a",
+            "header name 'X A'",
+        ),
         (
             line({"custom_id": "a", "url": "https://evil.example/x", "body": {}}),
             "a",
@@ -219,3 +233,19 @@ def test_big_integers_in_a_body_are_sent_exactly():
     request = parse(line({"custom_id": "a", "url": "/x", "body": {"n": 10**30 + 1}}))
     assert isinstance(request, Request)
     assert request.body == b'{"n":1000000000000000000000000000001}'
+
+
+def test_a_max_tokens_too_big_for_a_float_fails_its_line_instead_of_raising():
+    """A max_tokens past the float range fails that line (a huge estimate is not a crash)."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**400}
+    invalid = parse(line({"custom_id": "a", "url": "/x", "body": body}))
+    assert isinstance(invalid, InvalidLine)
+    assert (invalid.custom_id, invalid.line) == ("a", 7)
+    assert "max_tokens" in invalid.message
+
+
+def test_a_utf8_bom_before_the_first_line_is_ignored():
+    """A file saved with a UTF-8 byte order mark still reads its first line as a request."""
+    request = parse(b"\xef\xbb\xbf" + line({"custom_id": "a", "url": "/x", "body": {}}), 1)
+    assert isinstance(request, Request)
+    assert request.custom_id == "a"

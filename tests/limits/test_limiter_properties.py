@@ -76,14 +76,9 @@ def test_throughput_reaches_the_share(n):
     assert last == pytest.approx(windows * (1 + WINDOW_MARGIN) + position * BURST_SPREAD / 10)
 
 
-def test_rate_limit_headers_lower_the_budget(clock: VirtualClock):
-    """OpenAI says 0 requests left for 2 s: the next caller waits 2 s, local room or not."""
-    limiter = Limiter("openai", requests_per_minute=6000, window_s=1.0)
-    headers = {
-        "x-ratelimit-limit-requests": "6000",
-        "x-ratelimit-remaining-requests": "0",
-        "x-ratelimit-reset-requests": "2s",
-    }
+def _wait_after(clock: VirtualClock, headers: dict[str, str]) -> float:
+    """When the next caller goes, after one answer carried `headers`."""
+    limiter = Limiter("api", requests_per_minute=600_000, window_s=1.0)
 
     async def main() -> float:
         async with limiter.acquire() as slot:
@@ -91,7 +86,29 @@ def test_rate_limit_headers_lower_the_budget(clock: VirtualClock):
         async with limiter.acquire():
             return clock.now
 
-    assert clock.run(main()) == pytest.approx(2.0)
+    return clock.run(main())
+
+
+def test_a_bucket_that_is_empty_refills_at_its_pace(clock: VirtualClock):
+    """OpenAI: 0 of 6,000 left, full in 2 s: the next call goes once one request refilled."""
+    headers = {
+        "x-ratelimit-limit-requests": "6000",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2s",
+    }
+    assert _wait_after(clock, headers) == pytest.approx(2.0 / 6000, abs=1e-6)
+
+
+def test_a_fixed_window_that_is_spent_comes_back_at_its_reset(clock: VirtualClock):
+    """X-RateLimit (a fixed window): 0 left, reset in 2 s: the next call waits the 2 s."""
+    headers = {"x-ratelimit-limit": "6000", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}
+    assert _wait_after(clock, headers) == pytest.approx(2.0)
+
+
+def test_a_bucket_of_unknown_size_is_waited_out(clock: VirtualClock):
+    """OpenAI headers without the limit give no pace: 0 left, reset in 2 s means wait 2 s."""
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}
+    assert _wait_after(clock, headers) == pytest.approx(2.0)
 
 
 def test_headers_never_raise_the_budget(clock: VirtualClock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,19 +53,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="run the engine against a simulated flaky API, with live progress and a summary",
+        help="run a JSONL batch against a local rate-limited mock API, with live progress",
         description=(
-            "Run thousands of calls to a simulated API (about 50 ms each, with 503s that carry"
-            " Retry-After, dropped connections and invalid records) through conveyor.map with"
-            " retries; show live progress, then the summary."
+            "Start the local mock API (rate limits over a strict 1 s window, lognormal latency,"
+            " a few 500s, hangs and dropped connections), write a few thousand chat requests"
+            " to a JSONL file, and send them with `conveyor run` under the same limits: live"
+            " progress, the summary, and how close the run came to the ideal time the limits"
+            " allow. Needs nothing but this package."
         ),
     )
-    demo.add_argument("--items", type=_positive_int, default=2_000, help="calls to make (2000)")
     demo.add_argument(
-        "--concurrency", type=_positive_int, default=100, help="calls in flight at most (100)"
+        "--requests", type=_positive_int, default=1_500, help="requests to send (1500)"
     )
-    demo.add_argument("--latency-ms", type=_latency_ms, default=50.0, help="mean latency (50)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults (7)")
+    demo.add_argument(
+        "--concurrency", type=_positive_int, default=50, help="requests in flight at most (50)"
+    )
+    demo.add_argument(
+        "--rpm", type=_positive_int, default=7_200, help="the API's requests per minute (7200)"
+    )
+    demo.add_argument(
+        "--tpm",
+        type=_positive_int,
+        default=3_300_000,
+        help="the API's tokens per minute (3300000)",
+    )
+    demo.add_argument("--latency-ms", type=_latency_ms, default=150.0, help="median latency (150)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the requests and faults (7)")
+    demo.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="write requests.jsonl, results.jsonl and summary.json to DIR (default: a temporary"
+        " folder, removed after)",
+    )
     _add_run(commands)
     _add_mock_api(commands)
     _add_jobs(commands)
@@ -112,10 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import DemoOptions, run_demo
 
         options = DemoOptions(
-            items=args.items,
+            requests=args.requests,
             concurrency=args.concurrency,
+            rpm=args.rpm,
+            tpm=args.tpm,
             latency_ms=args.latency_ms,
             seed=args.seed,
+            keep=args.keep,
         )
         try:
             return run_demo(options)

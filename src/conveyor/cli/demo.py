@@ -1,172 +1,198 @@
-"""`conveyor demo`: the engine against a simulated flaky API, with live progress and a summary.
+"""`conveyor demo`: the batch runner against the local mock API, as a user would run it.
 
-The simulated API answers in about 50 ms (lognormal), asks for a retry now and then
-(HTTP 503 with Retry-After), drops a few connections, and rejects a few records for good. The
-demo runs it with retries and shows what settled, and how close the run came to the ideal time
-the concurrency allows.
+It starts the mock API in a process of its own on a free loopback port, with requests and
+tokens limits over a strict 1 s window (answered with 429 + ``Retry-After`` when exceeded),
+a lognormal latency and a few faults (HTTP 500s, hung requests, dropped connections). It writes
+a few thousand chat requests of varied sizes to a JSONL file, runs ``conveyor run`` on it with
+the same limits (live progress, then the summary), and ends with one line comparing the run
+with the ideal time those limits allow, measured by the API from its first request to its
+last answer.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import random
-import sys
-import time
+import tempfile
+import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-import conveyor
-
-from .render import Tally, progress_line, summary_table
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from rich.console import Console
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "demo_requests", "ideal_line", "run_demo"]
+
+_WORDS = [
+    "order",
+    "shipment",
+    "invoice",
+    "refund",
+    "customer",
+    "tracking",
+    "parcel",
+    "delayed",
+    "address",
+    "warehouse",
+    "carrier",
+    "label",
+    "payment",
+    "receipt",
+    "return",
+    "exchange",
+    "damaged",
+    "item",
+    "quantity",
+    "delivery",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DemoOptions:
-    """What the demo runs."""
+    """What the demo runs: the requests, the concurrency, the API's limits and latency."""
 
-    items: int = 2_000
-    concurrency: int = 100
-    latency_ms: float = 50.0
+    requests: int = 1_500
+    concurrency: int = 50
+    rpm: float = 7_200.0
+    tpm: float = 3_300_000.0
+    latency_ms: float = 150.0
     seed: int = 7
+    keep: Path | None = None
 
 
-class ServiceUnavailable(Exception):
-    """What the simulated API raises for a 503, with the headers an HTTP client would carry."""
-
-    status_code = 503
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__("503 Service Unavailable")
-        self.headers = {"retry-after": f"{retry_after_s:g}"}
-
-
-class InvalidRecord(Exception):
-    """A 4xx the simulated API gives for a record it will never accept."""
-
-    status_code = 422
-
-
-def make_api(
-    options: DemoOptions,
-) -> tuple[Callable[[int], Awaitable[dict[str, object]]], list[float]]:
-    """Build the simulated API call; also return the list its latencies are written to."""
-    rng = random.Random(options.seed)
-    mu = options.latency_ms / 1000
-    latencies: list[float] = []
-
-    async def release(record_id: int) -> dict[str, object]:
-        latency = rng.lognormvariate(0, 0.25) * mu
-        latencies.append(latency)
-        await asyncio.sleep(latency)
-        roll = rng.random()
-        if roll < 0.04:
-            raise ServiceUnavailable(retry_after_s=0.2)
-        if roll < 0.06:
-            raise ConnectionResetError("connection reset by peer")
-        if record_id % 97 == 13:
-            raise InvalidRecord(f"record {record_id} is not in quarantine")
-        return {"id": record_id, "status": "released"}
-
-    return release, latencies
-
-
-async def _run(options: DemoOptions, console: Console) -> conveyor.Report[int, dict[str, object]]:
-    release, _ = make_api(options)
-    tally = Tally(total=options.items)
-
-    def on_event(event: conveyor.Event) -> None:
-        if isinstance(event, conveyor.ItemStarted):
-            if event.attempt > 1:
-                tally.retrying -= 1
-            tally.started += 1
-        elif isinstance(event, conveyor.ItemRetrying):
-            tally.retrying += 1
-        elif isinstance(event, conveyor.ItemFinished):
-            state = event.outcome.state
-            setattr(tally, state, getattr(tally, state) + 1)
-
-    retry = conveyor.Retry(attempts=4, base_delay_s=0.05, max_delay_s=1.0, timeout_s=2.0)
-    work = conveyor.map(
-        release,
-        range(options.items),
-        concurrency=options.concurrency,
-        retry=retry,
-        on_event=on_event,
-    )
-    task = asyncio.ensure_future(work)
-    started = time.monotonic()
-    if console.is_terminal:
-        columns = (
-            TextColumn("[bold]releasing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "[green]{task.fields[ok]} ok [red]{task.fields[failed]} failed"
-                " [yellow]{task.fields[retrying]} retrying"
-            ),
-            TimeElapsedColumn(),
+def demo_requests(count: int, seed: int) -> list[dict[str, Any]]:
+    """Return `count` chat requests in the batch format, of seeded, varied sizes."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        words = rng.randint(20, 400)
+        text = " ".join(rng.choice(_WORDS) for _ in range(words))
+        body = {
+            "model": "mock-1",
+            "messages": [
+                {"role": "system", "content": "Extract the tracking number."},
+                {"role": "user", "content": text},
+            ],
+            "max_tokens": rng.choice((16, 32, 64, 128)),
+        }
+        lines.append(
+            {
+                "custom_id": f"email-{i:05d}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": body,
+            }
         )
-        with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("run", total=options.items, ok=0, failed=0, retrying=0)
-            while not task.done():
-                progress.update(
-                    bar,
-                    completed=tally.done,
-                    ok=tally.succeeded,
-                    failed=tally.failed,
-                    retrying=tally.retrying,
-                )
-                await asyncio.wait([task], timeout=0.1)
-            progress.update(
-                bar,
-                completed=tally.done,
-                ok=tally.succeeded,
-                failed=tally.failed,
-                retrying=tally.retrying,
-            )
-    else:
-        while not task.done():
-            await asyncio.wait([task], timeout=1.0)
-            console.print(progress_line(tally, time.monotonic() - started))
-    return await task
+    return lines
+
+
+def ideal_line(
+    *, active_s: float, requests_seen: int, retried: int, tokens: float, options: DemoOptions
+) -> str:
+    """The closing line: the run's time against the least the limits allow for what was sent."""
+    from ..policy.ideal import ideal_duration_s
+
+    ideal = ideal_duration_s(
+        requests=requests_seen,
+        tokens=tokens,
+        concurrency=options.concurrency,
+        latency_s=options.latency_ms / 1000.0,
+        requests_per_minute=options.rpm,
+        tokens_per_minute=options.tpm,
+        window_s=1.0,
+    )
+    ratio = active_s / ideal if ideal else 1.0
+    return (
+        f"Ideal under these limits for the {requests_seen:,} requests the API saw"
+        f" ({retried:,} of them retries): {ideal:.2f} s; this run took {active_s:.2f} s from"
+        f" its first request to its last answer: {ratio:.3f}x the ideal."
+    )
+
+
+def _stats(base_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base_url}/stats", timeout=10) as answer:  # noqa: S310 - loopback
+        stats: dict[str, Any] = json.loads(answer.read())
+        return stats
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:
-    """Run the demo; print progress and the summary. Returns the process exit code."""
-    console = console or Console()
-    console.print(
-        f"[bold]conveyor demo[/]: {options.items:,} calls to a simulated API"
-        f" (~{options.latency_ms:g} ms, 4% 503 + Retry-After, 2% dropped connections,"
-        f" ~1% invalid records), concurrency {options.concurrency}"
+    """Run the demo; return ``conveyor run``'s exit status."""
+    from rich.console import Console
+
+    from ..mockapi import Faults, MockConfig, run_in_process
+    from . import build_parser
+    from .run import run_command
+
+    console = console or Console(highlight=False)
+    faults = Faults(fail_rate=0.02, hang_rate=0.002, drop_rate=0.003, hang_s=30.0)
+    config = MockConfig(
+        latency_ms=options.latency_ms,
+        latency="lognormal",
+        latency_sigma=0.3,
+        rpm=options.rpm,
+        tpm=options.tpm,
+        window_s=1.0,
+        faults=faults,
+        seed=options.seed,
     )
-    report = asyncio.run(_run(options, console))
-    s = report.summary
-    console.print(summary_table(s))
-    attempts = s.succeeded + s.failed + s.retries
-    busy_s = attempts * s.latency_mean_s / options.concurrency
-    console.print(
-        f"Time the calls need at concurrency {options.concurrency}: {attempts:,} attempts x"
-        f" {s.latency_mean_s * 1000:.1f} ms / {options.concurrency} = {busy_s:.2f} s;"
-        f" the run took {s.duration_s:.2f} s, the rest being the waits its retries asked for"
-        " (Retry-After, backoff)."
-    )
-    if report.failed:
-        first = report.failed[0]
+    with tempfile.TemporaryDirectory(prefix="conveyor-demo-") as tmp:
+        folder = options.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        requests, results = folder / "requests.jsonl", folder / "results.jsonl"
+        summary = folder / "summary.json"
+        results.unlink(missing_ok=True)  # a kept folder from an earlier demo: start afresh
+        with requests.open("w", encoding="utf-8") as f:
+            for line in demo_requests(options.requests, options.seed):
+                f.write(json.dumps(line) + "\n")
+        with run_in_process(config) as base_url:
+            console.print(
+                f"The mock API listens on {base_url}: {options.rpm:,.0f} requests and"
+                f" {options.tpm:,.0f} tokens per minute, enforced over every 1 s window (429"
+                f" beyond), {options.latency_ms:g} ms median latency, 2% HTTP 500s, 0.2% hung"
+                " requests, 0.3% dropped connections.",
+                soft_wrap=True,
+            )
+            argv = [
+                "run",
+                str(requests),
+                "-o",
+                str(results),
+                "--base-url",
+                base_url,
+                "--concurrency",
+                str(options.concurrency),
+                "--rpm",
+                f"{options.rpm:g}",
+                "--tpm",
+                f"{options.tpm:g}",
+                "--limit-window",
+                "1s",
+                "--timeout",
+                "auto",
+                "--summary-json",
+                str(summary),
+            ]
+            console.print(f"$ conveyor {' '.join(argv)}", soft_wrap=True, markup=False)
+            status = run_command(build_parser().parse_args(argv), console=console)
+            stats = _stats(base_url)
+        record = json.loads(summary.read_text(encoding="utf-8"))
         console.print(
-            f"{len(report.failed)} item(s) failed for good, e.g. item {first.index} after"
-            f" {first.attempts} attempt(s): {first.error_type}: {first.error_message}"
+            f"The API answered {stats['ok']:,} requests, refused {stats['rate_limited']:,}"
+            f" with 429, failed {stats['errors_500']:,} with 500, held {stats['hung']:,}"
+            f" hung and dropped {stats['dropped']:,}; every one was retried.",
+            soft_wrap=True,
         )
-    return 0
-
-
-def main_exit(options: DemoOptions) -> None:
-    """Entry used by the CLI."""
-    sys.exit(run_demo(options))
+        console.print(
+            ideal_line(
+                active_s=stats["active_s"],
+                requests_seen=stats["requests"],
+                retried=stats["requests"] - record["total"],
+                tokens=stats["tokens_admitted"],
+                options=options,
+            ),
+            soft_wrap=True,
+        )
+        if options.keep is not None:
+            console.print(f"The requests and results are in {folder}.", soft_wrap=True)
+    return status

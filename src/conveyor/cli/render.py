@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -10,44 +9,11 @@ from rich.table import Table
 if TYPE_CHECKING:
     from ..engine.report import Summary
 
-__all__ = ["Tally", "progress_line", "summary_table"]
-
-
-@dataclass
-class Tally:
-    """Live counts the progress display reads (updated from engine events)."""
-
-    total: int | None = None
-    started: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    retrying: int = 0
-
-    @property
-    def done(self) -> int:
-        """Items settled so far."""
-        return self.succeeded + self.failed + self.cancelled
+__all__ = ["summary_table"]
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
-
-
-def progress_line(tally: Tally, elapsed_s: float) -> str:
-    """One plain line of progress, for output that is not a terminal.
-
-    >>> progress_line(Tally(total=10, succeeded=4, failed=1, retrying=2), 2.0)
-    '5/10 settled (50%): 4 succeeded, 1 failed, 2 retrying; 2.5 items/s, 2.0 s'
-    """
-    done = tally.done
-    of = f"/{tally.total}" if tally.total is not None else ""
-    pct = f" ({done * 100 // tally.total}%)" if tally.total else ""
-    rate = done / elapsed_s if elapsed_s > 0 else 0.0
-    return (
-        f"{done}{of} settled{pct}: {tally.succeeded} succeeded, {tally.failed} failed,"
-        f" {tally.retrying} retrying; {rate:,.1f} items/s, {elapsed_s:.1f} s"
-    )
 
 
 def summary_table(summary: Summary, *, title: str = "Summary") -> Table:

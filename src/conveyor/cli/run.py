@@ -65,6 +65,7 @@ def run_command(
         options = options_from_args(args, os.environ if environ is None else environ)
         if options.summary_json is not None:
             check_writable(options.summary_json, "--summary-json")
+            _refuse_summary_over_a_file(options)
         plan = prepare(options.files, options.endpoint)
     except (ConfigError, BatchError) as exc:
         _error(str(exc))
@@ -79,6 +80,25 @@ def run_command(
         return EXIT_REFUSED
     finally:
         plan.close()
+
+
+def _refuse_summary_over_a_file(options: RunOptions) -> None:
+    """Refuse a --summary-json that would replace the requests or the results file."""
+    from ..http import OutputError
+
+    summary = options.summary_json
+    assert summary is not None
+    files = options.files
+    for what, path in (("the requests file", files.input), ("the results file (-o)", files.output)):
+        try:
+            same = summary.resolve() == path.resolve() or (
+                summary.exists() and path.exists() and summary.samefile(path)
+            )
+        except OSError:
+            same = False  # what cannot be resolved is checked, and refused, by what reads it
+        if same:
+            msg = f"--summary-json names {what} {path}, which it would replace: choose another path"
+            raise OutputError(msg)
 
 
 def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:

@@ -11,12 +11,11 @@ How the parts meet:
 - Results are written from the engine's ``ItemFinished`` event, the moment each item settles,
   by this single writer. Items cancelled by `stop` are not written: they run again on resume.
 
-The rate-limit headers of *successful* answers are given to the limiter only when no rate is
-configured (they are then all it knows). With ``--rpm`` / ``--tpm`` set, the limiter keeps to
-them exactly and learns from 429s (and their headers) alone: it reads "N remaining, reset in
-T" as "N more until T", but a sliding window frees its budget gradually, so against the mock
-API's strict window the headers halved the throughput (300 requests at 60/s: 8.1 s instead
-of 4.1 s, no 429 either way).
+Every answer's rate-limit headers reach the limiter, successes' included. It keeps to what
+the server says only where its own limits do not already cover it (see
+`Limiter.observe_headers`): with ``--rpm`` / ``--tpm`` at or below the server's stated limits,
+the limiter's exact pacing stands and the headers change nothing (reading them anyway, with a
+strict sliding window's "0 left, full again in 1 s", cost 11-15% of the throughput).
 """
 
 from __future__ import annotations
@@ -158,9 +157,10 @@ class Batch:
             transport,
             headers=self.plan.endpoint.all_headers(),
             limiter=self.limiter,
-            observe=not self.limiter.rates,
+            observe=True,
             tally=self.tally,
             usage=_usage_policy(self.limits, self.limiter),
+            redact=self._redact or None,
         )
         items = self._items()
         outcomes = stream(

@@ -23,7 +23,7 @@ from .errors import HTTPStatusError, TransportError
 from .response import Response, decode_body, kept_headers, usage_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import aiohttp
 
@@ -101,6 +101,7 @@ class HttpTask:
         usage: settle each estimated token cost with the answer's ``usage``: ``"raise"``
             charges a use above the estimate, ``"both"`` also refunds a use below it,
             ``None`` leaves the estimate (no token limit).
+        redact: keeps secrets out of the error messages made from answers.
     """
 
     __slots__ = (
@@ -108,6 +109,7 @@ class HttpTask:
         "_json_headers",
         "_limiter",
         "_observe",
+        "_redact",
         "_tally",
         "_transport",
         "_usage",
@@ -123,8 +125,10 @@ class HttpTask:
         observe: bool,
         tally: BatchTally,
         usage: Literal["raise", "both"] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._transport = transport
+        self._redact = redact
         self._headers = {"User-Agent": USER_AGENT, **headers}
         # The same with the body's type, built once: most requests send exactly these.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
@@ -167,7 +171,7 @@ class HttpTask:
             return response
         if raw.status == 429:
             tally.rate_limited += 1
-        error = HTTPStatusError(response, raw.headers)
+        error = HTTPStatusError(response, raw.headers, redact=self._redact)
         self.last_failure = str(error)
         raise error
 

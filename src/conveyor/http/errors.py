@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConveyorError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from .response import Response
 
@@ -50,13 +50,21 @@ class HTTPStatusError(ConveyorError):
         headers: every response header, lower-cased names (``retry-after`` and the rate-limit
             headers are read from here by the retry policy and the limiter).
         response: the answer as it is written to the results file.
+
+    `redact` keeps secrets out of the message (see `Response.error_text`).
     """
 
-    def __init__(self, response: Response, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        response: Response,
+        headers: Mapping[str, str],
+        *,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.status_code = response.status_code
         self.headers = headers
         self.response = response
-        super().__init__(f"HTTP {response.status_code}: {response.error_text()}")
+        super().__init__(f"HTTP {response.status_code}: {response.error_text(redact)}")
 
 
 class TransportError(ConveyorError, ConnectionError):

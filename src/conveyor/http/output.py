@@ -137,7 +137,14 @@ class ResultFile:
         A torn last line is cut off. With `drop`, results for which ``drop(custom_id, ok)``
         is true are removed, by rewriting the file atomically (only if there are any).
         """
-        rewrite = _Rewrite(self) if drop is not None else None
+        try:
+            rewrite = _Rewrite(self) if drop is not None else None
+        except OSError as exc:
+            msg = (
+                f"cannot rewrite {self.path} without its failed results: {exc.strerror}"
+                f" ({exc.filename}); check that its folder is writable"
+            )
+            raise OutputError(msg) from None
         results = dropped = 0
         offset = 0
         torn = 0

@@ -97,7 +97,12 @@ def prepare(files: BatchFiles, endpoint: Endpoint) -> Plan:
     source = files.input
     try:
         if not source.is_file():
-            what = "is a directory" if source.is_dir() else "does not exist"
+            if source.is_dir():
+                what = "is a directory"
+            elif source.exists() or str(source) == "-":  # a pipe, stdin: read only once
+                what = "is not a regular file: the run must read it twice (to check, then send)"
+            else:
+                what = "does not exist"
             msg = f"the requests file {source} {what}: give the path of a JSONL file"
             raise InputError(msg)
         same = files.output.exists() and source.samefile(files.output)
@@ -185,9 +190,12 @@ def _refuse_duplicates(path: Path, endpoint: Endpoint, suspects: set[int]) -> No
         return
     # Name them: read the input again, keeping only the lines concerned.
     where: dict[str, list[int]] = {}
+    unnamed: dict[str, int] = {}  # a line without custom_id, named line-N, that collides
     for item in _parsed(path, endpoint):
         if digest(item.custom_id) in suspects:
             where.setdefault(item.custom_id, []).append(item.line)
+            if item.named_by_line:
+                unnamed[item.custom_id] = item.line
     duplicates = [(cid, lines) for cid, lines in where.items() if len(lines) > 1]
     if not duplicates:
         return
@@ -196,9 +204,16 @@ def _refuse_duplicates(path: Path, endpoint: Endpoint, suspects: set[int]) -> No
         for cid, lines in duplicates[:_EXAMPLES]
     )
     more = f" (and {len(duplicates) - _EXAMPLES} more)" if len(duplicates) > _EXAMPLES else ""
+    named = [unnamed[cid] for cid, _ in duplicates[:_EXAMPLES] if cid in unnamed]
+    why = (
+        f" (line {', '.join(map(str, named))} has no custom_id and is named line-N after its"
+        " number)"
+        if named
+        else ""
+    )
     msg = (
-        f"{path} has {len(duplicates)} duplicate custom_id(s): {shown}{more}. Each request"
-        " needs its own custom_id, or resuming could not tell them apart; rename them and"
-        " run again (nothing was sent)"
+        f"{path} has {len(duplicates)} duplicate custom_id(s): {shown}{more}{why}. Each"
+        " request needs its own custom_id, or resuming could not tell them apart; rename them"
+        " and run again (nothing was sent)"
     )
     raise InputError(msg)

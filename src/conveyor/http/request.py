@@ -42,6 +42,13 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
 # A custom_id longer than this is surely a mistake (and would bloat every structure keyed by it).
 _MAX_ID = 512
+# RFC 9110 token characters: what a header name may be made of (as config.py checks --header).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# What a file saved by some Windows editors starts with; it is not part of the first line.
+_BOM = b"\xef\xbb\xbf"
+# JSON's own names for what a line holds, for messages (not Python's: "list", "NoneType").
+_JSON_TYPES = {list: "a JSON array", str: "a JSON string", bool: "JSON true or false"}
+_JSON_TYPES |= {int: "a JSON number", float: "a JSON number", type(None): "JSON null"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,8 @@ def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
     could be sent. `identify_only` skips encoding the body and estimating its cost (``body``
     is then None and ``cost`` 0): the checking pass over the input needs only ids and validity.
     """
+    if line == 1:
+        raw = raw.removeprefix(_BOM)
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
@@ -163,7 +172,7 @@ def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
     except msgspec.DecodeError as exc:
         return _invalid(line, None, f"is not valid JSON: {json_problem(exc)}")
     if not isinstance(data, dict):
-        return _invalid(line, None, f"is a JSON {type(data).__name__}, not an object")
+        return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     if "body" in data and data.keys() <= _FIELDS:
         return _request_line(
             data, line, base_url=base_url, default_url=default_url, encode=not identify_only
@@ -198,19 +207,15 @@ def _request_line(
     if not isinstance(url, str) or not url:
         return _invalid(line, custom_id, 'has no "url": add one, or pass --url PATH')
     headers = data.get("headers") or {}
-    if headers and (
-        not isinstance(headers, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
-    ):
-        return _invalid(line, custom_id, 'has "headers" that are not {"Name": "value"} strings')
+    problem = _headers_problem(headers)
+    if problem is not None:
+        return _invalid(line, custom_id, problem)
     cost = data.get("cost")
     if cost is not None and (
-        isinstance(cost, bool)
-        or not isinstance(cost, int | float)
-        or not math.isfinite(cost)
-        or cost < 0
+        isinstance(cost, bool) or not isinstance(cost, int | float) or not _finite(cost) or cost < 0
     ):
-        return _invalid(line, custom_id, f'has "cost" {cost!r}: it must be a number of tokens >= 0')
+        shown = repr(cost)[:40]
+        return _invalid(line, custom_id, f'has "cost" {shown}: it must be a number of tokens >= 0')
     pairs = tuple(headers.items())
     return _build(
         line,
@@ -247,10 +252,14 @@ def _build(
             " relative",
         )
     encoded = None
-    estimate = 0.0
+    estimate: float = 0.0
     if encode:
         encoded = None if body is None else _encode(body)
         estimate = estimate_tokens(body, encoded) if cost is None else cost
+        if not _finite(estimate):  # an integer max_tokens past the range of a float
+            return _invalid(
+                line, custom_id, "asks for more tokens than any limit can count: lower max_tokens"
+            )
     return Request(
         line=line,
         custom_id=custom_id or f"line-{line}",
@@ -262,6 +271,28 @@ def _build(
         named_by_line=custom_id is None,
         cost_given=cost is not None,
     )
+
+
+def _finite(number: float) -> bool:
+    """Whether `number` is finite as a float (a JSON integer may be too big to be one)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def _headers_problem(headers: object) -> str | None:
+    """What is wrong with a line's own headers, or None (aiohttp would refuse them when sent)."""
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        return 'has "headers" that are not {"Name": "value"} strings'
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            return f"has the header name {name[:40]!r}: use letters, digits and '-'"
+        if any(c in value for c in "\r\n\0"):
+            return f"has a line break or NUL in the value of the header {name}: remove it"
+    return None
 
 
 def json_problem(exc: msgspec.DecodeError) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 __all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers", "usage_tokens"]
 
@@ -34,8 +34,11 @@ class Response:
         """Return the ``response`` object of a result line."""
         return {"status_code": self.status_code, "headers": self.headers, "body": self.body}
 
-    def error_text(self) -> str:
+    def error_text(self, redact: Callable[[str], str] | None = None) -> str:
         """The API's own explanation of a failure: OpenAI's ``error.message``, else the body.
+
+        A long body is cut short; `redact` (the run's `Redactor`) is applied before the cut,
+        which would otherwise leave the start of an echoed secret that no redaction matches.
 
         >>> Response(429, {}, {"error": {"message": "Slow down."}}).error_text()
         'Slow down.'
@@ -52,6 +55,8 @@ class Response:
             text = json.dumps(body, separators=(",", ":"))
         else:
             text = body if isinstance(body, str) else json.dumps(body)
+        if redact is not None:
+            text = redact(text)
         text = " ".join(text.split())
         if len(text) > _TEXT_IN_MESSAGE:
             text = text[:_TEXT_IN_MESSAGE] + "..."

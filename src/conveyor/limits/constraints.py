@@ -77,12 +77,52 @@ class Constraint:
         self.pacer.settle(delta)
 
 
+_EPS = 1e-9
+_PAD_S = 1e-9
+
+#: Header families whose budgets refill continuously (a token bucket): "reset" is when the
+#: budget is full again, and it fills at an even pace until then. The others (IETF, GitHub's
+#: X-RateLimit) describe fixed windows: everything comes back at the reset, nothing before.
+REFILLING_SOURCES = frozenset({"openai", "anthropic"})
+
+
 class ServerCap:
-    """What the server said is left of a budget, until its reset."""
+    """What the server said is left of a budget, and how it comes back.
 
-    __slots__ = ("remaining", "unit", "until")
+    `remaining` was left at time `since` (less what was admitted here since); the budget then
+    refills at `refill_per_s` (a token bucket) until it is full at `until`, or, with
+    `refill_per_s` 0 (a fixed window), comes back whole at `until`. Reading a bucket's
+    "remaining N, full in T" as "N more until T" would leave the budget unused while it
+    refills: against a limit enforced over a sliding window, that halved the throughput.
+    """
 
-    def __init__(self, unit: str, remaining: float, until: float) -> None:
+    __slots__ = ("refill_per_s", "remaining", "since", "unit", "until")
+
+    def __init__(
+        self,
+        unit: str,
+        remaining: float,
+        until: float,
+        *,
+        since: float | None = None,
+        refill_per_s: float = 0.0,
+    ) -> None:
         self.unit = unit
         self.remaining = remaining
         self.until = until
+        self.since = until if since is None else since
+        self.refill_per_s = refill_per_s
+
+    def available(self, now: float) -> float:
+        """What may be admitted at `now` (before `until`)."""
+        return self.remaining + self.refill_per_s * max(now - self.since, 0.0)
+
+    def wait_s(self, now: float, units: float) -> float:
+        """Seconds from `now` until `units` fit; 0.0 if they fit now."""
+        short = units - self.available(now)
+        if short <= _EPS or now >= self.until:
+            return 0.0
+        if self.refill_per_s > 0:
+            # A hair past the exact moment, so that float rounding cannot leave it short.
+            return min(short / self.refill_per_s + _PAD_S, self.until - now)
+        return self.until - now

@@ -22,7 +22,14 @@ from ..policy.breaker import CircuitBreaker
 from ..policy.retry import is_transient
 from ..policy.retry_after import http_status_of, retry_after_s
 from .config import check_window, collect_rates, concurrency_policy
-from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint, ServerCap
+from .constraints import (
+    BURST_SPREAD,
+    PACED_MARGIN,
+    REFILLING_SOURCES,
+    WINDOW_MARGIN,
+    Constraint,
+    ServerCap,
+)
 from .slot import Acquire, Slot
 
 if TYPE_CHECKING:
@@ -163,10 +170,7 @@ class Limiter:
             units = cost if c.unit == "tokens" else 1.0
             wait = max(wait, c.wait_s(now, units))
         for cap in self._server_caps.values():
-            if now < cap.until:
-                units = cost if cap.unit == "tokens" else 1.0
-                if units > cap.remaining:
-                    wait = max(wait, cap.until - now)
+            wait = max(wait, cap.wait_s(now, cost if cap.unit == "tokens" else 1.0))
         return max(wait, 0.0)
 
     def _commit(self, now: float, cost: float) -> Slot:
@@ -318,25 +322,53 @@ class Limiter:
             self._paused_until = max(self._paused_until, _clock.now() + seconds)
 
     def observe_headers(self, headers: Any, *, sent_at: float | None = None) -> None:
-        """Lower the local budget to what the server says is left (never raise it).
+        """Hold calls to what the server says is left, where our own limits do not cover it.
 
-        The server counted everything sent before it answered; calls admitted here after
-        `sent_at` may not be in its figure yet, so they are taken off what it says is left.
+        A budget whose stated limit is no larger than one of ours for the same unit is left
+        to our own limit (exact, and no header says how the server's budget comes back).
+        Otherwise the newest figure holds: the server counted everything sent before it
+        answered, so calls admitted here after `sent_at` are taken off what it says is left;
+        an OpenAI or Anthropic budget then refills evenly until its reset (a token bucket),
+        any other comes back whole at its reset (a fixed window). Our own limits always
+        apply as well: a header never raises the budget above them.
         """
         from ..policy.ratelimit_headers import parse_rate_limit_headers  # noqa: PLC0415
 
         info = parse_rate_limit_headers(headers, now_wall_s=_clock.wall())
         now = _clock.now()
+        refills = info.source in REFILLING_SOURCES
         for unit, budget in (("requests", info.requests), ("tokens", info.tokens)):
             if budget is None or budget.remaining is None or not budget.reset_s:
+                continue
+            if budget.limit is not None and self._keeps_within(unit, budget.limit):
                 continue
             since = sent_at if sent_at is not None else now
             unseen = self._admitted_since(unit, since)
             remaining = max(budget.remaining - unseen, 0.0)
             until = now + budget.reset_s
-            current = self._server_caps.get(unit)
-            if current is None or current.until <= now or remaining < current.remaining:
-                self._server_caps[unit] = ServerCap(unit, remaining, until)
+            refill = 0.0
+            if refills and budget.limit is not None and budget.limit > budget.remaining:
+                refill = (budget.limit - budget.remaining) / budget.reset_s
+            self._server_caps[unit] = ServerCap(
+                unit, remaining, until, since=now, refill_per_s=refill
+            )
+
+    def _keeps_within(self, unit: str, server_limit: float) -> bool:
+        """Whether a rate of ours for `unit` is already as strict as the server's `limit`.
+
+        Then the server's figures add nothing but noise: its "remaining" is what our own
+        pacing leaves, and how it comes back depends on the server's algorithm, which a header
+        does not say (a strict sliding window frees a burst all at once, a token bucket
+        evenly). The server's limit is per its own period, so ours is compared both as a
+        window's share and as a per-period limit; a stricter server still shows in 429s.
+        """
+        for c in self._constraints:
+            if c.unit != unit:
+                continue
+            ours = c.window.share if c.window is not None else c.rate.limit
+            if server_limit >= ours - 1e-9:
+                return True
+        return False
 
     def _admitted_since(self, unit: str, since: float) -> float:
         for c in self._constraints:
