@@ -528,3 +528,19 @@ def test_refund_unused_tokens_is_off_unless_asked(tmp_path: Path):
     plain = options_from_args(parser.parse_args(base), {})
     refund = options_from_args(parser.parse_args([*base, "--refund-unused-tokens"]), {})
     assert (plain.limits.refund_unused_tokens, refund.limits.refund_unused_tokens) == (False, True)
+
+
+def test_a_summary_that_cannot_be_written_is_reported_not_raised(
+    tmp_path: Path, mock_url: str, capsys, monkeypatch
+):
+    """If writing --summary-json fails at the end, the run says so and keeps its exit status."""
+    import conveyor.http
+
+    def fail(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(conveyor.http, "write_text_atomic", fail)
+    write_requests(tmp_path / "in.jsonl", 3)
+    assert run_cli(tmp_path, mock_url, "--summary-json", str(tmp_path / "s.json")) == 0
+    assert "could not write the summary" in capsys.readouterr().err
+    assert id_counts(tmp_path / "out.jsonl") == {"req-0": 1, "req-1": 1, "req-2": 1}

@@ -443,3 +443,13 @@ def test_a_lines_own_cost_is_not_replaced_by_usage(tmp_path: Path, run, clock):
     """A line's explicit "cost" is what it is charged, whatever the answer's usage says."""
     batch, _ = _usage_run(tmp_path, run, clock, used=100, refund=True, cost=30)
     assert batch.tally.tokens_sent == 10 * 30
+
+
+def test_a_lines_header_replaces_the_runs_whatever_its_case(tmp_path: Path, run):
+    """A line's `x-team` replaces the run's `X-Team`: one header is sent, not both."""
+    (tmp_path / "in.jsonl").write_text(request_line("a", headers={"x-team": "line"}) + "\n")
+    api = FakeAPI()
+    endpoint = Endpoint(base_url="http://api.test", headers=(("X-Team", "all"),))
+    run(run_batch(tmp_path, api, endpoint=endpoint, limits=BatchLimits(concurrency=1)))
+    (sent,) = api.headers
+    assert [(k, v) for k, v in sent.items() if k.lower() == "x-team"] == [("x-team", "line")]

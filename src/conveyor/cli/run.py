@@ -237,7 +237,10 @@ def _finish(
     console.print(f"Results: {files.output}", soft_wrap=True)
     if options.summary_json is not None:
         record = summary_record(result, input_path=files.input, output=files.output)
-        write_text_atomic(options.summary_json, json.dumps(record, indent=2) + "\n")
+        try:
+            write_text_atomic(options.summary_json, json.dumps(record, indent=2) + "\n")
+        except OSError as exc:  # the results are whole; only the summary is missing
+            _error(f"could not write the summary to {options.summary_json}: {exc.strerror or exc}")
     tally = result.tally
     if result.interrupted:
         left = max((tally.total or 0) - tally.done, 0)

@@ -30,8 +30,12 @@ to resume: requests already in the output are skipped."""
 EPILOG = """\
 exit status: 0 every request succeeded; 1 the run finished and some failed (see their
 "error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
-or file); 130 interrupted (Ctrl-C: in-flight requests are cancelled, not written, and run on
-resume).
+or file), or stopped because a result could not be written (what was written is kept: fix the
+cause and run again to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (in-flight requests
+are cancelled, not written, and run on resume).
+
+request lines may also carry "headers" (sent with that request only) and "cost" (its tokens,
+instead of the estimate); a line without "custom_id" is named line-N after its number.
 
 example:
   export OPENAI_AUTH="Bearer $OPENAI_API_KEY"

@@ -143,7 +143,11 @@ class HttpTask:
         """Send `request` once; return the 2xx answer or raise."""
         headers = self._headers if request.body is None else self._json_headers
         if request.headers:
-            headers = {**headers, **dict(request.headers)}
+            # A line's own header wins over the run's, whatever the case of its name: both
+            # would be sent otherwise.
+            own = {name.lower() for name, _ in request.headers}
+            headers = {k: v for k, v in headers.items() if k.lower() not in own}
+            headers.update(request.headers)
         tally = self._tally
         tally.sent += 1
         tally.tokens_sent += request.cost
