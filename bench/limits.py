@@ -26,13 +26,20 @@ counters say how many 429s each contender drew.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a script, this folder comes first on sys.path, and its http.py would shadow the
+# standard library's `http` (which aiohttp imports). Take the folder off the path.
+_HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - before any import
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # noqa: PTH100
+
 import argparse
 import asyncio
 import functools
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any

@@ -20,11 +20,18 @@ Run it with ``.venv/bin/python bench/mockapi_ceiling.py``.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a script, this folder comes first on sys.path, and its http.py would shadow the
+# standard library's `http` (which aiohttp imports). Take the folder off the path.
+_HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - before any import
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # noqa: PTH100
+
 import argparse
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import platform
 import signal
 import time

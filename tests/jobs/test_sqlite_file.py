@@ -102,3 +102,36 @@ def test_jobs_survive_closing_and_reopening_the_file(tmp_path, run):
     assert job is not None
     assert (job.options.attempts, job.counts.running, job.counts.pending) == (2, 1, 1)
     assert _pragma(path, "user_version") == LATEST_VERSION
+
+
+def test_a_version_1_file_is_upgraded_with_its_jobs_kept(tmp_path, run):
+    """A store written at schema version 1 opens at the latest, its jobs in tenant 'default'."""
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    version, script = migrations()[0]
+    assert version == 1
+    conn.executescript(script)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO jobs (id, task, options, status, total, pending, created_at)"
+        """ VALUES ('old', 't', '{"concurrency":2}', 'queued', 1, 1, 5.0)"""
+    )
+    conn.execute("INSERT INTO items (job_id, idx, input) VALUES ('old', 0, '\"x\"')")
+    conn.close()
+
+    async def main() -> tuple[Job | None, Job | None]:
+        store = SqliteStore(path, clock=Wall())
+        old = await store.get_job("old")
+        await store.claim("w", limit=1, lease_s=5)
+        after = await store.get_job("old")
+        await store.close()
+        return old, after
+
+    old, after = run(main())
+    assert _pragma(path, "user_version") == LATEST_VERSION >= 2
+    assert old is not None
+    assert (old.tenant, old.idempotency_key, old.options.concurrency) == ("default", None, 2)
+    assert after is not None
+    assert after.counts.running == 1
+    assert after.version > old.version

@@ -89,7 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_mock_api(commands)
     _add_jobs(commands)
+    _add_serve(commands)
     return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .serve import add_commands
+
+    add_commands(commands)
 
 
 def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,7 +132,7 @@ def _add_mock_api(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     add_arguments(mock)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per command
     """Run the command line."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -156,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .jobs import jobs_command
 
         return jobs_command(args)
+    if args.command in {"serve", "keys"}:
+        from .serve import keys_command, serve_command
+
+        return serve_command(args) if args.command == "serve" else keys_command(args)
     parser.print_help()
     return 2
 

@@ -235,6 +235,10 @@ class App:
         """The registered task names, sorted."""
         return sorted(self._tasks)
 
+    def limiter(self, name: str) -> Limiter | None:
+        """The limiter registered as `name`, or ``None``."""
+        return self._limiters.get(name)
+
     def resolve_limiters(self, names: Sequence[str]) -> tuple[Limiter, ...]:
         """The registered limiters named; `ConfigError` naming any unknown one."""
         missing = [n for n in names if n not in self._limiters]

@@ -115,6 +115,8 @@ class Jobs:
         attempts: int | None = None,
         timeout_s: float | None = None,
         limiters: Iterable[str] = (),
+        tenant: str = "default",
+        idempotency_key: str | None = None,
     ) -> Job:
         """Create a job running `task` once per item; return it, ``queued``.
 
@@ -122,6 +124,9 @@ class Jobs:
         is not JSON, too large, or refused by the task's input check, or no items at all
         raise `InvalidJob` (naming the item), and nothing is written. Pass `options`, or
         the options one by one (see `JobOptions`).
+
+        `tenant` owns the job. With an `idempotency_key`, a second submit with the same
+        tenant and key returns the first job (as it is now) and reads none of `items`.
         """
         if not isinstance(task, str) or not task:
             msg = f"task={task!r}: pass the name of a registered task, e.g. 'analyze'"
@@ -145,7 +150,20 @@ class Jobs:
                 raise InvalidJob(msg)
             self.app.resolve_limiters((*found.limiters, *opts.limiters))
             checker = found.check_item
-        new = NewJob(id=new_id(_clock.wall()), task=task, options=opts, created_at=_clock.wall())
+        if idempotency_key is not None and not (
+            isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255
+        ):
+            msg = f"idempotency_key={idempotency_key!r}: pass a string of 1 to 255 characters"
+            raise InvalidJob(msg)
+        now = _clock.wall()
+        new = NewJob(
+            id=new_id(now),
+            task=task,
+            options=opts,
+            created_at=now,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+        )
         return await self.store.create_job(new, self._encoded(items, checker))
 
     def _encoded(self, items: Iterable[Any], checker: Any) -> Iterator[str]:
@@ -177,9 +195,19 @@ class Jobs:
             raise JobNotFound(job_id)
         return job
 
-    async def list(self, *, status: JobStatus | None = None, limit: int = 50) -> builtins.list[Job]:
-        """Jobs, newest first."""
-        return await self.store.list_jobs(status=status, limit=limit)
+    async def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        tenant: str | None = None,
+        task: str | None = None,
+        before: str | None = None,
+    ) -> builtins.list[Job]:
+        """Jobs, newest first; `before` (a job id) pages on from the previous page's last."""
+        return await self.store.list_jobs(
+            status=status, limit=limit, tenant=tenant, task=task, before=before
+        )
 
     async def watch(self, job_id: str, *, interval_s: float = 0.5) -> AsyncIterator[Job]:
         """Yield a snapshot now and whenever the job changes; end after it is done."""

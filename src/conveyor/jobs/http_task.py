@@ -7,7 +7,9 @@ The task sends it with `conveyor.http.HttpTask` and stores the answer as the ite
 `HTTPStatusError` (retried by the job's ``attempts`` when it is 408/425/429/5xx).
 
 Safety: the operator fixes `base_url` and the headers (credentials) on the worker's app; a
-job's items can only name paths under that URL, and the headers are never stored.
+job's items can only name paths under that URL (same scheme, host and port, no ``..``), may
+not carry credential headers of their own, and the operator's headers are never stored: an
+answer or an error that echoes one has it replaced by ``[redacted]`` before it is recorded.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from ..http.client import AiohttpTransport, HttpTask
+from ..http.redact import Redactor
 from ..http.request import InvalidLine, parse_line
 from ..http.tally import BatchTally
 from ..limits.limiter import Limiter
@@ -30,7 +34,12 @@ if TYPE_CHECKING:
     from ..http.request import Request
     from .app import TaskContext
 
-__all__ = ["HttpJobTask"]
+__all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
+
+#: Headers an item may not set: credentials come from the operator, never from a job.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+)
 
 
 class HttpJobTask:
@@ -45,7 +54,9 @@ class HttpJobTask:
         transport: Transport | None = None,
     ) -> None:
         self._base_url = base_url
+        self._origin = urlsplit(base_url)[:2]
         self._headers = dict(headers)
+        self._redact = Redactor(list(self._headers.values()))
         self._idempotency_header = idempotency_header
         self._transport = transport
         self._session: aiohttp.ClientSession | None = None
@@ -58,6 +69,18 @@ class HttpJobTask:
         if parsed is None or isinstance(parsed, InvalidLine):
             detail = "is empty" if parsed is None else parsed.message.split(" ", 2)[-1]
             msg = f"the request {detail}"
+            raise ValueError(msg)
+        target = urlsplit(parsed.url)
+        path = unquote(target.path)
+        if target[:2] != self._origin or ".." in path.split("/") or "\\" in path:
+            msg = f"the request's url {parsed.url!r} leaves {self._base_url}: use a path under it"
+            raise ValueError(msg)
+        own = sorted(name for name, _ in parsed.headers if name.lower() in CREDENTIAL_HEADERS)
+        if own:
+            msg = (
+                f"the request sets {', '.join(own)}: items may not carry credentials; the"
+                " operator's connection adds them"
+            )
             raise ValueError(msg)
         return parsed
 
@@ -79,6 +102,7 @@ class HttpJobTask:
                 limiter=Limiter("http"),
                 observe=False,
                 tally=self.tally,
+                redact=self._redact or None,
             )
         return self._task
 
@@ -88,8 +112,18 @@ class HttpJobTask:
         if self._idempotency_header is not None:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)
-        response = await self._http()(request)
-        return response.to_dict()
+        try:
+            response = await self._http()(request)
+        except Exception as exc:
+            if self._redact:
+                # The error's message is stored: an API that quotes the key back must not
+                # put it there (its type, and so the retry decision, stay as they are).
+                exc.args = tuple(self._redact(a) if isinstance(a, str) else a for a in exc.args)
+            raise
+        result = response.to_dict()
+        if self._redact:
+            result = json.loads(self._redact(json.dumps(result, ensure_ascii=False)))
+        return result
 
     async def aclose(self) -> None:
         """Close the connection pool, if one was opened."""

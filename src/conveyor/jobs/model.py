@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from . import latency
 
 __all__ = [
     "ACTIVE",
@@ -132,6 +133,12 @@ class JobSummary:
     duration_s: float
     throughput_per_s: float
     latency_mean_s: float
+    #: Latency percentiles of the settled items' last attempts, within 10% (see `latency`).
+    latency_p50_s: float = 0.0
+    latency_p95_s: float = 0.0
+    latency_p99_s: float = 0.0
+    #: Items in flight at most, per worker (the job's ``concurrency`` option).
+    concurrency: int = 0
 
     def to_dict(self) -> dict[str, int | float]:
         """The summary as a plain dict."""
@@ -150,6 +157,9 @@ class Job:
         step: the latest step message a task reported (``ctx.progress(50, "Matching...")``).
         created_at, started_at, finished_at: Unix times in seconds (``None``: not yet).
         error: why the job failed (status ``failed``), else ``None``.
+        tenant: whose job it is (the service scopes every call to the caller's tenant).
+        idempotency_key: the key it was submitted with, if any (unique per tenant).
+        version: grows with every change the store makes to the job: a change feed's cursor.
     """
 
     id: str
@@ -166,6 +176,11 @@ class Job:
     inflight: float = 0.0
     #: Sum of the settled items' last-attempt latencies, for the mean.
     latency_total_s: float = 0.0
+    #: The settled items' last-attempt latencies, bucketed (see `conveyor.jobs.latency`).
+    latency_hist: latency.Histogram = ()
+    tenant: str = "default"
+    idempotency_key: str | None = None
+    version: int = 0
 
     @property
     def done(self) -> bool:
@@ -197,6 +212,10 @@ class Job:
             duration_s=duration,
             throughput_per_s=c.settled / duration if duration > 0 else 0.0,
             latency_mean_s=self.latency_total_s / done if done else 0.0,
+            latency_p50_s=latency.percentile(self.latency_hist, 0.50),
+            latency_p95_s=latency.percentile(self.latency_hist, 0.95),
+            latency_p99_s=latency.percentile(self.latency_hist, 0.99),
+            concurrency=self.options.concurrency,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,12 +278,18 @@ class JobItem:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NewJob:
-    """A job to create: items come separately, as JSON text."""
+    """A job to create: items come separately, as JSON text.
+
+    With an `idempotency_key`, creating is done once per (tenant, key): a second create with
+    the same pair returns the first job, unchanged, and reads none of its items.
+    """
 
     id: str
     task: str
     options: JobOptions
     created_at: float
+    tenant: str = "default"
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ What every store guarantees:
   out back to ``pending`` (or ``cancelled``, if their job is being cancelled).
 - **Fenced results.** `record` and `release` only touch items still ``running`` under that
   worker: a worker that lost its lease cannot overwrite what another worker did since.
+- **Versions.** Every change to a job (counts, status, progress) raises its `version`, in
+  the same transaction: a reader that saw version v knows nothing changed while it reads v.
 - **Settling the job.** Whenever a call leaves a job with nothing pending or running, the job
   becomes ``completed`` (or ``cancelled`` when it was ``cancelling``) in the same transaction.
 
@@ -41,7 +43,9 @@ class Store(Protocol):
         """Create `job` with `items` (JSON text each, in order) in one transaction.
 
         `items` is consumed lazily; if it raises, or is empty (`InvalidJob`), nothing is
-        written and the error propagates.
+        written and the error propagates. If `job` has an idempotency key and its tenant
+        already has a job with that key, that job is returned and `items` is not read (the
+        caller tells the two apart by the returned id).
         """
         ...
 
@@ -49,8 +53,20 @@ class Store(Protocol):
         """Return the job, or ``None``. Never waits behind a worker's writes."""
         ...
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
-        """Return up to `limit` jobs, newest first, optionally of one status."""
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        tenant: str | None = None,
+        task: str | None = None,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Return up to `limit` jobs, newest first, optionally of one status, tenant and task.
+
+        `before` is a job id: only older jobs are returned (the cursor of the next page is the
+        last id of this one).
+        """
         ...
 
     async def claim(

@@ -108,6 +108,10 @@ class Worker:
         #: Items this worker settled and recorded, all jobs together.
         self.settled = 0
 
+    def wake(self) -> None:
+        """Look for work now instead of at the end of ``poll_interval_s`` (after a submit)."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Stop gracefully: claim nothing new, finish in flight within ``grace_s``, release."""
         self.stopping = True
@@ -119,6 +123,8 @@ class Worker:
         last_requeue = -math.inf
         try:
             while not self.stopping:
+                # Cleared before looking: a wake() while this pass looks is not lost.
+                self._wake.clear()
                 now = _clock.now()
                 if now - last_requeue >= o.lease_s / 3:
                     last_requeue = now
@@ -129,7 +135,6 @@ class Worker:
                     continue
                 if until_idle and not await self._any_active():
                     return
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(o.poll_interval_s):
                         await self._wake.wait()

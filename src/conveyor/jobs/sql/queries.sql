@@ -2,8 +2,11 @@
 -- Parameters are named; :now is the store clock's Unix time.
 
 -- name: insert_job
-INSERT INTO jobs (id, task, options, status, created_at)
-VALUES (:id, :task, :options, 'queued', :now);
+INSERT INTO jobs (id, task, options, status, created_at, tenant, idempotency_key)
+VALUES (:id, :task, :options, 'queued', :now, :tenant, :key);
+
+-- name: job_by_key
+SELECT id FROM jobs WHERE tenant = :tenant AND idempotency_key = :key;
 
 -- name: insert_item
 INSERT INTO items (job_id, idx, input) VALUES (?, ?, ?);
@@ -13,18 +16,22 @@ UPDATE jobs SET total = :n, pending = :n WHERE id = :id;
 
 -- name: get_job
 SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
-       cancelled, latency_total_s, created_at, started_at, finished_at, error
+       cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
+       idempotency_key, version, latency_hist
 FROM jobs WHERE id = :id;
 
 -- name: list_jobs
+-- Newest first, after the cursor :before (an id; NULL: from the newest), optionally of one
+-- tenant, status and task. Each filter is NULL when not asked for.
 SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
-       cancelled, latency_total_s, created_at, started_at, finished_at, error
-FROM jobs ORDER BY id DESC LIMIT :limit;
-
--- name: list_jobs_by_status
-SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
-       cancelled, latency_total_s, created_at, started_at, finished_at, error
-FROM jobs WHERE status = :status ORDER BY id DESC LIMIT :limit;
+       cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
+       idempotency_key, version, latency_hist
+FROM jobs
+WHERE (:before IS NULL OR id < :before)
+  AND (:tenant IS NULL OR tenant = :tenant)
+  AND (:status IS NULL OR status = :status)
+  AND (:task IS NULL OR task = :task)
+ORDER BY id DESC LIMIT :limit;
 
 -- name: next_job
 SELECT id FROM jobs
@@ -59,10 +66,13 @@ UPDATE items SET state = ?, attempts = attempts + ?, latency_s = ?, result = ?, 
                  error_message = ?, finished_at = ?, worker = NULL
 WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
 
+-- name: latency_hist_of
+SELECT latency_hist FROM jobs WHERE id = :job;
+
 -- name: count_settled
 UPDATE jobs SET running = running - :n, succeeded = succeeded + :succeeded,
                 failed = failed + :failed, cancelled = cancelled + :cancelled,
-                latency_total_s = latency_total_s + :latency
+                latency_total_s = latency_total_s + :latency, latency_hist = :hist
 WHERE id = :job;
 
 -- name: settle_job
@@ -111,8 +121,8 @@ WHERE job_id = :job AND state = 'pending';
 UPDATE jobs SET pending = pending - :n, cancelled = cancelled + :n, status = 'cancelling'
 WHERE id = :job;
 
--- name: failed_latency
-SELECT COALESCE(SUM(latency_s), 0) FROM items WHERE job_id = :job AND state = 'failed';
+-- name: failed_latencies
+SELECT latency_s FROM items WHERE job_id = :job AND state = 'failed' AND latency_s IS NOT NULL;
 
 -- name: retry_failed_items
 UPDATE items SET state = 'pending', error_type = NULL, error_message = NULL, latency_s = NULL,
@@ -121,7 +131,7 @@ WHERE job_id = :job AND state = 'failed';
 
 -- name: count_retry
 UPDATE jobs SET failed = failed - :n, pending = pending + :n,
-                latency_total_s = latency_total_s - :latency,
+                latency_total_s = latency_total_s - :latency, latency_hist = :hist,
                 status = CASE status WHEN 'completed' THEN 'queued' ELSE status END,
                 finished_at = NULL
 WHERE id = :job;

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ... import _clock
+from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
 from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem
 
@@ -51,6 +52,7 @@ class MemoryStore:
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
         self._leases: dict[str, float] = {}
+        self._keys: dict[tuple[str, str], str] = {}  # (tenant, idempotency key) -> job id
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -62,13 +64,12 @@ class MemoryStore:
 
     def _count(self, row: _Job, **deltas: int) -> None:
         c = row.job.counts
-        row.job = replace(
-            row.job,
-            counts=replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()}),
-        )
+        self._set(row, counts=replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()}))
 
     def _set(self, row: _Job, **changes: object) -> None:
-        row.job = replace(row.job, **changes)  # type: ignore[arg-type]
+        # Every change bumps the version, as SQLite's trigger does.
+        version = row.job.version + 1
+        row.job = replace(row.job, **changes, version=version)  # type: ignore[arg-type]
 
     def _settle_job(self, row: _Job, now: float) -> None:
         c = row.job.counts
@@ -93,7 +94,10 @@ class MemoryStore:
     # -- the Store interface ---------------------------------------------------------------
 
     async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
-        """Create the job with its items, all or nothing."""
+        """Create the job with its items, all or nothing; once per idempotency key."""
+        key = job.idempotency_key
+        if key is not None and (job.tenant, key) in self._keys:
+            return self._jobs[self._keys[job.tenant, key]].job
         rows = [_Item(text) for text in items]  # may raise: then nothing was stored
         if not rows:
             msg = "the job has no items: pass at least one item"
@@ -106,8 +110,12 @@ class MemoryStore:
             status="queued",
             counts=Counts(total=n, pending=n),
             created_at=job.created_at,
+            tenant=job.tenant,
+            idempotency_key=key,
         )
         self._jobs[job.id] = _Job(snapshot, rows, list(range(n)))
+        if key is not None:
+            self._keys[job.tenant, key] = job.id
         return snapshot
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -115,9 +123,24 @@ class MemoryStore:
         row = self._jobs.get(job_id)
         return None if row is None else row.job
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
-        """Newest first."""
-        jobs = [r.job for r in self._jobs.values() if status is None or r.job.status == status]
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        tenant: str | None = None,
+        task: str | None = None,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Newest first, filtered, after the cursor `before`."""
+        jobs = [
+            j
+            for j in (r.job for r in self._jobs.values())
+            if (status is None or j.status == status)
+            and (tenant is None or j.tenant == tenant)
+            and (task is None or j.task == task)
+            and (before is None or j.id < before)
+        ]
         jobs.sort(key=lambda j: j.id, reverse=True)
         return jobs[:limit]
 
@@ -163,6 +186,7 @@ class MemoryStore:
         now = self._clock()
         recorded = 0
         touched: dict[str, _Job] = {}
+        latencies: dict[str, list[float]] = {}
         for r in results:
             row = self._jobs.get(r.job_id)
             if row is None or not 0 <= r.index < len(row.items):
@@ -182,9 +206,12 @@ class MemoryStore:
             self._count(row, **deltas)
             if r.latency_s is not None and r.state != "cancelled":
                 self._set(row, latency_total_s=row.job.latency_total_s + r.latency_s)
+                latencies.setdefault(r.job_id, []).append(r.latency_s)
             touched[r.job_id] = row
             recorded += 1
-        for row in touched.values():
+        for job_id, row in touched.items():
+            merged = hist.merge(row.job.latency_hist, latencies.get(job_id, ()))
+            self._set(row, latency_hist=merged)
             self._settle_job(row, now)
         return recorded
 
@@ -260,9 +287,12 @@ class MemoryStore:
             raise JobStateError(msg)
         again = 0
         latency = 0.0
+        latencies: list[float] = []
         for index, item in enumerate(row.items):
             if item.state == "failed":
                 latency += item.latency_s or 0.0
+                if item.latency_s is not None:
+                    latencies.append(item.latency_s)
                 item.state = "pending"
                 item.error_type = item.error_message = None
                 item.latency_s = item.finished_at = None
@@ -270,7 +300,8 @@ class MemoryStore:
                 again += 1
         if again:
             self._count(row, failed=-again, pending=again)
-            self._set(row, latency_total_s=row.job.latency_total_s - latency)
+            left = hist.merge(row.job.latency_hist, latencies, sign=-1)
+            self._set(row, latency_total_s=row.job.latency_total_s - latency, latency_hist=left)
             if row.job.status == "completed":
                 self._set(row, status="queued", finished_at=None)
         return again

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import _clock
+from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
 from ..model import TERMINAL, Claim, ClaimedItem
 from .sqlite_read import Reader, job_from_row
@@ -82,10 +83,20 @@ class _Writer:
                 yield job_id, index, text
 
         with _Tx(self.conn) as c:
-            options = job.options.to_json()
-            c.execute(
-                Q["insert_job"], {"id": job_id, "task": job.task, "options": options, "now": now}
-            )
+            key = job.idempotency_key
+            if key is not None:
+                found = c.execute(Q["job_by_key"], {"tenant": job.tenant, "key": key}).fetchone()
+                if found is not None:
+                    return self._get(found[0])
+            params = {
+                "id": job_id,
+                "task": job.task,
+                "options": job.options.to_json(),
+                "now": now,
+                "tenant": job.tenant,
+                "key": key,
+            }
+            c.execute(Q["insert_job"], params)
             c.executemany(Q["insert_item"], rows())
             if count == 0:
                 msg = "the job has no items: pass at least one item"
@@ -150,12 +161,20 @@ class _Writer:
         if not kept:
             return 0
         tally = {"succeeded": 0, "failed": 0, "cancelled": 0}
-        latency = 0.0
+        latencies: list[float] = []
         for r in kept:
             tally[r.state] += 1
             if r.latency_s is not None and r.state != "cancelled":
-                latency += r.latency_s
-        c.execute(Q["count_settled"], {"n": len(kept), "job": job_id, "latency": latency, **tally})
+                latencies.append(r.latency_s)
+        before = c.execute(Q["latency_hist_of"], {"job": job_id}).fetchone()[0]
+        params = {
+            "n": len(kept),
+            "job": job_id,
+            "latency": sum(latencies),
+            "hist": hist.dumps(hist.merge(hist.loads(before), latencies)),
+            **tally,
+        }
+        c.execute(Q["count_settled"], params)
         return len(kept)
 
     def release(self, worker: str, pairs: Sequence[tuple[str, int]] | None, now: float) -> int:
@@ -230,10 +249,13 @@ class _Writer:
                     " can retry its failed items"
                 )
                 raise JobStateError(msg)
-            latency = c.execute(Q["failed_latency"], {"job": job_id}).fetchone()[0]
+            rows = c.execute(Q["failed_latencies"], {"job": job_id}).fetchall()
+            latencies = [r[0] for r in rows]
             n = c.execute(Q["retry_failed_items"], {"job": job_id}).rowcount
             if n:
-                c.execute(Q["count_retry"], {"n": n, "job": job_id, "latency": latency})
+                left = hist.merge(job.latency_hist, latencies, sign=-1)
+                params = {"n": n, "job": job_id, "latency": sum(latencies)}
+                c.execute(Q["count_retry"], {**params, "hist": hist.dumps(left)})
             return int(n)
 
     def fail_job(self, job_id: str, error: str, now: float) -> Job:
@@ -293,9 +315,18 @@ class SqliteStore:
         """Read the job on the reader thread."""
         return await self._read(self._reader.get_job, job_id)
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
-        """Newest first."""
-        return await self._read(self._reader.list_jobs, status, limit)
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        tenant: str | None = None,
+        task: str | None = None,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Newest first, filtered, after the cursor `before`."""
+        filters = {"status": status, "limit": limit, "tenant": tenant, "task": task}
+        return await self._read(self._reader.list_jobs, {**filters, "before": before})
 
     async def claim(
         self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .. import latency
 from ..errors import JobNotFound
 from ..model import Counts, Job, JobItem, JobOptions
 from .sqlite_schema import queries
@@ -21,7 +22,8 @@ Q = queries()
 def job_from_row(row: Sequence[Any]) -> Job:
     """A `Job` from a row of the ``get_job`` query."""
     (id_, task, options, status, step, inflight, total, pending, running, succeeded, failed,
-     cancelled, latency, created, started, finished, error) = row  # fmt: skip
+     cancelled, latency_s, created, started, finished, error, tenant, key, version,
+     hist) = row  # fmt: skip
     return Job(
         id=id_,
         task=task,
@@ -34,7 +36,11 @@ def job_from_row(row: Sequence[Any]) -> Job:
         finished_at=finished,
         error=error,
         inflight=inflight,
-        latency_total_s=latency,
+        latency_total_s=latency_s,
+        latency_hist=latency.loads(hist),
+        tenant=tenant,
+        idempotency_key=key,
+        version=version,
     )
 
 
@@ -67,14 +73,9 @@ class Reader:
         row = self.conn.execute(Q["get_job"], {"id": job_id}).fetchone()
         return None if row is None else job_from_row(row)
 
-    def list_jobs(self, status: str | None, limit: int) -> list[Job]:
-        """Newest first."""
-        if status is None:
-            rows = self.conn.execute(Q["list_jobs"], {"limit": limit}).fetchall()
-        else:
-            params = {"status": status, "limit": limit}
-            rows = self.conn.execute(Q["list_jobs_by_status"], params).fetchall()
-        return [job_from_row(r) for r in rows]
+    def list_jobs(self, filters: dict[str, Any]) -> list[Job]:
+        """Newest first; `filters` are the ``list_jobs`` query's parameters."""
+        return [job_from_row(r) for r in self.conn.execute(Q["list_jobs"], filters).fetchall()]
 
     def items(self, job_id: str, state: str | None, after: int, limit: int) -> list[JobItem]:
         """A page of items in index order."""

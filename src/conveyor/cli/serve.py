@@ -1,0 +1,178 @@
+"""``conveyor serve`` (the job service) and ``conveyor keys add|ls|revoke``. Thin."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..service.config import ServiceConfig
+
+__all__ = ["add_commands", "is_loopback", "keys_command", "serve_command"]
+
+KEYS_DEFAULT = os.environ.get("CONVEYOR_KEYS_FILE", "conveyor-keys.json")
+
+SERVE_DESCRIPTION = """\
+Serve durable jobs over HTTP: a REST API (/v1/jobs, /v1/files), live progress as Server-Sent
+Events, results as JSONL, and a dashboard at /. SQLite and an in-process worker by default;
+--no-worker when separate `conveyor worker` processes run the jobs.
+
+Security: with API keys (`conveyor keys add --tenant NAME`), every call needs one and sees
+only its tenant's jobs. With none, the service answers anyone who can reach it, so it binds
+to loopback only and refuses any other --host.
+"""
+
+SERVE_EPILOG = """\
+examples:
+  conveyor serve                                   # http://127.0.0.1:8000, no keys
+  conveyor keys add --tenant acme                  # prints the key once
+  conveyor serve --host 0.0.0.0 --config conveyor.toml --app myproject.jobs:app
+
+The config file (TOML) sets the store, limits and upstream connections, e.g.:
+  [connections.openai]
+  base_url = "https://api.openai.com"
+  auth_env = "OPENAI_API_KEY"      # the key stays in the environment, never in a job
+  requests_per_minute = 500
+Jobs then run its http task as "http:openai". See docs/howto/serve-jobs-over-http.md.
+"""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``serve`` and ``keys`` on the ``conveyor`` command."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve jobs over HTTP: REST API, live progress (SSE), dashboard",
+        description=SERVE_DESCRIPTION,
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free one)")
+    serve.add_argument(
+        "--config", type=Path, help="a TOML config file (store, limits, connections)"
+    )
+    serve.add_argument("--store", help="job store URL (overrides the config's; default sqlite)")
+    serve.add_argument("--keys-file", type=Path, help=f"API keys file ({KEYS_DEFAULT})")
+    serve.add_argument("--app", metavar="MODULE:NAME", help="a conveyor.App with your tasks")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no worker here (separate `conveyor worker` processes run the jobs)",
+    )
+    keys = commands.add_parser(
+        "keys",
+        help="add, list and revoke the service's API keys (one tenant each)",
+        description="API keys of `conveyor serve`: only their hashes are stored.",
+    )
+    keys.add_argument("--keys-file", type=Path, default=Path(KEYS_DEFAULT), help="keys file")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="make a key for a tenant; prints it once")
+    add.add_argument("--tenant", required=True, help="whose jobs the key reaches, e.g. acme")
+    add.add_argument("--name", default="", help="a note: who or what uses the key")
+    sub.add_parser("ls", help="list the keys (ids and tenants, never the keys)")
+    revoke = sub.add_parser("revoke", help="remove a key: it stops working within a second")
+    revoke.add_argument("key_id")
+
+
+def _config(args: argparse.Namespace) -> ServiceConfig:
+    from dataclasses import replace
+
+    from ..service.config import ServiceConfig, load_config
+
+    config = load_config(args.config) if args.config else ServiceConfig()
+    if args.store:
+        config = replace(config, store=args.store)
+    if args.keys_file:
+        config = replace(config, keys_file=args.keys_file)
+    elif not args.config:
+        config = replace(config, keys_file=Path(KEYS_DEFAULT))
+    return config
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run ``conveyor serve`` until Ctrl-C / SIGTERM."""
+    try:
+        import uvicorn
+
+        from ..service import create_app
+        from ..service.keys import KeyRing
+    except ImportError as exc:
+        print(
+            f"conveyor serve: the service needs its extra ({exc.name} is missing):"
+            " pip install 'conveyor[service]'",
+            file=sys.stderr,
+        )
+        return 2
+    from ..errors import ConveyorError
+    from .jobs_worker import load_app
+
+    try:
+        config = _config(args)
+        has_keys = KeyRing(config.keys_file).enabled
+        if not has_keys and not is_loopback(args.host):
+            print(
+                f"conveyor serve: refusing to bind {args.host} without API keys: anyone who"
+                " can reach it could run and read jobs. Add a key (`conveyor keys add --tenant"
+                " NAME`), or bind 127.0.0.1.",
+                file=sys.stderr,
+            )
+            return 2
+        app = load_app(args.app)
+        asgi = create_app(config, app=app, worker=not args.no_worker)
+    except ConveyorError as exc:
+        print(f"conveyor serve: {exc}", file=sys.stderr)
+        return 2
+    where = f"http://{args.host}:{args.port}"
+    if has_keys:
+        print(f"conveyor serve: API keys from {config.keys_file}; every call needs one", flush=True)
+    else:
+        print(
+            "conveyor serve: no API keys configured: serving on loopback only, open to anyone"
+            " on this machine (add one with `conveyor keys add --tenant NAME`)",
+            flush=True,
+        )
+    worker = "no worker (run `conveyor worker`)" if args.no_worker else "an in-process worker"
+    print(f"conveyor serve: {where} (dashboard at /), store {config.store}, {worker}", flush=True)
+    uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    return 0
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    """Run ``conveyor keys add|ls|revoke``."""
+    from ..errors import ConfigError
+    from ..service.keys import add_key, read_keys, revoke_key
+
+    path: Path = args.keys_file
+    try:
+        if args.keys_command == "add":
+            record, secret = add_key(path, tenant=args.tenant, name=args.name)
+            print(secret)
+            print(
+                f"key {record.id} for tenant {record.tenant!r} added to {path}; it is shown only"
+                " this once: keep it now",
+                file=sys.stderr,
+            )
+        elif args.keys_command == "ls":
+            for k in read_keys(path):
+                print(f"{k.id}  tenant={k.tenant}  {k.name}".rstrip())
+        else:
+            record = revoke_key(path, args.key_id)
+            print(f"key {record.id} of tenant {record.tenant!r} revoked", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"conveyor keys {args.keys_command}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,162 @@
+"""`create_app`: the job service as an ASGI app (Starlette), with its worker and dashboard.
+
+>>> asgi = create_app(ServiceConfig(store="sqlite:///jobs.db"), app=my_app)  # doctest: +SKIP
+>>> uvicorn.run(asgi, host="127.0.0.1", port=8000)  # doctest: +SKIP
+
+The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
+unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), and closes
+both when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..jobs.app import App
+from ..jobs.client import Jobs
+from ..jobs.worker import Worker, WorkerOptions
+from ..limits.limiter import Limiter
+from .config import ServiceConfig
+from .feed import JobFeed
+from .files import Files
+from .keys import KeyRing
+from .openapi import build_openapi
+from .problems import handlers
+from .routes_jobs import (
+    cancel_job,
+    create_file,
+    get_job,
+    jobs_endpoint,
+    retry_job,
+    service_info,
+)
+from .routes_stream import job_events, job_results, jobs_events
+from .state import Service, json_response
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from starlette.requests import Request
+
+    from ..jobs.store import Store
+    from .config import Connection
+
+__all__ = ["add_connections", "create_app"]
+
+DASHBOARD = resources.files("conveyor.service") / "dashboard"
+
+
+def add_connections(
+    app: App, connections: tuple[Connection, ...], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Register each connection's http task (and its limiter); return task name -> base URL.
+
+    The credentials are read from the environment here, once, and live only in the task.
+    """
+    urls: dict[str, str] = {}
+    for c in connections:
+        limiters: list[str] = []
+        if c.requests_per_minute or c.tokens_per_minute or c.concurrency:
+            limiter = Limiter(
+                c.name,
+                requests_per_minute=c.requests_per_minute,
+                tokens_per_minute=c.tokens_per_minute,
+                concurrency=c.concurrency,
+            )
+            app.add_limiter(limiter)
+            limiters.append(c.name)
+        app.add_http_task(
+            name=c.task_name,
+            base_url=c.base_url,
+            headers=c.headers(environ),
+            limiters=limiters,
+        )
+        urls[c.task_name] = c.base_url
+    return urls
+
+
+def create_app(
+    config: ServiceConfig | None = None,
+    *,
+    app: App | None = None,
+    store: Store | None = None,
+    worker: bool = True,
+    worker_options: WorkerOptions | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Starlette:
+    """The service as an ASGI app.
+
+    Args:
+        config: the store, keys file, files folder, limits and connections.
+        app: your tasks and limiters (the connections' http tasks are added to it).
+        store: a `Store` to use instead of ``config.store`` (tests pass a `MemoryStore`).
+        worker: run an in-process worker; ``False`` when separate workers run the jobs.
+        worker_options: the in-process worker's options.
+        environ: where connection credentials are read (default: the process environment).
+    """
+    cfg = config or ServiceConfig()
+    tasks = app if app is not None else App()
+    base_urls = add_connections(tasks, cfg.connections, environ)
+    jobs = Jobs(store if store is not None else cfg.store, app=tasks)
+    service = Service(
+        jobs=jobs,
+        app=tasks,
+        keys=KeyRing(cfg.keys_file),
+        files=Files(cfg.files_dir),
+        feed=JobFeed(jobs.store, interval_s=cfg.events_interval_s),
+        limits=cfg.limits,
+        base_urls=base_urls,
+        list_events_max_s=cfg.list_events_max_s,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        runner: asyncio.Task[None] | None = None
+        if worker:
+            options = worker_options or WorkerOptions(poll_interval_s=0.5)
+            service.worker = Worker(jobs.store, tasks, options=options)
+            runner = asyncio.get_running_loop().create_task(service.worker.run())
+        try:
+            yield
+        finally:
+            if runner is not None and service.worker is not None:
+                service.worker.stop()
+                await runner
+            await jobs.close()
+
+    openapi = {
+        True: build_openapi(secured=True),
+        False: build_openapi(secured=False),
+    }
+
+    async def openapi_json(_: Request) -> Response:
+        return json_response(openapi[service.keys.enabled])
+
+    async def index(_: Request) -> Response:
+        return FileResponse(str(DASHBOARD / "index.html"), media_type="text/html")
+
+    routes = [
+        Route("/", index, methods=["GET"], include_in_schema=False),
+        Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        Route("/v1/service", service_info, methods=["GET"]),
+        Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
+        Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/v1/files", create_file, methods=["POST"]),
+        Route("/v1/events", jobs_events, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
+    ]
+    asgi = Starlette(routes=routes, exception_handlers=handlers(), lifespan=lifespan)
+    asgi.state.service = service
+    return asgi

@@ -1,0 +1,226 @@
+"""The service's configuration: where jobs live, the limits, and the operator's connections.
+
+Read from a TOML file (``conveyor serve --config conveyor.toml``), every key optional::
+
+    store = "sqlite:///conveyor-jobs.db"
+    keys_file = "conveyor-keys.json"
+    files_dir = "conveyor-files"
+
+    [limits]
+    max_body_bytes = 10_485_760          # a request body (413 above)
+    max_file_bytes = 1_073_741_824       # an uploaded JSONL file (413 above)
+    max_items_per_job = 1_000_000        # 413 above
+    max_active_jobs_per_tenant = 100     # queued, running or cancelling (429 above)
+
+    [connections.openai]                 # jobs call it as task "http:openai"
+    base_url = "https://api.openai.com"  # the only address the task calls
+    auth_env = "OPENAI_API_KEY"          # Authorization: Bearer $OPENAI_API_KEY
+    headers_env = { "OpenAI-Organization" = "OPENAI_ORG" }
+    requests_per_minute = 500            # a shared limiter, shown on the dashboard's chart
+    tokens_per_minute = 200_000
+
+Credentials are named by environment variable, read when the service starts, and held only
+in the worker's memory: never in the config file, the store, results, events or logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["Connection", "Limits", "ServiceConfig", "load_config"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _whole(owner: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{owner}.{name}={value!r}: pass a whole number >= 1"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """What one request, one job and one tenant may use. Over a limit: 413 or 429."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_file_bytes: int = 1024 * 1024 * 1024
+    max_items_per_job: int = 1_000_000
+    max_active_jobs_per_tenant: int = 100
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_body_bytes",
+            "max_file_bytes",
+            "max_items_per_job",
+            "max_active_jobs_per_tenant",
+        ):
+            _whole("limits", name, getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Connection:
+    """An upstream API the built-in ``http`` task may call, as task ``http:<name>``.
+
+    Args:
+        name: the connection's name (letters, digits, ``_.-``).
+        base_url: ``http(s)://host[:port][/path]``; items may only name URLs under it.
+        auth_env: an environment variable whose value is sent as ``Authorization: Bearer``.
+        headers_env: more headers, each read from an environment variable.
+        requests_per_minute, tokens_per_minute: the API's limits (a shared limiter).
+        concurrency: requests in flight at most, all jobs on this worker together.
+    """
+
+    name: str
+    base_url: str
+    auth_env: str | None = None
+    headers_env: Mapping[str, str] = field(default_factory=dict)
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"connections.{self.name}"
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            msg = f"connection name {self.name!r}: use letters, digits and _.- (e.g. openai)"
+            raise ConfigError(msg)
+        parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or ".." in parts.path.split("/")
+        ):
+            msg = (
+                f"{where}.base_url={self.base_url!r}: pass http(s)://host[:port][/path], with no"
+                " query, credentials or '..', e.g. https://api.openai.com"
+            )
+            raise ConfigError(msg)
+        for header, var in {"Authorization": self.auth_env, **self.headers_env}.items():
+            if var is None:
+                continue
+            if not _HEADER.match(header) or not isinstance(var, str) or not var:
+                msg = f"{where}: header {header!r} from env {var!r}: use Header-Name = 'ENV_VAR'"
+                raise ConfigError(msg)
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                msg = f"{where}.{name}={value!r}: pass a number > 0, or leave it out"
+                raise ConfigError(msg)
+        if self.concurrency is not None:
+            _whole(where, "concurrency", self.concurrency)
+
+    @property
+    def task_name(self) -> str:
+        """The name jobs use to run the http task through this connection."""
+        return f"http:{self.name}"
+
+    def headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers, read from the environment now; `ConfigError` names a missing variable."""
+        env = os.environ if environ is None else environ
+        wanted: dict[str, str] = dict(self.headers_env)
+        if self.auth_env is not None:
+            wanted["Authorization"] = self.auth_env
+        out: dict[str, str] = {}
+        for header, var in wanted.items():
+            value = env.get(var)
+            if not value:
+                msg = (
+                    f"connections.{self.name}: the environment variable {var} (for the"
+                    f" {header} header) is not set; export it before `conveyor serve`"
+                )
+                raise ConfigError(msg)
+            out[header] = f"Bearer {value}" if header == "Authorization" else value
+        return out
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceConfig:
+    """Everything ``conveyor serve`` needs besides the address. See the module docstring."""
+
+    store: str = "sqlite:///conveyor-jobs.db"
+    keys_file: Path | None = Path("conveyor-keys.json")
+    files_dir: Path = Path("conveyor-files")
+    limits: Limits = field(default_factory=Limits)
+    connections: tuple[Connection, ...] = ()
+    #: How often a watched job is read for its event stream, in seconds.
+    events_interval_s: float = 0.25
+    #: The job list's stream (``/v1/events``) ends after this long; clients reconnect. This
+    #: spreads long-lived connections over the servers behind a load balancer.
+    list_events_max_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.connections]
+        if len(set(names)) != len(names):
+            msg = f"connections {names}: each connection needs its own name"
+            raise ConfigError(msg)
+        t = self.events_interval_s
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 10:
+            msg = f"events_interval_s={t!r}: pass a number of seconds from 0.01 to 10"
+            raise ConfigError(msg)
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        msg = f"[{key}] must be a table"
+        raise ConfigError(msg)
+    return value
+
+
+def load_config(path: Path) -> ServiceConfig:
+    """Read a TOML file; `ConfigError` names the wrong key and the fix."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"cannot read the config file {str(path)!r}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{str(path)!r} is not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+    known = {"store", "keys_file", "files_dir", "limits", "connections", "events_interval_s"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        msg = (
+            f"{str(path)!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+        raise ConfigError(msg)
+    try:
+        limits = Limits(**_table(data, "limits"))
+        connections = tuple(
+            Connection(name=name, **dict(_table(_table(data, "connections"), name)))
+            for name in _table(data, "connections")
+        )
+    except TypeError as exc:
+        msg = f"{str(path)!r}: {exc}; see `conveyor serve --help` for the keys"
+        raise ConfigError(msg) from exc
+    base = ServiceConfig()
+    keys_file = data.get("keys_file", base.keys_file)
+    return ServiceConfig(
+        store=str(data.get("store", base.store)),
+        keys_file=None if keys_file in {None, ""} else Path(keys_file),
+        files_dir=Path(data.get("files_dir", base.files_dir)),
+        limits=limits,
+        connections=connections,
+        events_interval_s=data.get("events_interval_s", base.events_interval_s),
+    )

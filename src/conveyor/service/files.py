@@ -1,0 +1,164 @@
+"""Uploaded JSONL files: streamed to disk as they arrive, checked line by line, per tenant.
+
+``POST /v1/files`` writes the body chunk by chunk to a temporary file, checking each complete
+line is JSON and counting them, and stops at ``max_file_bytes`` (413): memory holds one chunk
+and one line at a time, never the file. The file is then renamed into place, so a job never
+sees half a file. A job made from it (``file_id``) reads its items lazily, line by line.
+
+Each tenant has its own folder, named by a hash of the tenant (tenant names never become
+paths), and ids are checked against their pattern before any path is built: another
+tenant's file id, or a made-up one, is simply not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .problems import Problem
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+    from typing import BinaryIO
+
+__all__ = ["FileInfo", "Files"]
+
+FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
+#: One line (one item) may not be longer than this while uploading.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """An uploaded file."""
+
+    id: str
+    bytes: int
+    items: int
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the API shows it."""
+        return {
+            "id": self.id,
+            "bytes": self.bytes,
+            "items": self.items,
+            "created_at": self.created_at,
+        }
+
+
+class _LineChecker:
+    """Splits a byte stream into lines and checks each is JSON (blank lines are skipped)."""
+
+    def __init__(self) -> None:
+        self.partial = b""
+        self.line = 0
+        self.items = 0
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.partial + chunk
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        if len(self.partial) > MAX_LINE_BYTES:
+            raise Problem(
+                413, f"line {self.line + len(lines) + 1} is over {MAX_LINE_BYTES:,} bytes"
+            )
+        for raw in lines:
+            self._check(raw)
+
+    def _check(self, raw: bytes) -> None:
+        self.line += 1
+        if not raw.strip():
+            return
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            msg = (
+                f"line {self.line} is not JSON ({exc}): the file must hold one JSON value per line"
+            )
+            raise Problem(422, msg) from None
+        self.items += 1
+
+    def close(self) -> None:
+        if self.partial:
+            self._check(self.partial)
+            self.partial = b""
+
+
+async def _copy(
+    chunks: AsyncIterator[bytes], out: BinaryIO, checker: _LineChecker, max_bytes: int
+) -> int:
+    """Write and check the chunks; return the size. `Problem` 413 or 422 on the way."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            msg = (
+                f"the file is over max_file_bytes={max_bytes:,}: split it into several jobs,"
+                " or ask the operator to raise [limits] max_file_bytes"
+            )
+            raise Problem(413, msg)
+        checker.feed(chunk)
+        await asyncio.to_thread(out.write, chunk)
+    checker.close()
+    if checker.items == 0:
+        raise Problem(422, "the file has no items: send one JSON value per line")
+    return size
+
+
+class Files:
+    """The uploaded files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, tenant: str) -> Path:
+        return self.root / hashlib.sha256(tenant.encode()).hexdigest()[:24]
+
+    async def save(self, tenant: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> FileInfo:
+        """Stream `chunks` to a new file; `Problem` 413 past `max_bytes`, 422 on a bad line."""
+        folder = self._dir(tenant)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        file_id = f"file-{uuid.uuid4().hex}"
+        tmp = folder / f".{file_id}.part"
+        checker = _LineChecker()
+        out = await asyncio.to_thread(tmp.open, "wb")
+        try:
+            size = await _copy(chunks, out, checker, max_bytes)
+        except BaseException:
+            out.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        out.close()
+        info = FileInfo(file_id, size, checker.items, time.time())
+        meta = json.dumps(info.to_dict())
+        await asyncio.to_thread((folder / f"{file_id}.json").write_text, meta, "utf-8")
+        await asyncio.to_thread(os.replace, tmp, folder / f"{file_id}.jsonl")
+        return info
+
+    def info(self, tenant: str, file_id: str) -> FileInfo | None:
+        """The file's record, or ``None`` (a bad id, another tenant's, or gone)."""
+        if not FILE_ID.match(file_id):
+            return None
+        try:
+            data = json.loads((self._dir(tenant) / f"{file_id}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not (self._dir(tenant) / f"{file_id}.jsonl").exists():
+            return None
+        return FileInfo(data["id"], data["bytes"], data["items"], data["created_at"])
+
+    def items(self, tenant: str, file_id: str) -> Iterator[Any]:
+        """The file's items, read line by line (call only after `info` found it)."""
+        with (self._dir(tenant) / f"{file_id}.jsonl").open("rb") as lines:
+            for raw in lines:
+                if raw.strip():
+                    yield json.loads(raw)

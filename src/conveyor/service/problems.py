@@ -1,0 +1,127 @@
+"""Errors as ``application/problem+json`` (RFC 9457), each with a detail that says what to fix."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ..errors import ConfigError
+from ..jobs.errors import InvalidJob, JobNotFound, JobStateError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from starlette.requests import Request
+
+__all__ = ["PROBLEM_JSON", "Problem", "handlers", "problem_response"]
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger("conveyor.service")
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+
+
+class Problem(Exception):
+    """Raised by a route: answered as problem+json with `status` and `detail`."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem+json response."""
+    body = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+async def _problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc.status, exc.detail, headers=exc.headers, **exc.extra)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no such endpoint: {request.method} {request.url.path}; see /openapi.json"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
+    return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def _not_found(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobNotFound)
+    return problem_response(404, f"no job {exc.job_id!r}: check the id (GET /v1/jobs lists yours)")
+
+
+async def _invalid(_request: Request, exc: Exception) -> Response:
+    return problem_response(422, str(exc))
+
+
+async def _state(_request: Request, exc: Exception) -> Response:
+    return problem_response(409, str(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The detail never carries the exception's text: it may hold what a client must not see.
+    logger.error("conveyor service: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500, "the service failed to answer; the error is in its log. Try again, or report it."
+    )
+
+
+def handlers() -> dict[Any, Any]:
+    """The exception handlers to give Starlette."""
+    return {
+        Problem: _problem,
+        HTTPException: _http,
+        JobNotFound: _not_found,
+        InvalidJob: _invalid,
+        ConfigError: _invalid,
+        JobStateError: _state,
+        Exception: _unexpected,
+    }

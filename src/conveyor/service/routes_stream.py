@@ -1,0 +1,139 @@
+"""What streams: a job's events (SSE), the tenant's job list (SSE), and a job's results.
+
+Server-Sent Events, one per change::
+
+    retry: 1000                      (the client reconnects after 1 s)
+
+    id: 42                           the job's version: send it back as Last-Event-ID
+    event: progress                  "done" for the last one, whose status is final
+    data: {...the job, as GET /v1/jobs/{id} shows it...}
+
+A client that reconnects with ``Last-Event-ID: 42`` gets the next change after version 42
+(or at once the current state, if it changed meanwhile); every stream ends with a ``done``
+event carrying the final state, after which a client should not reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import StreamingResponse
+
+from .problems import Problem
+from .state import json_response, only_params, query_choice, query_int, service_of
+from .views import item_view, job_view
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ..jobs.model import ItemState
+
+__all__ = ["SSE_HEADERS", "job_events", "job_results", "jobs_events"]
+
+ITEM_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+#: No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PAGE = 1000
+
+
+def _event(name: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def job_events(request: Request) -> Response:
+    """``GET /v1/jobs/{job_id}/events``: the job's progress as Server-Sent Events."""
+    service = service_of(request)
+    _, job = await service.job(request)
+    only_params(request)
+    last = request.headers.get("last-event-id")
+    after: int | None = None
+    if last is not None:
+        if not last.strip().isdigit():
+            raise Problem(422, f"Last-Event-ID {last!r}: send back the id of the last event seen")
+        after = int(last)
+    app = service.app
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        async for snapshot in service.feed.follow(job, after_version=after):
+            if snapshot is None:
+                yield ": keepalive\n\n"
+                continue
+            name = "done" if snapshot.done else "progress"
+            yield _event(name, job_view(snapshot, app), snapshot.version)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def jobs_events(request: Request) -> Response:
+    """``GET /v1/events``: the caller's newest jobs, sent again whenever one of them changes.
+
+    What the dashboard's job list follows: one connection, however many jobs it shows.
+    """
+    service = service_of(request)
+    tenant = service.tenant(request)
+    only_params(request, "limit")
+    limit = query_int(request, "limit", 20, 1, 100)
+    interval_s = max(1.0, 4 * service.feed.interval_s)
+    store = service.jobs.store
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        seen: tuple[tuple[str, int], ...] | None = None
+        quiet_s = lived_s = 0.0
+        while lived_s < service.list_events_max_s:
+            jobs = await store.list_jobs(tenant=tenant, limit=limit)
+            marks = tuple((j.id, j.version) for j in jobs)
+            if marks != seen:
+                seen, quiet_s = marks, 0.0
+                yield _event("jobs", {"data": [job_view(j, service.app) for j in jobs]})
+            elif quiet_s >= 15:
+                quiet_s = 0.0
+                yield ": keepalive\n\n"
+            pause_s = min(interval_s, service.list_events_max_s - lived_s)
+            await asyncio.sleep(pause_s)
+            quiet_s += pause_s
+            lived_s += pause_s
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def job_results(request: Request) -> Response:
+    """``GET /v1/jobs/{job_id}/results``: items streamed as JSONL, or a page of JSON."""
+    service = service_of(request)
+    _, job = await service.job(request)
+    only_params(request, "state", "format", "cursor", "limit")
+    state: ItemState | None = query_choice(request, "state", ITEM_STATES)  # type: ignore[assignment]
+    fmt = query_choice(request, "format", ("jsonl", "json")) or "jsonl"
+    text = request.query_params.get("cursor", "-1")
+    try:
+        after = int(text)
+    except ValueError:
+        after = -2
+    if after < -1:
+        raise Problem(422, f"?cursor={text!r}: pass the next_cursor of the previous page")
+    store = service.jobs.store
+    if fmt == "json":
+        limit = query_int(request, "limit", 100, 1, PAGE)
+        page = await store.items(job.id, state=state, after=after, limit=limit)
+        next_cursor = str(page[-1].index) if len(page) == limit else None
+        return json_response({"data": [item_view(i) for i in page], "next_cursor": next_cursor})
+
+    async def lines() -> AsyncIterator[str]:
+        # One page in memory at a time, never the whole set.
+        cursor = after
+        while True:
+            page = await store.items(job.id, state=state, after=cursor, limit=PAGE)
+            if page:
+                yield "".join(json.dumps(item_view(i), ensure_ascii=False) + "\n" for i in page)
+            if len(page) < PAGE:
+                return
+            cursor = page[-1].index
+
+    return StreamingResponse(lines(), media_type="application/jsonl")

@@ -1,0 +1,219 @@
+"""The request and response bodies, as pydantic models. Pydantic lives here only.
+
+They validate what comes in, and are the source of the OpenAPI document's schemas
+(``openapi.py``).
+
+Responses are built as plain dicts by ``views.py`` (no model round trip on the hot status
+path); the schemathesis run in the tests checks that they match these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FileOut",
+    "ItemOut",
+    "ItemPage",
+    "JobCreate",
+    "JobOptionsIn",
+    "JobOut",
+    "JobPage",
+    "ProblemOut",
+    "RetryOut",
+    "ServiceOut",
+]
+
+JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
+ItemState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class JobOptionsIn(BaseModel):
+    """How the job's items run (every field optional)."""
+
+    model_config = _STRICT
+
+    concurrency: int = Field(default=10, ge=1, le=10_000, description="items in flight, per worker")
+    attempts: int = Field(default=1, ge=1, le=100, description="attempts per item (1: no retries)")
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=86_400, description="one attempt's limit, seconds (null: none)"
+    )
+    limiters: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="names of the service's shared limiters each attempt goes through",
+    )
+
+
+class JobCreate(BaseModel):
+    """A job to create: a task, and its items inline or as an uploaded file."""
+
+    model_config = _STRICT
+
+    task: str = Field(
+        min_length=1,
+        max_length=200,
+        description="a task name from GET /v1/tasks; `http:<connection>` sends request lines",
+    )
+    items: list[Any] | None = Field(
+        default=None, min_length=1, description="the items (any JSON), one task call each"
+    )
+    file_id: str | None = Field(
+        default=None,
+        pattern=r"^file-[0-9a-f]{32}$",
+        description="an uploaded JSONL file (POST /v1/files): one item per line",
+    )
+    options: JobOptionsIn | None = Field(default=None, description="null or absent: the defaults")
+
+
+class CountsOut(BaseModel):
+    """Items per state."""
+
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class SummaryOut(BaseModel):
+    """The job's run in numbers (final once it is done)."""
+
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    duration_s: float
+    throughput_per_s: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    concurrency: int
+
+
+class OptionsOut(BaseModel):
+    """The job's options."""
+
+    concurrency: int
+    attempts: int
+    timeout_s: float | None
+    limiters: list[str]
+
+
+class LimitOut(BaseModel):
+    """One rate limit the job's calls go through."""
+
+    limiter: str
+    unit: Literal["requests", "tokens"]
+    per_second: float
+
+
+class LinksOut(BaseModel):
+    """Where to follow and act on the job."""
+
+    self: str
+    events: str
+    results: str
+    cancel: str
+    retry: str
+
+
+class JobOut(BaseModel):
+    """A job: status, progress, counts, summary."""
+
+    id: str
+    task: str
+    status: JobStatus
+    progress: float = Field(ge=0, le=100)
+    step: str | None
+    counts: CountsOut
+    summary: SummaryOut
+    options: OptionsOut
+    limits: list[LimitOut]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    idempotency_key: str | None
+    version: int
+    links: LinksOut
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first."""
+
+    data: list[JobOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: last")
+
+
+class ErrorOut(BaseModel):
+    """Why an item failed."""
+
+    type: str | None
+    message: str | None
+
+
+class ItemOut(BaseModel):
+    """One item and how it ended."""
+
+    index: int
+    state: ItemState
+    input: Any
+    result: Any
+    error: ErrorOut | None
+    attempts: int
+    latency_s: float | None
+
+
+class ItemPage(BaseModel):
+    """A page of items, in index order."""
+
+    data: list[ItemOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: last")
+
+
+class RetryOut(BaseModel):
+    """What retry-failed did."""
+
+    retried: int
+    job: JobOut
+
+
+class FileOut(BaseModel):
+    """An uploaded JSONL file."""
+
+    id: str
+    bytes: int
+    items: int
+    created_at: float
+
+
+class TaskOut(BaseModel):
+    """A task jobs can run."""
+
+    name: str
+    limiters: list[str]
+    base_url: str | None = Field(description="for http tasks: the only address they call")
+
+
+class ServiceOut(BaseModel):
+    """What this service offers."""
+
+    version: str
+    auth: Literal["api_key", "none"]
+    tasks: list[TaskOut]
+    limits: dict[str, int]
+
+
+class ProblemOut(BaseModel):
+    """An error (RFC 9457), with a detail that says what to fix."""
+
+    type: str
+    title: str
+    status: int
+    detail: str

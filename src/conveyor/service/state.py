@@ -1,0 +1,128 @@
+"""What every route shares, and the helpers that turn a request into a tenant and parameters.
+
+Thin: the decisions live in the library (`conveyor.jobs`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from .problems import Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from starlette.requests import Request
+
+    from ..jobs.app import App
+    from ..jobs.client import Jobs
+    from ..jobs.model import Job
+    from ..jobs.worker import Worker
+    from .config import Limits
+    from .feed import JobFeed
+    from .files import Files
+    from .keys import KeyRing
+
+__all__ = ["Service", "json_response", "only_params", "query_choice", "query_int", "service_of"]
+
+
+@dataclass(slots=True)
+class Service:
+    """The service's parts, kept on ``app.state.service``."""
+
+    jobs: Jobs
+    app: App
+    keys: KeyRing
+    files: Files
+    feed: JobFeed
+    limits: Limits
+    worker: Worker | None = None
+    #: How long the job list's stream lasts before the client reconnects, in seconds.
+    list_events_max_s: float = 300.0
+    #: Task name to the base URL it may call (the http tasks of the connections).
+    base_urls: dict[str, str] = field(default_factory=dict)
+
+    def tenant(self, request: Request) -> str:
+        """The caller's tenant: from its API key, or ``default`` when the service has none."""
+        if not self.keys.enabled:
+            return "default"
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(
+                401,
+                "this service needs an API key: send the header 'Authorization: Bearer <key>'"
+                " (the operator makes keys with `conveyor keys add --tenant NAME`)",
+                headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
+            )
+        tenant = self.keys.tenant_of(token.strip())
+        if tenant is None:
+            raise Problem(
+                401,
+                "the API key is not valid: it was mistyped or revoked; ask the operator for one",
+                headers={"WWW-Authenticate": 'Bearer realm="conveyor", error="invalid_token"'},
+            )
+        return tenant
+
+    async def job(self, request: Request) -> tuple[str, Job]:
+        """The caller's tenant and the job of the path; 404 for another tenant's job."""
+        tenant = self.tenant(request)
+        job_id = request.path_params["job_id"]
+        job = await self.jobs.store.get_job(job_id)
+        if job is None or job.tenant != tenant:
+            # Another tenant's job answers exactly like a job that does not exist.
+            raise Problem(404, f"no job {job_id!r}: check the id (GET /v1/jobs lists yours)")
+        return tenant, job
+
+    def wake_worker(self) -> None:
+        """Tell the in-process worker (if any) there is work now."""
+        if self.worker is not None:
+            self.worker.wake()
+
+
+def service_of(request: Request) -> Service:
+    """The `Service` of the app that received `request`."""
+    service: Service = request.app.state.service
+    return service
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response (compact; UTF-8 as it is)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def only_params(request: Request, *allowed: str) -> None:
+    """Refuse (422) a query parameter the operation does not know: a typo must not pass."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        known = ", ".join(allowed) or "none"
+        raise Problem(422, f"unknown query parameter(s) {', '.join(unknown)}: this takes {known}")
+
+
+def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | None:
+    """A query parameter that must be one of `choices` (422 naming them), or ``None``."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    allowed = tuple(choices)
+    if value not in allowed:
+        raise Problem(422, f"?{name}={value!r}: pass one of {', '.join(allowed)}")
+    return value
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high] (422 saying the range)."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise Problem(422, f"?{name}={text!r}: pass a whole number from {low} to {high}")
+    return value

@@ -1,0 +1,160 @@
+"""The http task through an operator's connection.
+
+Credentials from the environment reach the
+
+upstream and nothing else, and items cannot call elsewhere or bring their own credentials.
+"""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+
+from conveyor.jobs import App
+from conveyor.service import Connection, ServiceConfig, create_app
+
+from .conftest import FAST_WORKER
+
+SECRET = "sk-test-0123456789abcdef"  # noqa: S105 - a made-up key the test hunts for
+
+
+async def _upstream() -> tuple[web.AppRunner, str]:
+    """A local API that echoes the caller's Authorization back: the worst case for leaks."""
+
+    async def echo(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if request.path.endswith("/fail"):
+            return web.json_response({"error": {"message": f"bad key {auth}"}}, status=400)
+        return web.json_response({"you_sent": auth, "path": request.path})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def test_connection_credentials_never_land_in_results_events_store_or_logs(tmp_path, caplog):
+    """The upstream gets the env's key; results, errors, events, the DB and logs never hold it."""
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "jobs.db"
+
+    async def main() -> None:
+        runner, base = await _upstream()
+        cfg = ServiceConfig(
+            store=f"sqlite:///{db}",
+            keys_file=None,
+            files_dir=tmp_path / "files",
+            connections=(
+                Connection(
+                    name="api", base_url=f"{base}/v1", auth_env="API_KEY", requests_per_minute=6000
+                ),
+            ),
+        )
+        asgi = create_app(cfg, app=App(), environ={"API_KEY": SECRET}, worker_options=FAST_WORKER)
+        try:
+            async with asgi.router.lifespan_context(asgi):
+                transport = httpx.ASGITransport(app=asgi)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    items = [
+                        {"custom_id": "a", "method": "POST", "url": "/ok", "body": {"x": 1}},
+                        {"custom_id": "b", "method": "POST", "url": "/fail", "body": {}},
+                    ]
+                    r = await c.post("/v1/jobs", json={"task": "http:api", "items": items})
+                    assert r.status_code == 202, r.text
+                    job = r.json()
+                    assert job["limits"] == [
+                        {"limiter": "api", "unit": "requests", "per_second": 100.0}
+                    ]
+                    async with asyncio.timeout(5):
+                        while job["status"] != "completed":
+                            await asyncio.sleep(0.02)
+                            job = (await c.get(f"/v1/jobs/{job['id']}")).json()
+                    results = (await c.get(f"/v1/jobs/{job['id']}/results")).text
+                    events = (await c.get(f"/v1/jobs/{job['id']}/events")).text
+                    service = (await c.get("/v1/service")).json()
+        finally:
+            await runner.cleanup()
+        # The upstream did get the key (it echoed it), but it was redacted before storing.
+        assert '"you_sent": "[redacted]"' in results
+        assert "bad key [redacted]" in results
+        assert job["counts"] == {**job["counts"], "succeeded": 1, "failed": 1}
+        for text in (results, events, str(service), caplog.text):
+            assert SECRET not in text
+        for path in tmp_path.glob("jobs.db*"):
+            assert SECRET.encode() not in path.read_bytes(), path
+
+    asyncio.run(main())
+
+
+def test_items_may_not_leave_the_base_url_or_carry_credentials(tmp_path):
+    """Another host, a climb out with '..', or an item's own Authorization: 422, nothing stored."""
+
+    async def main() -> None:
+        cfg = ServiceConfig(
+            store="memory:",
+            keys_file=None,
+            files_dir=tmp_path,
+            connections=(Connection(name="api", base_url="http://127.0.0.1:9/v1"),),
+        )
+        asgi = create_app(cfg, app=App(), worker=False)
+        async with asgi.router.lifespan_context(asgi):
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                line = {"custom_id": "a", "method": "GET", "body": None}
+                for url, headers, expected in [
+                    ("http://169.254.169.254/latest/meta-data", {}, "outside"),
+                    ("http://127.0.0.1:9/v1/../admin", {}, "leaves"),
+                    ("/v1/%2e%2e/admin", {}, "leaves"),
+                    ("/v1/ok", {"Authorization": "Bearer mine"}, "may not carry credentials"),
+                ]:
+                    item = {**line, "url": url, "headers": headers}
+                    r = await c.post("/v1/jobs", json={"task": "http:api", "items": [item]})
+                    assert r.status_code == 422, url
+                    assert expected in r.json()["detail"], r.json()["detail"]
+                assert (await c.get("/v1/jobs")).json()["data"] == []
+
+    asyncio.run(main())
+
+
+def test_a_connection_whose_env_var_is_missing_is_refused_at_start(tmp_path):
+    """The service does not start with a connection whose credential variable is unset."""
+    import pytest
+
+    from conveyor.errors import ConfigError
+
+    cfg = ServiceConfig(
+        store="memory:",
+        keys_file=None,
+        files_dir=tmp_path,
+        connections=(Connection(name="api", base_url="https://api.example.com", auth_env="NOPE"),),
+    )
+    with pytest.raises(ConfigError, match="NOPE"):
+        create_app(cfg, app=App(), environ={})
+
+
+def test_config_files_are_read_and_checked(tmp_path: Path):
+    """A TOML config gives limits and connections; an unknown key is named in the error."""
+    import pytest
+
+    from conveyor.errors import ConfigError
+    from conveyor.service import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'store = "memory:"\n[limits]\nmax_items_per_job = 7\n'
+        '[connections.openai]\nbase_url = "https://api.openai.com"\nauth_env = "K"\n'
+    )
+    cfg = load_config(path)
+    assert cfg.limits.max_items_per_job == 7
+    assert cfg.connections[0].task_name == "http:openai"
+    path.write_text("stor = 1\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="base_url"):
+        Connection(name="x", base_url="ftp://host")

@@ -1,0 +1,71 @@
+"""API keys and the serve / keys commands."""
+
+import json
+
+from conveyor.cli import main
+from conveyor.cli.serve import is_loopback
+from conveyor.service.keys import KeyRing, add_key, read_keys, revoke_key
+
+
+def test_keys_are_stored_hashed_and_map_to_their_tenant(tmp_path):
+    """The file holds the key's SHA-256, never the key; the ring finds the tenant by key."""
+    path = tmp_path / "keys.json"
+    record, secret = add_key(path, tenant="acme", name="web")
+    assert secret.startswith(f"cvy_{record.id}_")
+    assert secret not in path.read_text()
+    assert json.loads(path.read_text())["keys"][0]["tenant"] == "acme"
+    ring = KeyRing(path)
+    assert ring.enabled
+    assert ring.tenant_of(secret) == "acme"
+    assert ring.tenant_of(secret + "x") is None
+    assert ring.tenant_of("not-a-key") is None
+
+
+def test_a_revoked_key_stops_working_after_the_ring_rechecks(tmp_path):
+    """Revoking rewrites the file; the ring re-reads it at its next check (clock moved by hand)."""
+    path = tmp_path / "keys.json"
+    record, secret = add_key(path, tenant="acme")
+    now = [0.0]
+    ring = KeyRing(path, clock=lambda: now[0])
+    assert ring.tenant_of(secret) == "acme"
+    revoke_key(path, record.id)
+    now[0] = 2.0
+    assert ring.tenant_of(secret) is None
+    assert not ring.enabled
+    assert read_keys(path) == []
+
+
+def test_keys_add_prints_the_key_once_and_ls_never_shows_it(tmp_path, capsys):
+    """`conveyor keys add` prints the key on stdout; `keys ls` lists ids and tenants only."""
+    path = tmp_path / "keys.json"
+    assert main(["keys", "--keys-file", str(path), "add", "--tenant", "acme"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("cvy_")
+    assert main(["keys", "--keys-file", str(path), "ls"]) == 0
+    listed = capsys.readouterr().out
+    assert "tenant=acme" in listed
+    assert secret not in listed
+    assert main(["keys", "--keys-file", str(path), "add", "--tenant", "no spaces"]) == 2
+
+
+def test_serve_refuses_a_non_loopback_bind_without_keys(tmp_path, capsys):
+    """Without keys, `conveyor serve --host 0.0.0.0` exits 2 and says how to fix it."""
+    code = main(
+        [
+            "serve",
+            "--host",
+            "0.0.0.0",  # noqa: S104 - the bind that must be refused
+            "--keys-file",
+            str(tmp_path / "none.json"),
+            "--store",
+            "memory:",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "refusing to bind 0.0.0.0 without API keys" in err
+    assert "conveyor keys add" in err
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")  # noqa: S104 - the address under test
