@@ -171,10 +171,15 @@ def test_absolute_urls_are_allowed_without_base_url():
         ("https://h/api/v1", "https://h/api", "https://h/api/v1"),
         ("https://h/apiv1", "https://h/api", None),
         ("https://other/v1", "https://h", None),
+        # The OpenAI SDK's base URL ends in /v1, as batch files' urls begin: not doubled.
+        ("/v1/chat/completions", "https://h/v1", "https://h/v1/chat/completions"),
+        ("/v1/chat/completions", "https://h/v1/", "https://h/v1/chat/completions"),
+        ("/v2/x", "https://h/v1", "https://h/v1/v2/x"),
+        ("/v1x/y", "https://h/v1", "https://h/v1/v1x/y"),
     ],
 )
 def test_join_url(url, base, expected):
-    """Relative urls join the base; absolute ones must be under it."""
+    """Relative urls join the base (its path not repeated); absolute ones must be under it."""
     assert join_url(url, base, line=1) == expected
 
 

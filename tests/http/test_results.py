@@ -153,3 +153,14 @@ def test_short_values_are_not_redacted_but_counted():
     assert not redact
     assert redact.too_short == 1
     assert redact("abc") == "abc"
+
+
+def test_an_apis_own_error_message_is_redacted_and_cut_like_any_body():
+    """OpenAI's error.message echoing a secret is redacted, and a long one is cut short."""
+    secret = "sk-test-0123456789abcdef"  # noqa: S105 - a made-up test value
+    body = {"error": {"message": f"Incorrect API key provided: {secret}. " + "y" * 300}}
+    text = Response(401, {}, body).error_text(lambda t: t.replace(secret, "[redacted]"))
+    assert secret not in text
+    assert text.startswith("Incorrect API key provided: [redacted].")
+    assert text.endswith("...")
+    assert len(text) == 203

@@ -135,7 +135,16 @@ def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
             " --base-url with the API's address, e.g. --base-url https://api.openai.com"
         )
         raise InputError(msg)
-    return base_url.rstrip("/") + "/" + url.lstrip("/")
+    base = base_url.rstrip("/")
+    # A base URL with a path (the OpenAI SDK's ``https://api.openai.com/v1``) and a url that
+    # starts with it (a batch file's ``/v1/chat/completions``): the path is not doubled.
+    scheme_end = base.find("://")
+    path_start = base.find("/", scheme_end + 3) if scheme_end >= 0 else -1
+    if path_start >= 0:
+        base_path = base[path_start:]
+        if url == base_path or url.startswith(base_path + "/"):
+            return base[:path_start] + url
+    return base + "/" + url.lstrip("/")
 
 
 # msgspec reads and writes JSON several times faster than the standard library, keeps integers

@@ -49,10 +49,11 @@ class Response:
         if isinstance(body, dict):
             error = body.get("error")
             if isinstance(error, dict) and isinstance(error.get("message"), str):
-                return str(error["message"])
-            if isinstance(error, str):
-                return error
-            text = json.dumps(body, separators=(",", ":"))
+                text = str(error["message"])
+            elif isinstance(error, str):
+                text = error
+            else:
+                text = json.dumps(body, separators=(",", ":"))
         else:
             text = body if isinstance(body, str) else json.dumps(body)
         if redact is not None:
