@@ -13,6 +13,18 @@ def test_rates_span_the_horizon_once_the_run_is_that_old():
     assert meter.per_minute() == (600.0, 3000.0, 5.0)  # (1100-1000)/10 s
 
 
+def test_the_first_window_sent_at_once_does_not_read_as_a_rate_above_the_limit():
+    """Three windows of 120 sent at 0, 1 and 2 s read as 120/s, not 175/s, until the start ages."""
+    meter = RateMeter(horizon_s=10.0, window_s=1.0)
+    meter.add(0.0, sent=0, tokens=0, done=0)
+    meter.add(2.05, sent=360, tokens=0, done=0)
+    assert meter.per_minute()[0] == 360 * 60 / 3.05
+    for t in range(3, 21):
+        meter.add(float(t), sent=120 * (t + 1), tokens=0, done=0)
+    # The start has left the horizon: the last 10 s held 10 windows, with no start burst.
+    assert meter.per_minute()[0] == 7200.0
+
+
 def test_no_rate_before_two_samples():
     """One sample (or none) gives zero rates rather than a division by zero."""
     meter = RateMeter()

@@ -190,8 +190,8 @@ async def _show(batch: Batch, mode: str, console: Console, options: RunOptions) 
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    meter = RateMeter()
     limits = options.limits
+    meter = RateMeter(window_s=limits.window_s)
 
     def frame() -> Progress:
         return snapshot(

@@ -57,10 +57,16 @@ class RateMeter:
     (600.0, 60000.0, 8.0)
     """
 
-    __slots__ = ("_samples", "horizon_s")
+    __slots__ = ("_from_start", "_samples", "horizon_s", "window_s")
 
-    def __init__(self, *, horizon_s: float = 10.0) -> None:
+    def __init__(self, *, horizon_s: float = 10.0, window_s: float | None = None) -> None:
         self.horizon_s = horizon_s
+        # With limits over a known window, the run's first window is sent at once at the
+        # start: counted over the time since, it would read as a rate above the limit (3
+        # windows' worth after 2.05 s). Until the start leaves the horizon, the span then
+        # counts that first window's length too.
+        self.window_s = window_s or 0.0
+        self._from_start = True
         self._samples: deque[tuple[float, int, float, int]] = deque()
 
     def add(self, now: float, *, sent: int, tokens: float, done: int) -> None:
@@ -73,6 +79,7 @@ class RateMeter:
         samples.append((now, sent, tokens, done))
         while len(samples) > 2 and samples[1][0] <= now - self.horizon_s:
             samples.popleft()
+            self._from_start = False
 
     def per_minute(self) -> tuple[float, float, float]:
         """Return (requests per minute, tokens per minute, settled per second)."""
@@ -83,6 +90,8 @@ class RateMeter:
         span = t1 - t0
         if span <= 0:
             return 0.0, 0.0, 0.0
+        if self._from_start:
+            span += self.window_s
         return (
             (sent1 - sent0) * 60.0 / span,
             (tokens1 - tokens0) * 60.0 / span,
