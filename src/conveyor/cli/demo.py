@@ -180,7 +180,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         console.print(
             f"The API answered {stats['ok']:,} requests, refused {stats['rate_limited']:,}"
             f" with 429, failed {stats['errors_500']:,} with 500, held {stats['hung']:,}"
-            f" hung and dropped {stats['dropped']:,}; every one was retried.",
+            f" hung and dropped {stats['dropped']:,}; the runner retried each of them.",
             soft_wrap=True,
         )
         console.print(
@@ -195,4 +195,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         )
         if options.keep is not None:
             console.print(f"The requests and results are in {folder}.", soft_wrap=True)
+        else:
+            console.print(
+                "The files were in a temporary folder, removed now; `conveyor demo --keep DIR`"
+                " keeps them.",
+                soft_wrap=True,
+                markup=False,
+            )
     return status
