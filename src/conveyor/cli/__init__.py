@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--requests", type=_positive_int, default=1_500, help="requests to send (1500)"
+        "--requests", type=_positive_int, default=2_000, help="requests to send (2000)"
     )
     demo.add_argument(
         "--concurrency", type=_positive_int, default=50, help="requests in flight at most (50)"

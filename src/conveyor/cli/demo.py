@@ -52,7 +52,7 @@ _WORDS = [
 class DemoOptions:
     """What the demo runs: the requests, the concurrency, the API's limits and latency."""
 
-    requests: int = 1_500
+    requests: int = 2_000
     concurrency: int = 50
     rpm: float = 7_200.0
     tpm: float = 3_300_000.0
