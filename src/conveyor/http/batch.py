@@ -133,7 +133,7 @@ class Batch:
         session: aiohttp.ClientSession | None = None
         transport = self._transport
         if transport is None:
-            session = _session(self.limits.concurrency)
+            session = _session(self.limits.concurrency, dated=self.limits.window_s is not None)
             transport = AiohttpTransport(session)
         try:
             summary = await self._run(transport)
@@ -255,11 +255,15 @@ async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, R
     await outcomes.aclose()
 
 
-def _session(concurrency: int) -> aiohttp.ClientSession:
+def _session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
+    """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
     import aiohttp  # noqa: PLC0415 - only the batch runner needs it
+
+    from .sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
 
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency),
+        trace_configs=[send_time_trace()] if dated else None,
         # The engine times attempts (--timeout); only opening a connection is bounded here.
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
         raise_for_status=False,

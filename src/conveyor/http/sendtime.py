@@ -1,0 +1,40 @@
+"""Date each admission when its request's headers go out, not when the limiter granted it.
+
+The engine dates an attempt's admission when the attempt starts (`Slot.mark_sent`). An HTTP
+request can leave later than that: when the pool has no idle connection (one was dropped, or
+the run is young), it first opens one. Against a strict window that matters: a request sent
+12 ms after its date, followed one window later by a request sent on time, puts both inside
+one window of the server's, which answers 429 (seen once in four demo runs, with a 10 ms
+margin). aiohttp's trace signal for "request headers sent" runs in the request's own task, so
+it reaches the attempt's slots (`conveyor.engine.context.current_slots`) and re-dates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..engine.context import current_slots
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["send_time_trace"]
+
+
+async def _headers_sent(session: Any, context: Any, params: Any) -> None:
+    del session, context, params
+    slots = current_slots.get()
+    if slots:
+        now = asyncio.get_running_loop().time()
+        for slot in slots:
+            slot.mark_sent(now)
+
+
+def send_time_trace() -> aiohttp.TraceConfig:
+    """A trace config that re-dates the running attempt's slots when its headers are sent."""
+    import aiohttp  # noqa: PLC0415 - only the batch runner needs it
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_headers_sent)
+    return trace
