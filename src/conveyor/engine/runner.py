@@ -23,19 +23,17 @@ How the parts meet:
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import _clock
-from ..errors import DeadlineExceeded, SourceError
-from ..policy.retry import Decision, Retry, decide
+from ..errors import SourceError
 from .attempt import Attempts, release
 from .context import current_slots
 from .events import Event, ItemFinished, ItemRetrying, ItemStarted, RunFinished
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome, Summary
+from .retrying import RetryQueue, Waiting, note, retry_decision
 from .source import BUSY, END, Source
 from .stats import FOLD_AT, LatencyStats
 
@@ -43,6 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
     from ..limits.limiter import Limiter, Slot
+    from ..policy.retry import Retry
 
 __all__ = ["BUFFER", "Run"]
 
@@ -53,22 +52,6 @@ logger = logging.getLogger("conveyor")
 
 #: Settled outcomes the consumer may lag behind before workers wait for it.
 BUFFER = 1024
-_NOTE = "conveyor: "
-
-
-class _Waiting:
-    """An item waiting to be retried."""
-
-    __slots__ = ("attempts", "error", "first_start", "index", "item")
-
-    def __init__(
-        self, index: int, item: Any, attempts: int, first_start: float, error: BaseException
-    ) -> None:
-        self.index = index
-        self.item = item
-        self.attempts = attempts
-        self.first_start = first_start
-        self.error = error
 
 
 class Run(Generic[T, R]):
@@ -112,8 +95,7 @@ class Run(Generic[T, R]):
         self._out: deque[Outcome[T, R]] = deque()
         self._consumer_waiter: asyncio.Future[None] | None = None
         self._space_waiters: deque[asyncio.Future[None]] = deque()
-        self._retries: list[tuple[float, int, _Waiting]] = []
-        self._retry_seq = 0
+        self._retries = RetryQueue()
         self._workers: list[asyncio.Task[None]] = []
         self._active_workers = 0
         self._fatal: BaseException | None = None
@@ -206,8 +188,7 @@ class Run(Generic[T, R]):
         try:
             now = self._loop_time()
             # Retries still waiting will not run: they are settled as cancelled.
-            while self._retries:
-                _, _, w = heapq.heappop(self._retries)
+            for w in self._retries.drain():
                 elapsed = now - w.first_start
                 self._settle(
                     Outcome(w.index, w.item, CANCELLED, None, w.error, w.attempts, 0.0, elapsed)
@@ -241,7 +222,7 @@ class Run(Generic[T, R]):
     async def _worker(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept whole
         loop_time = self._loop_time
         out = self._out
-        retries = self._retries
+        retries = self._retries.heap
         source = self._source
         attempts = self._attempts
         call = attempts.call
@@ -261,7 +242,7 @@ class Run(Generic[T, R]):
                     await self._wait_for_space()
                     continue
                 if retries and retries[0][0] <= loop_time():
-                    _, _, waiting = heapq.heappop(retries)
+                    waiting = self._retries.pop()
                     index, item = waiting.index, waiting.item
                     attempt = waiting.attempts + 1
                     first_start: float | None = waiting.first_start
@@ -418,36 +399,21 @@ class Run(Generic[T, R]):
         now: float,
     ) -> None:
         """Queue a retry, or settle the item as failed (and stop the run if failing fast)."""
-        if isinstance(exc, DeadlineExceeded) and exc.attempts == 0:
-            exc.attempts = attempt
-            exc.args = (str(DeadlineExceeded(exc.deadline_s, attempt)),)
-        policy = self._retry
-        try:
-            decision = decide(
-                policy,
-                attempt=attempt,
-                exc=exc,
-                elapsed_s=now - first_start,
-                now_wall_s=_clock.wall(),
-                u=policy.rng.random(),
-            )
-        except Exception as policy_error:
-            # The retry predicate (or the jitter source) raised: fail the item with its own
-            # error, and say why it was not retried.
-            reason = f"the retry policy raised {policy_error!r}"
-            decision = Decision(retry=False, delay_s=0.0, reason=reason)
+        decision = retry_decision(
+            self._retry, attempt=attempt, exc=exc, elapsed_s=now - first_start
+        )
         if decision.retry:
             self._retries_done += 1
-            self._retry_seq += 1
-            waiting = _Waiting(index, item, attempt, first_start, exc)
-            heapq.heappush(self._retries, (now + decision.delay_s, self._retry_seq, waiting))
+            self._retries.push(
+                now + decision.delay_s, Waiting(index, item, attempt, first_start, exc)
+            )
             if self._on_event is not None:
                 self._emit(
                     ItemRetrying(index, item, attempt, decision.delay_s, exc, decision.reason)
                 )
             return
         if attempt > 1 or decision.reason != "not retryable":
-            _note(exc, f"item {index} failed after {attempt} attempt(s): {decision.reason}")
+            note(exc, f"item {index} failed after {attempt} attempt(s): {decision.reason}")
         self._settle(
             Outcome(index, item, FAILED, None, exc, attempt, now - started, now - first_start)
         )
@@ -503,10 +469,3 @@ class Run(Generic[T, R]):
             max_concurrency=self._max_in_flight,
             concurrency=self._concurrency,
         )
-
-
-def _note(exc: BaseException, text: str) -> None:
-    """Add a note once: a shared exception instance must not collect one per item."""
-    notes = getattr(exc, "__notes__", ())
-    if not any(isinstance(n, str) and n.startswith(_NOTE) for n in notes):
-        exc.add_note(_NOTE + text)
