@@ -21,10 +21,12 @@ EXPECTED = {
     "DeadlineExceeded",
     "Event",
     "Interrupted",
+    "InvalidAnswer",
     "ItemFinished",
     "ItemRetrying",
     "ItemStarted",
     "Outcome",
+    "QuotaExhausted",
     "Report",
     "Retry",
     "RetryAfter",
@@ -50,7 +52,7 @@ def test_all_is_exactly_the_documented_surface():
 def test_every_error_has_the_one_root():
     """Every Conveyor error but Interrupted (a KeyboardInterrupt) derives from ConveyorError."""
     names = ("ConfigError", "RetryAfter", "AttemptTimeout", "DeadlineExceeded", "SourceError")
-    for name in (*names, "CircuitOpen"):
+    for name in (*names, "CircuitOpen", "QuotaExhausted", "InvalidAnswer"):
         assert issubclass(getattr(conveyor, name), conveyor.ConveyorError)
     assert issubclass(conveyor.Interrupted, KeyboardInterrupt)
     assert issubclass(conveyor.ConfigError, ValueError)

@@ -23,6 +23,8 @@ from .errors import ConfigError as ConfigError
 from .errors import ConveyorError as ConveyorError
 from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import Interrupted as Interrupted
+from .errors import InvalidAnswer as InvalidAnswer
+from .errors import QuotaExhausted as QuotaExhausted
 from .errors import RetryAfter as RetryAfter
 from .errors import SourceError as SourceError
 from .jobs.app import App as App
@@ -48,6 +50,7 @@ __all__ = [
     "DeadlineExceeded",
     "Event",
     "Interrupted",
+    "InvalidAnswer",
     "ItemFinished",
     "ItemRetrying",
     "ItemStarted",
@@ -56,6 +59,7 @@ __all__ = [
     "Jobs",
     "Limiter",
     "Outcome",
+    "QuotaExhausted",
     "Rate",
     "Report",
     "Retry",

@@ -8,6 +8,11 @@ The tree::
     ├── AttemptTimeout            one attempt ran past `Retry(timeout_s=...)` (also a TimeoutError)
     ├── DeadlineExceeded          an item ran past `Retry(deadline_s=...)` (also a TimeoutError)
     ├── CircuitOpen               a limiter's circuit is open; the call was not made (retryable)
+    ├── QuotaExhausted            the API says the account's quota is used up (HTTP 429
+    │                             ``insufficient_quota``): not retried; its limiter admits
+    │                             no more calls
+    ├── InvalidAnswer             a 2xx answer that fails validation (cut off, filtered, not
+    │                             the JSON asked for): retryable, with the reason
     └── SourceError               the items iterable itself raised while being read
 
     Interrupted                   Ctrl-C during `run_sync`; carries the partial report.
@@ -33,6 +38,8 @@ __all__ = [
     "ConveyorError",
     "DeadlineExceeded",
     "Interrupted",
+    "InvalidAnswer",
+    "QuotaExhausted",
     "RetryAfter",
     "SourceError",
 ]
@@ -139,3 +146,37 @@ class CircuitOpen(ConveyorError):
             f"circuit open for limiter {limiter!r} after repeated failures;"
             f" the next probe may go in {retry_after_s:.3g}s"
         )
+
+
+class QuotaExhausted(ConveyorError):
+    """The API says the account's quota (credit, monthly spend) is used up: not a rate limit.
+
+    OpenAI answers it with HTTP 429 and the error code ``insufficient_quota``. Waiting does not
+    help, so it is never retried, and the limiter that saw it admits no more calls: the run or
+    job stops starting work at once. `limiter` names the limiter; `message` is the API's.
+    """
+
+    def __init__(self, limiter: str, message: str = "") -> None:
+        self.limiter = limiter
+        self.api_message = message
+        said = f" (it said: {message})" if message else ""
+        super().__init__(
+            f"the API behind limiter {limiter!r} says its quota is exhausted"
+            f" (insufficient_quota){said}: this is not a rate limit, so nothing more is sent;"
+            " add credit or raise the quota with the provider, then resume"
+        )
+
+
+class InvalidAnswer(ConveyorError):
+    """A successful (2xx) answer that fails validation; retryable by default.
+
+    `reason` is one of ``"length"`` (cut off at ``max_tokens``), ``"content_filter"``
+    (filtered), ``"finish_reason"`` (another unexpected finish reason) or ``"not_json"`` (the
+    content does not parse as the JSON asked for). `answer` is the answer, when there is one
+    (not named ``response``: the retry policy would read its 2xx status as the error's).
+    """
+
+    def __init__(self, reason: str, message: str, *, answer: Any = None) -> None:
+        self.reason = reason
+        self.answer = answer
+        super().__init__(message)

@@ -161,7 +161,7 @@ def test_the_summary_table_adds_the_batch_rows():
 
 
 def test_the_summary_record_is_the_summary_plus_the_batch_figures():
-    """--summary-json holds the summary's figures, 429s, counts and both paths; nothing else."""
+    """--summary-json holds the summary's figures, 429s, counts, spend and both paths only."""
     tally = BatchTally(total=12, rate_limited=7, invalid=1, skipped=30)
     result = BatchResult(summary=SUMMARY, tally=tally, interrupted=False)
     record = summary_record(result, input_path=Path("in.jsonl"), output=Path("out.jsonl"))
@@ -171,6 +171,13 @@ def test_the_summary_record_is_the_summary_plus_the_batch_figures():
         "invalid_lines": 1,
         "skipped": 30,
         "interrupted": False,
+        "halted": None,
+        "not_started": 0,
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cost_usd": 0.0,
+        "unpriced_answers": 0,
+        "cache_hits": 0,
         "input": "in.jsonl",
         "output": "out.jsonl",
     }

@@ -1,16 +1,22 @@
 """Fixtures for the job tests: every store behind one factory, and a hand-moved wall clock."""
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor.jobs.store import Store
 from conveyor.jobs.stores.memory import MemoryStore
+from conveyor.jobs.stores.postgres import PostgresStore
 from conveyor.jobs.stores.sqlite import SqliteStore
+from conveyor.testing import VirtualClock
 
-# A PostgreSQL store joins the contract by adding its name here and a branch in `StoreKit`.
-STORES = ["memory", "sqlite"]
+from ..services import drop_schema, postgres_url, unique_schema
+
+# Every store passes the same contract: a new one joins by adding its name here.
+STORES = ["memory", "sqlite", "postgres"]
 
 
 class Wall:
@@ -35,6 +41,8 @@ class StoreKit:
         self.wall = wall
         self._memory: MemoryStore | None = None
         self.opened: list[Store] = []
+        self.schema: str | None = None
+        self.pg_url = ""
 
     def open(self) -> Store:
         """A handle on the shared storage (memory: the same object; SQLite: a new connection)."""
@@ -43,6 +51,12 @@ class StoreKit:
             if self._memory is None:
                 self._memory = MemoryStore(clock=self.wall)
             store = self._memory
+        elif self.kind == "postgres":
+            # Each test in its own schema: runs and tests never see each other's jobs.
+            if self.schema is None:
+                self.pg_url = postgres_url()
+                self.schema = unique_schema()
+            store = PostgresStore(f"{self.pg_url}?schema={self.schema}", clock=self.wall)
         else:
             store = SqliteStore(self.path, clock=self.wall)
         self.opened.append(store)
@@ -61,6 +75,32 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
     for store in k.opened:
         if isinstance(store, SqliteStore) and not store._closed:
             store._shutdown()
+        if isinstance(store, PostgresStore):
+            store.terminate()  # closed by `run` already, unless the test never ran a loop
+    if k.schema is not None:
+        drop_schema(k.pg_url, k.schema)
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, clock: VirtualClock) -> Callable[..., object]:
+    """Virtual time, except for PostgreSQL: a network driver needs the real loop's time.
+
+    (The virtual loop jumps to the next timer when no I/O is ready at once, which would fire
+    a driver's timeouts while a query is on its way.) The contract tests move the store's
+    clock by hand (`Wall`), so they read the same on either loop.
+    """
+    if "kit" in request.fixturenames and request.getfixturevalue("kit").kind == "postgres":
+        kit: StoreKit = request.getfixturevalue("kit")
+
+        async def closing(main: Coroutine[Any, Any, Any]) -> Any:
+            try:
+                return await main
+            finally:
+                for store in kit.opened:
+                    await store.close()
+
+        return lambda main: asyncio.run(closing(main))
+    return clock.run
 
 
 @pytest.fixture

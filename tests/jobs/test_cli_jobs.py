@@ -10,6 +10,7 @@ from rich.console import Console
 from conveyor.cli import main
 from conveyor.cli.jobs_view import job_line, job_table, jobs_table, watch_view
 from conveyor.jobs.model import Counts, Job, JobOptions
+from conveyor.jobs.stores.sqlite import SqliteStore
 
 JOB = Job(
     id="0190b1d2-0000-7000-8000-000000000001",
@@ -112,6 +113,10 @@ def test_submit_run_show_results_retry_from_the_command_line(tmp_path: Path, cap
 def test_errors_are_one_line_with_exit_status_2(tmp_path: Path, capsys):
     """A missing job or a foreign store file prints the reason and exits 2."""
     store = f"sqlite:///{tmp_path}/jobs.db"
+    assert main(["jobs", "show", "nope", "--store", store]) == 2
+    assert "no job store at" in capsys.readouterr().err
+    assert not (tmp_path / "jobs.db").exists()  # a read-only command creates nothing
+    SqliteStore(tmp_path / "jobs.db")._shutdown()
     assert main(["jobs", "show", "nope", "--store", store]) == 2
     assert "no job 'nope'" in capsys.readouterr().err
     other = tmp_path / "notes.txt"

@@ -87,8 +87,8 @@ def test_store_urls_open_the_right_store(tmp_path, monkeypatch):
     assert absolute.path == tmp_path / "abs.db"
     assert isinstance(plain, SqliteStore)
     assert isinstance(open_store("memory:"), MemoryStore)
-    with pytest.raises(conveyor.ConfigError, match="'postgresql' store is not available"):
-        open_store("postgresql://localhost/db")
+    with pytest.raises(conveyor.ConfigError, match="'mysql' store is not available"):
+        open_store("mysql://localhost/db")
     for store in (rel, absolute, plain):
         store._shutdown()
 

@@ -199,13 +199,14 @@ def test_results_of_items_a_worker_does_not_hold_are_ignored(kit: StoreKit, run)
     run(main())
 
 
-def test_a_lapsed_lease_requeues_the_items_and_counts_the_attempt(kit: StoreKit, run):
-    """After lease_s without renewal, the worker's items go back to pending, one attempt made."""
+def test_a_lapsed_lease_requeues_the_items_and_counts_only_started_attempts(kit: StoreKit, run):
+    """After lease_s without renewal, the items go back; only the started one counts an attempt."""
 
     async def main() -> None:
         store = kit.open()
         await store.create_job(new_job(), texts(3))
         await store.claim("dead", limit=2, lease_s=10)
+        assert await store.started("dead", [("job-1", 0), ("job-1", 2)]) == 1  # 2: not claimed
         kit.wall.advance(9.9)
         assert await store.requeue_expired() == 0
         kit.wall.advance(0.2)
@@ -217,7 +218,7 @@ def test_a_lapsed_lease_requeues_the_items_and_counts_the_attempt(kit: StoreKit,
         assert await store.record("dead", [ok("job-1", 0)]) == 0
         claim = await store.claim("alive", limit=5, lease_s=10)
         assert claim is not None
-        assert [(i.index, i.attempts) for i in claim.items] == [(0, 1), (1, 1), (2, 0)]
+        assert [(i.index, i.attempts) for i in claim.items] == [(0, 1), (1, 0), (2, 0)]
 
     run(main())
 
@@ -239,7 +240,7 @@ def test_renewing_keeps_the_lease(kit: StoreKit, run):
 
 
 def test_release_puts_items_back_and_release_all_drops_the_lease(kit: StoreKit, run):
-    """Releasing named items makes them pending; releasing all also ends the lease."""
+    """Releasing named items makes them pending; releasing all ends the lease (job: queued)."""
 
     async def main() -> None:
         store = kit.open()
@@ -251,7 +252,7 @@ def test_release_puts_items_back_and_release_all_drops_the_lease(kit: StoreKit, 
         assert not await store.renew("w1", lease_s=10)
         job = await store.get_job("job-1")
         assert job is not None
-        assert (job.counts.pending, job.counts.running, job.status) == (4, 0, "running")
+        assert (job.counts.pending, job.counts.running, job.status) == (4, 0, "queued")
         items = await store.items("job-1")
         assert [i.attempts for i in items] == [0, 0, 0, 0]
 
@@ -445,5 +446,39 @@ def test_a_second_handle_sees_committed_state(kit: StoreKit, run):
         assert job is not None
         assert job.counts.succeeded == 1
         assert (await reader.items("job-1", state="succeeded"))[0].result == "x"
+
+    run(main())
+
+
+def test_a_claim_with_tasks_takes_only_jobs_of_those_tasks(kit: StoreKit, run):
+    """claim(tasks=...) skips older jobs of other tasks; None claims any task."""
+
+    async def main() -> None:
+        store = kit.open()
+        await store.create_job(new_job("job-1", task="other", created_at=1.0), texts(2))
+        await store.create_job(new_job("job-2", task="mine", created_at=2.0), texts(2))
+        assert await store.claim("w", limit=5, lease_s=10, tasks=["nope"]) is None
+        claim = await store.claim("w", limit=5, lease_s=10, tasks=["mine"])
+        assert claim is not None
+        assert claim.job.id == "job-2"
+        assert await store.claim("w", limit=5, lease_s=10, job_id="job-1", tasks=["mine"]) is None
+        anyone = await store.claim("w", limit=5, lease_s=10)
+        assert anyone is not None
+        assert anyone.job.id == "job-1"
+
+    run(main())
+
+
+def test_started_counts_an_attempt_only_for_the_workers_running_items(kit: StoreKit, run):
+    """started() is fenced like record(): another worker's or a pending item is not counted."""
+
+    async def main() -> None:
+        store = kit.open()
+        await store.create_job(new_job(), texts(3))
+        await store.claim("w1", limit=1, lease_s=10)
+        assert await store.started("w2", [("job-1", 0)]) == 0
+        assert await store.started("w1", [("job-1", 0), ("job-1", 1), ("nope", 0)]) == 1
+        await store.record("w1", [ok("job-1", 0, attempts=0)])
+        assert [i.attempts for i in await store.items("job-1")] == [1, 0, 0]
 
     run(main())

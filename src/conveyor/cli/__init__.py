@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_mock_api(commands)
     _add_jobs(commands)
+    _add_db(commands)
     _add_serve(commands)
     return parser
 
@@ -101,6 +102,12 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .jobs import add_commands
+
+    add_commands(commands)
+
+
+def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .db import add_commands
 
     add_commands(commands)
 
@@ -163,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return 
         from .jobs import jobs_command
 
         return jobs_command(args)
+    if args.command == "db":
+        from .db import db_command
+
+        return db_command(args)
     if args.command in {"serve", "keys"}:
         from .serve import keys_command, serve_command
 

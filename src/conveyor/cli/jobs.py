@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +71,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     submit.add_argument(
         "--limiter", action="append", default=[], help="a shared limiter's name (repeatable)"
     )
-    submit.add_argument("--app", metavar="MODULE:NAME", help="check the task and items first")
+    submit.add_argument(
+        "--app",
+        metavar="MODULE:NAME",
+        help="check the task name and the items before writing (without it the task is not"
+        " checked: a job for a task no worker has waits, queued, until one does)",
+    )
     ls = sub.add_parser("ls", help="list jobs, newest first")
     _store_here(ls)
     ls.add_argument("--status", choices=STATUSES, help="only jobs in this status")
@@ -126,25 +133,51 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
-def _open(args: argparse.Namespace, app: Any = None) -> Jobs:
-    from ..jobs.client import Jobs
+def _open(args: argparse.Namespace, app: Any = None, *, create: bool = False) -> Jobs:
+    """The jobs of ``--store``; only ``submit`` creates a SQLite store that is not there."""
+    from ..jobs.client import Jobs, open_store
 
-    return Jobs(args.store, app=app)
+    return Jobs(open_store(args.store, create=create), app=app)
 
 
-def _lines(path: Path) -> Iterator[Any]:
-    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+def _lines(path: Path, numbers: array[int]) -> Iterator[Any]:
+    """The items of a JSONL file; `numbers` gets each item's line number (1-based)."""
+    from ..jobs.errors import InvalidJob
+
+    # Bytes, decoded line by line: an error names its line.
+    stream = sys.stdin.buffer if str(path) == "-" else path.open("rb")
     with stream:
-        for number, line in enumerate(stream, 1):
+        for number, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                msg = (
+                    f"{path}:{number} is not UTF-8 text ({exc.reason} at byte {exc.start}):"
+                    " save the file as UTF-8"
+                )
+                raise InvalidJob(msg) from None
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                item = json.loads(line)
             except json.JSONDecodeError as exc:
-                from ..jobs.errors import InvalidJob
-
                 msg = f"{path}:{number} is not JSON ({exc.msg}); one JSON value per line"
                 raise InvalidJob(msg) from None
+            numbers.append(number)
+            yield item
+
+
+_ITEM = re.compile(r"^item (\d+) (.*)$", re.DOTALL)
+
+
+def _at_line(exc: Exception, path: Path, numbers: array[int]) -> str:
+    """The library's "item N ..." (0-based) as the file's ``path:line`` (1-based, like the API)."""
+    text = str(exc)
+    found = _ITEM.match(text)
+    if found is None or int(found.group(1)) >= len(numbers):
+        return text
+    index = int(found.group(1))
+    return f"{path}:{numbers[index]} (item {index}) {found.group(2)}"
 
 
 async def _submit(args: argparse.Namespace) -> int:
@@ -160,10 +193,22 @@ async def _submit(args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s,
         limiters=tuple(args.limiter),
     )
+    from ..jobs.errors import InvalidJob
+
     app = load_app(args.app) if args.app else None
-    async with _open(args, app) as jobs:
-        job = await jobs.submit(args.task, _lines(args.file), options=options)
+    numbers: array[int] = array("L")
+    async with _open(args, app, create=True) as jobs:
+        try:
+            job = await jobs.submit(args.task, _lines(args.file, numbers), options=options)
+        except InvalidJob as exc:
+            raise InvalidJob(_at_line(exc, args.file, numbers)) from None
     print(job.id)
+    if app is None:
+        print(
+            f"conveyor jobs submit: warning: task {job.task!r} was not checked (no --app):"
+            " if no worker has it, the job waits, queued, until one does",
+            file=sys.stderr,
+        )
     print(f"submitted: {job.counts.total:,} item(s) for task {job.task!r}", file=sys.stderr)
     return 0
 
@@ -235,11 +280,29 @@ async def _retry(args: argparse.Namespace) -> int:
 
 
 async def _results(args: argparse.Namespace) -> int:
-    out = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
+    if args.output is None:
+        out = sys.stdout
+    else:
+        try:
+            out = args.output.open("w", encoding="utf-8")
+        except OSError as exc:
+            print(
+                f"conveyor jobs results: cannot write {str(args.output)!r}: {exc.strerror};"
+                " check the folder exists and is writable",
+                file=sys.stderr,
+            )
+            return 2
     try:
         async with _open(args) as jobs:
             async for item in jobs.results(args.job_id, state=args.state):
                 out.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader stopped (`| head`): not an error of ours. Nothing more goes to stdout,
+        # not even Python's flush at exit. 141 = 128 + SIGPIPE, as a shell tool would end.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     finally:
         if out is not sys.stdout:
             out.close()

@@ -32,9 +32,15 @@ tasks:
   --app MODULE:NAME     a conveyor.App with your tasks (like uvicorn: myproject.jobs:app)
   --base-url URL        also register the built-in `http` task, calling only URL; items are
                         request lines of `conveyor run` ({"custom_id","method","url","body"})
+  --config FILE         the `http:<name>` tasks of the service's connections (the same TOML
+                        `conveyor serve --config` reads), for workers beside `serve --no-worker`
+
+A worker claims only jobs whose task it has; other jobs wait for a worker that has theirs.
 
 examples:
   conveyor worker --app myproject.jobs:app --store sqlite:///jobs.db
+  conveyor worker --app myproject.jobs:app --store postgresql://db/conveyor \
+                  --limits redis://redis:6379/0      # one of many, on many machines
   conveyor worker --base-url https://api.openai.com --header-env Authorization=OPENAI_AUTH
 """
 
@@ -42,7 +48,14 @@ examples:
 def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) -> None:
     """The options of ``conveyor worker``."""
     parser.add_argument("--store", default=store_default, help=f"job store URL ({store_default})")
+    parser.set_defaults(store_default=store_default)
     parser.add_argument("--app", metavar="MODULE:NAME", help="the conveyor.App with your tasks")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the TOML config of `conveyor serve`: its connections' http:<name> tasks (and"
+        " its store, unless --store is given)",
+    )
     parser.add_argument("--base-url", metavar="URL", help="register the `http` task for URL")
     parser.add_argument(
         "--header",
@@ -57,6 +70,17 @@ def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) ->
         default=[],
         metavar="Name=ENV_VAR",
         help="a header read from the environment, never stored or shown (repeatable)",
+    )
+    parser.add_argument(
+        "--limits",
+        metavar="URL",
+        help="hold the app's limiters in Redis (redis://host:6379/0), shared by every worker",
+    )
+    parser.add_argument(
+        "--claim-size",
+        type=int,
+        default=None,
+        help="items claimed per store call (default: the job's concurrency and a little more)",
     )
     parser.add_argument("--lease-s", type=float, default=30.0, help="lease length, seconds (30)")
     parser.add_argument(
@@ -117,6 +141,27 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
     return headers
 
 
+def _add_config(app: App, args: argparse.Namespace) -> str:
+    """Register the ``--config``'s connections (``http:<name>`` tasks); return the store URL."""
+    if not args.config:
+        return str(args.store)
+    from ..errors import ConfigError
+    from ..service.config import load_config
+
+    config = load_config(args.config)
+    try:
+        from ..service.app import add_connections
+    except ImportError as exc:
+        msg = (
+            f"--config needs the service extra ({exc.name} is missing):"
+            " pip install 'conveyor[service]'"
+        )
+        raise ConfigError(msg) from exc
+    add_connections(app, config.connections)
+    # --store given on the command line wins over the config's.
+    return args.store if args.store != args.store_default else config.store
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """Run ``conveyor worker``."""
     from ..errors import ConveyorError
@@ -127,22 +172,35 @@ def worker_command(args: argparse.Namespace) -> int:
         app = load_app(args.app)
         if args.base_url:
             app.add_http_task(base_url=args.base_url, headers=_headers(args))
+        store_url = _add_config(app, args)
+        if args.limits:
+            from ..limits.redis_limiter import RedisLimits, share_limits
+
+            share_limits(app, RedisLimits(args.limits, lease_s=args.lease_s))
         options = WorkerOptions(
+            claim_size=args.claim_size,
             lease_s=args.lease_s,
             grace_s=args.grace_s,
             batch_size=args.batch_size,
             flush_interval_s=args.flush_interval_s,
         )
-        store = open_store(args.store)
+        store = open_store(store_url)
     except ConveyorError as exc:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return 2
     worker = Worker(store, app, options=options)
     print(
         f"conveyor worker {worker.id}: tasks {', '.join(app.task_names) or 'none'};"
-        f" store {args.store}",
+        f" store {store_url}" + (f"; limits in {args.limits}" if args.limits else ""),
         flush=True,
     )
+    if not app.task_names:
+        print(
+            "conveyor worker: warning: no tasks (pass --app MODULE:NAME, --config or"
+            " --base-url): this worker claims nothing; jobs wait for a worker that has theirs",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

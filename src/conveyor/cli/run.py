@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REFUSED",
+    "EXIT_STOPPED",
     "RunOptions",
     "add_arguments",
     "options_from_args",
@@ -41,6 +42,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run finished, and some requests of the input have failed results
 EXIT_REFUSED = 2  # bad options or files: nothing was sent
+EXIT_STOPPED = 3  # stopped admitting early (budget reached, quota exhausted): resumable
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM gives 143
 
 
@@ -124,7 +126,7 @@ def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:
             interrupted=False,
         )
         return _finish(nothing, plan, options, console, signal_number=None)
-    batch = Batch(plan, limits=options.limits, retry=options.retry)
+    batch = Batch(plan, limits=options.limits, retry=options.retry, llm=options.llm)
     if batch.redactor.too_short:
         _error(
             "warning: a --header-env value is shorter than 8 characters, too short to be"
@@ -242,6 +244,13 @@ def _finish(
         except OSError as exc:  # the results are whole; only the summary is missing
             _error(f"could not write the summary to {options.summary_json}: {exc.strerror or exc}")
     tally = result.tally
+    if result.halted is not None:
+        console.print(
+            f"Stopped: {result.halted}. {tally.not_started + tally.cancelled:,} request(s) were"
+            " not finished; they stay pending and run when you run the same command again.",
+            soft_wrap=True,
+        )
+        return EXIT_STOPPED
     if result.interrupted:
         left = max((tally.total or 0) - tally.done, 0)
         console.print(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ..http import BatchFiles, BatchLimits, Endpoint
+    from ..llm.hooks import LlmOptions
     from ..policy.retry import Retry
 
 __all__ = ["DESCRIPTION", "EPILOG", "RunOptions", "add_arguments", "options_from_args"]
@@ -31,8 +32,9 @@ EPILOG = """\
 exit status: 0 every request succeeded; 1 the run finished and some failed (see their
 "error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
 or file), or stopped because a result could not be written (what was written is kept: fix the
-cause and run again to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (in-flight requests
-are cancelled, not written, and run on resume).
+cause and run again to resume); 3 stopped admitting before the end: --max-cost reached, or the
+API's quota exhausted (the rest stays pending: run again to resume); 130 interrupted by
+Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run on resume).
 
 request lines may also carry "headers" (sent with that request only) and "cost" (its tokens,
 instead of the estimate); a line without "custom_id" is named line-N after its number.
@@ -184,6 +186,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     retries.add_argument(
         "--retry-failed", action="store_true", help="send again the requests whose results failed"
     )
+    llm = parser.add_argument_group("LLM answers, cache and spend")
+    llm.add_argument(
+        "--require-finish-reason",
+        action="append",
+        default=[],
+        choices=("stop", "length", "content_filter", "tool_calls", "function_call"),
+        metavar="REASON",
+        help="an answer must end with this finish_reason (repeatable), e.g. stop; otherwise"
+        " it fails as answer_length / answer_content_filter and is retried",
+    )
+    llm.add_argument(
+        "--require-json",
+        action="store_true",
+        help="an answer's content must parse as JSON; otherwise it fails as answer_not_json"
+        " and is retried",
+    )
+    llm.add_argument(
+        "--cache",
+        type=Path,
+        metavar="PATH",
+        help="a SQLite file of answers: a request answered there before is not sent again"
+        " (errors are never stored)",
+    )
+    llm.add_argument(
+        "--max-cost",
+        type=_positive_number,
+        metavar="USD",
+        help="stop starting requests before the spend could pass this many US dollars; the"
+        " rest stays pending (run again to resume)",
+    )
+    llm.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="a price table (TOML, the format of conveyor/llm/prices.toml) instead of the"
+        " default one",
+    )
     show = parser.add_argument_group("output")
     show.add_argument(
         "--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON"
@@ -214,6 +253,7 @@ class RunOptions:
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
     progress_interval_s: float = 2.0
     summary_json: Path | None = None
+    llm: LlmOptions | None = None
 
 
 def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOptions:
@@ -254,4 +294,25 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
         progress=args.progress,
         progress_interval_s=args.progress_interval,
         summary_json=args.summary_json,
+        llm=_llm_options(args),
+    )
+
+
+def _llm_options(args: argparse.Namespace) -> LlmOptions:
+    from ..llm.hooks import LlmOptions
+    from ..llm.pricing import PriceTable
+    from ..llm.validate import AnswerCheck
+
+    reasons = getattr(args, "require_finish_reason", [])
+    check = None
+    if reasons or getattr(args, "require_json", False):
+        check = AnswerCheck(
+            finish_reasons=frozenset(reasons) if reasons else None, json=args.require_json
+        )
+    prices = getattr(args, "prices", None)
+    return LlmOptions(
+        check=check,
+        cache=getattr(args, "cache", None),
+        prices=PriceTable.load(prices) if prices is not None else None,
+        max_cost_usd=getattr(args, "max_cost", None),
     )

@@ -21,8 +21,10 @@ __all__ = [
     "batch_summary_table",
     "empty_summary",
     "format_duration",
+    "format_usd",
     "progress_line",
     "progress_view",
+    "spend_text",
     "start_line",
     "summary_record",
 ]
@@ -57,14 +59,38 @@ def _count(progress: Progress) -> str:
     return f"{progress.done:,}/{progress.total:,}{pct}"
 
 
+def format_usd(value: float) -> str:
+    """Dollars with enough digits to see small LLM costs.
+
+    >>> format_usd(0.001234), format_usd(12.5)
+    ('$0.0012', '$12.50')
+    """
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def spend_text(progress: Progress) -> str:
+    """Tokens in/out, cost and projected cost; cache hits. Empty before any of them."""
+    p = progress
+    if not (p.tokens_in or p.tokens_out or p.cache_hits):
+        return ""
+    text = f"{p.tokens_in:,} in / {p.tokens_out:,} out tokens, {format_usd(p.cost_usd)}"
+    if p.projected_cost_usd is not None:
+        text += f" (projected {format_usd(p.projected_cost_usd)})"
+    if p.cache_hits:
+        text += f", {p.cache_hits:,} cached"
+    return text
+
+
 def progress_line(progress: Progress) -> str:
     """One plain line of progress, for output that is not a terminal."""
     p = progress
+    spend = spend_text(p)
     return (
         f"{_count(p)} done: {p.succeeded:,} ok, {p.failed:,} failed, {p.retrying:,} retrying;"
         f" {_rate(p.requests_per_minute, p.rpm_limit)} rpm,"
         f" {_rate(p.tokens_per_minute, p.tpm_limit)} tpm; {p.rate_limited:,} 429s;"
-        f" {format_duration(p.elapsed_s)} elapsed, ETA {_eta(p)}"
+        + (f" {spend};" if spend else "")
+        + f" {format_duration(p.elapsed_s)} elapsed, ETA {_eta(p)}"
     )
 
 
@@ -86,6 +112,9 @@ def progress_view(progress: Progress) -> Group:
     )
     line.append(f"{p.rate_limited:,} 429s", style="red" if p.rate_limited else "")
     line.append(f"  {format_duration(p.elapsed_s)}")
+    spend = spend_text(p)
+    if spend:
+        return Group(grid, line, Text(spend))
     return Group(grid, line)
 
 
@@ -115,6 +144,16 @@ def batch_summary_table(result: BatchResult) -> Table:
     table.add_row("429 answers", f"{tally.rate_limited:,}")
     table.add_row("invalid lines", f"{tally.invalid:,}")
     table.add_row("skipped (already in results)", f"{tally.skipped:,}")
+    if tally.tokens_in or tally.tokens_out:
+        table.add_row("tokens in / out", f"{tally.tokens_in:,} / {tally.tokens_out:,}")
+        cost = format_usd(tally.cost_usd)
+        if tally.unpriced:
+            cost += f" ({tally.unpriced:,} answers of models with no price not counted)"
+        table.add_row("cost", cost)
+    if tally.cache_hits:
+        table.add_row("answered from the cache", f"{tally.cache_hits:,}")
+    if result.halted is not None:
+        table.add_row("not started (pending)", f"{tally.not_started:,}")
     return table
 
 
@@ -127,6 +166,13 @@ def summary_record(result: BatchResult, *, input_path: Path, output: Path) -> di
         "invalid_lines": tally.invalid,
         "skipped": tally.skipped,
         "interrupted": result.interrupted,
+        "halted": result.halted,
+        "not_started": tally.not_started,
+        "tokens_in": tally.tokens_in,
+        "tokens_out": tally.tokens_out,
+        "cost_usd": round(tally.cost_usd, 6),
+        "unpriced_answers": tally.unpriced,
+        "cache_hits": tally.cache_hits,
         "input": str(input_path),
         "output": str(output),
     }

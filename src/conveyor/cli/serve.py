@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from ..service.config import ServiceConfig
 
 __all__ = ["add_commands", "is_loopback", "keys_command", "serve_command"]
@@ -73,6 +76,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
     )
+    serve.add_argument(
+        "--lease-s", type=float, default=30.0, help="the worker's lease length, seconds (30)"
+    )
+    serve.add_argument(
+        "--grace-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long in-flight items may finish, seconds (30)",
+    )
     keys = commands.add_parser(
         "keys",
         help="add, list and revoke the service's API keys (one tenant each)",
@@ -81,11 +93,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     keys.add_argument("--keys-file", type=Path, default=Path(KEYS_DEFAULT), help="keys file")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="make a key for a tenant; prints it once")
+    _keys_file_here(add)
     add.add_argument("--tenant", required=True, help="whose jobs the key reaches, e.g. acme")
     add.add_argument("--name", default="", help="a note: who or what uses the key")
-    sub.add_parser("ls", help="list the keys (ids and tenants, never the keys)")
+    _keys_file_here(sub.add_parser("ls", help="list the keys (ids and tenants, never the keys)"))
     revoke = sub.add_parser("revoke", help="remove a key: it stops working within a second")
+    _keys_file_here(revoke)
     revoke.add_argument("key_id")
+
+
+def _keys_file_here(parser: argparse.ArgumentParser) -> None:
+    # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
+    parser.add_argument("--keys-file", type=Path, default=argparse.SUPPRESS, help="keys file")
 
 
 def _config(args: argparse.Namespace) -> ServiceConfig:
@@ -100,7 +119,9 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         config = replace(config, keys_file=args.keys_file)
     elif not args.config:
         config = replace(config, keys_file=Path(KEYS_DEFAULT))
-    return config
+    # Beyond loopback, keys are needed for the whole life of the process: revoking the last
+    # one (or deleting the file) then refuses every call rather than opening the service.
+    return replace(config, require_keys=not is_loopback(args.host))
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -118,6 +139,7 @@ def serve_command(args: argparse.Namespace) -> int:
         )
         return 2
     from ..errors import ConveyorError
+    from ..jobs.worker import WorkerOptions
     from .jobs_worker import load_app
 
     try:
@@ -132,7 +154,8 @@ def serve_command(args: argparse.Namespace) -> int:
             )
             return 2
         app = load_app(args.app)
-        asgi = create_app(config, app=app, worker=not args.no_worker)
+        options = WorkerOptions(poll_interval_s=0.5, lease_s=args.lease_s, grace_s=args.grace_s)
+        asgi = create_app(config, app=app, worker=not args.no_worker, worker_options=options)
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
         return 2
@@ -147,7 +170,28 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     worker = "no worker (run `conveyor worker`)" if args.no_worker else "an in-process worker"
     print(f"conveyor serve: {where} (dashboard at /), store {config.store}, {worker}", flush=True)
-    uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    service = asgi.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # SIGTERM / Ctrl-C: end the event streams (uvicorn waits for open connections)
+            # and stop the worker, whose grace period the lifespan's end then waits out.
+            try:  # a signal handler: hand the call to the loop, and wake it up
+                asyncio.get_running_loop().call_soon_threadsafe(service.begin_shutdown)
+            except RuntimeError:  # pragma: no cover - no loop running yet
+                service.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    uv_config = uvicorn.Config(
+        asgi,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        lifespan="on",
+        # Requests still open this long after SIGTERM are cut (streams end at once anyway).
+        timeout_graceful_shutdown=10,
+    )
+    Server(uv_config).run()
     return 0
 
 

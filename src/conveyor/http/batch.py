@@ -11,6 +11,14 @@ How the parts meet:
 - Results are written from the engine's ``ItemFinished`` event, the moment each item settles,
   by this single writer. Items cancelled by `stop` are not written: they run again on resume.
 
+With `conveyor.llm.LlmOptions` (``llm=``), the run also counts tokens and cost, checks each
+answer, answers repeated requests from the response cache without sending them (written at
+once, like invalid lines, never through the limiter), and keeps to a budget: the input stops
+being read when the next request's most possible cost would pass it, so what was not started
+stays pending for the next run. An answer that says the API's quota is exhausted stops the
+run at once (`BatchResult.halted` says why); the requests it did not finish are not written,
+so running again after adding credit resumes them.
+
 Every answer's rate-limit headers reach the limiter, successes' included. It keeps to what
 the server says only where its own limits do not already cover it (see
 `Limiter.observe_headers`): with ``--rpm`` / ``--tpm`` at or below the server's stated limits,
@@ -27,13 +35,15 @@ from typing import TYPE_CHECKING, Literal
 from ..engine.api import stream
 from ..engine.events import Event, ItemFinished, ItemRetrying, ItemStarted
 from ..engine.report import CANCELLED, SUCCEEDED
-from ..errors import SourceError
+from ..errors import QuotaExhausted, SourceError
 from ..limits.limiter import Limiter
+from ..policy.llm_errors import api_error_fields, quota_exhausted
 from .client import AiohttpTransport, HttpTask
 from .errors import BatchError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
-from .results import invalid_result, outcome_result
+from .response import Response
+from .results import invalid_result, outcome_result, result_line
 from .tally import BatchTally
 
 if TYPE_CHECKING:
@@ -43,11 +53,11 @@ if TYPE_CHECKING:
 
     from ..engine.api import Stream
     from ..engine.report import Summary
+    from ..llm.hooks import LlmOptions
     from ..policy.retry import Retry
     from .client import Transport
     from .config import BatchLimits
     from .plan import Plan
-    from .response import Response
 
 __all__ = ["Batch", "BatchResult"]
 
@@ -57,11 +67,16 @@ CONNECT_TIMEOUT_S = 30.0
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class BatchResult:
-    """How a run ended: `summary` counts invalid lines as failed; `interrupted`: by `stop`."""
+    """How a run ended: `summary` counts invalid lines as failed; `interrupted`: by `stop`.
+
+    `halted` says why the run stopped admitting before the end of the input (the budget, an
+    exhausted quota, a model with no price under a budget); None when it did not.
+    """
 
     summary: Summary
     tally: BatchTally
     interrupted: bool
+    halted: str | None = None
 
 
 def _cost(request: Request) -> float:
@@ -83,6 +98,7 @@ class Batch:
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
         transport: the HTTP I/O; default: aiohttp, one session for the run.
+        llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
     def __init__(
@@ -92,6 +108,7 @@ class Batch:
         limits: BatchLimits,
         retry: Retry,
         transport: Transport | None = None,
+        llm: LlmOptions | None = None,
     ) -> None:
         self.plan = plan
         self.limits = limits
@@ -110,6 +127,25 @@ class Batch:
         self._closing: asyncio.Future[None] | None = None
         self._stopped = False
         self._error: BatchError | None = None
+        # conveyor.llm imports this package (the request format): imported when used.
+        from ..llm.cache import ResponseCache  # noqa: PLC0415
+        from ..llm.hooks import AnswerHooks, LlmOptions  # noqa: PLC0415
+
+        self.llm = llm or LlmOptions()
+        self._prices = self.llm.price_table()
+        self._cache = ResponseCache(self.llm.cache) if self.llm.cache is not None else None
+        self._hooks = AnswerHooks(
+            tally=self.tally,
+            prices=self._prices,
+            check=self.llm.check,
+            cache=self._cache,
+            scope=plan.endpoint.base_url or "",
+        )
+        self._reserved: dict[str, float] = {}  # the budget held by requests in flight
+        self._reserved_usd = 0.0
+        self._quota_stopped = 0  # failed items the engine counted, stopped by the quota
+        #: Why the run stopped admitting early (budget, quota), or None.
+        self.halted: str | None = None
 
     @property
     def redactor(self) -> Redactor:
@@ -140,17 +176,32 @@ class Batch:
         finally:
             if session is not None:
                 await session.close()
+            if self._cache is not None:
+                self._cache.close()
         if self._error is not None:
             raise self._error
         invalid = self.tally.invalid
-        settled = summary.succeeded + summary.failed + invalid
+        hits = self.tally.cache_hits
+        # Requests stopped by an exhausted quota are not failures: they stay pending.
+        stopped = self._quota_stopped
+        settled = summary.succeeded + summary.failed - stopped + invalid + hits
         summary = dataclasses.replace(
             summary,
-            total=summary.total + invalid,
-            failed=summary.failed + invalid,
+            total=summary.total + invalid + hits,
+            succeeded=summary.succeeded + hits,
+            failed=summary.failed - stopped + invalid,
+            cancelled=summary.cancelled + stopped,
             throughput_per_s=settled / summary.duration_s if summary.duration_s else 0.0,
         )
-        return BatchResult(summary=summary, tally=self.tally, interrupted=self._stopped)
+        if self.halted is not None:
+            tally = self.tally
+            tally.not_started = max((tally.total or 0) - tally.done - tally.cancelled, 0)
+        return BatchResult(
+            summary=summary,
+            tally=self.tally,
+            interrupted=self._stopped and self.halted is None,
+            halted=self.halted,
+        )
 
     async def _run(self, transport: Transport) -> Summary:
         task = self._task = HttpTask(
@@ -161,6 +212,7 @@ class Batch:
             tally=self.tally,
             usage=_usage_policy(self.limits, self.limiter),
             redact=self._redact or None,
+            hooks=self._hooks,
         )
         items = self._items()
         outcomes = stream(
@@ -203,7 +255,49 @@ class Batch:
                 tally.failed += 1
                 self._write(invalid_result(item))
                 continue
+            if self._cache is not None and self._answer_from_cache(item):
+                continue
+            if self.llm.max_cost_usd is not None and not self._reserve(item):
+                return
             yield item
+
+    def _answer_from_cache(self, request: Request) -> bool:
+        """Write the cached answer of `request`, if there is one; return whether there was."""
+        assert self._cache is not None
+        hit = self._cache.get(self._hooks.key(request.method, request.url, request.body))
+        if hit is None:
+            return False
+        self.tally.cache_hits += 1
+        self.tally.succeeded += 1
+        line = result_line(
+            request.custom_id, response=Response(*hit), error=None, attempts=0, latency_s=None
+        )
+        self._write(line)
+        return True
+
+    def _reserve(self, request: Request) -> bool:
+        """Hold the budget `request` may use; False (and `halted` set) if it would pass it."""
+        budget = self.llm.max_cost_usd
+        assert budget is not None
+        model, bound = self._prices.request_bound_usd(request.body)
+        if bound is None:
+            self.halted = (
+                f"no price for the model {model!r} of {request.custom_id}: the budget"
+                f" (--max-cost {budget:g}) cannot be kept; add the model to a price file"
+                " (--prices FILE)"
+            )
+            return False
+        spent = self.tally.cost_usd
+        if spent + self._reserved_usd + bound > budget:
+            self.halted = (
+                f"the budget of ${budget:g} is reached: ${spent:.4f} spent, and the next"
+                f" request ({request.custom_id}) may cost up to ${bound:.4f}; the requests not"
+                " started stay pending: run again with a larger --max-cost to resume"
+            )
+            return False
+        self._reserved[request.custom_id] = bound
+        self._reserved_usd += bound
+        return True
 
     def _on_event(self, event: Event) -> None:
         # The engine logs a hook's exception with the event, whose answer could hold a secret
@@ -222,8 +316,15 @@ class Batch:
             outcome = event.outcome
             self._waiting.discard(outcome.index)
             tally.retrying = len(self._waiting)
+            if self._reserved:
+                self._reserved_usd -= self._reserved.pop(outcome.item.custom_id, 0.0)
+            error = outcome.error
             if outcome.state == CANCELLED:
                 tally.cancelled += 1
+                return
+            if error is not None and self._quota(error):
+                tally.cancelled += 1
+                self._quota_stopped += 1
                 return
             if outcome.state == SUCCEEDED:
                 tally.succeeded += 1
@@ -237,6 +338,17 @@ class Batch:
         elif isinstance(event, ItemStarted) and event.attempt > 1:
             self._waiting.discard(event.index)
             tally.retrying = len(self._waiting)
+
+    def _quota(self, error: BaseException) -> bool:
+        """Stop the run if `error` says the quota is exhausted; return whether it did."""
+        if not isinstance(error, QuotaExhausted):
+            if not quota_exhausted(error):
+                return False
+            error = QuotaExhausted(self.limiter.name, api_error_fields(error)[2] or "")
+        if self.halted is None:
+            self.halted = self._redact(str(error)) if self._redact else str(error)
+        self.stop()
+        return True
 
     def _write(self, line: str) -> None:
         if self._error is not None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ..limits.limiter import Limiter
+    from ..llm.hooks import AnswerHooks
     from .request import Request
     from .tally import BatchTally
 
@@ -102,10 +103,13 @@ class HttpTask:
             charges a use above the estimate, ``"both"`` also refunds a use below it,
             ``None`` leaves the estimate (no token limit).
         redact: keeps secrets out of the error messages made from answers.
+        hooks: count, check and cache each 2xx answer (`conveyor.llm.AnswerHooks`); a check
+            that fails raises `InvalidAnswer` after the usage is settled.
     """
 
     __slots__ = (
         "_headers",
+        "_hooks",
         "_json_headers",
         "_limiter",
         "_observe",
@@ -126,8 +130,10 @@ class HttpTask:
         tally: BatchTally,
         usage: Literal["raise", "both"] | None = None,
         redact: Callable[[str], str] | None = None,
+        hooks: AnswerHooks | None = None,
     ) -> None:
         self._transport = transport
+        self._hooks = hooks
         self._redact = redact
         self._headers = {"User-Agent": USER_AGENT, **headers}
         # The same with the body's type, built once: most requests send exactly these.
@@ -172,6 +178,8 @@ class HttpTask:
                 limiter.observe_headers(raw.headers, sent_at=sent_at)
             if self._usage is not None and not request.cost_given:
                 self._settle_usage(request, response)
+            if self._hooks is not None:
+                self._hooks.on_answer(request.method, request.url, request.body, response)
             return response
         if raw.status == 429:
             tally.rate_limited += 1

@@ -18,6 +18,12 @@ resuming reads only the start of each line (and so do people scanning the file).
 ``circuit_open``       not sent: the API failed many times in a row (the last reason is
                        in the message)
 ``cost_too_large``     not sent: the request costs more tokens than ``--tpm`` allows
+``answer_<reason>``    a 2xx answer that failed the check (``--require-finish-reason``,
+                       ``--require-json``): ``answer_length``, ``answer_content_filter``,
+                       ``answer_finish_reason``, ``answer_not_json`` (the answer is in
+                       ``response``)
+``insufficient_quota`` the API's quota is exhausted (in the jobs' items; ``conveyor run``
+                       stops instead and writes nothing for the requests it did not finish)
 ``invalid_line``       not sent: the line is not a request (the message says why)
 ``error``              anything else (the message has the exception's type)
 =====================  ===============================================================
@@ -29,13 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import AttemptTimeout, CircuitOpen, ConfigError, DeadlineExceeded
+from ..errors import (
+    AttemptTimeout,
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidAnswer,
+    QuotaExhausted,
+)
 from .errors import HTTPStatusError, TransportError
+from .response import Response
 
 if TYPE_CHECKING:
     from ..engine.report import Outcome
     from .request import InvalidLine, Request
-    from .response import Response
 
 __all__ = ["error_fields", "invalid_result", "outcome_result", "result_line"]
 
@@ -68,11 +81,17 @@ def result_line(
     return _encode(record).decode()
 
 
-def error_fields(error: BaseException, *, last_failure: str | None = None) -> tuple[str, str]:
+def error_fields(  # noqa: PLR0911 - one return per kind of error reads best
+    error: BaseException, *, last_failure: str | None = None
+) -> tuple[str, str]:
     """Return the ``(code, message)`` of a failed request (see the module docstring).
 
     `last_failure` is the latest failure seen by any request, which explains an open circuit.
     """
+    if isinstance(error, InvalidAnswer):
+        return f"answer_{error.reason}", str(error)
+    if isinstance(error, QuotaExhausted):
+        return "insufficient_quota", str(error)
     if isinstance(error, HTTPStatusError):
         return f"http_{error.status_code}", str(error)
     if isinstance(error, TransportError):
@@ -100,6 +119,8 @@ def outcome_result(outcome: Outcome[Request, Response], *, last_failure: str | N
             latency_s=outcome.latency_s,
         )
     response = error.response if isinstance(error, HTTPStatusError) else None
+    if isinstance(error, InvalidAnswer) and isinstance(error.answer, Response):
+        response = error.answer
     sent = outcome.attempts > 0 and not isinstance(error, CircuitOpen | ConfigError)
     return result_line(
         request.custom_id,

@@ -28,6 +28,11 @@ class BatchTally:
         sent, tokens_sent: HTTP attempts made, and their estimated tokens.
         rate_limited: HTTP 429 answers seen.
         skipped: requests already in the results file when the run started.
+        tokens_in, tokens_out: the prompt and completion tokens the answers' ``usage`` gave.
+        cost_usd: what those tokens cost (`conveyor.llm.PriceTable`); unpriced: answers
+            whose model has no price (not in `cost_usd`).
+        cache_hits: requests answered from the response cache (not sent).
+        not_started: requests left pending when the run stopped admitting (budget, quota).
     """
 
     total: int | None = None
@@ -40,6 +45,22 @@ class BatchTally:
     tokens_sent: float = 0.0
     rate_limited: int = 0
     skipped: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    cache_hits: int = 0
+    not_started: int = 0
+
+    @property
+    def projected_cost_usd(self) -> float | None:
+        """The cost the whole run is heading for: the mean cost so far times the total.
+
+        None until something settled with a ``usage``, or when the total is unknown.
+        """
+        if self.total is None or self.done == 0 or not (self.tokens_in or self.tokens_out):
+            return None
+        return self.cost_usd / self.done * self.total
 
     @property
     def done(self) -> int:
@@ -115,6 +136,11 @@ class Progress:
     rate_limited: int
     elapsed_s: float
     eta_s: float | None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    projected_cost_usd: float | None = None
+    cache_hits: int = 0
 
 
 def snapshot(
@@ -150,4 +176,9 @@ def snapshot(
         rate_limited=tally.rate_limited,
         elapsed_s=max(now - started, 0.0),
         eta_s=eta,
+        tokens_in=tally.tokens_in,
+        tokens_out=tally.tokens_out,
+        cost_usd=tally.cost_usd,
+        projected_cost_usd=tally.projected_cost_usd,
+        cache_hits=tally.cache_hits,
     )

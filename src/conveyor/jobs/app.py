@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from ..http.client import Transport
+    from ..llm.cache import ResponseCache
 
 __all__ = ["App", "Task", "TaskContext"]
 
@@ -78,6 +79,8 @@ class Task:
     limiters: tuple[str, ...]
     takes_ctx: bool
     is_async: bool
+    #: Estimates an item's cost in tokens, for token limiters (the http task's: its request's).
+    cost: Callable[[Any], float] | None = None
 
     async def call(self, item: Any, ctx: TaskContext) -> Any:
         """Run the task on one item (a plain function runs in a thread)."""
@@ -161,6 +164,7 @@ class App:
         *,
         check: Callable[[Any], object] | None = None,
         limiters: Sequence[str] = (),
+        cost: Callable[[Any], float] | None = None,
     ) -> Task:
         """Register `fn` as task `name`.
 
@@ -171,6 +175,7 @@ class App:
             check: called with each item at submit; raising (or returning False) refuses the
                 job, naming the item.
             limiters: names of registered limiters every attempt goes through.
+            cost: a function item -> estimated tokens, needed with a token limiter.
         """
         if not isinstance(name, str) or not name:
             msg = f"task name {name!r}: give the task a non-empty name, e.g. 'analyze'"
@@ -194,6 +199,7 @@ class App:
             tuple(limiters),
             takes_ctx=_positional_count(fn) >= 2,
             is_async=_is_async(fn),
+            cost=cost,
         )
         self._tasks[name] = task
         return task
@@ -207,13 +213,15 @@ class App:
         limiters: Sequence[str] = (),
         idempotency_header: str | None = None,
         transport: Transport | None = None,
+        cache: ResponseCache | None = None,
     ) -> Task:
         """Register the built-in HTTP task: each item is a request line of ``conveyor run``.
 
         Items are ``{"custom_id", "method", "url", "body"}`` objects (the OpenAI Batch API's
         lines); urls must be under `base_url`, the only address the task calls. `headers`
         (credentials) live here, with the operator, never in the job's stored items. See
-        `conveyor.jobs.http_task.HttpJobTask`.
+        `conveyor.jobs.http_task.HttpJobTask`. With a `cache` (`conveyor.llm.ResponseCache`),
+        requests already answered there are not sent again.
         """
         from .http_task import HttpJobTask  # noqa: PLC0415 - aiohttp only when used
 
@@ -222,9 +230,10 @@ class App:
             headers=headers or {},
             idempotency_header=idempotency_header,
             transport=transport,
+            cache=cache,
         )
         self._closers.append(http.aclose)
-        return self.add_task(name, http, check=http.check, limiters=limiters)
+        return self.add_task(name, http, check=http.check, limiters=limiters, cost=http.cost)
 
     def get_task(self, name: str) -> Task | None:
         """The task registered as `name`, or ``None``."""

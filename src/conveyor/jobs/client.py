@@ -36,8 +36,12 @@ DEFAULT_MAX_ITEM_BYTES = 1 << 20
 ITEM_STATES = frozenset({"pending", "running", "succeeded", "failed", "cancelled"})
 
 
-def open_store(url: str | Store) -> Store:
-    """Open a store from its URL: ``sqlite:///path/to/jobs.db`` (or a plain path), ``memory:``.
+def open_store(url: str | Store, *, create: bool = True) -> Store:
+    """Open a store from its URL: ``sqlite:///jobs.db`` (or a path), ``postgresql://``, ``memory:``.
+
+    ``postgresql://user@host/db?schema=conveyor`` serves many workers and service instances.
+    With ``create=False`` a SQLite file that does not exist raises `StoreError` instead of
+    being created (for commands that only read).
 
     A `Store` object is returned as it is.
     """
@@ -52,15 +56,19 @@ def open_store(url: str | Store) -> Store:
         if not path:
             msg = f"store url {url!r} has no file: use sqlite:///jobs.db (relative) or sqlite:////abs/jobs.db"
             raise ConfigError(msg)
-        return SqliteStore(path)
+        return SqliteStore(path, create=create)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .stores.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when used
+
+        return PostgresStore(url)
     if "://" in url:
         scheme = url.split("://", 1)[0]
         msg = (
             f"store url {url!r}: the {scheme!r} store is not available; use"
-            " sqlite:///jobs.db (the default) or memory:"
+            " sqlite:///jobs.db (the default), postgresql://host/db or memory:"
         )
         raise ConfigError(msg)
-    return SqliteStore(url)
+    return SqliteStore(url, create=create)
 
 
 class Jobs:
@@ -117,6 +125,7 @@ class Jobs:
         limiters: Iterable[str] = (),
         tenant: str = "default",
         idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> Job:
         """Create a job running `task` once per item; return it, ``queued``.
 
@@ -126,7 +135,9 @@ class Jobs:
         the options one by one (see `JobOptions`).
 
         `tenant` owns the job. With an `idempotency_key`, a second submit with the same
-        tenant and key returns the first job (as it is now) and reads none of `items`.
+        tenant and key returns the first job (as it is now) and reads none of `items`; pass
+        a `request_hash` (of what was asked) to tell a replay from a key reused for another
+        request: the returned job's ``request_hash`` is the first request's.
         """
         if not isinstance(task, str) or not task:
             msg = f"task={task!r}: pass the name of a registered task, e.g. 'analyze'"
@@ -163,6 +174,7 @@ class Jobs:
             created_at=now,
             tenant=tenant,
             idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
         return await self.store.create_job(new, self._encoded(items, checker))
 
@@ -172,9 +184,15 @@ class Jobs:
             if checker is not None:
                 checker(index, item)
             try:
-                text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+                # allow_nan=False: NaN and Infinity are not JSON (they would break every read).
+                text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                # A lone surrogate ("\ud800") is not text: it cannot be stored as UTF-8.
+                text.encode()
             except (TypeError, ValueError) as exc:
-                msg = f"item {index} is not JSON ({exc}): items are stored as JSON"
+                msg = (
+                    f"item {index} is not JSON ({exc}): items are stored as JSON (finite"
+                    " numbers, valid Unicode text)"
+                )
                 raise InvalidJob(msg) from exc
             if len(text) > limit:  # characters: a lower bound on bytes, then exact below
                 size = len(text.encode())

@@ -10,6 +10,10 @@ Safety: the operator fixes `base_url` and the headers (credentials) on the worke
 job's items can only name paths under that URL (same scheme, host and port, no ``..``), may
 not carry credential headers of their own, and the operator's headers are never stored: an
 answer or an error that echoes one has it replaced by ``[redacted]`` before it is recorded.
+
+With a response cache (a connection's ``cache`` setting), a request already answered is not
+sent: the stored answer is the item's result, marked by the ``x-conveyor-cache: hit`` header.
+Only successful answers are stored. The task counts tokens and cost in `tally`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..http.client import Transport
     from ..http.request import Request
+    from ..llm.cache import ResponseCache
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
@@ -52,8 +57,13 @@ class HttpJobTask:
         headers: Mapping[str, str],
         idempotency_header: str | None = None,
         transport: Transport | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
+        from ..llm.hooks import AnswerHooks  # noqa: PLC0415 - conveyor.llm imports conveyor.http
+        from ..llm.pricing import PriceTable  # noqa: PLC0415
+
         self._base_url = base_url
+        self._cache = cache
         self._origin = urlsplit(base_url)[:2]
         self._headers = dict(headers)
         self._redact = Redactor(list(self._headers.values()))
@@ -62,6 +72,9 @@ class HttpJobTask:
         self._session: aiohttp.ClientSession | None = None
         self._task: HttpTask | None = None
         self.tally = BatchTally()
+        self._hooks = AnswerHooks(
+            tally=self.tally, prices=PriceTable.default(), cache=cache, scope=base_url
+        )
 
     def _parse(self, item: Any, index: int) -> Request:
         raw = json.dumps(item, separators=(",", ":")).encode()
@@ -84,6 +97,10 @@ class HttpJobTask:
             raise ValueError(msg)
         return parsed
 
+    def cost(self, item: Any) -> float:
+        """The item's token estimate (its line's ``cost``, else the request's estimate)."""
+        return self._parse(item, 0).cost
+
     def check(self, item: Any) -> None:
         """The input check: the item must be a request line the task can send."""
         self._parse(item, 0)
@@ -94,7 +111,10 @@ class HttpJobTask:
             if transport is None:
                 import aiohttp  # noqa: PLC0415 - only workers that run HTTP jobs need it
 
-                self._session = aiohttp.ClientSession()
+                from ..http.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
+
+                # Admissions dated when the headers go out: a strict window counts them then.
+                self._session = aiohttp.ClientSession(trace_configs=[send_time_trace()])
                 transport = AiohttpTransport(self._session)
             self._task = HttpTask(
                 transport,
@@ -103,6 +123,7 @@ class HttpJobTask:
                 observe=False,
                 tally=self.tally,
                 redact=self._redact or None,
+                hooks=self._hooks,
             )
         return self._task
 
@@ -112,6 +133,12 @@ class HttpJobTask:
         if self._idempotency_header is not None:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)
+        if self._cache is not None:
+            hit = self._cache.get(self._hooks.key(request.method, request.url, request.body))
+            if hit is not None:
+                self.tally.cache_hits += 1
+                status, headers, body = hit
+                return {"status_code": status, "headers": headers, "body": body}
         try:
             response = await self._http()(request)
         except Exception as exc:
@@ -131,3 +158,6 @@ class HttpJobTask:
             await self._session.close()
             self._session = None
             self._task = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None

@@ -10,8 +10,9 @@ A heartbeat task, every ``flush_interval_s``: flushes, publishes the progress ta
 renews the lease (every ``lease_s / 3``), and watches for the three reasons to stop early:
 
 - the job is being cancelled: close the run; in-flight items settle as cancelled, recorded;
-- the worker is stopping (SIGTERM): no new claims; in-flight items may finish until
-  ``grace_s``, then the run is closed and the items still in flight are released (pending);
+- the worker is stopping (SIGTERM): no new claims, and claimed items not yet started go back
+  to pending at once; in-flight items may finish until ``grace_s``, then the run is closed
+  and the items still in flight are released (pending);
 - the lease was lost (another worker re-queued our items): close the run and record nothing.
 """
 
@@ -31,7 +32,7 @@ from .app import TaskContext
 from .model import ItemResult
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from ..engine.api import Stream
     from ..engine.events import Event
@@ -50,7 +51,14 @@ MAX_ERROR_CHARS = 8192
 
 
 def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN and Infinity are not JSON; such a result fails its item (ValueError)
+    # instead of breaking every later read of the results.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _claim_target(concurrency: int) -> int:
+    """Items a run holds at most (in flight plus claimed): the concurrency and a prefetch."""
+    return concurrency + max(1, concurrency // 4)
 
 
 class JobRun:
@@ -78,7 +86,15 @@ class JobRun:
         self._closer: asyncio.Task[None] | None = None
         self._renewed_at = 0.0
         self._stop_seen_at: float | None = None
+        self._waiting: str | None = None
+        self._step_before_wait: str | None = None
         self.settled = 0
+        # Attempts count when an item starts: started items not yet reported to the store,
+        # and those reported (their result then carries one attempt less).
+        self._unmarked: set[int] = set()
+        self._marked: set[int] = set()
+        self._yielded = 0
+        self._finished = 0
 
     # -- what the engine runs --------------------------------------------------------------
 
@@ -87,16 +103,25 @@ class JobRun:
         o = self._options
         while not (self._worker.stopping or self._cancelling or self._lost):
             if not self._queue:
+                limit = o.claim_size
+                if limit is None:
+                    # About the concurrency: what a worker holds is what it runs, and other
+                    # workers can take the rest (counts.running then means "in flight").
+                    held = self._yielded - self._finished
+                    limit = max(1, _claim_target(self.job.options.concurrency) - held)
                 claim = await self._store.claim(
-                    self._worker.id, limit=o.claim_size, lease_s=o.lease_s, job_id=job_id
+                    self._worker.id, limit=limit, lease_s=o.lease_s, job_id=job_id
                 )
                 if claim is None:
                     return
                 self._queue.extend(claim.items)
                 continue
+            self._yielded += 1
             yield self._queue.popleft()
 
     async def _call(self, item: ClaimedItem) -> str:
+        if item.index not in self._marked:
+            self._unmarked.add(item.index)
         ctx = TaskContext(item.job_id, item.index, item.attempts, self._report)
         value = await self._task.call(json.loads(item.input_json), ctx)
         return _encode(value)  # a value that is not JSON fails the item (TypeError)
@@ -112,13 +137,20 @@ class JobRun:
             return
         o = event.outcome
         item: ClaimedItem = o.item
+        self._finished += 1
+        attempts = o.attempts
+        if item.index in self._marked:
+            # One attempt was counted when it started: the result carries the others.
+            self._marked.discard(item.index)
+            attempts = max(0, attempts - 1)
+        self._unmarked.discard(item.index)
         if self._inflight.pop(item.index, None) is not None:
             self._progress_dirty = True
         if self._lost:
             return
         if o.state == "succeeded":
             self._buffer.append(
-                ItemResult(item.job_id, item.index, "succeeded", o.attempts, o.latency_s, o.value)
+                ItemResult(item.job_id, item.index, "succeeded", attempts, o.latency_s, o.value)
             )
         elif o.state == "failed":
             self._buffer.append(
@@ -126,14 +158,14 @@ class JobRun:
                     item.job_id,
                     item.index,
                     "failed",
-                    o.attempts,
+                    attempts,
                     o.latency_s,
                     error_type=o.error_type,
                     error_message=(o.error_message or "")[:MAX_ERROR_CHARS],
                 )
             )
         elif self._cancelling:
-            self._buffer.append(ItemResult(item.job_id, item.index, "cancelled", o.attempts, None))
+            self._buffer.append(ItemResult(item.job_id, item.index, "cancelled", attempts, None))
         else:  # closed because the worker stops: the item goes back to pending
             self._release.append((item.job_id, item.index))
 
@@ -143,6 +175,7 @@ class JobRun:
         """Write the buffered results in one transaction."""
         size = self._options.batch_size
         async with self._flushing:
+            await self._mark_started()
             while self._buffer:
                 batch, self._buffer = self._buffer[:size], self._buffer[size:]
                 try:
@@ -150,6 +183,21 @@ class JobRun:
                 except BaseException:
                     self._buffer[:0] = batch  # not written: keep it for the next flush
                     raise
+
+    async def _mark_started(self) -> None:
+        """Report the items started since the last flush and still in flight (one attempt)."""
+        if not self._unmarked:
+            return
+        marks = self._unmarked
+        self._unmarked = set()
+        self._marked |= marks
+        job_id = self.job.id
+        try:
+            await self._store.started(self._worker.id, [(job_id, i) for i in sorted(marks)])
+        except BaseException:
+            self._marked -= marks  # not counted: report them again next flush
+            self._unmarked |= marks
+            raise
 
     async def _flush_or_log(self) -> None:
         try:
@@ -188,6 +236,7 @@ class JobRun:
             self._cancelling = True
             self._close()
             return True
+        self._say_why_waiting()
         if self._progress_dirty:
             self._progress_dirty = False
             inflight = sum(self._inflight.values())
@@ -195,10 +244,32 @@ class JobRun:
         if self._worker.stopping:
             if self._stop_seen_at is None:
                 self._stop_seen_at = now
+                await self._hand_back_unstarted()
             if now - self._stop_seen_at >= o.grace_s:
                 self._close()
                 return True
         return False
+
+    async def _hand_back_unstarted(self) -> None:
+        """On stop, give claimed items that never started back at once, for other workers."""
+        unstarted = [(i.job_id, i.index) for i in self._queue]
+        self._queue.clear()
+        if unstarted:
+            await self._store.release(self._worker.id, unstarted)
+
+    def _say_why_waiting(self) -> None:
+        """Publish, as the job's step, why its limiters admit nothing (Redis unreachable)."""
+        reasons = [getattr(lim, "unavailable", None) for lim in self._limiters]
+        reason = next((r for r in reasons if r), None)
+        if reason == self._waiting:
+            return
+        if reason is not None:
+            self._step_before_wait = self._step if self._waiting is None else self._step_before_wait
+            self._step = f"waiting: {reason}"
+        else:
+            self._step = self._step_before_wait
+        self._waiting = reason
+        self._progress_dirty = True
 
     def _close(self) -> None:
         if self._stream is not None and self._closer is None:
@@ -220,6 +291,7 @@ class JobRun:
             retry=retry,
             limiters=self._limiters,
             on_event=self._on_event,
+            cost=self._cost_of(),
         )
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
@@ -233,6 +305,20 @@ class JobRun:
             if self._closer is not None:
                 await self._closer
             await self._finish()
+
+    def _cost_of(self) -> Callable[[ClaimedItem], float] | None:
+        """The task's cost estimate of a claimed item (tokens, for token limiters), if any."""
+        estimate = self._task.cost
+        if estimate is None:
+            return None
+
+        def cost(item: ClaimedItem) -> float:
+            try:
+                return float(estimate(json.loads(item.input_json)))
+            except Exception:  # an item the task refuses is failed by the task, not here
+                return 0.0
+
+        return cost
 
     async def _finish(self) -> None:
         if self._lost:

@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .. import _clock
 from ..errors import ConfigError
 from . import latency
 
@@ -181,6 +182,9 @@ class Job:
     tenant: str = "default"
     idempotency_key: str | None = None
     version: int = 0
+    #: A hash of the request that created the job, if the submitter gave one (the service:
+    #: of the body), so that an idempotency key reused with another request is told apart.
+    request_hash: str | None = None
 
     @property
     def done(self) -> bool:
@@ -197,9 +201,19 @@ class Job:
 
     @property
     def summary(self) -> JobSummary:
-        """The numbers so far (final once the job is done)."""
+        """The numbers so far (final once the job is done): `summary_at` the current time."""
+        return self.summary_at(_clock.wall())
+
+    def summary_at(self, now_s: float) -> JobSummary:
+        """The numbers at Unix time `now_s`.
+
+        The duration runs from the start to the end, or to `now_s` while the job is not done
+        (a retry moves the start forward by the idle time, so it is not counted). The
+        throughput counts the items that ran (succeeded or failed), not those cancelled
+        before they started: a job that failed at once shows 0 items/s.
+        """
         c = self.counts
-        end = self.finished_at
+        end = self.finished_at if self.finished_at is not None or self.done else now_s
         duration = 0.0
         if self.started_at is not None and end is not None:
             duration = max(0.0, end - self.started_at)
@@ -210,7 +224,7 @@ class Job:
             failed=c.failed,
             cancelled=c.cancelled,
             duration_s=duration,
-            throughput_per_s=c.settled / duration if duration > 0 else 0.0,
+            throughput_per_s=done / duration if duration > 0 else 0.0,
             latency_mean_s=self.latency_total_s / done if done else 0.0,
             latency_p50_s=latency.percentile(self.latency_hist, 0.50),
             latency_p95_s=latency.percentile(self.latency_hist, 0.95),
@@ -290,6 +304,8 @@ class NewJob:
     created_at: float
     tenant: str = "default"
     idempotency_key: str | None = None
+    #: A hash of the request (kept with the job; see `Job.request_hash`).
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
 
     from .model import Claim, ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
 
@@ -70,12 +70,30 @@ class Store(Protocol):
         ...
 
     async def claim(
-        self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+        job_id: str | None = None,
+        tasks: Collection[str] | None = None,
     ) -> Claim | None:
         """Claim up to `limit` pending items of one active job (`job_id`'s, or the oldest).
 
-        The items become ``running`` for `worker_id`, whose lease is (re)set to `lease_s`
-        from now; a queued job becomes running. ``None`` when there is nothing to claim.
+        With `tasks`, only a job whose task is one of them (a worker claims only what it can
+        run; other jobs wait for a worker that has their task). The items become ``running``
+        for `worker_id`, whose lease is (re)set to `lease_s` from now; a queued job becomes
+        running. ``None`` when there is nothing to claim.
+        """
+        ...
+
+    async def started(self, worker_id: str, items: Sequence[tuple[str, int]]) -> int:
+        """Count one attempt for each of the worker's running `items`: they started.
+
+        `items` are (job id, index) pairs; items not running under `worker_id` are ignored.
+        Returns how many were counted. An attempt counts when it starts (the worker reports
+        in-flight items in batches), so a claimed item that never started counts none when
+        its worker dies; `record` adds only the attempts not reported here.
         """
         ...
 

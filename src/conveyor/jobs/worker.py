@@ -2,7 +2,8 @@
 
 The loop: re-queue the items of workers whose lease lapsed (dead workers), claim a batch of the
 oldest active job's pending items, run that job (`JobRun`) until it has nothing left to claim,
-and start over; with nothing to claim, wait ``poll_interval_s``. `stop()` (wired to SIGTERM
+and start over; with nothing to claim, wait ``poll_interval_s`` (or, on a store that notifies,
+until work arrives). `stop()` (wired to SIGTERM
 by ``conveyor worker``) stops claiming, lets in-flight items finish for ``grace_s``, releases
 the rest to pending, and drops the lease: nothing is lost, and another worker takes over.
 """
@@ -47,7 +48,9 @@ class WorkerOptions:
     Args:
         lease_s: how long a claim holds without renewal; a dead worker's items are re-queued
             this long after its last renewal (renewed every ``lease_s / 3``).
-        claim_size: items claimed per store call.
+        claim_size: items claimed per store call; ``None`` (the default): about the job's
+            concurrency plus a small prefetch, so a worker holds only what it runs and other
+            workers share a job (a benchmark of no-op items may pass a large size).
         batch_size: results written per transaction, at most.
         flush_interval_s: results are written at least this often (also the heartbeat).
         poll_interval_s: how long an idle worker waits before looking for work again.
@@ -55,7 +58,7 @@ class WorkerOptions:
     """
 
     lease_s: float = 30.0
-    claim_size: int = 500
+    claim_size: int | None = None
     batch_size: int = 1000
     flush_interval_s: float = 0.2
     poll_interval_s: float = 1.0
@@ -68,6 +71,8 @@ class WorkerOptions:
         _positive("grace_s", self.grace_s, "e.g. grace_s=30")
         for name in ("claim_size", "batch_size"):
             value = getattr(self, name)
+            if name == "claim_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name}={value!r}: {name} must be a whole number >= 1"
                 raise ConfigError(msg)
@@ -105,6 +110,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.stopping = False
         self._wake = asyncio.Event()
+        self._listening = False
         #: Items this worker settled and recorded, all jobs together.
         self.settled = 0
 
@@ -121,6 +127,12 @@ class Worker:
         """Work until `stop()`; with `until_idle`, also return once no job is active."""
         o = self.options
         last_requeue = -math.inf
+        listen = getattr(self.store, "listen", None)
+        if listen is not None and not self._listening:
+            # A store that notifies (PostgreSQL) wakes this worker when work arrives: the
+            # poll interval is then only a fallback, not how work is found.
+            self._listening = True
+            await listen("work", lambda _job_id: self._wake.set())
         try:
             while not self.stopping:
                 # Cleared before looking: a wake() while this pass looks is not lost.
@@ -129,7 +141,12 @@ class Worker:
                 if now - last_requeue >= o.lease_s / 3:
                     last_requeue = now
                     await self.store.requeue_expired()
-                claim = await self.store.claim(self.id, limit=o.claim_size, lease_s=o.lease_s)
+                # Only jobs whose task this worker has: the others wait for a worker that has
+                # theirs (a service with --no-worker and workers with different apps).
+                # Unsized, one item first: the job's run then claims by its concurrency.
+                claim = await self.store.claim(
+                    self.id, limit=o.claim_size or 1, lease_s=o.lease_s, tasks=self.app.task_names
+                )
                 if claim is not None:
                     await self._run_job(claim)
                     continue
@@ -144,9 +161,11 @@ class Worker:
             await self.app.aclose()
 
     async def _any_active(self) -> bool:
+        """Whether a job this worker could run (one of its tasks) is still active."""
         for status in ("queued", "running", "cancelling"):
-            if await self.store.list_jobs(status=status, limit=1):
-                return True
+            for task in self.app.task_names:
+                if await self.store.list_jobs(status=status, task=task, limit=1):
+                    return True
         return False
 
     async def _run_job(self, claim: Claim) -> None:

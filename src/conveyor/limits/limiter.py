@@ -17,8 +17,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _clock
-from ..errors import CircuitOpen, ConfigError
+from ..errors import CircuitOpen, ConfigError, InvalidAnswer, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
+from ..policy.llm_errors import api_error_fields, quota_exhausted
 from ..policy.retry import is_transient
 from ..policy.retry_after import http_status_of, retry_after_s
 from .config import check_window, collect_rates, concurrency_policy
@@ -112,6 +113,8 @@ class Limiter:
         # What the limiter has seen, for summaries and progress.
         self.admitted = 0
         self.pushbacks = 0  # 429 / 503 answers seen
+        #: Set once the API said its quota is exhausted: every admission then raises it.
+        self.halted: QuotaExhausted | None = None
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{r.limit:g} {r.unit}/{r.per}" for r in self.rates)
@@ -194,6 +197,8 @@ class Limiter:
         """Wait until a call costing `cost` may start; return its `Slot` (release it after)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if self.halted is not None:
+            raise self.halted
         if self.breaker is not None:
             wait = self.breaker.wait_s(now)
             if wait > 0:
@@ -298,6 +303,9 @@ class Limiter:
     def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
         """Learn from a failed call: pause on 429/503 + retry-after, count toward the breaker."""
         now = _clock.now()
+        if quota_exhausted(error):
+            self.halt(api_error_fields(error)[2] or "")
+            return
         status = http_status_of(error)
         pushback = status in (429, 503)
         overloaded = pushback or isinstance(error, TimeoutError)
@@ -308,13 +316,32 @@ class Limiter:
             hint = retry_after_s(error, now_wall_s=_clock.wall())
             if hint is not None:
                 self.pause_for(hint)
-        elif self.breaker is not None and is_transient(error):
+        # An answer that fails its check came from a healthy API: not a failure of it.
+        elif (
+            self.breaker is not None
+            and is_transient(error)
+            and not isinstance(error, InvalidAnswer)
+        ):
             self.breaker.on_failure(now)
         headers = getattr(error, "headers", None) or getattr(
             getattr(error, "response", None), "headers", None
         )
         if headers is not None:
             self.observe_headers(headers, sent_at=sent_at)
+
+    def halt(self, message: str = "") -> None:
+        """Admit no more calls: the API's quota is exhausted (`message` is what it said).
+
+        Every caller waiting, and every later one, gets `QuotaExhausted` at once: waiting
+        would never help, and retrying would only spend the calls the account no longer has.
+        """
+        if self.halted is None:
+            self.halted = QuotaExhausted(self.name, message)
+        while self._queue:
+            _, future, _ = self._queue.popleft()
+            if not future.done():
+                future.set_exception(self.halted)
+        self._poke()
 
     def pause_for(self, seconds: float) -> None:
         """Stop admitting anyone for `seconds` (the API said "retry after")."""

@@ -8,8 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from ..errors import AttemptTimeout, CircuitOpen, ConfigError, DeadlineExceeded, RetryAfter
+from ..errors import (
+    AttemptTimeout,
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidAnswer,
+    QuotaExhausted,
+    RetryAfter,
+)
 from .backoff import full_jitter_s
+from .llm_errors import quota_exhausted, should_retry_hint
 from .retry_after import http_status_of, retry_after_s
 
 __all__ = ["RETRYABLE_STATUSES", "Decision", "RandomSource", "Retry", "decide", "is_transient"]
@@ -35,14 +44,20 @@ _TRANSIENT_CLASS_NAMES = frozenset(
 def is_transient(exc: BaseException) -> bool:
     """Return whether an error is worth retrying by default.
 
-    Yes for `RetryAfter`, timeouts, refused or dropped connections, and HTTP errors whose status
-    is in `RETRYABLE_STATUSES`; no for everything else (a `ValueError` in your code will not get
-    better by trying again). Pass ``Retry(on=Exception)`` to retry every error.
+    Yes for `RetryAfter`, timeouts, refused or dropped connections, an `InvalidAnswer`, and HTTP
+    errors whose status is in `RETRYABLE_STATUSES`; no for everything else (a `ValueError` in
+    your code will not get better by trying again). The API's own word wins over the status:
+    a 429 that says the quota is exhausted (``insufficient_quota``) is not retried, and an
+    ``x-should-retry: true|false`` header decides. Pass ``Retry(on=Exception)`` to retry
+    every error.
     """
-    if isinstance(exc, RetryAfter | AttemptTimeout | CircuitOpen):
+    if isinstance(exc, RetryAfter | AttemptTimeout | CircuitOpen | InvalidAnswer):
         return True
-    if isinstance(exc, DeadlineExceeded):
+    if isinstance(exc, DeadlineExceeded | QuotaExhausted) or quota_exhausted(exc):
         return False
+    hint = should_retry_hint(exc)
+    if hint is not None:
+        return hint
     status = http_status_of(exc)
     if status is not None:
         return status in RETRYABLE_STATUSES

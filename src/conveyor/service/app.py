@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -24,15 +26,23 @@ from ..jobs.app import App
 from ..jobs.client import Jobs
 from ..jobs.worker import Worker, WorkerOptions
 from ..limits.limiter import Limiter
+from ..llm.cache import ResponseCache
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
 from .keys import KeyRing
 from .openapi import build_openapi
-from .problems import handlers
+from .problems import AnswerUnexpected, handlers
+from .routes_batches import (
+    batch_endpoint,
+    batches_endpoint,
+    cancel_batch,
+    file_content,
+    file_endpoint,
+    files_post,
+)
 from .routes_jobs import (
     cancel_job,
-    create_file,
     get_job,
     jobs_endpoint,
     retry_job,
@@ -70,6 +80,7 @@ def add_connections(
                 requests_per_minute=c.requests_per_minute,
                 tokens_per_minute=c.tokens_per_minute,
                 concurrency=c.concurrency,
+                window_s=c.window_s,
             )
             app.add_limiter(limiter)
             limiters.append(c.name)
@@ -78,6 +89,7 @@ def add_connections(
             base_url=c.base_url,
             headers=c.headers(environ),
             limiters=limiters,
+            cache=None if c.cache is None else ResponseCache(Path(c.cache)),
         )
         urls[c.task_name] = c.base_url
     return urls
@@ -109,7 +121,7 @@ def create_app(
     service = Service(
         jobs=jobs,
         app=tasks,
-        keys=KeyRing(cfg.keys_file),
+        keys=KeyRing(cfg.keys_file, required=cfg.require_keys),
         files=Files(cfg.files_dir),
         feed=JobFeed(jobs.store, interval_s=cfg.events_interval_s),
         limits=cfg.limits,
@@ -153,10 +165,20 @@ def create_app(
         Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
-        Route("/v1/files", create_file, methods=["POST"]),
+        Route("/v1/files", files_post, methods=["POST"]),
+        Route("/v1/files/{file_id}", file_endpoint, methods=["GET", "DELETE"]),
+        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
+        Route("/v1/batches", batches_endpoint, methods=["GET", "POST"]),
+        Route("/v1/batches/{batch_id}", batch_endpoint, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
         Route("/v1/events", jobs_events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
     ]
-    asgi = Starlette(routes=routes, exception_handlers=handlers(), lifespan=lifespan)
+    asgi = Starlette(
+        routes=routes,
+        exception_handlers=handlers(),
+        lifespan=lifespan,
+        middleware=[Middleware(AnswerUnexpected)],  # each 500 logged once, not twice
+    )
     asgi.state.service = service
     return asgi

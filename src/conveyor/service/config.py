@@ -18,6 +18,8 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
     headers_env = { "OpenAI-Organization" = "OPENAI_ORG" }
     requests_per_minute = 500            # a shared limiter, shown on the dashboard's chart
     tokens_per_minute = 200_000
+    cache = "openai-cache.db"            # optional: answers stored, repeats not sent again
+    window_s = 1.0                       # optional: the window the API enforces limits over
 
 Credentials are named by environment variable, read when the service starts, and held only
 in the worker's memory: never in the config file, the store, results, events or logs.
@@ -81,6 +83,9 @@ class Connection:
         headers_env: more headers, each read from an environment variable.
         requests_per_minute, tokens_per_minute: the API's limits (a shared limiter).
         concurrency: requests in flight at most, all jobs on this worker together.
+        cache: a SQLite file of answers (`conveyor.llm.ResponseCache`): a request already
+            answered through this connection is not sent again. None: no cache.
+        window_s: the window the API enforces its limits over (OpenAI: 1 s), for the limiter.
     """
 
     name: str
@@ -90,8 +95,10 @@ class Connection:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     concurrency: int | None = None
+    cache: str | None = None
+    window_s: float | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 - one check per setting, in order
         where = f"connections.{self.name}"
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             msg = f"connection name {self.name!r}: use letters, digits and _.- (e.g. openai)"
@@ -129,6 +136,15 @@ class Connection:
                 raise ConfigError(msg)
         if self.concurrency is not None:
             _whole(where, "concurrency", self.concurrency)
+        if self.cache is not None and (not isinstance(self.cache, str) or not self.cache):
+            msg = f"{where}.cache={self.cache!r}: pass the path of a SQLite file, or leave it out"
+            raise ConfigError(msg)
+        w = self.window_s
+        if w is not None and (
+            isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 60
+        ):
+            msg = f"{where}.window_s={w!r}: pass seconds > 0 and at most 60, or leave it out"
+            raise ConfigError(msg)
 
     @property
     def task_name(self) -> str:
@@ -168,6 +184,10 @@ class ServiceConfig:
     #: The job list's stream (``/v1/events``) ends after this long; clients reconnect. This
     #: spreads long-lived connections over the servers behind a load balancer.
     list_events_max_s: float = 300.0
+    #: Calls need an API key for the whole life of the service, even once none is left (set
+    #: by ``conveyor serve`` when it listens beyond loopback): revoking the last key, or
+    #: deleting the keys file, then refuses every call instead of opening the service.
+    require_keys: bool = False
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.connections]

@@ -55,6 +55,24 @@ class JobFeed:
         self._store = store
         self.interval_s = interval_s
         self._watches: dict[str, _Watch] = {}
+        self._listening = False
+
+    async def _listen(self) -> None:
+        """On a store that notifies (PostgreSQL), read a job as soon as anyone changed it.
+
+        Workers and service instances anywhere notify at each commit that changes a job, so
+        a follower here sees the progress of a job run by a worker on another machine within
+        a round trip; the interval's read remains as the fallback.
+        """
+        listen = getattr(self._store, "listen", None)
+        if listen is None or self._listening:
+            return
+        self._listening = True
+        try:
+            await listen("jobs", self.poke)
+        except Exception:
+            self._listening = False
+            logger.exception("conveyor service: listening for job changes failed; polling")
 
     async def _poll(self, job_id: str, watch: _Watch) -> None:
         while watch.followers > 0 and not watch.latest.done:
@@ -91,6 +109,7 @@ class JobFeed:
         Yields ``None`` after `keepalive_s` without a change (a stream sends a comment then,
         so proxies keep the connection open).
         """
+        await self._listen()
         watch = self._watches.get(job.id)
         if watch is None:
             watch = self._watches[job.id] = _Watch(job)

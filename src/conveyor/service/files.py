@@ -5,6 +5,10 @@ line is JSON and counting them, and stops at ``max_file_bytes`` (413): memory ho
 and one line at a time, never the file. The file is then renamed into place, so a job never
 sees half a file. A job made from it (``file_id``) reads its items lazily, line by line.
 
+OpenAI's Files API shares the store: an upload with ``purpose=batch`` (multipart) is kept as
+it is, unchecked, since a malformed line must become a per-line error of the batch made from
+it, as OpenAI answers it; the batches' output and error files are written here too.
+
 Each tenant has its own folder, named by a hash of the tenant (tenant names never become
 paths), and ids are checked against their pattern before any path is built: another
 tenant's file id, or a made-up one, is simply not found.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -44,15 +49,74 @@ class FileInfo:
     bytes: int
     items: int
     created_at: float
+    #: The OpenAI Files API's fields: the upload's name and purpose (empty for job inputs).
+    filename: str = ""
+    purpose: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """As the API shows it."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "bytes": self.bytes,
             "items": self.items,
             "created_at": self.created_at,
         }
+        if self.purpose:
+            data |= {"filename": self.filename, "purpose": self.purpose}
+        return data
+
+    def to_openai(self) -> dict[str, Any]:
+        """As OpenAI's Files API shows a file."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.bytes,
+            "created_at": int(self.created_at),
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+
+
+class _Counter:
+    """Counts the non-blank lines of a byte stream, checking nothing else (any line length)."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self._open_has_text = False  # the line not yet ended has a non-blank byte
+
+    def feed(self, chunk: bytes) -> None:
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            if self._open_has_text or piece.strip():
+                self.items += 1
+            self._open_has_text = False
+        self._open_has_text = self._open_has_text or bool(rest.strip())
+
+    def close(self) -> None:
+        if self._open_has_text:
+            self.items += 1
+            self._open_has_text = False
+
+
+def _not_json(name: str) -> Any:
+    msg = f"{name} is not a JSON number"
+    raise ValueError(msg)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"{text} is too large for a JSON number (it reads as infinity)"
+        raise ValueError(msg)
+    return value
+
+
+def _ensure_text(value: Any) -> None:
+    """Raise ValueError if `value` holds a string that is not valid Unicode (a lone surrogate)."""
+    json.dumps(value, ensure_ascii=False).encode()
 
 
 class _LineChecker:
@@ -79,7 +143,9 @@ class _LineChecker:
         if not raw.strip():
             return
         try:
-            json.loads(raw)
+            # NaN / Infinity are not JSON, and a lone surrogate is not text: refused here,
+            # or they would break the job's results (Python's json accepts both).
+            _ensure_text(json.loads(raw, parse_constant=_not_json, parse_float=_finite))
         except ValueError as exc:
             msg = (
                 f"line {self.line} is not JSON ({exc}): the file must hold one JSON value per line"
@@ -94,7 +160,7 @@ class _LineChecker:
 
 
 async def _copy(
-    chunks: AsyncIterator[bytes], out: BinaryIO, checker: _LineChecker, max_bytes: int
+    chunks: AsyncIterator[bytes], out: BinaryIO, checker: _LineChecker | _Counter, max_bytes: int
 ) -> int:
     """Write and check the chunks; return the size. `Problem` 413 or 422 on the way."""
     size = 0
@@ -109,7 +175,7 @@ async def _copy(
         checker.feed(chunk)
         await asyncio.to_thread(out.write, chunk)
     checker.close()
-    if checker.items == 0:
+    if checker.items == 0 and isinstance(checker, _LineChecker):
         raise Problem(422, "the file has no items: send one JSON value per line")
     return size
 
@@ -123,13 +189,28 @@ class Files:
     def _dir(self, tenant: str) -> Path:
         return self.root / hashlib.sha256(tenant.encode()).hexdigest()[:24]
 
-    async def save(self, tenant: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> FileInfo:
-        """Stream `chunks` to a new file; `Problem` 413 past `max_bytes`, 422 on a bad line."""
+    def folder(self, tenant: str) -> Path:
+        """The tenant's own folder (other records, like batches, are kept beside its files)."""
+        return self._dir(tenant)
+
+    async def save(
+        self,
+        tenant: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        filename: str = "",
+        purpose: str = "",
+    ) -> FileInfo:
+        """Stream `chunks` to a new file; `Problem` 413 past `max_bytes`, 422 on a bad line.
+
+        With a `purpose` (OpenAI's Files API), lines are counted but not checked.
+        """
         folder = self._dir(tenant)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         file_id = f"file-{uuid.uuid4().hex}"
         tmp = folder / f".{file_id}.part"
-        checker = _LineChecker()
+        checker: _LineChecker | _Counter = _Counter() if purpose else _LineChecker()
         out = await asyncio.to_thread(tmp.open, "wb")
         try:
             size = await _copy(chunks, out, checker, max_bytes)
@@ -138,7 +219,7 @@ class Files:
             tmp.unlink(missing_ok=True)
             raise
         out.close()
-        info = FileInfo(file_id, size, checker.items, time.time())
+        info = FileInfo(file_id, size, checker.items, time.time(), filename, purpose)
         meta = json.dumps(info.to_dict())
         await asyncio.to_thread((folder / f"{file_id}.json").write_text, meta, "utf-8")
         await asyncio.to_thread(os.replace, tmp, folder / f"{file_id}.jsonl")
@@ -154,7 +235,26 @@ class Files:
             return None
         if not (self._dir(tenant) / f"{file_id}.jsonl").exists():
             return None
-        return FileInfo(data["id"], data["bytes"], data["items"], data["created_at"])
+        return FileInfo(
+            data["id"],
+            data["bytes"],
+            data["items"],
+            data["created_at"],
+            data.get("filename", ""),
+            data.get("purpose", ""),
+        )
+
+    def path(self, tenant: str, file_id: str) -> Path:
+        """Where the file's bytes are (call only after `info` found it)."""
+        return self._dir(tenant) / f"{file_id}.jsonl"
+
+    def delete(self, tenant: str, file_id: str) -> bool:
+        """Remove the file; return whether there was one."""
+        if self.info(tenant, file_id) is None:
+            return False
+        (self._dir(tenant) / f"{file_id}.jsonl").unlink(missing_ok=True)
+        (self._dir(tenant) / f"{file_id}.json").unlink(missing_ok=True)
+        return True
 
     def items(self, tenant: str, file_id: str) -> Iterator[Any]:
         """The file's items, read line by line (call only after `info` found it)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -31,6 +32,7 @@ __all__ = ["ApiKey", "KeyRing", "add_key", "read_keys", "revoke_key"]
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFIX = "cvy_"
+logger = logging.getLogger("conveyor.service")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,31 +113,70 @@ def revoke_key(path: Path, key_id: str) -> ApiKey:
 class KeyRing:
     """The keys the service accepts: a key's hash to its tenant, reloaded when the file changes.
 
+    Fails closed: a keys file that becomes unreadable keeps the last good set of keys (the
+    error is logged), and with `required` (the service listens beyond loopback) having no key
+    never opens the service to everyone, however the file changed since the start.
+
     Args:
         path: the keys file; ``None``: no keys (the service then runs on loopback only).
         clock: monotonic seconds, for the reload check.
+        required: keys are needed for the whole life of the service, even if none is left.
     """
 
-    def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        required: bool = False,
+    ) -> None:
         self._path = path
         self._clock = clock
+        self.required = required
         self._by_hash: dict[str, str] = {}
         self._mtime: float | None = None
         self._checked_at = -1e18
+        #: False while the file is unreadable and no good key was read before it broke.
+        self._loaded = False
+        self._starting = True
         self._load()
+        self._starting = False
 
     def _load(self) -> None:
         if self._path is None:
+            self._loaded = True
             return
         try:
             mtime = self._path.stat().st_mtime_ns / 1e9
         except FileNotFoundError:
-            self._by_hash, self._mtime = {}, None
+            self._by_hash, self._mtime, self._loaded = {}, None, True
+            return
+        except OSError as exc:
+            self._keep_last(str(exc))
             return
         if mtime == self._mtime:
             return
-        self._by_hash = {k.sha256: k.tenant for k in read_keys(self._path)}
+        try:
+            keys = read_keys(self._path)
+        except ConfigError as exc:
+            if self._starting:
+                raise  # at start: refuse to serve rather than guess
+            self._mtime = mtime  # read again only once the file changes
+            self._keep_last(str(exc))
+            return
+        self._by_hash = {k.sha256: k.tenant for k in keys}
         self._mtime = mtime
+        self._loaded = True
+
+    def _keep_last(self, error: str) -> None:
+        # Fail closed: with good keys read before, keep them; with none (the file did not
+        # exist, so no keys, and now it is there but unreadable), refuse every call.
+        if self._by_hash:
+            kept = f"keeping the {len(self._by_hash)} key(s) read before"
+        else:
+            self._loaded = False
+            kept = "no key was ever read: every call is refused (503) until it is fixed"
+        logger.error("conveyor service: the keys file is unusable (%s); %s", error, kept)
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -145,9 +186,21 @@ class KeyRing:
 
     @property
     def enabled(self) -> bool:
-        """Whether any key is configured (then every job endpoint needs one)."""
+        """Whether calls need a key (keys are configured, required, or unreadable)."""
         self._refresh()
-        return bool(self._by_hash)
+        return bool(self._by_hash) or self.required or not self._loaded
+
+    @property
+    def unavailable(self) -> bool:
+        """Whether the keys file is unreadable and no good key is known: refuse every call."""
+        self._refresh()
+        return not self._loaded
+
+    @property
+    def empty(self) -> bool:
+        """Whether no key is configured now."""
+        self._refresh()
+        return not self._by_hash
 
     def tenant_of(self, key: str) -> str | None:
         """The tenant of `key`, or ``None`` if it is not a current key."""

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ConfigError
@@ -15,9 +16,9 @@ from ..jobs.errors import InvalidJob, JobNotFound, JobStateError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_JSON", "Problem", "handlers", "problem_response"]
+__all__ = ["PROBLEM_JSON", "AnswerUnexpected", "Problem", "handlers", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("conveyor.service")
@@ -34,6 +35,7 @@ _TITLES = {
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -112,6 +114,41 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(
         500, "the service failed to answer; the error is in its log. Try again, or report it."
     )
+
+
+class AnswerUnexpected:
+    """ASGI middleware: an unexpected error becomes one logged line and a 500 problem+json.
+
+    Starlette's own handler for `Exception` answers, then re-raises so that the server logs
+    the error too: every 500 was logged twice (ours, then "Exception in ASGI application").
+    Here it is logged once, with the method and path. An error after the response started
+    (a stream) is re-raised untouched: the server must abort the connection, and logs it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer an error that escapes it before the response started."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            request = Request(scope)
+            response = await _unexpected(request, exc)
+            await response(scope, receive, send)
 
 
 def handlers() -> dict[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ..jobs.model import Job
     from .state import Service
 
 __all__ = [
@@ -60,6 +62,20 @@ async def _body(request: Request, max_bytes: int) -> bytes:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _same_request(job: Job, key: str | None, body: bytes) -> None:
+    """Refuse (422) a replayed Idempotency-Key whose job was made by another request."""
+    if job.request_hash is not None and job.request_hash != _digest(body):
+        raise Problem(
+            422,
+            f"the Idempotency-Key {key!r} was already used for another request (job"
+            f" {job.id}): send the same body to get that job again, or use a new key",
+        )
 
 
 def _media_type(request: Request) -> str:
@@ -134,7 +150,12 @@ async def create_job(request: Request) -> Response:
 
     try:
         job = await service.jobs.submit(
-            spec.task, tracked(), options=options, tenant=tenant, idempotency_key=key
+            spec.task,
+            tracked(),
+            options=options,
+            tenant=tenant,
+            idempotency_key=key,
+            request_hash=_digest(body),
         )
     except _OverLimit:
         raise Problem(
@@ -143,10 +164,11 @@ async def create_job(request: Request) -> Response:
             f" (max_active_jobs_per_tenant={limits.max_active_jobs_per_tenant}): wait for one"
             " to finish, or cancel one",
         ) from None
-    service.wake_worker()
     headers = {"Location": f"/v1/jobs/{job.id}"}
-    if not read:
+    if not read:  # a replay: of the same request, or refused
+        _same_request(job, key, body)
         headers["Idempotent-Replayed"] = "true"
+    service.wake_worker()
     return json_response(job_view(job, service.app), 202, headers)
 
 

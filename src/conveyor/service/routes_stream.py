@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import StreamingResponse
@@ -41,6 +42,36 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PAGE = 1000
 
 
+#: What a Last-Event-ID or a results cursor may be: as the OpenAPI document says.
+_WHOLE = re.compile(r"^[0-9]{1,18}$")
+_CURSOR = re.compile(r"^(-1|[0-9]{1,18})$")
+
+
+async def _until(closing: asyncio.Event, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """`events` until the service begins to stop (then the stream ends, and the server can)."""
+    if closing.is_set():
+        return
+    stop = asyncio.ensure_future(closing.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(events))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stop.cancel()
+        await asyncio.gather(stop, return_exceptions=True)
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _event(name: str, data: Any, event_id: int | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
@@ -54,9 +85,9 @@ async def job_events(request: Request) -> Response:
     last = request.headers.get("last-event-id")
     after: int | None = None
     if last is not None:
-        if not last.strip().isdigit():
+        if not _WHOLE.match(last.strip()):
             raise Problem(422, f"Last-Event-ID {last!r}: send back the id of the last event seen")
-        after = int(last)
+        after = int(last.strip())
     app = service.app
 
     async def stream() -> AsyncIterator[str]:
@@ -68,7 +99,8 @@ async def job_events(request: Request) -> Response:
             name = "done" if snapshot.done else "progress"
             yield _event(name, job_view(snapshot, app), snapshot.version)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    events = _until(service.closing, stream())
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def jobs_events(request: Request) -> Response:
@@ -101,7 +133,8 @@ async def jobs_events(request: Request) -> Response:
             quiet_s += pause_s
             lived_s += pause_s
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    events = _until(service.closing, stream())
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def job_results(request: Request) -> Response:
@@ -111,13 +144,10 @@ async def job_results(request: Request) -> Response:
     only_params(request, "state", "format", "cursor", "limit")
     state: ItemState | None = query_choice(request, "state", ITEM_STATES)  # type: ignore[assignment]
     fmt = query_choice(request, "format", ("jsonl", "json")) or "jsonl"
-    text = request.query_params.get("cursor", "-1")
-    try:
-        after = int(text)
-    except ValueError:
-        after = -2
-    if after < -1:
+    text = request.query_params.get("cursor")
+    if text is not None and not _CURSOR.match(text):
         raise Problem(422, f"?cursor={text!r}: pass the next_cursor of the previous page")
+    after = -1 if text is None else int(text)
     store = service.jobs.store
     if fmt == "json":
         limit = query_int(request, "limit", 100, 1, PAGE)

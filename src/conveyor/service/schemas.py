@@ -56,7 +56,7 @@ class JobCreate(BaseModel):
     task: str = Field(
         min_length=1,
         max_length=200,
-        description="a task name from GET /v1/tasks; `http:<connection>` sends request lines",
+        description="a task name from GET /v1/service; `http:<connection>` sends request lines",
     )
     items: list[Any] | None = Field(
         default=None, min_length=1, description="the items (any JSON), one task call each"

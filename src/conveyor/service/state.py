@@ -5,6 +5,7 @@ Thin: the decisions live in the library (`conveyor.jobs`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,32 @@ class Service:
     list_events_max_s: float = 300.0
     #: Task name to the base URL it may call (the http tasks of the connections).
     base_urls: dict[str, str] = field(default_factory=dict)
+    #: Set when the service begins to stop: every event stream ends, so the server can exit.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def tenant(self, request: Request) -> str:
-        """The caller's tenant: from its API key, or ``default`` when the service has none."""
-        if not self.keys.enabled:
+        """The caller's tenant: from its API key, or ``default`` when the service has none.
+
+        Fails closed: an unreadable keys file answers 503, and a service that needs keys
+        (bound beyond loopback) answers 401 when none is left, never ``default``.
+        """
+        keys = self.keys
+        if keys.unavailable:
+            raise Problem(
+                503,
+                "the service cannot read its API keys: the operator must fix the keys file"
+                " (the error is in the service's log); try again later",
+                headers={"Retry-After": "5"},
+            )
+        if not keys.enabled:
             return "default"
+        if keys.empty:
+            raise Problem(
+                401,
+                "this service needs an API key and none is configured: the operator must add"
+                " one (`conveyor keys add --tenant NAME`)",
+                headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
+            )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Problem(
@@ -76,6 +98,16 @@ class Service:
             # Another tenant's job answers exactly like a job that does not exist.
             raise Problem(404, f"no job {job_id!r}: check the id (GET /v1/jobs lists yours)")
         return tenant, job
+
+    def begin_shutdown(self) -> None:
+        """Begin to stop (SIGTERM): end every event stream and stop the in-process worker.
+
+        The worker claims nothing new, lets in-flight items finish within its ``grace_s``,
+        and releases the rest (the lifespan's end waits for it). Idempotent.
+        """
+        self.closing.set()
+        if self.worker is not None:
+            self.worker.stop()
 
     def wake_worker(self) -> None:
         """Tell the in-process worker (if any) there is work now."""

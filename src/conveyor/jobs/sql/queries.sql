@@ -2,8 +2,8 @@
 -- Parameters are named; :now is the store clock's Unix time.
 
 -- name: insert_job
-INSERT INTO jobs (id, task, options, status, created_at, tenant, idempotency_key)
-VALUES (:id, :task, :options, 'queued', :now, :tenant, :key);
+INSERT INTO jobs (id, task, options, status, created_at, tenant, idempotency_key, request_hash)
+VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash);
 
 -- name: job_by_key
 SELECT id FROM jobs WHERE tenant = :tenant AND idempotency_key = :key;
@@ -17,7 +17,7 @@ UPDATE jobs SET total = :n, pending = :n WHERE id = :id;
 -- name: get_job
 SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
        cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
-       idempotency_key, version, latency_hist
+       idempotency_key, version, latency_hist, request_hash
 FROM jobs WHERE id = :id;
 
 -- name: list_jobs
@@ -25,7 +25,7 @@ FROM jobs WHERE id = :id;
 -- tenant, status and task. Each filter is NULL when not asked for.
 SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
        cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
-       idempotency_key, version, latency_hist
+       idempotency_key, version, latency_hist, request_hash
 FROM jobs
 WHERE (:before IS NULL OR id < :before)
   AND (:tenant IS NULL OR tenant = :tenant)
@@ -34,13 +34,16 @@ WHERE (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit;
 
 -- name: next_job
+-- :tasks is a JSON array of the task names the worker has (NULL: any task).
 SELECT id FROM jobs
 WHERE status IN ('queued', 'running') AND pending > 0
+  AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)))
 ORDER BY id LIMIT 1;
 
 -- name: this_job
 SELECT id FROM jobs
-WHERE id = :id AND status IN ('queued', 'running') AND pending > 0;
+WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
+  AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)));
 
 -- name: claim_items
 UPDATE items SET state = 'running', worker = :worker, started_at = :now
@@ -70,9 +73,13 @@ WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
 SELECT latency_hist FROM jobs WHERE id = :job;
 
 -- name: count_settled
+-- As in count_unrun: a running job that no worker runs any more (the last worker's items
+-- settled after it handed the unstarted ones back) is queued again.
 UPDATE jobs SET running = running - :n, succeeded = succeeded + :succeeded,
                 failed = failed + :failed, cancelled = cancelled + :cancelled,
-                latency_total_s = latency_total_s + :latency, latency_hist = :hist
+                latency_total_s = latency_total_s + :latency, latency_hist = :hist,
+                status = CASE WHEN status = 'running' AND running - :n = 0 AND pending > 0
+                              THEN 'queued' ELSE status END
 WHERE id = :job;
 
 -- name: settle_job
@@ -99,8 +106,12 @@ UPDATE items SET state = 'cancelled', worker = NULL, finished_at = ?
 WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
 
 -- name: count_unrun
+-- A running job whose items all went back (its workers stopped or died) is queued again:
+-- "running" means a worker has it.
 UPDATE jobs SET running = running - :n, pending = pending + :pending,
-                cancelled = cancelled + :cancelled
+                cancelled = cancelled + :cancelled,
+                status = CASE WHEN status = 'running' AND running - :n = 0 AND :pending > 0
+                              THEN 'queued' ELSE status END
 WHERE id = :job;
 
 -- name: drop_lease
@@ -109,9 +120,11 @@ DELETE FROM workers WHERE id = :worker;
 -- name: expired_workers
 SELECT id FROM workers WHERE lease_until < :now;
 
--- name: count_lost_attempt
+-- name: count_started
+-- An attempt counts when the item starts (reported in batches by the worker), so items that
+-- were claimed but never started count none when their worker dies.
 UPDATE items SET attempts = attempts + 1
-WHERE job_id = :job AND state = 'running' AND worker = :worker;
+WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
 
 -- name: cancel_pending
 UPDATE items SET state = 'cancelled', finished_at = :now
@@ -130,9 +143,13 @@ UPDATE items SET state = 'pending', error_type = NULL, error_message = NULL, lat
 WHERE job_id = :job AND state = 'failed';
 
 -- name: count_retry
+-- A completed job's start moves forward by its idle time (finished -> now), so the summary's
+-- duration counts the time it ran, not the time it waited for the retry.
 UPDATE jobs SET failed = failed - :n, pending = pending + :n,
                 latency_total_s = latency_total_s - :latency, latency_hist = :hist,
                 status = CASE status WHEN 'completed' THEN 'queued' ELSE status END,
+                started_at = CASE WHEN finished_at IS NULL THEN started_at
+                                  ELSE started_at + max(0, :now - finished_at) END,
                 finished_at = NULL
 WHERE id = :job;
 

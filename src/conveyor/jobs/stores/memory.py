@@ -17,7 +17,7 @@ from ..errors import InvalidJob, JobNotFound, JobStateError
 from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from ..model import ItemResult, ItemState, JobStatus, NewJob
 
@@ -112,6 +112,7 @@ class MemoryStore:
             created_at=job.created_at,
             tenant=job.tenant,
             idempotency_key=key,
+            request_hash=job.request_hash,
         )
         self._jobs[job.id] = _Job(snapshot, rows, list(range(n)))
         if key is not None:
@@ -145,15 +146,23 @@ class MemoryStore:
         return jobs[:limit]
 
     async def claim(
-        self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+        job_id: str | None = None,
+        tasks: Collection[str] | None = None,
     ) -> Claim | None:
-        """Claim pending items of one active job."""
+        """Claim pending items of one active job (of one of `tasks`, if given)."""
         now = self._clock()
         candidates = [self._jobs[job_id]] if job_id in self._jobs else []
         if job_id is None:
             candidates = sorted(self._jobs.values(), key=lambda r: r.job.id)
         for row in candidates:
             if row.job.status not in ACTIVE or row.job.counts.pending == 0:
+                continue
+            if tasks is not None and row.job.task not in tasks:
                 continue
             claimed: list[ClaimedItem] = []
             while row.pending and len(claimed) < limit:
@@ -212,6 +221,9 @@ class MemoryStore:
         for job_id, row in touched.items():
             merged = hist.merge(row.job.latency_hist, latencies.get(job_id, ()))
             self._set(row, latency_hist=merged)
+            c = row.job.counts
+            if row.job.status == "running" and c.running == 0 and c.pending:
+                self._set(row, status="queued")  # no worker has it any more
             self._settle_job(row, now)
         return recorded
 
@@ -241,8 +253,24 @@ class MemoryStore:
             touched[job_id] = row
             moved += 1
         for row in touched.values():
+            c = row.job.counts
+            if row.job.status == "running" and c.running == 0 and c.pending:
+                self._set(row, status="queued")  # no worker has it any more
             self._settle_job(row, now)
         return moved
+
+    async def started(self, worker_id: str, items: Sequence[tuple[str, int]]) -> int:
+        """Count an attempt for each of the worker's running `items` (they started)."""
+        counted = 0
+        for job_id, index in items:
+            row = self._jobs.get(job_id)
+            if row is None or not 0 <= index < len(row.items):
+                continue
+            item = row.items[index]
+            if item.state == "running" and item.worker == worker_id:
+                item.attempts += 1
+                counted += 1
+        return counted
 
     async def requeue_expired(self) -> int:
         """Release every item of workers whose lease ran out."""
@@ -250,11 +278,7 @@ class MemoryStore:
         expired = [w for w, until in self._leases.items() if until < now]
         moved = 0
         for worker_id in expired:
-            # Attempts that were running when the worker vanished count as made.
-            for row in self._jobs.values():
-                for item in row.items:
-                    if item.state == "running" and item.worker == worker_id:
-                        item.attempts += 1
+            # Attempts already count (`started`): items claimed but never started count none.
             moved += await self.release(worker_id)
         return moved
 
@@ -303,7 +327,11 @@ class MemoryStore:
             left = hist.merge(row.job.latency_hist, latencies, sign=-1)
             self._set(row, latency_total_s=row.job.latency_total_s - latency, latency_hist=left)
             if row.job.status == "completed":
-                self._set(row, status="queued", finished_at=None)
+                # The start moves forward by the idle time: the duration counts running only.
+                started = row.job.started_at
+                if started is not None and row.job.finished_at is not None:
+                    started += max(0.0, self._clock() - row.job.finished_at)
+                self._set(row, status="queued", finished_at=None, started_at=started)
         return again
 
     async def fail_job(self, job_id: str, error: str) -> Job:

@@ -16,6 +16,8 @@ see ``docs/decisions.md``.
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from itertools import groupby
@@ -24,14 +26,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import _clock
 from .. import latency as hist
-from ..errors import InvalidJob, JobNotFound, JobStateError
+from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError
 from ..model import TERMINAL, Claim, ClaimedItem
 from .sqlite_read import Reader, job_from_row
 from .sqlite_schema import connect, migrate, probe, queries
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from ..model import ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
 
@@ -95,6 +96,7 @@ class _Writer:
                 "now": now,
                 "tenant": job.tenant,
                 "key": key,
+                "hash": job.request_hash,
             }
             c.execute(Q["insert_job"], params)
             c.executemany(Q["insert_item"], rows())
@@ -105,13 +107,19 @@ class _Writer:
             return self._get(job_id)
 
     def claim(
-        self, worker: str, limit: int, until: float, job_id: str | None, now: float
+        self,
+        worker: str,
+        limit: int,
+        until: float,
+        job_id: str | None,
+        now: float,
+        tasks: str | None = None,
     ) -> Claim | None:
         with _Tx(self.conn) as c:
             if job_id is None:
-                found = c.execute(Q["next_job"]).fetchone()
+                found = c.execute(Q["next_job"], {"tasks": tasks}).fetchone()
             else:
-                found = c.execute(Q["this_job"], {"id": job_id}).fetchone()
+                found = c.execute(Q["this_job"], {"id": job_id, "tasks": tasks}).fetchone()
             if found is None:
                 return None
             job = found[0]
@@ -177,9 +185,14 @@ class _Writer:
         c.execute(Q["count_settled"], params)
         return len(kept)
 
+    def started(self, worker: str, pairs: Sequence[tuple[str, int]]) -> int:
+        rows = [(job_id, index, worker) for job_id, index in pairs]
+        with _Tx(self.conn) as c:
+            return int(c.executemany(Q["count_started"], rows).rowcount)
+
     def release(self, worker: str, pairs: Sequence[tuple[str, int]] | None, now: float) -> int:
         with _Tx(self.conn) as c:
-            return self._release(c, worker, pairs, now, lost=False)
+            return self._release(c, worker, pairs, now)
 
     def _release(
         self,
@@ -187,16 +200,12 @@ class _Writer:
         worker: str,
         pairs: Sequence[tuple[str, int]] | None,
         now: float,
-        *,
-        lost: bool,
     ) -> int:
         by_job: dict[str, list[int]] = {}
         if pairs is None:
             c.execute(Q["drop_lease"], {"worker": worker})
             for job_id, _status in c.execute(Q["jobs_with_running"]).fetchall():
                 args = {"job": job_id, "worker": worker}
-                if lost:
-                    c.execute(Q["count_lost_attempt"], args)
                 rows = c.execute(Q["running_of_worker"], args).fetchall()
                 if rows:
                     by_job[job_id] = [r[0] for r in rows]
@@ -227,7 +236,8 @@ class _Writer:
         with _Tx(self.conn) as c:
             moved = 0
             for (worker,) in c.execute(Q["expired_workers"], {"now": now}).fetchall():
-                moved += self._release(c, worker, None, now, lost=True)
+                # Attempts already count (`started`): claimed, never started, count none.
+                moved += self._release(c, worker, None, now)
             return moved
 
     def request_cancel(self, job_id: str, now: float) -> Job:
@@ -240,7 +250,7 @@ class _Writer:
             self._settle(job_id, now)
             return self._get(job_id)
 
-    def retry_failed(self, job_id: str) -> int:
+    def retry_failed(self, job_id: str, now: float) -> int:
         with _Tx(self.conn) as c:
             job = self._get(job_id)
             if job.status in {"cancelled", "cancelling", "failed"}:
@@ -254,7 +264,7 @@ class _Writer:
             n = c.execute(Q["retry_failed_items"], {"job": job_id}).rowcount
             if n:
                 left = hist.merge(job.latency_hist, latencies, sign=-1)
-                params = {"n": n, "job": job_id, "latency": sum(latencies)}
+                params = {"n": n, "job": job_id, "latency": sum(latencies), "now": now}
                 c.execute(Q["count_retry"], {**params, "hist": hist.dumps(left)})
             return int(n)
 
@@ -270,6 +280,28 @@ class _Writer:
             c.execute(Q["set_progress"], {"job": job_id, "inflight": inflight, "step": step})
 
 
+def _check_place(path: Path, *, create: bool) -> None:
+    """`StoreError` naming the path and the fix, before SQLite says "unable to open"."""
+    if path.is_dir():
+        msg = f"the job store {str(path)!r} is a directory: pass a file's path, e.g. sqlite:///jobs.db"
+        raise StoreError(msg)
+    if path.exists():
+        return
+    if not create:
+        msg = (
+            f"no job store at {str(path)!r}: check the path (--store or $CONVEYOR_STORE);"
+            " a store is created by `conveyor jobs submit`, `conveyor worker` or `conveyor serve`"
+        )
+        raise StoreError(msg)
+    folder = path.parent
+    if not folder.is_dir():
+        msg = (
+            f"cannot create the job store {str(path)!r}: the folder {str(folder)!r} does not"
+            " exist; create it first, or pass a path in an existing folder"
+        )
+        raise StoreError(msg)
+
+
 class SqliteStore:
     """A `Store` in one SQLite file (created if missing; migrated to the current schema).
 
@@ -281,11 +313,18 @@ class SqliteStore:
         clock: returns Unix seconds (default: `conveyor._clock.wall`); read on the event loop.
     """
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = _clock.wall) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = _clock.wall, create: bool = True
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
+        _check_place(self.path, create=create)
         probe(self.path)
-        write_conn = connect(self.path)
+        try:
+            write_conn = connect(self.path)
+        except sqlite3.Error as exc:  # unwritable folder, file system errors
+            msg = f"cannot open the job store {str(self.path)!r}: {exc}; check its permissions"
+            raise StoreError(msg) from exc
         try:
             migrate(write_conn)
             read_conn = connect(self.path, read_only=True)
@@ -329,11 +368,26 @@ class SqliteStore:
         return await self._read(self._reader.list_jobs, {**filters, "before": before})
 
     async def claim(
-        self, worker_id: str, *, limit: int, lease_s: float, job_id: str | None = None
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+        job_id: str | None = None,
+        tasks: Collection[str] | None = None,
     ) -> Claim | None:
-        """Claim pending items of one active job."""
+        """Claim pending items of one active job (of one of `tasks`, if given)."""
         now = self._clock()
-        return await self._write(self._writer.claim, worker_id, limit, now + lease_s, job_id, now)
+        names = None if tasks is None else json.dumps(sorted(tasks))
+        return await self._write(
+            self._writer.claim, worker_id, limit, now + lease_s, job_id, now, names
+        )
+
+    async def started(self, worker_id: str, items: Sequence[tuple[str, int]]) -> int:
+        """Count an attempt for each of the worker's running `items`."""
+        if not items:
+            return 0
+        return await self._write(self._writer.started, worker_id, items)
 
     async def renew(self, worker_id: str, *, lease_s: float) -> bool:
         """Extend the lease if still held."""
@@ -359,7 +413,7 @@ class SqliteStore:
 
     async def retry_failed(self, job_id: str) -> int:
         """Failed items back to pending."""
-        return await self._write(self._writer.retry_failed, job_id)
+        return await self._write(self._writer.retry_failed, job_id, self._clock())
 
     async def fail_job(self, job_id: str, error: str) -> Job:
         """The job could not run."""

@@ -23,7 +23,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
     """A `Job` from a row of the ``get_job`` query."""
     (id_, task, options, status, step, inflight, total, pending, running, succeeded, failed,
      cancelled, latency_s, created, started, finished, error, tenant, key, version,
-     hist) = row  # fmt: skip
+     hist, request_hash) = row  # fmt: skip
     return Job(
         id=id_,
         task=task,
@@ -41,6 +41,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         tenant=tenant,
         idempotency_key=key,
         version=version,
+        request_hash=request_hash,
     )
 
 

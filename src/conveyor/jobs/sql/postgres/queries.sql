@@ -1,0 +1,217 @@
+-- The PostgreSQL store's statements, by name (read by conveyor.jobs.stores.postgres_schema,
+-- which turns the :named parameters into asyncpg's $1, $2, ...). :now is the store clock's
+-- Unix time, or NULL for the database's own clock (the default: one clock for every machine);
+-- the loader turns it into COALESCE(:now, the transaction's time on the database).
+--
+-- Lock order, to keep transactions from deadlocking: items first, the job's row last (its
+-- counts), held only until the commit that follows.
+
+-- name: insert_job
+INSERT INTO conveyor_jobs (id, task, options, status, created_at, tenant, idempotency_key,
+                           request_hash)
+VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash);
+
+-- name: job_by_key
+SELECT id FROM conveyor_jobs WHERE tenant = :tenant AND idempotency_key = :key;
+
+-- name: set_total
+UPDATE conveyor_jobs SET total = :n, pending = :n WHERE id = :id;
+
+-- name: get_job
+SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
+       cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
+       idempotency_key, version, latency_hist, request_hash
+FROM conveyor_jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT id, task, options, status, step, inflight, total, pending, running, succeeded, failed,
+       cancelled, latency_total_s, created_at, started_at, finished_at, error, tenant,
+       idempotency_key, version, latency_hist, request_hash
+FROM conveyor_jobs
+WHERE (:before::text IS NULL OR id < :before)
+  AND (:tenant::text IS NULL OR tenant = :tenant)
+  AND (:status::text IS NULL OR status = :status)
+  AND (:task::text IS NULL OR task = :task)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: next_job
+-- :tasks: the task names the worker has (NULL: any task).
+SELECT id FROM conveyor_jobs
+WHERE status IN ('queued', 'running') AND pending > 0
+  AND (:tasks::text[] IS NULL OR task = ANY(:tasks))
+ORDER BY id LIMIT 1;
+
+-- name: this_job
+SELECT id FROM conveyor_jobs
+WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
+  AND (:tasks::text[] IS NULL OR task = ANY(:tasks));
+
+-- name: claim_items
+-- SKIP LOCKED: workers claiming at once take disjoint items without waiting for each other.
+WITH picked AS (
+    SELECT idx FROM conveyor_items
+    WHERE job_id = :job AND state = 'pending'
+    ORDER BY idx LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE conveyor_items AS i SET state = 'running', worker = :worker, started_at = :now
+FROM picked
+WHERE i.job_id = :job AND i.idx = picked.idx
+RETURNING i.idx, i.input, i.attempts;
+
+-- name: count_claim
+-- The status guard: a job cancelled while the claim took its items keeps its status (the
+-- items then come back as cancelled when the worker sees the cancel).
+UPDATE conveyor_jobs SET pending = pending - :n, running = running + :n,
+       status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
+       started_at = COALESCE(started_at, :now)
+WHERE id = :job;
+
+-- name: hold_lease
+INSERT INTO conveyor_workers (id, lease_until) VALUES (:worker, :now + :lease_s)
+ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until;
+
+-- name: renew_lease
+UPDATE conveyor_workers SET lease_until = :now + :lease_s WHERE id = :worker;
+
+-- name: record_items
+-- One statement for a whole batch: only items still running under this worker are touched
+-- (a worker that lost its lease writes nothing), and each is written once: the guard
+-- state = 'running' fails for an item already settled.
+UPDATE conveyor_items AS i
+SET state = r.state, attempts = i.attempts + r.attempts, latency_s = r.latency_s,
+    result = r.result, error_type = r.error_type, error_message = r.error_message,
+    finished_at = :now, worker = NULL
+FROM unnest(:idx::integer[], :state::text[], :attempts::integer[], :latency::float8[],
+            :result::text[], :etype::text[], :emsg::text[])
+     AS r(idx, state, attempts, latency_s, result, error_type, error_message)
+WHERE i.job_id = :job AND i.idx = r.idx AND i.state = 'running' AND i.worker = :worker
+RETURNING i.idx, r.state, r.latency_s;
+
+-- name: lock_hist
+SELECT latency_hist FROM conveyor_jobs WHERE id = :job FOR UPDATE;
+
+-- name: count_settled
+-- As in count_unrun: a running job that no worker runs any more (the last worker's items
+-- settled after it handed the unstarted ones back) is queued again.
+UPDATE conveyor_jobs SET running = running - :n, succeeded = succeeded + :succeeded,
+       failed = failed + :failed, cancelled = cancelled + :cancelled,
+       latency_total_s = latency_total_s + :latency, latency_hist = :hist,
+       status = CASE WHEN status = 'running' AND running - :n = 0 AND pending > 0
+                     THEN 'queued' ELSE status END
+WHERE id = :job;
+
+-- name: settle_job
+UPDATE conveyor_jobs
+SET status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE 'completed' END,
+    finished_at = :now, inflight = 0
+WHERE id = :job AND pending = 0 AND running = 0
+  AND status IN ('queued', 'running', 'cancelling');
+
+-- name: status_of
+SELECT status FROM conveyor_jobs WHERE id = :job;
+
+-- name: jobs_of_worker
+SELECT DISTINCT job_id FROM conveyor_items WHERE state = 'running' AND worker = :worker;
+
+-- name: count_started
+-- An attempt counts when the item starts (reported in batches by the worker), so items that
+-- were claimed but never started count none when their worker dies.
+UPDATE conveyor_items SET attempts = attempts + 1
+WHERE job_id = :job AND idx = ANY(:idx::integer[]) AND state = 'running' AND worker = :worker;
+
+-- name: unrun_all
+-- Every running item of the worker in one job goes back: to pending, or to cancelled when
+-- the job is being cancelled.
+UPDATE conveyor_items
+SET state = CASE WHEN :cancel THEN 'cancelled' ELSE 'pending' END, worker = NULL,
+    finished_at = CASE WHEN :cancel THEN :now ELSE NULL END
+WHERE job_id = :job AND state = 'running' AND worker = :worker;
+
+-- name: unrun_some
+UPDATE conveyor_items
+SET state = CASE WHEN :cancel THEN 'cancelled' ELSE 'pending' END, worker = NULL,
+    finished_at = CASE WHEN :cancel THEN :now ELSE NULL END
+WHERE job_id = :job AND idx = ANY(:idx::integer[]) AND state = 'running' AND worker = :worker;
+
+-- name: count_unrun
+-- A running job whose items all went back (its workers stopped or died) is queued again:
+-- "running" means a worker has it.
+UPDATE conveyor_jobs SET running = running - :n, pending = pending + :pending,
+       cancelled = cancelled + :cancelled,
+       status = CASE WHEN status = 'running' AND running - :n = 0 AND :pending > 0
+                     THEN 'queued' ELSE status END
+WHERE id = :job;
+
+-- name: drop_lease
+DELETE FROM conveyor_workers WHERE id = :worker;
+
+-- name: take_expired_workers
+-- Several live workers may look at once: each lapsed lease is taken by one of them.
+DELETE FROM conveyor_workers
+WHERE id IN (
+    SELECT id FROM conveyor_workers WHERE lease_until < :now FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: cancel_pending
+UPDATE conveyor_items SET state = 'cancelled', finished_at = :now
+WHERE job_id = :job AND state = 'pending';
+
+-- name: count_cancel
+UPDATE conveyor_jobs SET pending = pending - :n, cancelled = cancelled + :n,
+       status = 'cancelling'
+WHERE id = :job;
+
+-- name: retry_failed_items
+-- Returns each item's latency from before the update (RETURNING alone would give the NULL).
+WITH old AS (
+    SELECT idx, latency_s FROM conveyor_items
+    WHERE job_id = :job AND state = 'failed'
+    FOR UPDATE
+)
+UPDATE conveyor_items AS i SET state = 'pending', error_type = NULL, error_message = NULL,
+       latency_s = NULL, finished_at = NULL
+FROM old
+WHERE i.job_id = :job AND i.idx = old.idx
+RETURNING old.latency_s;
+
+-- name: count_retry
+UPDATE conveyor_jobs SET failed = failed - :n, pending = pending + :n,
+       latency_total_s = latency_total_s - :latency, latency_hist = :hist,
+       status = CASE status WHEN 'completed' THEN 'queued' ELSE status END,
+       -- A completed job's start moves forward by its idle time (finished -> now), so the
+       -- summary's duration counts the time it ran, not the time it waited for the retry.
+       started_at = CASE WHEN finished_at IS NULL THEN started_at
+                         ELSE started_at + greatest(0, :now - finished_at) END,
+       finished_at = NULL
+WHERE id = :job;
+
+-- name: fail_items
+UPDATE conveyor_items SET state = 'cancelled', worker = NULL, finished_at = :now
+WHERE job_id = :job AND state IN ('pending', 'running');
+
+-- name: fail_job
+UPDATE conveyor_jobs SET status = 'failed', error = :error, finished_at = :now,
+       cancelled = cancelled + pending + running, pending = 0, running = 0, inflight = 0
+WHERE id = :job;
+
+-- name: set_progress
+UPDATE conveyor_jobs SET inflight = :inflight, step = COALESCE(:step, step)
+WHERE id = :job AND status NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: items_page
+SELECT idx, input, state, attempts, result, error_type, error_message, latency_s, started_at,
+       finished_at
+FROM conveyor_items WHERE job_id = :job AND idx > :after ORDER BY idx LIMIT :limit;
+
+-- name: items_page_by_state
+SELECT idx, input, state, attempts, result, error_type, error_message, latency_s, started_at,
+       finished_at
+FROM conveyor_items
+WHERE job_id = :job AND state = :state AND idx > :after ORDER BY idx LIMIT :limit;
+
+-- name: any_active
+SELECT EXISTS (
+    SELECT 1 FROM conveyor_jobs WHERE status IN ('queued', 'running', 'cancelling')
+);

@@ -1,0 +1,129 @@
+"""What the HTTP task does with an LLM answer: count its spend, check it, cache it.
+
+`LlmOptions` is what a run is told (frozen, checked when made); `AnswerHooks` is what the HTTP
+task calls with every successful answer, in this order:
+
+1. count the tokens in and out and their cost (an answer that fails the check still cost);
+2. run the check (`AnswerCheck` or any function of the body): `InvalidAnswer` fails the attempt
+   with its reason, and the retry policy retries it;
+3. store it in the response cache, if there is one: only answers that passed get there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, InvalidAnswer
+from .cache import ResponseCache, cache_key
+from .pricing import PriceTable, usage_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ..http.response import Response
+    from ..http.tally import BatchTally
+
+__all__ = ["AnswerHooks", "LlmOptions"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LlmOptions:
+    """The LLM side of a run.
+
+    Args:
+        check: called with each successful answer's body; raises `InvalidAnswer` to fail it
+            (retryable). `AnswerCheck(finish_reasons=frozenset({"stop"}), json=True)` checks
+            what ``--require-finish-reason`` and ``--require-json`` ask for.
+        cache: a SQLite file of answers (created if missing): a request already answered
+            there is not sent again. None: no cache.
+        prices: the price table (None: Conveyor's default, ``conveyor/llm/prices.toml``).
+        max_cost_usd: the budget: no request starts whose most possible cost (prompt plus all
+            of ``max_tokens``), added to what was spent and what is in flight, would pass it.
+            Requests not started stay pending: running again resumes them.
+    """
+
+    check: Callable[[Any], object] | None = None
+    cache: Path | None = None
+    prices: PriceTable | None = None
+    max_cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.check is not None and not callable(self.check):
+            msg = f"LlmOptions(check={self.check!r}): pass a function of the answer's body"
+            raise ConfigError(msg)
+        cost = self.max_cost_usd
+        if cost is not None and (
+            isinstance(cost, bool)
+            or not isinstance(cost, int | float)
+            or not math.isfinite(cost)
+            or cost <= 0
+        ):
+            msg = f"LlmOptions(max_cost_usd={cost!r}): pass US dollars > 0, e.g. 5.0, or None"
+            raise ConfigError(msg)
+
+    def price_table(self) -> PriceTable:
+        """The prices to use."""
+        return self.prices if self.prices is not None else PriceTable.default()
+
+
+class AnswerHooks:
+    """Counts, checks and caches the successful answers of one run (see the module docstring).
+
+    Args:
+        tally: where tokens and cost are counted.
+        prices: the price table.
+        check: the answer check, if any.
+        cache: the response cache, if any; `scope` names the upstream in its keys.
+    """
+
+    __slots__ = ("cache", "check", "prices", "scope", "tally")
+
+    def __init__(
+        self,
+        *,
+        tally: BatchTally,
+        prices: PriceTable,
+        check: Callable[[Any], object] | None = None,
+        cache: ResponseCache | None = None,
+        scope: str = "",
+    ) -> None:
+        self.tally = tally
+        self.prices = prices
+        self.check = check
+        self.cache = cache
+        self.scope = scope
+
+    def key(self, method: str, url: str, body: bytes | None) -> str:
+        """The cache key of a request."""
+        return cache_key(self.scope, method, url, body)
+
+    def count(self, body: Any) -> None:
+        """Add an answer's tokens and cost to the tally."""
+        usage = usage_of(body)
+        if usage is None:
+            return
+        tally = self.tally
+        tally.tokens_in += usage.tokens_in
+        tally.tokens_out += usage.tokens_out
+        cost = self.prices.answer_cost_usd(usage)
+        if cost is None:
+            tally.unpriced += 1
+        else:
+            tally.cost_usd += cost
+
+    def on_answer(self, method: str, url: str, body: bytes | None, response: Response) -> None:
+        """Count, check (raising `InvalidAnswer`), then cache a successful answer."""
+        self.count(response.body)
+        if self.check is not None:
+            try:
+                self.check(response.body)
+            except InvalidAnswer as exc:
+                exc.answer = response
+                raise
+        if self.cache is not None:
+            self.cache.put(
+                self.key(method, url, body), response.status_code, response.headers, response.body
+            )

@@ -1,0 +1,173 @@
+"""`limit_openai`: an ``openai.AsyncOpenAI`` client whose chat calls go through shared limiters.
+
+User code keeps calling ``client.chat.completions.create(...)``; every call then:
+
+1. estimates its token cost from the request (`conveyor.http.estimate_tokens`: the messages'
+   characters / 4 plus ``max_tokens``, with no tokenizer to download);
+2. takes a slot of each limiter, in order (a token limiter is charged the estimate);
+3. is sent once by the SDK, whose own retries are turned off (``max_retries=0``): they would
+   bypass the limiters;
+4. settles each slot with the answer's real ``usage`` and shows the limiters the answer's
+   rate-limit headers; a 429 or 503 with ``Retry-After`` pauses every caller of the limiter,
+   and a 429 ``insufficient_quota`` halts it (`QuotaExhausted`, at once, for every caller);
+5. runs the answer check, if any (`AnswerCheck`), outside the slot;
+6. is retried by `conveyor.Retry`'s policy (`is_transient`, which honours ``x-should-retry``),
+   each retry taking its slots again, so retries are paced like first attempts.
+
+Everything else on the client is the client's own, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from .. import _clock
+from ..errors import ConfigError, QuotaExhausted
+from ..http.request import estimate_tokens
+from ..limits.limiter import Limiter
+from ..policy.llm_errors import api_error_fields, quota_exhausted
+from ..policy.retry import Retry, decide
+from .pricing import usage_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["limit_openai"]
+
+C = TypeVar("C")
+
+
+def limit_openai(
+    client: C,
+    *,
+    limiters: Sequence[Limiter],
+    retry: Retry | None = None,
+    check: Callable[[Any], object] | None = None,
+    refund_unused_tokens: bool = False,
+) -> C:
+    """Return `client` (an ``openai.AsyncOpenAI``) with its chat calls going through `limiters`.
+
+    Args:
+        client: the client to wrap; it is not changed (a copy with ``max_retries=0`` is used).
+        limiters: the shared `Limiter`s every call goes through, in order.
+        retry: how failed calls are retried (default: ``Retry(attempts=5)``, transient errors).
+        check: called with each answer; raising `InvalidAnswer` makes the call fail and retry.
+        refund_unused_tokens: settle a token limiter with the ``usage`` also when it is below
+            the estimate (OpenAI charges ``max_tokens`` up front, so off by default).
+
+    >>> llm = conveyor.Limiter("openai", requests_per_minute=500, tokens_per_minute=200_000)
+    >>> client = limit_openai(openai.AsyncOpenAI(), limiters=[llm])  # doctest: +SKIP
+    """
+    if isinstance(limiters, Limiter) or not all(isinstance(x, Limiter) for x in limiters):
+        msg = "limit_openai(limiters=...): pass a list of conveyor.Limiter, e.g. limiters=[llm]"
+        raise ConfigError(msg)
+    with_options = getattr(client, "with_options", None)
+    chat = getattr(client, "chat", None)
+    completions = getattr(chat, "completions", None)
+    create = getattr(completions, "create", None)
+    # The SDK wraps `create` in a plain decorator: look at the function beneath it.
+    if (
+        with_options is None
+        or create is None
+        or not inspect.iscoroutinefunction(inspect.unwrap(create))
+    ):
+        msg = (
+            f"limit_openai({type(client).__name__}): pass an openai.AsyncOpenAI (or"
+            " AsyncAzureOpenAI) client; the limiters are asyncio's, so a sync OpenAI client"
+            " cannot wait on them"
+        )
+        raise ConfigError(msg)
+    quiet = with_options(max_retries=0)
+    limited = _LimitedCompletions(
+        quiet.chat.completions,
+        limiters=tuple(limiters),
+        retry=retry or Retry(attempts=5),
+        check=check,
+        refund=refund_unused_tokens,
+    )
+    return cast("C", _Proxy(client, chat=_Proxy(chat, completions=limited)))
+
+
+class _Proxy:
+    """An object whose named attributes are replaced, everything else its target's."""
+
+    def __init__(self, target: object, **replaced: object) -> None:
+        self._target = target
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+class _LimitedCompletions:
+    """``chat.completions`` whose `create` goes through the limiters (see the module doc)."""
+
+    def __init__(
+        self,
+        completions: Any,
+        *,
+        limiters: tuple[Limiter, ...],
+        retry: Retry,
+        check: Callable[[Any], object] | None,
+        refund: bool,
+    ) -> None:
+        self._completions = completions
+        self._limiters = limiters
+        self._retry = retry
+        self._check = check
+        self._refund = refund
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completions, name)
+
+    async def create(self, **kwargs: Any) -> Any:
+        """Create a chat completion through the limiters; retried by the policy."""
+        cost = float(estimate_tokens(kwargs, None))
+        policy = self._retry
+        started = _clock.now()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = await self._attempt(kwargs, cost)
+                if self._check is not None:
+                    self._check(answer)
+            except Exception as exc:
+                if quota_exhausted(exc):
+                    name = self._limiters[0].name if self._limiters else "openai"
+                    raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
+                decision = decide(
+                    policy,
+                    attempt=attempt,
+                    exc=exc,
+                    elapsed_s=_clock.now() - started,
+                    now_wall_s=_clock.wall(),
+                    u=policy.rng.random(),
+                )
+                if not decision.retry:
+                    raise
+                await asyncio.sleep(decision.delay_s)
+            else:
+                return answer
+
+    async def _attempt(self, kwargs: dict[str, Any], cost: float) -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            slots = [
+                await stack.enter_async_context(limiter.acquire(cost)) for limiter in self._limiters
+            ]
+            raw = await self._completions.with_raw_response.create(**kwargs)
+            answer = raw.parse()
+            headers = raw.headers
+            observe = any("ratelimit" in str(name).lower() for name in headers)
+            usage = usage_of(answer)
+            used = None if usage is None else usage.tokens_in + usage.tokens_out
+            for slot in slots:
+                if observe:
+                    slot.observe(headers)
+                settle = used is not None and (used > cost or (self._refund and used != cost))
+                if settle and slot.limiter.limits_tokens:
+                    slot.settle(float(used or 0))
+            return answer

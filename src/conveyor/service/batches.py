@@ -1,0 +1,267 @@
+"""OpenAI's Batch API over Conveyor jobs: the batch record, the input check, the output lines.
+
+A batch is a Conveyor job of the built-in ``http`` task through an operator's connection: the
+same limits, retries, progress, SSE stream and dashboard as any job. What OpenAI's interface
+adds is kept here, apart from the routes (`routes_batches`):
+
+- `check_input`: the input file read line by line as OpenAI validates it: each line a JSON
+  object with a unique ``custom_id``, ``method`` POST, the batch's ``url`` and a ``body``.
+  Any bad line makes the batch ``failed`` with one error per line (never a 5xx).
+- `BatchRecord`: what OpenAI's batch object says beyond the job (its files, metadata and
+  timestamps), kept as a small JSON file beside the tenant's files.
+- `batch_status`: the job's status as OpenAI's (``in_progress``, ``finalizing``, ...);
+  `result_line`: one line of the output file (successes) or the error file (the rest).
+
+The upstream is never named by the request: it is the connection given in the batch's
+``metadata`` (``conveyor_connection``) or, when the operator configured one only, that one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+    from ..jobs.model import Job, JobItem
+
+__all__ = [
+    "ENDPOINTS",
+    "BatchRecord",
+    "BatchRecords",
+    "batch_object",
+    "batch_status",
+    "check_input",
+    "result_line",
+]
+
+#: The endpoints a batch may target (OpenAI's list).
+ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+#: How many per-line errors a failed batch shows at most.
+MAX_ERRORS = 100
+#: The metadata key that chooses the connection (the upstream) of a batch.
+CONNECTION_KEY = "conveyor_connection"
+
+
+def _error(line: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "param": param, "line": line}
+
+
+def check_input(lines: Iterable[bytes], endpoint: str) -> tuple[int, list[dict[str, Any]]]:
+    """Check every line of a batch input; return (requests, errors). Pure.
+
+    >>> check_input([b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings",'
+    ...              b' "body": {"input": "x"}}'], "/v1/embeddings")
+    (1, [])
+    >>> check_input([b"{oops"], "/v1/embeddings")[1][0]["code"]
+    'invalid_json_line'
+    """
+    seen: set[str] = set()
+    count = 0
+    errors: list[dict[str, Any]] = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        count += 1
+        problem = _line_problem(raw, number, endpoint, seen)
+        if problem is not None and len(errors) < MAX_ERRORS:
+            errors.append(problem)
+    if count == 0:
+        errors.append(_error(1, "empty_file", "The batch input file is empty."))
+    return count, errors
+
+
+def _line_problem(  # noqa: PLR0911 - one return per kind of problem
+    raw: bytes, number: int, endpoint: str, seen: set[str]
+) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _error(number, "invalid_json_line", f"Line {number} is not valid JSON.")
+    if not isinstance(data, dict):
+        return _error(number, "invalid_json_line", f"Line {number} is not a JSON object.")
+    custom_id = data.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        msg = f"Line {number} has no custom_id (a non-empty string)."
+        return _error(number, "missing_required_parameter", msg, "custom_id")
+    if custom_id in seen:
+        msg = f"The custom_id {custom_id!r} of line {number} is used by an earlier line."
+        return _error(number, "duplicate_custom_id", msg, "custom_id")
+    seen.add(custom_id)
+    if data.get("method") != "POST":
+        msg = f"Line {number}: the method must be POST."
+        return _error(number, "invalid_value", msg, "method")
+    if data.get("url") != endpoint:
+        msg = f"Line {number}: the url {data.get('url')!r} is not the batch's endpoint {endpoint}."
+        return _error(number, "mismatched_endpoint", msg, "url")
+    if not isinstance(data.get("body"), dict):
+        msg = f"Line {number}: the body must be a JSON object."
+        return _error(number, "invalid_value", msg, "body")
+    return None
+
+
+@dataclass(kw_only=True)
+class BatchRecord:
+    """What a batch is beyond its job; stored as JSON."""
+
+    id: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    metadata: dict[str, str] | None
+    created_at: float
+    job_id: str | None = None
+    status: str = "validating"  # kept for the statuses a job does not have
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    times: dict[str, float] = field(default_factory=dict)  # in_progress_at, failed_at, ...
+
+    @classmethod
+    def new(
+        cls, *, endpoint: str, input_file_id: str, window: str, metadata: Any, now: float
+    ) -> BatchRecord:
+        """A batch just created."""
+        return cls(
+            id=f"batch_{uuid.uuid4().hex}",
+            endpoint=endpoint,
+            input_file_id=input_file_id,
+            completion_window=window,
+            metadata=metadata,
+            created_at=now,
+        )
+
+
+class BatchRecords:
+    """The batch records of one tenant, as JSON files in its folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, batch_id: str) -> Path | None:
+        if not batch_id.startswith("batch_") or not batch_id[6:].isalnum() or len(batch_id) > 64:
+            return None
+        return self.folder / f"{batch_id}.json"
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        """The record, or None."""
+        path = self._path(batch_id)
+        if path is None:
+            return None
+        try:
+            return BatchRecord(**json.loads(path.read_text("utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, record: BatchRecord) -> None:
+        """Write the record whole (a temporary file renamed over the old one)."""
+        path = self._path(record.id)
+        assert path is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(record)), "utf-8")
+        tmp.replace(path)
+
+    def all(self) -> Iterator[BatchRecord]:
+        """Every record, newest first."""
+        found = []
+        for path in self.folder.glob("batch_*.json"):
+            record = self.get(path.stem)
+            if record is not None:
+                found.append(record)
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        yield from found
+
+
+#: A job's status as OpenAI's batch status, before the output files are written.
+_JOB_TO_BATCH = {
+    "queued": "in_progress",
+    "running": "in_progress",
+    "cancelling": "cancelling",
+    "completed": "finalizing",
+    "cancelled": "cancelling",  # the files are still to be written, then "cancelled"
+    "failed": "failed",
+}
+
+
+def batch_status(record: BatchRecord, job: Job | None) -> str:
+    """OpenAI's status of a batch, from its record and (while it runs) its job."""
+    if record.status in {"failed", "completed", "cancelled", "expired"} or job is None:
+        return record.status
+    return _JOB_TO_BATCH[job.status]
+
+
+def _http_status(message: str | None) -> int | None:
+    """The status of an ``HTTP 429: ...`` error message, else None."""
+    if message and message.startswith("HTTP ") and message[5:8].isdigit():
+        return int(message[5:8])
+    return None
+
+
+def result_line(item: JobItem) -> tuple[bool, dict[str, Any]]:
+    """One output line of an item: ``(True, line)`` for the output file, False for errors."""
+    custom_id = item.input.get("custom_id") if isinstance(item.input, dict) else None
+    line: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id}
+    if item.state == "succeeded" and isinstance(item.result, dict):
+        headers = item.result.get("headers") or {}
+        line["response"] = {
+            "status_code": item.result.get("status_code", 200),
+            "request_id": headers.get("x-request-id", ""),
+            "body": item.result.get("body"),
+        }
+        line["error"] = None
+        return True, line
+    line["response"] = None
+    if item.state in {"cancelled", "pending"}:
+        line["error"] = {"code": "batch_cancelled", "message": "The batch was cancelled."}
+    else:
+        status = _http_status(item.error_message)
+        code = f"http_{status}" if status is not None else (item.error_type or "error")
+        line["error"] = {"code": code, "message": item.error_message or "failed"}
+    return False, line
+
+
+def batch_object(record: BatchRecord, status: str) -> dict[str, Any]:
+    """The batch as OpenAI's API shows it."""
+    t = record.times
+
+    def at(name: str) -> int | None:
+        value = t.get(name)
+        return None if value is None else int(value)
+
+    errors = None
+    if record.errors:
+        errors = {"object": "list", "data": record.errors}
+    return {
+        "id": record.id,
+        "object": "batch",
+        "endpoint": record.endpoint,
+        "errors": errors,
+        "input_file_id": record.input_file_id,
+        "completion_window": record.completion_window,
+        "status": status,
+        "output_file_id": record.output_file_id,
+        "error_file_id": record.error_file_id,
+        "created_at": int(record.created_at),
+        "in_progress_at": at("in_progress_at"),
+        "expires_at": int(record.created_at) + 86_400,
+        "finalizing_at": at("finalizing_at"),
+        "completed_at": at("completed_at"),
+        "failed_at": at("failed_at"),
+        "expired_at": None,
+        "cancelling_at": at("cancelling_at"),
+        "cancelled_at": at("cancelled_at"),
+        "request_counts": {
+            "total": record.total,
+            "completed": record.completed,
+            "failed": record.failed,
+        },
+        "metadata": record.metadata,
+    }

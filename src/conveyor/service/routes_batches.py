@@ -1,0 +1,379 @@
+"""OpenAI's Files and Batch API over Conveyor jobs: ``/v1/files`` (multipart) and ``/v1/batches``.
+
+Thin: the batch logic is in `batches`; these routes read requests and answer with OpenAI's
+object shapes and error bodies (``{"error": {"message", "type", "param", "code"}}``), so the
+official ``openai`` package works unchanged with ``base_url`` pointed at the service.
+
+``POST /v1/files`` serves both interfaces: a ``multipart/form-data`` upload (OpenAI's, with
+``purpose`` and ``file``) is kept as sent, to be checked when a batch is made from it; any
+other body is a job input, checked line by line as before (`routes_jobs.create_file`).
+
+A batch's output and error files are written when its job has ended, by the first read of the
+batch that finds it ended (``finalizing`` until then), under a lock so that they are written
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import FileResponse, Response
+
+from .. import _clock
+from ..jobs.model import JobOptions
+from .batches import (
+    CONNECTION_KEY,
+    ENDPOINTS,
+    BatchRecord,
+    BatchRecords,
+    batch_object,
+    batch_status,
+    check_input,
+    result_line,
+)
+from .routes_jobs import create_file
+from .state import json_response, service_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+
+    from starlette.requests import Request
+
+    from ..jobs.model import Job
+    from .state import Service
+
+__all__ = [
+    "batch_endpoint",
+    "batches_endpoint",
+    "cancel_batch",
+    "file_content",
+    "file_endpoint",
+    "files_post",
+]
+
+#: Attempts per request of a batch (transient errors only: 408, 425, 429, 5xx, timeouts).
+BATCH_ATTEMPTS = 6
+#: Requests of one batch in flight at most (the connection's limiter paces them).
+BATCH_CONCURRENCY = 64
+_FINALIZING: dict[str, asyncio.Lock] = {}
+
+
+def openai_error(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> Response:
+    """An error in OpenAI's shape."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return json_response(body, status)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+async def files_post(request: Request) -> Response:
+    """``POST /v1/files``: OpenAI's multipart upload, or a Conveyor job input."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        return await create_file(request)
+    service = service_of(request)
+    tenant = service.tenant(request)
+    form = await request.form(max_files=1, max_fields=8)
+    try:
+        upload = form.get("file")
+        purpose = form.get("purpose")
+        if not isinstance(purpose, str) or purpose not in {"batch", "user_data"}:
+            return openai_error(
+                400, "purpose must be 'batch' for a batch input file", param="purpose"
+            )
+        if upload is None or isinstance(upload, str):
+            return openai_error(400, "send the file as the multipart field 'file'", param="file")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await upload.read(1 << 20):
+                yield chunk
+
+        info = await service.files.save(
+            tenant,
+            chunks(),
+            max_bytes=service.limits.max_file_bytes,
+            filename=upload.filename or "upload.jsonl",
+            purpose=purpose,
+        )
+    finally:
+        await form.close()
+    return json_response(info.to_openai())
+
+
+def _file_or_404(service: Service, tenant: str, file_id: str) -> Any:
+    info = service.files.info(tenant, file_id)
+    if info is None:
+        return None, openai_error(404, f"No such File object: {file_id}", param="id")
+    return info, None
+
+
+async def file_endpoint(request: Request) -> Response:
+    """``GET /v1/files/{file_id}`` and ``DELETE`` it."""
+    service = service_of(request)
+    tenant = service.tenant(request)
+    file_id = request.path_params["file_id"]
+    info, missing = _file_or_404(service, tenant, file_id)
+    if missing is not None:
+        return missing  # type: ignore[no-any-return]
+    if request.method == "DELETE":
+        await asyncio.to_thread(service.files.delete, tenant, file_id)
+        return json_response({"id": file_id, "object": "file", "deleted": True})
+    return json_response(info.to_openai())
+
+
+async def file_content(request: Request) -> Response:
+    """``GET /v1/files/{file_id}/content``: the file's bytes."""
+    service = service_of(request)
+    tenant = service.tenant(request)
+    file_id = request.path_params["file_id"]
+    _, missing = _file_or_404(service, tenant, file_id)
+    if missing is not None:
+        return missing  # type: ignore[no-any-return]
+    path = service.files.path(tenant, file_id)
+    return FileResponse(str(path), media_type="application/jsonl")
+
+
+# -- batches -------------------------------------------------------------------------------
+
+
+def _connection(service: Service, metadata: dict[str, str] | None) -> tuple[str | None, str]:
+    """The http task of the batch's connection, or None and why not."""
+    names = sorted(t.removeprefix("http:") for t in service.base_urls if t.startswith("http:"))
+    chosen = (metadata or {}).get(CONNECTION_KEY)
+    if chosen is None:
+        if len(names) == 1:
+            return f"http:{names[0]}", ""
+        if not names:
+            return None, "this service has no connection to send batches to; ask the operator"
+        return None, (
+            f"this service has several connections ({', '.join(names)}): choose one with"
+            f" metadata={{'{CONNECTION_KEY}': NAME}}"
+        )
+    if chosen not in names:
+        return None, f"no connection {chosen!r}: this service has {', '.join(names) or 'none'}"
+    return f"http:{chosen}", ""
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as lines:
+        yield from lines
+
+
+def _items(path: Path) -> Iterator[dict[str, Any]]:
+    for raw in _lines(path):
+        if raw.strip():
+            data = json.loads(raw)
+            yield {k: data[k] for k in ("custom_id", "method", "url", "body")}
+
+
+def _metadata(value: object) -> dict[str, str] | str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or len(value) > 16
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+            for k, v in value.items()
+        )
+    ):
+        return "metadata must be at most 16 string keys (64 chars) and values (512 chars)"
+    return value
+
+
+async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per refusal
+    """``POST /v1/batches``."""
+    service = service_of(request)
+    tenant = service.tenant(request)
+    try:
+        spec = json.loads(await request.body())
+    except ValueError:
+        return openai_error(400, "the body must be JSON")
+    if not isinstance(spec, dict):
+        return openai_error(400, "the body must be a JSON object")
+    endpoint, window = spec.get("endpoint"), spec.get("completion_window")
+    if endpoint not in ENDPOINTS:
+        return openai_error(
+            400, f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
+        )
+    if window != "24h":
+        return openai_error(400, "completion_window must be '24h'", param="completion_window")
+    metadata = _metadata(spec.get("metadata"))
+    if isinstance(metadata, str):
+        return openai_error(400, metadata, param="metadata")
+    file_id = spec.get("input_file_id")
+    if not isinstance(file_id, str) or service.files.info(tenant, file_id) is None:
+        return openai_error(400, f"No such File object: {file_id}", param="input_file_id")
+    task, why = _connection(service, metadata)
+    if task is None:
+        return openai_error(400, why, param="metadata")
+    now = _clock.wall()
+    record = BatchRecord.new(
+        endpoint=endpoint, input_file_id=file_id, window=window, metadata=metadata, now=now
+    )
+    path = service.files.path(tenant, file_id)
+    count, errors = await asyncio.to_thread(check_input, _lines(path), endpoint)
+    record.total = count
+    records = BatchRecords(service.files.folder(tenant))
+    if errors:
+        # As OpenAI answers a malformed file: a failed batch with one error per line.
+        record.status, record.errors, record.times["failed_at"] = "failed", errors, now
+        await asyncio.to_thread(records.put, record)
+        return json_response(batch_object(record, "failed"))
+    job = await service.jobs.submit(
+        task,
+        _items(path),
+        options=JobOptions(concurrency=BATCH_CONCURRENCY, attempts=BATCH_ATTEMPTS),
+        tenant=tenant,
+    )
+    service.wake_worker()
+    record.job_id, record.status, record.times["in_progress_at"] = job.id, "in_progress", now
+    await asyncio.to_thread(records.put, record)
+    return json_response(batch_object(record, "in_progress"))
+
+
+async def _refresh(service: Service, tenant: str, record: BatchRecord) -> str:
+    """Bring the record up to date with its job; write the files once it ended. The status."""
+    if record.job_id is None or record.status in {"failed", "completed", "cancelled"}:
+        return record.status
+    job = await service.jobs.store.get_job(record.job_id)
+    if job is None:
+        return record.status
+    record.completed, record.failed = job.counts.succeeded, job.counts.failed
+    status = batch_status(record, job)
+    if job.status in {"completed", "cancelled", "failed"}:
+        lock = _FINALIZING.setdefault(record.id, asyncio.Lock())
+        async with lock:
+            records = BatchRecords(service.files.folder(tenant))
+            fresh = records.get(record.id) or record
+            if fresh.status in {"completed", "cancelled", "failed"}:
+                record.__dict__.update(fresh.__dict__)
+                return record.status
+            await _finalize(service, tenant, record, job)
+            records.put(record)
+        _FINALIZING.pop(record.id, None)
+        return record.status
+    return status
+
+
+async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job) -> None:
+    """Write the output and error files of an ended job; set the final status."""
+    now = _clock.wall()
+    record.times.setdefault("finalizing_at", now)
+    if job.status == "failed":
+        record.status, record.times["failed_at"] = "failed", now
+        record.errors = [
+            {"code": "batch_failed", "message": job.error or "", "param": None, "line": None}
+        ]
+        return
+    assert record.job_id is not None
+    for ok, attr in ((True, "output_file_id"), (False, "error_file_id")):
+        lines = _result_lines(service, record.job_id, want_ok=ok)
+        first = await anext(lines, None)
+        if first is None:
+            continue
+
+        async def chunks(
+            first: bytes = first, lines: AsyncIterator[bytes] = lines
+        ) -> AsyncIterator[bytes]:
+            yield first
+            async for line in lines:
+                yield line
+
+        kind = "output" if ok else "error"
+        info = await service.files.save(
+            tenant,
+            chunks(),
+            max_bytes=1 << 40,
+            filename=f"{record.id}_{kind}.jsonl",
+            purpose="batch_output",
+        )
+        setattr(record, attr, info.id)
+    if job.status == "cancelled":
+        record.status = "cancelled"
+        record.times["cancelled_at"] = now
+    else:
+        record.status = "completed"
+        record.times["completed_at"] = now
+
+
+async def _result_lines(service: Service, job_id: str, *, want_ok: bool) -> AsyncIterator[bytes]:
+    async for item in service.jobs.results(job_id):
+        ok, line = result_line(item)
+        if ok == want_ok:
+            yield (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+async def _record_or_404(request: Request) -> tuple[Service, str, BatchRecord | Response]:
+    service = service_of(request)
+    tenant = service.tenant(request)
+    batch_id = request.path_params["batch_id"]
+    record = BatchRecords(service.files.folder(tenant)).get(batch_id)
+    if record is None:
+        return service, tenant, openai_error(404, f"No batch found with id '{batch_id}'.")
+    return service, tenant, record
+
+
+async def batch_endpoint(request: Request) -> Response:
+    """``GET /v1/batches/{batch_id}``."""
+    service, tenant, record = await _record_or_404(request)
+    if isinstance(record, Response):
+        return record
+    status = await _refresh(service, tenant, record)
+    return json_response(batch_object(record, status))
+
+
+async def cancel_batch(request: Request) -> Response:
+    """``POST /v1/batches/{batch_id}/cancel``: the job is cancelled; files follow."""
+    service, tenant, record = await _record_or_404(request)
+    if isinstance(record, Response):
+        return record
+    if record.job_id is not None and record.status == "in_progress":
+        job = await service.jobs.cancel(record.job_id)
+        service.feed.poke(job.id)
+        record.times.setdefault("cancelling_at", _clock.wall())
+        BatchRecords(service.files.folder(tenant)).put(record)
+    status = await _refresh(service, tenant, record)
+    return json_response(batch_object(record, status))
+
+
+async def list_batches(request: Request) -> Response:
+    """``GET /v1/batches?after=ID&limit=N``: newest first."""
+    service = service_of(request)
+    tenant = service.tenant(request)
+    try:
+        limit = int(request.query_params.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        return openai_error(400, "limit must be a whole number from 1 to 100", param="limit")
+    after = request.query_params.get("after")
+    records = list(BatchRecords(service.files.folder(tenant)).all())
+    if after is not None:
+        ids = [r.id for r in records]
+        records = records[ids.index(after) + 1 :] if after in ids else []
+    page = records[:limit]
+    data = [batch_object(r, await _refresh(service, tenant, r)) for r in page]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(records) > limit,
+        }
+    )
+
+
+async def batches_endpoint(request: Request) -> Response:
+    """``/v1/batches``: POST creates, GET lists."""
+    if request.method == "POST":
+        return await create_batch(request)
+    return await list_batches(request)

@@ -1,0 +1,211 @@
+"""A Redis-backed limiter: what one process learns reaches every other, and outages wait.
+
+Two `RedisLimits` objects on one Redis stand for two processes. A virtual server clock (the
+scripts' time argument, what Redis's ``TIME`` gives in production) keeps these exact: no test
+waits for real time, except the outage test, which stops and restarts a real server.
+"""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from conveyor.errors import ConfigError
+from conveyor.jobs.app import App
+from conveyor.limits.limiter import Limiter
+from conveyor.limits.redis_limiter import (
+    SHARED_WINDOW_MARGIN,
+    RedisLimiter,
+    RedisLimits,
+    share_limits,
+)
+
+from ..services import OwnRedis, redis_url
+
+
+class ServerClock:
+    """The Redis server's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def two_processes(url: str, clock: ServerClock, **limits) -> tuple[RedisLimiter, RedisLimiter]:
+    prefix = f"conveyor-test:{uuid.uuid4().hex}"
+    a = RedisLimits(url, prefix=prefix, clock=clock, lease_s=10)
+    b = RedisLimits(url, prefix=prefix, clock=clock, lease_s=10)
+    return a.limiter("api", **limits), b.limiter("api", **limits)
+
+
+async def close(*limiters: RedisLimiter) -> None:
+    for limiter in limiters:
+        await limiter.drain()
+        await limiter.redis.aclose()
+
+
+def test_two_processes_share_one_window():
+    """What process A was admitted counts against process B in the same window."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=3, window_s=1)
+        first = clock.now
+        for _ in range(3):
+            assert await a._try(uuid.uuid4().hex, 1.0) is None
+            clock.now += 0.02  # past the pacer's spread (5% of the window per share)
+        wait = await b._try("b1", 1.0)
+        assert wait is not None
+        # Until A's first call leaves the window (widened by its margin).
+        assert wait == pytest.approx(first + 1 + SHARED_WINDOW_MARGIN - clock.now, abs=1e-6)
+        clock.now += wait
+        assert await b._try("b2", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_refund_settled_by_one_process_frees_tokens_for_another():
+    """Settling below the estimate in A lets B's call in at once."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, tokens_per_second=100, window_s=1)
+        slot = await a.admit(90)
+        clock.now += 0.1  # past the pacer's spread
+        assert await b._try("b1", 20) is not None
+        slot.settle(10)
+        await a.drain()
+        assert await b._try("b2", 20) is None
+        slot.release()
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_retry_after_in_one_process_pauses_every_process():
+    """A 5 s pause asked by A's answer holds B for exactly those 5 s of Redis's time."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=100)
+        a.pause_for(5)
+        await a.drain()
+        assert await b._try("b1", 1.0) == pytest.approx(5.0)
+        clock.now += 5.0
+        assert await b._try("b2", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_budget_read_from_headers_in_one_process_holds_every_process():
+    """OpenAI headers seen by A ('0 of 50 left, full in 2 s') pace B at their refill rate."""
+    url, clock = redis_url(), ServerClock()
+    headers = {
+        "x-ratelimit-limit-requests": "50",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2s",
+    }
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=100)
+        a.observe_headers(headers)
+        await a.drain()
+        wait = await b._try("b1", 1.0)
+        assert wait == pytest.approx(1 / 25, abs=1e-3)  # 50 requests back over 2 s
+        clock.now += 0.05
+        assert await b._try("b2", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_killed_processes_concurrency_slots_return_within_one_lease():
+    """Slots held by a process that stopped renewing are free again one lease later."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, concurrency=2)
+        assert await a._try("a1", 1.0) is None
+        assert await a._try("a2", 1.0) is None  # then A is "killed": no release, no renewal
+        assert await b._try("b1", 1.0) is not None
+        clock.now += 9.9
+        assert await b._try("b2", 1.0) is not None
+        clock.now += 0.2  # 10.1 s: past the 10 s lease
+        assert await b._try("b3", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_released_slot_is_free_for_another_process_at_once():
+    """Releasing a concurrency slot in A lets B in without waiting for the lease."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, concurrency=1)
+        slot = await a.admit(1.0)
+        assert await b._try("b1", 1.0) is not None
+        slot.release()
+        await a.drain()
+        assert await b._try("b2", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_share_limits_turns_an_apps_limiters_into_shared_ones():
+    """`share_limits` keeps each limiter's name and limits, now held in Redis."""
+    local = Limiter("api", requests_per_minute=600, window_s=1, concurrency=7)
+    app = App(limiters=[local])
+    limits = RedisLimits("redis://127.0.0.1:1/0")
+    share_limits(app, limits)
+    shared = app.limiter("api")
+    assert isinstance(shared, RedisLimiter)
+    assert shared.rates == local.rates
+    assert (shared.window_s, shared.concurrency_limit) == (1, 7)
+    with pytest.raises(ConfigError, match="per process"):
+        limits.limiter("x", concurrency="auto")
+
+
+def test_while_redis_is_down_admissions_wait_and_resume_when_it_is_back(caplog):
+    """Redis stopped: an admission waits (no error), says why; restarted: it is admitted.
+
+    Real time (a real server stops and starts), bounded: the admission must finish within
+    3 s of the restart.
+    """
+    server = OwnRedis()
+    server.start()
+
+    async def main() -> None:
+        limits = RedisLimits(server.url, prefix="conveyor-test")
+        limiter = limits.limiter("api", requests_per_second=1000, window_s=1)
+        first = await limiter.admit(1.0)
+        first.release()
+        server.stop()
+        waiting = asyncio.get_running_loop().create_task(limiter.admit(1.0))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        assert limiter.unavailable is not None
+        assert server.url in limiter.unavailable
+        server.start()
+        started = time.monotonic()
+        slot = await asyncio.wait_for(waiting, 3)
+        assert time.monotonic() - started < 3
+        assert limiter.unavailable is None
+        slot.release()
+        await limiter.drain()
+        await limits.aclose()
+
+    try:
+        with caplog.at_level("WARNING", logger="conveyor.limits"):
+            asyncio.run(main())
+    finally:
+        server.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unreachable" in m for m in messages)
+    assert any("reachable again" in m for m in messages)

@@ -1,0 +1,239 @@
+"""OpenAI's Batch API served by Conveyor, driven by the official ``openai`` package, unmodified.
+
+The service runs in-process (ASGI, its worker in the same event loop) and its one connection
+is the project's mock API on 127.0.0.1 (real sockets, so real time): latencies are 1 ms (50 ms
+where a batch must still be running when it is cancelled), every wait polls the batch every
+20 ms, bounded by 10 s, far above the tenths of a second these batches take.
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx2
+import openai
+import pytest
+
+from conveyor.jobs import App, MemoryStore
+from conveyor.mockapi import MockAPI, MockConfig
+from conveyor.service import ServiceConfig, create_app
+from conveyor.service.batches import check_input
+from conveyor.service.config import Connection
+
+from .conftest import FAST_WORKER
+
+CHAT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+
+
+def line(custom_id: str, content: str = "hello", **body: Any) -> dict[str, Any]:
+    messages = [{"role": "user", "content": content}] if content else []
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": CHAT,
+        "body": {"model": "mock-1", "messages": messages, **body},
+    }
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(x) + "\n" for x in lines).encode()
+
+
+@contextlib.asynccontextmanager
+async def service(
+    tmp_path: Path, latency_ms: float = 1.0, **limits: float
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official client on the service, whose connection is the mock API."""
+    async with MockAPI(MockConfig(latency_ms=latency_ms)) as upstream:
+        cfg = ServiceConfig(
+            store="memory:",
+            keys_file=None,
+            files_dir=tmp_path / "files",
+            connections=(Connection(name="mock", base_url=upstream.base_url, **limits),),  # type: ignore[arg-type]
+        )
+        asgi = create_app(cfg, app=App(), store=MemoryStore(), worker_options=FAST_WORKER)
+        async with asgi.router.lifespan_context(asgi):
+            http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi))
+            client = openai.AsyncOpenAI(
+                api_key="unused", base_url="http://conveyor.test/v1", http_client=http
+            )
+            try:
+                yield client
+            finally:
+                await client.close()
+
+
+async def until(client: openai.AsyncOpenAI, batch_id: str, *statuses: str) -> Any:
+    async with asyncio.timeout(10):
+        while True:
+            batch = await client.batches.retrieve(batch_id)
+            if batch.status in statuses:
+                return batch
+            await asyncio.sleep(0.02)
+
+
+async def _started(client: openai.AsyncOpenAI, batch_id: str) -> bool:
+    counts = (await client.batches.retrieve(batch_id)).request_counts
+    return counts is not None and counts.completed > 0
+
+
+async def upload(client: openai.AsyncOpenAI, data: bytes) -> str:
+    file = await client.files.create(file=("batch.jsonl", data), purpose="batch")
+    return file.id
+
+
+def test_a_batch_runs_to_completion_with_output_and_error_files(tmp_path):
+    """Upload, create, poll to completed, download both files: every request accounted for."""
+    lines = [line(f"r{i}", f"question {i}") for i in range(20)]
+    lines.append(line("bad", content=""))  # the upstream answers 400: not retried
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, jsonl(lines))
+            info = await client.files.retrieve(file_id)
+            batch = await client.batches.create(
+                input_file_id=file_id,
+                endpoint=CHAT,
+                completion_window="24h",
+                metadata={"project": "test"},
+            )
+            assert batch.status == "in_progress"
+            done = await until(client, batch.id, "completed", "failed")
+            output = (await client.files.content(done.output_file_id)).text
+            errors = (await client.files.content(done.error_file_id)).text
+            return info, done, output, errors
+
+    info, done, output, errors = asyncio.run(main())
+    assert (info.purpose, info.filename, info.status) == ("batch", "batch.jsonl", "processed")
+    assert done.status == "completed"
+    assert done.metadata == {"project": "test"}
+    counts = done.request_counts
+    assert counts is not None
+    assert (counts.total, counts.completed, counts.failed) == (21, 20, 1)
+    out = [json.loads(x) for x in output.splitlines()]
+    assert sorted(x["custom_id"] for x in out) == sorted(f"r{i}" for i in range(20))
+    first = next(x for x in out if x["custom_id"] == "r0")
+    assert first["response"]["status_code"] == 200
+    assert first["response"]["body"]["object"] == "chat.completion"
+    assert first["error"] is None
+    (err,) = [json.loads(x) for x in errors.splitlines()]
+    assert (err["custom_id"], err["response"], err["error"]["code"]) == ("bad", None, "http_400")
+
+
+def test_a_token_limited_connection_paces_a_batch_by_its_requests_estimates(tmp_path):
+    """With tokens_per_minute, each item's estimate is its cost: the batch completes."""
+    lines = [line(f"r{i}", "x" * 40, max_tokens=10) for i in range(5)]  # 20 tokens each
+
+    async def main() -> Any:
+        async with service(tmp_path, tokens_per_minute=6_000, window_s=60.0) as client:
+            file_id = await upload(client, jsonl(lines))
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            return await until(client, batch.id, "completed", "failed")
+
+    done = asyncio.run(main())
+    assert done.status == "completed"
+    assert done.request_counts is not None
+    assert done.request_counts.completed == 5
+
+
+def test_a_malformed_file_makes_a_failed_batch_with_per_line_errors(tmp_path):
+    """Bad JSON, a duplicate custom_id and a wrong url: failed, one error per line, no 5xx."""
+    data = jsonl([line("a")]) + b"{not json\n" + jsonl([line("a"), {**line("c"), "url": "/x"}])
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, data)
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            return batch, await client.batches.retrieve(batch.id)
+
+    created, again = asyncio.run(main())
+    assert created.status == again.status == "failed"
+    assert again.errors is not None
+    found = [(e.line, e.code) for e in again.errors.data or []]
+    assert found == [
+        (2, "invalid_json_line"),
+        (3, "duplicate_custom_id"),
+        (4, "mismatched_endpoint"),
+    ]
+
+
+def test_batches_are_listed_newest_first_a_page_at_a_time(tmp_path):
+    """GET /v1/batches pages with after and limit, as the SDK's auto-pagination expects."""
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, jsonl([line("a")]))
+            made = []
+            for _ in range(3):
+                batch = await client.batches.create(
+                    input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+                )
+                made.append(batch.id)
+            first = await client.batches.list(limit=2)
+            every = [b.id async for b in client.batches.list(limit=2)]
+            return made, first, every
+
+    made, first, every = asyncio.run(main())
+    assert [b.id for b in first.data] == made[::-1][:2]
+    assert first.has_more
+    assert every == made[::-1]
+
+
+def test_cancelling_mid_way_keeps_what_finished_and_cancels_the_rest(tmp_path):
+    """Cancel while running: cancelled, the finished answers in the output, the rest errors."""
+    lines = [line(f"r{i}", f"q {i}") for i in range(400)]
+
+    async def main() -> Any:
+        async with service(tmp_path, latency_ms=50.0) as client:
+            file_id = await upload(client, jsonl(lines))
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            async with asyncio.timeout(10):
+                while not await _started(client, batch.id):  # noqa: ASYNC110 - polls the API
+                    await asyncio.sleep(0.02)
+            cancelling = await client.batches.cancel(batch.id)
+            done = await until(client, batch.id, "cancelled")
+            errors = (await client.files.content(done.error_file_id)).text
+            return cancelling, done, errors
+
+    cancelling, done, errors = asyncio.run(main())
+    assert cancelling.status in {"cancelling", "cancelled"}
+    counts = done.request_counts
+    assert counts is not None
+    assert 0 < counts.completed < 400
+    codes = {json.loads(x)["error"]["code"] for x in errors.splitlines()}
+    assert codes == {"batch_cancelled"}
+    assert len(errors.splitlines()) == 400 - counts.completed
+
+
+def test_files_are_deleted_and_missing_ones_are_404(tmp_path):
+    """DELETE removes a file; reading it afterwards is the SDK's NotFoundError."""
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, jsonl([line("a")]))
+            deleted = await client.files.delete(file_id)
+            with pytest.raises(openai.NotFoundError):
+                await client.files.retrieve(file_id)
+            with pytest.raises(openai.NotFoundError):
+                await client.batches.retrieve("batch_0123")
+            return deleted
+
+    assert asyncio.run(main()).deleted
+
+
+def test_the_input_check_counts_requests_and_names_an_empty_file():
+    """An empty file is one error; blank lines are not requests."""
+    assert check_input([b"\n", b"  \n"], CHAT) == (
+        0,
+        [{"code": "empty_file", "message": "The batch input file is empty.", "param": None,
+          "line": 1}],
+    )  # fmt: skip
