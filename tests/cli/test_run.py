@@ -551,3 +551,15 @@ def test_a_summary_that_cannot_be_written_is_reported_not_raised(
     assert run_cli(tmp_path, mock_url, "--summary-json", str(tmp_path / "s.json")) == 0
     assert "could not write the summary" in capsys.readouterr().err
     assert id_counts(tmp_path / "out.jsonl") == {"req-0": 1, "req-1": 1, "req-2": 1}
+
+
+def test_spend_shows_a_cost_only_once_something_was_priced():
+    """Tokens always show; the dollars and projection only when an answer had a price."""
+    import dataclasses
+
+    from conveyor.cli.run_view import spend_text
+
+    unpriced = dataclasses.replace(PROGRESS, tokens_in=1_000, tokens_out=20)
+    assert spend_text(unpriced) == "1,000 in / 20 out tokens"
+    priced = dataclasses.replace(unpriced, cost_usd=0.0123, projected_cost_usd=0.5)
+    assert spend_text(priced) == "1,000 in / 20 out tokens, $0.0123 (projected $0.5000)"

@@ -110,6 +110,11 @@ def ideal_line(
     )
 
 
+def _number(value: float) -> str:
+    """A limit as a user types it: ``3300000``, not ``3.3e+06``."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
 def _stats(base_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base_url}/stats", timeout=10) as answer:  # noqa: S310 - loopback
         stats: dict[str, Any] = json.loads(answer.read())
@@ -163,9 +168,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                 "--concurrency",
                 str(options.concurrency),
                 "--rpm",
-                f"{options.rpm:g}",
+                _number(options.rpm),
                 "--tpm",
-                f"{options.tpm:g}",
+                _number(options.tpm),
                 "--limit-window",
                 "1s",
                 "--timeout",

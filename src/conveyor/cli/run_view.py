@@ -73,9 +73,11 @@ def spend_text(progress: Progress) -> str:
     p = progress
     if not (p.tokens_in or p.tokens_out or p.cache_hits):
         return ""
-    text = f"{p.tokens_in:,} in / {p.tokens_out:,} out tokens, {format_usd(p.cost_usd)}"
-    if p.projected_cost_usd is not None:
-        text += f" (projected {format_usd(p.projected_cost_usd)})"
+    text = f"{p.tokens_in:,} in / {p.tokens_out:,} out tokens"
+    if p.cost_usd > 0:  # nothing priced yet (or a model with no price): no cost to show
+        text += f", {format_usd(p.cost_usd)}"
+        if p.projected_cost_usd is not None:
+            text += f" (projected {format_usd(p.projected_cost_usd)})"
     if p.cache_hits:
         text += f", {p.cache_hits:,} cached"
     return text
@@ -146,9 +148,12 @@ def batch_summary_table(result: BatchResult) -> Table:
     table.add_row("skipped (already in results)", f"{tally.skipped:,}")
     if tally.tokens_in or tally.tokens_out:
         table.add_row("tokens in / out", f"{tally.tokens_in:,} / {tally.tokens_out:,}")
-        cost = format_usd(tally.cost_usd)
-        if tally.unpriced:
-            cost += f" ({tally.unpriced:,} answers of models with no price not counted)"
+        if tally.unpriced and not tally.cost_usd:
+            cost = "unknown: no price for these models (add them with --prices FILE)"
+        else:
+            cost = format_usd(tally.cost_usd)
+            if tally.unpriced:
+                cost += f" (and {tally.unpriced:,} answers of models with no price)"
         table.add_row("cost", cost)
     if tally.cache_hits:
         table.add_row("answered from the cache", f"{tally.cache_hits:,}")
