@@ -9,6 +9,7 @@ quota, a cut-off answer.
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx2
@@ -176,10 +177,10 @@ def test_a_persistent_bad_answer_raises_invalid_answer():
     assert caught.value.reason == "not_json"
 
 
-def test_a_sync_client_or_a_single_limiter_is_refused_with_the_fix():
+def test_a_non_client_or_a_single_limiter_is_refused_with_the_fix():
     """Wrong arguments fail at the call, saying what to pass."""
-    with pytest.raises(ConfigError, match="AsyncOpenAI"):
-        limit_openai(openai.OpenAI(api_key="sk-test"), limiters=[Limiter("a")])
+    with pytest.raises(ConfigError, match=r"AsyncOpenAI or openai\.OpenAI"):
+        limit_openai(object(), limiters=[Limiter("a")])
     with pytest.raises(ConfigError, match=r"list of conveyor\.Limiter"):
         limit_openai(_client("http://x"), limiters=Limiter("a"))  # type: ignore[arg-type]
 
@@ -191,3 +192,58 @@ def test_other_client_attributes_are_the_clients_own():
     assert limited.files is client.files
     assert limited.base_url == client.base_url
     assert json.dumps(limited.chat.completions.create.__doc__ is not None)
+
+
+def test_a_sync_clients_calls_from_many_threads_go_through_the_limiter():
+    """openai.OpenAI from 8 threads: 8 admissions, at most 2 in flight, usage settled, no 429."""
+    limiter = Limiter(
+        "openai", requests_per_minute=600, tokens_per_minute=100_000, concurrency=2, window_s=60
+    )
+
+    async def main() -> Any:
+        async with MockAPI(MockConfig(latency_ms=5.0, rpm=600, window_s=60)) as api:
+            raw = openai.OpenAI(api_key="sk-test", base_url=f"{api.base_url}/v1")
+            client = limit_openai(raw, limiters=[limiter], retry=FAST_RETRY)
+
+            def call() -> Any:
+                return client.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=50
+                )
+
+            # The sync calls block their threads; the mock keeps answering on this loop.
+            answers = await asyncio.gather(*(asyncio.to_thread(call) for _ in range(8)))
+            raw.close()
+            return answers, api.stats()
+
+    answers, stats = asyncio.run(main())
+    assert all(a.choices[0].message.content.startswith("Mock answer") for a in answers)
+    assert (limiter.admitted, stats.ok, stats.rate_limited) == (8, 8, 0)
+    assert stats.peak_in_flight <= 2
+
+
+def test_a_429_to_a_sync_client_pauses_the_shared_limiter():
+    """The mock's 429 (Retry-After) reaches the limiter through the bridge; no SDK retry."""
+    limiter = Limiter("openai", concurrency=4)
+
+    async def main() -> Any:
+        async with MockAPI(MockConfig(latency_ms=1.0, rpm=2, window_s=60)) as api:
+            raw = openai.OpenAI(api_key="sk-test", base_url=f"{api.base_url}/v1")
+            client = limit_openai(raw, limiters=[limiter], retry=Retry(attempts=1))
+
+            def call() -> Any:
+                try:
+                    return client.chat.completions.create(model="m", messages=MESSAGES)
+                except openai.RateLimitError as exc:
+                    return exc
+
+            # Three at once, from three threads, where the API allows two a minute.
+            answers = await asyncio.gather(*(asyncio.to_thread(call) for _ in range(3)))
+            raw.close()
+            # The bridge's loop and this one both read the monotonic clock.
+            return answers, api.stats(), limiter.paused_until - time.monotonic()
+
+    answers, stats, paused_for = asyncio.run(main())
+    assert sum(isinstance(a, openai.RateLimitError) for a in answers) == 1
+    assert (stats.ok, stats.rate_limited) == (2, 1)  # one 429: nobody retried it
+    assert limiter.pushbacks == 1
+    assert 50 < paused_for <= 60  # Retry-After: the window frees a slot 60 s after the first

@@ -17,6 +17,7 @@ import httpx2
 import openai
 import pytest
 
+from conveyor import _clock
 from conveyor.jobs import App, MemoryStore
 from conveyor.mockapi import MockAPI, MockConfig
 from conveyor.service import ServiceConfig, create_app
@@ -237,3 +238,62 @@ def test_the_input_check_counts_requests_and_names_an_empty_file():
         [{"code": "empty_file", "message": "The batch input file is empty.", "param": None,
           "line": 1}],
     )  # fmt: skip
+
+
+def test_a_batch_past_its_completion_window_expires_and_its_unfinished_requests_error(
+    tmp_path, monkeypatch
+):
+    """Past its window: expired, expired_at set, finished answers kept, the rest batch_expired."""
+    lines = [line(f"r{i}", f"q {i}") for i in range(400)]
+    real_wall = _clock.wall
+
+    async def main() -> Any:
+        async with service(tmp_path, latency_ms=50.0) as client:
+            file_id = await upload(client, jsonl(lines))
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            async with asyncio.timeout(10):
+                while not await _started(client, batch.id):  # noqa: ASYNC110 - polls the API
+                    await asyncio.sleep(0.02)
+            # A day and a second later, as the batch's records see it: no waiting in real time.
+            monkeypatch.setattr(_clock, "wall", lambda: real_wall() + 86_401)
+            first = await client.batches.retrieve(batch.id)
+            done = await until(client, batch.id, "expired")
+            errors = (await client.files.content(done.error_file_id)).text
+            output = (await client.files.content(done.output_file_id)).text
+            return batch, first, done, errors, output
+
+    batch, first, done, errors, output = asyncio.run(main())
+    assert batch.expires_at == batch.created_at + 86_400
+    assert first.status in {"finalizing", "expired"}
+    assert done.expired_at is not None
+    assert done.expired_at >= batch.created_at + 86_400
+    counts = done.request_counts
+    assert counts is not None
+    assert 0 < counts.completed < 400
+    assert len(output.splitlines()) == counts.completed
+    codes = {json.loads(x)["error"]["code"] for x in errors.splitlines()}
+    assert codes == {"batch_expired"}
+    assert len(errors.splitlines()) == 400 - counts.completed
+
+
+def test_files_are_listed_by_purpose_newest_first_a_page_at_a_time(tmp_path):
+    """GET /v1/files filters by purpose and pages with after and limit, as the SDK expects."""
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            made = [await upload(client, jsonl([line(f"a{i}")])) for i in range(3)]
+            other = await client.files.create(file=("u.jsonl", b"{}\n"), purpose="user_data")
+            batch_files = [f.id async for f in client.files.list(purpose="batch", limit=2)]
+            first = await client.files.list(purpose="batch", limit=2)
+            every = [f.id async for f in client.files.list()]
+            oldest = await client.files.list(order="asc", limit=1)
+            return made, other.id, batch_files, first, every, oldest
+
+    made, other, batch_files, first, every, oldest = asyncio.run(main())
+    assert batch_files == made[::-1]
+    assert [f.id for f in first.data] == made[::-1][:2]
+    assert first.has_more
+    assert every == [other, *made[::-1]]
+    assert [f.id for f in oldest.data] == [made[0]]

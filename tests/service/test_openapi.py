@@ -9,6 +9,7 @@ media types, headers and bodies as documented. In-process (ASGI), with API keys 
 import asyncio
 import json
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import hypothesis
@@ -19,6 +20,7 @@ from conveyor.jobs import MemoryStore
 from conveyor.jobs.ids import new_id
 from conveyor.jobs.model import ItemResult, JobOptions, NewJob
 from conveyor.service import ServiceConfig, create_app
+from conveyor.service.batches import BatchRecord, BatchRecords
 from conveyor.service.keys import add_key
 
 from .conftest import make_app
@@ -55,6 +57,28 @@ async def _seed(store: MemoryStore) -> str:
 JOB_ID = asyncio.run(_seed(ASGI.state.service.jobs.store))
 
 
+async def _seed_batch() -> tuple[str, str]:
+    """An uploaded batch file of tenant acme and a batch made from it (failed: a bad line)."""
+    service = ASGI.state.service
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {}}\n{x\n'
+
+    info = await service.files.save(
+        "acme", chunks(), max_bytes=1 << 20, filename="in.jsonl", purpose="batch"
+    )
+    record = BatchRecord.new(
+        endpoint="/v1/embeddings", input_file_id=info.id, window="24h", metadata=None, now=1.0
+    )
+    record.status, record.total, record.times["failed_at"] = "failed", 2, 1.0
+    record.errors = [{"code": "invalid_json_line", "message": "x", "param": None, "line": 2}]
+    BatchRecords(service.files.folder("acme")).put(record)
+    return info.id, record.id
+
+
+FILE_ID, BATCH_ID = asyncio.run(_seed_batch())
+
+
 # Uploads are JSONL text: a generated string is sent as it is, anything else as its JSON.
 schemathesis.serializer.alias("application/jsonl", "text/plain")
 
@@ -88,6 +112,24 @@ def test_operations_on_an_existing_job_answer_as_documented(case):
     case.path_parameters = {**(case.path_parameters or {}), "job_id": JOB_ID}
     # The id and the key are replaced by valid ones, so a case generated as invalid for them
     # may now be valid: "invalid data was accepted" does not apply; every other check does.
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {KEY}"},
+        excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
+    )
+
+
+@schema.include(path_regex=r"^/v1/(files/\{file_id\}|batches/\{batch_id\})").parametrize()
+@hypothesis.settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    derandomize=True,
+)
+def test_operations_on_an_existing_file_and_batch_answer_as_documented(case):
+    """A real file's record and content, and a real batch, cancel included, match the document."""
+    ids = {"file_id": FILE_ID, "batch_id": BATCH_ID}
+    params = case.path_parameters or {}
+    case.path_parameters = {k: ids.get(k, v) for k, v in params.items()}
     case.call_and_validate(
         headers={"Authorization": f"Bearer {KEY}"},
         excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],

@@ -1,4 +1,6 @@
-"""`limit_openai`: an ``openai.AsyncOpenAI`` client whose chat calls go through shared limiters.
+"""`limit_openai`: an ``openai`` client whose chat calls go through shared limiters.
+
+``openai.AsyncOpenAI`` and the sync ``openai.OpenAI`` both (Azure's too).
 
 User code keeps calling ``client.chat.completions.create(...)``; every call then:
 
@@ -15,6 +17,14 @@ User code keeps calling ``client.chat.completions.create(...)``; every call then
    each retry taking its slots again, so retries are paced like first attempts.
 
 Everything else on the client is the client's own, unchanged.
+
+A sync client's calls wait in the calling thread while the limiters, which are asyncio's,
+admit them on one private event loop, run by a daemon thread for the process (`_Bridge`):
+every admission, settlement and release of a sync call happens there, so threads calling
+one wrapped client (or several, sharing limiters) are paced together. The limiters a sync
+client uses must therefore not be used at the same time by async code on another loop (a
+limiter belongs to the loop it admits on); share them among sync clients, or use
+``AsyncOpenAI`` everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import threading
+import time
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import _clock
@@ -33,7 +45,9 @@ from ..policy.retry import Retry, decide
 from .pricing import usage_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
+
+    from ..limits.slot import Slot
 
 __all__ = ["limit_openai"]
 
@@ -48,7 +62,7 @@ def limit_openai(
     check: Callable[[Any], object] | None = None,
     refund_unused_tokens: bool = False,
 ) -> C:
-    """Return `client` (an ``openai.AsyncOpenAI``) with its chat calls going through `limiters`.
+    """Return `client` (``openai.AsyncOpenAI`` or ``OpenAI``) with its chats through `limiters`.
 
     Args:
         client: the client to wrap; it is not changed (a copy with ``max_retries=0`` is used).
@@ -68,20 +82,17 @@ def limit_openai(
     chat = getattr(client, "chat", None)
     completions = getattr(chat, "completions", None)
     create = getattr(completions, "create", None)
-    # The SDK wraps `create` in a plain decorator: look at the function beneath it.
-    if (
-        with_options is None
-        or create is None
-        or not inspect.iscoroutinefunction(inspect.unwrap(create))
-    ):
+    if with_options is None or not callable(create):
         msg = (
-            f"limit_openai({type(client).__name__}): pass an openai.AsyncOpenAI (or"
-            " AsyncAzureOpenAI) client; the limiters are asyncio's, so a sync OpenAI client"
-            " cannot wait on them"
+            f"limit_openai({type(client).__name__}): pass an openai.AsyncOpenAI or"
+            " openai.OpenAI client (or an Azure one)"
         )
         raise ConfigError(msg)
+    # The SDK wraps `create` in a plain decorator: look at the function beneath it.
+    is_async = inspect.iscoroutinefunction(inspect.unwrap(create))
     quiet = with_options(max_retries=0)
-    limited = _LimitedCompletions(
+    kind = _LimitedCompletions if is_async else _SyncLimitedCompletions
+    limited = kind(
         quiet.chat.completions,
         limiters=tuple(limiters),
         retry=retry or Retry(attempts=5),
@@ -160,14 +171,134 @@ class _LimitedCompletions:
             ]
             raw = await self._completions.with_raw_response.create(**kwargs)
             answer = raw.parse()
-            headers = raw.headers
-            observe = any("ratelimit" in str(name).lower() for name in headers)
-            usage = usage_of(answer)
-            used = None if usage is None else usage.tokens_in + usage.tokens_out
-            for slot in slots:
-                if observe:
-                    slot.observe(headers)
-                settle = used is not None and (used > cost or (self._refund and used != cost))
-                if settle and slot.limiter.limits_tokens:
-                    slot.settle(float(used or 0))
+            _learn(slots, raw.headers, answer, cost, refund=self._refund)
             return answer
+
+
+def _learn(slots: list[Slot], headers: Any, answer: Any, cost: float, *, refund: bool) -> None:
+    """Show the slots the answer's rate-limit headers; settle them with its ``usage``."""
+    observe = any("ratelimit" in str(name).lower() for name in headers)
+    usage = usage_of(answer)
+    used = None if usage is None else usage.tokens_in + usage.tokens_out
+    for slot in slots:
+        if observe:
+            slot.observe(headers)
+        settle = used is not None and (used > cost or (refund and used != cost))
+        if settle and slot.limiter.limits_tokens:
+            slot.settle(float(used or 0))
+
+
+T = TypeVar("T")
+
+
+class _Bridge:
+    """One private event loop in a daemon thread, where sync calls use the limiters."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="conveyor-limiter-bridge", daemon=True
+                )
+                thread.start()
+                cls._loop = loop
+            return cls._loop
+
+    @classmethod
+    def run(
+        cls,
+        coro: Coroutine[Any, Any, T],
+        undo: Callable[[T], Coroutine[Any, Any, None]] | None = None,
+    ) -> T:
+        """Run `coro` on the bridge's loop; wait for it in this thread.
+
+        Interrupted while waiting (``KeyboardInterrupt``), the coroutine is cancelled; if it
+        had just finished, `undo` is run on its result (slots taken are given back).
+        """
+        loop = cls.loop()
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.cancel() and undo is not None and not future.exception():
+                asyncio.run_coroutine_threadsafe(undo(future.result()), loop)
+            raise
+
+
+async def _admit(limiters: tuple[Limiter, ...], cost: float) -> list[Slot]:
+    """Take a slot of each limiter, in order, as ``async with limiter.acquire`` does."""
+    slots: list[Slot] = []
+    try:
+        for limiter in limiters:
+            slot = await limiter.admit(cost)
+            slot.mark_sent(_clock.now())
+            slots.append(slot)
+    except BaseException as exc:
+        await _release(slots, exc)
+        raise
+    return slots
+
+
+async def _release(slots: list[Slot], error: BaseException | None) -> None:
+    now = _clock.now()
+    for slot in reversed(slots):
+        slot.release(error, now - slot.admitted_at)
+
+
+async def _learn_and_release(
+    slots: list[Slot], headers: Any, answer: Any, cost: float, *, refund: bool
+) -> None:
+    try:
+        _learn(slots, headers, answer, cost, refund=refund)
+    finally:
+        await _release(slots, None)
+
+
+class _SyncLimitedCompletions(_LimitedCompletions):
+    """A sync client's ``chat.completions``: the calling thread waits, the bridge admits."""
+
+    def create(self, **kwargs: Any) -> Any:
+        """Create a chat completion through the limiters; retried by the policy."""
+        cost = float(estimate_tokens(kwargs, None))
+        policy = self._retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = self._attempt_sync(kwargs, cost)
+                if self._check is not None:
+                    self._check(answer)
+            except Exception as exc:
+                if quota_exhausted(exc):
+                    name = self._limiters[0].name if self._limiters else "openai"
+                    raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
+                decision = decide(
+                    policy,
+                    attempt=attempt,
+                    exc=exc,
+                    elapsed_s=time.monotonic() - started,
+                    now_wall_s=_clock.wall(),
+                    u=policy.rng.random(),
+                )
+                if not decision.retry:
+                    raise
+                time.sleep(decision.delay_s)
+            else:
+                return answer
+
+    def _attempt_sync(self, kwargs: dict[str, Any], cost: float) -> Any:
+        slots = _Bridge.run(_admit(self._limiters, cost), lambda taken: _release(taken, None))
+        try:
+            raw = self._completions.with_raw_response.create(**kwargs)
+            answer = raw.parse()
+        except BaseException as exc:
+            _Bridge.run(_release(slots, exc))
+            raise
+        _Bridge.run(_learn_and_release(slots, raw.headers, answer, cost, refund=self._refund))
+        return answer

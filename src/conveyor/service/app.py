@@ -39,7 +39,7 @@ from .routes_batches import (
     cancel_batch,
     file_content,
     file_endpoint,
-    files_post,
+    files_endpoint,
 )
 from .routes_jobs import (
     cancel_job,
@@ -49,6 +49,7 @@ from .routes_jobs import (
     service_info,
 )
 from .routes_stream import job_events, job_results, jobs_events
+from .spend import JobSpend
 from .state import Service, json_response
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def create_app(
         limits=cfg.limits,
         base_urls=base_urls,
         list_events_max_s=cfg.list_events_max_s,
+        spend=JobSpend(jobs, frozenset(base_urls)),
     )
 
     @contextlib.asynccontextmanager
@@ -165,7 +167,7 @@ def create_app(
         Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
-        Route("/v1/files", files_post, methods=["POST"]),
+        Route("/v1/files", files_endpoint, methods=["GET", "POST"]),
         Route("/v1/files/{file_id}", file_endpoint, methods=["GET", "DELETE"]),
         Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
         Route("/v1/batches", batches_endpoint, methods=["GET", "POST"]),

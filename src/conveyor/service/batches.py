@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDPOINTS",
+    "WINDOWS",
     "BatchRecord",
     "BatchRecords",
     "batch_object",
@@ -41,6 +42,8 @@ __all__ = [
 
 #: The endpoints a batch may target (OpenAI's list).
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+#: The completion windows a batch may ask for, in seconds (OpenAI's: ``24h`` only).
+WINDOWS = {"24h": 86_400.0}
 #: How many per-line errors a failed batch shows at most.
 MAX_ERRORS = 100
 #: The metadata key that chooses the connection (the upstream) of a batch.
@@ -138,6 +141,11 @@ class BatchRecord:
             created_at=now,
         )
 
+    @property
+    def expires_at(self) -> float:
+        """When the batch expires if it has not finished (its completion window ends)."""
+        return self.created_at + WINDOWS.get(self.completion_window, 86_400.0)
+
 
 class BatchRecords:
     """The batch records of one tenant, as JSON files in its folder."""
@@ -195,6 +203,8 @@ def batch_status(record: BatchRecord, job: Job | None) -> str:
     """OpenAI's status of a batch, from its record and (while it runs) its job."""
     if record.status in {"failed", "completed", "cancelled", "expired"} or job is None:
         return record.status
+    if "expired_at" in record.times:
+        return "finalizing"  # expired: its job is being stopped, then the files are written
     return _JOB_TO_BATCH[job.status]
 
 
@@ -205,8 +215,21 @@ def _http_status(message: str | None) -> int | None:
     return None
 
 
-def result_line(item: JobItem) -> tuple[bool, dict[str, Any]]:
-    """One output line of an item: ``(True, line)`` for the output file, False for errors."""
+_UNFINISHED = {
+    False: {"code": "batch_cancelled", "message": "The batch was cancelled."},
+    True: {
+        "code": "batch_expired",
+        "message": "This request could not be executed before the completion window expired.",
+    },
+}
+
+
+def result_line(item: JobItem, *, expired: bool = False) -> tuple[bool, dict[str, Any]]:
+    """One output line of an item: ``(True, line)`` for the output file, False for errors.
+
+    An item that never finished is ``batch_expired`` if the batch `expired`, else
+    ``batch_cancelled``.
+    """
     custom_id = item.input.get("custom_id") if isinstance(item.input, dict) else None
     line: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id}
     if item.state == "succeeded" and isinstance(item.result, dict):
@@ -220,7 +243,7 @@ def result_line(item: JobItem) -> tuple[bool, dict[str, Any]]:
         return True, line
     line["response"] = None
     if item.state in {"cancelled", "pending"}:
-        line["error"] = {"code": "batch_cancelled", "message": "The batch was cancelled."}
+        line["error"] = dict(_UNFINISHED[expired])
     else:
         status = _http_status(item.error_message)
         code = f"http_{status}" if status is not None else (item.error_type or "error")
@@ -251,11 +274,11 @@ def batch_object(record: BatchRecord, status: str) -> dict[str, Any]:
         "error_file_id": record.error_file_id,
         "created_at": int(record.created_at),
         "in_progress_at": at("in_progress_at"),
-        "expires_at": int(record.created_at) + 86_400,
+        "expires_at": int(record.expires_at),
         "finalizing_at": at("finalizing_at"),
         "completed_at": at("completed_at"),
         "failed_at": at("failed_at"),
-        "expired_at": None,
+        "expired_at": at("expired_at") if status == "expired" else None,
         "cancelling_at": at("cancelling_at"),
         "cancelled_at": at("cancelled_at"),
         "request_counts": {

@@ -244,6 +244,16 @@ class Files:
             data.get("purpose", ""),
         )
 
+    def list(self, tenant: str, purpose: str | None = None) -> list[FileInfo]:
+        """The tenant's files (of `purpose`, if given), newest first."""
+        found = []
+        for meta in self._dir(tenant).glob("file-*.json"):
+            info = self.info(tenant, meta.stem)
+            if info is not None and (purpose is None or info.purpose == purpose):
+                found.append(info)
+        found.sort(key=lambda f: (f.created_at, f.id), reverse=True)
+        return found
+
     def path(self, tenant: str, file_id: str) -> Path:
         """Where the file's bytes are (call only after `info` found it)."""
         return self._dir(tenant) / f"{file_id}.jsonl"

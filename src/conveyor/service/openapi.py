@@ -12,11 +12,18 @@ from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from .schemas import (
+    BatchCreate,
+    BatchList,
+    BatchOut,
     FileOut,
     ItemPage,
     JobCreate,
     JobOut,
     JobPage,
+    OpenAIErrorOut,
+    OpenAIFileDeleted,
+    OpenAIFileList,
+    OpenAIFileOut,
     ProblemOut,
     RetryOut,
     ServiceOut,
@@ -83,11 +90,210 @@ def _common(secured: bool) -> dict[str, Any]:
     return out
 
 
+def _openai(description: str) -> dict[str, Any]:
+    return _json(description, "OpenAIErrorOut")
+
+
+_FILE_ID = {
+    "name": "file_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "description": "the file's id (`file-...`)",
+}
+_BATCH_ID = {
+    "name": "batch_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "description": "the batch's id (`batch_...`)",
+}
+
+
+def _page_params(limit_max: int, limit_default: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "after",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "the last id of the previous page",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit_max,
+                "default": limit_default,
+            },
+        },
+    ]
+
+
+def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's Files and Batch API: OpenAI's object shapes and error bodies."""
+    bad = _openai("a parameter is wrong: the message says which (OpenAI's error shape)")
+    file_404 = _openai("no such file for this tenant")
+    batch_404 = _openai("no such batch for this tenant")
+    return {
+        "/v1/files": {
+            "post": {
+                "operationId": "createFile",
+                "summary": "Upload a file: OpenAI's multipart upload, or a JSONL job input",
+                "description": (
+                    "multipart/form-data (OpenAI's Files API, `purpose` and `file`): kept as"
+                    " sent, checked when a batch is made from it; answers 200 with OpenAI's"
+                    " file object. Any other body is a job input, checked line by line;"
+                    " answers 201."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        # Any bytes on the wire: the service checks each line is JSON (422).
+                        "application/jsonl": {
+                            "schema": {"description": "JSONL: one JSON value per line"}
+                        },
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file", "purpose"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "purpose": {"type": "string", "enum": ["batch", "user_data"]},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json("the file (multipart upload)", "OpenAIFileOut"),
+                    "201": _json("the file (job input)", "FileOut"),
+                    "400": bad,
+                    **common,
+                    "413": _problem("the file is over max_file_bytes"),
+                    "422": _problem("a line is not JSON, or the file has no items"),
+                },
+            },
+            "get": {
+                "operationId": "listFiles",
+                "summary": "The caller's files, newest first (order=asc: oldest), a page at a time",
+                "parameters": [
+                    {"name": "purpose", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "order",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                    },
+                    *_page_params(10_000, 10_000),
+                ],
+                "responses": {
+                    "200": _json("a page of files", "OpenAIFileList"),
+                    "400": bad,
+                    **common,
+                },
+            },
+        },
+        "/v1/files/{file_id}": {
+            "get": {
+                "operationId": "getFile",
+                "summary": "A file's record",
+                "parameters": [_FILE_ID],
+                "responses": {
+                    "200": _json("the file", "OpenAIFileOut"),
+                    **common,
+                    "404": file_404,
+                },
+            },
+            "delete": {
+                "operationId": "deleteFile",
+                "summary": "Delete a file",
+                "parameters": [_FILE_ID],
+                "responses": {
+                    "200": _json("the file, deleted", "OpenAIFileDeleted"),
+                    **common,
+                    "404": file_404,
+                },
+            },
+        },
+        "/v1/files/{file_id}/content": {
+            "get": {
+                "operationId": "getFileContent",
+                "summary": "A file's bytes (a batch's output and error files are JSONL)",
+                "parameters": [_FILE_ID],
+                "responses": {
+                    "200": {
+                        "description": "the file as uploaded or written",
+                        "content": {"application/jsonl": {"schema": {"type": "string"}}},
+                    },
+                    **common,
+                    "404": file_404,
+                },
+            }
+        },
+        "/v1/batches": {
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Create a batch from an uploaded file: a job through a connection",
+                "description": (
+                    "A malformed input file answers 200 with a `failed` batch whose errors"
+                    " name each bad line, as OpenAI answers it."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BatchCreate")}},
+                },
+                "responses": {
+                    "200": _json(
+                        "the batch (in_progress, or failed with per-line errors)", "BatchOut"
+                    ),
+                    "400": bad,
+                    **common,
+                },
+            },
+            "get": {
+                "operationId": "listBatches",
+                "summary": "The caller's batches, newest first, a page at a time",
+                "parameters": _page_params(100, 20),
+                "responses": {
+                    "200": _json("a page of batches", "BatchList"),
+                    "400": bad,
+                    **common,
+                },
+            },
+        },
+        "/v1/batches/{batch_id}": {
+            "get": {
+                "operationId": "getBatch",
+                "summary": "A batch: status, request counts, output and error files",
+                "parameters": [_BATCH_ID],
+                "responses": {
+                    "200": _json("the batch", "BatchOut"),
+                    **common,
+                    "404": batch_404,
+                },
+            }
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "post": {
+                "operationId": "cancelBatch",
+                "summary": "Cancel a batch: what finished is kept, the rest is cancelled",
+                "parameters": [_BATCH_ID],
+                "responses": {
+                    "200": _json("the batch (cancelling, or cancelled)", "BatchOut"),
+                    **common,
+                    "404": batch_404,
+                },
+            }
+        },
+    }
+
+
 def build_openapi(*, secured: bool) -> dict[str, Any]:
     """The document; `secured`: the job endpoints need a bearer API key."""
     _, defs = models_json_schema(
         [
-            (m, "validation" if m is JobCreate else "serialization")
+            (m, "validation" if m in (JobCreate, BatchCreate) else "serialization")
             for m in (
                 JobCreate,
                 JobOut,
@@ -97,6 +303,13 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 FileOut,
                 ServiceOut,
                 ProblemOut,
+                OpenAIErrorOut,
+                OpenAIFileOut,
+                OpenAIFileList,
+                OpenAIFileDeleted,
+                BatchCreate,
+                BatchOut,
+                BatchList,
             )
         ],
         ref_template=_REF,
@@ -285,27 +498,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 },
             }
         },
-        "/v1/files": {
-            "post": {
-                "operationId": "createFile",
-                "summary": "Upload a JSONL file of items (streamed to disk)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        # Any bytes on the wire: the service checks each line is JSON (422).
-                        "application/jsonl": {
-                            "schema": {"description": "JSONL: one JSON value per line"}
-                        },
-                    },
-                },
-                "responses": {
-                    "201": _json("the file", "FileOut"),
-                    **common,
-                    "413": _problem("the file is over max_file_bytes"),
-                    "422": _problem("a line is not JSON, or the file has no items"),
-                },
-            }
-        },
+        **_openai_paths(common),
         "/v1/events": {
             "get": {
                 "operationId": "jobsEvents",

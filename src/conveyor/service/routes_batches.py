@@ -19,6 +19,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from .. import _clock
@@ -26,6 +27,7 @@ from ..jobs.model import JobOptions
 from .batches import (
     CONNECTION_KEY,
     ENDPOINTS,
+    WINDOWS,
     BatchRecord,
     BatchRecords,
     batch_object,
@@ -51,6 +53,7 @@ __all__ = [
     "cancel_batch",
     "file_content",
     "file_endpoint",
+    "files_endpoint",
     "files_post",
 ]
 
@@ -59,6 +62,8 @@ BATCH_ATTEMPTS = 6
 #: Requests of one batch in flight at most (the connection's limiter paces them).
 BATCH_CONCURRENCY = 64
 _FINALIZING: dict[str, asyncio.Lock] = {}
+#: The statuses a job and a batch end in (a batch also in ``expired``).
+_ENDED = frozenset({"completed", "cancelled", "failed", "expired"})
 
 
 def openai_error(
@@ -80,7 +85,10 @@ async def files_post(request: Request) -> Response:
         return await create_file(request)
     service = service_of(request)
     tenant = service.tenant(request)
-    form = await request.form(max_files=1, max_fields=8)
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except HTTPException as exc:
+        return openai_error(400, f"the multipart body cannot be read: {exc.detail}")
     try:
         upload = form.get("file")
         purpose = form.get("purpose")
@@ -105,6 +113,67 @@ async def files_post(request: Request) -> Response:
     finally:
         await form.close()
     return json_response(info.to_openai())
+
+
+def _unknown_param(request: Request, *allowed: str) -> Response | None:
+    """OpenAI's 400 for a query parameter the operation does not know (a typo must not pass)."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        return openai_error(400, f"Unrecognized request argument: {unknown[0]!r}", param=unknown[0])
+    return None
+
+
+def _limit(request: Request, default: int, most: int) -> int | Response:
+    """The ``limit`` query parameter, or OpenAI's 400."""
+    try:
+        limit = int(request.query_params.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= most:
+        return openai_error(400, f"limit must be a whole number from 1 to {most}", param="limit")
+    return limit
+
+
+def _page(objects: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
+    """OpenAI's list object: the `limit` objects after the one of id `after`."""
+    if after is not None:
+        ids = [o["id"] for o in objects]
+        objects = objects[ids.index(after) + 1 :] if after in ids else []
+    page = objects[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(objects) > limit,
+    }
+
+
+async def list_files(request: Request) -> Response:
+    """``GET /v1/files?purpose=&order=&after=&limit=``: newest first unless ``order=asc``."""
+    service = service_of(request)
+    tenant = service.tenant(request)
+    limit = _unknown_param(request, "purpose", "order", "after", "limit") or _limit(
+        request, 10_000, 10_000
+    )
+    if isinstance(limit, Response):
+        return limit
+    order = request.query_params.get("order", "desc")
+    if order not in {"asc", "desc"}:
+        return openai_error(400, "order must be 'asc' or 'desc'", param="order")
+    purpose = request.query_params.get("purpose")
+    found = await asyncio.to_thread(service.files.list, tenant, purpose)
+    if order == "asc":
+        found.reverse()
+    objects = [f.to_openai() for f in found]
+    return json_response(_page(objects, request.query_params.get("after"), limit))
+
+
+async def files_endpoint(request: Request) -> Response:
+    """``/v1/files``: POST uploads, GET lists."""
+    if request.method == "POST":
+        return await files_post(request)
+    return await list_files(request)
 
 
 def _file_or_404(service: Service, tenant: str, file_id: str) -> Any:
@@ -203,8 +272,11 @@ async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per
         return openai_error(
             400, f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
         )
-    if window != "24h":
-        return openai_error(400, "completion_window must be '24h'", param="completion_window")
+    if not isinstance(window, str) or window not in WINDOWS:
+        windows = ", ".join(repr(w) for w in WINDOWS)
+        return openai_error(
+            400, f"completion_window must be one of {windows}", param="completion_window"
+        )
     metadata = _metadata(spec.get("metadata"))
     if isinstance(metadata, str):
         return openai_error(400, metadata, param="metadata")
@@ -241,19 +313,26 @@ async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per
 
 async def _refresh(service: Service, tenant: str, record: BatchRecord) -> str:
     """Bring the record up to date with its job; write the files once it ended. The status."""
-    if record.job_id is None or record.status in {"failed", "completed", "cancelled"}:
+    if record.job_id is None or record.status in _ENDED:
         return record.status
     job = await service.jobs.store.get_job(record.job_id)
     if job is None:
         return record.status
+    now = _clock.wall()
+    if job.status not in _ENDED and "expired_at" not in record.times and now >= record.expires_at:
+        # The completion window is over: the job stops; what did not finish is batch_expired.
+        record.times["expired_at"] = now
+        job = await service.jobs.cancel(record.job_id)
+        service.feed.poke(job.id)
+        await asyncio.to_thread(BatchRecords(service.files.folder(tenant)).put, record)
     record.completed, record.failed = job.counts.succeeded, job.counts.failed
     status = batch_status(record, job)
-    if job.status in {"completed", "cancelled", "failed"}:
+    if job.status in _ENDED:
         lock = _FINALIZING.setdefault(record.id, asyncio.Lock())
         async with lock:
             records = BatchRecords(service.files.folder(tenant))
             fresh = records.get(record.id) or record
-            if fresh.status in {"completed", "cancelled", "failed"}:
+            if fresh.status in _ENDED:
                 record.__dict__.update(fresh.__dict__)
                 return record.status
             await _finalize(service, tenant, record, job)
@@ -274,8 +353,9 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
         ]
         return
     assert record.job_id is not None
+    expired = "expired_at" in record.times
     for ok, attr in ((True, "output_file_id"), (False, "error_file_id")):
-        lines = _result_lines(service, record.job_id, want_ok=ok)
+        lines = _result_lines(service, record.job_id, want_ok=ok, expired=expired)
         first = await anext(lines, None)
         if first is None:
             continue
@@ -296,7 +376,9 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
             purpose="batch_output",
         )
         setattr(record, attr, info.id)
-    if job.status == "cancelled":
+    if expired:
+        record.status = "expired"
+    elif job.status == "cancelled":
         record.status = "cancelled"
         record.times["cancelled_at"] = now
     else:
@@ -304,9 +386,11 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
         record.times["completed_at"] = now
 
 
-async def _result_lines(service: Service, job_id: str, *, want_ok: bool) -> AsyncIterator[bytes]:
+async def _result_lines(
+    service: Service, job_id: str, *, want_ok: bool, expired: bool
+) -> AsyncIterator[bytes]:
     async for item in service.jobs.results(job_id):
-        ok, line = result_line(item)
+        ok, line = result_line(item, expired=expired)
         if ok == want_ok:
             yield (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
@@ -335,7 +419,11 @@ async def cancel_batch(request: Request) -> Response:
     service, tenant, record = await _record_or_404(request)
     if isinstance(record, Response):
         return record
-    if record.job_id is not None and record.status == "in_progress":
+    if (
+        record.job_id is not None
+        and record.status == "in_progress"
+        and "expired_at" not in record.times
+    ):
         job = await service.jobs.cancel(record.job_id)
         service.feed.poke(job.id)
         record.times.setdefault("cancelling_at", _clock.wall())
@@ -348,12 +436,9 @@ async def list_batches(request: Request) -> Response:
     """``GET /v1/batches?after=ID&limit=N``: newest first."""
     service = service_of(request)
     tenant = service.tenant(request)
-    try:
-        limit = int(request.query_params.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        return openai_error(400, "limit must be a whole number from 1 to 100", param="limit")
+    limit = _unknown_param(request, "after", "limit") or _limit(request, 20, 100)
+    if isinstance(limit, Response):
+        return limit
     after = request.query_params.get("after")
     records = list(BatchRecords(service.files.folder(tenant)).all())
     if after is not None:

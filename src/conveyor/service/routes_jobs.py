@@ -13,7 +13,6 @@ from ..jobs.model import JobOptions
 from .problems import Problem
 from .schemas import JobCreate, JobOptionsIn
 from .state import json_response, only_params, query_choice, query_int, service_of
-from .views import job_view
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -169,7 +168,7 @@ async def create_job(request: Request) -> Response:
         _same_request(job, key, body)
         headers["Idempotent-Replayed"] = "true"
     service.wake_worker()
-    return json_response(job_view(job, service.app), 202, headers)
+    return json_response(await service.view(job, fresh=False), 202, headers)
 
 
 def _items_of(service: Service, tenant: str, spec: JobCreate) -> tuple[Any, int]:
@@ -189,7 +188,7 @@ async def get_job(request: Request) -> Response:
     service = service_of(request)
     _, job = await service.job(request)
     only_params(request)
-    return json_response(job_view(job, service.app))
+    return json_response(await service.view(job))
 
 
 async def list_jobs(request: Request) -> Response:
@@ -211,7 +210,7 @@ async def list_jobs(request: Request) -> Response:
         before=cursor,
     )
     next_cursor = jobs[-1].id if len(jobs) == limit else None
-    data = [job_view(j, service.app) for j in jobs]
+    data = [await service.view(j) for j in jobs]
     return json_response({"data": data, "next_cursor": next_cursor})
 
 
@@ -222,7 +221,7 @@ async def cancel_job(request: Request) -> Response:
     only_params(request)
     job = await service.jobs.cancel(job.id)
     service.feed.poke(job.id)
-    return json_response(job_view(job, service.app), 202)
+    return json_response(await service.view(job, fresh=False), 202)
 
 
 async def retry_job(request: Request) -> Response:
@@ -234,7 +233,8 @@ async def retry_job(request: Request) -> Response:
     service.wake_worker()
     service.feed.poke(job.id)
     job = await service.jobs.get(job.id)
-    return json_response({"retried": retried, "job": job_view(job, service.app)}, 202)
+    view = await service.view(job, fresh=False)
+    return json_response({"retried": retried, "job": view}, 202)
 
 
 async def create_file(request: Request) -> Response:

@@ -24,7 +24,7 @@ from starlette.responses import StreamingResponse
 
 from .problems import Problem
 from .state import json_response, only_params, query_choice, query_int, service_of
-from .views import item_view, job_view
+from .views import item_view
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -88,7 +88,6 @@ async def job_events(request: Request) -> Response:
         if not _WHOLE.match(last.strip()):
             raise Problem(422, f"Last-Event-ID {last!r}: send back the id of the last event seen")
         after = int(last.strip())
-    app = service.app
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
@@ -97,7 +96,7 @@ async def job_events(request: Request) -> Response:
                 yield ": keepalive\n\n"
                 continue
             name = "done" if snapshot.done else "progress"
-            yield _event(name, job_view(snapshot, app), snapshot.version)
+            yield _event(name, await service.view(snapshot), snapshot.version)
 
     events = _until(service.closing, stream())
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
@@ -124,7 +123,7 @@ async def jobs_events(request: Request) -> Response:
             marks = tuple((j.id, j.version) for j in jobs)
             if marks != seen:
                 seen, quiet_s = marks, 0.0
-                yield _event("jobs", {"data": [job_view(j, service.app) for j in jobs]})
+                yield _event("jobs", {"data": [await service.view(j) for j in jobs]})
             elif quiet_s >= 15:
                 quiet_s = 0.0
                 yield ": keepalive\n\n"

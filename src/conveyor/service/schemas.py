@@ -9,11 +9,14 @@ path); the schemathesis run in the tests checks that they match these models.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BatchCreate",
+    "BatchList",
+    "BatchOut",
     "FileOut",
     "ItemOut",
     "ItemPage",
@@ -21,6 +24,10 @@ __all__ = [
     "JobOptionsIn",
     "JobOut",
     "JobPage",
+    "OpenAIErrorOut",
+    "OpenAIFileDeleted",
+    "OpenAIFileList",
+    "OpenAIFileOut",
     "ProblemOut",
     "RetryOut",
     "ServiceOut",
@@ -94,6 +101,16 @@ class SummaryOut(BaseModel):
     latency_p95_s: float
     latency_p99_s: float
     concurrency: int
+    tokens_in: int | None = Field(
+        default=None, description="LLM jobs: prompt tokens of the answers (their usage)"
+    )
+    tokens_out: int | None = Field(default=None, description="LLM jobs: completion tokens")
+    cost_usd: float | None = Field(
+        default=None, description="LLM jobs: the answers' cost at the price table's list prices"
+    )
+    unpriced_answers: int | None = Field(
+        default=None, description="LLM jobs: answers whose model has no price (not in cost_usd)"
+    )
 
 
 class OptionsOut(BaseModel):
@@ -217,3 +234,138 @@ class ProblemOut(BaseModel):
     title: str
     status: int
     detail: str
+
+
+# -- OpenAI's Files and Batch API (``routes_batches.py``): OpenAI's published object shapes ---
+
+BatchStatus = Literal[
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error: what went wrong, and the parameter it is about."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorOut(BaseModel):
+    """An error of the Files and Batch API, in OpenAI's shape."""
+
+    error: OpenAIErrorBody
+
+
+class OpenAIFileOut(BaseModel):
+    """A file, as OpenAI's Files API shows it (job inputs have an empty purpose)."""
+
+    id: str
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["uploaded", "processed", "error"]
+    expires_at: int | None
+    status_details: str | None
+
+
+class OpenAIFileList(BaseModel):
+    """A page of files."""
+
+    object: Literal["list"]
+    data: list[OpenAIFileOut]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class OpenAIFileDeleted(BaseModel):
+    """A file deleted."""
+
+    id: str
+    object: Literal["file"]
+    deleted: bool
+
+
+class BatchCreate(BaseModel):
+    """A batch to create (OpenAI's fields; others are ignored)."""
+
+    input_file_id: str = Field(description="a file uploaded with purpose=batch")
+    endpoint: Literal["/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"]
+    completion_window: Literal["24h"]
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(
+        default=None,
+        max_length=16,
+        description="up to 16 pairs; `conveyor_connection` chooses the upstream connection",
+    )
+
+
+class BatchErrorOut(BaseModel):
+    """One error of a failed batch (a line of its input file, or the batch as a whole)."""
+
+    code: str | None
+    message: str | None
+    param: str | None
+    line: int | None
+
+
+class BatchErrorsOut(BaseModel):
+    """The errors of a failed batch."""
+
+    object: Literal["list"]
+    data: list[BatchErrorOut]
+
+
+class RequestCountsOut(BaseModel):
+    """The batch's requests: in all, completed, failed."""
+
+    total: int
+    completed: int
+    failed: int
+
+
+class BatchOut(BaseModel):
+    """A batch, as OpenAI's Batch API shows it."""
+
+    id: str
+    object: Literal["batch"]
+    endpoint: str
+    errors: BatchErrorsOut | None
+    input_file_id: str
+    completion_window: str
+    status: BatchStatus
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: int
+    in_progress_at: int | None
+    expires_at: int | None
+    finalizing_at: int | None
+    completed_at: int | None
+    failed_at: int | None
+    expired_at: int | None
+    cancelling_at: int | None
+    cancelled_at: int | None
+    request_counts: RequestCountsOut
+    metadata: dict[str, str] | None
+
+
+class BatchList(BaseModel):
+    """A page of batches, newest first."""
+
+    object: Literal["list"]
+    data: list[BatchOut]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .feed import JobFeed
     from .files import Files
     from .keys import KeyRing
+    from .spend import JobSpend
 
 __all__ = ["Service", "json_response", "only_params", "query_choice", "query_int", "service_of"]
 
@@ -46,6 +47,8 @@ class Service:
     list_events_max_s: float = 300.0
     #: Task name to the base URL it may call (the http tasks of the connections).
     base_urls: dict[str, str] = field(default_factory=dict)
+    #: The tokens and cost of LLM jobs (the connections' http tasks), summed from results.
+    spend: JobSpend | None = None
     #: Set when the service begins to stop: every event stream ends, so the server can exit.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -98,6 +101,18 @@ class Service:
             # Another tenant's job answers exactly like a job that does not exist.
             raise Problem(404, f"no job {job_id!r}: check the id (GET /v1/jobs lists yours)")
         return tenant, job
+
+    async def view(self, job: Job, *, fresh: bool = True) -> dict[str, Any]:
+        """The job as the API shows it, its LLM tokens and cost in the summary.
+
+        `fresh`: sum its results again if due (`JobSpend.refresh`); else the last figures.
+        """
+        from .views import job_view  # noqa: PLC0415 - views imports nothing of the state
+
+        spend = None
+        if self.spend is not None:
+            spend = await self.spend.refresh(job) if fresh else self.spend.figures(job)
+        return job_view(job, self.app, spend)
 
     def begin_shutdown(self) -> None:
         """Begin to stop (SIGTERM): end every event stream and stop the in-process worker.

@@ -30,8 +30,8 @@ def limits_of(app: App, job: Job) -> list[dict[str, Any]]:
     return out
 
 
-def job_view(job: Job, app: App) -> dict[str, Any]:
-    """The job as ``GET /v1/jobs/{id}`` shows it."""
+def job_view(job: Job, app: App, spend: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job as ``GET /v1/jobs/{id}`` shows it; `spend`: an LLM job's tokens and cost."""
     base = f"/v1/jobs/{job.id}"
     c = job.counts
     return {
@@ -48,7 +48,7 @@ def job_view(job: Job, app: App) -> dict[str, Any]:
             "failed": c.failed,
             "cancelled": c.cancelled,
         },
-        "summary": job.summary.to_dict(),
+        "summary": job.summary.to_dict() | (spend or {}),
         "options": {**asdict(job.options), "limiters": list(job.options.limiters)},
         "limits": limits_of(app, job),
         "created_at": job.created_at,
