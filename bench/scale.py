@@ -44,6 +44,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from conveyor.engine.context import attempt_slot
+from conveyor.http.sendtime import send_time_trace
 from conveyor.jobs import App, Jobs
 from conveyor.jobs.stores.postgres import PostgresStore
 from conveyor.jobs.worker import Worker, WorkerOptions
@@ -94,21 +96,28 @@ def build_app(mode: str, mock: str, prefix: str) -> tuple[App, list[Any]]:
     session: dict[str, aiohttp.ClientSession] = {}
     body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
-    @app.task("call")
     async def call(item: dict[str, int]) -> int:
         if "s" not in session:
             connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-            session["s"] = aiohttp.ClientSession(connector=connector)
+            # Admissions dated when the request's headers go out, as the jobs http task does:
+            # the engine holds the attempt's slots (limiters= below) in current_slots.
+            session["s"] = aiohttp.ClientSession(
+                connector=connector, trace_configs=[send_time_trace()]
+            )
             closers.append(session["s"].close)
         headers = {"x-mock-cost": str(item["cost"])}
-        async with shared.acquire(cost=item["cost"]) as slot:
-            url = f"{mock}/v1/chat/completions"
-            async with session["s"].post(url, json=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise HttpError(r.status, dict(r.headers))
-            slot.settle(item["cost"])
+        url = f"{mock}/v1/chat/completions"
+        async with session["s"].post(url, json=body, headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise HttpError(r.status, dict(r.headers))
+        attempt_slot(shared).settle(item["cost"])
         return item["cost"]
+
+    # Through the engine's limiters: it acquires the slot (cost: the item's tokens) before
+    # each attempt, sets it in current_slots, and releases it with the attempt's outcome (a
+    # 429's Retry-After pauses the limiter).
+    app.add_task("call", call, limiters=["mock"], cost=lambda item: float(item["cost"]))
 
     @app.task("noop")
     async def noop(item: int) -> int:

@@ -13,11 +13,11 @@ import pytest
 
 from conveyor.errors import ConfigError
 from conveyor.jobs.app import App
-from conveyor.limits.limiter import Limiter
+from conveyor.limits.limiter import WINDOW_MARGIN, Limiter
 from conveyor.limits.redis_limiter import (
-    SHARED_WINDOW_MARGIN,
     RedisLimiter,
     RedisLimits,
+    RedisSlot,
     share_limits,
 )
 
@@ -60,9 +60,56 @@ def test_two_processes_share_one_window():
         wait = await b._try("b1", 1.0)
         assert wait is not None
         # Until A's first call leaves the window (widened by its margin).
-        assert wait == pytest.approx(first + 1 + SHARED_WINDOW_MARGIN - clock.now, abs=1e-6)
+        assert wait == pytest.approx(first + 1 + WINDOW_MARGIN - clock.now, abs=1e-6)
         clock.now += wait
         assert await b._try("b2", 1.0) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_a_call_sent_late_is_dated_in_redis_when_it_goes_out():
+    """mark_sent re-dates the shared log entry at Redis's clock; the next window waits from it."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=1, window_s=1)
+        slot = await a.admit(1.0)
+        assert isinstance(slot, RedisSlot)
+        clock.now += 0.3  # the call leaves 0.3 s after Redis admitted it (a new connection)
+        slot.mark_sent(slot.admitted_at + 0.3)
+        await a.drain()
+        (entry,) = await a.redis.client.zrange(a.keys[3], 0, -1, withscores=True)
+        assert entry[1] == pytest.approx(clock.now)
+        # B waits one (widened) window from the moment the call went out, not from its grant.
+        wait = await b._try("b1", 1.0)
+        assert wait == pytest.approx(1 + WINDOW_MARGIN, abs=1e-6)
+        slot.release()
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+def test_marks_before_the_redate_is_sent_share_one_round_trip():
+    """Two mark_sent calls in one loop step send one re-dating, read at Redis's later clock."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=1, window_s=1)
+        slot = await a.admit(1.0)
+        assert isinstance(slot, RedisSlot)
+        slot.mark_sent(slot.admitted_at + 0.001)  # the attempt starts
+        slot.mark_sent(slot.admitted_at + 0.002)  # its headers go out, before the redate ran
+        assert len(a._background) == 1
+        clock.now += 0.002
+        await a.drain()
+        slot.mark_sent(slot.admitted_at + 0.001)  # later again: a new re-dating
+        assert len(a._background) == 1
+        clock.now += 0.001
+        await a.drain()
+        (entry,) = await a.redis.client.zrange(a.keys[3], 0, -1, withscores=True)
+        assert entry[1] == pytest.approx(clock.now)
+        slot.release()
         await close(a, b)
 
     asyncio.run(main())

@@ -49,18 +49,10 @@ if TYPE_CHECKING:
 
     from ..jobs.app import App
 
-__all__ = ["SHARED_WINDOW_MARGIN", "RedisLimiter", "RedisLimits", "share_limits"]
+__all__ = ["RedisLimiter", "RedisLimits", "RedisSlot", "share_limits"]
 
 logger = logging.getLogger("conveyor.limits")
 
-#: The exact window is widened by this fraction (the local limiter's is 1%, `WINDOW_MARGIN`):
-#: a call admitted by Redis reaches the API after one more hop, from processes that share
-#: the machine's cores, and bench/scale.py drew 429s at 1% on two busy cores.
-SHARED_WINDOW_MARGIN = 0.02
-#: A slot is dated in Redis this long after its call is about to go out (`Slot.mark_sent`),
-#: so that the date follows the request's bytes onto the network rather than precedes them:
-#: later only keeps the call in its windows longer (it costs this much of each window).
-REDATE_AFTER_S = 0.005
 #: Waits while Redis is unreachable grow from the first to the last, doubling.
 OUTAGE_BACKOFF_S = (0.05, 1.0)
 
@@ -78,24 +70,41 @@ def _unreachable_errors() -> tuple[type[BaseException], ...]:
 
 
 class RedisSlot(Slot):
-    """A `Slot` that knows its id in Redis (its lease, its log entries)."""
+    """A `Slot` that knows its id in Redis (its lease, its log entries).
 
-    __slots__ = ("key",)
+    `mark_sent` dates the admission again, in Redis, when the call goes out: the engine calls
+    it as the attempt starts, and `conveyor.http.sendtime` when the request's headers are sent.
+    The new date is Redis's ``TIME`` when ``lua/redate.lua`` runs, never a date computed here:
+    the script is sent after the headers were written, so Redis runs it after the request
+    left, and the date can only be late (which keeps the call in its windows a little
+    longer), never early. A date computed as "admitted at + time elapsed here" would not have
+    that property: the event loop can read Redis's answer milliseconds after Redis admitted
+    the call, and that gap would be lost.
+    """
+
+    __slots__ = ("_redating", "key")
 
     def __init__(self, limiter: RedisLimiter, cost: float, admitted_at: float, key: str) -> None:
         super().__init__(limiter, cost, admitted_at, [])
         self.key = key
+        self._redating = False
 
     def mark_sent(self, now: float) -> None:
-        """Date the admission in Redis, on its clock, at the moment the call goes out."""
+        """Date the admission in Redis, on its clock, once the call has gone out."""
         if now <= self.admitted_at:
             return
         self.admitted_at = now
+        if self._redating:
+            # A re-dating not yet sent: it will read Redis's clock after this moment anyway.
+            return
         limiter = self.limiter
         assert isinstance(limiter, RedisLimiter)
-        # After the call's first bytes are out: the caller writes its request in the loop's
-        # next steps, and a busy loop delays both alike (see REDATE_AFTER_S).
-        asyncio.get_running_loop().call_later(REDATE_AFTER_S, limiter.redate, self.key)
+        if limiter.redate(self):
+            self._redating = True
+
+    def redate_sending(self) -> None:
+        """The re-dating is about to be sent: a later `mark_sent` needs a new one."""
+        self._redating = False
 
 
 class RedisLimits:
@@ -185,9 +194,8 @@ class RedisLimiter(Limiter):
             keys = [f"{base}:{i}:log", f"{base}:{i}:costs", f"{base}:{i}:tat"]
             self._keys += keys
             share = c.window.share if c.window is not None else 0.0
-            window = 0.0
-            if c.window is not None and self.window_s is not None:
-                window = self.window_s * (1.0 + SHARED_WINDOW_MARGIN)
+            # The local limiter's window, widened by its margin (`WINDOW_MARGIN`).
+            window = c.window.window_s if c.window is not None else 0.0
             pacer = c.pacer
             self._args += [c.unit, repr(share), repr(window), repr(pacer.interval_s)]
             self._args.append(repr(pacer.tolerance_s))
@@ -325,11 +333,19 @@ class RedisLimiter(Limiter):
 
     # -- what every process learns --------------------------------------------------------
 
-    def redate(self, key: str) -> None:
-        """Move slot `key`'s entries in the window logs to Redis's now (see redate.lua)."""
-        if self._logs:
-            args = [key, self.redis.time_arg()]
-            self._spawn(self.redis.run_script("redate", self._logs, args), "dating a call")
+    def redate(self, slot: RedisSlot) -> bool:
+        """Move `slot`'s log entries to Redis's now, in the background (see redate.lua).
+
+        Returns whether a re-dating was scheduled (only limiters with windows keep logs).
+        """
+        if not self._logs:
+            return False
+        self._spawn(self._redate(slot), "dating a call")
+        return True
+
+    async def _redate(self, slot: RedisSlot) -> None:
+        slot.redate_sending()
+        await self.redis.run_script("redate", self._logs, [slot.key, self.redis.time_arg()])
 
     def _settle(self, slot: Slot, cost: float) -> None:
         delta = cost - slot.settled_cost
