@@ -60,6 +60,7 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
         expect(page.locator("#failed tbody tr")).to_have_count(2)
         expect(page.locator("#failed tbody")).to_contain_text("RuntimeError: upstream hiccup on 3")
         expect(page.locator("#latency")).not_to_have_text("-")
+        expect(page.locator("#spend-tokens")).to_be_hidden()  # not an LLM job: no tokens
         # Retry the failed items from the page: they succeed this time.
         page.click("#retry")
         expect(page.locator("#n-failed")).to_have_text("0")
@@ -92,5 +93,20 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
         expect(rows.nth(1)).to_contain_text("completed")
         expect(rows.nth(1)).to_contain_text("100%")
         page.screenshot(path=str(tmp_path / "list.png"), full_page=True)
+        # An LLM job's spend, as the page renders the summary fields of GET /v1/jobs/{id}.
+        shown = page.evaluate(
+            """() => [
+              spendText({tokens_in: 1234, tokens_out: 56, cost_usd: 0.0123, unpriced_answers: 0}),
+              spendText({tokens_in: 10, tokens_out: 5, cost_usd: 0.00042, unpriced_answers: 2}),
+              spendText({tokens_in: 10, tokens_out: 5, cost_usd: 0, unpriced_answers: 3}),
+              spendText({throughput_per_s: 1}),
+            ]"""
+        )
+        assert shown == [
+            {"tokens": "1,234 in / 56 out", "cost": "$0.01"},
+            {"tokens": "10 in / 5 out", "cost": "$0.00042 + 2 unpriced"},
+            {"tokens": "10 in / 5 out", "cost": "no price"},
+            None,
+        ]
         browser.close()
     assert (tmp_path / "job.png").stat().st_size > 10_000

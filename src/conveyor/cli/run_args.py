@@ -204,9 +204,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     llm.add_argument(
         "--cache",
-        type=Path,
-        metavar="PATH",
-        help="a SQLite file of answers: a request answered there before is not sent again"
+        metavar="PATH|URL",
+        help="where answers are kept: a SQLite file, or Redis as redis://HOST:PORT/DB"
+        " (?ttl=SECONDS to expire them); a request answered there before is not sent again"
         " (errors are never stored)",
     )
     llm.add_argument(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Literal
 
 from ..engine.api import stream
@@ -128,12 +129,12 @@ class Batch:
         self._stopped = False
         self._error: BatchError | None = None
         # conveyor.llm imports this package (the request format): imported when used.
-        from ..llm.cache import ResponseCache  # noqa: PLC0415
+        from ..llm.cache import open_cache  # noqa: PLC0415
         from ..llm.hooks import AnswerHooks, LlmOptions  # noqa: PLC0415
 
         self.llm = llm or LlmOptions()
         self._prices = self.llm.price_table()
-        self._cache = ResponseCache(self.llm.cache) if self.llm.cache is not None else None
+        self._cache = open_cache(self.llm.cache) if self.llm.cache is not None else None
         self._hooks = AnswerHooks(
             tally=self.tally,
             prices=self._prices,
@@ -172,12 +173,14 @@ class Batch:
             session = _session(self.limits.concurrency, dated=self.limits.window_s is not None)
             transport = AiohttpTransport(session)
         try:
+            if self._cache is not None:
+                await self._cache.check()  # an unreachable Redis stops the run before it starts
             summary = await self._run(transport)
         finally:
             if session is not None:
                 await session.close()
             if self._cache is not None:
-                self._cache.close()
+                await self._cache.aclose()
         if self._error is not None:
             raise self._error
         invalid = self.tally.invalid
@@ -214,7 +217,7 @@ class Batch:
             redact=self._redact or None,
             hooks=self._hooks,
         )
-        items = self._items()
+        items = self._items() if self._cache is None else self._items_or_cached()
         outcomes = stream(
             task,
             items,
@@ -241,7 +244,11 @@ class Batch:
             if not closing.done():
                 closing.set_result(None)
             await closer
-            items.close()  # closes the input file now, not when garbage collected
+            # Closes the input file now, not when garbage collected.
+            if isinstance(items, AsyncGenerator):
+                await items.aclose()
+            else:
+                items.close()
         return outcomes.summary
 
     def _items(self) -> Generator[Request, None, None]:
@@ -255,16 +262,31 @@ class Batch:
                 tally.failed += 1
                 self._write(invalid_result(item))
                 continue
-            if self._cache is not None and self._answer_from_cache(item):
+            if self.llm.max_cost_usd is not None and not self._reserve(item):
+                return
+            yield item
+
+    async def _items_or_cached(self) -> AsyncGenerator[Request, None]:
+        """`_items` with the response cache: a request answered there is written, not sent."""
+        tally = self.tally
+        for item in self.plan.lines():
+            if self._stopped:
+                return
+            if isinstance(item, InvalidLine):
+                tally.invalid += 1
+                tally.failed += 1
+                self._write(invalid_result(item))
+                continue
+            if await self._answer_from_cache(item):
                 continue
             if self.llm.max_cost_usd is not None and not self._reserve(item):
                 return
             yield item
 
-    def _answer_from_cache(self, request: Request) -> bool:
+    async def _answer_from_cache(self, request: Request) -> bool:
         """Write the cached answer of `request`, if there is one; return whether there was."""
         assert self._cache is not None
-        hit = self._cache.get(self._hooks.key(request.method, request.url, request.body))
+        hit = await self._cache.fetch(self._hooks.key(request.method, request.url, request.body))
         if hit is None:
             return False
         self.tally.cache_hits += 1

@@ -179,7 +179,7 @@ class HttpTask:
             if self._usage is not None and not request.cost_given:
                 self._settle_usage(request, response)
             if self._hooks is not None:
-                self._hooks.on_answer(request.method, request.url, request.body, response)
+                await self._hooks.on_answer(request.method, request.url, request.body, response)
             return response
         if raw.status == 429:
             tally.rate_limited += 1

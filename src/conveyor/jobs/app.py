@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from ..http.client import Transport
-    from ..llm.cache import ResponseCache
+    from ..llm.cache import AnswerCache
 
 __all__ = ["App", "Task", "TaskContext"]
 
@@ -213,14 +213,14 @@ class App:
         limiters: Sequence[str] = (),
         idempotency_header: str | None = None,
         transport: Transport | None = None,
-        cache: ResponseCache | None = None,
+        cache: AnswerCache | None = None,
     ) -> Task:
         """Register the built-in HTTP task: each item is a request line of ``conveyor run``.
 
         Items are ``{"custom_id", "method", "url", "body"}`` objects (the OpenAI Batch API's
         lines); urls must be under `base_url`, the only address the task calls. `headers`
         (credentials) live here, with the operator, never in the job's stored items. See
-        `conveyor.jobs.http_task.HttpJobTask`. With a `cache` (`conveyor.llm.ResponseCache`),
+        `conveyor.jobs.http_task.HttpJobTask`. With a `cache` (`conveyor.llm.open_cache`),
         requests already answered there are not sent again.
         """
         from .http_task import HttpJobTask  # noqa: PLC0415 - aiohttp only when used

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ..http.client import Transport
     from ..http.request import Request
-    from ..llm.cache import ResponseCache
+    from ..llm.cache import AnswerCache
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
@@ -57,7 +57,7 @@ class HttpJobTask:
         headers: Mapping[str, str],
         idempotency_header: str | None = None,
         transport: Transport | None = None,
-        cache: ResponseCache | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         from ..llm.hooks import AnswerHooks  # noqa: PLC0415 - conveyor.llm imports conveyor.http
         from ..llm.pricing import PriceTable  # noqa: PLC0415
@@ -134,7 +134,9 @@ class HttpJobTask:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)
         if self._cache is not None:
-            hit = self._cache.get(self._hooks.key(request.method, request.url, request.body))
+            hit = await self._cache.fetch(
+                self._hooks.key(request.method, request.url, request.body)
+            )
             if hit is not None:
                 self.tally.cache_hits += 1
                 status, headers, body = hit
@@ -159,5 +161,5 @@ class HttpJobTask:
             self._session = None
             self._task = None
         if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+            cache, self._cache = self._cache, None
+            await cache.aclose()

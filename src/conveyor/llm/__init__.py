@@ -8,8 +8,11 @@ The ``openai`` package is imported only by `limit_openai` (``pip install 'convey
 """
 
 from .cache import CACHE_HEADER as CACHE_HEADER
+from .cache import AnswerCache as AnswerCache
+from .cache import RedisCache as RedisCache
 from .cache import ResponseCache as ResponseCache
 from .cache import cache_key as cache_key
+from .cache import open_cache as open_cache
 from .hooks import AnswerHooks as AnswerHooks
 from .hooks import LlmOptions as LlmOptions
 from .pricing import Price as Price
@@ -21,14 +24,17 @@ from .wrap import limit_openai as limit_openai
 
 __all__ = [
     "CACHE_HEADER",
+    "AnswerCache",
     "AnswerCheck",
     "AnswerHooks",
     "LlmOptions",
     "Price",
     "PriceTable",
+    "RedisCache",
     "ResponseCache",
     "Usage",
     "cache_key",
     "limit_openai",
+    "open_cache",
     "usage_of",
 ]

@@ -6,9 +6,16 @@ base URL), so the same body sent to two APIs is two entries. Only successful ans
 passed validation are stored; errors and 429s never are (the caller decides, `put` refuses
 a non-2xx status).
 
-SQLite in WAL mode, one small transaction per stored answer: a reader never waits for a
-writer, and a run killed mid-way keeps every answer stored before it. Look-ups run on the event
-loop's thread: a primary-key read of a local file takes microseconds.
+Two backends behind one interface (`open_cache` picks one from the location; callers use the
+coroutines `fetch`, `store` and `aclose`, and read `hits` and `stored`):
+
+- `ResponseCache`, the default: a SQLite file in WAL mode, one small transaction per stored
+  answer: a reader never waits for a writer, and a run killed mid-way keeps every answer stored
+  before it. Look-ups run on the event loop's thread: a primary-key read of a local file takes
+  microseconds.
+- `RedisCache`, for a location ``redis://host:port/db`` (or ``rediss://``): one Redis string
+  per answer under ``conveyor:cache:<key>``, shared by every machine that reaches the server.
+  ``?ttl=SECONDS`` in the URL makes the answers expire; without it they are kept.
 """
 
 from __future__ import annotations
@@ -16,16 +23,21 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from redis.asyncio import Redis
 
-__all__ = ["CACHE_HEADER", "ResponseCache", "cache_key"]
+__all__ = ["CACHE_HEADER", "AnswerCache", "RedisCache", "ResponseCache", "cache_key", "open_cache"]
+
+#: The prefix of the Redis keys of `RedisCache`.
+REDIS_PREFIX = "conveyor:cache:"
 
 #: Added to the headers of an answer that came from the cache (so the result line says so).
 CACHE_HEADER = "x-conveyor-cache"
@@ -104,3 +116,114 @@ class ResponseCache:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
+
+    async def fetch(self, key: str) -> tuple[int, dict[str, str], Any] | None:
+        """`get`, as the cache interface calls it."""
+        return self.get(key)
+
+    async def store(self, key: str, status: int, headers: dict[str, str], body: Any) -> None:
+        """`put`, as the cache interface calls it."""
+        self.put(key, status, headers, body)
+
+    async def aclose(self) -> None:
+        """`close`, as the cache interface calls it."""
+        self.close()
+
+    async def check(self) -> None:
+        """Nothing to check: the file was opened by the constructor."""
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisCache:
+    """Answers by request key in Redis (``redis.asyncio``), under ``conveyor:cache:<key>``.
+
+    `url`: ``redis://host:port/db`` or ``rediss://...``; an optional ``ttl=SECONDS`` query
+    parameter sets how long an answer is kept (default: until deleted). `hits` and `stored`
+    count this process's. The connection is opened on first use, on the running event loop.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ttl = [value for name, value in query if name == "ttl"]
+        shown = _hide_password(url)
+        self.ttl_s: int | None = None
+        if ttl:
+            try:
+                self.ttl_s = int(ttl[-1])
+            except ValueError:
+                self.ttl_s = 0
+            if self.ttl_s <= 0:
+                msg = f"the response cache {shown!r}: ttl={ttl[-1]!r} must be whole seconds > 0"
+                raise ConfigError(msg)
+        try:
+            from redis.asyncio import Redis  # noqa: PLC0415 - only when a Redis cache is used
+        except ImportError:
+            msg = (
+                f"the response cache {shown!r} needs the redis package:"
+                " pip install 'conveyor[redis]'"
+            )
+            raise ConfigError(msg) from None
+        rest = urlencode([(name, value) for name, value in query if name != "ttl"])
+        try:
+            self._redis: Redis = Redis.from_url(urlunsplit(parts._replace(query=rest)))
+        except ValueError as exc:
+            msg = f"cannot use the response cache {shown!r}: {exc}"
+            raise ConfigError(msg) from None
+        self.url = shown
+        self.hits = 0
+        self.stored = 0
+
+    def _error(self, exc: Exception) -> ConfigError:
+        return ConfigError(f"the response cache at {self.url} failed: {exc}; is Redis running?")
+
+    async def check(self) -> None:
+        """Raise `ConfigError` if the server does not answer a PING."""
+        from redis.exceptions import RedisError  # noqa: PLC0415
+
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from None
+
+    async def fetch(self, key: str) -> tuple[int, dict[str, str], Any] | None:
+        """The stored ``(status, headers, body)`` of `key`, or None."""
+        raw = await self._redis.get(REDIS_PREFIX + key)
+        if raw is None:
+            return None
+        status, headers, body = _decode(raw)
+        self.hits += 1
+        return int(status), {**headers, CACHE_HEADER: "hit"}, body
+
+    async def store(self, key: str, status: int, headers: dict[str, str], body: Any) -> None:
+        """Store a successful answer under `key` (a later one replaces it)."""
+        if not 200 <= status < 300:
+            msg = f"RedisCache.store(status={status}): only successful answers are cached"
+            raise ConfigError(msg)
+        await self._redis.set(REDIS_PREFIX + key, _encode([status, headers, body]), ex=self.ttl_s)
+        self.stored += 1
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._redis.aclose()
+
+
+#: What the callers of the cache use: either backend.
+AnswerCache = ResponseCache | RedisCache
+
+
+def open_cache(location: str | Path) -> AnswerCache:
+    """The cache at `location`: a ``redis://`` or ``rediss://`` URL, else a SQLite file's path."""
+    text = str(location)
+    if text.startswith(("redis://", "rediss://")):
+        return RedisCache(text)
+    return ResponseCache(Path(location))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InvalidAnswer
-from .cache import ResponseCache, cache_key
+from .cache import AnswerCache, cache_key
 from .pricing import PriceTable, usage_of
 
 if TYPE_CHECKING:
@@ -37,8 +37,9 @@ class LlmOptions:
         check: called with each successful answer's body; raises `InvalidAnswer` to fail it
             (retryable). `AnswerCheck(finish_reasons=frozenset({"stop"}), json=True)` checks
             what ``--require-finish-reason`` and ``--require-json`` ask for.
-        cache: a SQLite file of answers (created if missing): a request already answered
-            there is not sent again. None: no cache.
+        cache: where answers are kept: a SQLite file's path (created if missing) or a
+            ``redis://host:port/db`` URL (`conveyor.llm.open_cache`); a request already
+            answered there is not sent again. None: no cache.
         prices: the price table (None: Conveyor's default, ``conveyor/llm/prices.toml``).
         max_cost_usd: the budget: no request starts whose most possible cost (prompt plus all
             of ``max_tokens``), added to what was spent and what is in flight, would pass it.
@@ -46,7 +47,7 @@ class LlmOptions:
     """
 
     check: Callable[[Any], object] | None = None
-    cache: Path | None = None
+    cache: Path | str | None = None
     prices: PriceTable | None = None
     max_cost_usd: float | None = None
 
@@ -87,7 +88,7 @@ class AnswerHooks:
         tally: BatchTally,
         prices: PriceTable,
         check: Callable[[Any], object] | None = None,
-        cache: ResponseCache | None = None,
+        cache: AnswerCache | None = None,
         scope: str = "",
     ) -> None:
         self.tally = tally
@@ -114,7 +115,9 @@ class AnswerHooks:
         else:
             tally.cost_usd += cost
 
-    def on_answer(self, method: str, url: str, body: bytes | None, response: Response) -> None:
+    async def on_answer(
+        self, method: str, url: str, body: bytes | None, response: Response
+    ) -> None:
         """Count, check (raising `InvalidAnswer`), then cache a successful answer."""
         self.count(response.body)
         if self.check is not None:
@@ -124,6 +127,6 @@ class AnswerHooks:
                 exc.answer = response
                 raise
         if self.cache is not None:
-            self.cache.put(
+            await self.cache.store(
                 self.key(method, url, body), response.status_code, response.headers, response.body
             )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -26,7 +25,7 @@ from ..jobs.app import App
 from ..jobs.client import Jobs
 from ..jobs.worker import Worker, WorkerOptions
 from ..limits.limiter import Limiter
-from ..llm.cache import ResponseCache
+from ..llm.cache import open_cache
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
@@ -90,7 +89,7 @@ def add_connections(
             base_url=c.base_url,
             headers=c.headers(environ),
             limiters=limiters,
-            cache=None if c.cache is None else ResponseCache(Path(c.cache)),
+            cache=None if c.cache is None else open_cache(c.cache),
         )
         urls[c.task_name] = c.base_url
     return urls

@@ -19,6 +19,7 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
     requests_per_minute = 500            # a shared limiter, shown on the dashboard's chart
     tokens_per_minute = 200_000
     cache = "openai-cache.db"            # optional: answers stored, repeats not sent again
+                                         # (a SQLite file, or "redis://127.0.0.1:6379/0")
     window_s = 1.0                       # optional: the window the API enforces limits over
 
 Credentials are named by environment variable, read when the service starts, and held only
@@ -83,7 +84,8 @@ class Connection:
         headers_env: more headers, each read from an environment variable.
         requests_per_minute, tokens_per_minute: the API's limits (a shared limiter).
         concurrency: requests in flight at most, all jobs on this worker together.
-        cache: a SQLite file of answers (`conveyor.llm.ResponseCache`): a request already
+        cache: where answers are kept (`conveyor.llm.open_cache`): a SQLite file's path, or a
+            ``redis://host:port/db`` URL (``?ttl=SECONDS`` to expire them); a request already
             answered through this connection is not sent again. None: no cache.
         window_s: the window the API enforces its limits over (OpenAI: 1 s), for the limiter.
     """
@@ -137,7 +139,10 @@ class Connection:
         if self.concurrency is not None:
             _whole(where, "concurrency", self.concurrency)
         if self.cache is not None and (not isinstance(self.cache, str) or not self.cache):
-            msg = f"{where}.cache={self.cache!r}: pass the path of a SQLite file, or leave it out"
+            msg = (
+                f"{where}.cache={self.cache!r}: pass the path of a SQLite file or a redis://"
+                " URL, or leave it out"
+            )
             raise ConfigError(msg)
         w = self.window_s
         if w is not None and (

@@ -83,6 +83,23 @@ function render(templateId) {
 
 function pct(job) { return `${job.progress.toFixed(job.progress < 100 ? 1 : 0)}%`; }
 function fmtS(s) { return s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`; }
+function fmtUsd(x) { return x >= 0.01 ? `$${x.toFixed(2)}` : `$${x.toPrecision(2)}`; }
+
+// An LLM job's tokens and cost, from its summary (service/spend.py): { tokens, cost } as
+// shown, or null for a job without them. Cost: the priced answers' sum ("+ N unpriced" when
+// some models have no price), "no price" when no answer was priced.
+function spendText(s) {
+  if (!s || typeof s.tokens_in !== "number") { return null; }
+  const tokens = `${s.tokens_in.toLocaleString("en")} in / ${s.tokens_out.toLocaleString("en")} out`;
+  const unpriced = s.unpriced_answers || 0;
+  let cost = "$0";
+  if (s.cost_usd > 0) {
+    cost = fmtUsd(s.cost_usd) + (unpriced ? ` + ${unpriced} unpriced` : "");
+  } else if (unpriced > 0) {
+    cost = "no price";
+  }
+  return { tokens, cost };
+}
 
 // ---- the jobs list ----------------------------------------------------------------------
 
@@ -109,8 +126,14 @@ function showJobs(jobs) {
     row.innerHTML = `<td><a href="#/jobs/${job.id}"><code>${job.id.slice(0, 13)}</code></a></td>
       <td></td><td><span class="status ${job.status}">${job.status}</span></td>
       <td><div class="bar"><div style="width:${job.progress}%"></div><span>${pct(job)}</span></div></td>
-      <td>${job.counts.succeeded}</td><td>${job.counts.failed}</td><td>${job.counts.total}</td>`;
+      <td>${job.counts.succeeded}</td><td>${job.counts.failed}</td><td>${job.counts.total}</td>
+      <td class="spend"></td>`;
     row.children[1].textContent = job.task;
+    const spend = spendText(job.summary);
+    if (spend) {
+      row.children[7].textContent = spend.cost;
+      row.children[7].title = `tokens: ${spend.tokens}`;
+    }
     return row;
   }));
 }
@@ -187,6 +210,10 @@ function showJob(jobId) {
     $("#throughput").textContent = `${s.throughput_per_s.toFixed(1)} /s`;
     $("#latency").textContent = s.latency_p50_s
       ? `${fmtS(s.latency_p50_s)} / ${fmtS(s.latency_p95_s)} / ${fmtS(s.latency_p99_s)}` : "-";
+    const spend = spendText(s);
+    $("#spend-tokens").hidden = $("#spend-cost").hidden = !spend;
+    $("#tokens").textContent = spend ? spend.tokens : "-";
+    $("#cost").textContent = spend ? spend.cost : "-";
     $("#job-error").hidden = !job.error;
     $("#job-error").textContent = job.error || "";
     const active = ["queued", "running"].includes(job.status);
