@@ -100,6 +100,8 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
               spendText({tokens_in: 10, tokens_out: 5, cost_usd: 0.00042, unpriced_answers: 2}),
               spendText({tokens_in: 10, tokens_out: 5, cost_usd: 0, unpriced_answers: 3}),
               spendText({throughput_per_s: 1}),
+              spendText({tokens_in: 10, tokens_out: 5, cost_usd: 0.5, unpriced_answers: 0,
+                         projected_cost_usd: 2.25}),
             ]"""
         )
         assert shown == [
@@ -107,6 +109,7 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
             {"tokens": "10 in / 5 out", "cost": "$0.00042 + 2 unpriced"},
             {"tokens": "10 in / 5 out", "cost": "no price"},
             None,
+            {"tokens": "10 in / 5 out", "cost": "$0.50 (projected $2.25)"},
         ]
         browser.close()
     assert (tmp_path / "job.png").stat().st_size > 10_000

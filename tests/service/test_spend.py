@@ -14,6 +14,7 @@ from conveyor.jobs import App
 from conveyor.llm.pricing import PriceTable, usage_of
 from conveyor.mockapi import MockAPI, MockConfig
 from conveyor.service import Connection, ServiceConfig, create_app
+from conveyor.service.spend import _Tally
 
 from .conftest import FAST_WORKER
 
@@ -64,3 +65,45 @@ def test_an_llm_jobs_summary_shows_its_tokens_and_cost(tmp_path, store):
     assert summary["cost_usd"] > 0
     assert summary["unpriced_answers"] == 1
     assert listed["summary"]["tokens_in"] == summary["tokens_in"]
+    # Every item ran: the projection is the cost itself.
+    assert summary["projected_cost_usd"] == pytest.approx(summary["cost_usd"], abs=1e-6)
+
+
+def test_the_projected_cost_is_the_mean_cost_per_item_that_ran_times_the_items():
+    """cost / (succeeded + failed) * total; None before any item ran."""
+    tally = _Tally(cost_usd=0.3, ran=3, total=10)
+    assert tally.figures()["projected_cost_usd"] == pytest.approx(1.0)
+    assert _Tally(cost_usd=0.0, ran=0, total=10).figures()["projected_cost_usd"] is None
+
+
+def test_a_budget_is_refused_for_a_task_that_is_not_a_connections(tmp_path):
+    """POST /v1/jobs with max_cost_usd on a plain task: 422; on http:<name>: kept in options."""
+    app = App()
+    app.add_task("echo", lambda item: item)
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        cfg = ServiceConfig(
+            store="memory:",
+            keys_file=None,
+            files_dir=tmp_path / "files",
+            connections=(Connection(name="mock", base_url="http://127.0.0.1:9"),),
+        )
+        asgi = create_app(cfg, app=app, worker=False)
+        async with asgi.router.lifespan_context(asgi):
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                budget = {"max_cost_usd": 2.5}
+                plain = await c.post(
+                    "/v1/jobs", json={"task": "echo", "items": [1], "options": budget}
+                )
+                llm = await c.post(
+                    "/v1/jobs",
+                    json={"task": "http:mock", "items": [_line(0, "m")], "options": budget},
+                )
+                return plain, llm
+
+    plain, llm = asyncio.run(main())
+    assert plain.status_code == 422
+    assert "max_cost_usd" in plain.text
+    assert llm.status_code == 202, llm.text
+    assert llm.json()["options"]["max_cost_usd"] == 2.5

@@ -1,8 +1,12 @@
 """The API as a user writes it, checked by mypy --strict (never run)."""
 
 import asyncio
+from typing import Protocol
+
+import openai
 
 import conveyor
+from conveyor.llm import limit_openai
 
 
 async def release(message_id: int) -> str:
@@ -57,3 +61,38 @@ async def jobs_main() -> None:
         again: int = await jobs.retry_failed(job.id)
         cancelled: conveyor.Job = await jobs.cancel(job.id)
         print(again, cancelled.status, conveyor.JobOptions(concurrency=5, timeout_s=30.0))
+
+
+# The handler of docs/howto/run-llm-batches.md: an LLM call beside a mail API and a pool.
+class MailAPI(Protocol):
+    async def get(self, message_id: str) -> str: ...
+
+
+class Pool(Protocol):
+    async def execute(self, query: str, *args: object) -> str: ...
+
+
+async def triage_main(mail_api: MailAPI, pool: Pool, message_ids: list[str]) -> None:
+    mail = conveyor.Limiter("mail", requests_per_second=10)
+    llm = conveyor.Limiter("openai", requests_per_minute=500, tokens_per_minute=200_000, window_s=1)
+    client = limit_openai(openai.AsyncOpenAI(), limiters=[llm])
+    db = conveyor.Limiter("db", concurrency=20)
+
+    async def triage(message_id: str) -> dict[str, str | None]:
+        async with mail.acquire():
+            body = await mail_api.get(message_id)
+        answer = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"Classify: {body}"}],
+            max_tokens=20,
+        )
+        label = answer.choices[0].message.content
+        async with db.acquire():
+            await pool.execute("UPDATE messages SET label = $1 WHERE id = $2", label, message_id)
+        return {"id": message_id, "label": label}
+
+    report = await conveyor.map(triage, message_ids, concurrency=50)
+    print(report.summary.succeeded, [o.error for o in report.failed])
+    async for outcome in conveyor.stream(triage, message_ids, concurrency=50):
+        if outcome.ok:
+            print(outcome.value)

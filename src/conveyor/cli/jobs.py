@@ -72,6 +72,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--limiter", action="append", default=[], help="a shared limiter's name (repeatable)"
     )
     submit.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="http tasks (LLM jobs): stop starting items before the spend could pass this many"
+        " US dollars; the rest stays pending (none)",
+    )
+    submit.add_argument(
         "--app",
         metavar="MODULE:NAME",
         help="check the task name and the items before writing (without it the task is not"
@@ -192,6 +199,7 @@ async def _submit(args: argparse.Namespace) -> int:
         attempts=args.attempts,
         timeout_s=args.timeout_s,
         limiters=tuple(args.limiter),
+        max_cost_usd=args.max_cost,
     )
     from ..jobs.errors import InvalidJob
 

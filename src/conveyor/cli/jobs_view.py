@@ -119,7 +119,8 @@ def job_table(job: Job, now_s: float) -> Table:
             "options",
             f"concurrency {o.concurrency}, attempts {o.attempts}, timeout "
             + (f"{o.timeout_s:g}s" if o.timeout_s is not None else "none")
-            + (f", limiters {', '.join(o.limiters)}" if o.limiters else ""),
+            + (f", limiters {', '.join(o.limiters)}" if o.limiters else "")
+            + (f", max cost ${o.max_cost_usd:g}" if o.max_cost_usd is not None else ""),
         ),
         ("error", job.error or ""),
     ]

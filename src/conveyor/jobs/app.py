@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError
@@ -81,6 +81,10 @@ class Task:
     is_async: bool
     #: Estimates an item's cost in tokens, for token limiters (the http task's: its request's).
     cost: Callable[[Any], float] | None = None
+    #: For a spend budget (the http task's): an item -> (its model, the most it may cost in
+    #: US dollars, None if the model has no price), and a result -> what it cost (or None).
+    bound_usd: Callable[[Any], tuple[str | None, float | None]] | None = None
+    spent_usd: Callable[[Any], float | None] | None = None
 
     async def call(self, item: Any, ctx: TaskContext) -> Any:
         """Run the task on one item (a plain function runs in a thread)."""
@@ -233,7 +237,10 @@ class App:
             cache=cache,
         )
         self._closers.append(http.aclose)
-        return self.add_task(name, http, check=http.check, limiters=limiters, cost=http.cost)
+        task = self.add_task(name, http, check=http.check, limiters=limiters, cost=http.cost)
+        task = replace(task, bound_usd=http.bound_usd, spent_usd=http.spent_usd)
+        self._tasks[name] = task
+        return task
 
     def get_task(self, name: str) -> Task | None:
         """The task registered as `name`, or ``None``."""

@@ -72,9 +72,8 @@ class HttpJobTask:
         self._session: aiohttp.ClientSession | None = None
         self._task: HttpTask | None = None
         self.tally = BatchTally()
-        self._hooks = AnswerHooks(
-            tally=self.tally, prices=PriceTable.default(), cache=cache, scope=base_url
-        )
+        self.prices = PriceTable.default()
+        self._hooks = AnswerHooks(tally=self.tally, prices=self.prices, cache=cache, scope=base_url)
 
     def _parse(self, item: Any, index: int) -> Request:
         raw = json.dumps(item, separators=(",", ":")).encode()
@@ -100,6 +99,17 @@ class HttpJobTask:
     def cost(self, item: Any) -> float:
         """The item's token estimate (its line's ``cost``, else the request's estimate)."""
         return self._parse(item, 0).cost
+
+    def bound_usd(self, item: Any) -> tuple[str | None, float | None]:
+        """The item's model and the most it may cost: its prompt plus all of max_tokens."""
+        return self.prices.request_bound_usd(self._parse(item, 0).body)
+
+    def spent_usd(self, result: Any) -> float | None:
+        """What a stored answer cost, from its ``usage`` (None: no usage, or no price)."""
+        from ..llm.pricing import usage_of  # noqa: PLC0415 - conveyor.llm imports conveyor.http
+
+        usage = usage_of(result.get("body")) if isinstance(result, dict) else None
+        return None if usage is None else self.prices.answer_cost_usd(usage)
 
     def check(self, item: Any) -> None:
         """The input check: the item must be a request line the task can send."""

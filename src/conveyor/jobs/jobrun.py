@@ -14,6 +14,14 @@ renews the lease (every ``lease_s / 3``), and watches for the three reasons to s
   to pending at once; in-flight items may finish until ``grace_s``, then the run is closed
   and the items still in flight are released (pending);
 - the lease was lost (another worker re-queued our items): close the run and record nothing.
+
+With a spend budget (the job's ``max_cost_usd``, for the http tasks), an item starts only if
+the spend so far, plus the most the items in flight may cost, plus the most it may cost (its
+prompt and all of ``max_tokens``, at the price table's prices) stays within the budget. The
+spend so far is summed from the job's stored answers when the run starts (so it survives a
+restart), then grows with each answer. An item that would pass the budget ends the run's
+admissions: it and the items not started go back to pending, the step says why, and `halted`
+tells the worker not to claim the job again (see `conveyor.jobs.worker`).
 """
 
 from __future__ import annotations
@@ -95,6 +103,12 @@ class JobRun:
         self._marked: set[int] = set()
         self._yielded = 0
         self._finished = 0
+        #: Why the run stopped admitting items early (the budget), or None.
+        self.halted: str | None = None
+        self._budget = claim.job.options.max_cost_usd
+        self._spent = 0.0
+        self._reserved: dict[int, float] = {}  # the budget held by items in flight
+        self._reserved_usd = 0.0
 
     # -- what the engine runs --------------------------------------------------------------
 
@@ -116,14 +130,75 @@ class JobRun:
                     return
                 self._queue.extend(claim.items)
                 continue
+            item = self._queue.popleft()
+            if self._budget is not None and not self._reserve(item):
+                self._queue.appendleft(item)  # released to pending by `_finish`
+                return
             self._yielded += 1
-            yield self._queue.popleft()
+            yield item
+
+    def _reserve(self, item: ClaimedItem) -> bool:
+        """Hold the budget `item` may use; False (and `halted` set) if it would pass it."""
+        budget, bound_usd = self._budget, self._task.bound_usd
+        assert budget is not None
+        assert bound_usd is not None
+        try:
+            model, bound = bound_usd(json.loads(item.input_json))
+        except Exception:
+            return True  # an item the task refuses fails in the task, sending nothing
+        if bound is None:
+            self._halt(
+                f"budget: no price for the model {model!r} of item {item.index}, so"
+                f" max_cost_usd ${budget:g} cannot be kept; the items not started stay pending"
+            )
+            return False
+        if self._spent + self._reserved_usd + bound > budget:
+            self._halt(
+                f"budget reached: ${self._spent:.4f} spent of max_cost_usd ${budget:g}, and"
+                f" item {item.index} may cost up to ${bound:.4f}; the items not started stay"
+                " pending"
+            )
+            return False
+        self._reserved[item.index] = bound
+        self._reserved_usd += bound
+        return True
+
+    def _halt(self, why: str) -> None:
+        self.halted = self._step = why
+        self._progress_dirty = True
+
+    def _cost_of_result(self, result: Any, item_input: Any) -> float:
+        """What an answer cost; with no price for it, the most its request could cost."""
+        assert self._task.spent_usd is not None
+        assert self._task.bound_usd is not None
+        cost = self._task.spent_usd(result)
+        if cost is None:
+            try:
+                cost = self._task.bound_usd(item_input)[1]
+            except Exception:
+                cost = None
+        return cost or 0.0
+
+    async def _stored_spend(self) -> float:
+        """The job's spend so far: the cost of its stored answers (a page at a time)."""
+        total, after, page_size = 0.0, -1, 1000
+        while True:
+            page = await self._store.items(
+                self.job.id, state="succeeded", after=after, limit=page_size
+            )
+            total += sum(self._cost_of_result(i.result, i.input) for i in page)
+            if len(page) < page_size:
+                return total
+            after = page[-1].index
 
     async def _call(self, item: ClaimedItem) -> str:
         if item.index not in self._marked:
             self._unmarked.add(item.index)
         ctx = TaskContext(item.job_id, item.index, item.attempts, self._report)
-        value = await self._task.call(json.loads(item.input_json), ctx)
+        item_input = json.loads(item.input_json)
+        value = await self._task.call(item_input, ctx)
+        if self._budget is not None:
+            self._spent += self._cost_of_result(value, item_input)
         return _encode(value)  # a value that is not JSON fails the item (TypeError)
 
     def _report(self, index: int, fraction: float, step: str | None) -> None:
@@ -138,6 +213,8 @@ class JobRun:
         o = event.outcome
         item: ClaimedItem = o.item
         self._finished += 1
+        if self._reserved:
+            self._reserved_usd -= self._reserved.pop(item.index, 0.0)
         attempts = o.attempts
         if item.index in self._marked:
             # One attempt was counted when it started: the result carries the others.
@@ -284,6 +361,8 @@ class JobRun:
         opts = self.job.options
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
         batch_size = self._options.batch_size
+        if self._budget is not None:
+            self._spent = await self._stored_spend()
         self._stream = stream(
             self._call,
             self._items(),

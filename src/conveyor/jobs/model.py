@@ -65,12 +65,17 @@ class JobOptions:
             (see `conveyor.is_transient`).
         timeout_s: one attempt's limit in seconds (``None``: none).
         limiters: names of the app's shared `Limiter`s each attempt goes through, in order.
+        max_cost_usd: the job's spend budget in US dollars, for the http tasks (LLM jobs):
+            an item starts only if the spend so far, plus the most the items in flight and
+            it may cost (prompt plus ``max_tokens``, at the price table's prices), stays
+            within it; the items left stay pending (``None``: no budget).
     """
 
     concurrency: int = 10
     attempts: int = 1
     timeout_s: float | None = None
     limiters: tuple[str, ...] = ()
+    max_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         _whole("concurrency", self.concurrency, 1, "e.g. concurrency=10")
@@ -80,6 +85,12 @@ class JobOptions:
             isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0
         ):
             msg = f"timeout_s={t!r}: pass a number of seconds > 0, or None for no timeout"
+            raise ConfigError(msg)
+        c = self.max_cost_usd
+        if c is not None and (
+            isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c <= 0
+        ):
+            msg = f"max_cost_usd={c!r}: pass a number of US dollars > 0, or None for no budget"
             raise ConfigError(msg)
         if isinstance(self.limiters, str) or not all(
             isinstance(n, str) and n for n in self.limiters
@@ -103,6 +114,7 @@ class JobOptions:
             attempts=data.get("attempts", 1),
             timeout_s=data.get("timeout_s"),
             limiters=tuple(data.get("limiters", ())),
+            max_cost_usd=data.get("max_cost_usd"),
         )
 
 

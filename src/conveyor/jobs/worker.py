@@ -6,6 +6,11 @@ and start over; with nothing to claim, wait ``poll_interval_s`` (or, on a store 
 until work arrives). `stop()` (wired to SIGTERM
 by ``conveyor worker``) stops claiming, lets in-flight items finish for ``grace_s``, releases
 the rest to pending, and drops the lease: nothing is lost, and another worker takes over.
+
+A job whose spend budget (``max_cost_usd``) is reached keeps its items not started pending
+and its status (its step says why): the worker remembers it and claims other jobs instead,
+until the job leaves the active statuses or its budget changes. A worker that starts anew
+sums the job's stored spend once, finds the budget reached, and remembers it too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 from .. import _clock
 from ..errors import ConfigError
 from .jobrun import JobRun
+from .model import ACTIVE
 
 if TYPE_CHECKING:
     from .app import App
@@ -113,6 +119,8 @@ class Worker:
         self._listening = False
         #: Items this worker settled and recorded, all jobs together.
         self.settled = 0
+        #: Jobs whose spend budget is reached: id -> the budget then. Not claimed again.
+        self.over_budget: dict[str, float | None] = {}
 
     def wake(self) -> None:
         """Look for work now instead of at the end of ``poll_interval_s`` (after a submit)."""
@@ -144,9 +152,7 @@ class Worker:
                 # Only jobs whose task this worker has: the others wait for a worker that has
                 # theirs (a service with --no-worker and workers with different apps).
                 # Unsized, one item first: the job's run then claims by its concurrency.
-                claim = await self.store.claim(
-                    self.id, limit=o.claim_size or 1, lease_s=o.lease_s, tasks=self.app.task_names
-                )
+                claim = await self._claim()
                 if claim is not None:
                     await self._run_job(claim)
                     continue
@@ -160,11 +166,58 @@ class Worker:
             await asyncio.shield(self.store.release(self.id))
             await self.app.aclose()
 
+    async def _claim(self) -> Claim | None:
+        """Claim items of the oldest active job of this worker's tasks, not over budget."""
+        o = self.options
+        size, tasks = o.claim_size or 1, self.app.task_names
+        if self.over_budget:
+            for job_id in list(self.over_budget):
+                job = await self.store.get_job(job_id)
+                if job is None or job.status not in ACTIVE:
+                    del self.over_budget[job_id]
+                elif job.options.max_cost_usd != self.over_budget[job_id]:
+                    del self.over_budget[job_id]  # a new budget: try again
+        if not self.over_budget:
+            return await self.store.claim(self.id, limit=size, lease_s=o.lease_s, tasks=tasks)
+        # Rare: the store claims the oldest job, which may be one over budget; so the jobs
+        # are listed and claimed by id instead, oldest first.
+        for job_id in await self._claimable():
+            claim = await self.store.claim(
+                self.id, limit=size, lease_s=o.lease_s, job_id=job_id, tasks=tasks
+            )
+            if claim is not None:
+                return claim
+        return None
+
+    async def _claimable(self, page: int = 500) -> list[str]:
+        """The ids of the active jobs of this worker's tasks with items pending, not over budget."""
+        found: set[str] = set()
+        for status in ACTIVE:
+            for task in self.app.task_names:
+                before = None
+                while True:
+                    jobs = await self.store.list_jobs(
+                        status=status,  # type: ignore[arg-type]
+                        task=task,
+                        limit=page,
+                        before=before,
+                    )
+                    found.update(
+                        j.id for j in jobs if j.counts.pending and j.id not in self.over_budget
+                    )
+                    if len(jobs) < page:
+                        break
+                    before = jobs[-1].id
+        return sorted(found)
+
     async def _any_active(self) -> bool:
         """Whether a job this worker could run (one of its tasks) is still active."""
         for status in ("queued", "running", "cancelling"):
             for task in self.app.task_names:
-                if await self.store.list_jobs(status=status, task=task, limit=1):
+                jobs = await self.store.list_jobs(
+                    status=status, task=task, limit=len(self.over_budget) + 1
+                )
+                if any(j.id not in self.over_budget for j in jobs):
                     return True
         return False
 
@@ -184,8 +237,18 @@ class Worker:
         except ConfigError as exc:
             await self.store.fail_job(job.id, str(exc))
             return
+        budget = job.options.max_cost_usd
+        if budget is not None and (task.bound_usd is None or task.spent_usd is None):
+            await self.store.fail_job(
+                job.id,
+                f"max_cost_usd={budget:g}: a spend budget applies only to the http tasks of the"
+                f" connections (LLM jobs), and task {job.task!r} is not one; submit it without",
+            )
+            return
         run = JobRun(self, claim, task, limiters)
         try:
             await run.run()
         finally:
             self.settled += run.settled
+        if run.halted is not None:
+            self.over_budget[job.id] = budget

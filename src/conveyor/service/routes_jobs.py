@@ -101,6 +101,24 @@ async def _active_jobs(service: Service, tenant: str, cap: int) -> int:
     return total
 
 
+def _options_of(service: Service, spec: JobCreate) -> JobOptions:
+    """The job's options; a budget only for the connections' http tasks (else 422)."""
+    o = spec.options or JobOptionsIn()
+    if o.max_cost_usd is not None and spec.task not in service.base_urls:
+        raise Problem(
+            422,
+            f"options.max_cost_usd: a spend budget applies only to the http:<connection> tasks"
+            f" (LLM jobs), and {spec.task!r} is not one; submit it without",
+        )
+    return JobOptions(
+        concurrency=o.concurrency,
+        attempts=o.attempts,
+        timeout_s=o.timeout_s,
+        limiters=tuple(o.limiters),
+        max_cost_usd=o.max_cost_usd,
+    )
+
+
 async def create_job(request: Request) -> Response:
     """``POST /v1/jobs``: 202 with the job; with ``Idempotency-Key``, once per key."""
     service = service_of(request)
@@ -129,13 +147,7 @@ async def create_job(request: Request) -> Response:
         raise Problem(
             422, f"unknown task {spec.task!r}: this service runs {known} (GET /v1/service)"
         )
-    o = spec.options or JobOptionsIn()
-    options = JobOptions(
-        concurrency=o.concurrency,
-        attempts=o.attempts,
-        timeout_s=o.timeout_s,
-        limiters=tuple(o.limiters),
-    )
+    options = _options_of(service, spec)
     over = await _active_jobs(service, tenant, limits.max_active_jobs_per_tenant)
     over_limit = over >= limits.max_active_jobs_per_tenant
     read = False

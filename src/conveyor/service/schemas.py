@@ -53,6 +53,13 @@ class JobOptionsIn(BaseModel):
         max_length=16,
         description="names of the service's shared limiters each attempt goes through",
     )
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="http:<connection> jobs: the spend budget in US dollars; an item starts only"
+        " if the spend could not pass it, the rest stays pending (null: none)",
+    )
 
 
 class JobCreate(BaseModel):
@@ -111,6 +118,11 @@ class SummaryOut(BaseModel):
     unpriced_answers: int | None = Field(
         default=None, description="LLM jobs: answers whose model has no price (not in cost_usd)"
     )
+    projected_cost_usd: float | None = Field(
+        default=None,
+        description="LLM jobs: the cost the whole job is heading for (cost so far / items"
+        " settled * total items); null before any item settled",
+    )
 
 
 class OptionsOut(BaseModel):
@@ -120,6 +132,7 @@ class OptionsOut(BaseModel):
     attempts: int
     timeout_s: float | None
     limiters: list[str]
+    max_cost_usd: float | None = None
 
 
 class LimitOut(BaseModel):

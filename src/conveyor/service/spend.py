@@ -41,13 +41,21 @@ class _Tally:
     tokens_out: int = 0
     cost_usd: float = 0.0
     unpriced: int = 0  # answers with usage whose model has no price
+    ran: int = 0  # the job's succeeded and failed items when last summed
+    total: int = 0  # the job's items
 
     def figures(self) -> dict[str, Any]:
+        # Like the runner's (`BatchTally.projected_cost_usd`): the mean cost per settled item
+        # (succeeded or failed: cancelled ones never ran) times the items; None before any.
+        projected = None
+        if self.ran > 0:
+            projected = round(self.cost_usd / self.ran * self.total, 6)
         return {
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": round(self.cost_usd, 6),
             "unpriced_answers": self.unpriced,
+            "projected_cost_usd": projected,
         }
 
 
@@ -81,6 +89,7 @@ class JobSpend:
         if succeeded != tally.succeeded and due:
             await self._sum(job.id, tally)
             tally.succeeded, tally.scanned_at = succeeded, now
+            tally.ran, tally.total = job.counts.succeeded + job.counts.failed, job.counts.total
         return tally.figures()
 
     async def _sum(self, job_id: str, tally: _Tally) -> None:

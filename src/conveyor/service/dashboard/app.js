@@ -98,6 +98,9 @@ function spendText(s) {
   } else if (unpriced > 0) {
     cost = "no price";
   }
+  if (typeof s.projected_cost_usd === "number" && s.projected_cost_usd > 0) {
+    cost += ` (projected ${fmtUsd(s.projected_cost_usd)})`;
+  }
   return { tokens, cost };
 }
 

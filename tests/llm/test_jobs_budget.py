@@ -1,0 +1,235 @@
+"""A job's spend budget (``max_cost_usd``), kept by the worker for the connections' http tasks.
+
+The upstream is a fake transport answering at once with a fixed ``usage``; the worker runs
+until it is idle, so nothing waits on timing.
+"""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.errors import ConfigError
+from conveyor.jobs import App, JobOptions, Jobs, Worker, WorkerOptions
+from conveyor.jobs.jobrun import JobRun
+from conveyor.jobs.store import Store
+from conveyor.jobs.stores.memory import MemoryStore
+from conveyor.jobs.stores.sqlite import SqliteStore
+from conveyor.llm.pricing import PriceTable, Usage
+
+from ..http.fakes import FakeAPI, ok
+
+MODEL = "gpt-4o-mini"
+FAST = WorkerOptions(poll_interval_s=0.01, flush_interval_s=0.01)
+
+
+def _line(i: int, model: str = MODEL) -> dict[str, Any]:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
+    return {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def _answer(n: int, body: Any, headers: Any) -> Any:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    return ok({"model": MODEL, "choices": [], "usage": usage})
+
+
+PRICES = PriceTable.default()
+#: The most an item may cost (its prompt and all of max_tokens), and what its answer costs.
+BOUND = PRICES.request_bound_usd(
+    b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":100}'
+)[1]
+SPENT = PRICES.answer_cost_usd(Usage(MODEL, 10, 5))
+
+
+def _app(api: FakeAPI) -> App:
+    app = App()
+    app.add_http_task(name="http:mock", base_url="http://api.test", transport=api)
+    return app
+
+
+def _open(kind: str, tmp_path: Path) -> Store:
+    return MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "jobs.db")
+
+
+async def _drain(store: Store, app: App) -> Worker:
+    worker = Worker(store, app, options=FAST)
+    async with asyncio.timeout(10):
+        await worker.run(until_idle=True)
+    return worker
+
+
+def test_prices_give_a_bound_above_the_answers_cost():
+    """The test's premise: an item's bound is known and above what its answer costs."""
+    assert BOUND is not None
+    assert SPENT is not None
+    assert 0 < SPENT < BOUND
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_no_item_starts_once_the_next_could_pass_the_budget(kind, tmp_path):
+    """One at a time: items start while spend + bound fits; the rest stay pending, not failed."""
+    assert BOUND is not None
+    assert SPENT is not None
+    budget = 2 * SPENT + BOUND + SPENT / 2  # items 0, 1, 2 fit; item 3 would not
+
+    async def main() -> tuple[Any, int, str | None]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = _open(kind, tmp_path)
+        jobs = Jobs(store, app=_app(api))
+        options = JobOptions(concurrency=1, max_cost_usd=budget)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(8)], options=options)
+        worker = await _drain(store, _app(api))
+        assert job.id in worker.over_budget
+        after = await jobs.get(job.id)
+        await jobs.close()
+        return after, api.calls, after.step
+
+    job, calls, step = asyncio.run(main())
+    assert calls == 3
+    assert (job.counts.succeeded, job.counts.pending, job.counts.failed) == (3, 5, 0)
+    assert job.status in {"queued", "running"}
+    assert job.error is None
+    assert step is not None
+    assert step.startswith("budget reached")
+
+
+def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
+    """With room for three bounds and none settled, the fourth claimed item is not admitted."""
+    assert BOUND is not None
+
+    async def main() -> tuple[list[int], JobRun, Any]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        app = _app(api)
+        store = MemoryStore()
+        jobs = Jobs(store, app=app)
+        options = JobOptions(concurrency=10, max_cost_usd=3.5 * BOUND)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(10)], options=options)
+        worker = Worker(store, app, options=WorkerOptions(claim_size=10))
+        claim = await store.claim(worker.id, limit=10, lease_s=30.0)
+        assert claim is not None
+        task = app.get_task("http:mock")
+        assert task is not None
+        run = JobRun(worker, claim, task, ())
+        admitted = [item.index async for item in run._items()]  # none settles meanwhile
+        after = await jobs.get(job.id)
+        await jobs.close()
+        return admitted, run, after
+
+    admitted, run, job = asyncio.run(main())
+    assert admitted == [0, 1, 2]
+    assert run.halted is not None
+    assert "item 3 may cost" in run.halted
+    assert job.counts.succeeded == 0
+
+
+def test_the_spend_survives_a_worker_restart(tmp_path):
+    """A new worker sums the stored answers: it starts nothing more, and says why."""
+    assert BOUND is not None
+    assert SPENT is not None
+    budget = 2 * SPENT + BOUND + SPENT / 2
+
+    async def first() -> str:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = SqliteStore(tmp_path / "jobs.db")
+        jobs = Jobs(store, app=_app(api))
+        options = JobOptions(concurrency=1, max_cost_usd=budget)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(6)], options=options)
+        await _drain(store, _app(api))
+        await jobs.close()
+        return job.id
+
+    async def again(job_id: str) -> tuple[Any, int, bool]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = SqliteStore(tmp_path / "jobs.db")
+        await store.set_progress(job_id, inflight=0.0, step=None)  # forget the first step
+        worker = await _drain(store, _app(api))
+        job = await store.get_job(job_id)
+        await store.close()
+        return job, api.calls, job_id in worker.over_budget
+
+    job_id = asyncio.run(first())
+    job, calls, remembered = asyncio.run(again(job_id))
+    assert calls == 0
+    assert remembered
+    assert (job.counts.succeeded, job.counts.pending) == (3, 3)
+    assert job.step is not None
+    assert job.step.startswith("budget reached")
+
+
+def test_a_job_over_budget_does_not_block_the_next_job(tmp_path):
+    """The worker claims a later job while an older one waits at its budget."""
+    assert BOUND is not None
+    assert SPENT is not None
+
+    async def main() -> tuple[Any, Any, int]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = MemoryStore()
+        jobs = Jobs(store, app=_app(api))
+        capped = JobOptions(concurrency=1, max_cost_usd=BOUND + SPENT / 2)  # one item
+        first = await jobs.submit("http:mock", [_line(i) for i in range(4)], options=capped)
+        second = await jobs.submit("http:mock", [_line(i) for i in range(4)])
+        await _drain(store, _app(api))
+        a, b = await jobs.get(first.id), await jobs.get(second.id)
+        await jobs.close()
+        return a, b, api.calls
+
+    first, second, calls = asyncio.run(main())
+    assert (first.status in {"queued", "running"}, first.counts.pending) == (True, 3)
+    assert (second.status, second.counts.succeeded) == ("completed", 4)
+    assert calls == 5
+
+
+def test_a_model_with_no_price_starts_nothing_under_a_budget(tmp_path):
+    """The budget cannot be kept without a price: nothing is sent, the step names the model."""
+
+    async def main() -> tuple[Any, int]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = MemoryStore()
+        jobs = Jobs(store, app=_app(api))
+        options = JobOptions(max_cost_usd=10.0)
+        job = await jobs.submit("http:mock", [_line(0, "no-such-model")], options=options)
+        await _drain(store, _app(api))
+        after = await jobs.get(job.id)
+        await jobs.close()
+        return after, api.calls
+
+    job, calls = asyncio.run(main())
+    assert calls == 0
+    assert job.counts.pending == 1
+    assert job.status != "failed"
+    assert job.step is not None
+    assert "no price for the model 'no-such-model'" in job.step
+
+
+def test_a_budget_on_a_task_that_is_not_http_fails_the_job(tmp_path):
+    """A plain task has no prices: the job fails at once, saying the budget is for http tasks."""
+
+    async def main() -> Any:
+        app = App()
+        app.add_task("echo", lambda item: item)
+        store = MemoryStore()
+        jobs = Jobs(store, app=app)
+        job = await jobs.submit("echo", [1, 2], options=JobOptions(max_cost_usd=1.0))
+        await _drain(store, app)
+        after = await jobs.get(job.id)
+        await jobs.close()
+        return after
+
+    job = asyncio.run(main())
+    assert job.status == "failed"
+    assert job.error is not None
+    assert "max_cost_usd=1" in job.error
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), True, "5"])
+def test_a_budget_must_be_a_positive_number(value):
+    """JobOptions refuses a budget that is not a number of dollars > 0."""
+    with pytest.raises(ConfigError, match="max_cost_usd"):
+        JobOptions(max_cost_usd=value)
+
+
+def test_the_budget_is_stored_with_the_options():
+    """to_json / from_json keep max_cost_usd."""
+    options = JobOptions(max_cost_usd=2.5)
+    assert JobOptions.from_json(options.to_json()).max_cost_usd == 2.5
