@@ -42,7 +42,6 @@ import asyncio
 import functools
 import importlib.util
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -395,15 +394,15 @@ def main() -> int:
     for number, results in (("1", r1), ("2", r2), ("3", r3)):
         best_peer = min(r["seconds"] for r in results[1:])
         ours_s = results[0]["seconds"]
-        # Within 2% counts as a tie: rounds on this shared 2-core machine vary more than that.
-        not_slower = ours_s <= best_peer or math.isclose(ours_s, best_peer, rel_tol=0.02)
+        # Strict: the best round of each, no tolerance (rounds vary by 1-2% on this machine,
+        # which is why each keeps its best of several).
         checks.append(
             (
                 (
-                    f"{number}: conveyor run {ours_s:.2f} s vs best peer {best_peer:.2f} s"
-                    " (target: not slower)"
+                    f"{number}: conveyor run {ours_s:.3f} s vs best peer {best_peer:.3f} s"
+                    f" ({ours_s / best_peer - 1:+.1%}; target: not slower)"
                 ),
-                not_slower,
+                ours_s <= best_peer,
             )
         )
     print()
