@@ -482,3 +482,45 @@ def test_started_counts_an_attempt_only_for_the_workers_running_items(kit: Store
         assert [i.attempts for i in await store.items("job-1")] == [1, 0, 0]
 
     run(main())
+
+
+def test_set_budget_changes_only_the_budget_and_raises_the_version(kit: StoreKit, run):
+    """set_budget stores the new max_cost_usd (or none), keeps the rest, and bumps the version."""
+
+    async def main() -> None:
+        store = kit.open()
+        before = await store.create_job(new_job(), texts(2))
+        raised = await store.set_budget("job-1", 2.5)
+        assert raised.options.max_cost_usd == 2.5
+        assert raised.options.concurrency == 3
+        assert raised.version > before.version
+        assert (raised.status, raised.counts.pending) == ("queued", 2)
+        again = await store.get_job("job-1")
+        assert again is not None
+        assert again.options.max_cost_usd == 2.5
+        removed = await store.set_budget("job-1", None)
+        assert removed.options.max_cost_usd is None
+        assert removed.version > raised.version
+
+    run(main())
+
+
+def test_set_budget_of_a_cancelled_or_unknown_job_or_a_bad_budget_is_refused(kit: StoreKit, run):
+    """A bad budget is a ConfigError, a cancelled job a JobStateError, an unknown id JobNotFound."""
+    from conveyor.errors import ConfigError
+
+    async def main() -> None:
+        store = kit.open()
+        await store.create_job(new_job(), texts(1))
+        with pytest.raises(ConfigError, match="max_cost_usd"):
+            await store.set_budget("job-1", -1.0)
+        job = await store.get_job("job-1")
+        assert job is not None
+        assert job.options.max_cost_usd is None
+        await store.request_cancel("job-1")
+        with pytest.raises(JobStateError, match="cancelled"):
+            await store.set_budget("job-1", 1.0)
+        with pytest.raises(JobNotFound):
+            await store.set_budget("nope", 1.0)
+
+    run(main())

@@ -233,3 +233,44 @@ def test_the_budget_is_stored_with_the_options():
     """to_json / from_json keep max_cost_usd."""
     options = JobOptions(max_cost_usd=2.5)
     assert JobOptions.from_json(options.to_json()).max_cost_usd == 2.5
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_raising_the_budget_of_a_job_that_reached_it_runs_its_pending_items(kind, tmp_path):
+    """Jobs.set_budget: the worker drops the job from over_budget and finishes it, same job.
+
+    The worker polls every 10 ms against a fake upstream that answers at once; each wait is
+    bounded by 10 s, far above the milliseconds it takes.
+    """
+    assert BOUND is not None
+    assert SPENT is not None
+    budget = 2 * SPENT + BOUND + SPENT / 2  # items 0, 1, 2 fit
+
+    async def main() -> tuple[Any, Any, int, bool]:
+        api = FakeAPI(_answer, latency_s=0.0)
+        store = _open(kind, tmp_path)
+        jobs = Jobs(store, app=_app(api))
+        options = JobOptions(concurrency=1, max_cost_usd=budget)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(8)], options=options)
+        worker = Worker(store, _app(api), options=FAST)
+        runner = asyncio.create_task(worker.run())
+        async with asyncio.timeout(10):
+            while job.id not in worker.over_budget:  # noqa: ASYNC110 - polls the worker
+                await asyncio.sleep(0.01)
+        halted = await jobs.get(job.id)
+        raised = await jobs.set_budget(job.id, 100.0)
+        worker.wake()
+        async with asyncio.timeout(10):
+            done = await jobs.wait(job.id, interval_s=0.01)
+        worker.stop()
+        await runner
+        await jobs.close()
+        return halted, (raised, done), api.calls, job.id in worker.over_budget
+
+    halted, (raised, done), calls, still_over = asyncio.run(main())
+    assert (halted.counts.succeeded, halted.counts.pending) == (3, 5)
+    assert raised.options.max_cost_usd == 100.0
+    assert done.status == "completed"
+    assert (done.counts.succeeded, done.counts.pending, done.counts.failed) == (8, 0, 0)
+    assert calls == 8
+    assert not still_over

@@ -137,6 +137,39 @@ def test_cancel_stops_a_queued_job_and_retry_of_it_is_a_conflict(tmp_path):
     asyncio.run(main())
 
 
+def test_budget_sets_the_jobs_max_cost_and_refuses_bad_bodies_as_problems(tmp_path):
+    """POST budget: 202 with the new max_cost_usd; a bad body 422, a cancelled job 409."""
+
+    async def main() -> None:
+        async with api(config(tmp_path), worker=False) as a:
+            job = (await a.client.post("/v1/jobs", json={"task": "echo", "items": [1]})).json()
+            url = f"/v1/jobs/{job['id']}/budget"
+            r = await a.client.post(url, json={"max_cost_usd": 12.5})
+            assert r.status_code == 202
+            assert r.json()["options"]["max_cost_usd"] == 12.5
+            stored = await a.asgi.state.service.jobs.get(job["id"])
+            assert stored.options.max_cost_usd == 12.5
+            bad: tuple[dict[str, object], ...] = (
+                {"max_cost_usd": 0},
+                {"max_cost_usd": "5"},
+                {},
+                {"max_cost_usd": 1, "x": 1},
+            )
+            for body in bad:
+                r = await a.client.post(url, json=body)
+                assert r.status_code == 422, body
+                assert r.headers["content-type"] == "application/problem+json"
+                assert "budget" in r.json()["detail"]
+            r = await a.client.post(url, content=b"12", headers={"content-type": "text/plain"})
+            assert r.status_code == 415
+            await a.client.post(f"/v1/jobs/{job['id']}/cancel")
+            r = await a.client.post(url, json={"max_cost_usd": 20})
+            assert r.status_code == 409
+            assert "cancelled" in r.json()["detail"]
+
+    asyncio.run(main())
+
+
 def test_a_jsonl_file_upload_becomes_a_job(tmp_path):
     """POST /v1/files streams a JSONL file to disk; a job made from its id has its items."""
 
@@ -248,6 +281,7 @@ def test_every_job_endpoint_is_scoped_to_the_callers_tenant(tmp_path):
                 ("GET", f"/v1/jobs/{jid}/results"),
                 ("POST", f"/v1/jobs/{jid}/cancel"),
                 ("POST", f"/v1/jobs/{jid}/retry"),
+                ("POST", f"/v1/jobs/{jid}/budget"),
             ]:
                 r = await c.request(method, path, headers=globex)
                 assert r.status_code == 404, (method, path)

@@ -45,7 +45,7 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 @contextlib.asynccontextmanager
 async def service(
-    tmp_path: Path, latency_ms: float = 1.0, **limits: float
+    tmp_path: Path, latency_ms: float = 1.0, sweep_s: float = 5.0, **limits: float
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official client on the service, whose connection is the mock API."""
     async with MockAPI(MockConfig(latency_ms=latency_ms)) as upstream:
@@ -54,6 +54,7 @@ async def service(
             keys_file=None,
             files_dir=tmp_path / "files",
             connections=(Connection(name="mock", base_url=upstream.base_url, **limits),),  # type: ignore[arg-type]
+            batch_sweep_s=sweep_s,
         )
         asgi = create_app(cfg, app=App(), store=MemoryStore(), worker_options=FAST_WORKER)
         async with asgi.router.lifespan_context(asgi):
@@ -273,6 +274,51 @@ def test_a_batch_past_its_completion_window_expires_and_its_unfinished_requests_
     assert counts is not None
     assert 0 < counts.completed < 400
     assert len(output.splitlines()) == counts.completed
+    codes = {json.loads(x)["error"]["code"] for x in errors.splitlines()}
+    assert codes == {"batch_expired"}
+    assert len(errors.splitlines()) == 400 - counts.completed
+
+
+def test_a_batch_nobody_reads_expires_by_the_services_sweep(tmp_path, monkeypatch):
+    """Past its window and never read: the sweep cancels its job and ends it expired, with files.
+
+    The sweep runs every 20 ms; the wait for it reads the record on disk (never the API, whose
+    reads would expire the batch themselves), every 20 ms, bounded by 10 s.
+    """
+    lines = [line(f"r{i}", f"q {i}") for i in range(400)]
+    real_wall = _clock.wall
+
+    def on_disk() -> dict[str, Any]:
+        [path] = (tmp_path / "files").glob("*/batch_*.json")
+        return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+
+    async def main() -> Any:
+        async with service(tmp_path, latency_ms=50.0, sweep_s=0.02) as client:
+            file_id = await upload(client, jsonl(lines))
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            async with asyncio.timeout(10):
+                while not await _started(client, batch.id):  # noqa: ASYNC110 - polls the API
+                    await asyncio.sleep(0.02)
+            before = on_disk()
+            monkeypatch.setattr(_clock, "wall", lambda: real_wall() + 86_401)
+            async with asyncio.timeout(10):
+                while on_disk()["status"] != "expired":  # noqa: ASYNC110 - polls the record
+                    await asyncio.sleep(0.02)
+            done = await client.batches.retrieve(batch.id)
+            assert done.error_file_id is not None
+            errors = (await client.files.content(done.error_file_id)).text
+            return before, done, errors
+
+    before, done, errors = asyncio.run(main())
+    assert before["status"] == "in_progress"
+    assert "expired_at" not in before["times"]
+    assert done.status == "expired"
+    assert done.expired_at is not None
+    counts = done.request_counts
+    assert counts is not None
+    assert counts.completed < 400
     codes = {json.loads(x)["error"]["code"] for x in errors.splitlines()}
     assert codes == {"batch_expired"}
     assert len(errors.splitlines()) == 400 - counts.completed

@@ -1,4 +1,4 @@
-"""``conveyor worker`` and ``conveyor jobs submit|ls|show|watch|cancel|retry|results``. Thin."""
+"""``conveyor worker`` and ``conveyor jobs submit|ls|show|watch|cancel|retry|budget|results``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ examples:
   conveyor jobs watch 0190b1d2-...            # live bar; a line per change when piped
   conveyor jobs results 0190b1d2-... --state failed -o failed.jsonl
   conveyor jobs retry 0190b1d2-...            # run only the failed items again
+  conveyor jobs budget 0190b1d2-... 25        # raise the spend budget to $25: it goes on
 
 The store is --store, or $CONVEYOR_STORE, or sqlite:///conveyor-jobs.db.
 """
@@ -109,6 +110,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     retry = sub.add_parser("retry", help="run a job's failed items again, under the same job")
     _store_here(retry)
     retry.add_argument("job_id")
+    budget = sub.add_parser(
+        "budget",
+        help="set a job's spend budget (max_cost_usd): a job that reached it goes on",
+    )
+    _store_here(budget)
+    budget.add_argument("job_id")
+    budget.add_argument("usd", type=float, metavar="USD", help="the new budget in US dollars (> 0)")
     results = sub.add_parser("results", help="the items and their results, as JSONL")
     _store_here(results)
     results.add_argument("job_id")
@@ -287,6 +295,13 @@ async def _retry(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _budget(args: argparse.Namespace) -> int:
+    async with _open(args) as jobs:
+        job = await jobs.set_budget(args.job_id, args.usd)
+    print(f"{job.id} {job.status}: max_cost_usd ${job.options.max_cost_usd:g}")
+    return 0
+
+
 async def _results(args: argparse.Namespace) -> int:
     if args.output is None:
         out = sys.stdout
@@ -324,5 +339,6 @@ _ACTIONS = {
     "watch": _watch,
     "cancel": _cancel,
     "retry": _retry,
+    "budget": _budget,
     "results": _results,
 }

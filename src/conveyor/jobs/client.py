@@ -274,3 +274,12 @@ class Jobs:
     async def retry_failed(self, job_id: str) -> int:
         """Run the job's failed items again, under the same job; return how many."""
         return await self.store.retry_failed(job_id)
+
+    async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        """Set the job's spend budget in US dollars (``None``: none); return the job.
+
+        A job that reached its budget keeps its items pending: raise the budget and a worker
+        starts them again, under the same job. Raises `JobNotFound`, `ConfigError` for a
+        budget not > 0, `JobStateError` for a job cancelled, being cancelled or failed.
+        """
+        return await self.store.set_budget(job_id, max_cost_usd)

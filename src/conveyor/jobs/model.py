@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .. import _clock
 from ..errors import ConfigError
 from . import latency
+from .errors import JobStateError
 
 __all__ = [
     "ACTIVE",
@@ -36,6 +37,7 @@ __all__ = [
     "JobStatus",
     "JobSummary",
     "NewJob",
+    "budget_options",
 ]
 
 JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
@@ -116,6 +118,22 @@ class JobOptions:
             limiters=tuple(data.get("limiters", ())),
             max_cost_usd=data.get("max_cost_usd"),
         )
+
+
+def budget_options(job: Job, max_cost_usd: float | None) -> JobOptions:
+    """The options of `job` with the spend budget `max_cost_usd` (None: none); stores use it.
+
+    Raises `ConfigError` for a budget that is not a number > 0, and `JobStateError` for a job
+    cancelled, being cancelled or failed (its items will not run again).
+    """
+    options = replace(job.options, max_cost_usd=max_cost_usd)
+    if job.status in {"cancelled", "cancelling", "failed"}:
+        msg = (
+            f"job {job.id} is {job.status}: only a queued, running or completed job can have"
+            " its budget changed"
+        )
+        raise JobStateError(msg)
+    return options
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,6 +141,17 @@ class Store(Protocol):
         """
         ...
 
+    async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        """Set the job's spend budget (``options.max_cost_usd``; None: none); return the job.
+
+        Nothing else of the job changes (its version rises). A worker that stopped claiming
+        the job at its old budget sees the new one and claims its pending items again.
+
+        Raises `JobNotFound`, `ConfigError` for a budget not > 0, or `JobStateError` if the
+        job was cancelled, is being cancelled, or failed.
+        """
+        ...
+
     async def fail_job(self, job_id: str, error: str) -> Job:
         """Mark the job failed with `error`; its unsettled items become cancelled."""
         ...

@@ -4,8 +4,9 @@
 >>> uvicorn.run(asgi, host="127.0.0.1", port=8000)  # doctest: +SKIP
 
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
-unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), and closes
-both when it stops.
+unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), sweeps the
+batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
+them all when it stops.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
 from .routes_batches import (
     batch_endpoint,
+    batch_sweeper,
     batches_endpoint,
     cancel_batch,
     file_content,
@@ -46,6 +48,7 @@ from .routes_jobs import (
     jobs_endpoint,
     retry_job,
     service_info,
+    set_budget,
 )
 from .routes_stream import job_events, job_results, jobs_events
 from .spend import JobSpend
@@ -137,9 +140,14 @@ def create_app(
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
             service.worker = Worker(jobs.store, tasks, options=options)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
+        # Batches past their completion window expire whether or not anyone reads them.
+        sweeper = asyncio.get_running_loop().create_task(batch_sweeper(service, cfg.batch_sweep_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             if runner is not None and service.worker is not None:
                 service.worker.stop()
                 await runner
@@ -166,6 +174,7 @@ def create_app(
         Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/budget", set_budget, methods=["POST"]),
         Route("/v1/files", files_endpoint, methods=["GET", "POST"]),
         Route("/v1/files/{file_id}", file_endpoint, methods=["GET", "DELETE"]),
         Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),

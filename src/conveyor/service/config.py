@@ -189,6 +189,9 @@ class ServiceConfig:
     #: The job list's stream (``/v1/events``) ends after this long; clients reconnect. This
     #: spreads long-lived connections over the servers behind a load balancer.
     list_events_max_s: float = 300.0
+    #: How often the service looks for batches past their completion window, in seconds (at
+    #: the earliest expiry, when that comes sooner): each is expired whether or not it is read.
+    batch_sweep_s: float = 5.0
     #: Calls need an API key for the whole life of the service, even once none is left (set
     #: by ``conveyor serve`` when it listens beyond loopback): revoking the last key, or
     #: deleting the keys file, then refuses every call instead of opening the service.
@@ -202,6 +205,10 @@ class ServiceConfig:
         t = self.events_interval_s
         if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 10:
             msg = f"events_interval_s={t!r}: pass a number of seconds from 0.01 to 10"
+            raise ConfigError(msg)
+        t = self.batch_sweep_s
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 3600:
+            msg = f"batch_sweep_s={t!r}: pass a number of seconds from 0.01 to 3600"
             raise ConfigError(msg)
 
 

@@ -15,6 +15,7 @@ from .schemas import (
     BatchCreate,
     BatchList,
     BatchOut,
+    BudgetIn,
     FileOut,
     ItemPage,
     JobCreate,
@@ -293,7 +294,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
     """The document; `secured`: the job endpoints need a bearer API key."""
     _, defs = models_json_schema(
         [
-            (m, "validation" if m in (JobCreate, BatchCreate) else "serialization")
+            (m, "validation" if m in (JobCreate, BatchCreate, BudgetIn) else "serialization")
             for m in (
                 JobCreate,
                 JobOut,
@@ -310,6 +311,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 BatchCreate,
                 BatchOut,
                 BatchList,
+                BudgetIn,
             )
         ],
         ref_template=_REF,
@@ -495,6 +497,25 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     **common,
                     "404": job_404,
                     "409": _problem("the job was cancelled or failed: nothing to retry"),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/budget": {
+            "post": {
+                "operationId": "setJobBudget",
+                "summary": "Set the job's spend budget: a job that reached it goes on",
+                "parameters": [_JOB_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BudgetIn")}},
+                },
+                "responses": {
+                    "202": _json("the job, with its new budget", "JobOut"),
+                    **common,
+                    "404": job_404,
+                    "409": _problem("the job was cancelled or failed: its items will not run"),
+                    "415": _problem("the body is not application/json"),
+                    "422": _problem("the body is not a budget (a number > 0, or null)"),
                 },
             }
         },

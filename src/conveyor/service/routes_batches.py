@@ -10,13 +10,15 @@ other body is a job input, checked line by line as before (`routes_jobs.create_f
 
 A batch's output and error files are written when its job has ended, by the first read of the
 batch that finds it ended (``finalizing`` until then), under a lock so that they are written
-once.
+once. `sweep_batches` (run every few seconds by the app, `batch_sweeper`) does for the batches
+past their completion window what a read does: a batch nobody reads expires all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
@@ -49,13 +51,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "batch_endpoint",
+    "batch_sweeper",
     "batches_endpoint",
     "cancel_batch",
     "file_content",
     "file_endpoint",
     "files_endpoint",
     "files_post",
+    "sweep_batches",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Attempts per request of a batch (transient errors only: 408, 425, 429, 5xx, timeouts).
 BATCH_ATTEMPTS = 6
@@ -340,6 +346,54 @@ async def _refresh(service: Service, tenant: str, record: BatchRecord) -> str:
         _FINALIZING.pop(record.id, None)
         return record.status
     return status
+
+
+def _tenant_folders(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
+def _records_of(folder: Path) -> list[BatchRecord]:
+    return list(BatchRecords(folder).all())
+
+
+async def sweep_batches(service: Service) -> float | None:
+    """Expire every running batch past its window, read or not; return the next expiry, or None.
+
+    A due batch is brought up to date as a read would (`_refresh`): its job is cancelled, it
+    is ``finalizing`` while requests in flight end, then ``expired`` with its files, on a
+    later sweep. The tenant of a folder is its batch's job's (folders are named by a hash).
+    """
+    now = _clock.wall()
+    earliest: float | None = None
+    for folder in await asyncio.to_thread(_tenant_folders, service.files.root):
+        records = await asyncio.to_thread(_records_of, folder)
+        for record in records:
+            if record.job_id is None or record.status in _ENDED:
+                continue
+            if now < record.expires_at:
+                earliest = min(record.expires_at, earliest or record.expires_at)
+                continue
+            try:
+                job = await service.jobs.store.get_job(record.job_id)
+                if job is not None and service.files.folder(job.tenant) == folder:
+                    await _refresh(service, job.tenant, record)
+            except Exception:  # one batch must not stop the others' expiry
+                log.exception("could not expire batch %s", record.id)
+    return earliest
+
+
+async def batch_sweeper(service: Service, interval_s: float) -> None:
+    """`sweep_batches` every `interval_s` (sooner when a batch expires sooner), until cancelled."""
+    while True:
+        try:
+            earliest = await sweep_batches(service)
+        except Exception:  # a folder that cannot be read now: try again next time
+            log.exception("the batch expiry sweep failed")
+            earliest = None
+        wait = interval_s
+        if earliest is not None:
+            wait = min(wait, max(earliest - _clock.wall(), 0.0))
+        await asyncio.sleep(wait)
 
 
 async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..jobs.model import JobOptions
 from .problems import Problem
-from .schemas import JobCreate, JobOptionsIn
+from .schemas import BudgetIn, JobCreate, JobOptionsIn
 from .state import json_response, only_params, query_choice, query_int, service_of
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     "list_jobs",
     "retry_job",
     "service_info",
+    "set_budget",
 ]
 
 STATUSES = ("queued", "running", "cancelling", "completed", "failed", "cancelled")
@@ -81,13 +82,13 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _validation_problem(exc: ValidationError) -> Problem:
+def _validation_problem(exc: ValidationError, what: str = "job") -> Problem:
     errors = [
         {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
     first = errors[0]
-    detail = f"the body is not a valid job: {first['field']}: {first['problem']}"
+    detail = f"the body is not a valid {what}: {first['field']}: {first['problem']}"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more, in 'errors')"
     return Problem(422, detail, errors=errors)
@@ -247,6 +248,24 @@ async def retry_job(request: Request) -> Response:
     job = await service.jobs.get(job.id)
     view = await service.view(job, fresh=False)
     return json_response({"retried": retried, "job": view}, 202)
+
+
+async def set_budget(request: Request) -> Response:
+    """``POST /v1/jobs/{job_id}/budget``: 202; the job's new spend budget, and it goes on."""
+    service = service_of(request)
+    _, job = await service.job(request)
+    only_params(request)
+    if _media_type(request) != "application/json":
+        raise Problem(415, "send the budget as JSON, with 'Content-Type: application/json'")
+    body = await _body(request, 4096)
+    try:
+        spec = BudgetIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise _validation_problem(exc, "budget") from None
+    job = await service.jobs.set_budget(job.id, spec.max_cost_usd)
+    service.wake_worker()
+    service.feed.poke(job.id)
+    return json_response(await service.view(job, fresh=False), 202)
 
 
 async def create_file(request: Request) -> Response:

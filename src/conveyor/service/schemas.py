@@ -17,6 +17,7 @@ __all__ = [
     "BatchCreate",
     "BatchList",
     "BatchOut",
+    "BudgetIn",
     "FileOut",
     "ItemOut",
     "ItemPage",
@@ -205,6 +206,20 @@ class ItemPage(BaseModel):
 
     data: list[ItemOut]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: last")
+
+
+class BudgetIn(BaseModel):
+    """A job's new spend budget."""
+
+    model_config = _STRICT
+
+    max_cost_usd: float | None = Field(
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="the budget in US dollars (null: none); a job that reached its old budget"
+        " starts its pending items again",
+    )
 
 
 class RetryOut(BaseModel):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
-from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem
+from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem, budget_options
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
@@ -333,6 +333,12 @@ class MemoryStore:
                     started += max(0.0, self._clock() - row.job.finished_at)
                 self._set(row, status="queued", finished_at=None, started_at=started)
         return again
+
+    async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        """Set the job's spend budget."""
+        row = self._get(job_id)
+        self._set(row, options=budget_options(row.job, max_cost_usd))
+        return row.job
 
     async def fail_job(self, job_id: str, error: str) -> Job:
         """The job could not run: settle what is left as cancelled."""

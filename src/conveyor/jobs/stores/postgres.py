@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .. import latency as hist
 from ..errors import InvalidJob, JobStateError
-from ..model import TERMINAL, Claim, ClaimedItem
+from ..model import TERMINAL, Claim, ClaimedItem, budget_options
 from .postgres_read import Conn, PostgresReader, execute, fetch, fetchval
 
 if TYPE_CHECKING:
@@ -307,6 +307,16 @@ class PostgresStore(PostgresReader):
                 now=now,
             )
             return len(rows)
+
+        return await self._tx(tx)
+
+    async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        """Set the job's spend budget (its options' ``max_cost_usd``)."""
+
+        async def tx(c: Conn) -> Job:
+            options = budget_options(await self._get(c, job_id), max_cost_usd)
+            await execute(c, "set_options", job=job_id, options=options.to_json())
+            return await self._get(c, job_id)
 
         return await self._tx(tx)
 

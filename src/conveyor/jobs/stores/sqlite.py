@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError
-from ..model import TERMINAL, Claim, ClaimedItem
+from ..model import TERMINAL, Claim, ClaimedItem, budget_options
 from .sqlite_read import Reader, job_from_row
 from .sqlite_schema import connect, migrate, probe, queries
 
@@ -268,6 +268,12 @@ class _Writer:
                 c.execute(Q["count_retry"], {**params, "hist": hist.dumps(left)})
             return int(n)
 
+    def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        with _Tx(self.conn) as c:
+            options = budget_options(self._get(job_id), max_cost_usd)
+            c.execute(Q["set_options"], {"job": job_id, "options": options.to_json()})
+            return self._get(job_id)
+
     def fail_job(self, job_id: str, error: str, now: float) -> Job:
         with _Tx(self.conn) as c:
             self._get(job_id)
@@ -414,6 +420,10 @@ class SqliteStore:
     async def retry_failed(self, job_id: str) -> int:
         """Failed items back to pending."""
         return await self._write(self._writer.retry_failed, job_id, self._clock())
+
+    async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
+        """Set the job's spend budget."""
+        return await self._write(self._writer.set_budget, job_id, max_cost_usd)
 
     async def fail_job(self, job_id: str, error: str) -> Job:
         """The job could not run."""

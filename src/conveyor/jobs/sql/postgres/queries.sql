@@ -196,6 +196,10 @@ UPDATE conveyor_jobs SET status = 'failed', error = :error, finished_at = :now,
        cancelled = cancelled + pending + running, pending = 0, running = 0, inflight = 0
 WHERE id = :job;
 
+-- name: set_options
+-- A new spend budget (the options are the job's, with max_cost_usd changed).
+UPDATE conveyor_jobs SET options = :options WHERE id = :job;
+
 -- name: set_progress
 UPDATE conveyor_jobs SET inflight = :inflight, step = COALESCE(:step, step)
 WHERE id = :job AND status NOT IN ('completed', 'failed', 'cancelled');
