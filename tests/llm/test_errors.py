@@ -172,7 +172,7 @@ def test_a_cut_off_answer_is_retried_and_a_persistent_one_fails_with_its_reason(
         return chat_answer("{}", "length")  # always cut off
 
     api = FakeAPI(script)
-    llm = LlmOptions(check=AnswerCheck(finish_reasons=frozenset({"stop"})))
+    llm = LlmOptions(validate=AnswerCheck(finish_reasons=frozenset({"stop"})))
     batch, result = run(_run(tmp_path, api, llm=llm))
     by_id = {r["custom_id"]: r for r in read_results(tmp_path / "out.jsonl")}
     assert by_id["req-0"]["error"] is None
@@ -189,7 +189,7 @@ def test_a_non_json_answer_fails_as_not_json(tmp_path, run):
     """--require-json: content that does not parse is answer_not_json."""
     write_requests(tmp_path / "in.jsonl", 1)
     api = FakeAPI(lambda n, body, headers: chat_answer("Sure! Here is the JSON: {"))
-    run(_run(tmp_path, api, llm=LlmOptions(check=AnswerCheck(json=True))))
+    run(_run(tmp_path, api, llm=LlmOptions(validate=AnswerCheck(json=True))))
     (record,) = read_results(tmp_path / "out.jsonl")
     assert record["error"]["code"] == "answer_not_json"
 
@@ -207,7 +207,7 @@ def test_cli_flags_build_the_answer_check(tmp_path):
     )
     options = options_from_args(args, {})
     assert options.llm is not None
-    assert options.llm.check == AnswerCheck(finish_reasons=frozenset({"stop"}), json=True)
+    assert options.llm.validate == AnswerCheck(finish_reasons=frozenset({"stop"}), json=True)
 
 
 def test_public_names_are_reachable():

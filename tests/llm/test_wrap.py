@@ -149,7 +149,7 @@ def test_a_cut_off_answer_is_retried_through_the_limiter():
             _client("http://api.test", http_client=http),
             limiters=[limiter],
             retry=FAST_RETRY,
-            check=AnswerCheck(finish_reasons=frozenset({"stop"})),
+            validate=AnswerCheck(finish_reasons=frozenset({"stop"})),
         )
         return await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
@@ -168,7 +168,7 @@ def test_a_persistent_bad_answer_raises_invalid_answer():
             _client("http://api.test", http_client=http),
             limiters=[Limiter("openai")],
             retry=FAST_RETRY,
-            check=AnswerCheck(json=True),
+            validate=AnswerCheck(json=True),
         )
         await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 

@@ -311,7 +311,7 @@ def _llm_options(args: argparse.Namespace) -> LlmOptions:
         )
     prices = getattr(args, "prices", None)
     return LlmOptions(
-        check=check,
+        validate=check,
         cache=getattr(args, "cache", None),
         prices=PriceTable.load(prices) if prices is not None else None,
         max_cost_usd=getattr(args, "max_cost", None),

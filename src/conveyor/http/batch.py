@@ -138,7 +138,7 @@ class Batch:
         self._hooks = AnswerHooks(
             tally=self.tally,
             prices=self._prices,
-            check=self.llm.check,
+            validate=self.llm.validate,
             cache=self._cache,
             scope=plan.endpoint.base_url or "",
         )

@@ -34,7 +34,7 @@ class LlmOptions:
     """The LLM side of a run.
 
     Args:
-        check: called with each successful answer's body; raises `InvalidAnswer` to fail it
+        validate: called with each successful answer's body; raises `InvalidAnswer` to fail it
             (retryable). `AnswerCheck(finish_reasons=frozenset({"stop"}), json=True)` checks
             what ``--require-finish-reason`` and ``--require-json`` ask for.
         cache: where answers are kept: a SQLite file's path (created if missing) or a
@@ -46,14 +46,14 @@ class LlmOptions:
             Requests not started stay pending: running again resumes them.
     """
 
-    check: Callable[[Any], object] | None = None
+    validate: Callable[[Any], object] | None = None
     cache: Path | str | None = None
     prices: PriceTable | None = None
     max_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
-        if self.check is not None and not callable(self.check):
-            msg = f"LlmOptions(check={self.check!r}): pass a function of the answer's body"
+        if self.validate is not None and not callable(self.validate):
+            msg = f"LlmOptions(validate={self.validate!r}): pass a function of the answer's body"
             raise ConfigError(msg)
         cost = self.max_cost_usd
         if cost is not None and (
@@ -76,24 +76,24 @@ class AnswerHooks:
     Args:
         tally: where tokens and cost are counted.
         prices: the price table.
-        check: the answer check, if any.
+        validate: the answer check, if any.
         cache: the response cache, if any; `scope` names the upstream in its keys.
     """
 
-    __slots__ = ("cache", "check", "prices", "scope", "tally")
+    __slots__ = ("cache", "prices", "scope", "tally", "validate")
 
     def __init__(
         self,
         *,
         tally: BatchTally,
         prices: PriceTable,
-        check: Callable[[Any], object] | None = None,
+        validate: Callable[[Any], object] | None = None,
         cache: AnswerCache | None = None,
         scope: str = "",
     ) -> None:
         self.tally = tally
         self.prices = prices
-        self.check = check
+        self.validate = validate
         self.cache = cache
         self.scope = scope
 
@@ -120,9 +120,9 @@ class AnswerHooks:
     ) -> None:
         """Count, check (raising `InvalidAnswer`), then cache a successful answer."""
         self.count(response.body)
-        if self.check is not None:
+        if self.validate is not None:
             try:
-                self.check(response.body)
+                self.validate(response.body)
             except InvalidAnswer as exc:
                 exc.answer = response
                 raise

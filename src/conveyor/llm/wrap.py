@@ -59,7 +59,7 @@ def limit_openai(
     *,
     limiters: Sequence[Limiter],
     retry: Retry | None = None,
-    check: Callable[[Any], object] | None = None,
+    validate: Callable[[Any], object] | None = None,
     refund_unused_tokens: bool = False,
 ) -> C:
     """Return `client` (``openai.AsyncOpenAI`` or ``OpenAI``) with its chats through `limiters`.
@@ -68,7 +68,7 @@ def limit_openai(
         client: the client to wrap; it is not changed (a copy with ``max_retries=0`` is used).
         limiters: the shared `Limiter`s every call goes through, in order.
         retry: how failed calls are retried (default: ``Retry(attempts=5)``, transient errors).
-        check: called with each answer; raising `InvalidAnswer` makes the call fail and retry.
+        validate: called with each answer; raising `InvalidAnswer` makes the call fail and retry.
         refund_unused_tokens: settle a token limiter with the ``usage`` also when it is below
             the estimate (OpenAI charges ``max_tokens`` up front, so off by default).
 
@@ -96,7 +96,7 @@ def limit_openai(
         quiet.chat.completions,
         limiters=tuple(limiters),
         retry=retry or Retry(attempts=5),
-        check=check,
+        validate=validate,
         refund=refund_unused_tokens,
     )
     return cast("C", _Proxy(client, chat=_Proxy(chat, completions=limited)))
@@ -122,13 +122,13 @@ class _LimitedCompletions:
         *,
         limiters: tuple[Limiter, ...],
         retry: Retry,
-        check: Callable[[Any], object] | None,
+        validate: Callable[[Any], object] | None,
         refund: bool,
     ) -> None:
         self._completions = completions
         self._limiters = limiters
         self._retry = retry
-        self._check = check
+        self._validate = validate
         self._refund = refund
 
     def __getattr__(self, name: str) -> Any:
@@ -144,8 +144,8 @@ class _LimitedCompletions:
             attempt += 1
             try:
                 answer = await self._attempt(kwargs, cost)
-                if self._check is not None:
-                    self._check(answer)
+                if self._validate is not None:
+                    self._validate(answer)
             except Exception as exc:
                 if quota_exhausted(exc):
                     name = self._limiters[0].name if self._limiters else "openai"
@@ -272,8 +272,8 @@ class _SyncLimitedCompletions(_LimitedCompletions):
             attempt += 1
             try:
                 answer = self._attempt_sync(kwargs, cost)
-                if self._check is not None:
-                    self._check(answer)
+                if self._validate is not None:
+                    self._validate(answer)
             except Exception as exc:
                 if quota_exhausted(exc):
                     name = self._limiters[0].name if self._limiters else "openai"
