@@ -95,3 +95,24 @@ def test_a_window_waits_for_the_latest_of_what_must_leave():
     first.time = 0.8  # its call went out at 0.8
     # One unit must leave: the oldest entry in the log is the first, now dated 0.8.
     assert window.wait_s(0.9, 1.0) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_calls_of_the_first_window_are_dated_by_their_answers(clock: VirtualClock):
+    """A first-window call answered at 0.3 s holds the next window back from 0.3 s, once."""
+    limiter = Limiter("api", requests_per_second=1, window_s=1.0)
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        async with limiter.acquire():
+            await asyncio.sleep(0.3)  # the call, answered at 0.3 s
+        async with limiter.acquire():
+            second = loop.time()
+            await asyncio.sleep(0.3)
+        async with limiter.acquire():
+            return second, loop.time()
+
+    second, third = clock.run(main())
+    # Dated at its answer (0.3 s), the first call keeps the second out until 0.3 + 1.01 s.
+    assert second == pytest.approx(1.31, abs=0.001)
+    # The second call is past the first window: dated when it went out, not by its answer.
+    assert third == pytest.approx(second + 1.01, abs=0.001)

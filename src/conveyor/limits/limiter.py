@@ -96,6 +96,8 @@ class Limiter:
         check_window(name, window_s, burst, all_rates)
         self.rates = tuple(all_rates)
         self.window_s = window_s
+        # When the first call was admitted: calls of the first window are dated by their answers.
+        self._first_admitted_at: float | None = None
         self._constraints = [Constraint(r, window_s, burst) for r in all_rates]
         self._limits_tokens = any(r.unit == "tokens" for r in all_rates)
         self._adaptive, self._max_in_flight = concurrency_policy(
@@ -177,6 +179,7 @@ class Limiter:
         return max(wait, 0.0)
 
     def _commit(self, now: float, cost: float) -> Slot:
+        self._note_admission(now)
         entries: list[tuple[Constraint, Entry | None]] = []
         for c in self._constraints:
             units = cost if c.unit == "tokens" else 1.0
@@ -275,6 +278,26 @@ class Limiter:
             _wake(wakeup)
 
     # -- learning -------------------------------------------------------------------------
+
+    def _note_admission(self, now: float) -> None:
+        if self._first_admitted_at is None:
+            self._first_admitted_at = now
+
+    def dates_on_answer(self, slot: Slot) -> bool:
+        """Whether `slot` is dated again when its answer arrives: a call of the first window.
+
+        An API that starts cold (first connections, first answers) was seen to stamp calls of
+        the first window 40-50 ms after they left: longer than the window's margin, so the
+        next window, counted from their send times, drew 429s. Dated by their answers instead
+        (the server stamped each before answering), the first window's calls keep the second
+        one back by about one latency, once per run.
+        """
+        first = self._first_admitted_at
+        return (
+            self.window_s is not None
+            and first is not None
+            and slot.admitted_at < first + self.window_s
+        )
 
     def _settle(self, slot: Slot, cost: float) -> None:
         delta = cost - slot.settled_cost

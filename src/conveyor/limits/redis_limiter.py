@@ -294,6 +294,7 @@ class RedisLimiter(Limiter):
         return [*args, len(self._constraints), *self._args]
 
     def _granted(self, key: str, cost: float, now: float) -> Slot:
+        self._note_admission(now)
         self._in_flight += 1
         self.admitted += 1
         if self.breaker is not None:

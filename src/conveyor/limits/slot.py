@@ -79,7 +79,10 @@ class Slot:
         if self._released:
             return
         self._released = True
-        self.limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
+        limiter = self.limiter
+        if limiter.dates_on_answer(self):
+            self.mark_sent(_clock.now())
+        limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
 
 
 class Acquire:
