@@ -137,7 +137,6 @@ class _LimitedCompletions:
     async def create(self, **kwargs: Any) -> Any:
         """Create a chat completion through the limiters; retried by the policy."""
         cost = float(estimate_tokens(kwargs, None))
-        policy = self._retry
         started = _clock.now()
         attempt = 0
         while True:
@@ -147,22 +146,31 @@ class _LimitedCompletions:
                 if self._validate is not None:
                     self._validate(answer)
             except Exception as exc:
-                if quota_exhausted(exc):
-                    name = self._limiters[0].name if self._limiters else "openai"
-                    raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
-                decision = decide(
-                    policy,
-                    attempt=attempt,
-                    exc=exc,
-                    elapsed_s=_clock.now() - started,
-                    now_wall_s=_clock.wall(),
-                    u=policy.rng.random(),
-                )
-                if not decision.retry:
-                    raise
-                await asyncio.sleep(decision.delay_s)
+                await asyncio.sleep(self._retry_delay(exc, attempt, _clock.now() - started))
             else:
                 return answer
+
+    def _retry_delay(self, exc: Exception, attempt: int, elapsed_s: float) -> float:
+        """Seconds before the next attempt after `exc`; raises if there is none to make.
+
+        An exhausted quota is never retried: it raises `QuotaExhausted`. Otherwise the retry
+        policy decides, and an error it does not retry is raised again.
+        """
+        if quota_exhausted(exc):
+            name = self._limiters[0].name if self._limiters else "openai"
+            raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
+        policy = self._retry
+        decision = decide(
+            policy,
+            attempt=attempt,
+            exc=exc,
+            elapsed_s=elapsed_s,
+            now_wall_s=_clock.wall(),
+            u=policy.rng.random(),
+        )
+        if not decision.retry:
+            raise exc
+        return decision.delay_s
 
     async def _attempt(self, kwargs: dict[str, Any], cost: float) -> Any:
         async with contextlib.AsyncExitStack() as stack:
@@ -265,7 +273,6 @@ class _SyncLimitedCompletions(_LimitedCompletions):
     def create(self, **kwargs: Any) -> Any:
         """Create a chat completion through the limiters; retried by the policy."""
         cost = float(estimate_tokens(kwargs, None))
-        policy = self._retry
         started = time.monotonic()
         attempt = 0
         while True:
@@ -275,20 +282,7 @@ class _SyncLimitedCompletions(_LimitedCompletions):
                 if self._validate is not None:
                     self._validate(answer)
             except Exception as exc:
-                if quota_exhausted(exc):
-                    name = self._limiters[0].name if self._limiters else "openai"
-                    raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
-                decision = decide(
-                    policy,
-                    attempt=attempt,
-                    exc=exc,
-                    elapsed_s=time.monotonic() - started,
-                    now_wall_s=_clock.wall(),
-                    u=policy.rng.random(),
-                )
-                if not decision.retry:
-                    raise
-                time.sleep(decision.delay_s)
+                time.sleep(self._retry_delay(exc, attempt, time.monotonic() - started))
             else:
                 return answer
 
