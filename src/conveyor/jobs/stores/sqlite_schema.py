@@ -19,6 +19,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
+from .migration_files import read_migrations
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,15 +42,7 @@ def queries() -> dict[str, str]:
 @cache
 def migrations() -> tuple[tuple[int, str], ...]:
     """``(version, script)`` for every migration file, in order."""
-    found: list[tuple[int, str]] = []
-    for entry in (_SQL / "migrations").iterdir():
-        match = re.match(r"^(\d{4})_\w+\.sql$", entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _ in found]
-    assert versions == list(range(1, len(found) + 1)), f"migrations must be 1..N: {versions}"
-    return tuple(found)
+    return read_migrations(_SQL / "migrations")
 
 
 LATEST_VERSION = len(migrations())
