@@ -9,9 +9,13 @@ client can only retry early, and be refused, or late.
 
 Each admitted call leaves its client some time after Redis admitted it (up to half a window:
 a new connection, a busy event loop), and the client then re-dates it (``lua/redate.lua``,
-what `RedisSlot.mark_sent` sends), which Redis runs a little later still. The windows are
-checked at the moments the calls left, as the API counts them: re-dating must never let a
-window exceed its share.
+what `RedisSlot.mark_sent` sends), which Redis runs a little later still. That delay is real
+time, the same whatever a client's clock says. (The guarantee needs the re-dating to reach
+Redis within one window of the admission: a call still unsent then is no longer counted, and
+its re-dating cannot bring it back. The engine dates each call as its attempt starts, the
+moment it is admitted, so only the connection's set-up separates that from the call leaving.)
+The windows are checked at the moments the calls left, as the API counts them: re-dating must
+never let a window exceed its share.
 """
 
 import heapq
@@ -104,9 +108,10 @@ def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(client
                 settle(
                     keys=limiter.token_keys, args=limiter.settle_args(key, real, real - estimate)
                 )
-                # The call leaves `delay` of the client's time later; the re-dating reaches
-                # Redis after that (it is sent once the headers are out).
-                left = now + delay / rate
+                # The call leaves `delay` later (a connection, a busy event loop: real time,
+                # whatever the client's clock says); the re-dating reaches Redis after that
+                # (it is sent once the headers are out).
+                left = now + delay
                 sent.append((left, 1.0, float(real)))
                 heapq.heappush(queue, (left + lag, seq, "redate", k, i, key))
                 seq += 1

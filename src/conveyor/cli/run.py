@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -134,6 +135,11 @@ def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:
         )
     console.print(start_line(plan, options.limits, options.endpoint), soft_wrap=True)
     interrupt = _Interrupt(batch)
+    # What start-up made (modules, the plan) lives as long as the run: collected once and
+    # frozen, a full collection during the run walks only what the run makes. Measured: a
+    # pause of 50-70 ms, every few thousand requests, that stalls every request in flight.
+    gc.collect()
+    gc.freeze()
     try:
         result = asyncio.run(_drive(batch, options, console, interrupt))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (every line written is whole)

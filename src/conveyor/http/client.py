@@ -36,6 +36,9 @@ __all__ = ["AiohttpTransport", "HttpTask", "RawAnswer", "Transport"]
 
 USER_AGENT = f"conveyor/{__version__}"
 
+#: Sets of a line's own header names whose merge with the run's headers is remembered.
+_KEPT_SETS = 64
+
 
 @dataclass(frozen=True, slots=True)
 class RawAnswer:
@@ -111,6 +114,7 @@ class HttpTask:
         "_headers",
         "_hooks",
         "_json_headers",
+        "_kept",
         "_limiter",
         "_observe",
         "_redact",
@@ -138,6 +142,7 @@ class HttpTask:
         self._headers = {"User-Agent": USER_AGENT, **headers}
         # The same with the body's type, built once: most requests send exactly these.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._kept: dict[tuple[tuple[str, ...], bool], dict[str, str]] = {}
         self._limiter = limiter
         self._observe = observe
         self._usage = usage
@@ -150,9 +155,16 @@ class HttpTask:
         headers = self._headers if request.body is None else self._json_headers
         if request.headers:
             # A line's own header wins over the run's, whatever the case of its name: both
-            # would be sent otherwise.
-            own = {name.lower() for name, _ in request.headers}
-            headers = {k: v for k, v in headers.items() if k.lower() not in own}
+            # would be sent otherwise. The run's headers left by each set of a line's own
+            # names are worked out once (a file's lines mostly name the same headers).
+            names = tuple(name for name, _ in request.headers)
+            base = self._kept.get((names, request.body is None))
+            if base is None:
+                own = {name.lower() for name in names}
+                base = {k: v for k, v in headers.items() if k.lower() not in own}
+                if len(self._kept) < _KEPT_SETS:
+                    self._kept[names, request.body is None] = base
+            headers = base.copy()
             headers.update(request.headers)
         tally = self._tally
         tally.sent += 1

@@ -60,8 +60,12 @@ class Plan:
 
     def lines(self) -> Iterator[Request | InvalidLine]:
         """Read the input again, yielding what is not done yet (the run's items)."""
+        items = _parsed(self.files.input, self.endpoint, identify_only=False)
+        if not len(self.results_ids):  # a fresh run: nothing to skip, no id to hash
+            yield from items
+            return
         is_done = self.is_done
-        for item in _parsed(self.files.input, self.endpoint, identify_only=False):
+        for item in items:
             if not is_done(item.custom_id):
                 yield item
 

@@ -44,6 +44,13 @@ _FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
 _MAX_ID = 512
 # RFC 9110 token characters: what a header name may be made of (as config.py checks --header).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Header names already found valid: a file's lines mostly repeat the same few (bounded, as a
+# file could also give every line names of its own).
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_KEPT = 1024
+# Each line's url joined to the base URL, remembered: most lines of a file repeat one url.
+_JOINED: dict[tuple[str, str | None], str] = {}
+_JOINED_KEPT = 1024
 # What a file saved by some Windows editors starts with; it is not part of the first line.
 _BOM = b"\xef\xbb\xbf"
 # JSON's own names for what a line holds, for messages (not Python's: "list", "NoneType").
@@ -171,15 +178,17 @@ def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
     if line == 1:
         raw = raw.removeprefix(_BOM)
     try:
-        text = raw.decode()
-    except UnicodeDecodeError as exc:
-        return _invalid(line, None, f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    if not text.strip():
-        return None
-    try:
         data = _decode(raw)
-    except msgspec.DecodeError as exc:
-        return _invalid(line, None, f"is not valid JSON: {json_problem(exc)}")
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # Only a line that is not JSON pays for finding out why (or that it is blank).
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as bad:
+            return _invalid(line, None, f"is not UTF-8 text ({bad.reason} at byte {bad.start})")
+        if not text.strip():
+            return None
+        problem = json_problem(exc) if isinstance(exc, msgspec.DecodeError) else str(exc)
+        return _invalid(line, None, f"is not valid JSON: {problem}")
     if not isinstance(data, dict):
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     if "body" in data and data.keys() <= _FIELDS:
@@ -251,7 +260,13 @@ def _build(
     base_url: str | None,
     encode: bool = True,
 ) -> Request | InvalidLine:
-    target = join_url(url, base_url, line=line)
+    joined = _JOINED.get((url, base_url))
+    if joined is not None:
+        target: str | None = joined
+    else:
+        target = join_url(url, base_url, line=line)
+        if target is not None and len(_JOINED) < _JOINED_KEPT:
+            _JOINED[url, base_url] = target
     if target is None:
         return _invalid(
             line,
@@ -297,9 +312,12 @@ def _headers_problem(headers: object) -> str | None:
     ):
         return 'has "headers" that are not {"Name": "value"} strings'
     for name, value in headers.items():
-        if not _HEADER_NAME.match(name):
-            return f"has the header name {name[:40]!r}: use letters, digits and '-'"
-        if any(c in value for c in "\r\n\0"):
+        if name not in _GOOD_NAMES:
+            if not _HEADER_NAME.match(name):
+                return f"has the header name {name[:40]!r}: use letters, digits and '-'"
+            if len(_GOOD_NAMES) < _GOOD_NAMES_KEPT:
+                _GOOD_NAMES.add(name)
+        if "\r" in value or "\n" in value or "\0" in value:
             return f"has a line break or NUL in the value of the header {name}: remove it"
     return None
 

@@ -14,12 +14,13 @@ __all__ = ["format_duration", "rate_limit_headers", "retry_after_headers"]
 def format_duration(seconds: float) -> str:
     """Format a duration as OpenAI's ``x-ratelimit-reset-*`` headers do (Go's style).
 
-    Rounded up to the millisecond, so that waiting the answer is never too early.
+    Rounded up to the millisecond, so that waiting the answer is never too early; a float's
+    last-digit noise is not a millisecond (``(t + 60.0) - t`` can exceed 60 by 1e-13).
 
-    >>> [format_duration(s) for s in (0, 0.02, 1, 1.5, 360, 3725.25)]
-    ['0s', '20ms', '1s', '1.5s', '6m0s', '1h2m5.25s']
+    >>> [format_duration(s) for s in (0, 0.02, 1, 1.5, 360, 3725.25, 60.000000000000114)]
+    ['0s', '20ms', '1s', '1.5s', '6m0s', '1h2m5.25s', '1m0s']
     """
-    ms = math.ceil(seconds * 1000.0)
+    ms = math.ceil(seconds * 1000.0 - 1e-6)
     if ms <= 0:
         return "0s"
     if ms < 1000:
