@@ -7,6 +7,7 @@ import pytest
 import conveyor
 from conveyor import ConfigError, Limiter
 from conveyor.limits.constraints import BURST_SPREAD
+from conveyor.policy.answer_dating import JUDGE_EVERY
 from conveyor.policy.window import SlidingWindow
 from conveyor.testing import VirtualClock
 
@@ -116,3 +117,28 @@ def test_calls_of_the_first_window_are_dated_by_their_answers(clock: VirtualCloc
     assert second == pytest.approx(1.31, abs=0.001)
     # The second call is past the first window: dated when it went out, not by its answer.
     assert third == pytest.approx(second + 1.01, abs=0.001)
+
+
+def test_a_late_answer_from_a_steady_api_holds_the_next_window_back(clock: VirtualClock):
+    """Once round trips are steady (50 ms), a call answered 40 ms late counts from 40 ms later."""
+    limiter = Limiter("api", requests_per_second=1, window_s=1.0)
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        for _ in range(JUDGE_EVERY + 1):  # the first window's call, then enough to judge
+            async with limiter.acquire():
+                await asyncio.sleep(0.05)
+        async with limiter.acquire():
+            steady = loop.time()
+            await asyncio.sleep(0.05)
+        async with limiter.acquire():
+            stalled = loop.time()
+            await asyncio.sleep(0.09)  # held 40 ms before the API stamped it
+        async with limiter.acquire():
+            return steady, stalled, loop.time()
+
+    steady, stalled, after = clock.run(main())
+    # A call answered in the usual time keeps its date: the next one goes one window later.
+    assert stalled == pytest.approx(steady + 1.01, abs=0.001)
+    # The stalled call is dated 40 ms after it left: the next one waits 40 ms more.
+    assert after == pytest.approx(stalled + 0.04 + 1.01, abs=0.001)

@@ -115,6 +115,32 @@ def test_marks_before_the_redate_is_sent_share_one_round_trip():
     asyncio.run(main())
 
 
+def test_a_call_dated_by_its_late_answer_is_dated_that_far_before_redis_s_now():
+    """A date already past (answer-dating) reaches Redis as its TIME less the same distance."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=1, window_s=1)
+        slot = await a.admit(1.0)
+        assert isinstance(slot, RedisSlot)
+        loop = asyncio.get_running_loop()
+        sent_redis = clock.now
+        slot.admitted_at = loop.time() - 0.09  # sent 90 ms ago here (as Redis saw it)
+        clock.now += 0.09  # answered now: 40 ms later than the API's fastest round trip
+        slot.mark_sent(loop.time() - 0.05)  # dated at the answer less that fastest trip
+        assert slot.behind_s == pytest.approx(0.05, abs=1e-3)
+        await a.drain()
+        (entry,) = await a.redis.client.zrange(a.keys[3], 0, -1, withscores=True)
+        assert entry[1] == pytest.approx(sent_redis + 0.04, abs=1e-3)
+        # B waits one (widened) window from that date.
+        wait = await b._try("b1", 1.0)
+        assert wait == pytest.approx(entry[1] + 1 + WINDOW_MARGIN - clock.now, abs=1e-6)
+        slot.release()
+        await close(a, b)
+
+    asyncio.run(main())
+
+
 def test_a_refund_settled_by_one_process_frees_tokens_for_another():
     """Settling below the estimate in A lets B's call in at once."""
     url, clock = redis_url(), ServerClock()

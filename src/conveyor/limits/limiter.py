@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _clock
 from ..errors import CircuitOpen, ConfigError, InvalidAnswer, QuotaExhausted
+from ..policy.answer_dating import AnswerDating
 from ..policy.breaker import CircuitBreaker
 from ..policy.llm_errors import api_error_fields, quota_exhausted
 from ..policy.retry import is_transient
@@ -96,8 +97,12 @@ class Limiter:
         check_window(name, window_s, burst, all_rates)
         self.rates = tuple(all_rates)
         self.window_s = window_s
-        # When the first call was admitted: calls of the first window are dated by their answers.
-        self._first_admitted_at: float | None = None
+        # Calls dated by their answers when these say the API saw them late (exact mode).
+        self._dating = (
+            AnswerDating(window_s=window_s, margin_s=window_s * WINDOW_MARGIN)
+            if window_s is not None
+            else None
+        )
         self._constraints = [Constraint(r, window_s, burst) for r in all_rates]
         self._limits_tokens = any(r.unit == "tokens" for r in all_rates)
         self._adaptive, self._max_in_flight = concurrency_policy(
@@ -280,24 +285,18 @@ class Limiter:
     # -- learning -------------------------------------------------------------------------
 
     def _note_admission(self, now: float) -> None:
-        if self._first_admitted_at is None:
-            self._first_admitted_at = now
+        if self._dating is not None:
+            self._dating.admitted(now)
 
-    def dates_on_answer(self, slot: Slot) -> bool:
-        """Whether `slot` is dated again when its answer arrives: a call of the first window.
+    def answer_date(self, slot: Slot, now: float, *, ok: bool) -> float | None:
+        """The date `slot`'s call gets now that its answer came (`now`), or None (kept).
 
-        An API that starts cold (first connections, first answers) was seen to stamp calls of
-        the first window 40-50 ms after they left: longer than the window's margin, so the
-        next window, counted from their send times, drew 429s. Dated by their answers instead
-        (the server stamped each before answering), the first window's calls keep the second
-        one back by about one latency, once per run.
+        Exact mode only: a call of the first window, or one answered later than a steady
+        API's fastest round trip, is dated later (`conveyor.policy.answer_dating`).
         """
-        first = self._first_admitted_at
-        return (
-            self.window_s is not None
-            and first is not None
-            and slot.admitted_at < first + self.window_s
-        )
+        if self._dating is None:
+            return None
+        return self._dating.date(slot.admitted_at, now, ok=ok)
 
     def _settle(self, slot: Slot, cost: float) -> None:
         delta = cost - slot.settled_cost

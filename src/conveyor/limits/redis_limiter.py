@@ -40,6 +40,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from ..errors import CircuitOpen, ConfigError
 from .limiter import Limiter
 from .slot import Slot
@@ -82,18 +83,24 @@ class RedisSlot(Slot):
     the call, and that gap would be lost.
     """
 
-    __slots__ = ("_redating", "key")
+    __slots__ = ("_redating", "behind_s", "key")
 
     def __init__(self, limiter: RedisLimiter, cost: float, admitted_at: float, key: str) -> None:
         super().__init__(limiter, cost, admitted_at, [])
         self.key = key
         self._redating = False
+        #: How long before the re-dating's moment the call is dated: 0 when it goes out; its
+        #: answer's dating (`Limiter.answer_date`) may name a moment already past.
+        self.behind_s = 0.0
 
     def mark_sent(self, now: float) -> None:
         """Date the admission in Redis, on its clock, once the call has gone out."""
         if now <= self.admitted_at:
             return
         self.admitted_at = now
+        # Redis's clock less what separates `now` from this moment here: the date can only
+        # come out later than `now` (Redis runs the script later still), never earlier.
+        self.behind_s = max(_clock.now() - now, 0.0)
         if self._redating:
             # A re-dating not yet sent: it will read Redis's clock after this moment anyway.
             return
@@ -346,7 +353,8 @@ class RedisLimiter(Limiter):
 
     async def _redate(self, slot: RedisSlot) -> None:
         slot.redate_sending()
-        await self.redis.run_script("redate", self._logs, [slot.key, self.redis.time_arg()])
+        args = [slot.key, self.redis.time_arg(), repr(slot.behind_s)]
+        await self.redis.run_script("redate", self._logs, args)
 
     def _settle(self, slot: Slot, cost: float) -> None:
         delta = cost - slot.settled_cost

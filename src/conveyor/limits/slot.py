@@ -80,8 +80,9 @@ class Slot:
             return
         self._released = True
         limiter = self.limiter
-        if limiter.dates_on_answer(self):
-            self.mark_sent(_clock.now())
+        date = limiter.answer_date(self, _clock.now(), ok=error is None)
+        if date is not None:
+            self.mark_sent(date)
         limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
 
 

@@ -2,12 +2,16 @@
 -- its process (a busy event loop, a descheduled process) after Redis admitted it is counted
 -- in its windows from when the server can see it, never earlier. Moving it later only keeps
 -- it in its windows longer (GT: never earlier than it was).
--- KEYS: the logs of the window constraints. ARGV: 1 slot id, 2 time override ('' but tests).
+-- A call answered later than a steady API's fastest round trip is dated that much before now
+-- (ARGV[3]): still no earlier than it left, as the answer came after the API stamped it.
+-- KEYS: the logs of the window constraints. ARGV: 1 slot id, 2 time override ('' but tests),
+-- 3 seconds before now to date it at (optional, 0).
 local now
 if ARGV[2] ~= '' then now = tonumber(ARGV[2]) else
     local t = redis.call('TIME')
     now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+if ARGV[3] then now = now - tonumber(ARGV[3]) end
 for _, log in ipairs(KEYS) do
     redis.call('ZADD', log, 'XX', 'GT', now, ARGV[1])
 end
