@@ -13,10 +13,11 @@ The answer bounds the stamp: the API stamped the call before it answered. Two ru
    first connections, its first answers) stamped calls of the first window 40-50 ms after
    they left. This keeps the second window back by about one latency, once per run.
 2. **A steady API.** When the API's round trips are steady (the spread from the fastest to
-   the 90th percentile of the last `SAMPLE` is at most `STEADY_SPREAD` margins), time beyond
-   the fastest round trip is most likely time spent before the stamp. A call whose round trip
-   took `e` longer than the fastest is dated `e` later than it left (its answer's arrival less
-   the fastest round trip). A stall at the API moves every call it held, and none draws a 429
+   the median of the last `SAMPLE` is at most `STEADY_SPREAD` margins), time beyond
+   the fastest round trip (`FASTEST`: the 10th percentile) is most likely time spent before
+   the stamp. A call whose round trip took `e` longer than that is dated `e` later than it left
+   (its answer's arrival less the fastest round trip), when `e` is more than half the margin
+   (`UNMOVED`). A stall at the API moves every call it held, and none draws a 429
    one window later. On a steady API `e` is small for all but the stalled calls, so the cost is
    a fraction of the margin. An API whose latency varies widely (an LLM writing answers of any
    length) is not steady: its extra time is the answer's, and nothing is moved.
@@ -28,14 +29,22 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["SAMPLE", "STEADY_SPREAD", "AnswerDating"]
+__all__ = ["FASTEST", "SAMPLE", "STEADY_SPREAD", "UNMOVED", "AnswerDating"]
 
 #: Round trips kept to judge the API steady and to find its fastest.
 SAMPLE = 200
 #: Round trips between two judgements (the sample's order statistics cost a sort).
 JUDGE_EVERY = 50
-#: The API is steady when its round trips spread over at most this many window margins.
-STEADY_SPREAD = 2.0
+#: The API is steady when its round trips, from the fastest to the median, spread over at
+#: most this many window margins. The median, not a higher quantile: a stall makes many calls
+#: slow at once, and must not end the dating of the very calls it held.
+STEADY_SPREAD = 1.0
+#: A call late by at most this fraction of the margin keeps its date: the margin absorbs it
+#: (two such calls differ by less than the margin), and a shared limiter saves a round trip.
+UNMOVED = 0.5
+#: The "fastest" round trip is this quantile of the sample, not its minimum: one call dated
+#: late when it went out (a stalled event loop) would look impossibly fast, and move the rest.
+FASTEST = 0.1
 
 
 class AnswerDating:
@@ -64,7 +73,7 @@ class AnswerDating:
 
     @property
     def fastest_s(self) -> float:
-        """The fastest round trip of the last sample (0.0 before the first judgement)."""
+        """The last sample's "fastest" round trip (`FASTEST`; 0.0 before the first judgement)."""
         return self._fastest
 
     def admitted(self, now: float) -> None:
@@ -86,7 +95,7 @@ class AnswerDating:
             return None
         rtt = now - sent_at
         self._sample(rtt)
-        if not self._steady or rtt <= self._fastest:
+        if not self._steady or rtt - self._fastest <= self._margin_s * UNMOVED:
             return None
         return now - self._fastest
 
@@ -97,6 +106,6 @@ class AnswerDating:
             return
         self._until_judged = JUDGE_EVERY
         ordered = sorted(self._rtts)
-        self._fastest = ordered[0]
-        p90 = ordered[int(0.9 * (len(ordered) - 1))]
-        self._steady = p90 - self._fastest <= STEADY_SPREAD * self._margin_s
+        self._fastest = ordered[int(FASTEST * (len(ordered) - 1))]
+        median = ordered[(len(ordered) - 1) // 2]
+        self._steady = median - self._fastest <= STEADY_SPREAD * self._margin_s
