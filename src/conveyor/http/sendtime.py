@@ -7,6 +7,10 @@ the run is young), it first opens one. Against a strict window that matters: a r
 one window of the server's, which answers 429 (seen once in four demo runs, with a 10 ms
 margin). aiohttp's trace signal for "request headers sent" runs in the request's own task, so
 it reaches the attempt's slots (`conveyor.engine.context.current_slots`) and re-dates them.
+
+The same trace notes when the answer's headers arrive (`Slot.mark_answered`, on aiohttp's
+"request end" signal): the limiter dates a call answered late by its answer, and the moment
+the attempt ends comes later by whatever the task did with the answer.
 """
 
 from __future__ import annotations
@@ -31,10 +35,23 @@ async def _headers_sent(session: Any, context: Any, params: Any) -> None:
             slot.mark_sent(now)
 
 
+async def _answered(session: Any, context: Any, params: Any) -> None:
+    del session, context, params
+    slots = current_slots.get()
+    if slots:
+        now = asyncio.get_running_loop().time()
+        for slot in slots:
+            slot.mark_answered(now)
+
+
 def send_time_trace() -> aiohttp.TraceConfig:
-    """A trace config that re-dates the running attempt's slots when its headers are sent."""
+    """A trace config that dates the running attempt's slots as its request leaves.
+
+    It also notes when the answer's headers arrive (the limiter dates late calls by them).
+    """
     import aiohttp  # noqa: PLC0415 - only the batch runner needs it
 
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_headers_sent)
+    trace.on_request_end.append(_answered)
     return trace

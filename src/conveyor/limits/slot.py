@@ -34,7 +34,15 @@ class Slot:
     releases it (and a 429 / 503 error with a retry-after hint pauses the whole limiter).
     """
 
-    __slots__ = ("_entries", "_released", "admitted_at", "cost", "limiter", "settled_cost")
+    __slots__ = (
+        "_entries",
+        "_released",
+        "admitted_at",
+        "answered_at",
+        "cost",
+        "limiter",
+        "settled_cost",
+    )
 
     def __init__(
         self,
@@ -47,6 +55,9 @@ class Slot:
         self.cost = cost
         self.settled_cost = cost
         self.admitted_at = admitted_at
+        #: When the answer's first bytes were read (`mark_answered`), or None: then the
+        #: release's moment stands for it.
+        self.answered_at: float | None = None
         self._entries = entries
         self._released = False
 
@@ -74,13 +85,24 @@ class Slot:
             if entry is not None and entry.live and entry.time < now:
                 entry.time = now
 
+    def mark_answered(self, now: float) -> None:
+        """Note when the answer began to arrive (its headers), the first time only.
+
+        The limiter dates calls by their answers (`Limiter.answer_date`); the moment the call
+        is released comes later by whatever the task did with the answer, which the API did
+        not see. The batch runner's aiohttp trace calls this as the answer's headers are read.
+        """
+        if self.answered_at is None:
+            self.answered_at = now
+
     def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
         """End the call: free its concurrency, and learn from how it ended."""
         if self._released:
             return
         self._released = True
         limiter = self.limiter
-        date = limiter.answer_date(self, _clock.now(), ok=error is None)
+        answered = self.answered_at if self.answered_at is not None else _clock.now()
+        date = limiter.answer_date(self, answered, ok=error is None)
         if date is not None:
             self.mark_sent(date)
         limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
