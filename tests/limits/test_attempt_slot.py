@@ -142,3 +142,46 @@ def test_a_late_answer_from_a_steady_api_holds_the_next_window_back(clock: Virtu
     assert stalled == pytest.approx(steady + 1.01, abs=0.001)
     # The stalled call is dated 40 ms after it left: the next one waits 40 ms more.
     assert after == pytest.approx(stalled + 0.04 + 1.01, abs=0.001)
+
+
+class _Learning(Limiter):
+    """Records the send time each error is learned against."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.learned_against: list[float | None] = []
+
+    def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
+        self.learned_against.append(sent_at)
+        super().learn_from_error(error, sent_at=sent_at)
+
+
+def test_an_error_is_learned_against_its_send_time_not_its_new_date(clock: VirtualClock):
+    """A first-window failure is dated at its answer, but its headers are read from its send."""
+    limiter = _Learning("api", requests_per_second=5, window_s=1.0)
+
+    async def main() -> float:
+        slot = await limiter.admit()
+        await asyncio.sleep(0.1)
+        slot.release(RuntimeError("the API failed"))
+        return slot.admitted_at
+
+    assert clock.run(main()) == pytest.approx(0.1)  # dated at its answer
+    assert limiter.learned_against == [0.0]  # learned against when it left
+
+
+def test_a_slot_given_back_unsent_is_not_dated_by_an_answer(clock: VirtualClock):
+    """release(sent=False): no answer came, so the first-window rule does not apply."""
+    limiter = Limiter("api", requests_per_second=1, window_s=1.0)
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        slot = await limiter.admit()
+        await asyncio.sleep(0.3)
+        slot.release(sent=False)
+        async with limiter.acquire():
+            return slot.admitted_at, loop.time()
+
+    dated, after = clock.run(main())
+    assert dated == 0.0
+    assert after == pytest.approx(1.01, abs=0.001)

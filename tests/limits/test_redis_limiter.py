@@ -141,6 +141,27 @@ def test_a_call_dated_by_its_late_answer_is_dated_that_far_before_redis_s_now():
     asyncio.run(main())
 
 
+def test_a_re_dating_never_moves_a_call_earlier():
+    """The re-dating script keeps the later of two dates (ZADD GT), whatever order they come in."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, requests_per_second=1, window_s=1)
+        slot = await a.admit(1.0)
+        assert isinstance(slot, RedisSlot)
+        clock.now += 0.3
+        await a.redis.run_script("redate", a._logs, [slot.key, a.redis.time_arg(), "0.0"])
+        later = clock.now
+        clock.now += 0.1  # then a date 0.2 s before Redis's now: earlier than the last one
+        await a.redis.run_script("redate", a._logs, [slot.key, a.redis.time_arg(), "0.2"])
+        (entry,) = await a.redis.client.zrange(a.keys[3], 0, -1, withscores=True)
+        assert entry[1] == pytest.approx(later)
+        slot.release()
+        await close(a, b)
+
+    asyncio.run(main())
+
+
 def test_a_refund_settled_by_one_process_frees_tokens_for_another():
     """Settling below the estimate in A lets B's call in at once."""
     url, clock = redis_url(), ServerClock()

@@ -41,10 +41,42 @@ def test_a_steady_api_s_late_answer_moves_its_call_by_the_lateness():
     assert dating.fastest_s == pytest.approx(0.050)
     # A call held 40 ms before the API stamped it: answered 40 ms late, dated 40 ms later.
     assert dating.date(t, t + 0.090, ok=True) == pytest.approx(t + 0.040)
-    # Late by no more than half the margin: the margin absorbs it. A failure: kept.
-    assert dating.date(t, t + 0.050 + MARGIN_S * UNMOVED, ok=True) is None
+    # Late by less than half the margin: the margin absorbs it. A failure: kept.
+    assert dating.date(t, t + 0.050 + MARGIN_S * UNMOVED * 0.9, ok=True) is None
     assert dating.date(t, t + 0.050 + MARGIN_S * UNMOVED * 1.1, ok=True) is not None
     assert dating.date(t, t + 0.500, ok=False) is None
+
+
+def test_failures_past_the_first_window_are_neither_moved_nor_sampled():
+    """Only successes are sampled: 50 slow failures leave the API unjudged, nothing moved."""
+    dating = AnswerDating(window_s=WINDOW_S, margin_s=MARGIN_S)
+    dating.admitted(0.0)
+    t = 2.0
+    for _ in range(JUDGE_EVERY):
+        assert dating.date(t, t + 0.050, ok=False) is None
+        t += 0.01
+    assert dating.fastest_s == 0.0  # never judged
+    assert not dating.steady
+
+
+def test_the_first_window_s_successes_are_sampled():
+    """Answers of the first window count toward the first judgement (failures do not)."""
+    dating = AnswerDating(window_s=WINDOW_S, margin_s=MARGIN_S)
+    dating.admitted(0.0)
+    for i in range(JUDGE_EVERY):
+        dating.date(i * 0.01, i * 0.01 + 0.050, ok=True)  # all within the first window
+    dating.date(0.6, 0.7, ok=False)
+    assert dating.steady
+    assert dating.fastest_s == pytest.approx(0.050)
+
+
+def test_a_call_answered_before_its_date_teaches_nothing():
+    """A round trip of zero or less (dated at its answer already) is not a sample."""
+    dating = AnswerDating(window_s=WINDOW_S, margin_s=MARGIN_S)
+    dating.admitted(0.0)
+    for i in range(JUDGE_EVERY):
+        assert dating.date(2.0 + i, 2.0 + i, ok=True) is None
+    assert dating.fastest_s == 0.0  # never judged
 
 
 def test_one_call_that_looks_impossibly_fast_does_not_move_the_others():

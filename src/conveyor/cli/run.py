@@ -134,12 +134,19 @@ def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:
             " redacted from the results if the API echoes it"
         )
     console.print(start_line(plan, options.limits, options.endpoint), soft_wrap=True)
-    interrupt = _Interrupt(batch)
     # What start-up made (modules, the plan) lives as long as the run: collected once and
     # frozen, a full collection during the run walks only what the run makes. Measured: a
     # pause of 50-70 ms, every few thousand requests, that stalls every request in flight.
     gc.collect()
     gc.freeze()
+    try:
+        return _run_batch(batch, plan, options, console)
+    finally:
+        gc.unfreeze()  # a caller that runs again in this process gets its heap back
+
+
+def _run_batch(batch: Batch, plan: Plan, options: RunOptions, console: Console) -> int:
+    interrupt = _Interrupt(batch)
     try:
         result = asyncio.run(_drive(batch, options, console, interrupt))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (every line written is whole)

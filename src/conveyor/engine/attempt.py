@@ -86,7 +86,7 @@ class Attempts:
         except BaseException:
             for slot in slots:
                 slot.settle(0.0)  # nothing was sent
-                slot.release()
+                slot.release(sent=False)
             raise
         return slots
 

@@ -224,7 +224,7 @@ class Limiter:
                 # Granted just as we were cancelled: nothing was sent, give it all back.
                 slot = future.result()
                 self._settle(slot, 0.0)
-                slot.release()
+                slot.release(sent=False)
             raise
 
     async def _pump(self) -> None:
@@ -310,7 +310,10 @@ class Limiter:
         if delta < 0:
             self._poke()
 
-    def _release(self, slot: Slot, error: BaseException | None, latency_s: float | None) -> None:
+    def _release(
+        self, slot: Slot, error: BaseException | None, latency_s: float | None, *, sent_at: float
+    ) -> None:
+        del slot  # the Redis limiter's needs it
         self._in_flight -= 1
         now = _clock.now()
         if error is None:
@@ -319,7 +322,7 @@ class Limiter:
             if self._adaptive is not None and latency_s is not None:
                 self._adaptive.on_success(latency_s, self._in_flight + 1)
         elif not isinstance(error, asyncio.CancelledError | CircuitOpen):
-            self.learn_from_error(error, sent_at=slot.admitted_at)
+            self.learn_from_error(error, sent_at=sent_at)
         self._poke()
 
     def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:

@@ -368,8 +368,10 @@ class RedisLimiter(Limiter):
         if delta < 0 and self._released is not None:
             self._released.set()
 
-    def _release(self, slot: Slot, error: BaseException | None, latency_s: float | None) -> None:
-        super()._release(slot, error, latency_s)
+    def _release(
+        self, slot: Slot, error: BaseException | None, latency_s: float | None, *, sent_at: float
+    ) -> None:
+        super()._release(slot, error, latency_s, sent_at=sent_at)
         if isinstance(slot, RedisSlot) and slot.key in self._held:
             self._held.discard(slot.key)
             self._spawn(self.redis.client.zrem(self._keys[0], slot.key), "releasing a slot")

@@ -95,17 +95,30 @@ class Slot:
         if self.answered_at is None:
             self.answered_at = now
 
-    def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
-        """End the call: free its concurrency, and learn from how it ended."""
+    def release(
+        self,
+        error: BaseException | None = None,
+        latency_s: float | None = None,
+        *,
+        sent: bool = True,
+    ) -> None:
+        """End the call: free its concurrency, and learn from how it ended.
+
+        `sent`: False for a slot given back before its call went out (nothing to learn from
+        its "answer").
+        """
         if self._released:
             return
         self._released = True
         limiter = self.limiter
-        answered = self.answered_at if self.answered_at is not None else _clock.now()
-        date = limiter.answer_date(self, answered, ok=error is None)
-        if date is not None:
-            self.mark_sent(date)
-        limiter._release(self, error, latency_s)  # noqa: SLF001 - the slot is the limiter's
+        sent_at = self.admitted_at  # what an error's headers are read against
+        if sent:
+            answered = self.answered_at if self.answered_at is not None else _clock.now()
+            date = limiter.answer_date(self, max(answered, sent_at), ok=error is None)
+            if date is not None:
+                # Before the release: no queued call may be admitted against the older date.
+                self.mark_sent(date)
+        limiter._release(self, error, latency_s, sent_at=sent_at)  # noqa: SLF001 - its own
 
 
 class Acquire:

@@ -88,12 +88,14 @@ class AnswerDating:
         """
         first = self._first
         if first is not None and sent_at < first + self.window_s:
-            if ok:
+            if ok and now > sent_at:
                 self._sample(now - sent_at)
             return now
         if not ok:
             return None
         rtt = now - sent_at
+        if rtt <= 0:  # dated at its answer already: nothing to learn
+            return None
         self._sample(rtt)
         if not self._steady or rtt - self._fastest <= self._margin_s * UNMOVED:
             return None

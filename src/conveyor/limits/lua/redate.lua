@@ -3,7 +3,7 @@
 -- in its windows from when the server can see it, never earlier. Moving it later only keeps
 -- it in its windows longer (GT: never earlier than it was).
 -- A call answered later than a steady API's fastest round trip is dated that much before now
--- (ARGV[3]): still no earlier than it left, as the answer came after the API stamped it.
+-- (ARGV[3]); GT keeps any date from moving earlier than the one it has.
 -- KEYS: the logs of the window constraints. ARGV: 1 slot id, 2 time override ('' but tests),
 -- 3 seconds before now to date it at (optional, 0).
 local now
