@@ -24,15 +24,17 @@ printed beside it. Scenarios 1 and 3 have no rate limit, so the mock API serves 
 processes: one Python process answering 2,000 requests a second adds its own queueing to the
 latency it is asked to hold.
 
-Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 5) and print each contender's
-median and best round. In scenario 1 every contender is within about 1% of the others, and a
-round of any of them varies by 1-3% on a 2-core machine: the order of two contenders' best
-rounds is then a coin toss. "Not slower than the best peer" is judged the way such a claim can
-be measured: the difference with the best peer (the lowest median) is taken round by round
-(the rounds are interleaved, so a round's contenders share the machine's state), and the check
-fails when its whole 95% confidence interval lies above zero. Scenario 1 also times a client of
-raw sockets (no HTTP library, no JSON, nothing written) each round: the floor of the work on
-this machine, which shows what part of the distance to the ideal no client can close.
+Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 7; each round starts with the
+next contender) and print each contender's median and best round. In scenario 1 every
+contender is within about 1% of the others, and a round of any of them varies by 1-3% on a
+2-core machine: the order of two contenders' best rounds is then a coin toss. "Not slower
+than the best peer" is judged the way such a claim can be measured: against every peer, the
+difference is taken round by round (a round's contenders share the machine's state), and the
+upper end of its 95% confidence interval must lie below +2% (`TOLERANCE`, the noise of one
+round here). The burden is on Conveyor: more noise or fewer rounds widen the interval and make
+the check harder to pass, not easier. Scenario 1 also times a client of raw sockets (no HTTP
+library, no JSON, nothing written) each round: the floor of the work on this machine, which
+shows what part of the distance to the ideal no client can close.
 
 Run it with ``python bench/http.py [--rounds N]``; each scenario prints a table and the checks.
 """
@@ -364,8 +366,10 @@ def scenario(
         path = Path(tmp) / "requests.jsonl"
         write_requests(path, costs)
         with run_in_process(config, processes=processes) as base:
-            for _ in range(rounds):
-                for name in CONTENDERS:
+            for round_number in range(rounds):
+                # Each round starts with another contender: no one always runs first.
+                start = round_number % len(CONTENDERS)
+                for name in CONTENDERS[start:] + CONTENDERS[:start]:
                     runs[name].append(asyncio.run(measure(name, base, path, c, limited, faults)))
                 if floor:
                     floors.append(asyncio.run(measure_floor(base, len(costs), c)))
@@ -394,37 +398,45 @@ def scenario(
 
 
 # Two-sided 95% quantiles of Student's t by degrees of freedom (rounds - 1).
-_T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+_T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def versus_best_peer(number: str, results: list[list[dict[str, Any]]]) -> tuple[str, bool]:
-    """Whether Conveyor is slower than the best peer (the lowest median), and by how much.
+#: "Not slower" within this much, at 95% confidence: a round here varies by 1-3%.
+TOLERANCE = 0.02
 
-    Rounds are interleaved, so a round's contenders share the machine's state: the difference
-    is taken round by round (paired), and judged with its 95% confidence interval. "Slower"
-    means slower beyond the noise: the whole interval above zero. With one round, the two
-    rounds are compared as they are.
+
+def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str, bool]:
+    """Whether Conveyor is slower than any peer, and by how much (paired, every peer).
+
+    Rounds are interleaved (and rotated), so a round's contenders share the machine's state:
+    the difference with each peer is taken round by round, and its 95% confidence interval
+    must lie below `TOLERANCE`: the check shows, rather than assumes, that Conveyor is not
+    slower by more than that. With one round, the two runs are compared as they are.
     """
     ours = [r["seconds"] for r in results[0]]
-    medians = [statistics.median(r["seconds"] for r in rs) for rs in results[1:]]
-    best = min(range(len(medians)), key=medians.__getitem__)
-    peer = [r["seconds"] for r in results[1 + best]]
-    name = CONTENDERS[1 + best]
-    diffs = [(a - b) / b for a, b in zip(ours, peer, strict=True)]
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2:  # no spread from one round
-        return (f"{number}: conveyor run {mean:+.1%} vs {name} (target: not slower)", mean <= 0)
-    half = _T95.get(len(diffs) - 1, 2.262) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    worst_text, worst_bound, parts = "", -math.inf, []
+    for name, rs in zip(CONTENDERS[1:], results[1:], strict=True):
+        peer = [r["seconds"] for r in rs]
+        diffs = [(a - b) / b for a, b in zip(ours, peer, strict=True)]
+        mean = statistics.fmean(diffs)
+        half = 0.0
+        if len(diffs) > 1:
+            t = _T95.get(len(diffs) - 1, 2.228)
+            half = t * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        parts.append(f"{name} {mean:+.1%} +- {half:.1%}")
+        if mean + half > worst_bound:
+            worst_bound, worst_text = mean + half, name
     text = (
-        f"{number}: conveyor run vs the best peer ({name}): {mean:+.1%} +- {half:.1%}"
-        f" (paired over {len(diffs)} rounds, 95% interval; target: not slower beyond the noise)"
+        f"{number}: conveyor run vs each peer, paired over {len(ours)} rounds: "
+        + "; ".join(parts)
+        + f" (target: 95% bound below +{TOLERANCE:.0%}; worst {worst_text} {worst_bound:+.1%})"
     )
-    return text, mean - half <= 0
+    return text, worst_bound <= TOLERANCE
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of scenarios 1 and 3 (5)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of scenarios 1 and 3 (7)")
     rounds = parser.parse_args().rounds
     checks: list[tuple[str, bool]] = []
     # 1: throughput, no limit.
@@ -501,7 +513,7 @@ def main() -> int:
         )
     )
     for number, results in (("1", r1), ("2", r2), ("3", r3)):
-        checks.append(versus_best_peer(number, results))
+        checks.append(versus_peers(number, results))
     print()
     for text, ok in checks:
         print(("PASS  " if ok else "FAIL  ") + text)

@@ -13,14 +13,15 @@ The answer bounds the stamp: the API stamped the call before it answered. Two ru
    first connections, its first answers) stamped calls of the first window 40-50 ms after
    they left. This keeps the second window back by about one latency, once per run.
 2. **A steady API.** When the API's round trips are steady (the spread from the fastest to
-   the median of the last `SAMPLE` is at most `STEADY_SPREAD` margins), time beyond
-   the fastest round trip (`FASTEST`: the 10th percentile) is most likely time spent before
-   the stamp. A call whose round trip took `e` longer than that is dated `e` later than it left
-   (its answer's arrival less the fastest round trip), when `e` is more than half the margin
-   (`UNMOVED`). A stall at the API moves every call it held, and none draws a 429
-   one window later. On a steady API `e` is small for all but the stalled calls, so the cost is
-   a fraction of the margin. An API whose latency varies widely (an LLM writing answers of any
-   length) is not steady: its extra time is the answer's, and nothing is moved.
+   the median of the last `SAMPLE` is at most `STEADY_SPREAD` margins), time beyond the
+   fastest round trip (`FASTEST`: the 10th percentile) is most likely time spent before the
+   stamp. A call whose round trip took `e` longer than that is dated `e` later than it left
+   (its answer's arrival less the fastest round trip), less the half of the margin that
+   absorbs the lateness of every call (`UNMOVED`); a call late by less keeps its date. A stall
+   at the API moves every call it held, and none draws a 429 one window later. On a steady
+   API `e` is small for all but the stalled calls, so the cost is a fraction of the margin.
+   An API whose latency varies widely (an LLM writing answers of any length) is not steady:
+   its extra time is the answer's, and nothing is moved.
 
 Only successful answers are sampled (a refusal comes back faster than any work).
 """
@@ -39,8 +40,9 @@ JUDGE_EVERY = 50
 #: most this many window margins. The median, not a higher quantile: a stall makes many calls
 #: slow at once, and must not end the dating of the very calls it held.
 STEADY_SPREAD = 1.0
-#: A call late by at most this fraction of the margin keeps its date: the margin absorbs it
-#: (two such calls differ by less than the margin), and a shared limiter saves a round trip.
+#: Lateness up to this fraction of the margin is left to the margin: a call late by less keeps
+#: its date (a shared limiter saves a round trip), one late by more is moved by the rest. Any
+#: two calls then differ by at most half the margin in what is left unmoved.
 UNMOVED = 0.5
 #: The "fastest" round trip is this quantile of the sample, not its minimum: one call dated
 #: late when it went out (a stalled event loop) would look impossibly fast, and move the rest.
@@ -97,9 +99,11 @@ class AnswerDating:
         if rtt <= 0:  # dated at its answer already: nothing to learn
             return None
         self._sample(rtt)
-        if not self._steady or rtt - self._fastest <= self._margin_s * UNMOVED:
+        allowed = self._margin_s * UNMOVED
+        if not self._steady or rtt - self._fastest <= allowed:
             return None
-        return now - self._fastest
+        # Late by `rtt - fastest`; the margin absorbs `allowed` of it, as for any other call.
+        return now - self._fastest - allowed
 
     def _sample(self, rtt: float) -> None:
         self._rtts.append(rtt)
