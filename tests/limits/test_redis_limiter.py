@@ -15,6 +15,7 @@ from conveyor.errors import ConfigError
 from conveyor.jobs.app import App
 from conveyor.limits.limiter import WINDOW_MARGIN, Limiter
 from conveyor.limits.redis_limiter import (
+    ADMITTING,
     RedisLimiter,
     RedisLimits,
     RedisSlot,
@@ -160,6 +161,37 @@ def test_a_re_dating_never_moves_a_call_earlier():
         await close(a, b)
 
     asyncio.run(main())
+
+
+def test_a_process_asks_redis_for_several_admissions_at_once():
+    """Callers of one process do not wait for each other's round trip, up to ADMITTING."""
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> int:
+        a, b = two_processes(url, clock, concurrency=10)
+        inner = a.redis.run_script
+        in_flight = peak = 0
+
+        async def counting(name: str, keys: list[str], args: list[object]) -> object:
+            nonlocal in_flight, peak
+            if name != "admit":
+                return await inner(name, keys, args)
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await asyncio.sleep(0)  # the others get their turn to ask meanwhile
+                return await inner(name, keys, args)
+            finally:
+                in_flight -= 1
+
+        a.redis.run_script = counting  # type: ignore[method-assign,assignment]
+        slots = await asyncio.gather(*(a.admit(1.0) for _ in range(ADMITTING + 2)))
+        for slot in slots:
+            slot.release()
+        await close(a, b)
+        return peak
+
+    assert asyncio.run(main()) == ADMITTING
 
 
 def test_a_refund_settled_by_one_process_frees_tokens_for_another():

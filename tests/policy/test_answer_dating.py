@@ -42,6 +42,8 @@ def test_a_steady_api_s_late_answer_moves_its_call_by_the_lateness():
     # A call held 40 ms before the API stamped it: answered 40 ms late, dated 40 ms later
     # less the half margin left to absorb any call's lateness.
     assert dating.date(t, t + 0.090, ok=True) == pytest.approx(t + 0.040 - MARGIN_S * UNMOVED)
+    assert dating.moved == 1
+    assert dating.moved_s == pytest.approx(0.040 - MARGIN_S * UNMOVED)
     # Late by less than half the margin: the margin absorbs it. A failure: kept.
     assert dating.date(t, t + 0.050 + MARGIN_S * UNMOVED * 0.9, ok=True) is None
     assert dating.date(t, t + 0.050 + MARGIN_S * UNMOVED * 1.1, ok=True) is not None

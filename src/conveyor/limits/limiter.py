@@ -288,6 +288,11 @@ class Limiter:
         if self._dating is not None:
             self._dating.admitted(now)
 
+    @property
+    def answer_dating(self) -> AnswerDating | None:
+        """How calls are dated by their answers (exact mode), with what it moved so far."""
+        return self._dating
+
     def answer_date(self, slot: Slot, now: float, *, ok: bool) -> float | None:
         """The date `slot`'s call gets now that its answer came (`now`), or None (kept).
 

@@ -57,7 +57,17 @@ class AnswerDating:
         margin_s: the window's margin (what the usual difference is absorbed by).
     """
 
-    __slots__ = ("_fastest", "_first", "_margin_s", "_rtts", "_steady", "_until_judged", "window_s")
+    __slots__ = (
+        "_fastest",
+        "_first",
+        "_margin_s",
+        "_rtts",
+        "_steady",
+        "_until_judged",
+        "moved",
+        "moved_s",
+        "window_s",
+    )
 
     def __init__(self, *, window_s: float, margin_s: float) -> None:
         self.window_s = window_s
@@ -67,6 +77,9 @@ class AnswerDating:
         self._until_judged = JUDGE_EVERY
         self._fastest = 0.0
         self._steady = False
+        #: Calls past the first window moved by their answers, and the seconds moved in all.
+        self.moved = 0
+        self.moved_s = 0.0
 
     @property
     def steady(self) -> bool:
@@ -103,6 +116,8 @@ class AnswerDating:
         if not self._steady or rtt - self._fastest <= allowed:
             return None
         # Late by `rtt - fastest`; the margin absorbs `allowed` of it, as for any other call.
+        self.moved += 1
+        self.moved_s += rtt - self._fastest - allowed
         return now - self._fastest - allowed
 
     def _sample(self, rtt: float) -> None:
