@@ -218,7 +218,7 @@ class RedisLimiter(Limiter):
                 self._token_intervals.append(pacer.interval_s)
         self._process = os.urandom(6).hex()
         self._serial = 0
-        self._turn = asyncio.Semaphore(ADMITTING)
+        self._admitting = asyncio.Semaphore(ADMITTING)
         self._released: asyncio.Event | None = None
         self._held: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
@@ -243,7 +243,7 @@ class RedisLimiter(Limiter):
                 raise CircuitOpen(self.name, wait)
         if self._released is None:
             self._released = asyncio.Event()
-        async with self._turn:
+        async with self._admitting:
             while True:
                 if self.halted is not None:
                     raise self.halted

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InvalidAnswer
 from .cache import AnswerCache, cache_key
-from .pricing import Price, PriceTable, usage_of
+from .pricing import PriceTable, usage_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from ..http.tally import BatchTally
 
 __all__ = ["AnswerHooks", "LlmOptions"]
-
-#: Models whose price a run remembers (answers could name a new model each).
-_PRICES_KEPT = 256
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,7 +80,7 @@ class AnswerHooks:
         cache: the response cache, if any; `scope` names the upstream in its keys.
     """
 
-    __slots__ = ("_prices_seen", "cache", "prices", "scope", "tally", "validate")
+    __slots__ = ("cache", "prices", "scope", "tally", "validate")
 
     def __init__(
         self,
@@ -99,8 +96,6 @@ class AnswerHooks:
         self.validate = validate
         self.cache = cache
         self.scope = scope
-        # Each model's price, looked up once (an answer names its model; a run has few).
-        self._prices_seen: dict[str | None, Price | None] = {}
 
     def key(self, method: str, url: str, body: bytes | None) -> str:
         """The cache key of a request."""
@@ -114,18 +109,11 @@ class AnswerHooks:
         tally = self.tally
         tally.tokens_in += usage.tokens_in
         tally.tokens_out += usage.tokens_out
-        seen = self._prices_seen
-        model = usage.model
-        if model in seen:
-            price = seen[model]
-        else:
-            price = self.prices.price(model)
-            if len(seen) < _PRICES_KEPT:
-                seen[model] = price
-        if price is None:
+        cost = self.prices.answer_cost_usd(usage)
+        if cost is None:
             tally.unpriced += 1
         else:
-            tally.cost_usd += price.cost_usd(usage.tokens_in, usage.tokens_out)
+            tally.cost_usd += cost
 
     async def on_answer(
         self, method: str, url: str, body: bytes | None, response: Response

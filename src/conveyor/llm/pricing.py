@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["Price", "PriceTable", "Usage", "usage_of"]
 
 _PER = 1_000_000.0
+#: Models whose price a table remembers once found.
+_FOUND_KEPT = 256
 _decode = msgspec.json.Decoder().decode
 
 
@@ -110,6 +112,11 @@ class PriceTable:
 
     prices: Mapping[str, Price] = field(default_factory=dict)
     date: str = ""
+    # Each model's price as found, looked up once (a run's answers name few models; bounded,
+    # as they could name a new one each).
+    _found: dict[str | None, Price | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def default(cls) -> PriceTable:
@@ -148,6 +155,14 @@ class PriceTable:
         >>> PriceTable({"gpt-4o": Price(1, 2), "gpt-4o-mini": Price(3, 4)}).price("gpt-4o-mini-x")
         Price(input=3, output=4)
         """
+        if model in self._found:
+            return self._found[model]
+        price = self._look_up(model)
+        if len(self._found) < _FOUND_KEPT:
+            self._found[model] = price
+        return price
+
+    def _look_up(self, model: str | None) -> Price | None:
         if model is None:
             return None
         found = self.prices.get(model)
