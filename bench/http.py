@@ -24,17 +24,21 @@ printed beside it. Scenarios 1 and 3 have no rate limit, so the mock API serves 
 processes: one Python process answering 2,000 requests a second adds its own queueing to the
 latency it is asked to hold.
 
-Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 7; each round starts with the
+Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 11; each round starts with the
 next contender) and print each contender's median and best round. In scenario 1 every
 contender is within about 1% of the others, and a round of any of them varies by 1-3% on a
-2-core machine: the order of two contenders' best rounds is then a coin toss. "Not slower
-than the best peer" is judged the way such a claim can be measured: against every peer, the
-difference is taken round by round (a round's contenders share the machine's state), and the
-upper end of its 95% confidence interval must lie below +2% (`TOLERANCE`, the noise of one
-round here). The burden is on Conveyor: more noise or fewer rounds widen the interval and make
-the check harder to pass, not easier. Scenario 1 also times a client of raw sockets (no HTTP
+2-core machine, with a heavy tail: now and then a round of any contender runs 10-25% slow.
+"Not slower than the best peer" is judged the way such a claim can be measured: against every
+peer, the difference is taken round by round (a round's contenders share the machine's
+state), and a 95% upper bound of its median must lie below +2% (`TOLERANCE`, the noise of
+one round here). The bound is the sign test's (`upper_bound_95`: with 11 rounds, the 9th
+smallest of the 11 differences), which holds whatever the noise's law: a slow round moves it
+by one rank, not by its size, as it would move a mean and its t-interval. The burden is on
+Conveyor: fewer rounds raise the rank (with 7, the largest difference), and a contender
+slower by 3% in most rounds fails. Scenario 1 also times a client of raw sockets (no HTTP
 library, no JSON, nothing written) each round: the floor of the work on this machine, which
-shows what part of the distance to the ideal no client can close.
+shows what part of the distance to the ideal no client can close. Scenario 1 starts with a
+round of every contender that is not counted: the first round of each ran 1-4% slow.
 
 Run it with ``python bench/http.py [--rounds N]``; each scenario prints a table and the checks.
 """
@@ -357,7 +361,8 @@ def scenario(
 ) -> list[list[dict[str, Any]]]:
     """Run every contender `rounds` times, interleaved; return each one's rounds, in order.
 
-    `floor`: also time the raw-socket client each round (printed below the table).
+    `floor`: also time the raw-socket client each round (printed below the table), after a
+    round of every contender that is not counted (scenario 1 measures small differences).
     """
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     floors: list[float] = []
@@ -366,6 +371,12 @@ def scenario(
         path = Path(tmp) / "requests.jsonl"
         write_requests(path, costs)
         with run_in_process(config, processes=processes) as base:
+            if floor:
+                # A round of each, not counted: the first round of every contender ran
+                # 1-4% slow (fresh mock processes, first connections, cold caches).
+                for name in CONTENDERS:
+                    asyncio.run(measure(name, base, path, c, limited, faults))
+                asyncio.run(measure_floor(base, len(costs), c))
             for round_number in range(rounds):
                 # Each round starts with another contender: no one always runs first.
                 start = round_number % len(CONTENDERS)
@@ -394,38 +405,55 @@ def scenario(
             f" {min(floors):>7.3f} {statistics.median(floors) / ideal:>8.3f}"
             f" {ideal / statistics.median(floors):>9.3f}"
         )
+    if rounds > 1:
+        print("each round, in order (s):")
+        for name, rs in zip(CONTENDERS, results, strict=True):
+            print(f"  {name:<20} " + " ".join(f"{r['seconds']:.3f}" for r in rs))
+        if floors:
+            print(f"  {'raw sockets':<20} " + " ".join(f"{f:.3f}" for f in floors))
     return results
-
-
-# Two-sided 95% quantiles of Student's t by degrees of freedom (rounds - 1).
-_T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 #: "Not slower" within this much, at 95% confidence: a round here varies by 1-3%.
 TOLERANCE = 0.02
 
 
+def upper_bound_95(values: list[float]) -> float:
+    """A one-sided 95% upper confidence bound for the median of `values`, free of any law.
+
+    The sign test's bound: the j-th smallest value, j the least rank such that at most 5% of
+    the time j or more of n draws fall below the median (Binomial(n, 1/2)). It holds whatever
+    the noise's distribution, and a few rounds slowed by the machine (they come with a heavy
+    tail here: 10-25% slower, in any contender) move it one rank, not by their size. With
+    fewer than 5 values no rank is enough: infinity (nothing can be shown).
+    """
+    n = len(values)
+    ranked = sorted(values)
+    for j in range(1, n + 1):
+        tail = sum(math.comb(n, k) for k in range(j, n + 1)) / 2**n  # P(at least j below)
+        if tail <= 0.05:
+            return ranked[j - 1]
+    return math.inf
+
+
 def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str, bool]:
     """Whether Conveyor is slower than any peer, and by how much (paired, every peer).
 
     Rounds are interleaved (and rotated), so a round's contenders share the machine's state:
-    the difference with each peer is taken round by round, and its 95% confidence interval
-    must lie below `TOLERANCE`: the check shows, rather than assumes, that Conveyor is not
-    slower by more than that. With one round, the two runs are compared as they are.
+    the difference with each peer is taken round by round, and the 95% upper bound of its
+    median (`upper_bound_95`) must lie below `TOLERANCE`: the check shows, rather than
+    assumes, that Conveyor is not slower by more than that. With one round, the two runs are
+    compared as they are.
     """
     ours = [r["seconds"] for r in results[0]]
     worst_text, worst_bound, parts = "", -math.inf, []
     for name, rs in zip(CONTENDERS[1:], results[1:], strict=True):
         peer = [r["seconds"] for r in rs]
         diffs = [(a - b) / b for a, b in zip(ours, peer, strict=True)]
-        mean = statistics.fmean(diffs)
-        half = 0.0
-        if len(diffs) > 1:
-            t = _T95.get(len(diffs) - 1, 2.228)
-            half = t * statistics.stdev(diffs) / math.sqrt(len(diffs))
-        parts.append(f"{name} {mean:+.1%} +- {half:.1%}")
-        if mean + half > worst_bound:
-            worst_bound, worst_text = mean + half, name
+        bound = upper_bound_95(diffs) if len(diffs) > 1 else diffs[0]
+        parts.append(f"{name} median {statistics.median(diffs):+.1%}, bound {bound:+.1%}")
+        if bound > worst_bound:
+            worst_bound, worst_text = bound, name
     text = (
         f"{number}: conveyor run vs each peer, paired over {len(ours)} rounds: "
         + "; ".join(parts)
@@ -436,8 +464,12 @@ def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of scenarios 1 and 3 (7)")
+    parser.add_argument(
+        "--rounds", type=int, default=11, help="rounds of scenarios 1 and 3 (11; at least 5)"
+    )
     rounds = parser.parse_args().rounds
+    if rounds < 5:
+        parser.error(f"--rounds {rounds}: at least 5 rounds are needed to bound the difference")
     checks: list[tuple[str, bool]] = []
     # 1: throughput, no limit.
     n, c, latency = 5_000, 100, 50.0
