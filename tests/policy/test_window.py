@@ -125,3 +125,58 @@ def test_gcra_burst_lets_that_many_go_at_once():
             gcra.admit(0.0, 1)
     assert waits[:4] == [0.0, 0.0, 0.0, 0.0]
     assert waits[4] == pytest.approx(0.1)
+
+
+def test_an_entry_dated_later_does_not_hold_younger_ones_in_the_window():
+    """A call dated again at its answer leaves the window then; those behind it, on time."""
+    window = SlidingWindow(share=2, window_s=1.0)
+    first = window.admit(0.0, 1)
+    window.admit(0.1, 1)
+    window.redate(first, 0.5)
+    assert window.used(1.2) == 1  # the one of 0.1 has left; the one dated 0.5 has not
+    assert window.used(1.5) == 0
+
+
+def test_the_wait_counts_the_entries_that_leave_first_not_the_first_admitted():
+    """Full, with the first admission dated later: the next fits when the second leaves."""
+    window = SlidingWindow(share=2, window_s=1.0)
+    first = window.admit(0.0, 1)
+    window.admit(0.1, 1)
+    window.redate(first, 0.5)
+    assert window.wait_s(0.2, 1) == pytest.approx(0.9)  # at 1.1, when the one of 0.1 leaves
+
+
+def test_an_entry_is_never_dated_earlier():
+    """Dating an admission earlier could overfill a window: it is ignored."""
+    window = SlidingWindow(share=1, window_s=1.0)
+    entry = window.admit(0.5, 1)
+    window.redate(entry, 0.2)
+    assert entry.time == 0.5
+    assert window.wait_s(1.4, 1) > 0
+
+
+@settings(max_examples=300)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.5),  # time passing
+            st.floats(min_value=0.1, max_value=3.0),  # cost
+            st.integers(min_value=0, max_value=5),  # which recent admission to date again
+            st.floats(min_value=0.0, max_value=0.8),  # by how much later
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_window_counts_exactly_what_is_dated_inside_it_after_any_redating(steps):
+    """Whatever is dated again, used() is the sum of the costs dated in (now - window, now]."""
+    window = SlidingWindow(share=1e9, window_s=1.0)
+    now, entries = 0.0, []
+    for gap, cost, back, later in steps:
+        now += gap
+        entries.append(window.admit(now, cost))
+        target = entries[max(len(entries) - 1 - back, 0)]
+        window.redate(target, min(target.time + later, now))
+        # The brute force over every admission ever made, at its current date.
+        expected = math.fsum(e.cost for e in entries if now - 1.0 < e.time <= now)
+        assert window.used(now) == pytest.approx(expected, abs=1e-9)

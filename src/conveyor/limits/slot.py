@@ -81,9 +81,9 @@ class Slot:
         if now <= self.admitted_at:
             return
         self.admitted_at = now
-        for _, entry in self._entries:
-            if entry is not None and entry.live and entry.time < now:
-                entry.time = now
+        for constraint, entry in self._entries:
+            if entry is not None and constraint.window is not None:
+                constraint.window.redate(entry, now)
 
     def mark_answered(self, now: float) -> None:
         """Note when the answer began to arrive (its headers), the first time only.

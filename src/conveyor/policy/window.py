@@ -10,7 +10,10 @@ wait, when it does not fit, is exact too: walk the log from the oldest entry unt
 would have left the window; that entry's time plus `window_s` is the earliest moment it fits.
 
 This is the "sliding log" algorithm. It costs one entry per admission inside the window, which
-for rate-limited work is small (the window holds at most `share` requests).
+for rate-limited work is small (the window holds at most `share` requests). The log is kept in
+time order: an admission dated again later (`redate`: when its call went out, or when its
+answer showed the server saw it late) moves to its new place, so that expiring the window
+stays a walk from the front, and an entry dated late never holds younger ones in the window.
 """
 
 from __future__ import annotations
@@ -75,24 +78,43 @@ class SlidingWindow:
         if excess <= _EPS:
             return 0.0
         freed = 0.0
-        # Entries are in admission order; one dated later when its call went out
-        # (`Slot.mark_sent`) may sit before younger ones, so the wait is set by the latest
-        # time among those that must leave.
-        latest = -math.inf
-        for entry in self._log:
+        for entry in self._log:  # oldest first: the first to leave
             freed += entry.cost
-            latest = max(latest, entry.time)
             if freed >= excess - _EPS:
-                return max(latest + self.window_s - now, 0.0) + _PAD_S
+                return max(entry.time + self.window_s - now, 0.0) + _PAD_S
         return math.inf  # pragma: no cover - unreachable: the whole log frees _sum >= excess
 
     def admit(self, now: float, cost: float) -> Entry:
         """Record an admission at `now` (call only when `wait_s` said 0)."""
         self._expire(now)
         entry = Entry(now, cost)
-        self._log.append(entry)
+        self._insert(entry)
         self._sum += cost
         return entry
+
+    def redate(self, entry: Entry, time: float) -> None:
+        """Date `entry` later, at `time` (never earlier: that could overfill a window)."""
+        if not entry.live or time <= entry.time:
+            return
+        log = self._log
+        # A call is dated again soon after its admission: look from the newest end.
+        for i in range(len(log) - 1, -1, -1):
+            if log[i] is entry:
+                del log[i]
+                entry.time = time
+                self._insert(entry)
+                return
+
+    def _insert(self, entry: Entry) -> None:
+        """Put `entry` in its place in the log, which is in time order (usually: the end)."""
+        log = self._log
+        i = len(log)
+        while i and log[i - 1].time > entry.time:
+            i -= 1
+        if i == len(log):
+            log.append(entry)
+        else:
+            log.insert(i, entry)
 
     def settle(self, entry: Entry, cost: float) -> None:
         """Replace an admission's cost by the real one (a refund or a charge)."""
