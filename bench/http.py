@@ -24,21 +24,21 @@ printed beside it. Scenarios 1 and 3 have no rate limit, so the mock API serves 
 processes: one Python process answering 2,000 requests a second adds its own queueing to the
 latency it is asked to hold.
 
-Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 11; each round starts with the
-next contender) and print each contender's median and best round. In scenario 1 every
-contender is within about 1% of the others, and a round of any of them varies by 1-3% on a
-2-core machine, with a heavy tail: now and then a round of any contender runs 10-25% slow.
-"Not slower than the best peer" is judged the way such a claim can be measured: against every
-peer, the difference is taken round by round (a round's contenders share the machine's
-state), and a 95% upper bound of its median must lie below +2% (`TOLERANCE`, the noise of
-one round here). The bound is the sign test's (`upper_bound_95`: with 11 rounds, the 9th
-smallest of the 11 differences), which holds whatever the noise's law: a slow round moves it
-by one rank, not by its size, as it would move a mean and its t-interval. The burden is on
-Conveyor: fewer rounds raise the rank (with 7, the largest difference), and a contender
-slower by 3% in most rounds fails. Scenario 1 also times a client of raw sockets (no HTTP
-library, no JSON, nothing written) each round: the floor of the work on this machine, which
-shows what part of the distance to the ideal no client can close. Scenario 1 starts with a
-round of every contender that is not counted: the first round of each ran 1-4% slow.
+Scenarios 1 and 3 run ``--rounds`` interleaved rounds (default 12; each round starts with the
+next contender, so each of the four starts three times) and print each contender's median and
+best round. In scenario 1 every contender is within about 1% of the others, and a round of any
+of them varies by 1-3% on a 2-core machine, with a heavy tail: now and then a round of any
+contender runs 10-25% slow. "Not slower than the best peer" is judged the way such a claim can
+be measured: against every peer, the difference is taken round by round (a round's contenders
+share the machine's state), and a 95% upper bound of its median must lie below +2%
+(`TOLERANCE`, the noise of one round here). The bound is the sign test's (`upper_bound_95`:
+with 12 rounds, the 10th smallest of the 12 differences), which holds whatever the noise's law:
+a slow round moves it by one rank, not by its size, as it would move a mean and its t-interval.
+The burden is on Conveyor: fewer rounds raise the rank (with 7, the largest difference), and a
+contender slower by 3% in most rounds fails. Scenario 1 also times a client of raw sockets (no
+HTTP library, no JSON, nothing written) each round: the floor of the work on this machine,
+which shows what part of the distance to the ideal no client can close. Scenario 1 starts with
+a round of every contender that is not counted: the first round of each ran 1-4% slow.
 
 Run it with ``python bench/http.py [--rounds N]``; each scenario prints a table and the checks.
 """
@@ -358,11 +358,12 @@ def scenario(
     faults: bool,
     rounds: int,
     floor: bool = False,
+    warmup: bool = False,
 ) -> list[list[dict[str, Any]]]:
     """Run every contender `rounds` times, interleaved; return each one's rounds, in order.
 
-    `floor`: also time the raw-socket client each round (printed below the table), after a
-    round of every contender that is not counted (scenario 1 measures small differences).
+    `floor`: also time the raw-socket client each round (printed below the table).
+    `warmup`: first run a round of every contender that is not counted (printed apart).
     """
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     floors: list[float] = []
@@ -371,12 +372,17 @@ def scenario(
         path = Path(tmp) / "requests.jsonl"
         write_requests(path, costs)
         with run_in_process(config, processes=processes) as base:
-            if floor:
+            warm: list[str] = []
+            if warmup:
                 # A round of each, not counted: the first round of every contender ran
                 # 1-4% slow (fresh mock processes, first connections, cold caches).
                 for name in CONTENDERS:
-                    asyncio.run(measure(name, base, path, c, limited, faults))
-                asyncio.run(measure_floor(base, len(costs), c))
+                    run = asyncio.run(measure(name, base, path, c, limited, faults))
+                    warm.append(f"{name} {run['seconds']:.3f}")
+                if floor:
+                    warm.append(
+                        f"raw sockets {asyncio.run(measure_floor(base, len(costs), c)):.3f}"
+                    )
             for round_number in range(rounds):
                 # Each round starts with another contender: no one always runs first.
                 start = round_number % len(CONTENDERS)
@@ -405,6 +411,8 @@ def scenario(
             f" {min(floors):>7.3f} {statistics.median(floors) / ideal:>8.3f}"
             f" {ideal / statistics.median(floors):>9.3f}"
         )
+    if warm:
+        print("warm-up round, not counted (s): " + "; ".join(warm))
     if rounds > 1:
         print("each round, in order (s):")
         for name, rs in zip(CONTENDERS, results, strict=True):
@@ -451,7 +459,11 @@ def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str,
         peer = [r["seconds"] for r in rs]
         diffs = [(a - b) / b for a, b in zip(ours, peer, strict=True)]
         bound = upper_bound_95(diffs) if len(diffs) > 1 else diffs[0]
-        parts.append(f"{name} median {statistics.median(diffs):+.1%}, bound {bound:+.1%}")
+        slower = sum(d > 0 for d in diffs)
+        parts.append(
+            f"{name} median {statistics.median(diffs):+.1%} (mean {statistics.fmean(diffs):+.1%},"
+            f" slower in {slower} of {len(diffs)}), bound {bound:+.1%}"
+        )
         if bound > worst_bound:
             worst_bound, worst_text = bound, name
     text = (
@@ -465,7 +477,7 @@ def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=11, help="rounds of scenarios 1 and 3 (11; at least 5)"
+        "--rounds", type=int, default=12, help="rounds of scenarios 1 and 3 (12; at least 5)"
     )
     rounds = parser.parse_args().rounds
     if rounds < 5:
@@ -484,6 +496,7 @@ def main() -> int:
         faults=False,
         rounds=rounds,
         floor=True,
+        warmup=True,
     )
     # What the runner can reach: its best round (noise on a shared machine only slows a round).
     share = ideal / min(r["seconds"] for r in r1[0])

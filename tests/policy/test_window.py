@@ -180,3 +180,41 @@ def test_the_window_counts_exactly_what_is_dated_inside_it_after_any_redating(st
         # The brute force over every admission ever made, at its current date.
         expected = math.fsum(e.cost for e in entries if now - 1.0 < e.time <= now)
         assert window.used(now) == pytest.approx(expected, abs=1e-9)
+
+
+@settings(max_examples=300)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.3),  # time passing
+            st.floats(min_value=0.1, max_value=3.0),  # cost
+            st.integers(min_value=0, max_value=5),  # which recent admission to date again
+            st.floats(min_value=0.0, max_value=0.8),  # by how much later
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    cost=st.floats(min_value=0.1, max_value=5.0),
+)
+def test_the_wait_after_any_redating_is_the_earliest_fit(steps, cost):
+    """wait_s is the first moment the costs dated inside the window leave room for `cost`."""
+    window = SlidingWindow(share=6.0, window_s=1.0)
+    now, entries = 0.0, []
+    for gap, each, back, later in steps:
+        now += gap
+        if window.wait_s(now, each) == 0.0:
+            entries.append(window.admit(now, each))
+        if entries:
+            target = entries[max(len(entries) - 1 - back, 0)]
+            window.redate(target, min(target.time + later, now))
+    wait = window.wait_s(now, cost)
+    live = sorted((e.time, e.cost) for e in entries if e.time > now - 1.0)
+    # The brute force: leaving in date order, the first moment enough has left.
+    need = math.fsum(c for _, c in live) + cost - 6.0
+    expected = 0.0
+    for time, each in live:
+        if need <= 1e-9:
+            break
+        need -= each
+        expected = time + 1.0 - now
+    assert wait == pytest.approx(max(expected, 0.0), abs=1e-6)

@@ -96,11 +96,14 @@ class SlidingWindow:
         """Date `entry` later, at `time` (never earlier: that could overfill a window)."""
         if not entry.live or time <= entry.time:
             return
+        self._expire(time)  # what has left by then stays out, whatever is dated again
+        if not entry.live:
+            return
         log = self._log
         # A call is dated again soon after its admission: look from the newest end.
-        for i in range(len(log) - 1, -1, -1):
-            if log[i] is entry:
-                del log[i]
+        for back, found in enumerate(reversed(log)):
+            if found is entry:
+                del log[len(log) - 1 - back]
                 entry.time = time
                 self._insert(entry)
                 return
