@@ -155,19 +155,19 @@ def test_an_entry_is_never_dated_earlier():
     assert window.wait_s(1.4, 1) > 0
 
 
-@settings(max_examples=300)
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.floats(min_value=0.0, max_value=0.5),  # time passing
-            st.floats(min_value=0.1, max_value=3.0),  # cost
-            st.integers(min_value=0, max_value=5),  # which recent admission to date again
-            st.floats(min_value=0.0, max_value=0.8),  # by how much later
-        ),
-        min_size=1,
-        max_size=60,
+def _redating_steps(gap_s: float, size: int) -> st.SearchStrategy[list[tuple[float, ...]]]:
+    """Steps of (time passing, cost, which recent admission to date again, how much later)."""
+    step = st.tuples(
+        st.floats(min_value=0.0, max_value=gap_s),
+        st.floats(min_value=0.1, max_value=3.0),
+        st.integers(min_value=0, max_value=5),
+        st.floats(min_value=0.0, max_value=0.8),
     )
-)
+    return st.lists(step, min_size=1, max_size=size)
+
+
+@settings(max_examples=300)
+@given(steps=_redating_steps(0.5, 60))
 def test_the_window_counts_exactly_what_is_dated_inside_it_after_any_redating(steps):
     """Whatever is dated again, used() is the sum of the costs dated in (now - window, now]."""
     window = SlidingWindow(share=1e9, window_s=1.0)
@@ -183,19 +183,7 @@ def test_the_window_counts_exactly_what_is_dated_inside_it_after_any_redating(st
 
 
 @settings(max_examples=300)
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.floats(min_value=0.0, max_value=0.3),  # time passing
-            st.floats(min_value=0.1, max_value=3.0),  # cost
-            st.integers(min_value=0, max_value=5),  # which recent admission to date again
-            st.floats(min_value=0.0, max_value=0.8),  # by how much later
-        ),
-        min_size=1,
-        max_size=40,
-    ),
-    cost=st.floats(min_value=0.1, max_value=5.0),
-)
+@given(steps=_redating_steps(0.3, 40), cost=st.floats(min_value=0.1, max_value=5.0))
 def test_the_wait_after_any_redating_is_the_earliest_fit(steps, cost):
     """wait_s is the first moment the costs dated inside the window leave room for `cost`."""
     window = SlidingWindow(share=6.0, window_s=1.0)
