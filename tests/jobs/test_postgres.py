@@ -165,3 +165,78 @@ def test_open_store_accepts_postgresql_urls():
     assert isinstance(open_store("postgres://u@h/db"), PostgresStore)
     with pytest.raises(StoreError, match="plain identifier"):
         PostgresStore("postgresql://u@h/db?schema=a;drop")
+
+
+def test_a_lost_listening_connection_is_opened_again_and_says_so(pg, caplog):
+    """A terminated listening backend is re-opened, and the log says so.
+
+    Every listener is woken once with "" (changes may have been missed), and notifications
+    flow again on both channels.
+    """
+
+    async def main() -> None:
+        submitter, listener = PostgresStore(pg), PostgresStore(pg)
+        work: asyncio.Queue[str] = asyncio.Queue()
+        changes: asyncio.Queue[str] = asyncio.Queue()
+        await listener.listen("work", work.put_nowait)
+        await listener.listen("jobs", changes.put_nowait)
+        first = listener._listener
+        assert first is not None
+        killer = await submitter._connect_one()
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", first.get_server_pid())
+        await killer.close()
+        # Re-opened: each listener is told once that anything may have changed.
+        assert await asyncio.wait_for(work.get(), 10) == ""
+        assert await asyncio.wait_for(changes.get(), 10) == ""
+        assert listener.relistened == 1
+        assert listener._listener is not None
+        assert listener._listener is not first
+        await submitter.create_job(job("j2"), texts(2))
+        assert await asyncio.wait_for(work.get(), 5) == "j2"
+        assert await asyncio.wait_for(changes.get(), 5) == "j2"
+        await submitter.close()
+        await listener.close()
+        assert listener._listener is None
+
+    with caplog.at_level("WARNING", logger="conveyor.jobs"):
+        asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records]
+    assert any("listening to PostgreSQL was lost" in m for m in said), said
+    assert any(m == "conveyor: listening to PostgreSQL again" for m in said), said
+
+
+def test_listening_while_postgresql_refuses_retries_until_it_accepts(pg, monkeypatch):
+    """While connecting fails the store waits and tries again; closing stops the tries."""
+
+    async def main() -> None:
+        listener = PostgresStore(pg)
+        woken: asyncio.Queue[str] = asyncio.Queue()
+        await listener.listen("work", woken.put_nowait)
+        real = listener._connect_one
+        failures = 2
+
+        async def flaky() -> object:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise OSError("connection refused")
+            return await real()
+
+        monkeypatch.setattr(listener, "_connect_one", flaky)
+        waits: list[float] = []
+        sleep = asyncio.sleep
+
+        async def no_wait(s: float) -> None:
+            waits.append(s)
+            await sleep(0)
+
+        monkeypatch.setattr("conveyor.jobs.stores.postgres_read.asyncio.sleep", no_wait)
+        first = listener._listener
+        assert first is not None
+        first.terminate()
+        assert await asyncio.wait_for(woken.get(), 10) == ""
+        assert waits == [0.1, 0.2]
+        assert listener.relistened == 1
+        await listener.close()
+
+    asyncio.run(main())
