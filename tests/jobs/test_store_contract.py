@@ -143,6 +143,94 @@ def test_concurrent_claims_by_several_workers_never_share_an_item(kit: StoreKit,
     run(main())
 
 
+def budgeted(job_id: str, created_at: float = 1.0) -> NewJob:
+    options = JobOptions(concurrency=3, max_cost_usd=5.0)
+    return NewJob(id=job_id, task="t", options=options, created_at=created_at)
+
+
+def test_a_budgeted_job_runs_on_one_worker_at_a_time(kit: StoreKit, run):
+    """While w1 has items of a budgeted job running, w2 is given the next job, not it.
+
+    Once w1 has none running (recorded, or handed back), w2 may take the budgeted job over.
+    """
+
+    async def main() -> None:
+        store = kit.open()
+        await store.create_job(budgeted("a"), texts(6))
+        await store.create_job(new_job("b", created_at=2.0), texts(6))
+        first = await store.claim("w1", limit=2, lease_s=10)
+        assert first is not None
+        assert (first.job.id, [i.index for i in first.items]) == ("a", [0, 1])
+        # Passed over for the next job; asked for by id: nothing.
+        other = await store.claim("w2", limit=2, lease_s=10)
+        assert other is not None
+        assert other.job.id == "b"
+        assert await store.claim("w2", limit=2, lease_s=10, job_id="a") is None
+        # The worker that has it claims more of it.
+        more = await store.claim("w1", limit=2, lease_s=10, job_id="a")
+        assert more is not None
+        assert [i.index for i in more.items] == [2, 3]
+        assert await store.record("w1", [ok("a", i) for i in range(4)]) == 4
+        taken = await store.claim("w2", limit=1, lease_s=10, job_id="a")
+        assert taken is not None
+        assert [i.index for i in taken.items] == [4]
+        assert await store.claim("w1", limit=1, lease_s=10, job_id="a") is None
+        # Handed back: free again, for anyone.
+        assert await store.release("w2", [("a", 4)]) == 1
+        again = await store.claim("w1", limit=1, lease_s=10, job_id="a")
+        assert again is not None
+        assert [i.index for i in again.items] == [4]
+
+    run(main())
+
+
+def test_a_budgeted_job_of_a_dead_worker_is_taken_over_after_its_lease(kit: StoreKit, run):
+    """w1 dies holding items of a budgeted job: w2 gets it only once w1's lease lapsed."""
+
+    async def main() -> None:
+        store = kit.open()
+        await store.create_job(budgeted("a"), texts(4))
+        assert await store.claim("w1", limit=2, lease_s=10) is not None
+        assert await store.claim("w2", limit=4, lease_s=10) is None
+        kit.wall.advance(11)
+        assert await store.requeue_expired() == 2
+        claim = await store.claim("w2", limit=4, lease_s=10)
+        assert claim is not None
+        assert [i.index for i in claim.items] == [0, 1, 2, 3]
+
+    run(main())
+
+
+def test_concurrent_claims_of_a_budgeted_job_go_to_one_worker(kit: StoreKit, run):
+    """Workers claiming a new budgeted job at once, on separate handles: one gets items of it.
+
+    Ten jobs in turn, each claimed by four workers at the same moment; then the winner of the
+    last one claims again, and the others still get nothing.
+    """
+
+    async def main() -> None:
+        handles = [kit.open() for _ in range(4)]
+        for h in handles:  # connected, so that the claims below overlap
+            assert await h.get_job("none") is None
+
+        async def worker(n: int, job_id: str) -> list[int]:
+            claim = await handles[n].claim(f"w{n}", limit=5, lease_s=10, job_id=job_id)
+            return [] if claim is None else [i.index for i in claim.items]
+
+        winner = -1
+        for j in range(10):
+            job_id = f"a{j}"
+            await handles[0].create_job(budgeted(job_id, created_at=j), texts(40))
+            got = await asyncio.gather(*(worker(n, job_id) for n in range(4)))
+            holders = [n for n, indexes in enumerate(got) if indexes]
+            assert len(holders) == 1, (job_id, got)
+            winner = holders[0]
+        got = await asyncio.gather(*(worker(n, "a9") for n in range(4)))
+        assert [n for n, indexes in enumerate(got) if indexes] == [winner]
+
+    run(main())
+
+
 def test_record_settles_a_batch_and_completes_the_job(kit: StoreKit, run):
     """Recorded results are readable, counted, and the last one completes the job."""
 

@@ -94,6 +94,33 @@ def test_no_item_starts_once_the_next_could_pass_the_budget(kind, tmp_path):
     assert step.startswith("budget reached")
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_several_workers_on_one_budgeted_job_keep_the_budget_exactly(kind, tmp_path):
+    """Three workers at once: the job runs on one at a time, so the budget holds exactly."""
+    assert BOUND is not None
+    assert SPENT is not None
+    budget = 2 * SPENT + BOUND + SPENT / 2  # three calls fit, as with one worker
+
+    async def main() -> tuple[Any, int, list[int]]:
+        api = FakeAPI(_answer, latency_s=0.001)
+        shared = MemoryStore()
+        stores = [shared if kind == "memory" else _open(kind, tmp_path) for _ in range(3)]
+        jobs = Jobs(stores[0], app=_app(api))
+        options = JobOptions(concurrency=2, max_cost_usd=budget)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(12)], options=options)
+        workers = await asyncio.gather(*(_drain(s, _app(api)) for s in stores))
+        after = await jobs.get(job.id)
+        await jobs.close()
+        for s in stores[1:]:
+            await s.close()
+        return after, api.calls, [w.settled for w in workers]
+
+    job, calls, settled = asyncio.run(main())
+    assert calls == 3
+    assert (job.counts.succeeded, job.counts.pending, job.counts.failed) == (3, 9, 0)
+    assert sum(settled) == 3  # the job may pass from one to the next, never run on two
+
+
 def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
     """With room for three bounds and none settled, the fourth claimed item is not admitted."""
     assert BOUND is not None

@@ -21,7 +21,8 @@ prompt and all of ``max_tokens``, at the price table's prices) stays within the 
 spend so far is summed from the job's stored answers when the run starts (so it survives a
 restart), then grows with each answer. An item that would pass the budget ends the run's
 admissions: it and the items not started go back to pending, the step says why, and `halted`
-tells the worker not to claim the job again (see `conveyor.jobs.worker`).
+tells the worker not to claim the job again (see `conveyor.jobs.worker`). The store gives a
+budgeted job to one worker at a time (`Store.claim`), so this count is the only one.
 """
 
 from __future__ import annotations

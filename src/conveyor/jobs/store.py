@@ -84,6 +84,12 @@ class Store(Protocol):
         run; other jobs wait for a worker that has their task). The items become ``running``
         for `worker_id`, whose lease is (re)set to `lease_s` from now; a queued job becomes
         running. ``None`` when there is nothing to claim.
+
+        A job with a spend budget (``max_cost_usd``) runs on one worker at a time: while
+        another worker has items of it running, it is passed over (the oldest other job is
+        claimed instead; with `job_id`, ``None``). Its spend is then counted by one worker,
+        so the budget is kept exactly however many workers there are; when that worker stops
+        or dies (its lease lapses and its items go back), another takes the job over.
         """
         ...
 

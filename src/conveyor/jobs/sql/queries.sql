@@ -34,16 +34,24 @@ WHERE (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit;
 
 -- name: next_job
--- :tasks is a JSON array of the task names the worker has (NULL: any task).
+-- :tasks is a JSON array of the task names the worker has (NULL: any task). A job with a
+-- spend budget runs on one worker at a time: while another worker has items of it running,
+-- it is not claimed (so the budget is counted in one place and kept exactly).
 SELECT id FROM jobs
 WHERE status IN ('queued', 'running') AND pending > 0
   AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)))
+  AND NOT (json_extract(options, '$.max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
+      SELECT 1 FROM items
+      WHERE items.job_id = jobs.id AND items.state = 'running' AND items.worker != :worker))
 ORDER BY id LIMIT 1;
 
 -- name: this_job
 SELECT id FROM jobs
 WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
-  AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)));
+  AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)))
+  AND NOT (json_extract(options, '$.max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
+      SELECT 1 FROM items
+      WHERE items.job_id = jobs.id AND items.state = 'running' AND items.worker != :worker));
 
 -- name: claim_items
 UPDATE items SET state = 'running', worker = :worker, started_at = :now

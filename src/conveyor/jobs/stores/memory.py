@@ -43,6 +43,18 @@ class _Job:
     job: Job
     items: list[_Item]
     pending: list[int] = field(default_factory=list)  # a heap of indexes, stale ones skipped
+    holders: dict[str, int] = field(default_factory=dict)  # worker -> its running items
+
+    def hold(self, worker: str, n: int) -> None:
+        left = self.holders.get(worker, 0) + n
+        if left > 0:
+            self.holders[worker] = left
+        else:
+            self.holders.pop(worker, None)
+
+    def held_by_another(self, worker: str) -> bool:
+        """A budgeted job runs on one worker at a time (see `Store.claim`)."""
+        return self.job.options.max_cost_usd is not None and any(w != worker for w in self.holders)
 
 
 class MemoryStore:
@@ -81,6 +93,8 @@ class MemoryStore:
     def _unrun(self, row: _Job, index: int, now: float) -> None:
         """A running item goes back to pending, or to cancelled in a cancelling job."""
         item = row.items[index]
+        if item.worker is not None:
+            row.hold(item.worker, -1)
         item.worker = None
         if row.job.status == "cancelling":
             item.state = "cancelled"
@@ -164,6 +178,8 @@ class MemoryStore:
                 continue
             if tasks is not None and row.job.task not in tasks:
                 continue
+            if row.held_by_another(worker_id):
+                continue
             claimed: list[ClaimedItem] = []
             while row.pending and len(claimed) < limit:
                 index = heapq.heappop(row.pending)
@@ -177,6 +193,7 @@ class MemoryStore:
             if not claimed:
                 continue
             self._count(row, pending=-len(claimed), running=len(claimed))
+            row.hold(worker_id, len(claimed))
             if row.job.status == "queued":
                 self._set(row, status="running", started_at=row.job.started_at or now)
             self._leases[worker_id] = now + lease_s
@@ -205,6 +222,7 @@ class MemoryStore:
                 continue
             item.state = r.state
             item.worker = None
+            row.hold(worker_id, -1)
             item.attempts += r.attempts
             item.result_json = r.result_json
             item.error_type = r.error_type
@@ -352,6 +370,7 @@ class MemoryStore:
                 item.finished_at = now
                 left += 1
         row.pending.clear()
+        row.holders.clear()
         c = row.job.counts
         counts = replace(c, pending=0, running=0, cancelled=c.cancelled + left)
         self._set(row, status="failed", error=error, finished_at=now, counts=counts)

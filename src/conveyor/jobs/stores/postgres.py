@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from .. import latency as hist
 from ..errors import InvalidJob, JobStateError
 from ..model import TERMINAL, Claim, ClaimedItem, budget_options
-from .postgres_read import Conn, PostgresReader, execute, fetch, fetchval
+from .postgres_read import Conn, PostgresReader, execute, fetch, fetchrow, fetchval
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -114,12 +114,27 @@ class PostgresStore(PostgresReader):
         names = None if tasks is None else sorted(tasks)
 
         async def tx(c: Conn) -> Claim | None:
-            if job_id is None:
-                found = await fetchval(c, "next_job", tasks=names)
-            else:
-                found = await fetchval(c, "this_job", id=job_id, tasks=names)
-            if found is None:
-                return None
+            skip: list[str] = []
+            while True:
+                if job_id is None:
+                    row = await fetchrow(
+                        c, "next_job", tasks=names, worker=worker_id, skip=skip or None
+                    )
+                else:
+                    row = await fetchrow(c, "this_job", id=job_id, tasks=names, worker=worker_id)
+                if row is None:
+                    return None
+                found, budgeted = row[0], row[1]
+                if not budgeted:
+                    break
+                # One worker at a time on a budgeted job: claims of it take turns here, and
+                # the one that finds another worker on it passes it over.
+                await execute(c, "lock_budgeted", job=found)
+                if not await fetchval(c, "held_by_another", job=found, worker=worker_id):
+                    break
+                if job_id is not None:
+                    return None
+                skip.append(found)
             rows = await fetch(c, "claim_items", worker=worker_id, now=now, job=found, limit=limit)
             if not rows:
                 return None  # every pending item is being claimed by someone else

@@ -117,9 +117,10 @@ class _Writer:
     ) -> Claim | None:
         with _Tx(self.conn) as c:
             if job_id is None:
-                found = c.execute(Q["next_job"], {"tasks": tasks}).fetchone()
+                found = c.execute(Q["next_job"], {"tasks": tasks, "worker": worker}).fetchone()
             else:
-                found = c.execute(Q["this_job"], {"id": job_id, "tasks": tasks}).fetchone()
+                where = {"id": job_id, "tasks": tasks, "worker": worker}
+                found = c.execute(Q["this_job"], where).fetchone()
             if found is None:
                 return None
             job = found[0]

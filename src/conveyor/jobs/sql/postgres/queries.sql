@@ -35,16 +35,37 @@ WHERE (:before::text IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit;
 
 -- name: next_job
--- :tasks: the task names the worker has (NULL: any task).
-SELECT id FROM conveyor_jobs
+-- :tasks: the task names the worker has (NULL: any task); :skip: jobs to pass over. A job with
+-- a spend budget runs on one worker at a time: while another worker has items of it running,
+-- it is not claimed (so the budget is counted in one place and kept exactly). The second
+-- column says whether the job has a budget: the claim then takes `lock_budgeted` and looks
+-- again (`held_by_another`), since two claims can both find it free.
+SELECT id, (options::jsonb ->> 'max_cost_usd') IS NOT NULL FROM conveyor_jobs AS j
 WHERE status IN ('queued', 'running') AND pending > 0
   AND (:tasks::text[] IS NULL OR task = ANY(:tasks))
+  AND (:skip::text[] IS NULL OR NOT id = ANY(:skip))
+  AND NOT ((options::jsonb ->> 'max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
+      SELECT 1 FROM conveyor_items AS i
+      WHERE i.job_id = j.id AND i.state = 'running' AND i.worker <> :worker))
 ORDER BY id LIMIT 1;
 
 -- name: this_job
-SELECT id FROM conveyor_jobs
+SELECT id, (options::jsonb ->> 'max_cost_usd') IS NOT NULL FROM conveyor_jobs AS j
 WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
-  AND (:tasks::text[] IS NULL OR task = ANY(:tasks));
+  AND (:tasks::text[] IS NULL OR task = ANY(:tasks))
+  AND NOT ((options::jsonb ->> 'max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
+      SELECT 1 FROM conveyor_items AS i
+      WHERE i.job_id = j.id AND i.state = 'running' AND i.worker <> :worker));
+
+-- name: lock_budgeted
+-- Claims of one budgeted job take turns (until their commits). Taken before any row lock, and
+-- nothing waits for it while holding one: it cannot deadlock with the item and job locks.
+SELECT pg_advisory_xact_lock(hashtextextended('conveyor budgeted job ' || :job, 0));
+
+-- name: held_by_another
+SELECT EXISTS (
+    SELECT 1 FROM conveyor_items
+    WHERE job_id = :job AND state = 'running' AND worker <> :worker);
 
 -- name: claim_items
 -- SKIP LOCKED: workers claiming at once take disjoint items without waiting for each other.
