@@ -38,14 +38,21 @@ class _Half:
         return 0.5
 
 
-async def _run(tmp_path: Path, api: FakeAPI, llm: LlmOptions, *, retry_failed: bool = False):
+async def _run(
+    tmp_path: Path,
+    api: FakeAPI,
+    llm: LlmOptions,
+    *,
+    retry_failed: bool = False,
+    concurrency: int = 1,
+):
     files = BatchFiles(
         input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl", retry_failed=retry_failed
     )
     plan = prepare(files, Endpoint(base_url="http://api.test"))
     batch = Batch(
         plan,
-        limits=BatchLimits(concurrency=1),
+        limits=BatchLimits(concurrency=concurrency),
         retry=Retry(attempts=2, rng=_Half()),
         transport=api,
         llm=llm,
@@ -126,13 +133,19 @@ def test_tokens_and_cost_are_counted_with_a_projection(tmp_path, run):
     assert tally.projected_cost_usd == 120.0
 
 
-def test_the_budget_stops_admission_and_the_rest_stays_pending(tmp_path, run):
-    """No request starts that could pass --max-cost; a run with more budget resumes the rest."""
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_budget_stops_admission_and_the_rest_stays_pending(tmp_path, run, concurrency):
+    """No request starts that could pass --max-cost; a run with more budget resumes the rest.
+
+    At concurrency 4 as at 1: a request that does not fit beside those in flight waits for
+    them to settle (each costs less than its bound), so the same three are sent.
+    """
     ids = write_requests(tmp_path / "in.jsonl", 10)
     # Each request may cost 2 (prompt) + 16 (default max_tokens) = $18 and does cost $15:
     # $0 + 18, $15 + 18, $30 + 18 fit under $50; $45 + 18 does not.
     api = FakeAPI(answer)
-    batch, result = run(_run(tmp_path, api, LlmOptions(prices=DOLLAR_A_TOKEN, max_cost_usd=50)))
+    llm = LlmOptions(prices=DOLLAR_A_TOKEN, max_cost_usd=50)
+    batch, result = run(_run(tmp_path, api, llm, concurrency=concurrency))
     assert api.calls == 3
     assert result.halted is not None
     assert "budget of $50 is reached" in result.halted

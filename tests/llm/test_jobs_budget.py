@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from conveyor.engine.events import ItemFinished
+from conveyor.engine.report import Outcome
 from conveyor.errors import ConfigError
 from conveyor.jobs import App, JobOptions, Jobs, Worker, WorkerOptions
 from conveyor.jobs.jobrun import JobRun
@@ -66,9 +68,14 @@ def test_prices_give_a_bound_above_the_answers_cost():
     assert 0 < SPENT < BOUND
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_no_item_starts_once_the_next_could_pass_the_budget(kind, tmp_path):
-    """One at a time: items start while spend + bound fits; the rest stay pending, not failed."""
+def test_no_item_starts_once_the_next_could_pass_the_budget(kind, concurrency, tmp_path):
+    """Items start while spend + bound fits; the rest stay pending, not failed.
+
+    At concurrency 4 as at 1: an item that does not fit beside those in flight waits for them
+    to settle (their answers cost less than their bounds), so the same three run.
+    """
     assert BOUND is not None
     assert SPENT is not None
     budget = 2 * SPENT + BOUND + SPENT / 2  # items 0, 1, 2 fit; item 3 would not
@@ -77,7 +84,7 @@ def test_no_item_starts_once_the_next_could_pass_the_budget(kind, tmp_path):
         api = FakeAPI(_answer, latency_s=0.0)
         store = _open(kind, tmp_path)
         jobs = Jobs(store, app=_app(api))
-        options = JobOptions(concurrency=1, max_cost_usd=budget)
+        options = JobOptions(concurrency=concurrency, max_cost_usd=budget)
         job = await jobs.submit("http:mock", [_line(i) for i in range(8)], options=options)
         worker = await _drain(store, _app(api))
         assert job.id in worker.over_budget
@@ -122,32 +129,48 @@ def test_several_workers_on_one_budgeted_job_keep_the_budget_exactly(kind, tmp_p
 
 
 def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
-    """With room for three bounds and none settled, the fourth claimed item is not admitted."""
-    assert BOUND is not None
+    """Room for three bounds: the fourth item waits for one in flight to settle, not halts.
 
-    async def main() -> tuple[list[int], JobRun, Any]:
+    Settled below its bound, item 0 leaves room for item 3 (halting with nothing in flight
+    is the test above, at concurrency 1).
+    """
+    assert BOUND is not None
+    assert SPENT is not None
+
+    async def main() -> None:
         api = FakeAPI(_answer, latency_s=0.0)
         app = _app(api)
         store = MemoryStore()
         jobs = Jobs(store, app=app)
         options = JobOptions(concurrency=10, max_cost_usd=3.5 * BOUND)
-        job = await jobs.submit("http:mock", [_line(i) for i in range(10)], options=options)
+        await jobs.submit("http:mock", [_line(i) for i in range(10)], options=options)
         worker = Worker(store, app, options=WorkerOptions(claim_size=10))
         claim = await store.claim(worker.id, limit=10, lease_s=30.0)
         assert claim is not None
         task = app.get_task("http:mock")
         assert task is not None
         run = JobRun(worker, claim, task, ())
-        admitted = [item.index async for item in run._items()]  # none settles meanwhile
-        after = await jobs.get(job.id)
-        await jobs.close()
-        return admitted, run, after
+        items = run._items()
+        admitted = [(await anext(items)).index for _ in range(3)]
+        assert admitted == [0, 1, 2]
+        fourth = asyncio.ensure_future(anext(items))
+        for _ in range(5):  # let it run as far as it can: it waits, held by the three
+            await asyncio.sleep(0)
+        assert not fourth.done()
+        assert run.halted is None
 
-    admitted, run, job = asyncio.run(main())
-    assert admitted == [0, 1, 2]
-    assert run.halted is not None
-    assert "item 3 may cost" in run.halted
-    assert job.counts.succeeded == 0
+        def settle(item: Any) -> None:
+            run._spent += SPENT  # as the task's call does with the answer's usage
+            outcome = Outcome(item.index, item, "succeeded", "{}", None, 1, 0.0, 0.0)
+            run._on_event(ItemFinished(outcome))
+
+        settle(claim.items[0])
+        assert (await asyncio.wait_for(fourth, 5)).index == 3
+        assert run.halted is None
+        assert run._reserved_usd == pytest.approx(3 * BOUND)  # items 1, 2, 3
+        await jobs.close()
+
+    asyncio.run(main())
 
 
 def test_the_spend_survives_a_worker_restart(tmp_path):

@@ -144,6 +144,7 @@ class Batch:
         )
         self._reserved: dict[str, float] = {}  # the budget held by requests in flight
         self._reserved_usd = 0.0
+        self._budget_freed = asyncio.Event()  # a request in flight settled (its hold let go)
         self._quota_stopped = 0  # failed items the engine counted, stopped by the quota
         #: Why the run stopped admitting early (budget, quota), or None.
         self.halted: str | None = None
@@ -156,6 +157,7 @@ class Batch:
     def stop(self) -> None:
         """Stop the run: cancel what is in flight (not written, so it re-runs on resume)."""
         self._stopped = True
+        self._budget_freed.set()  # an admission waiting for the budget stops waiting
         if self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
 
@@ -217,7 +219,8 @@ class Batch:
             redact=self._redact or None,
             hooks=self._hooks,
         )
-        items = self._items() if self._cache is None else self._items_or_cached()
+        sync = self._cache is None and self.llm.max_cost_usd is None
+        items = self._items() if sync else self._items_async()
         outcomes = stream(
             task,
             items,
@@ -262,12 +265,14 @@ class Batch:
                 tally.failed += 1
                 self._write(invalid_result(item))
                 continue
-            if self.llm.max_cost_usd is not None and not self._reserve(item):
-                return
             yield item
 
-    async def _items_or_cached(self) -> AsyncGenerator[Request, None]:
-        """`_items` with the response cache: a request answered there is written, not sent."""
+    async def _items_async(self) -> AsyncGenerator[Request, None]:
+        """`_items` with the response cache and the budget, when either is on.
+
+        A request answered by the cache is written, not sent; under a budget, a request
+        starts once the most it may cost fits (`_admit`).
+        """
         tally = self.tally
         for item in self.plan.lines():
             if self._stopped:
@@ -277,9 +282,9 @@ class Batch:
                 tally.failed += 1
                 self._write(invalid_result(item))
                 continue
-            if await self._answer_from_cache(item):
+            if self._cache is not None and await self._answer_from_cache(item):
                 continue
-            if self.llm.max_cost_usd is not None and not self._reserve(item):
+            if self.llm.max_cost_usd is not None and not await self._admit(item):
                 return
             yield item
 
@@ -297,29 +302,49 @@ class Batch:
         self._write(line)
         return True
 
-    def _reserve(self, request: Request) -> bool:
-        """Hold the budget `request` may use; False (and `halted` set) if it would pass it."""
+    async def _admit(self, request: Request) -> bool:
+        """Hold the budget `request` may use; False (and `halted` set) if it would pass it.
+
+        While requests in flight hold part of the budget, it waits for them: their answers
+        usually cost less than their bounds, and may leave room. It halts only when nothing
+        in flight could free any (or the model has no price).
+        """
+        while True:
+            refused = self._reserve(request)
+            if refused is None:
+                return True
+            why, final = refused
+            if final or not self._reserved:
+                self.halted = why
+                return False
+            self._budget_freed.clear()
+            await self._budget_freed.wait()
+            if self._stopped:
+                return False
+
+    def _reserve(self, request: Request) -> tuple[str, bool] | None:
+        """Hold the budget `request` may use: None, or why not and whether waiting can't help."""
         budget = self.llm.max_cost_usd
         assert budget is not None
         model, bound = self._prices.request_bound_usd(request.body)
         if bound is None:
-            self.halted = (
+            why = (
                 f"no price for the model {model!r} of {request.custom_id}: the budget"
                 f" (--max-cost {budget:g}) cannot be kept; add the model to a price file"
                 " (--prices FILE)"
             )
-            return False
+            return why, True
         spent = self.tally.cost_usd
         if spent + self._reserved_usd + bound > budget:
-            self.halted = (
+            why = (
                 f"the budget of ${budget:g} is reached: ${spent:.4f} spent, and the next"
                 f" request ({request.custom_id}) may cost up to ${bound:.4f}; the requests not"
                 " started stay pending: run again with a larger --max-cost to resume"
             )
-            return False
+            return why, False
         self._reserved[request.custom_id] = bound
         self._reserved_usd += bound
-        return True
+        return None
 
     def _on_event(self, event: Event) -> None:
         # The engine logs a hook's exception with the event, whose answer could hold a secret
@@ -340,6 +365,7 @@ class Batch:
             tally.retrying = len(self._waiting)
             if self._reserved:
                 self._reserved_usd -= self._reserved.pop(outcome.item.custom_id, 0.0)
+                self._budget_freed.set()
             error = outcome.error
             if outcome.state == CANCELLED:
                 tally.cancelled += 1

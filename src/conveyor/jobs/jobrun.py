@@ -19,10 +19,12 @@ With a spend budget (the job's ``max_cost_usd``, for the http tasks), an item st
 the spend so far, plus the most the items in flight may cost, plus the most it may cost (its
 prompt and all of ``max_tokens``, at the price table's prices) stays within the budget. The
 spend so far is summed from the job's stored answers when the run starts (so it survives a
-restart), then grows with each answer. An item that would pass the budget ends the run's
-admissions: it and the items not started go back to pending, the step says why, and `halted`
-tells the worker not to claim the job again (see `conveyor.jobs.worker`). The store gives a
-budgeted job to one worker at a time (`Store.claim`), so this count is the only one.
+restart), then grows with each answer. An item that would pass the budget waits while items
+are in flight (their answers usually cost less than their bounds); with none in flight, it
+ends the run's admissions: it and the items not started go back to pending, the step says
+why, and `halted` tells the worker not to claim the job again (see `conveyor.jobs.worker`).
+The store gives a budgeted job to one worker at a time (`Store.claim`), so this count is the
+only one.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class JobRun:
         self._spent = 0.0
         self._reserved: dict[int, float] = {}  # the budget held by items in flight
         self._reserved_usd = 0.0
+        self._budget_freed = asyncio.Event()  # an item in flight settled (its hold let go)
 
     # -- what the engine runs --------------------------------------------------------------
 
@@ -132,37 +135,63 @@ class JobRun:
                 self._queue.extend(claim.items)
                 continue
             item = self._queue.popleft()
-            if self._budget is not None and not self._reserve(item):
-                self._queue.appendleft(item)  # released to pending by `_finish`
-                return
+            if self._budget is not None:
+                try:
+                    admitted = await self._admit(item)
+                except BaseException:  # the run closed while it waited
+                    self._queue.appendleft(item)
+                    raise
+                if not admitted:
+                    self._queue.appendleft(item)  # released to pending by `_finish`
+                    return
             self._yielded += 1
             yield item
 
-    def _reserve(self, item: ClaimedItem) -> bool:
-        """Hold the budget `item` may use; False (and `halted` set) if it would pass it."""
+    async def _admit(self, item: ClaimedItem) -> bool:
+        """Hold the budget `item` may use; False (and `halted` set) if it would pass it.
+
+        While items in flight hold part of the budget, it waits for them: what they really
+        cost is usually less than their bound, and may leave room. It halts only when nothing
+        in flight could free any (or the item's model has no price).
+        """
+        while True:
+            refused = self._reserve(item)
+            if refused is None:
+                return True
+            why, final = refused
+            if final or not self._reserved:
+                self._halt(why)
+                return False
+            self._budget_freed.clear()
+            await self._budget_freed.wait()
+            if self._worker.stopping or self._cancelling or self._lost:
+                return False
+
+    def _reserve(self, item: ClaimedItem) -> tuple[str, bool] | None:
+        """Hold the budget `item` may use: None, or why not and whether waiting can't help."""
         budget, bound_usd = self._budget, self._task.bound_usd
         assert budget is not None
         assert bound_usd is not None
         try:
             model, bound = bound_usd(json.loads(item.input_json))
         except Exception:
-            return True  # an item the task refuses fails in the task, sending nothing
+            return None  # an item the task refuses fails in the task, sending nothing
         if bound is None:
-            self._halt(
+            why = (
                 f"budget: no price for the model {model!r} of item {item.index}, so"
                 f" max_cost_usd ${budget:g} cannot be kept; the items not started stay pending"
             )
-            return False
+            return why, True
         if self._spent + self._reserved_usd + bound > budget:
-            self._halt(
+            why = (
                 f"budget reached: ${self._spent:.4f} spent of max_cost_usd ${budget:g}, and"
                 f" item {item.index} may cost up to ${bound:.4f}; the items not started stay"
                 " pending"
             )
-            return False
+            return why, False
         self._reserved[item.index] = bound
         self._reserved_usd += bound
-        return True
+        return None
 
     def _halt(self, why: str) -> None:
         self.halted = self._step = why
@@ -216,6 +245,7 @@ class JobRun:
         self._finished += 1
         if self._reserved:
             self._reserved_usd -= self._reserved.pop(item.index, 0.0)
+            self._budget_freed.set()
         attempts = o.attempts
         if item.index in self._marked:
             # One attempt was counted when it started: the result carries the others.
@@ -332,6 +362,7 @@ class JobRun:
         """On stop, give claimed items that never started back at once, for other workers."""
         unstarted = [(i.job_id, i.index) for i in self._queue]
         self._queue.clear()
+        self._budget_freed.set()  # an admission waiting for the budget gives its item back
         if unstarted:
             await self._store.release(self._worker.id, unstarted)
 
@@ -350,6 +381,7 @@ class JobRun:
         self._progress_dirty = True
 
     def _close(self) -> None:
+        self._budget_freed.set()  # an admission waiting for the budget stops waiting
         if self._stream is not None and self._closer is None:
             # Closing from this task while the run's consumer iterates: the consumer's loop
             # ends once every in-flight item has settled (as cancelled).
