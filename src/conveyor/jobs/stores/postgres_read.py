@@ -8,11 +8,11 @@ and job changes there. The SQL of both is in the named ``.sql`` files (`postgres
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import JobNotFound, StoreError
+from .postgres_listen import Listener
 from .postgres_schema import create_schema, migrate, queries, split_url
 from .sqlite_read import item_from_row, job_from_row
 
@@ -28,8 +28,6 @@ T = TypeVar("T")
 Q = queries()
 #: A transaction that deadlocked (PostgreSQL aborts one side) is run again, this many times.
 DEADLOCK_TRIES = 5
-#: Waits between tries to re-open a lost listening connection (the last one repeats).
-RELISTEN_WAITS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 
@@ -67,13 +65,8 @@ class PostgresReader:
         self._migrate = migrate
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
-        self._listener: Conn | None = None
-        self._listening: asyncio.Lock | None = None
-        self._relistening: asyncio.Task[None] | None = None
-        self._callbacks: dict[str, list[Callable[[str], None]]] = {}
+        self._listener = Listener(self._connect_one)
         self._closed = False
-        #: How many times a lost listening connection was opened again.
-        self.relistened = 0
 
     # -- connections ----------------------------------------------------------------------
 
@@ -172,80 +165,12 @@ class PostgresReader:
         """Call ``callback(job_id)`` on each notification of `channel` (``"jobs"``, ``"work"``).
 
         ``"jobs"``: a job changed (any process, any machine). ``"work"``: a job gained pending
-        items. Delivered at the commit of the change; one listening connection per store.
-
-        A lost listening connection (PostgreSQL restarted, the backend was terminated, the
-        network dropped it) is opened again in the background, with waits of
-        `RELISTEN_WAITS_S`; meanwhile the listeners' own polling finds the changes. Once it
-        is back, every callback is called once with ``""`` (anything may have changed while
-        nobody listened: a worker looks for work, a feed with no job of that id ignores it).
+        items. Delivered at the commit of the change; one listening connection per store, kept
+        open (`conveyor.jobs.stores.postgres_listen`): after it was lost and opened again,
+        every callback is called once with ``""`` (anything may have changed meanwhile).
         """
         await self._pool_or_open()
-        if self._listening is None:
-            self._listening = asyncio.Lock()
-        async with self._listening:
-            name = f"{self.channel_prefix}.conveyor_{channel}"
-            callbacks = self._callbacks.setdefault(name, [])
-            callbacks.append(callback)
-            if self._listener is None:
-                if self._relistening is None:  # the first listen: the relisten adds it later
-                    self._listener = await self._open_listener()
-            elif len(callbacks) == 1:
-                await self._listener.add_listener(name, self._dispatcher(name))
-
-    def _dispatcher(self, name: str) -> Callable[[object, int, str, str], None]:
-        def dispatch(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            for cb in list(self._callbacks.get(name, ())):
-                cb(payload)
-
-        return dispatch
-
-    async def _open_listener(self) -> Conn:
-        """A new connection listening on every channel that has callbacks."""
-        conn = await self._connect_one()
-        try:
-            for name in self._callbacks:
-                await conn.add_listener(name, self._dispatcher(name))
-        except BaseException:
-            conn.terminate()
-            raise
-        conn.add_termination_listener(self._listener_lost)
-        return conn
-
-    def _listener_lost(self, conn: Conn) -> None:
-        if self._closed or conn is not self._listener:
-            return  # closed by us
-        self._listener = None
-        logger.warning(
-            "conveyor: the connection listening to PostgreSQL was lost; opening it again"
-            " (until then, changes are found by polling)"
-        )
-        self._relistening = asyncio.get_running_loop().create_task(self._relisten())
-
-    async def _relisten(self) -> None:
-        tries = 0
-        while not self._closed:
-            try:
-                assert self._listening is not None
-                async with self._listening:
-                    self._listener = await self._open_listener()
-            except Exception as exc:  # any failure: wait and try again
-                wait = RELISTEN_WAITS_S[min(tries, len(RELISTEN_WAITS_S) - 1)]
-                tries += 1
-                logger.warning(
-                    "conveyor: listening to PostgreSQL again failed (%s); next try in %g s",
-                    exc,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-                continue
-            self._relistening = None
-            self.relistened += 1
-            logger.warning("conveyor: listening to PostgreSQL again")
-            for callbacks in list(self._callbacks.values()):
-                for cb in list(callbacks):
-                    cb("")
-            return
+        await self._listener.listen(f"{self.channel_prefix}.conveyor_{channel}", callback)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -315,12 +240,7 @@ class PostgresReader:
         if self._closed:
             return
         self._closed = True
-        if self._relistening is not None:
-            self._relistening.cancel()
-            self._relistening = None
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            await listener.close()
+        await self._listener.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -328,13 +248,7 @@ class PostgresReader:
     def terminate(self) -> None:
         """Drop every connection at once, without a loop (for tests whose loop has ended)."""
         self._closed = True
-        if self._relistening is not None:
-            with contextlib.suppress(RuntimeError):  # its loop may be closed: then it is gone
-                self._relistening.cancel()
-            self._relistening = None
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            listener.terminate()
+        self._listener.terminate()
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
