@@ -231,6 +231,33 @@ def test_concurrent_claims_of_a_budgeted_job_go_to_one_worker(kit: StoreKit, run
     run(main())
 
 
+def test_concurrent_claims_of_any_job_keep_each_budgeted_job_on_one_worker(kit: StoreKit, run):
+    """Six workers claim at once, by age, among two budgeted jobs and one without a budget."""
+
+    async def main() -> None:
+        handles = [kit.open() for _ in range(6)]
+        for h in handles:  # connected, so that the claims below overlap
+            assert await h.get_job("none") is None
+        await handles[0].create_job(budgeted("a", created_at=1.0), texts(30))
+        await handles[0].create_job(budgeted("b", created_at=2.0), texts(30))
+        await handles[0].create_job(new_job("c", created_at=3.0), texts(30))
+        holders: dict[str, set[int]] = {"a": set(), "b": set(), "c": set()}
+        for _ in range(3):
+
+            async def worker(n: int) -> None:
+                claim = await handles[n].claim(f"w{n}", limit=2, lease_s=10)
+                if claim is not None:
+                    holders[claim.job.id].add(n)
+
+            await asyncio.gather(*(worker(n) for n in range(6)))
+        assert len(holders["a"]) == 1, holders
+        assert len(holders["b"]) == 1, holders
+        assert holders["a"] != holders["b"]  # a's holder keeps claiming a, the oldest
+        assert len(holders["c"]) >= 1
+
+    run(main())
+
+
 def test_record_settles_a_batch_and_completes_the_job(kit: StoreKit, run):
     """Recorded results are readable, counted, and the last one completes the job."""
 

@@ -157,6 +157,23 @@ def test_the_budget_stops_admission_and_the_rest_stays_pending(tmp_path, run, co
     assert id_counts(tmp_path / "out.jsonl") == dict.fromkeys(ids, 1)
 
 
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_request_waiting_for_its_retry_never_stalls_the_budget(tmp_path, run, concurrency):
+    """A 503, then a retry, with room for one bound ($18 of $30): the run ends either way."""
+    write_requests(tmp_path / "in.jsonl", 3)
+
+    def script(n: int, body, headers) -> RawAnswer:
+        return status(503, "busy") if n == 1 else answer(n, body, headers)
+
+    api = FakeAPI(script)
+    llm = LlmOptions(prices=DOLLAR_A_TOKEN, max_cost_usd=30)
+    batch, result = run(_run(tmp_path, api, llm, concurrency=concurrency))
+    assert result.halted is not None
+    assert "budget of $30 is reached" in result.halted
+    assert batch.tally.cost_usd == 15.0  # one answer: $15 + a bound of $18 passes $30
+    assert api.calls == 2
+
+
 def test_a_budget_with_an_unpriced_model_stops_before_sending(tmp_path, run):
     """A model with no price cannot be kept within a budget: nothing is sent, and it says so."""
     write_requests(tmp_path / "in.jsonl", 2)

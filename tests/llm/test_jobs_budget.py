@@ -20,7 +20,7 @@ from conveyor.jobs.stores.memory import MemoryStore
 from conveyor.jobs.stores.sqlite import SqliteStore
 from conveyor.llm.pricing import PriceTable, Usage
 
-from ..http.fakes import FakeAPI, ok
+from ..http.fakes import FakeAPI, ok, status
 
 MODEL = "gpt-4o-mini"
 FAST = WorkerOptions(poll_interval_s=0.01, flush_interval_s=0.01)
@@ -126,6 +126,36 @@ def test_several_workers_on_one_budgeted_job_keep_the_budget_exactly(kind, tmp_p
     assert calls == 3
     assert (job.counts.succeeded, job.counts.pending, job.counts.failed) == (3, 9, 0)
     assert sum(settled) == 3  # the job may pass from one to the next, never run on two
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_an_item_waiting_for_its_retry_never_stalls_the_budget(concurrency, tmp_path):
+    """A 503, then a retry, with room for one bound: the run ends, at any concurrency.
+
+    At concurrency 1 the only engine worker is the one asking for the next item, so waiting
+    for the held budget would wait for a retry only it could run: it halts instead.
+    """
+    assert BOUND is not None
+
+    def script(n: int, body: Any, headers: Any) -> Any:
+        return status(503, "busy") if n == 1 else _answer(n, body, headers)
+
+    async def main() -> tuple[Any, int]:
+        api = FakeAPI(script, latency_s=0.0)
+        store = MemoryStore()
+        jobs = Jobs(store, app=_app(api))
+        options = JobOptions(concurrency=concurrency, attempts=3, max_cost_usd=1.5 * BOUND)
+        job = await jobs.submit("http:mock", [_line(i) for i in range(3)], options=options)
+        await _drain(store, _app(api))
+        after = await jobs.get(job.id)
+        await jobs.close()
+        return after, api.calls
+
+    job, calls = asyncio.run(main())
+    assert job.counts.succeeded >= 1
+    assert job.counts.failed == 0
+    assert job.counts.running == 0
+    assert calls == job.counts.succeeded + 1  # the 503 and one call per answer
 
 
 def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):

@@ -307,14 +307,16 @@ class Batch:
 
         While requests in flight hold part of the budget, it waits for them: their answers
         usually cost less than their bounds, and may leave room. It halts only when nothing
-        in flight could free any (or the model has no price).
+        in flight could free any (or the model has no price). At concurrency 1 it never waits:
+        the one engine worker is the one asking for this request, so a hold can only be a
+        request waiting for its retry, which that worker would have to run.
         """
         while True:
             refused = self._reserve(request)
             if refused is None:
                 return True
             why, final = refused
-            if final or not self._reserved:
+            if final or not self._reserved or self.limits.concurrency < 2:
                 self.halted = why
                 return False
             self._budget_freed.clear()

@@ -152,14 +152,16 @@ class JobRun:
 
         While items in flight hold part of the budget, it waits for them: what they really
         cost is usually less than their bound, and may leave room. It halts only when nothing
-        in flight could free any (or the item's model has no price).
+        in flight could free any (or the item's model has no price). At concurrency 1 it never
+        waits: the one engine worker is the one asking for this item, so a hold can only be an
+        item waiting for its retry, which that worker would have to run.
         """
         while True:
             refused = self._reserve(item)
             if refused is None:
                 return True
             why, final = refused
-            if final or not self._reserved:
+            if final or not self._reserved or self.job.options.concurrency < 2:
                 self._halt(why)
                 return False
             self._budget_freed.clear()

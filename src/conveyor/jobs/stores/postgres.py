@@ -115,6 +115,7 @@ class PostgresStore(PostgresReader):
 
         async def tx(c: Conn) -> Claim | None:
             skip: list[str] = []
+            waited = False
             while True:
                 if job_id is None:
                     row = await fetchrow(
@@ -128,9 +129,15 @@ class PostgresStore(PostgresReader):
                 if not budgeted:
                     break
                 # One worker at a time on a budgeted job: claims of it take turns here, and
-                # the one that finds another worker on it passes it over.
-                await execute(c, "lock_budgeted", job=found)
-                if not await fetchval(c, "held_by_another", job=found, worker=worker_id):
+                # the one that finds another worker on it passes it over. Only the first lock
+                # is waited for (see `lock_budgeted`); a later one busy is passed over too.
+                if not waited:
+                    waited = True
+                    await execute(c, "lock_budgeted", job=found)
+                    free = True
+                else:
+                    free = await fetchval(c, "try_lock_budgeted", job=found)
+                if free and not await fetchval(c, "held_by_another", job=found, worker=worker_id):
                     break
                 if job_id is not None:
                     return None

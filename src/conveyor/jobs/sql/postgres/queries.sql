@@ -59,8 +59,13 @@ WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
 
 -- name: lock_budgeted
 -- Claims of one budgeted job take turns (until their commits). Taken before any row lock, and
--- nothing waits for it while holding one: it cannot deadlock with the item and job locks.
+-- nothing waits for it while holding one: it cannot deadlock with the item and job locks. A
+-- claim waits on one such lock at most (the first); past that it only tries (`try_lock_budgeted`),
+-- so two claims cannot each hold one and wait for the other's.
 SELECT pg_advisory_xact_lock(hashtextextended('conveyor budgeted job ' || :job, 0));
+
+-- name: try_lock_budgeted
+SELECT pg_try_advisory_xact_lock(hashtextextended('conveyor budgeted job ' || :job, 0));
 
 -- name: held_by_another
 SELECT EXISTS (
