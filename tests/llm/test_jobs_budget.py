@@ -197,7 +197,7 @@ def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
         settle(claim.items[0])
         assert (await asyncio.wait_for(fourth, 5)).index == 3
         assert run.halted is None
-        assert run._reserved_usd == pytest.approx(3 * BOUND)  # items 1, 2, 3
+        assert run._holds.held_usd == pytest.approx(3 * BOUND)  # items 1, 2, 3
         await jobs.close()
 
     asyncio.run(main())

@@ -37,6 +37,7 @@ from ..engine.api import stream
 from ..engine.events import Event, ItemFinished, ItemRetrying, ItemStarted
 from ..engine.report import CANCELLED, SUCCEEDED
 from ..errors import QuotaExhausted, SourceError
+from ..limits.budget import BudgetHolds, Refusal
 from ..limits.limiter import Limiter
 from ..policy.llm_errors import api_error_fields, quota_exhausted
 from .client import AiohttpTransport, HttpTask
@@ -142,9 +143,7 @@ class Batch:
             cache=self._cache,
             scope=plan.endpoint.base_url or "",
         )
-        self._reserved: dict[str, float] = {}  # the budget held by requests in flight
-        self._reserved_usd = 0.0
-        self._budget_freed = asyncio.Event()  # a request in flight settled (its hold let go)
+        self._holds = BudgetHolds()  # the budget held by requests in flight
         self._quota_stopped = 0  # failed items the engine counted, stopped by the quota
         #: Why the run stopped admitting early (budget, quota), or None.
         self.halted: str | None = None
@@ -157,7 +156,7 @@ class Batch:
     def stop(self) -> None:
         """Stop the run: cancel what is in flight (not written, so it re-runs on resume)."""
         self._stopped = True
-        self._budget_freed.set()  # an admission waiting for the budget stops waiting
+        self._holds.wake()  # an admission waiting for the budget stops waiting
         if self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
 
@@ -303,28 +302,20 @@ class Batch:
         return True
 
     async def _admit(self, request: Request) -> bool:
-        """Hold the budget `request` may use; False (and `halted` set) if it would pass it.
+        """Hold the budget `request` may use, or wait for room (`conveyor.limits.budget`).
 
-        While requests in flight hold part of the budget, it waits for them: their answers
-        usually cost less than their bounds, and may leave room. It halts only when nothing
-        in flight could free any (or the model has no price). At concurrency 1 it never waits:
-        the one engine worker is the one asking for this request, so a hold can only be a
-        request waiting for its retry, which that worker would have to run.
+        False if it would pass the budget (`halted` then says why), or the run stopped.
         """
-        while True:
-            refused = self._reserve(request)
-            if refused is None:
-                return True
-            why, final = refused
-            if final or not self._reserved or self.limits.concurrency < 2:
-                self.halted = why
-                return False
-            self._budget_freed.clear()
-            await self._budget_freed.wait()
-            if self._stopped:
-                return False
+        why = await self._holds.admit(
+            lambda: self._reserve(request),
+            concurrency=self.limits.concurrency,
+            stopped=lambda: self._stopped,
+        )
+        if why:
+            self.halted = why
+        return why is None
 
-    def _reserve(self, request: Request) -> tuple[str, bool] | None:
+    def _reserve(self, request: Request) -> Refusal | None:
         """Hold the budget `request` may use: None, or why not and whether waiting can't help."""
         budget = self.llm.max_cost_usd
         assert budget is not None
@@ -337,15 +328,14 @@ class Batch:
             )
             return why, True
         spent = self.tally.cost_usd
-        if spent + self._reserved_usd + bound > budget:
+        if spent + self._holds.held_usd + bound > budget:
             why = (
                 f"the budget of ${budget:g} is reached: ${spent:.4f} spent, and the next"
                 f" request ({request.custom_id}) may cost up to ${bound:.4f}; the requests not"
                 " started stay pending: run again with a larger --max-cost to resume"
             )
             return why, False
-        self._reserved[request.custom_id] = bound
-        self._reserved_usd += bound
+        self._holds.hold(request.custom_id, bound)
         return None
 
     def _on_event(self, event: Event) -> None:
@@ -365,9 +355,7 @@ class Batch:
             outcome = event.outcome
             self._waiting.discard(outcome.index)
             tally.retrying = len(self._waiting)
-            if self._reserved:
-                self._reserved_usd -= self._reserved.pop(outcome.item.custom_id, 0.0)
-                self._budget_freed.set()
+            self._holds.release(outcome.item.custom_id)
             error = outcome.error
             if outcome.state == CANCELLED:
                 tally.cancelled += 1

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _clock
 from ..engine.api import stream
 from ..engine.events import ItemFinished
+from ..limits.budget import BudgetHolds, Refusal
 from ..policy.retry import Retry
 from .app import TaskContext
 from .model import ItemResult
@@ -110,9 +111,7 @@ class JobRun:
         self.halted: str | None = None
         self._budget = claim.job.options.max_cost_usd
         self._spent = 0.0
-        self._reserved: dict[int, float] = {}  # the budget held by items in flight
-        self._reserved_usd = 0.0
-        self._budget_freed = asyncio.Event()  # an item in flight settled (its hold let go)
+        self._holds = BudgetHolds()  # the budget held by items in flight
 
     # -- what the engine runs --------------------------------------------------------------
 
@@ -148,28 +147,20 @@ class JobRun:
             yield item
 
     async def _admit(self, item: ClaimedItem) -> bool:
-        """Hold the budget `item` may use; False (and `halted` set) if it would pass it.
+        """Hold the budget `item` may use, or wait for room (`conveyor.limits.budget`).
 
-        While items in flight hold part of the budget, it waits for them: what they really
-        cost is usually less than their bound, and may leave room. It halts only when nothing
-        in flight could free any (or the item's model has no price). At concurrency 1 it never
-        waits: the one engine worker is the one asking for this item, so a hold can only be an
-        item waiting for its retry, which that worker would have to run.
+        False if it would pass the budget (`halted` then says why), or the run stopped.
         """
-        while True:
-            refused = self._reserve(item)
-            if refused is None:
-                return True
-            why, final = refused
-            if final or not self._reserved or self.job.options.concurrency < 2:
-                self._halt(why)
-                return False
-            self._budget_freed.clear()
-            await self._budget_freed.wait()
-            if self._worker.stopping or self._cancelling or self._lost:
-                return False
+        why = await self._holds.admit(
+            lambda: self._reserve(item),
+            concurrency=self.job.options.concurrency,
+            stopped=lambda: self._worker.stopping or self._cancelling or self._lost,
+        )
+        if why:
+            self._halt(why)
+        return why is None
 
-    def _reserve(self, item: ClaimedItem) -> tuple[str, bool] | None:
+    def _reserve(self, item: ClaimedItem) -> Refusal | None:
         """Hold the budget `item` may use: None, or why not and whether waiting can't help."""
         budget, bound_usd = self._budget, self._task.bound_usd
         assert budget is not None
@@ -184,15 +175,14 @@ class JobRun:
                 f" max_cost_usd ${budget:g} cannot be kept; the items not started stay pending"
             )
             return why, True
-        if self._spent + self._reserved_usd + bound > budget:
+        if self._spent + self._holds.held_usd + bound > budget:
             why = (
                 f"budget reached: ${self._spent:.4f} spent of max_cost_usd ${budget:g}, and"
                 f" item {item.index} may cost up to ${bound:.4f}; the items not started stay"
                 " pending"
             )
             return why, False
-        self._reserved[item.index] = bound
-        self._reserved_usd += bound
+        self._holds.hold(item.index, bound)
         return None
 
     def _halt(self, why: str) -> None:
@@ -245,9 +235,7 @@ class JobRun:
         o = event.outcome
         item: ClaimedItem = o.item
         self._finished += 1
-        if self._reserved:
-            self._reserved_usd -= self._reserved.pop(item.index, 0.0)
-            self._budget_freed.set()
+        self._holds.release(item.index)
         attempts = o.attempts
         if item.index in self._marked:
             # One attempt was counted when it started: the result carries the others.
@@ -364,7 +352,7 @@ class JobRun:
         """On stop, give claimed items that never started back at once, for other workers."""
         unstarted = [(i.job_id, i.index) for i in self._queue]
         self._queue.clear()
-        self._budget_freed.set()  # an admission waiting for the budget gives its item back
+        self._holds.wake()  # an admission waiting for the budget gives its item back
         if unstarted:
             await self._store.release(self._worker.id, unstarted)
 
@@ -383,7 +371,7 @@ class JobRun:
         self._progress_dirty = True
 
     def _close(self) -> None:
-        self._budget_freed.set()  # an admission waiting for the budget stops waiting
+        self._holds.wake()  # an admission waiting for the budget stops waiting
         if self._stream is not None and self._closer is None:
             # Closing from this task while the run's consumer iterates: the consumer's loop
             # ends once every in-flight item has settled (as cancelled).
