@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -10,17 +9,6 @@ from conveyor.jobs.errors import StoreError
 from conveyor.jobs.model import ItemResult, JobOptions, NewJob
 from conveyor.jobs.stores.postgres import PostgresStore
 from conveyor.jobs.stores.postgres_schema import LATEST_VERSION, queries
-
-from ..services import drop_schema, postgres_url, unique_schema
-
-
-@pytest.fixture
-def pg() -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
-    base = postgres_url()
-    schema = unique_schema()
-    yield f"{base}?schema={schema}"
-    drop_schema(base, schema)
 
 
 def job(job_id: str = "job-1") -> NewJob:

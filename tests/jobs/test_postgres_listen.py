@@ -3,24 +3,12 @@
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from conveyor.jobs.model import JobOptions, NewJob
 from conveyor.jobs.stores import postgres_listen
 from conveyor.jobs.stores.postgres import PostgresStore
-
-from ..services import drop_schema, postgres_url, unique_schema
-
-
-@pytest.fixture
-def pg() -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
-    base = postgres_url()
-    schema = unique_schema()
-    yield f"{base}?schema={schema}"
-    drop_schema(base, schema)
 
 
 def job(job_id: str) -> NewJob:

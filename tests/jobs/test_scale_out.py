@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -21,19 +20,10 @@ import pytest
 
 from conveyor.jobs import Jobs
 
-from ..services import drop_schema, free_port, postgres_url, redis_url, unique_schema
+from ..services import free_port, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
-
-
-@pytest.fixture
-def pg() -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
-    base = postgres_url()
-    schema = unique_schema()
-    yield f"{base}?schema={schema}"
-    drop_schema(base, schema)
 
 
 def _env(runs: Path, limiter: str, **extra: str) -> dict[str, str]:
