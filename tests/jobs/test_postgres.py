@@ -116,6 +116,36 @@ def test_work_and_job_changes_are_notified_to_other_handles(pg):
     asyncio.run(main())
 
 
+def test_work_is_notified_when_the_last_worker_on_a_job_lets_it_go(pg):
+    """A job with pending items that no worker holds any more wakes idle workers.
+
+    A budgeted job can then be taken over at once. A holder settling some of its items, and
+    keeping others, wakes nobody.
+    """
+
+    async def main() -> None:
+        store, listener = PostgresStore(pg), PostgresStore(pg)
+        work: asyncio.Queue[str] = asyncio.Queue()
+        changes: asyncio.Queue[str] = asyncio.Queue()
+        await store.create_job(job("j5"), texts(6))
+        await listener.listen("work", work.put_nowait)
+        await listener.listen("jobs", changes.put_nowait)
+        await store.claim("w1", limit=3, lease_s=30)
+        await store.record("w1", [ItemResult("j5", 0, "succeeded", 1, 0.1, "1")])
+        await store.record("w1", [ItemResult("j5", 1, "succeeded", 1, 0.1, "1")])
+        # Notifications arrive in commit order: once the third change is seen, a wrong 'work'
+        # notification from these transactions would have arrived before it.
+        for _ in range(3):
+            assert await asyncio.wait_for(changes.get(), 5) == "j5"
+        assert work.empty()
+        await store.record("w1", [ItemResult("j5", 2, "succeeded", 1, 0.1, "1")])
+        assert await asyncio.wait_for(work.get(), 5) == "j5"
+        await store.close()
+        await listener.close()
+
+    asyncio.run(main())
+
+
 def test_a_late_answer_after_a_takeover_neither_overwrites_nor_duplicates(pg):
     """A worker whose lease was re-queued and re-claimed by another writes nothing."""
     clock = [1000.0]
