@@ -233,3 +233,45 @@ def test_a_first_listen_that_fails_leaves_no_callback_behind(pg):
         await listener.close()
 
     asyncio.run(main())
+
+
+def test_closing_over_a_connection_dropped_silently_returns(pg, monkeypatch):
+    """The goodbye gets no answer: close gives up after `CHECK_TIMEOUT_S` and drops it."""
+    monkeypatch.setattr(postgres_listen, "CHECK_TIMEOUT_S", 0.2)
+    base, query = pg.split("?", 1)
+    host_port = base.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+
+    async def main() -> None:
+        proxy = Proxy(host, int(port))
+        via = await proxy.start()
+        listener = PostgresStore(f"{base.replace(host_port, f'127.0.0.1:{via}')}?{query}")
+        await listener.listen("work", lambda _p: None)
+        conn = listener._listener.connection
+        assert conn is not None
+        proxy.freeze()
+        await asyncio.wait_for(listener._listener.close(), 5)
+        assert conn.is_closed()
+        listener.terminate()  # its pool's connections are frozen too
+        await proxy.close()
+
+    asyncio.run(main())
+
+
+def test_a_connection_lost_before_it_was_watched_is_found_by_the_check(pg, monkeypatch):
+    """Closed with no word to `_lost` (it closed as it was being opened): the check notices."""
+    monkeypatch.setattr(postgres_listen, "CHECK_EVERY_S", 0.05)
+
+    async def main() -> None:
+        listener = PostgresStore(pg)
+        woken: asyncio.Queue[str] = asyncio.Queue()
+        await listener.listen("work", woken.put_nowait)
+        conn = listener._listener.connection
+        assert conn is not None
+        conn.remove_termination_listener(listener._listener._lost)
+        conn.terminate()
+        assert await asyncio.wait_for(woken.get(), 10) == ""
+        assert listener._listener.relistened == 1
+        await listener.close()
+
+    asyncio.run(main())

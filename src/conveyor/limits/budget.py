@@ -49,6 +49,8 @@ class BudgetHolds:
         """The call `key` settled: let its hold go (a waiting admission looks again)."""
         if self._held:
             self.held_usd -= self._held.pop(key, 0.0)
+            if not self._held:
+                self.held_usd = 0.0  # no rounding left over once nothing is held
             self._freed.set()
 
     def wake(self) -> None:

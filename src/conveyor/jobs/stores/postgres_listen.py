@@ -148,9 +148,13 @@ class Listener:
         while not self._closed:
             try:
                 conn = await self._connect()  # outside the lock: `listen` need not wait on it
-                async with self._locked():
-                    self._conn = await self._open(conn)
-                    self._relistening = None
+                try:
+                    async with self._locked():
+                        self._conn = await self._open(conn)
+                        self._relistening = None
+                except BaseException:  # `_open` terminated it, or it never got the lock
+                    conn.terminate()
+                    raise
             except Exception as exc:  # any failure: wait, and try again
                 if self._closed:
                     return
@@ -175,7 +179,10 @@ class Listener:
             await asyncio.sleep(CHECK_EVERY_S)
             async with self._locked():
                 conn = self._conn
-                if conn is None or conn.is_closed():
+                if conn is None:
+                    continue
+                if conn.is_closed():  # lost before it was watched: `_lost` never ran for it
+                    self._lost(conn)
                     continue
                 try:
                     await asyncio.wait_for(conn.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
@@ -199,7 +206,10 @@ class Listener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if conn is not None:
-            await conn.close()
+            try:  # a connection dropped silently would never answer the goodbye
+                await conn.close(timeout=CHECK_TIMEOUT_S)
+            except Exception:
+                conn.terminate()
 
     def terminate(self) -> None:
         """Drop the connection at once, without a loop (for tests whose loop has ended)."""
