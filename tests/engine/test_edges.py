@@ -67,8 +67,13 @@ def test_a_hung_thread_does_not_time_out_the_calls_queued_behind_it():
     assert ran == [0, 1]
 
 
-def test_a_due_retry_runs_while_an_async_source_waits(clock: VirtualClock):
-    """A source fed by the run's own results (a crawler) cannot block a due retry."""
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_due_retry_runs_while_an_async_source_waits(clock: VirtualClock, concurrency: int):
+    """A source fed by the run's own results (a crawler) cannot block a due retry.
+
+    At concurrency 1 the one worker is the one pulling: it stops waiting for the pull when the
+    retry falls due, runs it, and takes the pulled item afterwards.
+    """
     queue: asyncio.Queue[int | None] = asyncio.Queue()
     tries: dict[int, int] = {}
     done = 0
@@ -90,7 +95,7 @@ def test_a_due_retry_runs_while_an_async_source_waits(clock: VirtualClock):
     async def main() -> conveyor.Report[int, int]:
         queue.put_nowait(0)
         queue.put_nowait(1)
-        return await conveyor.map(work, feed(), concurrency=2, retry=Retry(attempts=2))
+        return await conveyor.map(work, feed(), concurrency=concurrency, retry=Retry(attempts=2))
 
     report = clock.run(main())
     assert report.summary.succeeded == 2

@@ -20,7 +20,7 @@ def fitting(holds: BudgetHolds, key: str, bound: float, spent: list[float]):
 def test_a_call_that_fits_is_held_at_once():
     async def main() -> None:
         holds, spent = BudgetHolds(), [0.0]
-        assert await holds.admit(fitting(holds, "a", 4, spent), concurrency=2, stopped=bool) is None
+        assert await holds.admit(fitting(holds, "a", 4, spent), stopped=bool) is None
         assert (len(holds), holds.held_usd) == (1, 4)
 
     asyncio.run(main())
@@ -33,7 +33,7 @@ def test_a_call_that_does_not_fit_waits_for_a_release_then_is_held():
         holds, spent = BudgetHolds(), [0.0]
         holds.hold("a", 8)
         waiting = asyncio.ensure_future(
-            holds.admit(fitting(holds, "b", 4, spent), concurrency=2, stopped=lambda: False)
+            holds.admit(fitting(holds, "b", 4, spent), stopped=lambda: False)
         )
         for _ in range(5):
             await asyncio.sleep(0)
@@ -46,17 +46,11 @@ def test_a_call_that_does_not_fit_waits_for_a_release_then_is_held():
     asyncio.run(main())
 
 
-def test_it_refuses_with_nothing_held_at_concurrency_1_or_when_final():
+def test_it_refuses_with_nothing_held_or_when_final():
     async def main() -> None:
         holds, spent = BudgetHolds(), [7.0]
-        assert await holds.admit(fitting(holds, "a", 4, spent), concurrency=4, stopped=bool) == (
-            "a does not fit"
-        )
-        holds.hold("b", 1)
-        assert await holds.admit(fitting(holds, "c", 4, spent), concurrency=1, stopped=bool) == (
-            "c does not fit"
-        )
-        final = await holds.admit(lambda: ("no price", True), concurrency=4, stopped=bool)
+        assert await holds.admit(fitting(holds, "a", 4, spent), stopped=bool) == ("a does not fit")
+        final = await holds.admit(lambda: ("no price", True), stopped=bool)
         assert final == "no price"
 
     asyncio.run(main())
@@ -67,7 +61,7 @@ def test_a_stop_ends_the_wait_with_an_empty_reason():
         holds, spent, stop = BudgetHolds(), [0.0], [False]
         holds.hold("a", 9)
         waiting = asyncio.ensure_future(
-            holds.admit(fitting(holds, "b", 4, spent), concurrency=2, stopped=lambda: stop[0])
+            holds.admit(fitting(holds, "b", 4, spent), stopped=lambda: stop[0])
         )
         await asyncio.sleep(0)
         stop[0] = True

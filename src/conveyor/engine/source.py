@@ -1,9 +1,12 @@
 """Where items come from: any iterable or async iterable, pulled one item at a time.
 
 An async iterable cannot be asked for its next item twice at once, so one worker pulls while
-the others wait, but only until something else needs them: a worker waiting behind a pull
-gives up when a retry falls due, so a source that is slow (or that waits on the results of
-this very run, like a crawler's queue) never keeps a due retry from running.
+the others wait, but only until something else needs them: a worker waiting for a pull gives
+up when a retry falls due, so a source that is slow (or that waits on the results of this very
+run, like a crawler's queue) never keeps a due retry from running. That holds for the worker
+pulling too: when a retry is waiting, the pull runs as a task of its own that the worker stops
+waiting for at the retry's time, and whoever pulls next takes its item. At concurrency 1 this
+is what keeps the run going: the one worker must run the retry the source may be waiting on.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ BUSY: Any = object()
 class Source:
     """Pulls items lazily; remembers whether it is exhausted and why it stopped."""
 
-    __slots__ = ("_async", "_pulling", "_sync", "error", "exhausted", "read")
+    __slots__ = ("_async", "_detached", "_pulling", "_sync", "error", "exhausted", "read")
 
     def __init__(self, items: Any) -> None:
         self._sync: Iterator[Any] | None = None
@@ -35,6 +38,7 @@ class Source:
         else:
             self._sync = iter(items)
         self._pulling: asyncio.Future[None] | None = None
+        self._detached: asyncio.Task[Any] | None = None  # a pull its worker stopped waiting for
         self.exhausted = False
         self.error: BaseException | None = None
         self.read = 0
@@ -53,20 +57,35 @@ class Source:
         """Return the next item of an async source, `END`, or `BUSY` if another pull runs.
 
         A caller that finds a pull under way waits for it to end, or until loop time `until`
-        (when a retry falls due), whichever is first.
+        (when a retry falls due), whichever is first. A caller that starts a pull with `until`
+        set starts it as a task (a detached pull) and waits for it the same way.
         """
         assert self._async is not None
-        loop = asyncio.get_running_loop()
+        idle = self._detached is None and self._pulling is None and not self.exhausted
+        if idle and until is not None:  # a retry is waiting: pull in a task, not in line
+            self._detached = asyncio.get_running_loop().create_task(_next(self._async))
+        if self._detached is not None:
+            return await self._from_detached(until)
         if self._pulling is not None:
-            pulling = self._pulling
-            if until is None:
-                await asyncio.shield(pulling)
-            else:
-                await asyncio.wait([pulling], timeout=max(until - loop.time(), 0.0))
+            await _wait_for(self._pulling, until)
             return BUSY
         if self.exhausted:
             return END
-        self._pulling = loop.create_future()
+        return await self._inline()
+
+    async def _from_detached(self, until: float | None) -> Any:
+        detached = self._detached
+        assert detached is not None
+        if not detached.done():
+            await _wait_for(detached, until)
+        if not detached.done() or self._detached is not detached:
+            return BUSY  # still pulling (a retry is due), or another caller took the item
+        self._detached = None
+        return self._take(detached)
+
+    async def _inline(self) -> Any:
+        assert self._async is not None
+        self._pulling = asyncio.get_running_loop().create_future()
         try:
             item = await anext(self._async)
         except StopAsyncIteration:
@@ -85,9 +104,49 @@ class Source:
             if done is not None and not done.done():
                 done.set_result(None)
 
+    def _take(self, pulled: asyncio.Task[Any]) -> Any:
+        """The item a detached pull got, or `END` (the source ended, or failed)."""
+        if pulled.cancelled():
+            self.failed(asyncio.CancelledError())
+            return END
+        exc = pulled.exception()
+        if exc is not None:
+            self.failed(exc)
+            return END
+        item = pulled.result()
+        if item is END:
+            self.exhausted = True
+            return END
+        self.read += 1
+        return item
+
     async def aclose(self) -> None:
         """Close an async generator source (sync iterators are left to their owner)."""
+        detached, self._detached = self._detached, None
+        if detached is not None:
+            if not detached.done():
+                detached.cancel()  # the generator gets CancelledError where it waits, then ends
+                await asyncio.wait([detached])
+            if not detached.cancelled():
+                detached.exception()  # seen: an item or an error the closed run will not use
         if self._async is not None:
             aclose = getattr(self._async, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _next(items: AsyncIterator[Any]) -> Any:
+    """The next item, or `END` (StopAsyncIteration would not leave a task as itself)."""
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return END
+
+
+async def _wait_for(pulling: asyncio.Future[Any], until: float | None) -> None:
+    """Wait for `pulling` to end, or until loop time `until`; never cancels it."""
+    if until is None:
+        await asyncio.shield(pulling)
+    else:
+        timeout = max(until - asyncio.get_running_loop().time(), 0.0)
+        await asyncio.wait([pulling], timeout=timeout)

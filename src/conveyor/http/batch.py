@@ -306,11 +306,7 @@ class Batch:
 
         False if it would pass the budget (`halted` then says why), or the run stopped.
         """
-        why = await self._holds.admit(
-            lambda: self._reserve(request),
-            concurrency=self.limits.concurrency,
-            stopped=lambda: self._stopped,
-        )
+        why = await self._holds.admit(lambda: self._reserve(request), stopped=lambda: self._stopped)
         if why:
             self.halted = why
         return why is None

@@ -153,13 +153,8 @@ class JobRun:
         """
         why = await self._holds.admit(
             lambda: self._reserve(item),
-            concurrency=self.job.options.concurrency,
             stopped=lambda: self._worker.stopping or self._cancelling or self._lost,
         )
-        if why and len(self._holds) and self.job.options.concurrency < 2:
-            # At concurrency 1 what is held is an item waiting for its retry: end this run's
-            # admissions without halting; once it settles, the worker claims the job again.
-            return False
         if why:
             self._halt(why)
         return why is None

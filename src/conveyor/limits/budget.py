@@ -7,10 +7,10 @@ bound stays within the budget.
 
 A call that does not fit waits while others are in flight: their answers usually cost less
 than their bounds, so room comes back, and near the budget the run narrows to what fits. It
-is refused (and the run halts) only when nothing in flight could free any. One exception:
-at concurrency 1 the engine's one worker is the one asking for the call, so what is held can
-only be a call waiting for its retry, which that worker would have to run; waiting would
-never end, so the call is refused at once.
+is refused (and the run halts) only when nothing in flight could free any. A call held while
+it waits for its retry is in flight too: the engine's worker asking for the next call stops
+waiting for it when a retry falls due (`conveyor.engine.source`), so it runs the retry, whose
+settling frees the room this wait is for, even at concurrency 1.
 """
 
 from __future__ import annotations
@@ -58,11 +58,7 @@ class BudgetHolds:
         self._freed.set()
 
     async def admit(
-        self,
-        try_hold: Callable[[], Refusal | None],
-        *,
-        concurrency: int,
-        stopped: Callable[[], bool],
+        self, try_hold: Callable[[], Refusal | None], *, stopped: Callable[[], bool]
     ) -> str | None:
         """Hold a call's bound, waiting while calls in flight may free room.
 
@@ -74,7 +70,7 @@ class BudgetHolds:
             if refused is None:
                 return None
             why, final = refused
-            if final or not self._held or concurrency < 2:
+            if final or not self._held:
                 return why
             self._freed.clear()
             await self._freed.wait()
