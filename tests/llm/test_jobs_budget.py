@@ -132,9 +132,9 @@ def test_several_workers_on_one_budgeted_job_keep_the_budget_exactly(kind, tmp_p
 def test_an_item_waiting_for_its_retry_never_stalls_the_budget(concurrency, tmp_path):
     """A 503, then a retry, with room for one bound and a half: every item runs, at any level.
 
-    At concurrency 1 the only engine worker is the one asking for the next item, so waiting
-    for the held budget would wait for a retry only it could run: the run stops admitting
-    instead, without halting, and the worker claims the job again once the retry settled.
+    At concurrency 1 the only engine worker is the one asking for the next item, which waits
+    for the budget the retry holds: the worker stops waiting for that pull when the retry
+    falls due, runs it, and the room it frees lets the next item in.
     """
     assert BOUND is not None
 
