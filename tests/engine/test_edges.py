@@ -304,3 +304,74 @@ def test_virtual_time_stands_still_while_a_thread_works():
     report = clock.run(main())
     assert report.values == [1, 2]
     assert clock.now == 0.0
+
+
+def test_an_item_pulled_while_a_retry_ran_is_settled_when_the_run_closes(clock: VirtualClock):
+    """An item a pull got that no worker took settles as cancelled when the run closes.
+
+    Concurrency 1: the worker stops waiting for a pull to run a due retry; the pull then gets
+    item 1, and the run is closed before anyone took it.
+    """
+    yielded: list[int] = []
+    settled: dict[int, str] = {}
+    tries: dict[int, int] = {}
+
+    async def feed() -> AsyncIterator[int]:
+        yielded.append(0)
+        yield 0
+        await asyncio.sleep(2)  # item 1 comes after the retry fell due
+        yielded.append(1)
+        yield 1
+
+    async def work(i: int) -> int:
+        tries[i] = tries.get(i, 0) + 1
+        if tries[i] == 1:
+            raise RetryAfter(1)
+        await asyncio.sleep(10)  # the retry is slow: the run is closed during it
+        return i
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ItemFinished):
+            settled[event.outcome.item] = event.outcome.state
+
+    async def main() -> None:
+        run = conveyor.stream(
+            work, feed(), concurrency=1, retry=Retry(attempts=3), on_event=on_event
+        )
+
+        async def close_later() -> None:
+            await asyncio.sleep(5)
+            await run.aclose()
+
+        closer = asyncio.ensure_future(close_later())
+        async with run:
+            async for _ in run:
+                pass
+        await closer
+
+    clock.run(main())
+    assert yielded == [0, 1]
+    assert settled == {0: "cancelled", 1: "cancelled"}
+
+
+def test_a_source_that_raises_cancelled_error_fails_the_run(clock: VirtualClock):
+    """Its own CancelledError, raised while a retry waits, is the source's error: SourceError."""
+    tries: dict[int, int] = {}
+
+    async def feed() -> AsyncIterator[int]:
+        yield 0
+        await asyncio.sleep(5)
+        raise asyncio.CancelledError
+
+    async def work(i: int) -> int:
+        tries[i] = tries.get(i, 0) + 1
+        if tries[i] <= 3:
+            raise RetryAfter(0.5)
+        return i
+
+    async def main() -> None:
+        await conveyor.map(work, feed(), concurrency=1, retry=Retry(attempts=5))
+
+    with pytest.raises(conveyor.SourceError) as info:
+        clock.run(main())
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)

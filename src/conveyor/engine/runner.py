@@ -193,6 +193,12 @@ class Run(Generic[T, R]):
                 self._settle(
                     Outcome(w.index, w.item, CANCELLED, None, w.error, w.attempts, 0.0, elapsed)
                 )
+            # An item a detached pull got that no worker took: read, so settled too.
+            item = await self._source.leftover()
+            if item is not END:
+                index = self._next_index
+                self._next_index = index + 1
+                self._settle(Outcome(index, item, CANCELLED, None, None, 0, 0.0, 0.0))
             self._attempts.shutdown()
             await self._source.aclose()
         finally:

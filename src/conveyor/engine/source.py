@@ -117,36 +117,67 @@ class Source:
         if item is END:
             self.exhausted = True
             return END
+        if isinstance(item, _Raised):
+            self.failed(item.error)
+            return END
+        self.read += 1
+        return item
+
+    async def leftover(self) -> Any:
+        """Stop a detached pull; return the item it got that no worker took, or `END`."""
+        detached = self._detached
+        if detached is None:
+            return END
+        if not detached.done():
+            detached.cancel()  # the generator gets CancelledError where it waits, then ends
+            await asyncio.wait([detached])
+        self._detached = None
+        if detached.cancelled() or detached.exception() is not None:
+            return END  # nothing pulled, or an error the closed run will not use
+        item = detached.result()
+        if item is END or isinstance(item, _Raised):
+            return END
         self.read += 1
         return item
 
     async def aclose(self) -> None:
         """Close an async generator source (sync iterators are left to their owner)."""
-        detached, self._detached = self._detached, None
-        if detached is not None:
-            if not detached.done():
-                detached.cancel()  # the generator gets CancelledError where it waits, then ends
-                await asyncio.wait([detached])
-            if not detached.cancelled():
-                detached.exception()  # seen: an item or an error the closed run will not use
+        await self.leftover()
         if self._async is not None:
             aclose = getattr(self._async, "aclose", None)
             if aclose is not None:
                 await aclose()
 
 
+class _Raised:
+    """What a detached pull's source raised, kept as a value.
+
+    A task would re-raise KeyboardInterrupt and SystemExit out of the event loop, not to the
+    run; the inline pull reports them as the source's error, and so does this.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 async def _next(items: AsyncIterator[Any]) -> Any:
-    """The next item, or `END` (StopAsyncIteration would not leave a task as itself)."""
+    """The next item, `END`, or `_Raised` (StopAsyncIteration would not leave a task as itself)."""
     try:
         return await anext(items)
     except StopAsyncIteration:
         return END
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # the source's own error, as the inline pull reports it
+        return _Raised(exc)
 
 
 async def _wait_for(pulling: asyncio.Future[Any], until: float | None) -> None:
     """Wait for `pulling` to end, or until loop time `until`; never cancels it."""
     if until is None:
-        await asyncio.shield(pulling)
+        await asyncio.wait([pulling])  # not shield: a pull the source cancelled is no cancel here
     else:
         timeout = max(until - asyncio.get_running_loop().time(), 0.0)
         await asyncio.wait([pulling], timeout=timeout)
