@@ -67,6 +67,16 @@ class Proxy:
             w.close()
 
 
+async def through_proxy(pg: str) -> tuple[Proxy, PostgresStore]:
+    """A proxy to the store's server, and a store on the same schema that connects through it."""
+    base, query = pg.split("?", 1)
+    host_port = base.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = Proxy(host, int(port))
+    via = await proxy.start()
+    return proxy, PostgresStore(f"{base.replace(host_port, f'127.0.0.1:{via}')}?{query}")
+
+
 def test_a_lost_listening_connection_is_opened_again_and_says_so(pg, caplog):
     """A terminated listening backend is opened again, and the log says so.
 
@@ -107,15 +117,10 @@ def test_a_connection_dropped_silently_is_found_by_its_check_and_opened_again(pg
     """No FIN, no error: the periodic check gets no answer, ends it, and listening resumes."""
     monkeypatch.setattr(postgres_listen, "CHECK_EVERY_S", 0.05)
     monkeypatch.setattr(postgres_listen, "CHECK_TIMEOUT_S", 0.5)
-    base, query = pg.split("?", 1)
-    host_port = base.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
 
     async def main() -> None:
-        proxy = Proxy(host, int(port))
-        via = await proxy.start()
+        proxy, listener = await through_proxy(pg)
         submitter = PostgresStore(pg)
-        listener = PostgresStore(f"{base.replace(host_port, f'127.0.0.1:{via}')}?{query}")
         work: asyncio.Queue[str] = asyncio.Queue()
         await listener.listen("work", work.put_nowait)
         first = listener._listener.connection
@@ -238,14 +243,9 @@ def test_a_first_listen_that_fails_leaves_no_callback_behind(pg):
 def test_closing_over_a_connection_dropped_silently_returns(pg, monkeypatch):
     """The goodbye gets no answer: close gives up after `CHECK_TIMEOUT_S` and drops it."""
     monkeypatch.setattr(postgres_listen, "CHECK_TIMEOUT_S", 0.2)
-    base, query = pg.split("?", 1)
-    host_port = base.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
 
     async def main() -> None:
-        proxy = Proxy(host, int(port))
-        via = await proxy.start()
-        listener = PostgresStore(f"{base.replace(host_port, f'127.0.0.1:{via}')}?{query}")
+        proxy, listener = await through_proxy(pg)
         await listener.listen("work", lambda _p: None)
         conn = listener._listener.connection
         assert conn is not None
