@@ -106,12 +106,8 @@ class Source:
 
     def _take(self, pulled: asyncio.Task[Any]) -> Any:
         """The item a detached pull got, or `END` (the source ended, or failed)."""
-        if pulled.cancelled():
+        if pulled.cancelled():  # the source raised CancelledError (`_next` keeps the rest)
             self.failed(asyncio.CancelledError())
-            return END
-        exc = pulled.exception()
-        if exc is not None:
-            self.failed(exc)
             return END
         item = pulled.result()
         if item is END:
@@ -132,8 +128,8 @@ class Source:
             detached.cancel()  # the generator gets CancelledError where it waits, then ends
             await asyncio.wait([detached])
         self._detached = None
-        if detached.cancelled() or detached.exception() is not None:
-            return END  # nothing pulled, or an error the closed run will not use
+        if detached.cancelled():
+            return END  # nothing pulled
         item = detached.result()
         if item is END or isinstance(item, _Raised):
             return END
