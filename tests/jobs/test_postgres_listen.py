@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from conveyor.jobs.errors import StoreUnavailable
 from conveyor.jobs.model import JobOptions, NewJob
 from conveyor.jobs.stores import postgres_listen
 from conveyor.jobs.stores.postgres import PostgresStore
@@ -214,7 +215,7 @@ def test_closing_the_store_stops_the_tries_to_listen_again(pg, monkeypatch):
 
 
 def test_a_first_listen_that_fails_leaves_no_callback_behind(pg):
-    """The caller gets the error; a later listen that succeeds delivers to its callback once."""
+    """The caller gets the error (as `StoreUnavailable`); a later listen delivers once."""
 
     async def main() -> None:
         listener, submitter = PostgresStore(pg), PostgresStore(pg)
@@ -226,7 +227,7 @@ def test_a_first_listen_that_fails_leaves_no_callback_behind(pg):
 
         listener._listener._connect = refused
         got: list[str] = []
-        with pytest.raises(OSError, match="refused"):
+        with pytest.raises(StoreUnavailable, match="refused"):
             await listener.listen("work", got.append)
         listener._listener._connect = real
         woken: asyncio.Queue[str] = asyncio.Queue()

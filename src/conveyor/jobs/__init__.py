@@ -23,6 +23,7 @@ from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound
 from .errors import JobStateError as JobStateError
 from .errors import StoreError as StoreError
+from .errors import StoreUnavailable as StoreUnavailable
 from .model import Counts as Counts
 from .model import Job as Job
 from .model import JobItem as JobItem
@@ -50,6 +51,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "Task",
     "TaskContext",
     "Worker",

@@ -9,8 +9,11 @@ The tree::
         ├── JobNotFound           no job with that id (also a LookupError)
         ├── JobStateError         the job is not in a state that allows the call (retry a
         │                         cancelled job, ...)
-        └── StoreError            the store cannot be used: not a Conveyor database, a schema
-                                  newer than this Conveyor, a bad store URL; nothing was written
+        ├── StoreError            the store cannot be used: not a Conveyor database, a schema
+        │                         newer than this Conveyor, a bad store URL; nothing was written
+        └── StoreUnavailable      the store cannot be reached now (connection refused or lost,
+                                  no answer in time, disk full, file locked): the call did
+                                  not happen, or not wholly; try again later
 
 Failed *items* are never raised: they are settled, with their error, in the store.
 """
@@ -19,7 +22,14 @@ from __future__ import annotations
 
 from ..errors import ConfigError, ConveyorError
 
-__all__ = ["InvalidJob", "JobError", "JobNotFound", "JobStateError", "StoreError"]
+__all__ = [
+    "InvalidJob",
+    "JobError",
+    "JobNotFound",
+    "JobStateError",
+    "StoreError",
+    "StoreUnavailable",
+]
 
 
 class JobError(ConveyorError):
@@ -44,3 +54,23 @@ class JobStateError(JobError):
 
 class StoreError(JobError):
     """The store cannot be opened or used as a Conveyor store; nothing was written to it."""
+
+
+class StoreUnavailable(JobError):
+    """The store cannot be reached now; the call may be made again once it is back.
+
+    A worker keeps what it has not written and retries (`conveyor.jobs.outage`); the service
+    answers 503; the command line prints the message. `where` names the store (no password),
+    `cause` says what failed, in one line.
+    """
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        self.where = where
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        if len(text) > 300:
+            text = text[:297] + "..."
+        self.cause = text
+        super().__init__(
+            f"the job store {where} is unavailable ({text}): check that it is running, reachable"
+            " and has room, then try again"
+        )

@@ -3,11 +3,21 @@
 The items come from an async generator that claims more of the job's pending items (a batch
 at a time) as the engine asks for them, so a worker holds only ``claim_size`` items beyond
 those in flight. Every settled item arrives through the engine's ``ItemFinished`` event (also
-those cancelled when the run is closed), goes into a buffer, and the buffer is written to the
-store in one transaction when it holds ``batch_size`` results or every ``flush_interval_s``.
+those cancelled when the run is closed) and goes into a buffer. A writer task writes the
+buffer as soon as it is free (group commit): one transaction takes whatever settled while the
+last one was being written (at most ``batch_size`` results each), and nothing waits on a
+timer. A worker killed at any moment has therefore left unwritten only its items in flight
+and one transaction's worth of results.
 
-A heartbeat task, every ``flush_interval_s``: flushes, publishes the progress tasks reported,
-renews the lease (every ``lease_s / 3``), and watches for the three reasons to stop early:
+A store that cannot be reached (`StoreUnavailable`) ends nothing: the writer and the claims
+retry through the worker's `Outage` (logged once), finished results stay in the buffer, and
+claims wait while it holds ``batch_size`` results or more, so what is kept in memory is
+bounded by what was claimed. Only a worker told to stop gives up on an unreachable store,
+after ``grace_s``: its items then go back to pending when its lease lapses.
+
+A heartbeat task, every ``flush_interval_s``: reports the items started, publishes the
+progress tasks reported, renews the lease (every ``lease_s / 3``), and watches for the three
+reasons to stop early:
 
 - the job is being cancelled: close the run; in-flight items settle as cancelled, recorded;
 - the worker is stopping (SIGTERM): no new claims, and claimed items not yet started go back
@@ -33,6 +43,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
@@ -41,6 +52,7 @@ from ..engine.events import ItemFinished
 from ..limits.budget import BudgetHolds, Refusal
 from ..policy.retry import Retry
 from .app import TaskContext
+from .errors import StoreUnavailable
 from .model import ItemResult
 
 if TYPE_CHECKING:
@@ -95,9 +107,14 @@ class JobRun:
         self._lost = False
         self._stream: Stream[ClaimedItem, str] | None = None
         self._flushing = asyncio.Lock()
+        self._written = asyncio.Event()  # set by the writer whenever the buffer shrank
+        self._to_write = asyncio.Event()  # set when results wait in the buffer
+        self._outage = worker.outage
+        self._write: asyncio.Future[None] | None = None  # the writer's write under way
         self._closer: asyncio.Task[None] | None = None
         self._renewed_at = 0.0
-        self._stop_seen_at: float | None = None
+        self._handed_back = False
+        self._clear_step = False
         self._waiting: str | None = None
         self._step_before_wait: str | None = None
         self.settled = 0
@@ -116,22 +133,10 @@ class JobRun:
     # -- what the engine runs --------------------------------------------------------------
 
     async def _items(self) -> AsyncIterator[ClaimedItem]:
-        job_id = self.job.id
-        o = self._options
-        while not (self._worker.stopping or self._cancelling or self._lost):
+        while not self._stopped():
             if not self._queue:
-                limit = o.claim_size
-                if limit is None:
-                    # About the concurrency: what a worker holds is what it runs, and other
-                    # workers can take the rest (counts.running then means "in flight").
-                    held = self._yielded - self._finished
-                    limit = max(1, _claim_target(self.job.options.concurrency) - held)
-                claim = await self._store.claim(
-                    self._worker.id, limit=limit, lease_s=o.lease_s, job_id=job_id
-                )
-                if claim is None:
+                if not await self._claim_more():
                     return
-                self._queue.extend(claim.items)
                 continue
             item = self._queue.popleft()
             if self._budget is not None:
@@ -146,6 +151,40 @@ class JobRun:
             self._yielded += 1
             yield item
 
+    async def _claim_more(self) -> bool:
+        """Claim more of the job's pending items into the queue; False if there are none."""
+        o = self._options
+        # Claims wait while the buffer is full (the store is slow or unreachable): what a
+        # worker keeps in memory stays bounded by what it claimed.
+        while len(self._buffer) >= o.batch_size and not self._stopped():
+            self._written.clear()
+            await self._written.wait()
+        if self._stopped():
+            return False
+        limit = o.claim_size
+        if limit is None:
+            # About the concurrency: what a worker holds is what it runs, and other workers
+            # can take the rest (counts.running then means "in flight").
+            held = self._yielded - self._finished
+            limit = max(1, _claim_target(self.job.options.concurrency) - held)
+        claim_some = partial(
+            self._store.claim, self._worker.id, limit=limit, lease_s=o.lease_s, job_id=self.job.id
+        )
+        try:
+            claim = await self._outage.call(
+                claim_some, doing="claiming items", give_up=self._stopped
+            )
+        except StoreUnavailable:
+            return False  # stopping: what is claimed goes back at the end
+        if claim is None:
+            return False
+        self._queue.extend(claim.items)
+        return True
+
+    def _stopped(self) -> bool:
+        """Whether the run takes no more items (stopping, cancelled, or its lease lost)."""
+        return self._worker.stopping or self._cancelling or self._lost
+
     async def _admit(self, item: ClaimedItem) -> bool:
         """Hold the budget `item` may use, or wait for room (`conveyor.limits.budget`).
 
@@ -153,7 +192,7 @@ class JobRun:
         """
         why = await self._holds.admit(
             lambda: self._reserve(item),
-            stopped=lambda: self._worker.stopping or self._cancelling or self._lost,
+            stopped=self._stopped,
         )
         if why:
             self._halt(why)
@@ -245,6 +284,7 @@ class JobRun:
             self._progress_dirty = True
         if self._lost:
             return
+        self._to_write.set()
         if o.state == "succeeded":
             self._buffer.append(
                 ItemResult(item.job_id, item.index, "succeeded", attempts, o.latency_s, o.value)
@@ -268,11 +308,24 @@ class JobRun:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    async def flush(self) -> None:
-        """Write the buffered results in one transaction."""
+    async def flush(self, *, mark: bool = True) -> None:
+        """Write the buffered results, ``batch_size`` per transaction.
+
+        With `mark`, first report the items started since (one attempt each). Both happen
+        under one lock: an item's start is never reported after its result was written.
+        """
         size = self._options.batch_size
         async with self._flushing:
-            await self._mark_started()
+            if mark:
+                await self._mark_started()
+            self._say_why_waiting()  # a wait just over is cleared before the last result
+            if self._clear_step:
+                # Before the results: the last of them may complete the job, whose step is
+                # then no longer written.
+                self._clear_step = False
+                await self._store.set_progress(
+                    self.job.id, inflight=sum(self._inflight.values()), step=self._step or ""
+                )
             while self._buffer:
                 batch, self._buffer = self._buffer[:size], self._buffer[size:]
                 try:
@@ -280,6 +333,32 @@ class JobRun:
                 except BaseException:
                     self._buffer[:0] = batch  # not written: keep it for the next flush
                     raise
+                self._written.set()
+
+    async def _writer(self) -> None:
+        """Write results as soon as the last write is done (group commit); never ends.
+
+        An unreachable store is retried through the worker's `Outage`; any other failure is
+        logged, and the write tried again after the same wait.
+        """
+        while True:
+            await self._to_write.wait()
+            self._to_write.clear()
+            # Shielded: when the run ends, a write under way completes (and is counted)
+            # rather than being cut off in the middle; `_finish` waits for it on the lock.
+            self._write = asyncio.ensure_future(self.flush(mark=False))
+            try:
+                await asyncio.shield(self._write)
+            except StoreUnavailable as exc:
+                wait_s = self._outage.failed(exc, "writing results")
+            except Exception:
+                logger.exception("conveyor worker %s: writing results failed", self._worker.id)
+                wait_s = self._options.flush_interval_s
+            else:
+                self._outage.succeeded()
+                continue
+            self._to_write.set()
+            await asyncio.sleep(wait_s)
 
     async def _mark_started(self) -> None:
         """Report the items started since the last flush and still in flight (one attempt)."""
@@ -296,13 +375,6 @@ class JobRun:
             self._unmarked |= marks
             raise
 
-    async def _flush_or_log(self) -> None:
-        try:
-            await self.flush()
-        except Exception:
-            # The batch stays buffered; the heartbeat (or the next full batch) tries again.
-            logger.exception("conveyor worker %s: writing results failed", self._worker.id)
-
     async def _heartbeat(self) -> None:
         o = self._options
         self._renewed_at = _clock.now()
@@ -311,15 +383,24 @@ class JobRun:
             try:
                 if await self._beat():
                     return
+            except StoreUnavailable as exc:
+                # Logged once per outage; the next beat tries again. The run goes on: its
+                # items in flight finish, and their results wait in the buffer.
+                self._outage.failed(exc, "renewing its lease")
             except Exception:
-                # A store hiccup (a busy file, a dropped connection) must not end the
-                # heartbeat: the lease would lapse under a live worker. Try again next beat.
+                # Anything else must not end the heartbeat either: the lease would lapse
+                # under a live worker. Try again next beat.
                 logger.exception("conveyor worker %s: heartbeat failed; retrying", self._worker.id)
+            if self._worker.past_grace():
+                # The store stayed unreachable through the grace period: close anyway.
+                self._close()
+                return
 
     async def _beat(self) -> bool:
         """One heartbeat; True once the run has been told to close."""
         o = self._options
         await self.flush()
+        self._outage.succeeded()  # before `may_requeue`: the store is back, since now
         now = _clock.now()
         if now - self._renewed_at >= o.lease_s / 3:
             if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
@@ -327,7 +408,8 @@ class JobRun:
                 self._close()
                 return True
             self._renewed_at = now
-            await self._store.requeue_expired()
+            if self._worker.may_requeue(now):
+                await self._store.requeue_expired()
         job = await self._store.get_job(self.job.id)
         if job is not None and job.status in {"cancelling", "cancelled", "failed"}:
             self._cancelling = True
@@ -339,10 +421,10 @@ class JobRun:
             inflight = sum(self._inflight.values())
             await self._store.set_progress(self.job.id, inflight=inflight, step=self._step)
         if self._worker.stopping:
-            if self._stop_seen_at is None:
-                self._stop_seen_at = now
+            if not self._handed_back:
+                self._handed_back = True
                 await self._hand_back_unstarted()
-            if now - self._stop_seen_at >= o.grace_s:
+            if self._worker.past_grace():
                 self._close()
                 return True
         return False
@@ -365,7 +447,11 @@ class JobRun:
             self._step_before_wait = self._step if self._waiting is None else self._step_before_wait
             self._step = f"waiting: {reason}"
         else:
+            # The wait is over: its step goes, even when there was none before (written as
+            # "" by the next write, before any result that could complete the job).
             self._step = self._step_before_wait
+            self._clear_step = True
+            self._to_write.set()
         self._waiting = reason
         self._progress_dirty = True
 
@@ -382,9 +468,8 @@ class JobRun:
         """Run until the job has nothing left to claim, or a reason to stop; then checkpoint."""
         opts = self.job.options
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
-        batch_size = self._options.batch_size
         if self._budget is not None:
-            self._spent = await self._stored_spend()
+            self._spent = await self._outage.call(self._stored_spend, doing="summing the spend")
         self._stream = stream(
             self._call,
             self._items(),
@@ -394,17 +479,22 @@ class JobRun:
             on_event=self._on_event,
             cost=self._cost_of(),
         )
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        loop = asyncio.get_running_loop()
+        heartbeat = loop.create_task(self._heartbeat())
+        writer = loop.create_task(self._writer())
         try:
             async with self._stream as outcomes:
                 async for _ in outcomes:
-                    if len(self._buffer) >= batch_size:
-                        await self._flush_or_log()
+                    pass
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             if self._closer is not None:
                 await self._closer
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if self._write is not None:  # its failure, if any, was seen by the writer
+                await asyncio.gather(self._write, return_exceptions=True)
             await self._finish()
 
     def _cost_of(self) -> Callable[[ClaimedItem], float] | None:
@@ -422,13 +512,38 @@ class JobRun:
         return cost
 
     async def _finish(self) -> None:
+        """Write what is left and give back what never ran; through an outage, however long.
+
+        Only a worker told to stop gives up, once its grace period is over: the results not
+        written are then lost from memory, and their items run again when the lease lapses.
+        """
         if self._lost:
             return
-        await self.flush()
         left = self._release + [(i.job_id, i.index) for i in self._queue]
         self._queue.clear()
         self._release = []
-        if left:
-            await self._store.release(self._worker.id, left)
-        if self._progress_dirty and not self._inflight:
-            await self._store.set_progress(self.job.id, inflight=0.0, step=self._step)
+
+        async def finish() -> None:
+            if self._waiting is not None:  # a wait that outlived the run: its step goes
+                self._waiting, self._step = None, self._step_before_wait
+                self._clear_step = self._progress_dirty = True
+            await self.flush()
+            if left:
+                await self._store.release(self._worker.id, left)
+                left.clear()
+            if self._progress_dirty and not self._inflight:
+                self._progress_dirty = False
+                await self._store.set_progress(self.job.id, inflight=0.0, step=self._step)
+
+        try:
+            await self._outage.call(
+                finish, doing="writing results", give_up=self._worker.past_grace
+            )
+        except StoreUnavailable:
+            logger.warning(
+                "conveyor worker %s: stopped with %d result(s) of job %s not written (the store"
+                " is unavailable); their items run again once the lease lapses",
+                self._worker.id,
+                len(self._buffer),
+                self.job.id,
+            )

@@ -163,7 +163,10 @@ class Store(Protocol):
         ...
 
     async def set_progress(self, job_id: str, *, inflight: float, step: str | None) -> None:
-        """Publish the in-flight items' reported progress (in items) and the latest step."""
+        """Publish the in-flight items' reported progress (in items) and the latest step.
+
+        `step` None keeps the job's step as it is; ``""`` clears it. A done job is left as is.
+        """
         ...
 
     async def items(

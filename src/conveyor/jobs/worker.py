@@ -7,6 +7,11 @@ until work arrives). `stop()` (wired to SIGTERM
 by ``conveyor worker``) stops claiming, lets in-flight items finish for ``grace_s``, releases
 the rest to pending, and drops the lease: nothing is lost, and another worker takes over.
 
+A store that cannot be reached (`StoreUnavailable`: a database outage, a dropped or silent
+connection, a full disk) stops no worker: its calls are retried with a capped backoff, the
+outage is logged once and its end once (`conveyor.jobs.outage`), finished results wait in
+memory, and the worker carries on when the store is back.
+
 A job whose spend budget (``max_cost_usd``) is reached keeps its items not started pending
 and its status (its step says why): the worker remembers it and claims other jobs instead,
 until the job leaves the active statuses or its budget changes. A worker that starts anew
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -25,8 +31,10 @@ from typing import TYPE_CHECKING
 
 from .. import _clock
 from ..errors import ConfigError
+from .errors import StoreUnavailable
 from .jobrun import JobRun
 from .model import ACTIVE
+from .outage import Outage
 
 if TYPE_CHECKING:
     from .app import App
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["Worker", "WorkerOptions", "new_worker_id"]
+
+logger = logging.getLogger("conveyor.jobs")
 
 
 def _positive(name: str, value: object, hint: str) -> None:
@@ -115,12 +125,15 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
         self.stopping = False
+        self._stop_seen_at: float | None = None
         self._wake = asyncio.Event()
         self._listening = False
         #: Items this worker settled and recorded, all jobs together.
         self.settled = 0
         #: Jobs whose spend budget is reached: id -> the budget then. Not claimed again.
         self.over_budget: dict[str, float | None] = {}
+        #: The store's outages as this worker sees them (retries, log lines, `back_at`).
+        self.outage = Outage(self.id)
 
     def wake(self) -> None:
         """Look for work now instead of at the end of ``poll_interval_s`` (after a submit)."""
@@ -131,40 +144,88 @@ class Worker:
         self.stopping = True
         self._wake.set()
 
+    def past_grace(self) -> bool:
+        """Whether `stop()` was seen ``grace_s`` or more ago (False until it is called)."""
+        if not self.stopping:
+            return False
+        now = _clock.now()
+        if self._stop_seen_at is None:
+            self._stop_seen_at = now
+        return now - self._stop_seen_at >= self.options.grace_s
+
+    def may_requeue(self, now: float) -> bool:
+        """Whether this worker may re-queue the items of lapsed leases now.
+
+        Not within a lease of the store coming back from an outage: the other workers'
+        leases lapsed because they could not renew them either (`conveyor.jobs.outage`).
+        """
+        return not self.outage.down and now - self.outage.back_at >= self.options.lease_s
+
     async def run(self, *, until_idle: bool = False) -> None:
-        """Work until `stop()`; with `until_idle`, also return once no job is active."""
+        """Work until `stop()`; with `until_idle`, also return once no job is active.
+
+        A store outage, however long, is waited out (see the module docstring).
+        """
         o = self.options
         last_requeue = -math.inf
-        listen = getattr(self.store, "listen", None)
-        if listen is not None and not self._listening:
-            # A store that notifies (PostgreSQL) wakes this worker when work arrives: the
-            # poll interval is then only a fallback, not how work is found.
-            self._listening = True
-            await listen("work", lambda _job_id: self._wake.set())
         try:
             while not self.stopping:
                 # Cleared before looking: a wake() while this pass looks is not lost.
                 self._wake.clear()
-                now = _clock.now()
-                if now - last_requeue >= o.lease_s / 3:
-                    last_requeue = now
-                    await self.store.requeue_expired()
-                # Only jobs whose task this worker has: the others wait for a worker that has
-                # theirs (a service with --no-worker and workers with different apps).
-                # Unsized, one item first: the job's run then claims by its concurrency.
-                claim = await self._claim()
-                if claim is not None:
-                    await self._run_job(claim)
-                    continue
-                if until_idle and not await self._any_active():
-                    return
+                try:
+                    await self._listen()
+                    now = _clock.now()
+                    if now - last_requeue >= o.lease_s / 3 and self.may_requeue(now):
+                        last_requeue = now
+                        await self.store.requeue_expired()
+                    # Only jobs whose task this worker has: the others wait for a worker that
+                    # has theirs (a service with --no-worker and workers with different apps).
+                    # Unsized, one item first: the job's run then claims by its concurrency.
+                    claim = await self._claim()
+                    self.outage.succeeded()
+                    if claim is not None:
+                        await self._run_job(claim)
+                        continue
+                    if until_idle and not await self._any_active():
+                        return
+                    wait_s = o.poll_interval_s
+                except StoreUnavailable as exc:
+                    wait_s = self.outage.failed(exc, "looking for work")
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(o.poll_interval_s):
+                    async with asyncio.timeout(wait_s):
                         await self._wake.wait()
         finally:
             # Whatever is still ours goes back, and the lease with it.
-            await asyncio.shield(self.store.release(self.id))
+            await asyncio.shield(self._release_all())
             await self.app.aclose()
+
+    async def _listen(self) -> None:
+        """Listen for work on a store that notifies (once; again after a failed first try)."""
+        listen = getattr(self.store, "listen", None)
+        if listen is not None and not self._listening:
+            # A store that notifies (PostgreSQL) wakes this worker when work arrives: the
+            # poll interval is then only a fallback, not how work is found.
+            await listen("work", lambda _job_id: self._wake.set())
+            self._listening = True
+
+    async def _release_all(self) -> None:
+        """Give back every item still ours, and the lease; within ``grace_s`` in an outage.
+
+        If the store stays unreachable that long, the items go back when the lease lapses.
+        """
+        try:
+            await self.outage.call(
+                lambda: self.store.release(self.id),
+                doing="giving back its items",
+                give_up=self.past_grace,
+            )
+        except StoreUnavailable:
+            logger.warning(
+                "conveyor worker %s: stopped without giving back its items (the store is"
+                " unavailable); they go back to pending when its lease lapses (lease_s=%g)",
+                self.id,
+                self.options.lease_s,
+            )
 
     async def _claim(self) -> Claim | None:
         """Claim items of the oldest active job of this worker's tasks, not over budget."""

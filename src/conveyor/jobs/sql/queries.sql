@@ -176,7 +176,8 @@ WHERE id = :job;
 UPDATE jobs SET options = :options WHERE id = :job;
 
 -- name: set_progress
-UPDATE jobs SET inflight = :inflight, step = COALESCE(:step, step)
+-- A NULL step keeps the job's step; an empty one clears it (a wait that is over).
+UPDATE jobs SET inflight = :inflight, step = CASE WHEN :step IS NULL THEN step ELSE NULLIF(:step, '') END
 WHERE id = :job AND status NOT IN ('completed', 'failed', 'cancelled');
 
 -- name: items_page

@@ -380,7 +380,7 @@ class MemoryStore:
         """Publish in-flight progress and the step message."""
         row = self._jobs.get(job_id)
         if row is not None and row.job.status not in TERMINAL:
-            self._set(row, inflight=inflight, step=step if step is not None else row.job.step)
+            self._set(row, inflight=inflight, step=row.job.step if step is None else step or None)
 
     async def items(
         self,

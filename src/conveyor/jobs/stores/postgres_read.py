@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import JobNotFound, StoreError
+from ..errors import JobNotFound, StoreError, StoreUnavailable
 from .postgres_listen import Listener
 from .postgres_schema import create_schema, migrate, queries, split_url
 from .sqlite_read import item_from_row, job_from_row
@@ -28,6 +28,10 @@ T = TypeVar("T")
 Q = queries()
 #: A transaction that deadlocked (PostgreSQL aborts one side) is run again, this many times.
 DEADLOCK_TRIES = 5
+#: The longest a connection, a statement or a wait for a pooled connection may take, seconds.
+#: Past it the connection is dropped and the call raises `StoreUnavailable`: a network that
+#: went silent must not hold a worker (or a request) forever.
+TIMEOUT_S = 10.0
 
 Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 
@@ -56,8 +60,10 @@ class PostgresReader:
         min_size: int = 1,
         max_size: int = 4,
         migrate: bool = True,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.url = url
+        self._timeout_s = timeout_s
         self._dsn, self.schema = split_url(url)
         self._clock = clock
         self._min_size = min_size
@@ -83,7 +89,15 @@ class PostgresReader:
 
     async def _connect_one(self) -> Conn:
         asyncpg = import_asyncpg()
-        return await asyncpg.connect(self._dsn, server_settings=self._settings())
+        try:
+            return await asyncpg.connect(
+                self._dsn,
+                server_settings=self._settings(),
+                timeout=self._timeout_s,
+                command_timeout=self._timeout_s,
+            )
+        except Exception as exc:
+            raise self._unavailable(exc) or exc from exc
 
     async def _pool_or_open(self) -> Any:
         if self._pool is not None:
@@ -97,13 +111,41 @@ class PostgresReader:
             if self._pool is None:
                 await self.upgrade(only_check=not self._migrate)
                 asyncpg = import_asyncpg()
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    server_settings=self._settings(),
-                )
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        server_settings=self._settings(),
+                        timeout=self._timeout_s,
+                        command_timeout=self._timeout_s,
+                    )
+                except Exception as exc:
+                    raise self._unavailable(exc) or exc from exc
         return self._pool
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
+        """`StoreUnavailable` if `exc` says the server cannot be reached now, else None.
+
+        Connection refused, reset or dropped; no answer within the timeout; the server
+        starting, shutting down, out of connections or of disk; a read-only standby (a
+        failover in progress). Any other error is a bug or a bad request, raised as it is.
+        """
+        if isinstance(exc, StoreUnavailable):
+            return exc
+        e = import_asyncpg().exceptions
+        transient = (
+            OSError,
+            TimeoutError,
+            e.PostgresConnectionError,
+            e.OperatorInterventionError,
+            e.InsufficientResourcesError,
+            e.ReadOnlySQLTransactionError,
+        )
+        closed = isinstance(exc, e.InterfaceError) and "closed" in str(exc)
+        if isinstance(exc, transient) or closed:
+            return StoreUnavailable(self._redacted(), exc)
+        return None
 
     async def upgrade(self, *, only_check: bool = False) -> tuple[int, int]:
         """Create the schema or migrate it to the latest version; ``(before, after)``.
@@ -112,8 +154,7 @@ class PostgresReader:
         """
         from .postgres_schema import LATEST_VERSION, current_version  # noqa: PLC0415
 
-        conn = await self._connect_one()
-        try:
+        async def upgrade(conn: Conn) -> tuple[int, int]:
             if self.schema is not None:
                 await create_schema(conn, self.schema)
             if only_check:
@@ -126,8 +167,19 @@ class PostgresReader:
                     raise StoreError(msg)
                 return version, version
             return await migrate(conn, where=f"the database of {self._redacted()}")
+
+        conn = await self._connect_one()
+        try:
+            return await upgrade(conn)
+        except Exception as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            conn.terminate()
+            raise unavailable from exc
         finally:
-            await conn.close()
+            if not conn.is_closed():
+                await conn.close(timeout=self._timeout_s)
 
     def _redacted(self) -> str:
         dsn = self._dsn
@@ -140,24 +192,49 @@ class PostgresReader:
         return None if self._clock is None else self._clock()
 
     async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run `fn(conn)` in one transaction; again if PostgreSQL broke a deadlock with it."""
-        pool = await self._pool_or_open()
-        asyncpg = import_asyncpg()
+        """Run `fn(conn)` in one transaction; again if PostgreSQL broke a deadlock with it.
+
+        Raises `StoreUnavailable` when the server cannot be reached (see `_unavailable`).
+        """
+        deadlock = import_asyncpg().exceptions.DeadlockDetectedError
         for attempt in range(DEADLOCK_TRIES):
-            async with pool.acquire() as conn:
-                try:
-                    async with conn.transaction():
-                        return await fn(conn)
-                except asyncpg.exceptions.DeadlockDetectedError:
-                    if attempt == DEADLOCK_TRIES - 1:
-                        raise
-                    logger.info("conveyor store: a transaction deadlocked; running it again")
+            try:
+                return await self._on_connection(fn, transaction=True)
+            except deadlock:
+                if attempt == DEADLOCK_TRIES - 1:
+                    raise
+                logger.info("conveyor store: a transaction deadlocked; running it again")
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        pool = await self._pool_or_open()
-        async with pool.acquire() as conn:
-            return await fn(conn)
+        return await self._on_connection(fn, transaction=False)
+
+    async def _on_connection(self, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool) -> T:
+        """`fn(conn)` on a pooled connection; a connection that failed is dropped, not reused.
+
+        Every statement is bounded by the timeout (``command_timeout``). A statement that
+        timed out or lost its connection leaves the connection in an unknown state: it is
+        terminated at once rather than rolled back (a rollback would wait on the same silent
+        network), and the pool opens a new one on the next call.
+        """
+        try:
+            pool = await self._pool_or_open()
+            conn = await pool.acquire(timeout=self._timeout_s)
+        except Exception as exc:
+            raise self._unavailable(exc) or exc from exc
+        try:
+            return await (_in_transaction(conn, fn, self._unavailable) if transaction else fn(conn))
+        except Exception as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            conn.terminate()
+            raise unavailable from exc
+        except BaseException:
+            conn.terminate()  # cancelled mid-statement: its state is unknown
+            raise
+        finally:
+            await pool.release(conn)
 
     # -- notifications --------------------------------------------------------------------
 
@@ -170,7 +247,10 @@ class PostgresReader:
         every callback is called once with ``""`` (anything may have changed meanwhile).
         """
         await self._pool_or_open()
-        await self._listener.listen(f"{self.channel_prefix}.conveyor_{channel}", callback)
+        try:
+            await self._listener.listen(f"{self.channel_prefix}.conveyor_{channel}", callback)
+        except Exception as exc:
+            raise self._unavailable(exc) or exc from exc
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -252,6 +332,24 @@ class PostgresReader:
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
+
+
+async def _in_transaction(
+    conn: Conn,
+    fn: Callable[[Conn], Awaitable[T]],
+    unavailable: Callable[[BaseException], StoreUnavailable | None],
+) -> T:
+    """`fn(conn)` in a transaction: committed, or rolled back unless the connection failed."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        result = await fn(conn)
+    except BaseException as exc:
+        if unavailable(exc) is None and not conn.is_closed():
+            await tr.rollback()
+        raise
+    await tr.commit()
+    return result
 
 
 # -- statement helpers (named parameters in, asyncpg's positional ones out) ----------------

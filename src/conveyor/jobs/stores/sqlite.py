@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import _clock
 from .. import latency as hist
-from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError
+from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError, StoreUnavailable
 from ..model import TERMINAL, Claim, ClaimedItem, budget_options
 from .sqlite_read import Reader, job_from_row
 from .sqlite_schema import connect, migrate, probe, queries
@@ -55,7 +55,18 @@ class _Tx:
         return self._conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            # A commit that failed (disk full) leaves the transaction open: without this
+            # rollback every later BEGIN would fail, and the store would stay broken after
+            # room is made.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
 
 class _Writer:
@@ -347,11 +358,27 @@ class SqliteStore:
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, partial(fn, *args))
+        try:
+            return await loop.run_in_executor(self._write_pool, partial(fn, *args))
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) or exc from exc
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_pool, partial(fn, *args))
+        try:
+            return await loop.run_in_executor(self._read_pool, partial(fn, *args))
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) or exc from exc
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> StoreUnavailable | None:
+        """`StoreUnavailable` for what passes (disk full, locked, I/O errors); else None.
+
+        Every such error rolled its transaction back: nothing of the call was written.
+        """
+        text = str(exc)
+        if text.startswith(("no such", "near ", "table ")) or "syntax error" in text:
+            return None  # a schema or query fault: a bug, not an outage
+        return StoreUnavailable(repr(str(self.path)), exc)
 
     async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
         """Create the job with all its items in one transaction."""

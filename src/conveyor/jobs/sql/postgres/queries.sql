@@ -227,7 +227,9 @@ WHERE id = :job;
 UPDATE conveyor_jobs SET options = :options WHERE id = :job;
 
 -- name: set_progress
-UPDATE conveyor_jobs SET inflight = :inflight, step = COALESCE(:step, step)
+-- A NULL step keeps the job's step; an empty one clears it (a wait that is over).
+UPDATE conveyor_jobs SET inflight = :inflight,
+    step = CASE WHEN :step::text IS NULL THEN step ELSE NULLIF(:step::text, '') END
 WHERE id = :job AND status NOT IN ('completed', 'failed', 'cancelled');
 
 -- name: items_page
