@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,73 @@ def test_a_worker_without_tasks_says_it_will_claim_nothing(tmp_path: Path, capsy
     store = f"sqlite:///{tmp_path}/jobs.db"
     assert main(["worker", "--store", store, "--until-idle"]) == 0
     assert "no tasks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", [["ls"], ["show", "some-id"]])
+def test_jobs_commands_on_an_unreachable_store_print_one_line_and_exit_75(capsys, action):
+    """A store that refuses connections: one line naming it (no password), exit 75, no trace."""
+    pytest.importorskip("asyncpg")
+    from ..services import free_port
+
+    store = f"postgresql://conveyor:s3cret@127.0.0.1:{free_port()}/jobs"
+    assert main(["jobs", *action, "--store", store]) == 75
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "is unavailable" in err
+    assert "127.0.0.1" in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+
+
+class FailingCommit:
+    """A connection whose COMMIT fails as on a full disk; it records what it was asked."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.in_transaction = False
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        if sql == "BEGIN IMMEDIATE":
+            self.in_transaction = True
+        elif sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        elif sql == "ROLLBACK":
+            self.in_transaction = False
+
+
+def test_a_commit_that_fails_is_rolled_back_so_the_store_works_again():
+    """Disk full at COMMIT: the transaction is rolled back (else every later BEGIN fails)."""
+    from conveyor.jobs.stores.sqlite import _Tx
+
+    conn = FailingCommit()
+    with pytest.raises(sqlite3.OperationalError, match="full"), _Tx(conn):  # type: ignore[arg-type]
+        pass
+    assert conn.statements == ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"]
+    assert not conn.in_transaction
+
+
+def test_sqlite_errors_that_pass_are_store_unavailable_and_bugs_are_not(tmp_path: Path):
+    """Disk full, locked, I/O errors: StoreUnavailable naming the file; a bad query is not."""
+    import asyncio
+
+    from conveyor.jobs.errors import StoreUnavailable
+
+    store = SqliteStore(tmp_path / "jobs.db")
+
+    def full(*_args: object) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def bug(*_args: object) -> int:
+        raise sqlite3.OperationalError("no such table: jobz")
+
+    async def main_() -> None:
+        store._writer.requeue_expired = full  # type: ignore[method-assign,assignment]
+        with pytest.raises(StoreUnavailable, match=r"jobs\.db.*disk is full"):
+            await store.requeue_expired()
+        store._writer.requeue_expired = bug  # type: ignore[method-assign,assignment]
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await store.requeue_expired()
+        await store.close()
+
+    asyncio.run(main_())

@@ -129,14 +129,23 @@ def _store_here(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=argparse.SUPPRESS, help="job store URL")
 
 
+#: The exit status when the store cannot be reached: a temporary failure, to try again
+#: (``EX_TEMPFAIL`` of sysexits.h).
+EXIT_UNAVAILABLE = 75
+
+
 def jobs_command(args: argparse.Namespace) -> int:
     """Run ``conveyor worker`` or ``conveyor jobs ...``."""
     if args.command == "worker":
         return worker_command(args)
     from ..errors import ConveyorError
+    from ..jobs.errors import StoreUnavailable
 
     try:
         return _run(_ACTIONS[args.jobs_command](args))
+    except StoreUnavailable as exc:
+        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
         print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
         return 2

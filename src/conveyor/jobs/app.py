@@ -251,6 +251,11 @@ class App:
         """The registered task names, sorted."""
         return sorted(self._tasks)
 
+    @property
+    def limiters(self) -> list[Limiter]:
+        """The registered limiters, by name."""
+        return [self._limiters[n] for n in sorted(self._limiters)]
+
     def limiter(self, name: str) -> Limiter | None:
         """The limiter registered as `name`, or ``None``."""
         return self._limiters.get(name)

@@ -108,6 +108,10 @@ def new_worker_id() -> str:
 class Worker:
     """Runs jobs from `store` with the tasks and limiters of `app`.
 
+    When `run` returns, the worker closes `app` (its HTTP connections, its cache), unless
+    ``close_app=False``: then whoever made the app closes it (the service, whose supervisor
+    may start another worker on the same app).
+
     >>> worker = Worker(SqliteStore("jobs.db"), app)  # doctest: +SKIP
     >>> await worker.run(until_idle=True)  # doctest: +SKIP
     """
@@ -119,9 +123,11 @@ class Worker:
         *,
         options: WorkerOptions | None = None,
         worker_id: str | None = None,
+        close_app: bool = True,
     ) -> None:
         self.store = store
         self.app = app
+        self._close_app = close_app
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
         self.stopping = False
@@ -197,7 +203,8 @@ class Worker:
         finally:
             # Whatever is still ours goes back, and the lease with it.
             await asyncio.shield(self._release_all())
-            await self.app.aclose()
+            if self._close_app:
+                await self.app.aclose()
 
     async def _listen(self) -> None:
         """Listen for work on a store that notifies (once; again after a failed first try)."""
@@ -221,8 +228,9 @@ class Worker:
             )
         except StoreUnavailable:
             logger.warning(
-                "conveyor worker %s: stopped without giving back its items (the store is"
-                " unavailable); they go back to pending when its lease lapses (lease_s=%g)",
+                "conveyor worker %s: stopped without dropping its lease (the store is"
+                " unavailable); items it held go back to pending when the lease lapses"
+                " (lease_s=%g)",
                 self.id,
                 self.options.lease_s,
             )

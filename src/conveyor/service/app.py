@@ -4,7 +4,8 @@
 >>> uvicorn.run(asgi, host="127.0.0.1", port=8000)  # doctest: +SKIP
 
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
-unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), sweeps the
+(supervised: `conveyor.service.supervisor`) unless ``worker=False`` (when separate
+``conveyor worker`` processes run the jobs), answers ``GET /healthz``, sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
 them all when it stops.
 """
@@ -24,12 +25,13 @@ from starlette.staticfiles import StaticFiles
 
 from ..jobs.app import App
 from ..jobs.client import Jobs
-from ..jobs.worker import Worker, WorkerOptions
+from ..jobs.worker import WorkerOptions
 from ..limits.limiter import Limiter
 from ..llm.cache import open_cache
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
+from .health import healthz
 from .keys import KeyRing
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
@@ -53,6 +55,7 @@ from .routes_jobs import (
 from .routes_stream import job_events, job_results, jobs_events
 from .spend import JobSpend
 from .state import Service, json_response
+from .supervisor import WorkerSupervisor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -138,7 +141,7 @@ def create_app(
         runner: asyncio.Task[None] | None = None
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
-            service.worker = Worker(jobs.store, tasks, options=options)
+            service.worker = WorkerSupervisor(jobs.store, tasks, options)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
         # Batches past their completion window expire whether or not anyone reads them.
         sweeper = asyncio.get_running_loop().create_task(batch_sweeper(service, cfg.batch_sweep_s))
@@ -151,6 +154,7 @@ def create_app(
             if runner is not None and service.worker is not None:
                 service.worker.stop()
                 await runner
+                await tasks.aclose()
             await jobs.close()
 
     openapi = {
@@ -167,6 +171,7 @@ def create_app(
     routes = [
         Route("/", index, methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/service", service_info, methods=["GET"]),
         Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),

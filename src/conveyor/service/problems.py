@@ -11,14 +11,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ConfigError
-from ..jobs.errors import InvalidJob, JobNotFound, JobStateError
+from ..jobs.errors import InvalidJob, JobNotFound, JobStateError, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_JSON", "AnswerUnexpected", "Problem", "handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "STORE_UNAVAILABLE",
+    "AnswerUnexpected",
+    "Problem",
+    "handlers",
+    "problem_response",
+]
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("conveyor.service")
@@ -108,6 +115,24 @@ async def _state(_request: Request, exc: Exception) -> Response:
     return problem_response(409, str(exc))
 
 
+#: The problem type of an answer given while the job store cannot be reached.
+STORE_UNAVAILABLE = "urn:conveyor:problem:store-unavailable"
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    # A warning without a traceback: the outage is the operator's to fix, not a bug; the
+    # detail names no address (the health endpoint says more to whoever may see it).
+    logger.warning("conveyor service: %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "the job store cannot be reached now; nothing was lost: try again in a few seconds"
+        " (GET /healthz tells when it is back)",
+        headers={"Retry-After": "5"},
+        type=STORE_UNAVAILABLE,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The detail never carries the exception's text: it may hold what a client must not see.
     logger.error("conveyor service: %s %s failed", request.method, request.url.path, exc_info=exc)
@@ -147,7 +172,10 @@ class AnswerUnexpected:
             if started:
                 raise
             request = Request(scope)
-            response = await _unexpected(request, exc)
+            if isinstance(exc, StoreUnavailable):  # raised past the handlers (a lifespan, a stream)
+                response = await _store_unavailable(request, exc)
+            else:
+                response = await _unexpected(request, exc)
             await response(scope, receive, send)
 
 
@@ -160,5 +188,6 @@ def handlers() -> dict[Any, Any]:
         InvalidJob: _invalid,
         ConfigError: _invalid,
         JobStateError: _state,
+        StoreUnavailable: _store_unavailable,
         Exception: _unexpected,
     }

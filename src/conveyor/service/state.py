@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from ..jobs.app import App
     from ..jobs.client import Jobs
     from ..jobs.model import Job
-    from ..jobs.worker import Worker
     from .config import Limits
     from .feed import JobFeed
     from .files import Files
     from .keys import KeyRing
     from .spend import JobSpend
+    from .supervisor import WorkerSupervisor
 
 __all__ = ["Service", "json_response", "only_params", "query_choice", "query_int", "service_of"]
 
@@ -42,7 +42,8 @@ class Service:
     files: Files
     feed: JobFeed
     limits: Limits
-    worker: Worker | None = None
+    #: The in-process worker, kept running (None with ``worker=False``).
+    worker: WorkerSupervisor | None = None
     #: How long the job list's stream lasts before the client reconnects, in seconds.
     list_events_max_s: float = 300.0
     #: Task name to the base URL it may call (the http tasks of the connections).
@@ -127,7 +128,7 @@ class Service:
     def wake_worker(self) -> None:
         """Tell the in-process worker (if any) there is work now."""
         if self.worker is not None:
-            self.worker.wake()
+            self.worker.worker.wake()
 
 
 def service_of(request: Request) -> Service:
