@@ -6,7 +6,8 @@
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
 unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
-them all when it stops.
+them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
+name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..llm.cache import open_cache
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
+from .hosts import HostGuard
 from .keys import KeyRing
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
@@ -188,7 +190,11 @@ def create_app(
         routes=routes,
         exception_handlers=handlers(),
         lifespan=lifespan,
-        middleware=[Middleware(AnswerUnexpected)],  # each 500 logged once, not twice
+        middleware=[
+            # Outermost: without keys, a foreign Host (DNS rebinding) reaches nothing.
+            Middleware(HostGuard, keys=service.keys, allowed_hosts=cfg.allowed_hosts),
+            Middleware(AnswerUnexpected),  # each 500 logged once, not twice
+        ],
     )
     asgi.state.service = service
     return asgi
