@@ -3,8 +3,9 @@
 >>> asgi = create_app(ServiceConfig(store="sqlite:///jobs.db"), app=my_app)  # doctest: +SKIP
 >>> uvicorn.run(asgi, host="127.0.0.1", port=8000)  # doctest: +SKIP
 
-The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
-unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs), sweeps the
+The app opens the store when it starts (the ASGI lifespan) and runs an in-process `Worker` on
+it unless ``worker=False`` (when separate ``conveyor worker`` processes run the jobs); it
+removes the partial uploads a killed process left in the files folder (`.parts`), sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
 them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
 name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
@@ -137,6 +138,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Uploads cut short by a killed process; another process's live ones stay (locked).
+        await asyncio.to_thread(service.files.sweep)
         runner: asyncio.Task[None] | None = None
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
