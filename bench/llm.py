@@ -145,7 +145,7 @@ async def run_batch_api(base: str, path: Path, tmp: Path) -> dict[str, Any]:
     async with asgi.router.lifespan_context(asgi):
         http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi), timeout=60)
         client = openai.AsyncOpenAI(
-            api_key="unused", base_url="http://conveyor/v1", http_client=http
+            api_key="unused", base_url="http://localhost/v1", http_client=http
         )
         file = await client.files.create(file=path, purpose="batch")
         batch = await client.batches.create(

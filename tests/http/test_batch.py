@@ -453,3 +453,23 @@ def test_a_lines_header_replaces_the_runs_whatever_its_case(tmp_path: Path, run)
     run(run_batch(tmp_path, api, endpoint=endpoint, limits=BatchLimits(concurrency=1)))
     (sent,) = api.headers
     assert [(k, v) for k, v in sent.items() if k.lower() == "x-team"] == [("x-team", "line")]
+
+
+def test_a_line_that_sets_host_or_forwarding_headers_fails_and_is_not_sent(tmp_path: Path, run):
+    """A line choosing its virtual host is its own failure; the other lines still run."""
+    lines = [
+        request_line("a"),
+        request_line("host", headers={"Host": "admin.internal"}),
+        request_line("fwd", headers={"x-forwarded-host": "admin.internal"}),
+    ]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    api = FakeAPI()
+    _, result = run(run_batch(tmp_path, api))
+    records = {r["custom_id"]: r for r in read_results(tmp_path / "out.jsonl")}
+    assert records["host"]["error"]["code"] == "invalid_line"
+    assert records["host"]["error"]["message"].startswith("line 2 has the header Host:")
+    assert records["fwd"]["error"]["message"].startswith("line 3 has the header x-forwarded-host:")
+    assert records["a"]["error"] is None
+    assert len(api.headers) == 1
+    assert not {k.lower() for k in api.headers[0]} & {"host", "x-forwarded-host"}
+    assert (result.summary.total, result.summary.failed) == (3, 2)

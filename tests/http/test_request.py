@@ -254,3 +254,55 @@ def test_a_utf8_bom_before_the_first_line_is_ignored():
     request = parse(b"\xef\xbb\xbf" + line({"custom_id": "a", "url": "/x", "body": {}}), 1)
     assert isinstance(request, Request)
     assert request.custom_id == "a"
+
+
+ROUTING = [
+    "Host",
+    "host",
+    "HOST",
+    "Forwarded",
+    "X-Forwarded",
+    "X-Forwarded-For",
+    "x-forwarded-host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Prefix",
+    "X-Real-IP",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "Connection",
+    "Keep-Alive",
+    "Transfer-Encoding",
+    "TE",
+    "Trailer",
+    "Upgrade",
+    "Content-Length",
+    "Proxy-Authorization",
+    "Proxy-Connection",
+    "True-Client-IP",
+]
+
+
+@pytest.mark.parametrize("name", ROUTING)
+def test_a_line_may_not_set_a_header_that_picks_where_its_request_lands(name):
+    """Host, Forwarded, X-Forwarded-*, hop-by-hop and framing headers fail the line, any case."""
+    raw = line({"custom_id": "a", "url": "/x", "body": {}, "headers": {"X-Ok": "1", name: "v"}})
+    result = parse(raw)
+    assert isinstance(result, InvalidLine)
+    assert result.message.startswith(f"line 7 has the header {name}: a request may not choose")
+    assert "remove it" in result.message
+
+
+def test_a_refused_header_name_is_refused_again_on_every_line():
+    """The names cache never lets a refused name through on a later line."""
+    raw = line({"custom_id": "a", "url": "/x", "body": {}, "headers": {"Host": "internal"}})
+    assert isinstance(parse(raw), InvalidLine)
+    assert isinstance(parse(raw, 8), InvalidLine)
+
+
+@pytest.mark.parametrize("name", ["OpenAI-Beta", "Idempotency-Key", "X-Team", "Authorization"])
+def test_ordinary_headers_are_kept(name):
+    """Headers that do not route are sent as given (credentials too: the run's own file)."""
+    raw = line({"custom_id": "a", "url": "/x", "body": {}, "headers": {name: "v"}})
+    result = parse(raw)
+    assert isinstance(result, Request)
+    assert result.headers == ((name, "v"),)

@@ -90,7 +90,7 @@ async def api(cfg: ServiceConfig, *, worker: bool = True) -> AsyncIterator[Api]:
     )
     async with asgi.router.lifespan_context(asgi):
         transport = httpx.ASGITransport(app=asgi)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield Api(client, asgi)
 
 

@@ -60,7 +60,7 @@ async def service(
         async with asgi.router.lifespan_context(asgi):
             http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi))
             client = openai.AsyncOpenAI(
-                api_key="unused", base_url="http://conveyor.test/v1", http_client=http
+                api_key="unused", base_url="http://localhost/v1", http_client=http
             )
             try:
                 yield client
@@ -164,6 +164,37 @@ def test_a_malformed_file_makes_a_failed_batch_with_per_line_errors(tmp_path):
         (3, "duplicate_custom_id"),
         (4, "mismatched_endpoint"),
     ]
+
+
+def test_a_line_choosing_its_host_or_bringing_credentials_fails_its_batch(tmp_path):
+    """Host, X-Forwarded-*, Connection or Authorization in a line's headers: that line's error."""
+    lines = [
+        line("a"),
+        {**line("b"), "headers": {"Host": "admin.internal"}},
+        {**line("c"), "headers": {"X-Forwarded-Host": "admin.internal"}},
+        {**line("d"), "headers": {"connection": "close"}},
+        {**line("e"), "headers": {"Authorization": "Bearer mine"}},
+        {**line("f"), "headers": {"X-Team": "ok"}},
+    ]
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, jsonl(lines))
+            return await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+
+    batch = asyncio.run(main())
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    found = {e.line: (e.code, e.param, e.message) for e in batch.errors.data or []}
+    assert sorted(found) == [2, 3, 4, 5]
+    assert {code for code, _, _ in found.values()} == {"invalid_value"}
+    assert {param for _, param, _ in found.values()} == {"headers"}
+    assert (found[2][2] or "").startswith("Line 2 has the header Host: a request may not choose")
+    assert "X-Forwarded-Host" in (found[3][2] or "")
+    assert "connection" in (found[4][2] or "")
+    assert "may not carry credentials" in (found[5][2] or "")
 
 
 def test_batches_are_listed_newest_first_a_page_at_a_time(tmp_path):

@@ -1,8 +1,7 @@
 """The http task through an operator's connection.
 
-Credentials from the environment reach the
-
-upstream and nothing else, and items cannot call elsewhere or bring their own credentials.
+Credentials from the environment reach the upstream and nothing else, and items cannot call
+elsewhere, choose their host or bring their own credentials.
 """
 
 import asyncio
@@ -60,7 +59,7 @@ def test_connection_credentials_never_land_in_results_events_store_or_logs(tmp_p
         try:
             async with asgi.router.lifespan_context(asgi):
                 transport = httpx.ASGITransport(app=asgi)
-                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                     items = [
                         {"custom_id": "a", "method": "POST", "url": "/ok", "body": {"x": 1}},
                         {"custom_id": "b", "method": "POST", "url": "/fail", "body": {}},
@@ -105,7 +104,7 @@ def test_items_may_not_leave_the_base_url_or_carry_credentials(tmp_path):
         asgi = create_app(cfg, app=App(), worker=False)
         async with asgi.router.lifespan_context(asgi):
             transport = httpx.ASGITransport(app=asgi)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 line = {"custom_id": "a", "method": "GET", "body": None}
                 for url, headers, expected in [
                     ("http://169.254.169.254/latest/meta-data", {}, "outside"),
@@ -117,6 +116,46 @@ def test_items_may_not_leave_the_base_url_or_carry_credentials(tmp_path):
                     r = await c.post("/v1/jobs", json={"task": "http:api", "items": [item]})
                     assert r.status_code == 422, url
                     assert expected in r.json()["detail"], r.json()["detail"]
+                assert (await c.get("/v1/jobs")).json()["data"] == []
+
+    asyncio.run(main())
+
+
+def test_items_may_not_choose_their_host_or_how_they_are_framed(tmp_path):
+    """Host, Forwarded, X-Forwarded-*, X-Real-IP, hop-by-hop headers in an item: 422, no job."""
+
+    async def main() -> None:
+        cfg = ServiceConfig(
+            store="memory:",
+            keys_file=None,
+            files_dir=tmp_path,
+            connections=(Connection(name="api", base_url="http://127.0.0.1:9/v1"),),
+        )
+        asgi = create_app(cfg, app=App(), worker=False)
+        async with asgi.router.lifespan_context(asgi):
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                line = {"custom_id": "a", "method": "POST", "url": "/v1/ok", "body": {}}
+                for name in [
+                    "Host",
+                    "hOsT",
+                    "Forwarded",
+                    "X-Forwarded-For",
+                    "X-Forwarded-Host",
+                    "X-Real-IP",
+                    "X-Original-URL",
+                    "X-Rewrite-URL",
+                    "Connection",
+                    "Transfer-Encoding",
+                    "Content-Length",
+                    "Proxy-Connection",
+                ]:
+                    item = {**line, "headers": {"X-Team": "ok", name: "admin.internal"}}
+                    r = await c.post("/v1/jobs", json={"task": "http:api", "items": [item]})
+                    assert r.status_code == 422, name
+                    assert r.headers["content-type"] == "application/problem+json"
+                    detail = r.json()["detail"]
+                    assert f"has the header {name}: a request may not choose" in detail, detail
                 assert (await c.get("/v1/jobs")).json()["data"] == []
 
     asyncio.run(main())

@@ -41,7 +41,7 @@ def test_an_llm_jobs_summary_shows_its_tokens_and_cost(tmp_path, store):
             asgi = create_app(cfg, app=App(), worker_options=FAST_WORKER)
             async with asgi.router.lifespan_context(asgi):
                 transport = httpx.ASGITransport(app=asgi)
-                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                     r = await c.post("/v1/jobs", json={"task": "http:mock", "items": items})
                     assert r.status_code == 202, r.text
                     job = r.json()
@@ -91,7 +91,7 @@ def test_a_budget_is_refused_for_a_task_that_is_not_a_connections(tmp_path):
         asgi = create_app(cfg, app=app, worker=False)
         async with asgi.router.lifespan_context(asgi):
             transport = httpx.ASGITransport(app=asgi)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 budget = {"max_cost_usd": 2.5}
                 plain = await c.post(
                     "/v1/jobs", json={"task": "echo", "items": [1], "options": budget}

@@ -26,7 +26,10 @@ Events, results as JSONL, and a dashboard at /. SQLite and an in-process worker 
 
 Security: with API keys (`conveyor keys add --tenant NAME`), every call needs one and sees
 only its tenant's jobs. With none, the service answers anyone who can reach it, so it binds
-to loopback only and refuses any other --host.
+to loopback only and refuses any other --host; and it answers only requests addressed to a
+loopback name (Host: localhost, 127.0.0.1, [::1]; 421 otherwise), so that a web page cannot
+reach it under a name of its own (DNS rebinding). Behind a reverse proxy without keys, allow
+the name the proxy sends with --allowed-host.
 """
 
 SERVE_EPILOG = """\
@@ -72,6 +75,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--keys-file", type=Path, help=f"API keys file ({KEYS_DEFAULT})")
     serve.add_argument("--app", metavar="MODULE:NAME", help="a conveyor.App with your tasks")
     serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="without API keys, also answer requests with this Host name (repeatable; e.g. the"
+        " name a reverse proxy forwards); loopback names are always answered",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
@@ -115,6 +126,8 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
     config = load_config(args.config) if args.config else ServiceConfig()
     if args.store:
         config = replace(config, store=args.store)
+    if args.allowed_host:
+        config = replace(config, allowed_hosts=(*config.allowed_hosts, *args.allowed_host))
     if args.keys_file:
         config = replace(config, keys_file=args.keys_file)
     elif not args.config:
@@ -163,9 +176,11 @@ def serve_command(args: argparse.Namespace) -> int:
     if has_keys:
         print(f"conveyor serve: API keys from {config.keys_file}; every call needs one", flush=True)
     else:
+        names = ", ".join(("localhost", "127.0.0.1", "[::1]", *config.allowed_hosts))
         print(
             "conveyor serve: no API keys configured: serving on loopback only, open to anyone"
-            " on this machine (add one with `conveyor keys add --tenant NAME`)",
+            f" on this machine, to requests addressed to {names} (add a key with `conveyor keys"
+            " add --tenant NAME`)",
             flush=True,
         )
     worker = "no worker (run `conveyor worker`)" if args.no_worker else "an in-process worker"

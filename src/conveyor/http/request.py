@@ -5,8 +5,11 @@ A line is a request in the OpenAI Batch API's format::
     {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
 
 with optional ``"headers": {"Name": "value"}`` and ``"cost": N`` (tokens, replacing the
-estimate). When a default url is given (``--url``), a line may instead be a bare JSON body,
-sent to that url. A line without a ``custom_id`` is named ``line-N`` after its line number.
+estimate). A line may not set a header that chooses where its request lands or how it is framed
+(`is_routing_header`: ``Host``, ``Forwarded``, ``X-Forwarded-*``, hop-by-hop headers, ...): the
+base URL names the host, and the client frames the message. When a default url is given
+(``--url``), a line may instead be a bare JSON body, sent to that url. A line without a
+``custom_id`` is named ``line-N`` after its line number.
 
 Token estimate (what OpenAI's rate limiter charges before it knows the answer's length): for a
 chat body, ``ceil(characters of all message contents / 4)`` plus ``max_completion_tokens`` or
@@ -19,18 +22,27 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "DEFAULT_MAX_TOKENS",
     "METHODS",
+    "ROUTING_HEADERS",
+    "ROUTING_PREFIXES",
     "InvalidLine",
     "Request",
+    "credential_headers",
     "estimate_tokens",
+    "headers_problem",
+    "is_routing_header",
     "join_url",
     "parse_line",
 ]
@@ -39,6 +51,50 @@ __all__ = [
 DEFAULT_MAX_TOKENS = 16
 #: The HTTP methods a line may use.
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+#: Headers (lower case) no request line may set, on any path (``conveyor run``, a job's items,
+#: a batch's lines): each lets the line choose where its request lands behind a shared gateway
+#: or proxy (and so reach a virtual host outside the base URL with its credentials), claim a
+#: client address, or frame the message (request smuggling). The base URL names the host; the
+#: client sets Host, Content-Length and the hop-by-hop headers itself.
+ROUTING_HEADERS = frozenset(
+    {
+        # Where the request lands: the virtual host, the path a gateway really routes by.
+        "host",
+        "forwarded",
+        "x-host",
+        "x-http-host-override",
+        "x-proxy-url",
+        # The client's address, which gateways trust for allowlists and per-client limits.
+        "x-real-ip",
+        "x-client-ip",
+        "client-ip",
+        "true-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        # Hop-by-hop (RFC 9110 section 7.6.1) and framing: the client's, never the line's.
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+#: Prefixes of header names refused as `ROUTING_HEADERS` are (lower case): X-Forwarded-For,
+#: -Host, -Proto, -Prefix...; X-Original-URL, -Host...; X-Rewrite-URL; Proxy-Authorization,
+#: Proxy-Connection...
+ROUTING_PREFIXES = ("x-forwarded", "x-original-", "x-rewrite-", "proxy-")
+#: Headers (lower case) that carry credentials. A job's items and a batch's lines may not set
+#: them (the operator's connection adds its own); a ``conveyor run`` line may, since whoever
+#: runs the file holds the credentials anyway.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+)
 _FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
 # A custom_id longer than this is surely a mistake (and would bloat every structure keyed by it).
 _MAX_ID = 512
@@ -225,7 +281,7 @@ def _request_line(
     if not isinstance(url, str) or not url:
         return _invalid(line, custom_id, 'has no "url": add one, or pass --url PATH')
     headers = data.get("headers") or {}
-    problem = _headers_problem(headers)
+    problem = headers_problem(headers)
     if problem is not None:
         return _invalid(line, custom_id, problem)
     cost = data.get("cost")
@@ -305,8 +361,31 @@ def _finite(number: float) -> bool:
         return False
 
 
-def _headers_problem(headers: object) -> str | None:
-    """What is wrong with a line's own headers, or None (aiohttp would refuse them when sent)."""
+def is_routing_header(name: str) -> bool:
+    """Whether a request line may not set the header `name` (any case): see `ROUTING_HEADERS`.
+
+    >>> is_routing_header("X-Forwarded-Host"), is_routing_header("OpenAI-Beta")
+    (True, False)
+    """
+    lower = name.lower()
+    return lower in ROUTING_HEADERS or lower.startswith(ROUTING_PREFIXES)
+
+
+def credential_headers(names: Iterable[str]) -> list[str]:
+    """The names among `names` that carry credentials (`CREDENTIAL_HEADERS`, any case), sorted."""
+    return sorted(name for name in names if name.lower() in CREDENTIAL_HEADERS)
+
+
+def headers_problem(headers: object) -> str | None:
+    """What is wrong with a line's own headers (``"has ..."``), or None.
+
+    Refused: anything but ``{"Name": "value"}`` strings, a name aiohttp would refuse, a value
+    with a line break or NUL, and a header that chooses where the request lands
+    (`is_routing_header`).
+
+    >>> headers_problem({"X-Forwarded-Host": "admin.internal"})[:40]
+    'has the header X-Forwarded-Host: a reque'
+    """
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -315,6 +394,13 @@ def _headers_problem(headers: object) -> str | None:
         if name not in _GOOD_NAMES:
             if not _HEADER_NAME.match(name):
                 return f"has the header name {name[:40]!r}: use letters, digits and '-'"
+            if is_routing_header(name):
+                return (
+                    f"has the header {name}: a request may not choose where it is delivered or"
+                    " how it is framed (Host, Forwarded, X-Forwarded-*, X-Real-IP, Connection,"
+                    " Content-Length, Proxy-* and the like are refused); remove it: the base"
+                    " URL names the host, and the client sets the rest"
+                )
             if len(_GOOD_NAMES) < _GOOD_NAMES_KEPT:
                 _GOOD_NAMES.add(name)
         if "\r" in value or "\n" in value or "\0" in value:

@@ -8,8 +8,10 @@ The task sends it with `conveyor.http.HttpTask` and stores the answer as the ite
 
 Safety: the operator fixes `base_url` and the headers (credentials) on the worker's app; a
 job's items can only name paths under that URL (same scheme, host and port, no ``..``), may
-not carry credential headers of their own, and the operator's headers are never stored: an
-answer or an error that echoes one has it replaced by ``[redacted]`` before it is recorded.
+not carry credential headers of their own (`CREDENTIAL_HEADERS`) nor headers that choose where
+the request lands (``Host``, ``X-Forwarded-*``...: `conveyor.http.request.is_routing_header`),
+and the operator's headers are never stored: an answer or an error that echoes one has it
+replaced by ``[redacted]`` before it is recorded.
 
 With a response cache (a connection's ``cache`` setting), a request already answered is not
 sent: the stored answer is the item's result, marked by the ``x-conveyor-cache: hit`` header.
@@ -25,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..http.client import AiohttpTransport, HttpTask
 from ..http.redact import Redactor
-from ..http.request import InvalidLine, parse_line
+from ..http.request import CREDENTIAL_HEADERS, InvalidLine, credential_headers, parse_line
 from ..http.tally import BatchTally
 from ..limits.limiter import Limiter
 
@@ -40,11 +42,6 @@ if TYPE_CHECKING:
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
-
-#: Headers an item may not set: credentials come from the operator, never from a job.
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
-)
 
 
 class HttpJobTask:
@@ -87,7 +84,7 @@ class HttpJobTask:
         if target[:2] != self._origin or ".." in path.split("/") or "\\" in path:
             msg = f"the request's url {parsed.url!r} leaves {self._base_url}: use a path under it"
             raise ValueError(msg)
-        own = sorted(name for name, _ in parsed.headers if name.lower() in CREDENTIAL_HEADERS)
+        own = credential_headers(name for name, _ in parsed.headers)
         if own:
             msg = (
                 f"the request sets {', '.join(own)}: items may not carry credentials; the"

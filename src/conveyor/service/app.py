@@ -5,9 +5,11 @@
 
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
 (supervised: `conveyor.service.supervisor`) unless ``worker=False`` (when separate
-``conveyor worker`` processes run the jobs), answers ``GET /healthz``, sweeps the
+``conveyor worker`` processes run the jobs), answers ``GET /healthz``; it removes the partial
+uploads a killed process left in the files folder (`.parts`), sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
-them all when it stops.
+them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
+name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
 from .health import healthz
+from .hosts import HostGuard
 from .keys import KeyRing
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
@@ -138,6 +141,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Uploads cut short by a killed process; another process's live ones stay (locked).
+        await asyncio.to_thread(service.files.sweep)
         runner: asyncio.Task[None] | None = None
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
@@ -193,7 +198,11 @@ def create_app(
         routes=routes,
         exception_handlers=handlers(),
         lifespan=lifespan,
-        middleware=[Middleware(AnswerUnexpected)],  # each 500 logged once, not twice
+        middleware=[
+            # Outermost: without keys, a foreign Host (DNS rebinding) reaches nothing.
+            Middleware(HostGuard, keys=service.keys, allowed_hosts=cfg.allowed_hosts),
+            Middleware(AnswerUnexpected),  # each 500 logged once, not twice
+        ],
     )
     asgi.state.service = service
     return asgi

@@ -6,7 +6,10 @@ adds is kept here, apart from the routes (`routes_batches`):
 
 - `check_input`: the input file read line by line as OpenAI validates it: each line a JSON
   object with a unique ``custom_id``, ``method`` POST, the batch's ``url`` and a ``body``.
-  Any bad line makes the batch ``failed`` with one error per line (never a 5xx).
+  Any bad line makes the batch ``failed`` with one error per line (never a 5xx). A line's
+  ``headers``, if it has any, are never sent (OpenAI's format has none); still, one that tries
+  to choose where its request lands (``Host``, ``X-Forwarded-*``...) or to bring credentials
+  fails its line, as it fails a job's item, rather than be dropped without a word.
 - `BatchRecord`: what OpenAI's batch object says beyond the job (its files, metadata and
   timestamps), kept as a small JSON file beside the tenant's files.
 - `batch_status`: the job's status as OpenAI's (``in_progress``, ``finalizing``, ...);
@@ -22,6 +25,8 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..http.request import credential_headers, headers_problem
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -104,7 +109,24 @@ def _line_problem(  # noqa: PLR0911 - one return per kind of problem
     if not isinstance(data.get("body"), dict):
         msg = f"Line {number}: the body must be a JSON object."
         return _error(number, "invalid_value", msg, "body")
-    return None
+    return _headers_error(data.get("headers"), number)
+
+
+def _headers_error(headers: object, number: int) -> dict[str, Any] | None:
+    """The same header rule as a job's items (`conveyor.jobs.http_task`), as a line's error."""
+    if headers is None:
+        return None
+    problem = headers_problem(headers)
+    if problem is None and isinstance(headers, dict):
+        own = credential_headers(headers)
+        if own:
+            problem = (
+                f"sets {', '.join(own)}: lines may not carry credentials; the operator's"
+                " connection adds them"
+            )
+    if problem is None:
+        return None
+    return _error(number, "invalid_value", f"Line {number} {problem}.", "headers")
 
 
 @dataclass(kw_only=True)

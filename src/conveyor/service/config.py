@@ -5,6 +5,7 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
     store = "sqlite:///conveyor-jobs.db"
     keys_file = "conveyor-keys.json"
     files_dir = "conveyor-files"
+    allowed_hosts = ["jobs.internal"]    # without keys: Host names answered besides loopback
 
     [limits]
     max_body_bytes = 10_485_760          # a request body (413 above)
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from .hosts import check_allowed_host
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -196,6 +198,10 @@ class ServiceConfig:
     #: by ``conveyor serve`` when it listens beyond loopback): revoking the last key, or
     #: deleting the keys file, then refuses every call instead of opening the service.
     require_keys: bool = False
+    #: Without API keys, the ``Host`` names answered besides the loopback ones and the address
+    #: a request reached (`conveyor.service.hosts`): the name a reverse proxy in front of the
+    #: service forwards. Names or addresses, no port; any other ``Host`` is answered 421.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.connections]
@@ -210,6 +216,15 @@ class ServiceConfig:
         if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 3600:
             msg = f"batch_sweep_s={t!r}: pass a number of seconds from 0.01 to 3600"
             raise ConfigError(msg)
+        hosts = self.allowed_hosts
+        if isinstance(hosts, str) or not isinstance(hosts, tuple | list):
+            msg = f"allowed_hosts={hosts!r}: pass a list of host names, e.g. ['jobs.internal']"
+            raise ConfigError(msg)
+        try:
+            checked = tuple(check_allowed_host(h, where="allowed_hosts") for h in hosts)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        object.__setattr__(self, "allowed_hosts", checked)
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -230,7 +245,15 @@ def load_config(path: Path) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{str(path)!r} is not valid TOML: {exc}"
         raise ConfigError(msg) from exc
-    known = {"store", "keys_file", "files_dir", "limits", "connections", "events_interval_s"}
+    known = {
+        "store",
+        "keys_file",
+        "files_dir",
+        "limits",
+        "connections",
+        "events_interval_s",
+        "allowed_hosts",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         msg = (
@@ -255,4 +278,5 @@ def load_config(path: Path) -> ServiceConfig:
         limits=limits,
         connections=connections,
         events_interval_s=data.get("events_interval_s", base.events_interval_s),
+        allowed_hosts=data.get("allowed_hosts", base.allowed_hosts),
     )

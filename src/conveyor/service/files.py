@@ -3,7 +3,9 @@
 ``POST /v1/files`` writes the body chunk by chunk to a temporary file, checking each complete
 line is JSON and counting them, and stops at ``max_file_bytes`` (413): memory holds one chunk
 and one line at a time, never the file. The file is then renamed into place, so a job never
-sees half a file. A job made from it (``file_id``) reads its items lazily, line by line.
+sees half a file. A job made from it (``file_id``) reads its items lazily, line by line. An
+upload that fails or is cancelled (the client went away) removes its part file and any trace
+of the file at once; one whose process was killed is removed at the next start (`.parts`).
 
 OpenAI's Files API shares the store: an upload with ``purpose=batch`` (multipart) is kept as
 it is, unchecked, since a malformed line must become a per-line error of the batch made from
@@ -17,25 +19,28 @@ tenant's file id, or a made-up one, is simply not found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import math
-import os
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .parts import open_part, sweep_parts
 from .problems import Problem
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
     from typing import BinaryIO
 
 __all__ = ["FileInfo", "Files"]
 
+_T = TypeVar("_T")
 FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
 #: One line (one item) may not be longer than this while uploading.
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -159,6 +164,21 @@ class _LineChecker:
             self.partial = b""
 
 
+async def _settled(call: Callable[[], _T]) -> _T:
+    """Run `call` in a thread; if cancelled meanwhile, let it finish before raising.
+
+    The upload's clean-up then never races a write, a rename or a close still running in the
+    thread (which cancelling the await does not stop).
+    """
+    running = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await running
+        raise
+
+
 async def _copy(
     chunks: AsyncIterator[bytes], out: BinaryIO, checker: _LineChecker | _Counter, max_bytes: int
 ) -> int:
@@ -173,7 +193,7 @@ async def _copy(
             )
             raise Problem(413, msg)
         checker.feed(chunk)
-        await asyncio.to_thread(out.write, chunk)
+        await _settled(functools.partial(out.write, chunk))
     checker.close()
     if checker.items == 0 and isinstance(checker, _LineChecker):
         raise Problem(422, "the file has no items: send one JSON value per line")
@@ -185,6 +205,10 @@ class Files:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def sweep(self) -> int:
+        """Remove the part files of uploads whose process died (`.parts`); return how many."""
+        return sweep_parts(self.root)
 
     def _dir(self, tenant: str) -> Path:
         return self.root / hashlib.sha256(tenant.encode()).hexdigest()[:24]
@@ -210,19 +234,30 @@ class Files:
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         file_id = f"file-{uuid.uuid4().hex}"
         tmp = folder / f".{file_id}.part"
+        meta_path, data_path = folder / f"{file_id}.json", folder / f"{file_id}.jsonl"
         checker: _LineChecker | _Counter = _Counter() if purpose else _LineChecker()
-        out = await asyncio.to_thread(tmp.open, "wb")
+        # Created and locked here, not in a thread: a cancelled await cannot leave it behind.
+        out = open_part(tmp)
         try:
             size = await _copy(chunks, out, checker, max_bytes)
+            info = FileInfo(file_id, size, checker.items, time.time(), filename, purpose)
+            meta = json.dumps(info.to_dict())
+
+            def commit() -> None:
+                # The metadata first, then the data renamed into place, the part still locked
+                # (a sweeper then sees either a live part or the whole file, never neither).
+                meta_path.write_text(meta, "utf-8")
+                tmp.replace(data_path)
+                out.close()
+
+            await _settled(commit)
         except BaseException:
+            # Failed or cancelled, at any step: no part, and no half-made file, is left.
             out.close()
-            tmp.unlink(missing_ok=True)
+            for path in (tmp, data_path, meta_path):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             raise
-        out.close()
-        info = FileInfo(file_id, size, checker.items, time.time(), filename, purpose)
-        meta = json.dumps(info.to_dict())
-        await asyncio.to_thread((folder / f"{file_id}.json").write_text, meta, "utf-8")
-        await asyncio.to_thread(os.replace, tmp, folder / f"{file_id}.jsonl")
         return info
 
     def info(self, tenant: str, file_id: str) -> FileInfo | None:

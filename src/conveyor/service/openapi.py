@@ -88,6 +88,10 @@ def _common(secured: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if secured:
         out["401"] = _problem("no API key, or not a valid one")
+    else:
+        out["421"] = _problem(
+            "the Host header is not a loopback name nor an allowed host (no API keys)"
+        )
     return out
 
 
