@@ -112,3 +112,39 @@ def test_a_worker_without_tasks_says_it_will_claim_nothing(tmp_path: Path, capsy
     store = f"sqlite:///{tmp_path}/jobs.db"
     assert main(["worker", "--store", store, "--until-idle"]) == 0
     assert "no tasks" in capsys.readouterr().err
+
+
+PASSWORD = "hunter2-store-password"  # noqa: S105 - a made-up test value
+
+
+def test_the_worker_start_up_line_shows_its_store_and_redis_without_passwords(pg: str, capsys):
+    """`conveyor worker` names its PostgreSQL store and Redis limits with the userinfo hidden.
+
+    PostgreSQL's test server trusts local connections: the password is sent nowhere.
+    """
+    store = pg.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+    assert PASSWORD in store
+    limits = f"redis://admin:{PASSWORD}@127.0.0.1:6379/0"
+    assert main(["worker", "--store", store, "--limits", limits, "--until-idle"]) == 0
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    assert "store postgresql://***@127.0.0.1:5432/test?schema=" in out
+    assert "limits in redis://***@127.0.0.1:6379/0" in out
+
+
+def test_a_store_url_that_is_refused_is_named_without_its_password(capsys):
+    """An unknown store scheme is one line naming the URL, its userinfo hidden."""
+    store = f"mysql://app:{PASSWORD}@db/jobs"
+    assert main(["jobs", "ls", "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert "'mysql://***@db/jobs'" in err
+    assert PASSWORD not in err
+
+
+def test_the_postgres_store_shows_its_url_without_the_password():
+    """PostgresStore.url, what messages name, has no userinfo; the driver still gets it all."""
+    from conveyor.jobs.stores.postgres import PostgresStore
+
+    store = PostgresStore(f"postgresql://app:{PASSWORD}@db:5432/jobs?schema=conveyor")
+    assert store.url == "postgresql://***@db:5432/jobs?schema=conveyor"
+    assert PASSWORD in store._dsn

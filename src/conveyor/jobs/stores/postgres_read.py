@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..._urls import shown_url
 from ..errors import JobNotFound, StoreError
 from .postgres_listen import Listener
 from .postgres_schema import create_schema, migrate, queries, split_url
@@ -57,7 +58,8 @@ class PostgresReader:
         max_size: int = 4,
         migrate: bool = True,
     ) -> None:
-        self.url = url
+        #: The URL as it may be shown (its password taken out, `conveyor._urls.shown_url`).
+        self.url = shown_url(url)
         self._dsn, self.schema = split_url(url)
         self._clock = clock
         self._min_size = min_size
@@ -125,16 +127,9 @@ class PostgresReader:
                     )
                     raise StoreError(msg)
                 return version, version
-            return await migrate(conn, where=f"the database of {self._redacted()}")
+            return await migrate(conn, where=f"the database of {shown_url(self._dsn)}")
         finally:
             await conn.close()
-
-    def _redacted(self) -> str:
-        dsn = self._dsn
-        if "@" in dsn:
-            scheme, _, rest = dsn.partition("://")
-            dsn = f"{scheme}://***@{rest.rpartition('@')[2]}"
-        return dsn
 
     def _now(self) -> float | None:
         return None if self._clock is None else self._clock()
