@@ -183,3 +183,39 @@ def test_sqlite_errors_that_pass_are_store_unavailable_and_bugs_are_not(tmp_path
         await store.close()
 
     asyncio.run(main_())
+
+
+PASSWORD = "hunter2-store-password"  # noqa: S105 - a made-up test value
+
+
+def test_the_worker_start_up_line_shows_its_store_and_redis_without_passwords(pg: str, capsys):
+    """`conveyor worker` names its PostgreSQL store and Redis limits with the userinfo hidden.
+
+    PostgreSQL's test server trusts local connections: the password is sent nowhere.
+    """
+    store = pg.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+    assert PASSWORD in store
+    limits = f"redis://admin:{PASSWORD}@127.0.0.1:6379/0"
+    assert main(["worker", "--store", store, "--limits", limits, "--until-idle"]) == 0
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    assert "store postgresql://***@127.0.0.1:5432/test?schema=" in out
+    assert "limits in redis://***@127.0.0.1:6379/0" in out
+
+
+def test_a_store_url_that_is_refused_is_named_without_its_password(capsys):
+    """An unknown store scheme is one line naming the URL, its userinfo hidden."""
+    store = f"mysql://app:{PASSWORD}@db/jobs"
+    assert main(["jobs", "ls", "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert "'mysql://***@db/jobs'" in err
+    assert PASSWORD not in err
+
+
+def test_the_postgres_store_shows_its_url_without_the_password():
+    """PostgresStore.url, what messages name, has no userinfo; the driver still gets it all."""
+    from conveyor.jobs.stores.postgres import PostgresStore
+
+    store = PostgresStore(f"postgresql://app:{PASSWORD}@db:5432/jobs?schema=conveyor")
+    assert store.url == "postgresql://***@db:5432/jobs?schema=conveyor"
+    assert PASSWORD in store._dsn

@@ -183,3 +183,26 @@ def test_open_store_accepts_postgresql_urls():
     assert isinstance(open_store("postgres://u@h/db"), PostgresStore)
     with pytest.raises(StoreError, match="plain identifier"):
         PostgresStore("postgresql://u@h/db?schema=a;drop")
+
+
+def test_the_refusal_of_a_newer_database_names_it_without_a_password(pg, capsys):
+    """`conveyor db upgrade` on a newer schema names the database, its passwords hidden."""
+    from conveyor.cli import main
+
+    password = "hunter2-store-password"  # noqa: S105 - a made-up test value
+    url = pg.replace("postgres@", f"postgres:{password}@", 1) + f"&password={password}"
+
+    async def newer() -> None:
+        store = PostgresStore(pg)
+        await store.upgrade()
+        conn = await store._connect_one()
+        await conn.execute("INSERT INTO conveyor_schema (version) VALUES (999)")
+        await conn.close()
+        await store.close()
+
+    asyncio.run(newer())
+    assert main(["db", "upgrade", "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert "newer than this Conveyor" in err
+    assert "the database of postgresql://***@127.0.0.1:5432/test?password=***" in err
+    assert password not in err

@@ -444,3 +444,41 @@ def test_submit_takes_options_or_single_options_not_both(run):
             await jobs.submit("t", [1], concurrency=0)
 
     run(main())
+
+
+def test_a_job_waiting_for_an_unreachable_redis_says_so_without_its_password(run, caplog):
+    """The step "waiting: Redis at ... is unreachable" names the server, never its password."""
+    from conveyor.limits.redis_limiter import RedisLimits, share_limits
+
+    from ..limits.test_redis_limiter import DownRedis
+
+    password = "hunter2-redis-password"  # noqa: S105 - a made-up test value
+    store = MemoryStore()
+    app = App(limiters=[conveyor.Limiter("api", requests_per_second=10)])
+
+    @app.task("call", limiters=["api"])
+    async def call(item):
+        return item
+
+    share_limits(app, RedisLimits(f"redis://:{password}@cache:6379/0", client=DownRedis()))
+
+    async def main() -> list[str]:
+        jobs = Jobs(store, app=app)
+        job = await jobs.submit("call", [1])
+        worker = asyncio.create_task(Worker(store, app, options=FAST).run(until_idle=True))
+        steps: list[str] = []
+        async for snapshot in jobs.watch(job.id, interval_s=0.25):
+            if snapshot.step is not None:
+                steps.append(snapshot.step)
+            if snapshot.step is not None and snapshot.step.startswith("waiting:"):
+                await jobs.cancel(job.id)
+        await worker
+        return steps
+
+    with caplog.at_level("WARNING"):
+        steps = run(main())
+    waiting = [s for s in steps if s.startswith("waiting:")]
+    assert waiting
+    assert "redis://***@cache:6379/0" in waiting[0]
+    assert all(password not in s for s in steps)
+    assert all(password not in r.getMessage() for r in caplog.records)

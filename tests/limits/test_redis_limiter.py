@@ -8,6 +8,7 @@ waits for real time, except the outage test, which stops and restarts a real ser
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -335,3 +336,41 @@ def test_while_redis_is_down_admissions_wait_and_resume_when_it_is_back(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("unreachable" in m for m in messages)
     assert any("reachable again" in m for m in messages)
+
+
+class DownRedis:
+    """A Redis client whose server never answers: every script fails to connect."""
+
+    def register_script(self, source: str) -> Any:
+        async def call(keys: Any = None, args: Any = None) -> Any:
+            import redis.exceptions
+
+            raise redis.exceptions.ConnectionError("Error 111 connecting to cache:6379. Refused.")
+
+        return call
+
+    async def aclose(self) -> None:
+        pass
+
+
+PASSWORD = "hunter2-redis-password"  # noqa: S105 - a made-up test value
+
+
+def test_an_unreachable_redis_is_reported_and_logged_without_its_password(run, caplog):
+    """The outage reason (a job's step) and its log name the server, never the password."""
+    limits = RedisLimits(f"redis://admin:{PASSWORD}@cache:6379/0", client=DownRedis())
+    limiter = limits.limiter("api", requests_per_second=10)
+
+    async def attempt() -> float | None:
+        return await limiter._try("k", 1.0)
+
+    with caplog.at_level("WARNING", logger="conveyor.limits"):
+        wait = run(attempt())
+    assert wait is not None
+    assert limiter.unavailable is not None
+    assert "redis://***@cache:6379/0 is unreachable" in limiter.unavailable
+    assert PASSWORD not in limiter.unavailable
+    assert "admin" not in limiter.unavailable
+    assert PASSWORD not in limits.url
+    assert caplog.records
+    assert all(PASSWORD not in r.getMessage() for r in caplog.records)

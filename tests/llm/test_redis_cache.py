@@ -7,6 +7,7 @@ after a minute (``?ttl=60``).
 
 import argparse
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def test_a_job_item_repeated_is_answered_from_redis():
     }
 
     class Ctx:
-        job_id, index, attempt, idempotency_key = "j", 0, 0, "j/0"
+        job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "default"
 
     async def twice() -> Any:
         first = await task(item, Ctx())  # type: ignore[arg-type]
@@ -190,6 +191,53 @@ def test_a_connections_redis_url_gives_its_jobs_task_a_redis_cache():
     add_connections(app, (connection,), {})
     task = app.get_task("http:mock")
     assert task is not None
-    cache = task.fn._cache  # type: ignore[attr-defined]
+    cache = task.fn._cache.backend  # type: ignore[attr-defined]
     assert isinstance(cache, RedisCache)
     asyncio.run(cache.aclose())
+
+
+def test_redis_holds_the_redacted_answer_under_a_per_tenant_key():
+    """An echoed key is in no Redis value, on miss and hit; another tenant's request misses."""
+    import redis
+
+    from .test_jobs_cache import ITEM, SECRET, echo
+
+    api = FakeAPI(echo, latency_s=0.0)
+    base_url = f"http://api-{uuid.uuid4().hex}.test"
+    task = HttpJobTask(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {SECRET}"},
+        transport=api,
+        cache=open_cache(_url()),
+    )
+
+    class Ctx:
+        job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "acme"
+
+    class OtherCtx(Ctx):
+        tenant = "globex"
+
+    request = task._parse(ITEM, 0)
+    assert task._cache is not None
+    keys = [
+        REDIS_PREFIX + task._cache.key(request.method, request.url, request.body, tenant=t)
+        for t in ("acme", "globex")
+    ]
+
+    async def three() -> Any:
+        results = [await task(ITEM, ctx()) for ctx in (Ctx, Ctx, OtherCtx)]  # type: ignore[arg-type]
+        await task.aclose()
+        return results
+
+    results = asyncio.run(three())
+    client = redis.Redis.from_url(redis_url())
+    try:
+        stored: list[Any] = [client.get(key) for key in keys]
+    finally:
+        client.delete(*keys)
+        client.close()
+    assert api.calls == 2  # acme's repeat hit; globex's missed
+    assert [CACHE_HEADER in r["headers"] for r in results] == [False, True, False]
+    assert all(SECRET not in json.dumps(r) for r in results)
+    assert all(isinstance(value, bytes) for value in stored)
+    assert all(SECRET.encode() not in value for value in stored)

@@ -321,3 +321,32 @@ def test_sigterm_on_serve_with_an_sse_client_connected_exits_promptly(tmp_path):
 
     # The worker stopped with its grace period and released the item: no worker has the job.
     assert asyncio.run(status()) == ("queued", 0)
+
+
+PASSWORD = "hunter2-store-password"  # noqa: S105 - a made-up test value
+
+
+def test_the_serve_start_up_line_shows_the_store_without_its_password(
+    tmp_path, capsys, monkeypatch
+):
+    """`conveyor serve --store postgresql://user:password@...` prints the store, userinfo hidden."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    store = f"postgresql://app:{PASSWORD}@127.0.0.1:1/jobs?sslpassword={PASSWORD}"
+    keys = tmp_path / "keys.json"
+    assert main(["serve", "--store", store, "--keys-file", str(keys), "--no-worker"]) == 0
+    out, err = capsys.readouterr()
+    assert "store postgresql://***@127.0.0.1:1/jobs?sslpassword=***" in out
+    assert PASSWORD not in out + err
+
+
+def test_a_connection_base_url_with_credentials_is_refused_without_echoing_them():
+    """connections.x.base_url = "https://user:password@host" is a ConfigError that hides them."""
+    from conveyor import ConfigError
+    from conveyor.service import Connection
+
+    with pytest.raises(ConfigError, match="credentials") as caught:
+        Connection(name="x", base_url=f"https://app:{PASSWORD}@api.example.com")
+    assert PASSWORD not in str(caught.value)
+    assert "https://***@api.example.com" in str(caught.value)

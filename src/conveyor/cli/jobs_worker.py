@@ -164,6 +164,7 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
 
 def worker_command(args: argparse.Namespace) -> int:
     """Run ``conveyor worker``."""
+    from .._urls import shown_url
     from ..errors import ConveyorError
     from ..jobs.client import open_store
     from ..jobs.worker import Worker, WorkerOptions
@@ -189,9 +190,10 @@ def worker_command(args: argparse.Namespace) -> int:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return 2
     worker = Worker(store, app, options=options)
+    limits = f"; limits in {shown_url(args.limits)}" if args.limits else ""
     print(
         f"conveyor worker {worker.id}: tasks {', '.join(app.task_names) or 'none'};"
-        f" store {store_url}" + (f"; limits in {args.limits}" if args.limits else ""),
+        f" store {shown_url(store_url)}{limits}",
         flush=True,
     )
     if not app.task_names:

@@ -151,6 +151,7 @@ def serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from .._urls import shown_url
     from ..errors import ConveyorError
     from ..jobs.worker import WorkerOptions
     from .jobs_worker import load_app
@@ -184,7 +185,8 @@ def serve_command(args: argparse.Namespace) -> int:
             flush=True,
         )
     worker = "no worker (run `conveyor worker`)" if args.no_worker else "an in-process worker"
-    print(f"conveyor serve: {where} (dashboard at /), store {config.store}, {worker}", flush=True)
+    store = shown_url(config.store)
+    print(f"conveyor serve: {where} (dashboard at /), store {store}, {worker}", flush=True)
     service = asgi.state.service
 
     class Server(uvicorn.Server):

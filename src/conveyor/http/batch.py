@@ -44,7 +44,6 @@ from .client import AiohttpTransport, HttpTask
 from .errors import BatchError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
-from .response import Response
 from .results import invalid_result, outcome_result, result_line
 from .tally import BatchTally
 
@@ -60,6 +59,7 @@ if TYPE_CHECKING:
     from .client import Transport
     from .config import BatchLimits
     from .plan import Plan
+    from .response import Response
 
 __all__ = ["Batch", "BatchResult"]
 
@@ -142,6 +142,8 @@ class Batch:
             validate=self.llm.validate,
             cache=self._cache,
             scope=plan.endpoint.base_url or "",
+            redact=self._redact,
+            secret_headers=[name for name, _ in plan.endpoint.secret_headers],
         )
         self._holds = BudgetHolds()  # the budget held by requests in flight
         self._quota_stopped = 0  # failed items the engine counted, stopped by the quota
@@ -289,15 +291,14 @@ class Batch:
 
     async def _answer_from_cache(self, request: Request) -> bool:
         """Write the cached answer of `request`, if there is one; return whether there was."""
-        assert self._cache is not None
-        hit = await self._cache.fetch(self._hooks.key(request.method, request.url, request.body))
+        cache = self._hooks.cache
+        assert cache is not None
+        hit = await cache.recall(cache.key(request.method, request.url, request.body))
         if hit is None:
             return False
         self.tally.cache_hits += 1
         self.tally.succeeded += 1
-        line = result_line(
-            request.custom_id, response=Response(*hit), error=None, attempts=0, latency_s=None
-        )
+        line = result_line(request.custom_id, response=hit, error=None, attempts=0, latency_s=None)
         self._write(line)
         return True
 

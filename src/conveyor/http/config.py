@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._urls import shown_url
 from ..errors import ConfigError
 
 __all__ = ["BatchFiles", "BatchLimits", "Endpoint"]
@@ -52,9 +53,18 @@ class Endpoint:
         if base is not None and (
             not isinstance(base, str) or not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", base)
         ):
+            shown = shown_url(base) if isinstance(base, str) else base
             msg = (
-                f"Endpoint(base_url={base!r}): give the API's address with its scheme, like"
+                f"Endpoint(base_url={shown!r}): give the API's address with its scheme, like"
                 " https://api.openai.com or http://127.0.0.1:8765 (no query string)"
+            )
+            raise ConfigError(msg)
+        if base is not None and shown_url(base) != base:
+            # The base URL is named in messages and result lines: no credentials in it.
+            msg = (
+                f"Endpoint(base_url={shown_url(base)!r}): the address carries credentials"
+                " (user:password@); send them as a header instead, e.g."
+                " --header-env 'Authorization=ENV_VAR' with the value 'Basic ...'"
             )
             raise ConfigError(msg)
         if self.url is not None and (not isinstance(self.url, str) or not self.url.strip()):

@@ -4,17 +4,52 @@ The batch runner never writes request headers anywhere; this is the second line 
 for an API that echoes a credential back in an answer or an error. Values shorter than
 `MIN_SECRET` characters are not redacted (they would mangle ordinary text, and are too short to
 be credentials); `Redactor.too_short` lists them so the command line can warn.
+
+`Redactor.value` does the same inside a JSON value (an answer's headers and body), string by
+string, so that what it returns is the same structure: the job's result and the response
+cache store exactly that.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-__all__ = ["MIN_SECRET", "REDACTED", "Redactor"]
+__all__ = ["CREDENTIAL_HEADERS", "MIN_SECRET", "REDACTED", "Redactor", "without_credentials"]
 
 #: The shortest value redacted.
 MIN_SECRET = 8
 REDACTED = "[redacted]"
+
+#: Header names that carry credentials: a job's item may not set them, and no stored answer
+#: (result or response cache) keeps one, whatever its value.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "anthropic-api-key",
+    }
+)
+
+
+def without_credentials(
+    headers: dict[str, str], also: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """`headers` less every `CREDENTIAL_HEADERS` name and every name in `also` (lower-case).
+
+    >>> without_credentials({"Authorization": "Bearer x", "content-type": "a/b"})
+    {'content-type': 'a/b'}
+    """
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in CREDENTIAL_HEADERS and k.lower() not in also
+    }
 
 
 class Redactor:
@@ -55,3 +90,19 @@ class Redactor:
             if needle in text:
                 text = text.replace(needle, REDACTED)
         return text
+
+    def value(self, value: Any) -> Any:
+        """`value` (parsed JSON) with every secret replaced in every string, keys included.
+
+        >>> Redactor(["Bearer sk-12345678"]).value({"echo": ["x", "Bearer sk-12345678"]})
+        {'echo': ['x', '[redacted]']}
+        """
+        if not self._needles:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .errors import InputError
+from .redact import CREDENTIAL_HEADERS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -89,12 +90,6 @@ ROUTING_HEADERS = frozenset(
 #: -Host, -Proto, -Prefix...; X-Original-URL, -Host...; X-Rewrite-URL; Proxy-Authorization,
 #: Proxy-Connection...
 ROUTING_PREFIXES = ("x-forwarded", "x-original-", "x-rewrite-", "proxy-")
-#: Headers (lower case) that carry credentials. A job's items and a batch's lines may not set
-#: them (the operator's connection adds its own); a ``conveyor run`` line may, since whoever
-#: runs the file holds the credentials anyway.
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
-)
 _FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
 # A custom_id longer than this is surely a mistake (and would bloat every structure keyed by it).
 _MAX_ID = 512

@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .redact import without_credentials
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from .redact import Redactor
 
 __all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers", "usage_tokens"]
 
@@ -33,6 +37,24 @@ class Response:
     def to_dict(self) -> dict[str, Any]:
         """Return the ``response`` object of a result line."""
         return {"status_code": self.status_code, "headers": self.headers, "body": self.body}
+
+    def redacted(
+        self, redact: Redactor | None, *, secret_headers: frozenset[str] = frozenset()
+    ) -> Response:
+        """The answer as it may be stored (a job's result, the response cache).
+
+        No credential header (`CREDENTIAL_HEADERS`, and `secret_headers`, lower-case names),
+        and every secret of `redact` replaced in the other headers and the body.
+
+        >>> from conveyor.http.redact import Redactor
+        >>> answer = Response(200, {"x-request-id": "sk-12345678"}, {"echo": "sk-12345678"})
+        >>> answer.redacted(Redactor(["sk-12345678"])).to_dict()["body"]
+        {'echo': '[redacted]'}
+        """
+        headers = without_credentials(self.headers, secret_headers)
+        if redact is None:
+            return Response(self.status_code, headers, self.body)
+        return Response(self.status_code, redact.value(headers), redact.value(self.body))
 
     def error_text(self, redact: Callable[[str], str] | None = None) -> str:
         """The API's own explanation of a failure: OpenAI's ``error.message``, else the body.

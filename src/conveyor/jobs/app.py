@@ -40,9 +40,11 @@ class TaskContext:
         idempotency_key: ``"<job id>/<index>"``, the same on every attempt and every worker:
             pass it to APIs that deduplicate (``Idempotency-Key``), since an item that was in
             flight when its worker died runs again (at-least-once).
+        tenant: whose job it is: anything a task keeps across jobs (a cache) is kept apart
+            per tenant.
     """
 
-    __slots__ = ("_report", "attempt", "idempotency_key", "index", "job_id")
+    __slots__ = ("_report", "attempt", "idempotency_key", "index", "job_id", "tenant")
 
     def __init__(
         self,
@@ -50,11 +52,14 @@ class TaskContext:
         index: int,
         attempt: int,
         report: Callable[[int, float, str | None], None],
+        *,
+        tenant: str = "default",
     ) -> None:
         self.job_id = job_id
         self.index = index
         self.attempt = attempt
         self.idempotency_key = f"{job_id}/{index}"
+        self.tenant = tenant
         self._report = report
 
     def progress(self, percent: float, step: str | None = None) -> None:
@@ -225,11 +230,13 @@ class App:
         lines); urls must be under `base_url`, the only address the task calls. `headers`
         (credentials) live here, with the operator, never in the job's stored items. See
         `conveyor.jobs.http_task.HttpJobTask`. With a `cache` (`conveyor.llm.open_cache`),
-        requests already answered there are not sent again.
+        requests already answered there for the same tenant, through this task, are not sent
+        again; answers are stored redacted.
         """
         from .http_task import HttpJobTask  # noqa: PLC0415 - aiohttp only when used
 
         http = HttpJobTask(
+            name=name,
             base_url=base_url,
             headers=headers or {},
             idempotency_header=idempotency_header,

@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, Self
 
 from .. import _clock
+from .._urls import shown_url
 from ..errors import ConfigError
 from .errors import InvalidJob, JobNotFound
 from .ids import new_id
@@ -64,7 +65,7 @@ def open_store(url: str | Store, *, create: bool = True) -> Store:
     if "://" in url:
         scheme = url.split("://", 1)[0]
         msg = (
-            f"store url {url!r}: the {scheme!r} store is not available; use"
+            f"store url {shown_url(url)!r}: the {scheme!r} store is not available; use"
             " sqlite:///jobs.db (the default), postgresql://host/db or memory:"
         )
         raise ConfigError(msg)

@@ -11,11 +11,14 @@ job's items can only name paths under that URL (same scheme, host and port, no `
 not carry credential headers of their own (`CREDENTIAL_HEADERS`) nor headers that choose where
 the request lands (``Host``, ``X-Forwarded-*``...: `conveyor.http.request.is_routing_header`),
 and the operator's headers are never stored: an answer or an error that echoes one has it
-replaced by ``[redacted]`` before it is recorded.
+replaced by ``[redacted]`` before it is recorded. The base URL itself may not carry
+credentials (``user:password@``): it is named in errors.
 
-With a response cache (a connection's ``cache`` setting), a request already answered is not
-sent: the stored answer is the item's result, marked by the ``x-conveyor-cache: hit`` header.
-Only successful answers are stored. The task counts tokens and cost in `tally`.
+With a response cache (a connection's ``cache`` setting), a request already answered for the
+same tenant through the same task is not sent: the stored answer is the item's result, marked
+by the ``x-conveyor-cache: hit`` header. Only successful answers are stored, and only as they
+are stored as results: redacted (`conveyor.llm.scoped_cache.ScopedCache`). The task counts
+tokens and cost in `tally`.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from .._urls import shown_url
+from ..errors import ConfigError
 from ..http.client import AiohttpTransport, HttpTask
-from ..http.redact import Redactor
-from ..http.request import CREDENTIAL_HEADERS, InvalidLine, credential_headers, parse_line
+from ..http.redact import CREDENTIAL_HEADERS, Redactor
+from ..http.request import InvalidLine, credential_headers, parse_line
 from ..http.tally import BatchTally
 from ..limits.limiter import Limiter
 
@@ -39,13 +44,18 @@ if TYPE_CHECKING:
     from ..http.client import Transport
     from ..http.request import Request
     from ..llm.cache import AnswerCache
+    from ..llm.scoped_cache import ScopedCache
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
 
 
 class HttpJobTask:
-    """Sends one request line per call. `transport` replaces the network in tests."""
+    """Sends one request line per call. `transport` replaces the network in tests.
+
+    `name` is the task's name (``http:<connection>``): with `base_url`, it scopes the cache,
+    so two connections to one URL (two accounts) never answer each other's requests.
+    """
 
     def __init__(
         self,
@@ -55,22 +65,40 @@ class HttpJobTask:
         idempotency_header: str | None = None,
         transport: Transport | None = None,
         cache: AnswerCache | None = None,
+        name: str = "http",
     ) -> None:
         from ..llm.hooks import AnswerHooks  # noqa: PLC0415 - conveyor.llm imports conveyor.http
         from ..llm.pricing import PriceTable  # noqa: PLC0415
+        from ..llm.scoped_cache import ScopedCache  # noqa: PLC0415
 
+        if shown_url(base_url) != base_url:
+            msg = (
+                f"the http task's base_url {shown_url(base_url)!r} carries credentials"
+                " (user:password@): they would be named in every error; send them as a header"
+                " instead (--header-env Authorization=ENV_VAR, or a connection's auth_env)"
+            )
+            raise ConfigError(msg)
         self._base_url = base_url
-        self._cache = cache
         self._origin = urlsplit(base_url)[:2]
         self._headers = dict(headers)
         self._redact = Redactor(list(self._headers.values()))
+        self._secret = frozenset(name.lower() for name in self._headers)
         self._idempotency_header = idempotency_header
         self._transport = transport
         self._session: aiohttp.ClientSession | None = None
         self._task: HttpTask | None = None
         self.tally = BatchTally()
         self.prices = PriceTable.default()
-        self._hooks = AnswerHooks(tally=self.tally, prices=self.prices, cache=cache, scope=base_url)
+        # Counts tokens and cost; the cache is this task's own, whose keys need the tenant.
+        self._hooks = AnswerHooks(tally=self.tally, prices=self.prices)
+        self._cache: ScopedCache | None = None
+        if cache is not None:
+            self._cache = ScopedCache(
+                cache,
+                scope=("connection", name, base_url),
+                redact=self._redact,
+                secret_headers=self._secret,
+            )
 
     def _parse(self, item: Any, index: int) -> Request:
         raw = json.dumps(item, separators=(",", ":")).encode()
@@ -82,7 +110,10 @@ class HttpJobTask:
         target = urlsplit(parsed.url)
         path = unquote(target.path)
         if target[:2] != self._origin or ".." in path.split("/") or "\\" in path:
-            msg = f"the request's url {parsed.url!r} leaves {self._base_url}: use a path under it"
+            msg = (
+                f"the request's url {shown_url(parsed.url)!r} leaves {self._base_url}: use a"
+                " path under it"
+            )
             raise ValueError(msg)
         own = credential_headers(name for name, _ in parsed.headers)
         if own:
@@ -140,14 +171,13 @@ class HttpJobTask:
         if self._idempotency_header is not None:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)
-        if self._cache is not None:
-            hit = await self._cache.fetch(
-                self._hooks.key(request.method, request.url, request.body)
-            )
+        cache, key = self._cache, ""
+        if cache is not None:
+            key = cache.key(request.method, request.url, request.body, tenant=ctx.tenant)
+            hit = await cache.recall(key)
             if hit is not None:
                 self.tally.cache_hits += 1
-                status, headers, body = hit
-                return {"status_code": status, "headers": headers, "body": body}
+                return hit.to_dict()
         try:
             response = await self._http()(request)
         except Exception as exc:
@@ -156,10 +186,10 @@ class HttpJobTask:
                 # put it there (its type, and so the retry decision, stay as they are).
                 exc.args = tuple(self._redact(a) if isinstance(a, str) else a for a in exc.args)
             raise
-        result = response.to_dict()
-        if self._redact:
-            result = json.loads(self._redact(json.dumps(result, ensure_ascii=False)))
-        return result
+        # The result and the cached answer are one value: redacted once, stored twice.
+        if cache is not None:
+            return (await cache.keep(key, response)).to_dict()
+        return response.redacted(self._redact or None, secret_headers=self._secret).to_dict()
 
     async def aclose(self) -> None:
         """Close the connection pool, if one was opened."""

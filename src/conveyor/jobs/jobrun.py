@@ -254,7 +254,9 @@ class JobRun:
     async def _call(self, item: ClaimedItem) -> str:
         if item.index not in self._marked:
             self._unmarked.add(item.index)
-        ctx = TaskContext(item.job_id, item.index, item.attempts, self._report)
+        ctx = TaskContext(
+            item.job_id, item.index, item.attempts, self._report, tenant=self.job.tenant
+        )
         item_input = json.loads(item.input_json)
         value = await self._task.call(item_input, ctx)
         if self._budget is not None:

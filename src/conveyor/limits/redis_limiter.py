@@ -41,6 +41,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
+from .._urls import shown_url
 from ..errors import CircuitOpen, ConfigError
 from .limiter import Limiter
 from .slot import Slot
@@ -123,7 +124,8 @@ class RedisLimits:
     """The Redis that holds shared limits, and a factory of limiters kept there.
 
     Args:
-        url: ``redis://host:port/db`` (``rediss://`` for TLS).
+        url: ``redis://host:port/db`` (``rediss://`` for TLS), ``redis://:password@host...``
+            with a password; `url` keeps it as it may be shown (`conveyor._urls.shown_url`).
         lease_s: how long a concurrency slot outlives a process that stopped renewing it.
         prefix: the keys' prefix (one per application sharing a Redis).
         client: an existing ``redis.asyncio.Redis`` (then `url` only names it in messages).
@@ -142,7 +144,8 @@ class RedisLimits:
         if not (isinstance(lease_s, int | float) and math.isfinite(lease_s) and lease_s > 0):
             msg = f"RedisLimits(lease_s={lease_s!r}): the lease is seconds > 0, e.g. 10"
             raise ConfigError(msg)
-        self.url = url
+        #: The URL as messages, logs and a job's step show it: its password taken out.
+        self.url = shown_url(url)
         self.lease_s = float(lease_s)
         self.prefix = prefix
         self.clock = clock

@@ -1,10 +1,12 @@
 """The response cache: an answer stored under a hash of its request, returned on a repeat.
 
 Opt-in (``conveyor run --cache PATH``, a connection's ``cache`` setting). The key is the
-SHA-256 of (scope, method, url, body): the scope names the upstream (a connection's name or
-base URL), so the same body sent to two APIs is two entries. Only successful answers that
-passed validation are stored; errors and 429s never are (the caller decides, `put` refuses
-a non-2xx status).
+SHA-256 of (version, scope, method, url, body): the scope names the upstream and who asks (a
+run's base URL; a connection's name and base URL and the job's tenant), so the same body sent
+to two APIs, or by two tenants, is two entries. Only successful answers that passed
+validation are stored; errors and 429s never are (the caller decides, `put` refuses a non-2xx
+status). The backends store what they are given: `conveyor.llm.scoped_cache.ScopedCache` is
+what the HTTP tasks use, and it gives them only redacted answers.
 
 Two backends behind one interface (`open_cache` picks one from the location; callers use the
 coroutines `fetch`, `store` and `aclose`, and read `hits` and `stored`):
@@ -29,9 +31,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
+from .._urls import shown_url
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.asyncio import Redis
 
 __all__ = ["CACHE_HEADER", "AnswerCache", "RedisCache", "ResponseCache", "cache_key", "open_cache"]
@@ -41,6 +46,11 @@ REDIS_PREFIX = "conveyor:cache:"
 
 #: Added to the headers of an answer that came from the cache (so the result line says so).
 CACHE_HEADER = "x-conveyor-cache"
+
+#: The first part of every key. A new version when what a key covers or what is stored under
+#: it changes: entries written before are never hit again (v1 keys had no tenant, and their
+#: answers were stored before redaction).
+KEY_VERSION = "conveyor-cache-v2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -55,16 +65,22 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-def cache_key(scope: str, method: str, url: str, body: bytes | None) -> str:
-    """The cache key of a request: a hex SHA-256 over its four parts, unambiguously joined.
+def cache_key(scope: str | Sequence[str], method: str, url: str, body: bytes | None) -> str:
+    """The cache key of a request: a hex SHA-256 over its parts, unambiguously joined.
+
+    `scope` is one string or several (upstream, connection, tenant): each is a part of its own.
 
     >>> cache_key("a", "POST", "/x", b"{}") == cache_key("a", "POST", "/x", b"{}")
     True
     >>> cache_key("a", "POST", "/x", b"{}") == cache_key("b", "POST", "/x", b"{}")
     False
+    >>> cache_key(("a", "t1"), "POST", "/x", b"{}") == cache_key(("a", "t2"), "POST", "/x", b"{}")
+    False
     """
+    scopes = (scope,) if isinstance(scope, str) else tuple(scope)
+    parts = (KEY_VERSION, str(len(scopes)), *scopes, method.upper(), url)
     digest = hashlib.sha256()
-    for part in (scope.encode(), method.upper().encode(), url.encode(), body or b""):
+    for part in (*(p.encode() for p in parts), body or b""):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
@@ -133,16 +149,6 @@ class ResponseCache:
         """Nothing to check: the file was opened by the constructor."""
 
 
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class RedisCache:
     """Answers by request key in Redis (``redis.asyncio``), under ``conveyor:cache:<key>``.
 
@@ -155,7 +161,7 @@ class RedisCache:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         ttl = [value for name, value in query if name == "ttl"]
-        shown = _hide_password(url)
+        shown = shown_url(url)
         self.ttl_s: int | None = None
         if ttl:
             try:

@@ -6,7 +6,8 @@ task calls with every successful answer, in this order:
 1. count the tokens in and out and their cost (an answer that fails the check still cost);
 2. run the check (`AnswerCheck` or any function of the body): `InvalidAnswer` fails the attempt
    with its reason, and the retry policy retries it;
-3. store it in the response cache, if there is one: only answers that passed get there.
+3. store it in the response cache, if there is one: only answers that passed get there, and
+   only as `conveyor.llm.scoped_cache.ScopedCache` stores them (scoped, redacted).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InvalidAnswer
-from .cache import AnswerCache, cache_key
 from .pricing import PriceTable, usage_of
+from .scoped_cache import ScopedCache
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
+    from ..http.redact import Redactor
     from ..http.response import Response
     from ..http.tally import BatchTally
+    from .cache import AnswerCache
 
 __all__ = ["AnswerHooks", "LlmOptions"]
 
@@ -78,9 +81,11 @@ class AnswerHooks:
         prices: the price table.
         validate: the answer check, if any.
         cache: the response cache, if any; `scope` names the upstream in its keys.
+        redact: the run's credentials, replaced in every answer the cache stores or returns.
+        secret_headers: the names of the headers that carry them (never stored).
     """
 
-    __slots__ = ("cache", "prices", "scope", "tally", "validate")
+    __slots__ = ("cache", "prices", "tally", "validate")
 
     def __init__(
         self,
@@ -90,16 +95,27 @@ class AnswerHooks:
         validate: Callable[[Any], object] | None = None,
         cache: AnswerCache | None = None,
         scope: str = "",
+        redact: Redactor | None = None,
+        secret_headers: Iterable[str] = (),
     ) -> None:
         self.tally = tally
         self.prices = prices
         self.validate = validate
-        self.cache = cache
-        self.scope = scope
+        #: The cache as the run uses it (scoped keys, redacted answers), or None.
+        self.cache = (
+            None
+            if cache is None
+            else ScopedCache(
+                cache, scope=("run", scope), redact=redact, secret_headers=secret_headers
+            )
+        )
 
     def key(self, method: str, url: str, body: bytes | None) -> str:
-        """The cache key of a request."""
-        return cache_key(self.scope, method, url, body)
+        """The cache key of a request (`ConfigError` without a cache)."""
+        if self.cache is None:
+            msg = "AnswerHooks.key: this run has no response cache (LlmOptions(cache=...))"
+            raise ConfigError(msg)
+        return self.cache.key(method, url, body)
 
     def count(self, body: Any) -> None:
         """Add an answer's tokens and cost to the tally."""
@@ -127,6 +143,4 @@ class AnswerHooks:
                 exc.answer = response
                 raise
         if self.cache is not None:
-            await self.cache.store(
-                self.key(method, url, body), response.status_code, response.headers, response.body
-            )
+            await self.cache.keep(self.cache.key(method, url, body), response)

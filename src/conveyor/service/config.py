@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .._urls import shown_url
 from ..errors import ConfigError
 from .hosts import check_allowed_host
 
@@ -107,18 +108,20 @@ class Connection:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             msg = f"connection name {self.name!r}: use letters, digits and _.- (e.g. openai)"
             raise ConfigError(msg)
-        parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
+        base = self.base_url
+        parts = urlsplit(base) if isinstance(base, str) else None
         if (
             parts is None
             or parts.scheme not in {"http", "https"}
             or not parts.hostname
             or parts.query
             or parts.fragment
-            or parts.username
+            or shown_url(base) != base
             or ".." in parts.path.split("/")
         ):
+            shown = shown_url(base) if isinstance(base, str) else base
             msg = (
-                f"{where}.base_url={self.base_url!r}: pass http(s)://host[:port][/path], with no"
+                f"{where}.base_url={shown!r}: pass http(s)://host[:port][/path], with no"
                 " query, credentials or '..', e.g. https://api.openai.com"
             )
             raise ConfigError(msg)

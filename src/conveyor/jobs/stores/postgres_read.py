@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..._urls import shown_url
 from ..errors import JobNotFound, StoreError, StoreUnavailable
 from .postgres_listen import Listener
 from .postgres_schema import create_schema, migrate, queries, split_url
@@ -62,7 +63,8 @@ class PostgresReader:
         migrate: bool = True,
         timeout_s: float = TIMEOUT_S,
     ) -> None:
-        self.url = url
+        #: The URL as it may be shown (its password taken out, `conveyor._urls.shown_url`).
+        self.url = shown_url(url)
         self._timeout_s = timeout_s
         self._dsn, self.schema = split_url(url)
         self._clock = clock
@@ -144,7 +146,7 @@ class PostgresReader:
         )
         closed = isinstance(exc, e.InterfaceError) and "closed" in str(exc)
         if isinstance(exc, transient) or closed:
-            return StoreUnavailable(self._redacted(), exc)
+            return StoreUnavailable(shown_url(self._dsn), exc)
         return None
 
     async def upgrade(self, *, only_check: bool = False) -> tuple[int, int]:
@@ -166,7 +168,7 @@ class PostgresReader:
                     )
                     raise StoreError(msg)
                 return version, version
-            return await migrate(conn, where=f"the database of {self._redacted()}")
+            return await migrate(conn, where=f"the database of {shown_url(self._dsn)}")
 
         conn = await self._connect_one()
         try:
@@ -180,13 +182,6 @@ class PostgresReader:
         finally:
             if not conn.is_closed():
                 await conn.close(timeout=self._timeout_s)
-
-    def _redacted(self) -> str:
-        dsn = self._dsn
-        if "@" in dsn:
-            scheme, _, rest = dsn.partition("://")
-            dsn = f"{scheme}://***@{rest.rpartition('@')[2]}"
-        return dsn
 
     def _now(self) -> float | None:
         return None if self._clock is None else self._clock()
