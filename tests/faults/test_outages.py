@@ -18,6 +18,7 @@ it). Every wait is bounded; a worker that exits fails the test at once, with its
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,28 @@ def _status(store: str, job_id: str) -> str:
     return str(sql(store, "SELECT status FROM conveyor_jobs WHERE id = $1", job_id)[0][0])
 
 
+def _held_at_outage(store: str, *, settle: bool) -> set[int]:
+    """The items held by workers (state running) once the outage has begun.
+
+    Read straight from PostgreSQL. With the workers cut off from it (`settle`), a statement
+    that reached the server just before the outage may still commit, so the set is read
+    until it stays the same for a moment (bounded).
+    """
+
+    def read() -> set[int]:
+        rows = sql(store, "SELECT idx FROM conveyor_items WHERE state = 'running'")
+        return {int(str(r[0])) for r in rows}
+
+    held, end = read(), time.monotonic() + 5
+    while settle and time.monotonic() < end:
+        time.sleep(0.2)
+        again = read()
+        if again == held:
+            break
+        held = again
+    return held
+
+
 def _outage(
     pg: str,
     proxies: tuple[Proxy, Proxy],
@@ -96,11 +119,7 @@ def _outage(
             alive=workers,
         )
         broken.cut() if kind == "cut" else broken.pause()
-        # Read straight from PostgreSQL: with the workers cut off, this is the state at the cut.
-        held = {
-            int(str(r[0]))
-            for r in sql(pg, "SELECT idx FROM conveyor_items WHERE state = 'running'")
-        }
+        held = _held_at_outage(pg, settle=broken is to_pg)
         settled_at_cut = _succeeded(pg, job_id)
         ran_at_cut = runs(ran)
         assert settled_at_cut < ITEMS, "the job ended before the outage: make it longer"

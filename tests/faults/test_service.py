@@ -186,6 +186,12 @@ def test_healthz_answers_503_down_while_the_store_is_cut_and_200_ok_after(served
         "worker": {"alive": True},
     }
     to_pg.cut()
+    wait_until(  # at once, or after a probe of the store's: bounded either way
+        "/healthz answers 503 during the cut",
+        lambda: served.get("/healthz").status_code == 503,
+        deadline_s=10,
+        alive=[served.proc],
+    )
     _assert_store_down(served.get("/healthz"))
     hold(1, [served.proc], "during a store cut")
     _assert_store_down(served.get("/healthz"))
@@ -271,6 +277,12 @@ def test_healthz_is_degraded_while_redis_is_cut(pg, tmp_path):
             service.wait_up()
             assert _json(service.get("/healthz"))["redis"] == OK_STORE
             to_redis.cut()
+            wait_until(
+                "/healthz says degraded during the Redis cut",
+                lambda: _json(service.get("/healthz"))["status"] != "ok",
+                deadline_s=10,
+                alive=[service.proc],
+            )
             answer = service.get("/healthz")
             assert answer.status_code == 200, answer.text
             body = _json(answer)
