@@ -248,6 +248,7 @@ def test_serve_on_an_unreachable_store_starts_reports_it_and_recovers(pg, to_pg,
         service.wait_completed(service.submit(10), after="once the store was back")
         output = service.close()
     finally:
+        service.http.close()
         service.proc.kill()
     assert PASSWORD not in output
 
