@@ -67,15 +67,6 @@ class StoreKit:
         return self.kind != "memory"
 
 
-@pytest.fixture
-def pg() -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
-    base = postgres_url()
-    schema = unique_schema()
-    yield f"{base}?schema={schema}"
-    drop_schema(base, schema)
-
-
 @pytest.fixture(params=STORES)
 def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
     """One kit per store kind: the contract suite runs once for each."""
