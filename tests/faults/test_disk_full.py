@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.faults
 
 ITEMS = 400
-#: Room on the small disk: the job's database and its WAL fit, a few MB more do not.
-DISK_SIZE = "4m"
+#: The small disk: room for the job's database and its write-ahead log, which SQLite folds
+#: back into the database once it passes ~4 MB (on a disk not much larger, the log alone can
+#: fill it and leave too little room for that, which a real disk this small would need an
+#: operator to fix; see `SqliteStore._write`).
+DISK_SIZE = "16m"
 
 
 @pytest.fixture

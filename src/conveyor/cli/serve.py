@@ -83,6 +83,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " name a reverse proxy forwards); loopback names are always answered",
     )
     serve.add_argument(
+        "--limits",
+        metavar="URL",
+        help="hold every limiter in Redis (redis://host:6379/0), shared with the"
+        " `conveyor worker --limits` processes; /healthz reports whether it answers",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
@@ -169,7 +175,18 @@ def serve_command(args: argparse.Namespace) -> int:
             return 2
         app = load_app(args.app)
         options = WorkerOptions(poll_interval_s=0.5, lease_s=args.lease_s, grace_s=args.grace_s)
-        asgi = create_app(config, app=app, worker=not args.no_worker, worker_options=options)
+        shared = None
+        if args.limits:
+            from ..limits.redis_limiter import RedisLimits
+
+            shared = RedisLimits(args.limits, lease_s=args.lease_s)
+        asgi = create_app(
+            config,
+            app=app,
+            worker=not args.no_worker,
+            worker_options=options,
+            shared_limits=shared,
+        )
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +203,8 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     worker = "no worker (run `conveyor worker`)" if args.no_worker else "an in-process worker"
     store = shown_url(config.store)
-    print(f"conveyor serve: {where} (dashboard at /), store {store}, {worker}", flush=True)
+    limits = f", limits in {shared.url}" if shared is not None else ""
+    print(f"conveyor serve: {where} (dashboard at /), store {store}, {worker}{limits}", flush=True)
     service = asgi.state.service
 
     class Server(uvicorn.Server):

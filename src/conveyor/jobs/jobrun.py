@@ -335,6 +335,8 @@ class JobRun:
                 except BaseException:
                     self._buffer[:0] = batch  # not written: keep it for the next flush
                     raise
+                # Only a write says the store is back (a full disk still answers reads).
+                self._outage.succeeded()
                 self._written.set()
 
     async def _writer(self) -> None:
@@ -357,7 +359,6 @@ class JobRun:
                 logger.exception("conveyor worker %s: writing results failed", self._worker.id)
                 wait_s = self._options.flush_interval_s
             else:
-                self._outage.succeeded()
                 continue
             self._to_write.set()
             await asyncio.sleep(wait_s)
@@ -376,6 +377,7 @@ class JobRun:
             self._marked -= marks  # not counted: report them again next flush
             self._unmarked |= marks
             raise
+        self._outage.succeeded()
 
     async def _heartbeat(self) -> None:
         o = self._options
@@ -402,13 +404,13 @@ class JobRun:
         """One heartbeat; True once the run has been told to close."""
         o = self._options
         await self.flush()
-        self._outage.succeeded()  # before `may_requeue`: the store is back, since now
         now = _clock.now()
         if now - self._renewed_at >= o.lease_s / 3:
             if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
                 self._lost = True
                 self._close()
                 return True
+            self._outage.succeeded()  # a write went through (before `may_requeue`)
             self._renewed_at = now
             if self._worker.may_requeue(now):
                 await self._store.requeue_expired()

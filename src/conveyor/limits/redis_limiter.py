@@ -176,6 +176,14 @@ class RedisLimits:
         """A `RedisLimiter` named `name` (`Limiter`'s arguments) sharing this Redis."""
         return RedisLimiter(name, redis=self, **limits)
 
+    async def check(self) -> str | None:
+        """None if Redis answers a PING now, else why not (one line, no password)."""
+        try:
+            await self.client.ping()
+        except _unreachable_errors() as exc:
+            return f"Redis at {self.url} is unreachable ({type(exc).__name__}: {exc})"
+        return None
+
     async def aclose(self) -> None:
         """Close the connections."""
         await self.client.aclose()

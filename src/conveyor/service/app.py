@@ -29,6 +29,7 @@ from ..jobs.app import App
 from ..jobs.client import Jobs
 from ..jobs.worker import WorkerOptions
 from ..limits.limiter import Limiter
+from ..limits.redis_limiter import RedisLimits, share_limits
 from ..llm.cache import open_cache
 from .config import ServiceConfig
 from .feed import JobFeed
@@ -112,6 +113,7 @@ def create_app(
     worker: bool = True,
     worker_options: WorkerOptions | None = None,
     environ: Mapping[str, str] | None = None,
+    shared_limits: RedisLimits | None = None,
 ) -> Starlette:
     """The service as an ASGI app.
 
@@ -122,10 +124,14 @@ def create_app(
         worker: run an in-process worker; ``False`` when separate workers run the jobs.
         worker_options: the in-process worker's options.
         environ: where connection credentials are read (default: the process environment).
+        shared_limits: a Redis to keep every limiter in (the app's and the connections'),
+            shared with the ``conveyor worker --limits`` processes; closed with the app.
     """
     cfg = config or ServiceConfig()
     tasks = app if app is not None else App()
     base_urls = add_connections(tasks, cfg.connections, environ)
+    if shared_limits is not None:
+        share_limits(tasks, shared_limits)
     jobs = Jobs(store if store is not None else cfg.store, app=tasks)
     service = Service(
         jobs=jobs,
@@ -137,6 +143,7 @@ def create_app(
         base_urls=base_urls,
         list_events_max_s=cfg.list_events_max_s,
         spend=JobSpend(jobs, frozenset(base_urls)),
+        shared_limits=shared_limits,
     )
 
     @contextlib.asynccontextmanager
@@ -161,6 +168,8 @@ def create_app(
                 await runner
                 await tasks.aclose()
             await jobs.close()
+            if shared_limits is not None:
+                await shared_limits.aclose()
 
     openapi = {
         True: build_openapi(secured=True),

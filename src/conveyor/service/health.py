@@ -1,7 +1,8 @@
 """``GET /healthz``: whether the service can do its work now (its store, Redis, its worker).
 
 For load balancers and operators: 200 while the store answers (``"status": "ok"``, or
-``"degraded"`` when a Redis that limits are shared in is unreachable, or the in-process worker
+``"degraded"`` when the Redis the limits are kept in (``--limits``) does not answer a PING,
+or the in-process worker
 is waiting to be restarted: jobs then wait, nothing fails), 503 while the store cannot be
 reached (``"down"``: every route that needs the store answers 503 too). No API key is needed;
 the reasons (which name hosts) are shown only to a caller with a valid key, or when the
@@ -32,8 +33,7 @@ PROBE_TIMEOUT_S = 3.0
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the store, Redis and the worker; 503 while the store is down."""
     service = service_of(request)
-    store = await _store(service)
-    redis = _redis(service)
+    store, redis = await asyncio.gather(_store(service), _redis(service))
     worker = None
     if service.worker is not None:
         supervisor = service.worker
@@ -69,13 +69,17 @@ async def _store(service: Service) -> dict[str, Any]:
     return {"ok": True, "error": None}
 
 
-def _redis(service: Service) -> dict[str, Any] | None:
-    """Redis as the limiters kept there see it; None when no limiter is kept in Redis."""
-    shared = [lim for lim in service.app.limiters if hasattr(lim, "unavailable")]
-    if not shared:
+async def _redis(service: Service) -> dict[str, Any] | None:
+    """The Redis the limits are kept in, pinged; None when the limits are not in Redis."""
+    limits = service.shared_limits
+    if limits is None:
         return None
-    reasons = [r for r in (getattr(lim, "unavailable", None) for lim in shared) if r]
-    return {"ok": not reasons, "error": reasons[0] if reasons else None}
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            why = await limits.check()
+    except TimeoutError:
+        why = f"Redis at {limits.url}: no answer within {PROBE_TIMEOUT_S:g} s"
+    return {"ok": why is None, "error": why}
 
 
 def _may_see_reasons(service: Service, request: Request) -> bool:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..jobs.app import App
     from ..jobs.client import Jobs
     from ..jobs.model import Job
+    from ..limits.redis_limiter import RedisLimits
     from .config import Limits
     from .feed import JobFeed
     from .files import Files
@@ -50,6 +51,8 @@ class Service:
     base_urls: dict[str, str] = field(default_factory=dict)
     #: The tokens and cost of LLM jobs (the connections' http tasks), summed from results.
     spend: JobSpend | None = None
+    #: The Redis the limiters are kept in (``conveyor serve --limits``), or None.
+    shared_limits: RedisLimits | None = None
     #: Set when the service begins to stop: every event stream ends, so the server can exit.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -75,6 +75,18 @@ class _Writer:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def reclaim(self) -> bool:
+        """Checkpoint the write-ahead log and truncate it; whether that was done whole.
+
+        It is not while a read holds the log (busy), or while the disk has no room for the
+        database to take the log's pages.
+        """
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return bool(busy == 0)
+
     def _get(self, job_id: str) -> Job:
         row = self.conn.execute(Q["get_job"], {"id": job_id}).fetchone()
         if row is None:
@@ -355,13 +367,27 @@ class SqliteStore:
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-store-writer")
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-store-reader")
         self._closed = False
+        self._was_full = False  # a write failed on a full disk: reclaim at the next that works
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._write_pool, partial(fn, *args))
+            result = await loop.run_in_executor(self._write_pool, partial(fn, *args))
         except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) or exc from exc
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            if "full" in str(exc):
+                self._was_full = True
+                await loop.run_in_executor(self._write_pool, self._writer.reclaim)
+            raise unavailable from exc
+        if self._was_full:
+            # The write-ahead log only shrinks at a checkpoint, which runs once it passes
+            # ~4 MB: on a small disk it can be what filled it, and it would fill the room just
+            # made again. The writes that have room fold it into the database, until done.
+            done = await loop.run_in_executor(self._write_pool, self._writer.reclaim)
+            self._was_full = not done
+        return result
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
