@@ -27,6 +27,7 @@ from ..jobs.client import Jobs
 from ..jobs.worker import Worker, WorkerOptions
 from ..limits.limiter import Limiter
 from ..llm.cache import open_cache
+from .body import BodyLimit
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
@@ -188,7 +189,10 @@ def create_app(
         routes=routes,
         exception_handlers=handlers(),
         lifespan=lifespan,
-        middleware=[Middleware(AnswerUnexpected)],  # each 500 logged once, not twice
+        middleware=[
+            Middleware(AnswerUnexpected),  # each 500 logged once, not twice
+            Middleware(BodyLimit, limits=cfg.limits),  # no body read past its limit
+        ],
     )
     asgi.state.service = service
     return asgi
