@@ -342,7 +342,7 @@ class CountedBody:
         self.head = head
         self.pulled = 0
 
-    async def __aiter__(self):  # type: ignore[no-untyped-def]
+    async def __aiter__(self):
         chunk = b"x" * _MiB
         if self.head:
             self.pulled += len(self.head)
@@ -444,7 +444,7 @@ def test_the_service_memory_stays_flat_under_200_mb_over_limit_bodies(tmp_path):
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def stream(head: bytes):  # type: ignore[no-untyped-def]
+    def stream(head: bytes):
         chunk = b"x" * _MiB
         yield head
         for _ in range(200):
