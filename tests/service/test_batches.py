@@ -221,6 +221,30 @@ def test_hostile_lines_make_a_failed_batch_with_an_error_per_line_never_a_4xx_or
     assert again.request_counts.total == 8
 
 
+def test_an_item_the_job_refuses_after_the_check_fails_the_batch_naming_its_line(tmp_path):
+    """A line under 1 MiB whose item is over it once stored (1e9 reads 1000000000.0): per line."""
+    numbers = ", ".join(["1e9"] * 200_000)
+    grows = f'{{"custom_id": "b", "method": "POST", "url": "{CHAT}", "body": {{"x": [{numbers}]}}}}'
+    data = jsonl([line("a")]) + grows.encode() + b"\n"
+    assert len(grows) < 1 << 20
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, data)
+            return await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+
+    batch = asyncio.run(main())
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    (error,) = batch.errors.data or []
+    assert (error.line, error.code) == (2, "invalid_request")
+    assert error.message is not None
+    assert error.message.startswith("Line 2 is ")
+    assert "bytes of JSON, over max_item_bytes=1,048,576" in error.message
+
+
 def test_a_batch_body_that_is_not_usable_json_is_a_400_naming_the_problem(tmp_path):
     """A /v1/batches body 100,000 deep, with NaN, or cut short: OpenAI's 400, never a 500."""
 
