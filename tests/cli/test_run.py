@@ -277,6 +277,36 @@ def test_an_empty_input_exits_0_with_an_empty_summary(tmp_path: Path, mock_url: 
     assert (record["total"], record["succeeded"], record["failed"]) == (0, 0, 0)
 
 
+def test_hostile_lines_fail_alone_and_the_others_run(tmp_path: Path, mock_url: str, capsys):
+    """Deep nesting, a lone surrogate, NaN: each line its own invalid_line; the rest succeed."""
+    good = request_line("a")
+    lone = good.replace('"a"', '"b"').replace('"content": "', '"content": "\\ud800', 1)
+    lines = [
+        good.encode(),
+        b"[" * 100_000,
+        lone.encode(),
+        request_line("c", cost=1).replace('"cost": 1', '"cost": NaN').encode(),
+        request_line("d").encode(),
+    ]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert run_cli(tmp_path, mock_url) == 1
+    results = {r["custom_id"]: r for r in read_results(tmp_path / "out.jsonl")}
+    assert results["a"]["error"] is None
+    assert results["d"]["error"] is None
+    messages = {k: r["error"]["message"] for k, r in results.items() if r["error"] is not None}
+    assert all(results[k]["error"]["code"] == "invalid_line" for k in messages)
+    assert messages["line-2"] == (
+        "line 2 nests arrays and objects more than 128 deep, the most accepted: flatten it"
+    )
+    column = lone.index("\\ud800") + 1
+    assert messages["line-3"].startswith(
+        f"line 3 is not valid JSON: a lone surrogate \\ud800 at column {column} is not valid"
+        " Unicode; "
+    )
+    assert "NaN at column" in messages["line-4"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("setup", "base", "message"),
     [

@@ -218,6 +218,27 @@ def test_invalid_lines_are_written_as_failures_without_spending_the_limits(tmp_p
     assert (result.summary.total, result.summary.failed, batch.tally.invalid) == (4, 2, 2)
 
 
+def test_an_answer_nested_too_deep_fails_its_item_and_the_run_goes_on(tmp_path: Path, run):
+    """A 200 whose JSON nests 100,000 deep: that item fails (answer_too_deep), the others pass."""
+    deep = RawAnswer(200, {"content-type": "application/json"}, b"[" * 100_000 + b"]" * 100_000)
+    api = FakeAPI(
+        lambda n, body, headers: deep if body["messages"][0]["content"] == "hello 0" else ok()
+    )
+    lines = [request_line("a"), request_line("b").replace("hello 0", "hello 1")]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    _, result = run(run_batch(tmp_path, api, retry=Retry(attempts=2)))
+    records = {r["custom_id"]: r for r in read_results(tmp_path / "out.jsonl")}
+    assert records["b"]["error"] is None
+    error = records["a"]["error"]
+    assert error["code"] == "answer_too_deep"
+    assert error["message"] == (
+        "the answer (HTTP 200) is JSON nested more than 128 deep, the most Conveyor keeps:"
+        " it was not kept"
+    )
+    assert records["a"]["attempts"] == 2
+    assert (result.summary.succeeded, result.summary.failed) == (1, 1)
+
+
 def test_a_non_retryable_answer_fails_at_once_with_the_answer_kept(tmp_path: Path, run):
     """A 400 is not retried; its result keeps the API's answer and message."""
     write_requests(tmp_path / "in.jsonl", 1)

@@ -45,10 +45,43 @@ def test_submit_of_a_file_that_is_not_utf8_exits_2_naming_the_line(tmp_path: Pat
 def test_submit_errors_name_the_files_line_like_the_api(tmp_path: Path, capsys):
     """An item refused by the library is reported at its 1-based line (blank lines counted)."""
     items = tmp_path / "items.jsonl"
-    items.write_text("1\n\n2\nNaN\n")
+    items.write_text('1\n\n2\n{"x": 1}\n')
+    store = f"sqlite:///{tmp_path}/jobs.db"
+    app = tmp_path / "onlyints.py"
+    app.write_text(
+        "from conveyor import App\napp = App()\n"
+        "def check(item):\n    if not isinstance(item, int):\n"
+        "        raise ValueError('not an int')\n"
+        "@app.task('t', check=check)\nasync def t(item):\n    return item\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code = main(["jobs", "submit", "t", str(items), "--store", store, "--app", "onlyints:app"])
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert code == 2
+    assert f"{items}:4 (item 2) " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b"[" * 100_000, "nests arrays and objects more than 128 deep, the most accepted"),
+        (b"NaN", "is not valid JSON: NaN at column 1 is not a JSON number"),
+        (b'"\\ud800"', "is not valid JSON: a lone surrogate \\ud800 at column 2"),
+        (b'{"a": 1', "is not valid JSON: it ends too early"),
+    ],
+)
+def test_submit_of_a_line_no_reader_can_take_exits_2_naming_it(tmp_path, capsys, line, problem):
+    """Deep nesting, NaN, a lone surrogate, a cut line: one line naming it, no traceback."""
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(b"1\n" + line + b"\n")
     store = f"sqlite:///{tmp_path}/jobs.db"
     assert main(["jobs", "submit", "t", str(items), "--store", store]) == 2
-    assert f"{items}:4 (item 2) is not JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{items}:2 {problem}" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_submit_without_app_warns_that_the_task_was_not_checked(tmp_path: Path, capsys):

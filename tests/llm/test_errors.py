@@ -214,3 +214,14 @@ def test_public_names_are_reachable():
     """The new errors are on the package, under the one root."""
     assert issubclass(conveyor.QuotaExhausted, conveyor.ConveyorError)
     assert issubclass(conveyor.InvalidAnswer, conveyor.ConveyorError)
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, '{"a": NaN}'])
+def test_answer_check_calls_deep_or_nan_content_not_json(content):
+    """--require-json on content 100,000 deep or with NaN: answer_not_json, never a crash."""
+    check = AnswerCheck(json=True)
+    body = {"choices": [{"finish_reason": "stop", "message": {"content": content}}]}
+    with pytest.raises(InvalidAnswer) as caught:
+        check(body)
+    assert caught.value.reason == "not_json"
+    assert str(caught.value).startswith("the answer's content ")

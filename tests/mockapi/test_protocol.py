@@ -248,3 +248,11 @@ def test_shared_counters_sum_rows_and_reset_every_process():
     finally:
         parent.close()
         parent.unlink()
+
+
+def test_a_body_nested_100_000_deep_is_a_bad_request_not_a_crash():
+    """The mock API answers a 100,000-deep body as invalid_json (400), as any unparsable one."""
+    with pytest.raises(BadRequest) as caught:
+        parse_chat(b"[" * 100_000)
+    assert caught.value.code == "invalid_json"
+    assert "nests arrays and objects more than 128 deep" in str(caught.value)

@@ -187,7 +187,7 @@ def test_a_jsonl_file_upload_becomes_a_job(tmp_path):
             assert done["counts"]["succeeded"] == 3
             bad = await a.client.post("/v1/files", content=b'{"n": 1}\nnot json\n')
             assert bad.status_code == 422
-            assert "line 2 is not JSON" in bad.json()["detail"]
+            assert "line 2 is not valid JSON" in bad.json()["detail"]
 
     asyncio.run(main())
 

@@ -166,6 +166,110 @@ def test_a_malformed_file_makes_a_failed_batch_with_per_line_errors(tmp_path):
     ]
 
 
+def test_hostile_lines_make_a_failed_batch_with_an_error_per_line_never_a_4xx_or_5xx(tmp_path):
+    """NaN, Infinity, a lone surrogate, over 1 MiB, not JSON, 100,000 deep: each its own error."""
+    good = json.dumps(line("a")).encode()
+    bad = [
+        json.dumps(line("b")).replace('"hello"', "NaN").encode(),
+        json.dumps(line("c")).replace('"hello"', "-Infinity").encode(),
+        json.dumps(line("d")).replace("hello", "\\ud800").encode(),
+        json.dumps(line("e", "x" * (1 << 20))).encode(),
+        b"{not json",
+        b"[" * 100_000,
+    ]
+    data = b"\n".join([good, *bad, json.dumps(line("f")).encode()]) + b"\n"
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, data)
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            return batch, await client.batches.retrieve(batch.id)
+
+    created, again = asyncio.run(main())
+    assert created.status == again.status == "failed"
+    assert again.errors is not None
+    errors = {e.line: (e.code, e.message) for e in again.errors.data or []}
+    assert sorted(errors) == [2, 3, 4, 5, 6, 7]
+    column = bad[0].index(b"NaN") + 1
+    assert errors[2] == (
+        "invalid_json_line",
+        (
+            f"Line 2 is not valid JSON: NaN at column {column} is not a JSON number; write null"
+            " or a string."
+        ),
+    )
+    assert errors[3][1].startswith(f"Line 3 is not valid JSON: -Infinity at column {column} ")
+    assert errors[4][1].startswith(
+        f"Line 4 is not valid JSON: a lone surrogate \\ud800 at column {column + 1} is not valid"
+        " Unicode"
+    )
+    assert errors[5] == (
+        "line_too_large",
+        (
+            "Line 5 is over 1,048,576 bytes, the largest request a batch takes: shorten it, or"
+            " send it another way"
+        ),
+    )
+    assert errors[6][1].startswith("Line 6 is not valid JSON: ")
+    assert errors[7] == (
+        "invalid_json_line",
+        "Line 7 nests arrays and objects more than 128 deep, the most accepted: flatten it.",
+    )
+    assert again.request_counts is not None
+    assert again.request_counts.total == 8
+
+
+def test_an_item_the_job_refuses_after_the_check_fails_the_batch_naming_its_line(tmp_path):
+    """A line under 1 MiB whose item is over it once stored (1e9 reads 1000000000.0): per line."""
+    numbers = ", ".join(["1e9"] * 200_000)
+    grows = f'{{"custom_id": "b", "method": "POST", "url": "{CHAT}", "body": {{"x": [{numbers}]}}}}'
+    data = jsonl([line("a")]) + grows.encode() + b"\n"
+    assert len(grows) < 1 << 20
+
+    async def main() -> Any:
+        async with service(tmp_path) as client:
+            file_id = await upload(client, data)
+            return await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+
+    batch = asyncio.run(main())
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    (error,) = batch.errors.data or []
+    assert (error.line, error.code) == (2, "invalid_request")
+    assert error.message is not None
+    assert error.message.startswith("Line 2 is ")
+    assert "bytes of JSON, over max_item_bytes=1,048,576" in error.message
+
+
+def test_a_batch_body_that_is_not_usable_json_is_a_400_naming_the_problem(tmp_path):
+    """A /v1/batches body 100,000 deep, with NaN, or cut short: OpenAI's 400, never a 500."""
+
+    async def main() -> list[httpx2.Response]:
+        async with service(tmp_path) as client:
+            http = client._client  # the same ASGI transport, for raw bodies
+            bodies = [b"[" * 100_000, b'{"endpoint": NaN}', b'{"endpoint": "/v1/chat']
+            return [
+                await http.post(
+                    "http://localhost/v1/batches",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                for body in bodies
+            ]
+
+    deep, nan, cut = asyncio.run(main())
+    assert [r.status_code for r in (deep, nan, cut)] == [400, 400, 400]
+    assert deep.json()["error"]["message"] == (
+        "the body nests arrays and objects more than 128 deep, the most accepted: flatten it"
+    )
+    assert nan.json()["error"]["message"].startswith("the body is not valid JSON: NaN at column")
+    assert cut.json()["error"]["message"] == "the body is not valid JSON: it ends too early"
+
+
 def test_a_line_choosing_its_host_or_bringing_credentials_fails_its_batch(tmp_path):
     """Host, X-Forwarded-*, Connection or Authorization in a line's headers: that line's error."""
     lines = [

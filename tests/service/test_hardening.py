@@ -350,3 +350,178 @@ def test_a_connection_base_url_with_credentials_is_refused_without_echoing_them(
         Connection(name="x", base_url=f"https://app:{PASSWORD}@api.example.com")
     assert PASSWORD not in str(caught.value)
     assert "https://***@api.example.com" in str(caught.value)
+
+
+# -- body limits while streaming, and JSON no reader can take --------------------------------
+
+_MiB = 1 << 20
+_BOUNDARY = "conveyor-test-boundary"
+_MULTIPART_HEAD = (
+    f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+    f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+    "Content-Type: application/jsonl\r\n\r\n"
+).encode()
+
+
+class CountedBody:
+    """A request body of `total` bytes made on demand, counting how much the server pulled."""
+
+    def __init__(self, total: int, head: bytes = b"") -> None:
+        self.total = total
+        self.head = head
+        self.pulled = 0
+
+    async def __aiter__(self):
+        chunk = b"x" * _MiB
+        if self.head:
+            self.pulled += len(self.head)
+            yield self.head
+        while self.pulled < self.total:
+            self.pulled += len(chunk)
+            yield chunk
+
+
+_ROUTES = {
+    "batches": ("/v1/batches", "application/json", b""),
+    "jobs": ("/v1/jobs", "application/json", b""),
+    "files": ("/v1/files", "application/jsonl", b""),
+    "files multipart": (
+        "/v1/files",
+        f"multipart/form-data; boundary={_BOUNDARY}",
+        _MULTIPART_HEAD,
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(_ROUTES))
+def test_a_body_over_its_limit_is_413_before_more_than_one_chunk_past_it_is_read(tmp_path, route):
+    """200 MB streamed (no length) to each body route: 413 problem+json, read to limit + 1 chunk."""
+    from conveyor.service.body import MULTIPART_ROOM
+
+    path, media, head = _ROUTES[route]
+    body = CountedBody(200 * _MiB, head)
+
+    async def main_() -> None:
+        async with api(config(tmp_path, max_body_bytes=_MiB, max_file_bytes=2 * _MiB)) as a:
+            r = await a.client.post(path, content=body, headers={"Content-Type": media})
+            assert r.status_code == 413, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            limit = _MiB if path != "/v1/files" else 2 * _MiB + MULTIPART_ROOM
+            assert body.pulled <= limit + _MiB + len(head)
+            assert ("max_file_bytes" if path == "/v1/files" else "max_body_bytes") in r.json()[
+                "detail"
+            ]
+            assert not list((tmp_path / "files").rglob("*.part"))
+
+    asyncio.run(main_())
+
+
+@pytest.mark.parametrize("route", sorted(_ROUTES))
+def test_a_declared_length_over_the_limit_is_413_with_nothing_read(tmp_path, route):
+    """A Content-Length over the limit is answered 413 at once: not one byte is pulled."""
+    path, media, head = _ROUTES[route]
+    body = CountedBody(200 * _MiB, head)
+    headers = {"Content-Type": media, "Content-Length": str(200 * _MiB)}
+
+    async def main_() -> None:
+        async with api(config(tmp_path, max_body_bytes=_MiB, max_file_bytes=2 * _MiB)) as a:
+            r = await a.client.post(path, content=body, headers=headers)
+            assert r.status_code == 413, r.text
+            assert body.pulled == 0
+
+    asyncio.run(main_())
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident set (VmHWM), from /proc."""
+    with open(f"/proc/{pid}/status") as status:  # noqa: PTH123 - a /proc file
+        for row in status:
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")  # noqa: PTH110
+def test_the_service_memory_stays_flat_under_200_mb_over_limit_bodies(tmp_path):
+    """`conveyor serve` sent 200 MB (chunked) to /v1/batches and to a multipart /v1/files.
+
+    A real process, because what is measured is its peak resident memory (VmHWM), which must
+    grow by less than 50 MB (the bodies were read whole before: 500 MB took it to 760 MB).
+    Bounded waits: 20 s for the server to listen.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    (tmp_path / "limits.toml").write_text(
+        f"[limits]\nmax_body_bytes = {_MiB}\nmax_file_bytes = {4 * _MiB}\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    command = [
+        sys.executable, "-m", "conveyor", "serve", "--port", str(port),
+        "--config", str(tmp_path / "limits.toml"),
+        "--store", f"sqlite:///{tmp_path / 'jobs.db'}", "--keys-file", str(tmp_path / "k.json"),
+    ]  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stream(head: bytes):
+        chunk = b"x" * _MiB
+        yield head
+        for _ in range(200):
+            yield chunk
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.get("/v1/service")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "serve did not start within 20 s"
+                    time.sleep(0.05)
+            before = _peak_rss_bytes(proc.pid)
+            for path, media, head in (_ROUTES["batches"], _ROUTES["files multipart"]):
+                try:
+                    answer = client.post(
+                        path, content=stream(head), headers={"Content-Type": media}
+                    )
+                    assert answer.status_code == 413, answer.text
+                except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+                    pass  # the server answered 413 and closed while the client still wrote
+                assert client.get("/v1/service").status_code == 200
+            grown = _peak_rss_bytes(proc.pid) - before
+        assert grown < 50 * _MiB, f"the service's peak memory grew by {grown / _MiB:.0f} MB"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "media"),
+    [("/v1/jobs", "application/json"), ("/v1/files", "application/jsonl")],
+)
+def test_json_nested_100_000_deep_is_422_naming_the_depth(tmp_path, path, media):
+    """A 100,000-deep body or uploaded line: 422 saying the nesting is too deep, never a 500."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"task": "echo", "items": [' + deep + b"]}" if path == "/v1/jobs" else b"1\n" + deep
+
+    async def main_() -> None:
+        async with api(config(tmp_path), worker=False) as a:
+            r = await a.client.post(path, content=body, headers={"Content-Type": media})
+            assert r.status_code == 422, r.text
+            assert "nests arrays and objects more than 128 deep" in r.json()["detail"]
+            if path == "/v1/files":
+                assert r.json()["detail"].startswith("line 2 ")
+
+    asyncio.run(main_())

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conveyor.cli import main
 from conveyor.cli.serve import is_loopback
 from conveyor.service.keys import KeyRing, add_key, read_keys, revoke_key
@@ -69,3 +71,52 @@ def test_serve_refuses_a_non_loopback_bind_without_keys(tmp_path, capsys):
     assert is_loopback("::1")
     assert is_loopback("localhost")
     assert not is_loopback("0.0.0.0")  # noqa: S104 - the address under test
+
+
+@pytest.mark.parametrize(
+    ("command", "value", "message"),
+    [
+        (["serve"], "", "argument --keys-file: is empty: pass the keys file's path"),
+        (["keys", "ls"], "", "argument --keys-file: is empty: pass the keys file's path"),
+        (["serve"], "DIR", "is a directory: pass a file in it, e.g. --keys-file"),
+        (["keys", "add", "--tenant", "a"], "DIR", "is a directory: pass a file in it"),
+        (["keys", "add", "--tenant", "a"], "DIR/nodir/k.json", "does not exist: create it first"),
+    ],
+)
+def test_a_keys_file_that_cannot_be_one_is_refused_naming_the_flag(
+    tmp_path, capsys, command, value, message
+):
+    """--keys-file "" (the current directory), a directory, a missing folder: exit 2, the fix."""
+    argv = [*command, "--keys-file", value.replace("DIR", str(tmp_path)), "--store", "memory:"]
+    if command[0] == "keys":
+        argv = [*command, "--keys-file", value.replace("DIR", str(tmp_path))]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Is a directory" not in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("action", [["ls"], ["revoke", "0123abcd"]])
+def test_keys_ls_or_revoke_of_a_missing_keys_file_says_how_to_make_one(tmp_path, capsys, action):
+    """`conveyor keys ls --keys-file missing.json`: one line naming the flag and `keys add`."""
+    path = tmp_path / "missing.json"
+    assert main(["keys", *action, "--keys-file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"conveyor keys {action[0]}: --keys-file {str(path)!r} does not exist: pass the"
+        f" service's keys file, or make one with `conveyor keys add --keys-file {path}"
+        " --tenant NAME`"
+    )
+
+
+def test_a_keys_file_of_deep_json_is_a_config_error_naming_it(tmp_path):
+    """A keys file nested 100,000 deep is a ConfigError saying so, never a RecursionError."""
+    from conveyor.errors import ConfigError
+
+    path = tmp_path / "keys.json"
+    path.write_bytes(b"[" * 100_000)
+    with pytest.raises(ConfigError, match="nests arrays and objects more than 128 deep"):
+        read_keys(path)

@@ -166,26 +166,20 @@ def _open(args: argparse.Namespace, app: Any = None, *, create: bool = False) ->
 
 def _lines(path: Path, numbers: array[int]) -> Iterator[Any]:
     """The items of a JSONL file; `numbers` gets each item's line number (1-based)."""
+    from .._json import BadJSON, loads
     from ..jobs.errors import InvalidJob
 
     # Bytes, decoded line by line: an error names its line.
     stream = sys.stdin.buffer if str(path) == "-" else path.open("rb")
     with stream:
         for number, raw in enumerate(stream, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                msg = (
-                    f"{path}:{number} is not UTF-8 text ({exc.reason} at byte {exc.start}):"
-                    " save the file as UTF-8"
-                )
-                raise InvalidJob(msg) from None
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                msg = f"{path}:{number} is not JSON ({exc.msg}); one JSON value per line"
+                # Not UTF-8, not JSON, NaN, a lone surrogate, nested too deep: said in words.
+                item = loads(raw)
+            except BadJSON as exc:
+                msg = f"{path}:{number} {exc.problem} (one JSON value per line)"
                 raise InvalidJob(msg) from None
             numbers.append(number)
             yield item

@@ -72,7 +72,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--config", type=Path, help="a TOML config file (store, limits, connections)"
     )
     serve.add_argument("--store", help="job store URL (overrides the config's; default sqlite)")
-    serve.add_argument("--keys-file", type=Path, help=f"API keys file ({KEYS_DEFAULT})")
+    serve.add_argument("--keys-file", type=keys_file, help=f"API keys file ({KEYS_DEFAULT})")
     serve.add_argument("--app", metavar="MODULE:NAME", help="a conveyor.App with your tasks")
     serve.add_argument(
         "--allowed-host",
@@ -107,7 +107,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="add, list and revoke the service's API keys (one tenant each)",
         description="API keys of `conveyor serve`: only their hashes are stored.",
     )
-    keys.add_argument("--keys-file", type=Path, default=Path(KEYS_DEFAULT), help="keys file")
+    keys.add_argument("--keys-file", type=keys_file, default=Path(KEYS_DEFAULT), help="keys file")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="make a key for a tenant; prints it once")
     _keys_file_here(add)
@@ -121,7 +121,29 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _keys_file_here(parser: argparse.ArgumentParser) -> None:
     # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
-    parser.add_argument("--keys-file", type=Path, default=argparse.SUPPRESS, help="keys file")
+    parser.add_argument("--keys-file", type=keys_file, default=argparse.SUPPRESS, help="keys file")
+
+
+def keys_file(text: str) -> Path:
+    """``--keys-file``: a file's path (it may not exist yet), in a folder that does.
+
+    An empty value, a directory or a folder that does not exist is refused by the parser,
+    saying the fix (``""`` would otherwise be the current directory: "Is a directory").
+    """
+    if not text.strip():
+        msg = f"is empty: pass the keys file's path, e.g. --keys-file {KEYS_DEFAULT}"
+        raise argparse.ArgumentTypeError(msg)
+    path = Path(text)
+    if path.is_dir():
+        msg = (
+            f"{text!r} is a directory: pass a file in it, e.g. --keys-file"
+            f" {path / Path(KEYS_DEFAULT).name}"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    if not path.parent.is_dir():
+        msg = f"the folder of {text!r} does not exist: create it first, or pass another path"
+        raise argparse.ArgumentTypeError(msg)
+    return path
 
 
 def _config(args: argparse.Namespace) -> ServiceConfig:
@@ -245,6 +267,14 @@ def keys_command(args: argparse.Namespace) -> int:
                 " this once: keep it now",
                 file=sys.stderr,
             )
+        elif not path.exists():
+            print(
+                f"conveyor keys {args.keys_command}: --keys-file {str(path)!r} does not exist:"
+                f" pass the service's keys file, or make one with `conveyor keys add"
+                f" --keys-file {path} --tenant NAME`",
+                file=sys.stderr,
+            )
+            return 2
         elif args.keys_command == "ls":
             for k in read_keys(path):
                 print(f"{k.id}  tenant={k.tenant}  {k.name}".rstrip())

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from .. import __version__
+from .._json import MAX_DEPTH, BadJSON
 from ..engine.context import attempt_slot
+from ..errors import InvalidAnswer
 from .errors import HTTPStatusError, TransportError
 from .response import Response, decode_body, kept_headers, usage_tokens
 
@@ -152,20 +154,7 @@ class HttpTask:
 
     async def __call__(self, request: Request) -> Response:
         """Send `request` once; return the 2xx answer or raise."""
-        headers = self._headers if request.body is None else self._json_headers
-        if request.headers:
-            # A line's own header wins over the run's, whatever the case of its name: both
-            # would be sent otherwise. The run's headers left by each set of a line's own
-            # names are worked out once (a file's lines mostly name the same headers).
-            names = tuple(name for name, _ in request.headers)
-            base = self._kept.get((names, request.body is None))
-            if base is None:
-                own = {name.lower() for name in names}
-                base = {k: v for k, v in headers.items() if k.lower() not in own}
-                if len(self._kept) < _KEPT_SETS:
-                    self._kept[names, request.body is None] = base
-            headers = base.copy()
-            headers.update(request.headers)
+        headers = self._headers_of(request)
         tally = self._tally
         tally.sent += 1
         tally.tokens_sent += request.cost
@@ -175,11 +164,12 @@ class HttpTask:
         except TransportError as exc:
             self.last_failure = str(exc)
             raise
-        response = Response(
-            raw.status,
-            kept_headers(raw.headers.items()),
-            decode_body(raw.body, raw.headers.get("content-type")),
-        )
+        too_deep = False
+        try:
+            body = decode_body(raw.body, raw.headers.get("content-type"))
+        except BadJSON:  # JSON nested too deep to keep
+            too_deep, body = True, raw.body.decode("utf-8", errors="replace")
+        response = Response(raw.status, kept_headers(raw.headers.items()), body)
         if 200 <= raw.status < 300:
             # The engine holds this attempt's slot; the limiter learns from the headers directly,
             # counting as unseen by the server what it admitted after this request was sent.
@@ -188,6 +178,12 @@ class HttpTask:
             limiter = self._limiter
             if self._observe and any("ratelimit" in name for name in raw.headers):
                 limiter.observe_headers(raw.headers, sent_at=sent_at)
+            if too_deep:
+                msg = (
+                    f"the answer (HTTP {raw.status}) is JSON nested more than {MAX_DEPTH} deep,"
+                    " the most Conveyor keeps: it was not kept"
+                )
+                raise InvalidAnswer("too_deep", msg)
             if self._usage is not None and not request.cost_given:
                 self._settle_usage(request, response)
             if self._hooks is not None:
@@ -198,6 +194,25 @@ class HttpTask:
         error = HTTPStatusError(response, raw.headers, redact=self._redact)
         self.last_failure = str(error)
         raise error
+
+    def _headers_of(self, request: Request) -> Mapping[str, str]:
+        """The headers to send `request` with: the run's, and the line's own over them."""
+        headers = self._headers if request.body is None else self._json_headers
+        if not request.headers:
+            return headers
+        # A line's own header wins over the run's, whatever the case of its name: both
+        # would be sent otherwise. The run's headers left by each set of a line's own
+        # names are worked out once (a file's lines mostly name the same headers).
+        names = tuple(name for name, _ in request.headers)
+        base = self._kept.get((names, request.body is None))
+        if base is None:
+            own = {name.lower() for name in names}
+            base = {k: v for k, v in headers.items() if k.lower() not in own}
+            if len(self._kept) < _KEPT_SETS:
+                self._kept[names, request.body is None] = base
+        mine = base.copy()
+        mine.update(request.headers)
+        return mine
 
     def _settle_usage(self, request: Request, response: Response) -> None:
         """Replace the estimated token cost by the answer's ``usage`` (see `usage`)."""

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._json import loads
 from .errors import OutputError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _read_head(raw: bytes) -> tuple[str, bool] | None:
         if not text.startswith(_ERROR, end):
             return None
         error, _ = _decode(text, end + len(_ERROR))
-    except ValueError:
+    except (ValueError, RecursionError):  # not as written here: the whole line is read
         return None
     return (custom_id, error is None) if isinstance(custom_id, str) else None
 
@@ -180,7 +181,7 @@ class ResultFile:
         if found is not None:
             return found
         try:  # not in the order this module writes: read the whole line
-            record = json.loads(raw)
+            record = loads(raw)  # BadJSON is a ValueError
             custom_id = record["custom_id"]
             ok = record["error"] is None
         except (ValueError, KeyError, TypeError):

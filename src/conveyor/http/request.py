@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .._json import BadJSON, loads
 from .errors import InputError
 from .redact import CREDENTIAL_HEADERS
 
@@ -205,13 +206,12 @@ def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
     return base + "/" + url.lstrip("/")
 
 
-# msgspec reads and writes JSON several times faster than the standard library, keeps integers
-# of any size exact, and refuses NaN and numbers out of range (docs/decisions.md).
-_decode = msgspec.json.Decoder().decode
+# msgspec writes JSON several times faster than the standard library (docs/decisions.md); a
+# line is read by `conveyor._json.loads`, which turns every way a decode fails into words.
 _encode = msgspec.json.Encoder().encode
 
 
-def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
+def parse_line(
     raw: bytes,
     line: int,
     *,
@@ -229,17 +229,14 @@ def parse_line(  # noqa: PLR0911 - one return per kind of line reads best
     if line == 1:
         raw = raw.removeprefix(_BOM)
     try:
-        data = _decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        # Only a line that is not JSON pays for finding out why (or that it is blank).
+        data = loads(raw)
+    except BadJSON as exc:
+        # Only a line that is not JSON pays for finding out whether it is blank.
         try:
-            text = raw.decode()
-        except UnicodeDecodeError as bad:
-            return _invalid(line, None, f"is not UTF-8 text ({bad.reason} at byte {bad.start})")
-        if not text.strip():
-            return None
-        problem = json_problem(exc) if isinstance(exc, msgspec.DecodeError) else str(exc)
-        return _invalid(line, None, f"is not valid JSON: {problem}")
+            blank = not raw.decode().strip()
+        except UnicodeDecodeError:
+            blank = False
+        return None if blank else _invalid(line, None, exc.problem)
     if not isinstance(data, dict):
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     if "body" in data and data.keys() <= _FIELDS:
@@ -401,21 +398,6 @@ def headers_problem(headers: object) -> str | None:
         if "\r" in value or "\n" in value or "\0" in value:
             return f"has a line break or NUL in the value of the header {name}: remove it"
     return None
-
-
-def json_problem(exc: msgspec.DecodeError) -> str:
-    """Say what is wrong with a JSON text, from msgspec's error, in lower case.
-
-    >>> json_problem(msgspec.DecodeError("JSON is malformed: invalid character (byte 6)"))
-    'invalid character at byte 6'
-    >>> json_problem(msgspec.DecodeError("Input data was truncated"))
-    'it ends too early'
-    """
-    text = str(exc).removeprefix("JSON is malformed: ")
-    if text == "Input data was truncated":
-        return "it ends too early"
-    text = re.sub(r" \(byte (\d+)\)$", r" at byte \1", text)
-    return text[:1].lower() + text[1:]
 
 
 def _invalid(line: int, custom_id: object, problem: str) -> InvalidLine:

@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
+from .._json import BadJSON, loads
 from .redact import without_credentials
 
 if TYPE_CHECKING:
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
     from .redact import Redactor
 
 __all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers", "usage_tokens"]
-
-_decode = msgspec.json.Decoder().decode
 
 #: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
 #: so that nothing the API sends about the caller lands on disk by accident.
@@ -104,6 +101,9 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 def decode_body(data: bytes, content_type: str | None) -> Any:
     """Return the body as JSON when it says it is JSON and parses, else as text.
 
+    Raises `conveyor._json.BadJSON` (``too_deep``) for JSON nested deeper than
+    `conveyor._json.MAX_DEPTH`: it is JSON, but too deep to keep (the caller decides).
+
     >>> decode_body(b'{"a": 1}', "application/json")
     {'a': 1}
     >>> decode_body(b"<html>oops</html>", "application/json")
@@ -113,9 +113,10 @@ def decode_body(data: bytes, content_type: str | None) -> Any:
     """
     if content_type is not None and "json" in content_type.lower():
         try:
-            return _decode(data)
-        except msgspec.DecodeError:
-            pass
+            return loads(data)
+        except BadJSON as exc:
+            if exc.too_deep:
+                raise
     return data.decode("utf-8", errors="replace")
 
 

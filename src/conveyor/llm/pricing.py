@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
+from .._json import BadJSON, loads
 from ..errors import ConfigError
 from ..http.request import DEFAULT_MAX_TOKENS, estimate_tokens
 
@@ -34,7 +33,6 @@ __all__ = ["Price", "PriceTable", "Usage", "usage_of"]
 _PER = 1_000_000.0
 #: Models whose price a table remembers once found.
 _FOUND_KEPT = 256
-_decode = msgspec.json.Decoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +183,8 @@ class PriceTable:
         Returns ``(model, None)`` when the model has no price (or the body names none).
         """
         try:
-            data = _decode(body) if body else None
-        except msgspec.DecodeError:
+            data = loads(body) if body else None
+        except BadJSON:
             data = None
         if not isinstance(data, dict):
             return None, None

@@ -8,10 +8,10 @@ policy retries (through the limiter, like any other attempt).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from .._json import BadJSON, loads
 from ..errors import ConfigError, InvalidAnswer
 
 __all__ = ["FINISH_REASONS", "AnswerCheck", "answer_choices"]
@@ -85,9 +85,9 @@ class AnswerCheck:
             message = choice.get("message")
             content = message.get("content") if isinstance(message, dict) else None
             try:
-                json.loads(content) if isinstance(content, str) else None
-            except json.JSONDecodeError as exc:
-                msg = f"the answer's content is not JSON ({exc.msg} at character {exc.pos})"
+                loads(content) if isinstance(content, str) else None
+            except BadJSON as exc:  # not JSON, NaN, nested too deep, ...
+                msg = f"the answer's content {exc.problem}"
                 raise InvalidAnswer("not_json", msg, answer=body) from None
             if not isinstance(content, str):
                 raise InvalidAnswer("not_json", "the answer has no text content", answer=body)

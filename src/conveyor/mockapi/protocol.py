@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
+from .._json import BadJSON, loads
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -62,15 +62,12 @@ class ChatRequest:
         return self.prompt_tokens + self.max_tokens
 
 
-_decode = msgspec.json.Decoder().decode
-
-
 def parse_json(body: bytes) -> Any:
     """Return the JSON value in `body`, or raise `BadRequest`."""
     try:
-        return _decode(body)
-    except msgspec.DecodeError as exc:
-        msg = f"We could not parse the JSON body of your request: {exc}"
+        return loads(body)
+    except BadJSON as exc:
+        msg = f"We could not parse the JSON body of your request: it {exc.problem}"
         raise BadRequest(msg, code="invalid_json") from None
 
 

@@ -31,6 +31,7 @@ from ..jobs.worker import WorkerOptions
 from ..limits.limiter import Limiter
 from ..limits.redis_limiter import RedisLimits, share_limits
 from ..llm.cache import open_cache
+from .body import BodyLimit
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
@@ -211,6 +212,7 @@ def create_app(
             # Outermost: without keys, a foreign Host (DNS rebinding) reaches nothing.
             Middleware(HostGuard, keys=service.keys, allowed_hosts=cfg.allowed_hosts),
             Middleware(AnswerUnexpected),  # each 500 logged once, not twice
+            Middleware(BodyLimit, limits=cfg.limits),  # no body read past its limit
         ],
     )
     asgi.state.service = service

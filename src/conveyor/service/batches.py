@@ -5,11 +5,14 @@ same limits, retries, progress, SSE stream and dashboard as any job. What OpenAI
 adds is kept here, apart from the routes (`routes_batches`):
 
 - `check_input`: the input file read line by line as OpenAI validates it: each line a JSON
-  object with a unique ``custom_id``, ``method`` POST, the batch's ``url`` and a ``body``.
-  Any bad line makes the batch ``failed`` with one error per line (never a 5xx). A line's
-  ``headers``, if it has any, are never sent (OpenAI's format has none); still, one that tries
-  to choose where its request lands (``Host``, ``X-Forwarded-*``...) or to bring credentials
-  fails its line, as it fails a job's item, rather than be dropped without a word.
+  object with a unique ``custom_id``, ``method`` POST, the batch's ``url`` and a ``body``,
+  at most `MAX_LINE_BYTES` long. Any bad line (not JSON, NaN or Infinity, a lone surrogate,
+  nested too deep, too long, ...) makes the batch ``failed`` with one error per line, each
+  naming its line number (never a 4xx for the whole file, never a 5xx). A line's ``headers``,
+  if it has any, are never sent (OpenAI's format has none); still, one that tries to choose
+  where its request lands (``Host``, ``X-Forwarded-*``...) or to bring credentials fails its
+  line, as it fails a job's item, rather than be dropped without a word.
+- `read_lines`: a file's lines, none held longer than the longest a batch takes.
 - `BatchRecord`: what OpenAI's batch object says beyond the job (its files, metadata and
   timestamps), kept as a small JSON file beside the tenant's files.
 - `batch_status`: the job's status as OpenAI's (``in_progress``, ``finalizing``, ...);
@@ -24,9 +27,11 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .._json import BadJSON, loads
 from ..http.request import credential_headers, headers_problem
+from ..jobs.client import DEFAULT_MAX_ITEM_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -42,6 +47,7 @@ __all__ = [
     "batch_object",
     "batch_status",
     "check_input",
+    "read_lines",
     "result_line",
 ]
 
@@ -49,6 +55,8 @@ __all__ = [
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
 #: The completion windows a batch may ask for, in seconds (OpenAI's: ``24h`` only).
 WINDOWS = {"24h": 86_400.0}
+#: The longest line of a batch input: the largest item a job takes (`Jobs.max_item_bytes`).
+MAX_LINE_BYTES = DEFAULT_MAX_ITEM_BYTES
 #: How many per-line errors a failed batch shows at most.
 MAX_ERRORS = 100
 #: The metadata key that chooses the connection (the upstream) of a batch.
@@ -59,8 +67,13 @@ def _error(line: int, code: str, message: str, param: str | None = None) -> dict
     return {"code": code, "message": message, "param": param, "line": line}
 
 
-def check_input(lines: Iterable[bytes], endpoint: str) -> tuple[int, list[dict[str, Any]]]:
+def check_input(
+    lines: Iterable[bytes], endpoint: str, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> tuple[int, list[dict[str, Any]]]:
     """Check every line of a batch input; return (requests, errors). Pure.
+
+    A line longer than `max_line_bytes` (the largest item a job takes) is an error of its
+    own; the reader may give only its first ``max_line_bytes + 1`` bytes (`read_lines`).
 
     >>> check_input([b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings",'
     ...              b' "body": {"input": "x"}}'], "/v1/embeddings")
@@ -75,7 +88,14 @@ def check_input(lines: Iterable[bytes], endpoint: str) -> tuple[int, list[dict[s
         if not raw.strip():
             continue
         count += 1
-        problem = _line_problem(raw, number, endpoint, seen)
+        if len(raw.rstrip(b"\r\n")) > max_line_bytes:
+            msg = (
+                f"Line {number} is over {max_line_bytes:,} bytes, the largest request a batch"
+                " takes: shorten it, or send it another way"
+            )
+            problem: dict[str, Any] | None = _error(number, "line_too_large", msg)
+        else:
+            problem = _line_problem(raw, number, endpoint, seen)
         if problem is not None and len(errors) < MAX_ERRORS:
             errors.append(problem)
     if count == 0:
@@ -83,13 +103,31 @@ def check_input(lines: Iterable[bytes], endpoint: str) -> tuple[int, list[dict[s
     return count, errors
 
 
+def read_lines(file: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    r"""The lines of `file`; of one longer than `max_line_bytes`, only its first bytes.
+
+    Memory holds one line of at most ``max_line_bytes + 1`` bytes, however long the file's
+    lines are: the rest of a longer one is read past in chunks (it is an error anyway).
+
+    >>> import io
+    >>> list(read_lines(io.BytesIO(b"ab\nabcdef\ncd"), 3))
+    [b'ab\n', b'abcd', b'cd']
+    """
+    while line := file.readline(max_line_bytes + 1):
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            while (rest := file.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            line = line[: max_line_bytes + 1]
+        yield line
+
+
 def _line_problem(  # noqa: PLR0911 - one return per kind of problem
     raw: bytes, number: int, endpoint: str, seen: set[str]
 ) -> dict[str, Any] | None:
     try:
-        data = json.loads(raw)
-    except ValueError:
-        return _error(number, "invalid_json_line", f"Line {number} is not valid JSON.")
+        data = loads(raw)
+    except BadJSON as exc:  # not JSON, NaN, a lone surrogate, nested too deep, not UTF-8
+        return _error(number, "invalid_json_line", f"Line {number} {exc.problem}.")
     if not isinstance(data, dict):
         return _error(number, "invalid_json_line", f"Line {number} is not a JSON object.")
     custom_id = data.get("custom_id")

@@ -23,13 +23,13 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._json import BadJSON, loads
 from .parts import open_part, sweep_parts
 from .problems import Problem
 
@@ -106,24 +106,6 @@ class _Counter:
             self._open_has_text = False
 
 
-def _not_json(name: str) -> Any:
-    msg = f"{name} is not a JSON number"
-    raise ValueError(msg)
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        msg = f"{text} is too large for a JSON number (it reads as infinity)"
-        raise ValueError(msg)
-    return value
-
-
-def _ensure_text(value: Any) -> None:
-    """Raise ValueError if `value` holds a string that is not valid Unicode (a lone surrogate)."""
-    json.dumps(value, ensure_ascii=False).encode()
-
-
 class _LineChecker:
     """Splits a byte stream into lines and checks each is JSON (blank lines are skipped)."""
 
@@ -148,13 +130,11 @@ class _LineChecker:
         if not raw.strip():
             return
         try:
-            # NaN / Infinity are not JSON, and a lone surrogate is not text: refused here,
-            # or they would break the job's results (Python's json accepts both).
-            _ensure_text(json.loads(raw, parse_constant=_not_json, parse_float=_finite))
-        except ValueError as exc:
-            msg = (
-                f"line {self.line} is not JSON ({exc}): the file must hold one JSON value per line"
-            )
+            # NaN / Infinity are not JSON, a lone surrogate is not text, and nesting past
+            # MAX_DEPTH is refused by any later reader: all refused here, naming the line.
+            loads(raw)
+        except BadJSON as exc:
+            msg = f"line {self.line} {exc.problem} (the file must hold one JSON value per line)"
             raise Problem(422, msg) from None
         self.items += 1
 
@@ -306,4 +286,4 @@ class Files:
         with (self._dir(tenant) / f"{file_id}.jsonl").open("rb") as lines:
             for raw in lines:
                 if raw.strip():
-                    yield json.loads(raw)
+                    yield loads(raw)  # checked when uploaded

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from .._json import BadJSON, loads
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,11 +54,14 @@ def _digest(key: str) -> str:
 def read_keys(path: Path) -> list[ApiKey]:
     """The keys in the file (none if it does not exist)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_bytes())
     except FileNotFoundError:
         return []
-    except (OSError, ValueError) as exc:
-        msg = f"cannot read the keys file {str(path)!r}: {exc}; fix or remove it"
+    except OSError as exc:
+        msg = f"cannot read the keys file {str(path)!r}: {exc.strerror}; fix or remove it"
+        raise ConfigError(msg) from exc
+    except BadJSON as exc:
+        msg = f"the keys file {str(path)!r} {exc.problem}; fix or remove it"
         raise ConfigError(msg) from exc
     try:
         return [ApiKey(**entry) for entry in data["keys"]]

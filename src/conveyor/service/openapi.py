@@ -253,6 +253,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                         "the batch (in_progress, or failed with per-line errors)", "BatchOut"
                     ),
                     "400": bad,
+                    "413": _problem("the body is over max_body_bytes (refused as it streams)"),
                     **common,
                 },
             },

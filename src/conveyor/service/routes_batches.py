@@ -19,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from .. import _clock
+from .._json import BadJSON, loads
+from ..jobs.errors import InvalidJob
 from ..jobs.model import JobOptions
 from .batches import (
     CONNECTION_KEY,
@@ -35,6 +38,7 @@ from .batches import (
     batch_object,
     batch_status,
     check_input,
+    read_lines,
     result_line,
 )
 from .routes_jobs import create_file
@@ -236,16 +240,31 @@ def _connection(service: Service, metadata: dict[str, str] | None) -> tuple[str 
     return f"http:{chosen}", ""
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as lines:
-        yield from lines
+def _lines(path: Path, max_line_bytes: int) -> Iterator[bytes]:
+    with path.open("rb") as file:
+        yield from read_lines(file, max_line_bytes)
 
 
-def _items(path: Path) -> Iterator[dict[str, Any]]:
-    for raw in _lines(path):
+def _items(path: Path, max_line_bytes: int, numbers: list[int]) -> Iterator[dict[str, Any]]:
+    """The batch's requests as job items; `numbers` gets each one's line number."""
+    for number, raw in enumerate(_lines(path, max_line_bytes), 1):
         if raw.strip():
-            data = json.loads(raw)
+            data = loads(raw)  # checked by check_input: it is a JSON object
+            numbers.append(number)
             yield {k: data[k] for k in ("custom_id", "method", "url", "body")}
+
+
+_ITEM = re.compile(r"^item (\d+) (.*)$", re.DOTALL)
+
+
+def _refused_line(exc: InvalidJob, numbers: list[int]) -> dict[str, Any]:
+    """The per-line error of an item the job refused ("item N ..."), as OpenAI's shape."""
+    found = _ITEM.match(str(exc))
+    if found is None or int(found.group(1)) >= len(numbers):
+        return {"code": "invalid_request", "message": str(exc), "param": None, "line": None}
+    line = numbers[int(found.group(1))]
+    message = f"Line {line} {found.group(2)}"
+    return {"code": "invalid_request", "message": message, "param": None, "line": line}
 
 
 def _metadata(value: object) -> dict[str, str] | str | None:
@@ -263,14 +282,37 @@ def _metadata(value: object) -> dict[str, str] | str | None:
     return value
 
 
+async def _start(service: Service, tenant: str, task: str, record: BatchRecord) -> Job | None:
+    """Check the batch's input file and submit its job; None if a line is bad (`errors`)."""
+    path = service.files.path(tenant, record.input_file_id)
+    longest = service.jobs.max_item_bytes
+    record.total, record.errors = await asyncio.to_thread(
+        check_input, _lines(path, longest), record.endpoint, max_line_bytes=longest
+    )
+    if record.errors:
+        return None
+    numbers: list[int] = []
+    try:
+        return await service.jobs.submit(
+            task,
+            _items(path, longest, numbers),
+            options=JobOptions(concurrency=BATCH_CONCURRENCY, attempts=BATCH_ATTEMPTS),
+            tenant=tenant,
+        )
+    except InvalidJob as exc:  # what the job refuses that the check let pass
+        record.errors = [_refused_line(exc, numbers)]
+        return None
+
+
 async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per refusal
     """``POST /v1/batches``."""
     service = service_of(request)
     tenant = service.tenant(request)
     try:
-        spec = json.loads(await request.body())
-    except ValueError:
-        return openai_error(400, "the body must be JSON")
+        # The body is at most max_body_bytes: `BodyLimit` refuses more as it streams in.
+        spec = loads(await request.body())
+    except BadJSON as exc:
+        return openai_error(400, f"the body {exc.problem}")
     if not isinstance(spec, dict):
         return openai_error(400, "the body must be a JSON object")
     endpoint, window = spec.get("endpoint"), spec.get("completion_window")
@@ -296,21 +338,13 @@ async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per
     record = BatchRecord.new(
         endpoint=endpoint, input_file_id=file_id, window=window, metadata=metadata, now=now
     )
-    path = service.files.path(tenant, file_id)
-    count, errors = await asyncio.to_thread(check_input, _lines(path), endpoint)
-    record.total = count
+    job = await _start(service, tenant, task, record)
     records = BatchRecords(service.files.folder(tenant))
-    if errors:
+    if job is None:
         # As OpenAI answers a malformed file: a failed batch with one error per line.
-        record.status, record.errors, record.times["failed_at"] = "failed", errors, now
+        record.status, record.times["failed_at"] = "failed", now
         await asyncio.to_thread(records.put, record)
         return json_response(batch_object(record, "failed"))
-    job = await service.jobs.submit(
-        task,
-        _items(path),
-        options=JobOptions(concurrency=BATCH_CONCURRENCY, attempts=BATCH_ATTEMPTS),
-        tenant=tenant,
-    )
     service.wake_worker()
     record.job_id, record.status, record.times["in_progress_at"] = job.id, "in_progress", now
     await asyncio.to_thread(records.put, record)

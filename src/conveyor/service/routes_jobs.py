@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .. import __version__
+from .._json import BadJSON, loads
 from ..jobs.model import JobOptions
 from .problems import Problem
 from .schemas import BudgetIn, JobCreate, JobOptionsIn
@@ -129,10 +130,7 @@ async def create_job(request: Request) -> Response:
     if _media_type(request) != "application/json":
         raise Problem(415, "send the job as JSON, with 'Content-Type: application/json'")
     body = await _body(request, limits.max_body_bytes)
-    try:
-        spec = JobCreate.model_validate_json(body)
-    except ValidationError as exc:
-        raise _validation_problem(exc) from None
+    spec = _job_spec(body)
     key = request.headers.get("idempotency-key")
     if key is not None and not _KEY.match(key):
         raise Problem(422, "the Idempotency-Key header must be 1 to 255 visible ASCII characters")
@@ -182,6 +180,23 @@ async def create_job(request: Request) -> Response:
         headers["Idempotent-Replayed"] = "true"
     service.wake_worker()
     return json_response(await service.view(job, fresh=False), 202, headers)
+
+
+def _job_spec(body: bytes) -> JobCreate:
+    """The job a body asks for; `Problem` 422 saying what is wrong with it."""
+    try:
+        # Read once as any JSON from outside is, for its depth (the schema's parser allows
+        # more than MAX_DEPTH, which later readers refuse); the other ways it can be bad
+        # (NaN, a lone surrogate, not JSON) are said by the schema or the submit, which
+        # name the field or the item.
+        loads(body)
+    except BadJSON as exc:
+        if exc.too_deep:
+            raise Problem(422, f"the body {exc.problem}") from None
+    try:
+        return JobCreate.model_validate_json(body)
+    except ValidationError as exc:
+        raise _validation_problem(exc) from None
 
 
 def _items_of(service: Service, tenant: str, spec: JobCreate) -> tuple[Any, int]:
