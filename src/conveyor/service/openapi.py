@@ -17,6 +17,7 @@ from .schemas import (
     BatchOut,
     BudgetIn,
     FileOut,
+    HealthOut,
     ItemPage,
     JobCreate,
     JobOut,
@@ -85,7 +86,12 @@ def _sse(description: str, events: list[str], data: dict[str, Any]) -> dict[str,
 
 
 def _common(secured: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {
+        "503": _problem(
+            "the job store cannot be reached now (type urn:conveyor:problem:store-unavailable,"
+            " Retry-After: 5); nothing was lost: try again"
+        )
+    }
     if secured:
         out["401"] = _problem("no API key, or not a valid one")
     else:
@@ -308,6 +314,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 RetryOut,
                 FileOut,
                 ServiceOut,
+                HealthOut,
                 ProblemOut,
                 OpenAIErrorOut,
                 OpenAIFileOut,
@@ -327,6 +334,18 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
     bad = _problem("a parameter is wrong; the detail says how")
     location = {"Location": {"schema": {"type": "string"}, "description": "the job's URL"}}
     paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "operationId": "getHealth",
+                "summary": "Whether the store, Redis and the worker are well (no key needed)",
+                "security": [],
+                "responses": {
+                    "200": _json("ok, or degraded (Redis or the worker)", "HealthOut"),
+                    "503": _json("down: the store cannot be reached", "HealthOut"),
+                    **({} if secured else {"421": common["421"]}),
+                },
+            }
+        },
         "/v1/service": {
             "get": {
                 "operationId": "getService",

@@ -19,6 +19,7 @@ __all__ = [
     "BatchOut",
     "BudgetIn",
     "FileOut",
+    "HealthOut",
     "ItemOut",
     "ItemPage",
     "JobCreate",
@@ -253,6 +254,30 @@ class ServiceOut(BaseModel):
     auth: Literal["api_key", "none"]
     tasks: list[TaskOut]
     limits: dict[str, int]
+
+
+class PartHealthOut(BaseModel):
+    """One part of the service, as `/healthz` sees it."""
+
+    ok: bool
+    error: str | None = Field(description="why not, one line (hidden without a key)")
+
+
+class WorkerHealthOut(BaseModel):
+    """The in-process worker, as `/healthz` sees it."""
+
+    alive: bool = Field(description="false while a failed worker waits to be replaced")
+    restarts: int = Field(description="failed workers replaced since the service started")
+    error: str | None = Field(description="the last failure, one line (hidden without a key)")
+
+
+class HealthOut(BaseModel):
+    """Whether the service can do its work now."""
+
+    status: Literal["ok", "degraded", "down"]
+    store: PartHealthOut
+    redis: PartHealthOut | None = Field(description="null unless limits are kept in Redis")
+    worker: WorkerHealthOut | None = Field(description="null with no in-process worker")
 
 
 class ProblemOut(BaseModel):
