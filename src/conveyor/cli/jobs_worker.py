@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import argparse
 
     from ..jobs.app import App
+    from ..jobs.store import Store
+    from ..jobs.worker import Worker
 
 __all__ = ["add_worker_arguments", "load_app", "worker_command"]
 
@@ -162,12 +164,39 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     return args.store if args.store != args.store_default else config.store
 
 
+async def _work(worker: Worker, store: Store, *, until_idle: bool) -> None:
+    """Run `worker` until it stops: SIGTERM or Ctrl-C once to stop gracefully, twice at once."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            raise KeyboardInterrupt
+        print("conveyor worker: stopping (finishing in-flight items)", flush=True)
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        if until_idle:
+            # A one-off run: a store it cannot reach at the start is an error, as for
+            # `conveyor jobs`. A worker that runs for good waits for its store instead.
+            await store.get_job("-")
+        await worker.run(until_idle=until_idle)
+    finally:
+        await store.close()
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """Run ``conveyor worker``."""
     from .._urls import shown_url
     from ..errors import ConveyorError
     from ..jobs.client import open_store
+    from ..jobs.errors import StoreUnavailable
     from ..jobs.worker import Worker, WorkerOptions
+    from .jobs import EXIT_UNAVAILABLE
 
     try:
         app = load_app(args.app)
@@ -204,27 +233,11 @@ def worker_command(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        presses = 0
-
-        def on_signal() -> None:
-            nonlocal presses
-            presses += 1
-            if presses > 1:
-                raise KeyboardInterrupt
-            print("conveyor worker: stopping (finishing in-flight items)", flush=True)
-            worker.stop()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            await worker.run(until_idle=args.until_idle)
-        finally:
-            await store.close()
-
     try:
-        asyncio.run(main())
+        asyncio.run(_work(worker, store, until_idle=args.until_idle))
+    except StoreUnavailable as exc:
+        print(f"conveyor worker: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         print("conveyor worker: stopped at once", file=sys.stderr)
         return 130

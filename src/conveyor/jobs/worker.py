@@ -132,6 +132,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.stopping = False
         self._stop_seen_at: float | None = None
+        self._claimed = False  # whether it ever held items (then it gives them back at the end)
         self._wake = asyncio.Event()
         self._listening = False
         #: Items this worker settled and recorded, all jobs together.
@@ -190,6 +191,7 @@ class Worker:
                     claim = await self._claim()
                     self.outage.succeeded()
                     if claim is not None:
+                        self._claimed = True
                         await self._run_job(claim)
                         continue
                     if until_idle and not await self._any_active():
@@ -218,15 +220,18 @@ class Worker:
     async def _release_all(self) -> None:
         """Give back every item still ours, and the lease; within ``grace_s`` in an outage.
 
-        If the store stays unreachable that long, the items go back when the lease lapses.
+        If the store stays unreachable that long, the items go back when the lease lapses. A
+        worker that never held any does not wait for an unreachable store at all.
         """
         try:
             await self.outage.call(
                 lambda: self.store.release(self.id),
                 doing="giving back its items",
-                give_up=self.past_grace,
+                give_up=lambda: not self._claimed or self.past_grace(),
             )
         except StoreUnavailable:
+            if not self._claimed:
+                return
             logger.warning(
                 "conveyor worker %s: stopped without dropping its lease (the store is"
                 " unavailable); items it held go back to pending when the lease lapses"

@@ -8,6 +8,7 @@ and job changes there. The SQL of both is in the named ``.sql`` files (`postgres
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -223,13 +224,13 @@ class PostgresReader:
             unavailable = self._unavailable(exc)
             if unavailable is None:
                 raise
-            conn.terminate()
+            _drop(conn)
             raise unavailable from exc
         except BaseException:
-            conn.terminate()  # cancelled mid-statement: its state is unknown
+            _drop(conn)  # cancelled mid-statement: its state is unknown
             raise
         finally:
-            await pool.release(conn)
+            await pool.release(conn)  # nothing to do if it went back when it was lost
 
     # -- notifications --------------------------------------------------------------------
 
@@ -327,6 +328,14 @@ class PostgresReader:
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
+
+
+def _drop(conn: Conn) -> None:
+    """Close a pooled connection at once, without a goodbye (it may be gone already)."""
+    # A connection that was lost went back to the pool by itself, and its proxy then refuses
+    # every call: there is nothing left to close.
+    with contextlib.suppress(Exception):
+        conn.terminate()
 
 
 async def _in_transaction(
