@@ -19,6 +19,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from ..jobs.errors import StoreUnavailable
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -39,6 +41,7 @@ class _Watch:
         self.followers = 0
         self.task: asyncio.Task[None] | None = None
         self.poke = asyncio.Event()
+        self.store_down = False  # the last read failed for want of the store
 
     def publish(self, job: Job) -> None:
         if job.version == self.latest.version and job.status == self.latest.status:
@@ -82,9 +85,17 @@ class JobFeed:
                     await watch.poke.wait()
             try:
                 job = await self._store.get_job(job_id)
+            except StoreUnavailable as exc:
+                # The follower keeps the last state; the feed reads again next interval. Said
+                # once per outage (the store's own 503s and /healthz say the rest).
+                if not watch.store_down:
+                    watch.store_down = True
+                    logger.warning("conveyor service: the feed of job %s waits: %s", job_id, exc)
+                continue
             except Exception:
                 logger.exception("conveyor service: reading job %s for its feed failed", job_id)
                 continue
+            watch.store_down = False
             if job is not None:
                 watch.publish(job)
         if self._watches.get(job_id) is watch:
