@@ -230,7 +230,11 @@ class PostgresReader:
             _drop(conn)  # cancelled mid-statement: its state is unknown
             raise
         finally:
-            await pool.release(conn)  # nothing to do if it went back when it was lost
+            # The pool resets a connection it takes back; on one that died meanwhile that
+            # fails, and the pool drops it (nothing to do if it went back when it was lost).
+            # The call's own outcome stands: a commit that went through is not undone.
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
 
     # -- notifications --------------------------------------------------------------------
 
