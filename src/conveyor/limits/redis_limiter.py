@@ -180,7 +180,7 @@ class RedisLimits:
         """None if Redis answers a PING now, else why not (one line, no password)."""
         try:
             await self.client.ping()
-        except _unreachable_errors() as exc:
+        except Exception as exc:  # any way a PING fails (connection, protocol, loading...)
             return f"Redis at {self.url} is unreachable ({type(exc).__name__}: {exc})"
         return None
 

@@ -12,6 +12,7 @@ service has no keys (loopback only).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.errors import StoreUnavailable
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .state import Service
 
 __all__ = ["healthz"]
+
+logger = logging.getLogger("conveyor.service")
 
 #: How long the store's answer to the health probe is waited for, seconds.
 PROBE_TIMEOUT_S = 3.0
@@ -66,6 +69,9 @@ async def _store(service: Service) -> dict[str, Any]:
         return {"ok": False, "error": exc.cause}
     except TimeoutError:
         return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT_S:g} s"}
+    except Exception as exc:  # a health check answers, whatever the store did
+        logger.exception("conveyor service: the health check's read of the store failed")
+        return {"ok": False, "error": f"{type(exc).__name__} (the error is in the log)"}
     return {"ok": True, "error": None}
 
 

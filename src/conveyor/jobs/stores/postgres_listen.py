@@ -159,11 +159,14 @@ class Listener:
                 if self._closed:
                     return
                 wait = RELISTEN_WAITS_S[min(tries, len(RELISTEN_WAITS_S) - 1)]
+                # Said once per outage at the warning level; each later try only at debug.
+                log = logger.warning if tries == 0 else logger.debug
                 tries += 1
-                logger.warning(
-                    "conveyor: listening to PostgreSQL again failed (%r); next try in %g s",
+                log(
+                    "conveyor: listening to PostgreSQL again failed (%r); trying again every"
+                    " %g s at most",
                     exc,
-                    wait,
+                    RELISTEN_WAITS_S[-1],
                 )
                 await _retry_sleep(wait)
                 continue
