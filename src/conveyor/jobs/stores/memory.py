@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
-from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem, budget_options
+from ..model import (
+    ACTIVE,
+    TERMINAL,
+    UNFINISHED,
+    Claim,
+    ClaimedItem,
+    Counts,
+    Job,
+    JobItem,
+    admit,
+    budget_options,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
@@ -107,11 +118,20 @@ class MemoryStore:
 
     # -- the Store interface ---------------------------------------------------------------
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
-        """Create the job with its items, all or nothing; once per idempotency key."""
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
+        """Create the job with its items, all or nothing; once per key; within the limit."""
         key = job.idempotency_key
         if key is not None and (job.tenant, key) in self._keys:
             return self._jobs[self._keys[job.tenant, key]].job
+        if max_active_jobs is not None:
+            active = sum(
+                1
+                for r in self._jobs.values()
+                if r.job.tenant == job.tenant and r.job.status in UNFINISHED
+            )
+            admit(job.tenant, active, max_active_jobs)
         rows = [_Item(text) for text in items]  # may raise: then nothing was stored
         if not rows:
             msg = "the job has no items: pass at least one item"

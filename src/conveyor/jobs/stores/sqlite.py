@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError, StoreUnavailable
-from ..model import TERMINAL, Claim, ClaimedItem, budget_options
+from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options
 from .sqlite_read import Reader, job_from_row
 from .sqlite_schema import connect, migrate, probe, queries
 
@@ -96,7 +96,9 @@ class _Writer:
     def _settle(self, job_id: str, now: float) -> None:
         self.conn.execute(Q["settle_job"], {"job": job_id, "now": now})
 
-    def create_job(self, job: NewJob, items: Iterable[str], now: float) -> Job:
+    def create_job(
+        self, job: NewJob, items: Iterable[str], now: float, max_active_jobs: int | None
+    ) -> Job:
         job_id = job.id
         count = 0
 
@@ -112,6 +114,11 @@ class _Writer:
                 found = c.execute(Q["job_by_key"], {"tenant": job.tenant, "key": key}).fetchone()
                 if found is not None:
                     return self._get(found[0])
+            if max_active_jobs is not None:
+                # In the write transaction: no other writer, of any process, runs until the
+                # commit, so the count and the insert are one step.
+                active = c.execute(Q["unfinished_of_tenant"], {"tenant": job.tenant}).fetchone()
+                admit(job.tenant, active[0], max_active_jobs)
             params = {
                 "id": job_id,
                 "task": job.task,
@@ -406,9 +413,13 @@ class SqliteStore:
             return None  # a schema or query fault: a bug, not an outage
         return StoreUnavailable(repr(str(self.path)), exc)
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
-        """Create the job with all its items in one transaction."""
-        return await self._write(self._writer.create_job, job, items, self._clock())
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
+        """Create the job with all its items in one transaction (the limit checked in it)."""
+        return await self._write(
+            self._writer.create_job, job, items, self._clock(), max_active_jobs
+        )
 
     async def get_job(self, job_id: str) -> Job | None:
         """Read the job on the reader thread."""
