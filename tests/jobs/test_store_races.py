@@ -175,3 +175,60 @@ def test_creates_racing_with_one_key_under_a_limit_of_one_are_never_refused(kit:
         assert [j.id for j in await handles[0].list_jobs()] == [answers[0].id]
 
     run(main())
+
+
+async def finished_with_a_failure(store: Store, job_id: str) -> None:
+    """Create `job_id` (one item) and settle its item as failed: the job is completed."""
+    await store.create_job(new_job(job_id), texts(1))
+    claim = await store.claim("w", limit=1, lease_s=10, job_id=job_id)
+    assert claim is not None
+    await store.record("w", [ItemResult(job_id, 0, "failed", 1, 0.1, None, "E", "boom")])
+    assert (await store.get_job(job_id)).status == "completed"  # type: ignore[union-attr]
+
+
+def test_retrying_a_completed_job_counts_against_the_limit(kit: StoreKit, run):
+    """Retry reopens a completed job: refused at the limit (nothing changes), else allowed."""
+
+    async def main() -> None:
+        store = kit.open()
+        await finished_with_a_failure(store, "a")
+        await store.create_job(new_job("b"), texts(1))
+        with pytest.raises(TooManyActiveJobs, match="has 1 active jobs"):
+            await store.retry_failed("a", max_active_jobs=1)
+        job = await store.get_job("a")
+        assert job is not None
+        assert (job.status, job.counts.failed) == ("completed", 1)
+        # A job still active reopens nothing: its retry is never refused.
+        assert await store.retry_failed("b", max_active_jobs=1) == 0
+        await store.request_cancel("b")
+        assert await store.retry_failed("a", max_active_jobs=1) == 1
+        assert (await store.get_job("a")).status == "queued"  # type: ignore[union-attr]
+
+    run(main())
+
+
+def test_retries_and_creates_racing_never_pass_the_limit(kit: StoreKit, run):
+    """Five completed jobs retried and five creates, all at once, limit 3: 3 active after."""
+
+    async def main() -> None:
+        handles = await connected(kit, 10)
+        for n in range(5):
+            await finished_with_a_failure(handles[0], f"old{n}")
+
+        async def attempt(n: int) -> bool:
+            store = handles[n]
+            try:
+                if n < 5:
+                    await store.retry_failed(f"old{n}", max_active_jobs=3)
+                else:
+                    await store.create_job(new_job(f"new{n}"), texts(1), max_active_jobs=3)
+            except TooManyActiveJobs:
+                return False
+            return True
+
+        passed = await asyncio.gather(*(attempt(n) for n in range(10)))
+        assert passed.count(True) == 3
+        active = [j for j in await handles[0].list_jobs() if j.status == "queued"]
+        assert len(active) == 3
+
+    run(main())

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conveyor.jobs import MemoryStore, SqliteStore, Store
+from conveyor.jobs.model import ItemResult
 from conveyor.jobs.stores.postgres import PostgresStore
 
 from ..services import drop_schema, postgres_url, unique_schema
@@ -102,3 +103,30 @@ def test_parallel_replays_of_a_key_are_answered_at_the_active_jobs_limit(
     assert [r.status_code for r in answers] == [202] * 10
     assert {r.json()["id"] for r in answers} == {first.json()["id"]}
     assert {r.headers.get("Idempotent-Replayed") for r in answers} == {"true"}
+
+
+def test_a_retry_that_reopens_a_completed_job_is_429_at_the_limit(tmp_path: Path, store: Store):
+    """Retry of a completed job with failures makes it active: at the limit, 429, unchanged."""
+
+    async def main() -> tuple[Any, Any, Any]:
+        cfg = config(tmp_path, max_active_jobs_per_tenant=2)
+        async with api(cfg, worker=False, store=store) as a:
+            body = {"task": "echo", "items": [1]}
+            done = (await a.client.post("/v1/jobs", json=body)).json()["id"]
+            claim = await store.claim("w", limit=1, lease_s=60, job_id=done)
+            assert claim is not None
+            await store.record("w", [ItemResult(done, 0, "failed", 1, 0.1, None, "E", "x")])
+            others = [(await a.client.post("/v1/jobs", json=body)).json()["id"] for _ in "ab"]
+            refused = await a.client.post(f"/v1/jobs/{done}/retry")
+            after = (await a.client.get(f"/v1/jobs/{done}")).json()
+            await a.client.post(f"/v1/jobs/{others[0]}/cancel")
+            allowed = await a.client.post(f"/v1/jobs/{done}/retry")
+            return refused, after, allowed
+
+    refused, after, allowed = asyncio.run(main())
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "max_active_jobs_per_tenant=2" in refused.json()["detail"]
+    assert (after["status"], after["counts"]["failed"]) == ("completed", 1)
+    assert allowed.status_code == 202
+    assert allowed.json()["retried"] == 1

@@ -289,9 +289,13 @@ class Jobs:
         """Cancel the job: nothing new starts, in-flight items are cancelled by their worker."""
         return await self.store.request_cancel(job_id)
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Run the job's failed items again, under the same job; return how many."""
-        return await self.store.retry_failed(job_id)
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Run the job's failed items again, under the same job; return how many.
+
+        With `max_active_jobs`, reopening a completed job is refused (`TooManyActiveJobs`,
+        nothing changed) when its tenant already has that many other active jobs.
+        """
+        return await self.store.retry_failed(job_id, max_active_jobs=max_active_jobs)
 
     async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
         """Set the job's spend budget in US dollars (``None``: none); return the job.

@@ -40,6 +40,7 @@ __all__ = [
     "NewJob",
     "admit",
     "budget_options",
+    "reopens",
 ]
 
 JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
@@ -134,6 +135,15 @@ def admit(tenant: str, active: int, max_active_jobs: int | None) -> None:
     """
     if max_active_jobs is not None and active >= max_active_jobs:
         raise TooManyActiveJobs(tenant, active, max_active_jobs)
+
+
+def reopens(job: Job) -> bool:
+    """Whether retrying `job`'s failed items makes it active again (then `admit` applies).
+
+    A completed job with failed items goes back to queued; a queued or running one is
+    active already, and a job with no failed item does not change.
+    """
+    return job.status == "completed" and job.counts.failed > 0
 
 
 def budget_options(job: Job, max_cost_usd: float | None) -> JobOptions:

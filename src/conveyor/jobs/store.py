@@ -18,8 +18,9 @@ What every store guarantees:
 - **Versions.** Every change to a job (counts, status, progress) raises its `version`, in
   the same transaction: a reader that saw version v knows nothing changed while it reads v.
 - **Admission.** `create_job` checks an idempotency key and the tenant's active-jobs limit
-  in the transaction that inserts the job, so concurrent creates behave as if made one
-  after the other: one job per (tenant, key), never more active jobs than the limit.
+  in the transaction that inserts the job (and `retry_failed` the limit, in the one that
+  reopens a completed job), so concurrent calls behave as if made one after the other: one
+  job per (tenant, key), never more active jobs than the limit.
 - **Settling the job.** Whenever a call leaves a job with nothing pending or running, the job
   becomes ``completed`` (or ``cancelled`` when it was ``cancelling``) in the same transaction.
 
@@ -152,8 +153,13 @@ class Store(Protocol):
         """
         ...
 
-    async def retry_failed(self, job_id: str) -> int:
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
         """Put the job's failed items back to pending (the job back to queued); return how many.
+
+        A completed job so reopened becomes active again: with `max_active_jobs`, that is
+        refused (`TooManyActiveJobs`, nothing changed) when its tenant already has that many
+        other active jobs, counted in the same transaction as the retry, as `create_job`
+        counts them. The retry of a job still active reopens nothing and is never refused.
 
         Raises `JobNotFound`, or `JobStateError` if the job was cancelled or failed.
         """

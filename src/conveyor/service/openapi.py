@@ -525,6 +525,10 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     **common,
                     "404": job_404,
                     "409": _problem("the job was cancelled or failed: nothing to retry"),
+                    "429": _problem(
+                        "the job is completed and its tenant has the most active jobs"
+                        " allowed: retrying would reopen it"
+                    ),
                 },
             }
         },

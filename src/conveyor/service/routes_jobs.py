@@ -235,7 +235,9 @@ async def retry_job(request: Request) -> Response:
     service = service_of(request)
     _, job = await service.job(request)
     only_params(request)
-    retried = await service.jobs.retry_failed(job.id)
+    # Reopening a completed job makes it active: over the tenant's limit, a 429.
+    limit = service.limits.max_active_jobs_per_tenant
+    retried = await service.jobs.retry_failed(job.id, max_active_jobs=limit)
     service.wake_worker()
     service.feed.poke(job.id)
     job = await service.jobs.get(job.id)

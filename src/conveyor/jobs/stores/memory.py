@@ -25,6 +25,7 @@ from ..model import (
     JobItem,
     admit,
     budget_options,
+    reopens,
 )
 
 if TYPE_CHECKING:
@@ -101,6 +102,12 @@ class MemoryStore:
         status: JobStatus = "cancelled" if row.job.status == "cancelling" else "completed"
         self._set(row, status=status, finished_at=now, inflight=0.0)
 
+    def _unfinished(self, tenant: str) -> int:
+        """The tenant's active jobs, for its limit."""
+        return sum(
+            1 for r in self._jobs.values() if r.job.tenant == tenant and r.job.status in UNFINISHED
+        )
+
     def _unrun(self, row: _Job, index: int, now: float) -> None:
         """A running item goes back to pending, or to cancelled in a cancelling job."""
         item = row.items[index]
@@ -126,12 +133,7 @@ class MemoryStore:
         if key is not None and (job.tenant, key) in self._keys:
             return self._jobs[self._keys[job.tenant, key]].job
         if max_active_jobs is not None:
-            active = sum(
-                1
-                for r in self._jobs.values()
-                if r.job.tenant == job.tenant and r.job.status in UNFINISHED
-            )
-            admit(job.tenant, active, max_active_jobs)
+            admit(job.tenant, self._unfinished(job.tenant), max_active_jobs)
         rows = [_Item(text) for text in items]  # may raise: then nothing was stored
         if not rows:
             msg = "the job has no items: pass at least one item"
@@ -338,8 +340,8 @@ class MemoryStore:
         self._settle_job(row, now)
         return row.job
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Failed items back to pending."""
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Failed items back to pending (a completed job reopened within the limit)."""
         row = self._get(job_id)
         if row.job.status in {"cancelled", "cancelling", "failed"}:
             msg = (
@@ -347,6 +349,8 @@ class MemoryStore:
                 " can retry its failed items"
             )
             raise JobStateError(msg)
+        if max_active_jobs is not None and reopens(row.job):
+            admit(row.job.tenant, self._unfinished(row.job.tenant), max_active_jobs)
         again = 0
         latency = 0.0
         latencies: list[float] = []

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .. import latency as hist
 from ..errors import InvalidJob, JobStateError
-from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options
+from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options, reopens
 from .postgres_read import Conn, PostgresReader, execute, fetch, fetchrow, fetchval
 
 if TYPE_CHECKING:
@@ -102,14 +102,20 @@ class PostgresStore(PostgresReader):
                 raise InvalidJob(msg)
             await execute(c, "set_total", n=count, id=job.id)
             if max_active_jobs is not None:
-                # The binding count: creates of this tenant take turns from here to their
-                # commit, so it sees every one that passed before this one.
-                await execute(c, "lock_tenant", tenant=tenant)
-                active = await fetchval(c, "unfinished_of_tenant", tenant=tenant, id=job.id)
-                admit(tenant, active, max_active_jobs)
+                await self._admit(c, tenant, job.id, max_active_jobs)
             return await self._get(c, job.id)
 
         return await self._tx(tx)
+
+    async def _admit(self, c: Conn, tenant: str, job_id: str, max_active_jobs: int) -> None:
+        """The binding count of the tenant's other active jobs, for a job becoming active.
+
+        Creates and retries of one tenant take turns from here to their commits (the lock),
+        so each count sees every one that passed before it.
+        """
+        await execute(c, "lock_tenant", tenant=tenant)
+        active = await fetchval(c, "unfinished_of_tenant", tenant=tenant, id=job_id)
+        admit(tenant, active, max_active_jobs)
 
     async def claim(
         self,
@@ -312,8 +318,8 @@ class PostgresStore(PostgresReader):
 
         return await self._tx(tx)
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Failed items back to pending; the job back to queued."""
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Failed items back to pending; the job back to queued (within the tenant's limit)."""
         now = self._now()
 
         async def tx(c: Conn) -> int:
@@ -324,6 +330,9 @@ class PostgresStore(PostgresReader):
                     " can retry its failed items"
                 )
                 raise JobStateError(msg)
+            if max_active_jobs is not None and reopens(job):
+                # Under the tenant's lock, as a create counts (before any row lock is taken).
+                await self._admit(c, job.tenant, job.id, max_active_jobs)
             rows = await fetch(c, "retry_failed_items", job=job_id)
             if not rows:
                 return 0

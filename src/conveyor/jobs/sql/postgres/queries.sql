@@ -26,10 +26,12 @@ SELECT count(*) FROM conveyor_jobs
 WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling') AND id <> :id;
 
 -- name: lock_tenant
--- Creates of one tenant with a limit take turns here, at the end of their transactions, to
--- count its active jobs: each count then sees every create that passed before it (they
--- committed before letting go of the lock). Held only for that count and the commit, and
--- its holder waits for nothing else: it cannot deadlock with the row locks.
+-- Creates of one tenant with a limit (at the end of their transactions) and retries that
+-- reopen one of its completed jobs (at the start of theirs, before any row lock) take turns
+-- here to count its active jobs: each count then sees every one that passed before it (they
+-- committed before letting go of the lock). No cycle of waits can form: a create holding it
+-- waits for nothing more, and a retry holding it waits only for rows of its own job, which
+-- no transaction waiting for this lock holds.
 SELECT pg_advisory_xact_lock(hashtextextended('conveyor tenant ' || :tenant, 0));
 
 -- name: set_total
