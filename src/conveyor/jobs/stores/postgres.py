@@ -110,8 +110,9 @@ class PostgresStore(PostgresReader):
     async def _admit(self, c: Conn, tenant: str, job_id: str, max_active_jobs: int) -> None:
         """The binding count of the tenant's other active jobs, for a job becoming active.
 
-        Creates and retries of one tenant take turns from here to their commits (the lock),
-        so each count sees every one that passed before it.
+        The last statements of the transaction: creates and retries of one tenant take turns
+        from here to their commits (the lock), so each count sees every one that passed
+        before it, and the lock is held only for this count and the commit.
         """
         await execute(c, "lock_tenant", tenant=tenant)
         active = await fetchval(c, "unfinished_of_tenant", tenant=tenant, id=job_id)
@@ -330,9 +331,12 @@ class PostgresStore(PostgresReader):
                     " can retry its failed items"
                 )
                 raise JobStateError(msg)
-            if max_active_jobs is not None and reopens(job):
-                # Under the tenant's lock, as a create counts (before any row lock is taken).
-                await self._admit(c, job.tenant, job.id, max_active_jobs)
+            limit = max_active_jobs if reopens(job) else None
+            if limit is not None:
+                # As a create: a first count refuses most retries over the limit before any
+                # item moves, and the binding one comes last, under the tenant's lock.
+                active = await fetchval(c, "unfinished_of_tenant", tenant=job.tenant, id=job.id)
+                admit(job.tenant, active, limit)
             rows = await fetch(c, "retry_failed_items", job=job_id)
             if not rows:
                 return 0
@@ -348,6 +352,8 @@ class PostgresStore(PostgresReader):
                 hist=hist.dumps(left),
                 now=now,
             )
+            if limit is not None:
+                await self._admit(c, job.tenant, job.id, limit)
             return len(rows)
 
         return await self._tx(tx)

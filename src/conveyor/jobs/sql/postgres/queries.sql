@@ -26,12 +26,11 @@ SELECT count(*) FROM conveyor_jobs
 WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling') AND id <> :id;
 
 -- name: lock_tenant
--- Creates of one tenant with a limit (at the end of their transactions) and retries that
--- reopen one of its completed jobs (at the start of theirs, before any row lock) take turns
--- here to count its active jobs: each count then sees every one that passed before it (they
--- committed before letting go of the lock). No cycle of waits can form: a create holding it
--- waits for nothing more, and a retry holding it waits only for rows of its own job, which
--- no transaction waiting for this lock holds.
+-- Creates of one tenant with a limit, and retries that reopen one of its completed jobs, take
+-- turns here, as the last step of their transactions, to count its active jobs: each count
+-- then sees every one that passed before it (they committed before letting go of the lock).
+-- Its holder only counts and commits, waiting for nothing else: no cycle of waits can form
+-- with the row locks.
 SELECT pg_advisory_xact_lock(hashtextextended('conveyor tenant ' || :tenant, 0));
 
 -- name: set_total
