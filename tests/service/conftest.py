@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from conveyor.jobs import App, MemoryStore
+from conveyor.jobs import App, MemoryStore, Store
 from conveyor.jobs.worker import WorkerOptions
 from conveyor.service import ServiceConfig, create_app
 from conveyor.service.config import Limits
@@ -84,9 +84,16 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def api(cfg: ServiceConfig, *, worker: bool = True) -> AsyncIterator[Api]:
+async def api(
+    cfg: ServiceConfig, *, worker: bool = True, store: Store | None = None
+) -> AsyncIterator[Api]:
+    """The service in-process on `store` (default: a new `MemoryStore`), lifespan running."""
     asgi = create_app(
-        cfg, app=make_app(), store=MemoryStore(), worker=worker, worker_options=FAST_WORKER
+        cfg,
+        app=make_app(),
+        store=store if store is not None else MemoryStore(),
+        worker=worker,
+        worker_options=FAST_WORKER,
     )
     async with asgi.router.lifespan_context(asgi):
         transport = httpx.ASGITransport(app=asgi)

@@ -22,7 +22,7 @@ from conveyor.jobs import App, MemoryStore
 from conveyor.mockapi import MockAPI, MockConfig
 from conveyor.service import ServiceConfig, create_app
 from conveyor.service.batches import check_input
-from conveyor.service.config import Connection
+from conveyor.service.config import Connection, Limits
 
 from .conftest import FAST_WORKER
 
@@ -45,7 +45,12 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 @contextlib.asynccontextmanager
 async def service(
-    tmp_path: Path, latency_ms: float = 1.0, sweep_s: float = 5.0, **limits: float
+    tmp_path: Path,
+    latency_ms: float = 1.0,
+    sweep_s: float = 5.0,
+    service_limits: Limits | None = None,
+    worker: bool = True,
+    **limits: float,
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official client on the service, whose connection is the mock API."""
     async with MockAPI(MockConfig(latency_ms=latency_ms)) as upstream:
@@ -55,8 +60,11 @@ async def service(
             files_dir=tmp_path / "files",
             connections=(Connection(name="mock", base_url=upstream.base_url, **limits),),  # type: ignore[arg-type]
             batch_sweep_s=sweep_s,
+            limits=service_limits or Limits(),
         )
-        asgi = create_app(cfg, app=App(), store=MemoryStore(), worker_options=FAST_WORKER)
+        asgi = create_app(
+            cfg, app=App(), store=MemoryStore(), worker=worker, worker_options=FAST_WORKER
+        )
         async with asgi.router.lifespan_context(asgi):
             http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi))
             client = openai.AsyncOpenAI(
@@ -299,6 +307,42 @@ def test_a_line_choosing_its_host_or_bringing_credentials_fails_its_batch(tmp_pa
     assert "X-Forwarded-Host" in (found[3][2] or "")
     assert "connection" in (found[4][2] or "")
     assert "may not carry credentials" in (found[5][2] or "")
+
+
+def test_batches_count_against_the_tenants_active_jobs_limit_even_created_at_once(tmp_path):
+    """Limit 3, one job active: of 6 batches created at once, 2 are made; the rest are 429s."""
+
+    async def main() -> Any:
+        limits = Limits(max_active_jobs_per_tenant=3)
+        async with service(tmp_path, service_limits=limits, worker=False) as retrying:
+            client = retrying.with_options(max_retries=0)  # a 429 is answered, not retried
+            file_id = await upload(client, jsonl([line("a")]))
+            first = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+
+            async def create() -> Any:
+                try:
+                    return await client.batches.create(
+                        input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+                    )
+                except openai.RateLimitError as exc:
+                    return exc
+
+            answers = await asyncio.gather(*(create() for _ in range(6)))
+            listed = [b async for b in client.batches.list()]
+            return first, answers, listed
+
+    first, answers, listed = asyncio.run(main())
+    made = [a for a in answers if not isinstance(a, openai.RateLimitError)]
+    refused = [a for a in answers if isinstance(a, openai.RateLimitError)]
+    assert (len(made), len(refused)) == (2, 4)
+    for exc in refused:
+        assert exc.status_code == 429
+        assert "has 3 active jobs" in exc.message
+        assert "max_active_jobs_per_tenant=3" in exc.message
+    # A refused batch leaves nothing behind: the list holds the batches that were made.
+    assert {b.id for b in listed} == {first.id, *(b.id for b in made)}
 
 
 def test_batches_are_listed_newest_first_a_page_at_a_time(tmp_path):

@@ -37,9 +37,9 @@ class SwitchedStore(MemoryStore):
         self._check()
         return await super().list_jobs(**kwargs)
 
-    async def create_job(self, job: Any, items: Any) -> Any:
+    async def create_job(self, job: Any, items: Any, **kwargs: Any) -> Any:
         self._check()
-        return await super().create_job(job, items)
+        return await super().create_job(job, items, **kwargs)
 
     async def claim(self, worker_id: str, **kwargs: Any) -> Any:
         self._check()

@@ -24,6 +24,7 @@ from .errors import JobNotFound as JobNotFound
 from .errors import JobStateError as JobStateError
 from .errors import StoreError as StoreError
 from .errors import StoreUnavailable as StoreUnavailable
+from .errors import TooManyActiveJobs as TooManyActiveJobs
 from .model import Counts as Counts
 from .model import Job as Job
 from .model import JobItem as JobItem
@@ -54,6 +55,7 @@ __all__ = [
     "StoreUnavailable",
     "Task",
     "TaskContext",
+    "TooManyActiveJobs",
     "Worker",
     "WorkerOptions",
     "open_store",

@@ -127,6 +127,7 @@ class Jobs:
         tenant: str = "default",
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        max_active_jobs: int | None = None,
     ) -> Job:
         """Create a job running `task` once per item; return it, ``queued``.
 
@@ -139,6 +140,11 @@ class Jobs:
         tenant and key returns the first job (as it is now) and reads none of `items`; pass
         a `request_hash` (of what was asked) to tell a replay from a key reused for another
         request: the returned job's ``request_hash`` is the first request's.
+
+        With `max_active_jobs`, the job is refused (`TooManyActiveJobs`, nothing written) if
+        `tenant` already has that many queued, running or cancelling jobs; the store counts
+        them in the transaction that creates the job, so submits racing each other never pass
+        the limit. A replay of an `idempotency_key` creates nothing and is never refused.
         """
         if not isinstance(task, str) or not task:
             msg = f"task={task!r}: pass the name of a registered task, e.g. 'analyze'"
@@ -167,6 +173,16 @@ class Jobs:
         ):
             msg = f"idempotency_key={idempotency_key!r}: pass a string of 1 to 255 characters"
             raise InvalidJob(msg)
+        if max_active_jobs is not None and (
+            isinstance(max_active_jobs, bool)
+            or not isinstance(max_active_jobs, int)
+            or max_active_jobs < 1
+        ):
+            msg = (
+                f"max_active_jobs={max_active_jobs!r}: pass a whole number >= 1, or None for"
+                " no limit"
+            )
+            raise InvalidJob(msg)
         now = _clock.wall()
         new = NewJob(
             id=new_id(now),
@@ -177,7 +193,8 @@ class Jobs:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
-        return await self.store.create_job(new, self._encoded(items, checker))
+        encoded = self._encoded(items, checker)
+        return await self.store.create_job(new, encoded, max_active_jobs=max_active_jobs)
 
     def _encoded(self, items: Iterable[Any], checker: Any) -> Iterator[str]:
         limit = self.max_item_bytes
@@ -272,9 +289,13 @@ class Jobs:
         """Cancel the job: nothing new starts, in-flight items are cancelled by their worker."""
         return await self.store.request_cancel(job_id)
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Run the job's failed items again, under the same job; return how many."""
-        return await self.store.retry_failed(job_id)
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Run the job's failed items again, under the same job; return how many.
+
+        With `max_active_jobs`, reopening a completed job is refused (`TooManyActiveJobs`,
+        nothing changed) when its tenant already has that many other active jobs.
+        """
+        return await self.store.retry_failed(job_id, max_active_jobs=max_active_jobs)
 
     async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
         """Set the job's spend budget in US dollars (``None``: none); return the job.

@@ -9,6 +9,8 @@ The tree::
         ├── JobNotFound           no job with that id (also a LookupError)
         ├── JobStateError         the job is not in a state that allows the call (retry a
         │                         cancelled job, ...)
+        ├── TooManyActiveJobs     a submit refused: its tenant has the most active jobs it may
+        │                         have; nothing was written
         ├── StoreError            the store cannot be used: not a Conveyor database, a schema
         │                         newer than this Conveyor, a bad store URL; nothing was written
         └── StoreUnavailable      the store cannot be reached now (connection refused or lost,
@@ -29,6 +31,7 @@ __all__ = [
     "JobStateError",
     "StoreError",
     "StoreUnavailable",
+    "TooManyActiveJobs",
 ]
 
 
@@ -50,6 +53,23 @@ class JobNotFound(JobError, LookupError):
 
 class JobStateError(JobError):
     """The call does not fit the job's status (the message says which status and why)."""
+
+
+class TooManyActiveJobs(JobError):
+    """A new job was refused: its tenant already has `limit` (or more) active jobs.
+
+    Active means queued, running or being cancelled. Raised by the store in the transaction
+    that would have created the job, so creates racing each other never pass the limit.
+    """
+
+    def __init__(self, tenant: str, active: int, limit: int) -> None:
+        self.tenant = tenant
+        self.active = active
+        self.limit = limit
+        super().__init__(
+            f"tenant {tenant!r} has {active} active jobs (queued, running or cancelling), the"
+            f" most allowed (max_active_jobs={limit}): wait for one to finish, or cancel one"
+        )
 
 
 class StoreError(JobError):

@@ -21,11 +21,12 @@ from typing import Any, Literal
 from .. import _clock
 from ..errors import ConfigError
 from . import latency
-from .errors import JobStateError
+from .errors import JobStateError, TooManyActiveJobs
 
 __all__ = [
     "ACTIVE",
     "TERMINAL",
+    "UNFINISHED",
     "Claim",
     "ClaimedItem",
     "Counts",
@@ -37,7 +38,9 @@ __all__ = [
     "JobStatus",
     "JobSummary",
     "NewJob",
+    "admit",
     "budget_options",
+    "reopens",
 ]
 
 JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
@@ -48,6 +51,9 @@ SettledState = Literal["succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 #: The statuses in which workers claim the job's pending items.
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+#: The statuses that count against a tenant's limit of active jobs (`admit`): not yet done.
+#: The stores' SQL spells the same list out (``status IN ('queued', 'running', 'cancelling')``).
+UNFINISHED: frozenset[str] = frozenset({"queued", "running", "cancelling"})
 ITEM_STATES: tuple[ItemState, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
 
 
@@ -118,6 +124,26 @@ class JobOptions:
             limiters=tuple(data.get("limiters", ())),
             max_cost_usd=data.get("max_cost_usd"),
         )
+
+
+def admit(tenant: str, active: int, max_active_jobs: int | None) -> None:
+    """Refuse a new job of `tenant`, which has `active` unfinished jobs, past the limit.
+
+    The stores call it inside the transaction that would create the job, after an
+    idempotency key's replay (which creates nothing) was answered. Raises `TooManyActiveJobs`
+    when `active` is already `max_active_jobs` or more (``None``: no limit).
+    """
+    if max_active_jobs is not None and active >= max_active_jobs:
+        raise TooManyActiveJobs(tenant, active, max_active_jobs)
+
+
+def reopens(job: Job) -> bool:
+    """Whether retrying `job`'s failed items makes it active again (then `admit` applies).
+
+    A completed job with failed items goes back to queued; a queued or running one is
+    active already, and a job with no failed item does not change.
+    """
+    return job.status == "completed" and job.counts.failed > 0
 
 
 def budget_options(job: Job, max_cost_usd: float | None) -> JobOptions:

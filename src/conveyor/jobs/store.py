@@ -1,8 +1,8 @@
 """The one interface every job store implements, and nothing else talks to storage.
 
-Stores: `MemoryStore` (the in-memory twin, for tests and one process) and `SqliteStore` (the
-default: one file). Both pass the same contract suite (``tests/jobs/test_store_contract.py``),
-which a PostgreSQL store is meant to join unchanged.
+Stores: `MemoryStore` (the in-memory twin, for tests and one process), `SqliteStore` (the
+default: one file) and `PostgresStore` (many workers and service instances). All three pass
+the same contract suite (``tests/jobs/test_store_*.py``).
 
 What every store guarantees:
 
@@ -17,6 +17,10 @@ What every store guarantees:
   worker: a worker that lost its lease cannot overwrite what another worker did since.
 - **Versions.** Every change to a job (counts, status, progress) raises its `version`, in
   the same transaction: a reader that saw version v knows nothing changed while it reads v.
+- **Admission.** `create_job` checks an idempotency key and the tenant's active-jobs limit
+  in the transaction that inserts the job (and `retry_failed` the limit, in the one that
+  reopens a completed job), so concurrent calls behave as if made one after the other: one
+  job per (tenant, key), never more active jobs than the limit.
 - **Settling the job.** Whenever a call leaves a job with nothing pending or running, the job
   becomes ``completed`` (or ``cancelled`` when it was ``cancelling``) in the same transaction.
 
@@ -39,13 +43,22 @@ __all__ = ["Store"]
 class Store(Protocol):
     """The storage of jobs and their items (see the module docstring for the guarantees)."""
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
         """Create `job` with `items` (JSON text each, in order) in one transaction.
 
         `items` is consumed lazily; if it raises, or is empty (`InvalidJob`), nothing is
         written and the error propagates. If `job` has an idempotency key and its tenant
         already has a job with that key, that job is returned and `items` is not read (the
-        caller tells the two apart by the returned id).
+        caller tells the two apart by the returned id); creates racing with the same key
+        all return the one job.
+
+        With `max_active_jobs`, a new job is refused (`TooManyActiveJobs`, nothing written)
+        when its tenant already has that many active jobs (queued, running or cancelling),
+        counted in the transaction that creates it: creates racing each other, from any
+        number of processes, never pass the limit. A replay of an idempotency key creates
+        nothing and is never refused.
         """
         ...
 
@@ -140,8 +153,13 @@ class Store(Protocol):
         """
         ...
 
-    async def retry_failed(self, job_id: str) -> int:
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
         """Put the job's failed items back to pending (the job back to queued); return how many.
+
+        A completed job so reopened becomes active again: with `max_active_jobs`, that is
+        refused (`TooManyActiveJobs`, nothing changed) when its tenant already has that many
+        other active jobs, counted in the same transaction as the retry, as `create_job`
+        counts them. The retry of a job still active reopens nothing and is never refused.
 
         Raises `JobNotFound`, or `JobStateError` if the job was cancelled or failed.
         """

@@ -260,6 +260,10 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                     ),
                     "400": bad,
                     "413": _problem("the body is over max_body_bytes (refused as it streams)"),
+                    "429": _openai(
+                        "the tenant has the most active jobs allowed (a batch is a job);"
+                        " nothing was made"
+                    ),
                     **common,
                 },
             },
@@ -521,6 +525,10 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     **common,
                     "404": job_404,
                     "409": _problem("the job was cancelled or failed: nothing to retry"),
+                    "429": _problem(
+                        "the job is completed and its tenant has the most active jobs"
+                        " allowed: retrying would reopen it"
+                    ),
                 },
             }
         },

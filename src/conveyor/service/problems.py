@@ -11,7 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ConfigError
-from ..jobs.errors import InvalidJob, JobNotFound, JobStateError, StoreUnavailable
+from ..jobs.errors import (
+    InvalidJob,
+    JobNotFound,
+    JobStateError,
+    StoreUnavailable,
+    TooManyActiveJobs,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,6 +31,7 @@ __all__ = [
     "Problem",
     "handlers",
     "problem_response",
+    "too_many_active_detail",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -134,6 +141,19 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+def too_many_active_detail(exc: TooManyActiveJobs) -> str:
+    """What a create refused by its tenant's limit of active jobs is told (jobs, batches)."""
+    return (
+        f"tenant {exc.tenant!r} has {exc.active} active jobs, the most allowed"
+        f" (max_active_jobs_per_tenant={exc.limit}): wait for one to finish, or cancel one"
+    )
+
+
+async def _too_many(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManyActiveJobs)
+    return problem_response(429, too_many_active_detail(exc))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The detail never carries the exception's text: it may hold what a client must not see.
     logger.error("conveyor service: %s %s failed", request.method, request.url.path, exc_info=exc)
@@ -190,5 +210,6 @@ def handlers() -> dict[Any, Any]:
         ConfigError: _invalid,
         JobStateError: _state,
         StoreUnavailable: _store_unavailable,
+        TooManyActiveJobs: _too_many,
         Exception: _unexpected,
     }

@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, Response
 
 from .. import _clock
 from .._json import BadJSON, loads
-from ..jobs.errors import InvalidJob
+from ..jobs.errors import InvalidJob, TooManyActiveJobs
 from ..jobs.model import JobOptions
 from .batches import (
     CONNECTION_KEY,
@@ -41,6 +41,7 @@ from .batches import (
     read_lines,
     result_line,
 )
+from .problems import too_many_active_detail
 from .routes_jobs import create_file
 from .state import json_response, service_of
 
@@ -283,7 +284,10 @@ def _metadata(value: object) -> dict[str, str] | str | None:
 
 
 async def _start(service: Service, tenant: str, task: str, record: BatchRecord) -> Job | None:
-    """Check the batch's input file and submit its job; None if a line is bad (`errors`)."""
+    """Check the batch's input file and submit its job; None if a line is bad (`errors`).
+
+    Raises `TooManyActiveJobs` when the tenant has the most active jobs allowed.
+    """
     path = service.files.path(tenant, record.input_file_id)
     longest = service.jobs.max_item_bytes
     record.total, record.errors = await asyncio.to_thread(
@@ -298,6 +302,8 @@ async def _start(service: Service, tenant: str, task: str, record: BatchRecord) 
             _items(path, longest, numbers),
             options=JobOptions(concurrency=BATCH_CONCURRENCY, attempts=BATCH_ATTEMPTS),
             tenant=tenant,
+            # A batch is a job of the tenant: it counts against the same limit, in the store.
+            max_active_jobs=service.limits.max_active_jobs_per_tenant,
         )
     except InvalidJob as exc:  # what the job refuses that the check let pass
         record.errors = [_refused_line(exc, numbers)]
@@ -338,7 +344,10 @@ async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per
     record = BatchRecord.new(
         endpoint=endpoint, input_file_id=file_id, window=window, metadata=metadata, now=now
     )
-    job = await _start(service, tenant, task, record)
+    try:
+        job = await _start(service, tenant, task, record)
+    except TooManyActiveJobs as exc:
+        return openai_error(429, too_many_active_detail(exc), code="rate_limit_exceeded")
     records = BatchRecords(service.files.folder(tenant))
     if job is None:
         # As OpenAI answers a malformed file: a failed batch with one error per line.

@@ -41,10 +41,6 @@ _CURSOR = re.compile(r"^[0-9a-f-]{1,64}$")
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII
 
 
-class _OverLimit(Exception):
-    """Raised by the items of a create the tenant's limit refuses (unless it is a replay)."""
-
-
 async def _body(request: Request, max_bytes: int) -> bytes:
     """The request body, read up to `max_bytes` (413 past it, before reading it all)."""
     declared = request.headers.get("content-length")
@@ -95,14 +91,6 @@ def _validation_problem(exc: ValidationError, what: str = "job") -> Problem:
     return Problem(422, detail, errors=errors)
 
 
-async def _active_jobs(service: Service, tenant: str, cap: int) -> int:
-    total = 0
-    for status in ("queued", "running", "cancelling"):
-        found = await service.jobs.store.list_jobs(status=status, tenant=tenant, limit=cap + 1)
-        total += len(found)
-    return total
-
-
 def _options_of(service: Service, spec: JobCreate) -> JobOptions:
     """The job's options; a budget only for the connections' http tasks (else 422)."""
     o = spec.options or JobOptionsIn()
@@ -147,35 +135,25 @@ async def create_job(request: Request) -> Response:
             422, f"unknown task {spec.task!r}: this service runs {known} (GET /v1/service)"
         )
     options = _options_of(service, spec)
-    over = await _active_jobs(service, tenant, limits.max_active_jobs_per_tenant)
-    over_limit = over >= limits.max_active_jobs_per_tenant
     read = False
 
     def tracked() -> Iterator[Any]:
         nonlocal read
         read = True
-        if over_limit:
-            raise _OverLimit
         yield from items
 
-    try:
-        job = await service.jobs.submit(
-            spec.task,
-            tracked(),
-            options=options,
-            tenant=tenant,
-            idempotency_key=key,
-            request_hash=_digest(body),
-        )
-    except _OverLimit:
-        raise Problem(
-            429,
-            f"tenant {tenant!r} has {over} active jobs, the most allowed"
-            f" (max_active_jobs_per_tenant={limits.max_active_jobs_per_tenant}): wait for one"
-            " to finish, or cancel one",
-        ) from None
+    # Over the tenant's limit of active jobs, the store raises TooManyActiveJobs: a 429.
+    job = await service.jobs.submit(
+        spec.task,
+        tracked(),
+        options=options,
+        tenant=tenant,
+        idempotency_key=key,
+        request_hash=_digest(body),
+        max_active_jobs=limits.max_active_jobs_per_tenant,
+    )
     headers = {"Location": f"/v1/jobs/{job.id}"}
-    if not read:  # a replay: of the same request, or refused
+    if not read:  # a replay (the store reads the items of a new job only)
         _same_request(job, key, body)
         headers["Idempotent-Replayed"] = "true"
     service.wake_worker()
@@ -257,7 +235,9 @@ async def retry_job(request: Request) -> Response:
     service = service_of(request)
     _, job = await service.job(request)
     only_params(request)
-    retried = await service.jobs.retry_failed(job.id)
+    # Reopening a completed job makes it active: over the tenant's limit, a 429.
+    limit = service.limits.max_active_jobs_per_tenant
+    retried = await service.jobs.retry_failed(job.id, max_active_jobs=limit)
     service.wake_worker()
     service.feed.poke(job.id)
     job = await service.jobs.get(job.id)

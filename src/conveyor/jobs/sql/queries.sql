@@ -8,6 +8,13 @@ VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash);
 -- name: job_by_key
 SELECT id FROM jobs WHERE tenant = :tenant AND idempotency_key = :key;
 
+-- name: unfinished_of_tenant
+-- The tenant's active jobs, for its limit (read in the create's write transaction, which
+-- BEGIN IMMEDIATE serialises with every other writer of the file). The WHERE clause repeats
+-- the partial index jobs_unfinished_by_tenant's word for word, so SQLite uses that index.
+SELECT count(*) FROM jobs
+WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling');
+
 -- name: insert_item
 INSERT INTO items (job_id, idx, input) VALUES (?, ?, ?);
 

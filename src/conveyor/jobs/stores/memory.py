@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
-from ..model import ACTIVE, TERMINAL, Claim, ClaimedItem, Counts, Job, JobItem, budget_options
+from ..model import (
+    ACTIVE,
+    TERMINAL,
+    UNFINISHED,
+    Claim,
+    ClaimedItem,
+    Counts,
+    Job,
+    JobItem,
+    admit,
+    budget_options,
+    reopens,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
@@ -90,6 +102,12 @@ class MemoryStore:
         status: JobStatus = "cancelled" if row.job.status == "cancelling" else "completed"
         self._set(row, status=status, finished_at=now, inflight=0.0)
 
+    def _unfinished(self, tenant: str) -> int:
+        """The tenant's active jobs, for its limit."""
+        return sum(
+            1 for r in self._jobs.values() if r.job.tenant == tenant and r.job.status in UNFINISHED
+        )
+
     def _unrun(self, row: _Job, index: int, now: float) -> None:
         """A running item goes back to pending, or to cancelled in a cancelling job."""
         item = row.items[index]
@@ -107,11 +125,15 @@ class MemoryStore:
 
     # -- the Store interface ---------------------------------------------------------------
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
-        """Create the job with its items, all or nothing; once per idempotency key."""
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
+        """Create the job with its items, all or nothing; once per key; within the limit."""
         key = job.idempotency_key
         if key is not None and (job.tenant, key) in self._keys:
             return self._jobs[self._keys[job.tenant, key]].job
+        if max_active_jobs is not None:
+            admit(job.tenant, self._unfinished(job.tenant), max_active_jobs)
         rows = [_Item(text) for text in items]  # may raise: then nothing was stored
         if not rows:
             msg = "the job has no items: pass at least one item"
@@ -318,8 +340,8 @@ class MemoryStore:
         self._settle_job(row, now)
         return row.job
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Failed items back to pending."""
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Failed items back to pending (a completed job reopened within the limit)."""
         row = self._get(job_id)
         if row.job.status in {"cancelled", "cancelling", "failed"}:
             msg = (
@@ -327,6 +349,8 @@ class MemoryStore:
                 " can retry its failed items"
             )
             raise JobStateError(msg)
+        if max_active_jobs is not None and reopens(row.job):
+            admit(row.job.tenant, self._unfinished(row.job.tenant), max_active_jobs)
         again = 0
         latency = 0.0
         latencies: list[float] = []

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .. import latency as hist
 from ..errors import InvalidJob, JobStateError
-from ..model import TERMINAL, Claim, ClaimedItem, budget_options
+from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options, reopens
 from .postgres_read import Conn, PostgresReader, execute, fetch, fetchrow, fetchval
 
 if TYPE_CHECKING:
@@ -62,43 +62,61 @@ class PostgresStore(PostgresReader):
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
         """Create the job with all its items in one transaction (items sent by COPY)."""
         now = self._now()
+        key, tenant = job.idempotency_key, job.tenant
 
         async def tx(c: Conn) -> Job:
-            key = job.idempotency_key
+            # A first count, before any item is read, refuses most creates over the limit at
+            # the cost of one query. It binds nothing (other creates may commit after it):
+            # the count under the tenant's lock, below, does.
+            active = 0
+            if max_active_jobs is not None:
+                active = await fetchval(c, "unfinished_of_tenant", tenant=tenant, id=job.id)
             if key is not None:
-                found = await fetchval(c, "job_by_key", tenant=job.tenant, key=key)
+                # After the count: a create with this key that the count saw is found here,
+                # and replayed instead of refused.
+                found = await fetchval(c, "job_by_key", tenant=tenant, key=key)
                 if found is not None:
                     return await self._get(c, found)
+            admit(tenant, active, max_active_jobs)
             params = {
                 "id": job.id,
                 "task": job.task,
                 "options": job.options.to_json(),
                 "now": now,
-                "tenant": job.tenant,
+                "tenant": tenant,
                 "key": key,
                 "hash": job.request_hash,
             }
-            await execute(c, "insert_job", **params)
-            count = 0
-            chunk: list[tuple[str, int, str]] = []
-            for index, text in enumerate(items):
-                chunk.append((job.id, index, text))
-                count = index + 1
-                if len(chunk) >= CREATE_CHUNK:
-                    await _copy_items(c, chunk, self.schema)
-                    chunk = []
-            if chunk:
-                await _copy_items(c, chunk, self.schema)
+            if await fetchval(c, "insert_job", **params) is None:
+                # A create with the same key committed while this one ran: that is the job.
+                found = await fetchval(c, "job_by_key", tenant=tenant, key=key)
+                return await self._get(c, found)
+            count = await _copy_items(c, job.id, items, self.schema)
             if count == 0:
                 msg = "the job has no items: pass at least one item"
                 raise InvalidJob(msg)
             await execute(c, "set_total", n=count, id=job.id)
+            if max_active_jobs is not None:
+                await self._admit(c, tenant, job.id, max_active_jobs)
             return await self._get(c, job.id)
 
         return await self._tx(tx)
+
+    async def _admit(self, c: Conn, tenant: str, job_id: str, max_active_jobs: int) -> None:
+        """The binding count of the tenant's other active jobs, for a job becoming active.
+
+        The last statements of the transaction: creates and retries of one tenant take turns
+        from here to their commits (the lock), so each count sees every one that passed
+        before it, and the lock is held only for this count and the commit.
+        """
+        await execute(c, "lock_tenant", tenant=tenant)
+        active = await fetchval(c, "unfinished_of_tenant", tenant=tenant, id=job_id)
+        admit(tenant, active, max_active_jobs)
 
     async def claim(
         self,
@@ -301,8 +319,8 @@ class PostgresStore(PostgresReader):
 
         return await self._tx(tx)
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Failed items back to pending; the job back to queued."""
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Failed items back to pending; the job back to queued (within the tenant's limit)."""
         now = self._now()
 
         async def tx(c: Conn) -> int:
@@ -313,6 +331,12 @@ class PostgresStore(PostgresReader):
                     " can retry its failed items"
                 )
                 raise JobStateError(msg)
+            limit = max_active_jobs if reopens(job) else None
+            if limit is not None:
+                # As a create: a first count refuses most retries over the limit before any
+                # item moves, and the binding one comes last, under the tenant's lock.
+                active = await fetchval(c, "unfinished_of_tenant", tenant=job.tenant, id=job.id)
+                admit(job.tenant, active, limit)
             rows = await fetch(c, "retry_failed_items", job=job_id)
             if not rows:
                 return 0
@@ -328,6 +352,8 @@ class PostgresStore(PostgresReader):
                 hist=hist.dumps(left),
                 now=now,
             )
+            if limit is not None:
+                await self._admit(c, job.tenant, job.id, limit)
             return len(rows)
 
         return await self._tx(tx)
@@ -363,7 +389,22 @@ class PostgresStore(PostgresReader):
         await self._tx(tx)
 
 
-async def _copy_items(c: Conn, rows: list[tuple[str, int, str]], schema: str | None) -> None:
+async def _copy_items(c: Conn, job_id: str, items: Iterable[str], schema: str | None) -> int:
+    """Send the job's items by COPY, `CREATE_CHUNK` at a time; how many there were."""
+    count = 0
+    chunk: list[tuple[str, int, str]] = []
+    for index, text in enumerate(items):
+        chunk.append((job_id, index, text))
+        count = index + 1
+        if len(chunk) >= CREATE_CHUNK:
+            await _copy_chunk(c, chunk, schema)
+            chunk = []
+    if chunk:
+        await _copy_chunk(c, chunk, schema)
+    return count
+
+
+async def _copy_chunk(c: Conn, rows: list[tuple[str, int, str]], schema: str | None) -> None:
     await c.copy_records_to_table(
         "conveyor_items", records=rows, columns=("job_id", "idx", "input"), schema_name=schema
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ... import _clock
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError, StoreError, StoreUnavailable
-from ..model import TERMINAL, Claim, ClaimedItem, budget_options
+from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options, reopens
 from .sqlite_read import Reader, job_from_row
 from .sqlite_schema import connect, migrate, probe, queries
 
@@ -96,7 +96,15 @@ class _Writer:
     def _settle(self, job_id: str, now: float) -> None:
         self.conn.execute(Q["settle_job"], {"job": job_id, "now": now})
 
-    def create_job(self, job: NewJob, items: Iterable[str], now: float) -> Job:
+    def _admit(self, tenant: str, max_active_jobs: int) -> None:
+        # Run in a write transaction: no other writer, of any process, runs until its commit,
+        # so the count and the write that makes a job active are one step.
+        active = self.conn.execute(Q["unfinished_of_tenant"], {"tenant": tenant}).fetchone()[0]
+        admit(tenant, active, max_active_jobs)
+
+    def create_job(
+        self, job: NewJob, items: Iterable[str], now: float, max_active_jobs: int | None
+    ) -> Job:
         job_id = job.id
         count = 0
 
@@ -112,6 +120,8 @@ class _Writer:
                 found = c.execute(Q["job_by_key"], {"tenant": job.tenant, "key": key}).fetchone()
                 if found is not None:
                     return self._get(found[0])
+            if max_active_jobs is not None:
+                self._admit(job.tenant, max_active_jobs)
             params = {
                 "id": job_id,
                 "task": job.task,
@@ -274,7 +284,7 @@ class _Writer:
             self._settle(job_id, now)
             return self._get(job_id)
 
-    def retry_failed(self, job_id: str, now: float) -> int:
+    def retry_failed(self, job_id: str, now: float, max_active_jobs: int | None) -> int:
         with _Tx(self.conn) as c:
             job = self._get(job_id)
             if job.status in {"cancelled", "cancelling", "failed"}:
@@ -283,6 +293,8 @@ class _Writer:
                     " can retry its failed items"
                 )
                 raise JobStateError(msg)
+            if max_active_jobs is not None and reopens(job):
+                self._admit(job.tenant, max_active_jobs)
             rows = c.execute(Q["failed_latencies"], {"job": job_id}).fetchall()
             latencies = [r[0] for r in rows]
             n = c.execute(Q["retry_failed_items"], {"job": job_id}).rowcount
@@ -406,9 +418,13 @@ class SqliteStore:
             return None  # a schema or query fault: a bug, not an outage
         return StoreUnavailable(repr(str(self.path)), exc)
 
-    async def create_job(self, job: NewJob, items: Iterable[str]) -> Job:
-        """Create the job with all its items in one transaction."""
-        return await self._write(self._writer.create_job, job, items, self._clock())
+    async def create_job(
+        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+    ) -> Job:
+        """Create the job with all its items in one transaction (the limit checked in it)."""
+        return await self._write(
+            self._writer.create_job, job, items, self._clock(), max_active_jobs
+        )
 
     async def get_job(self, job_id: str) -> Job | None:
         """Read the job on the reader thread."""
@@ -471,9 +487,9 @@ class SqliteStore:
         """Cancel the job."""
         return await self._write(self._writer.request_cancel, job_id, self._clock())
 
-    async def retry_failed(self, job_id: str) -> int:
-        """Failed items back to pending."""
-        return await self._write(self._writer.retry_failed, job_id, self._clock())
+    async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
+        """Failed items back to pending (a completed job reopened within the limit)."""
+        return await self._write(self._writer.retry_failed, job_id, self._clock(), max_active_jobs)
 
     async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
         """Set the job's spend budget."""

@@ -7,12 +7,31 @@
 -- counts), held only until the commit that follows.
 
 -- name: insert_job
+-- The job's id, or NULL when a create with the same idempotency key got there first: the
+-- insert waits for that create's commit (the unique index), then inserts nothing, and the
+-- caller reads the winner (`job_by_key`) instead of failing on the unique violation.
 INSERT INTO conveyor_jobs (id, task, options, status, created_at, tenant, idempotency_key,
                            request_hash)
-VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash);
+VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash)
+ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
 
 -- name: job_by_key
 SELECT id FROM conveyor_jobs WHERE tenant = :tenant AND idempotency_key = :key;
+
+-- name: unfinished_of_tenant
+-- The tenant's active jobs other than :id, for its limit. The status list repeats the
+-- partial index conveyor_jobs_unfinished_by_tenant's, so the count reads that index only.
+SELECT count(*) FROM conveyor_jobs
+WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling') AND id <> :id;
+
+-- name: lock_tenant
+-- Creates of one tenant with a limit, and retries that reopen one of its completed jobs, take
+-- turns here, as the last step of their transactions, to count its active jobs: each count
+-- then sees every one that passed before it (they committed before letting go of the lock).
+-- Its holder only counts and commits, waiting for nothing else: no cycle of waits can form
+-- with the row locks.
+SELECT pg_advisory_xact_lock(hashtextextended('conveyor tenant ' || :tenant, 0));
 
 -- name: set_total
 UPDATE conveyor_jobs SET total = :n, pending = :n WHERE id = :id;
