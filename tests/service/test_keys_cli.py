@@ -120,3 +120,15 @@ def test_a_keys_file_of_deep_json_is_a_config_error_naming_it(tmp_path):
     path.write_bytes(b"[" * 100_000)
     with pytest.raises(ConfigError, match="nests arrays and objects more than 128 deep"):
         read_keys(path)
+
+
+def test_the_keys_file_is_written_owner_only_on_add_and_revoke(tmp_path):
+    """`keys add` and `keys revoke` leave the file readable and writable by its owner only."""
+    path = tmp_path / "keys.json"
+    record, _ = add_key(path, tenant="acme")
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)  # loosened by hand: the next write makes it owner-only again
+    add_key(path, tenant="globex")
+    assert path.stat().st_mode & 0o777 == 0o600
+    revoke_key(path, record.id)
+    assert path.stat().st_mode & 0o777 == 0o600
