@@ -135,7 +135,12 @@ def test_kill_9_re_sends_only_what_was_in_flight_and_one_transaction(tmp_path):
     options = ["--lease-s", "5", "--flush-interval-s", "1", "--batch-size", "1000"]
     worker = _worker(db, runs, options, done=done)
     try:
-        _wait_for(db, 1500, deadline_s=30)
+        # Killed by what the calls did, not by what was written: a moment the writes do not
+        # choose (waiting for the store to show 1,500 would kill just after a write).
+        end = time.monotonic() + 30
+        while len(_runs(done)) < 1500:
+            assert time.monotonic() < end, "the worker did not answer 1,500 calls within 30 s"
+            time.sleep(0.01)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.communicate(timeout=10)
@@ -148,7 +153,7 @@ def test_kill_9_re_sends_only_what_was_in_flight_and_one_transaction(tmp_path):
         f"kill -9 at {len(written):,} written: {len(resent)} answered calls not written"
         f" (re-sent), {len(in_flight)} in flight"
     )
-    assert len(written) >= 1500
+    assert len(written) >= 1000
     assert len(resent) <= 50, len(resent)
 
 
