@@ -286,8 +286,13 @@ def test_an_error_after_sqlite_rolled_back_by_itself_is_the_one_raised():
     from conveyor.jobs.stores.sqlite import _Tx
 
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    with pytest.raises(sqlite3.OperationalError, match="disk is full"), _Tx(conn):
-        conn.execute("ROLLBACK")  # what SQLite does itself on SQLITE_FULL
-        raise sqlite3.OperationalError("database or disk is full")
+
+    def write() -> None:
+        with _Tx(conn):
+            conn.execute("ROLLBACK")  # what SQLite does itself on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        write()
     assert not conn.in_transaction
     conn.close()
