@@ -252,3 +252,47 @@ def test_the_postgres_store_shows_its_url_without_the_password():
     store = PostgresStore(f"postgresql://app:{PASSWORD}@db:5432/jobs?schema=conveyor")
     assert store.url == "postgresql://***@db:5432/jobs?schema=conveyor"
     assert PASSWORD in store._dsn
+
+
+def test_a_query_fault_is_raised_whatever_its_text_and_a_busy_file_passes(tmp_path: Path):
+    """SQLite's own errors are told apart by their code: SQLITE_ERROR is a bug, BUSY passes.
+
+    Before, only a few texts counted as bugs: "too many SQL variables" was retried forever
+    as an outage.
+    """
+    store = SqliteStore(tmp_path / "jobs.db")
+    conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 0)
+    with pytest.raises(sqlite3.OperationalError, match="too many SQL variables") as bug:
+        conn.execute("SELECT ?", (1,))
+    assert store._unavailable(bug.value) is None
+    other = sqlite3.connect(tmp_path / "jobs.db", timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    locked = sqlite3.connect(tmp_path / "jobs.db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked") as busy:
+        locked.execute("BEGIN IMMEDIATE")
+    assert store._unavailable(busy.value) is not None
+    for c in (conn, other, locked):
+        c.close()
+    store._shutdown()
+
+
+def test_an_error_after_sqlite_rolled_back_by_itself_is_the_one_raised():
+    """A failed statement that ended the transaction (disk full) is raised as it is.
+
+    Before, the ROLLBACK that followed failed ("cannot rollback - no transaction is
+    active") and its error hid the real one.
+    """
+    from conveyor.jobs.stores.sqlite import _Tx
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+
+    def write() -> None:
+        with _Tx(conn):
+            conn.execute("ROLLBACK")  # what SQLite does itself on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        write()
+    assert not conn.in_transaction
+    conn.close()

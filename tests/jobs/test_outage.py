@@ -249,3 +249,147 @@ def test_a_stopping_worker_gives_up_on_a_dead_store_after_its_grace(run, clock, 
     with caplog.at_level(logging.WARNING, logger="conveyor.jobs"):
         run(main())
     assert any("not written" in r.getMessage() for r in caplog.records)
+
+
+class Wrapped:
+    """A handle on a store with some of its methods replaced (`over`: name -> function)."""
+
+    def __init__(self, store: Any, **over: Any) -> None:
+        self._store = store
+        self._over = over
+
+    def __getattr__(self, name: str) -> Any:
+        return self._over.get(name) or getattr(self._store, name)
+
+
+def test_items_of_a_claim_whose_answer_was_lost_go_back_at_once(run, clock: VirtualClock):
+    """A claim that committed but raised (its answer lost) leaves no item running.
+
+    Before, its items stayed running under the worker, unknown to it, until its lease
+    lapsed (and for as long as it worked on other jobs): the job did not complete.
+    """
+    shared = MemoryStore()
+    runs: Counter[int] = Counter()
+    app = counting_app(runs, 0.5)
+    calls = 0
+
+    async def claim(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        got = await shared.claim(*args, **kwargs)
+        if calls == 3:  # mid-job: committed, then the connection dropped
+            raise StoreUnavailable("'memory'", TimeoutError("no answer"))
+        return got
+
+    async def main() -> None:
+        job = await Jobs(shared, app=app).submit("work", range(20), concurrency=2)
+        worker = Worker(Wrapped(shared, claim=claim), app, options=OPTIONS)
+        started = clock.now
+        async with asyncio.timeout(300):
+            await worker.run(until_idle=True)
+        assert calls > 3
+        assert (await shared.get_job(job.id)).counts.succeeded == 20  # type: ignore[union-attr]
+        assert clock.now - started < OPTIONS.lease_s  # not when the lease lapsed
+
+    run(main())
+    assert runs == Counter(range(20))
+
+
+def test_an_attempt_is_counted_when_its_start_could_not_be_reported(run, clock: VirtualClock):
+    """An item that finished while its start failed to be reported still counts its attempt.
+
+    Before, its result (written first) carried one attempt less, and the start reported
+    after it no longer counted: the item showed 0 attempts.
+    """
+    shared = MemoryStore()
+    runs: Counter[int] = Counter()
+    app = counting_app(runs, 1.0)
+    failed = False
+
+    async def started(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            failed = True
+            await asyncio.sleep(0.7)  # the item finishes meanwhile (at 1 s)
+            raise StoreUnavailable("'memory'", ConnectionResetError("reset"))
+        return await shared.started(*args, **kwargs)
+
+    async def main() -> None:
+        job = await Jobs(shared, app=app).submit("work", [7], concurrency=1)
+        worker = Worker(Wrapped(shared, started=started), app, options=OPTIONS)
+        async with asyncio.timeout(300):
+            await worker.run(until_idle=True)
+        assert failed
+        [item] = await shared.items(job.id)
+        assert item.state == "succeeded"
+        assert item.attempts == 1
+
+    run(main())
+
+
+def test_writes_failing_with_a_bug_neither_lose_the_lease_nor_flood_the_log(
+    run, clock: VirtualClock, caplog
+):
+    """Results that cannot be written (an unexpected error) leave the lease renewed.
+
+    No other worker takes the items (each runs once), and the error is logged once with
+    its traceback, not at every retry. Before, the heartbeat wrote before it renewed, so
+    the lease lapsed and the items ran again elsewhere; the log had a traceback per retry.
+    """
+    shared = MemoryStore()
+    runs: Counter[int] = Counter()
+    app = counting_app(runs, 1.0)
+    broken = True
+
+    async def record(*args: Any, **kwargs: Any) -> Any:
+        if broken:
+            raise RuntimeError("a bug in the store")
+        return await shared.record(*args, **kwargs)
+
+    async def main() -> None:
+        nonlocal broken
+        job = await Jobs(shared, app=app).submit("work", range(5), concurrency=5)
+        first = Worker(Wrapped(shared, record=record), app, options=OPTIONS)
+        task = asyncio.create_task(first.run(until_idle=True))
+        await asyncio.sleep(2)
+        other = asyncio.create_task(Worker(shared, app, options=OPTIONS).run(until_idle=True))
+        await asyncio.sleep(3 * OPTIONS.lease_s)
+        broken = False
+        async with asyncio.timeout(300):
+            await asyncio.gather(task, other)
+        assert (await shared.get_job(job.id)).counts.succeeded == 5  # type: ignore[union-attr]
+
+    with caplog.at_level(logging.DEBUG, logger="conveyor.jobs"):
+        run(main())
+    assert runs == Counter(range(5))
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+
+
+def test_a_nul_in_a_tasks_error_or_step_is_kept_by_every_store(kit, run):
+    """A task's error message or step with a NUL is stored (as U+FFFD) and the job completes.
+
+    Before, PostgreSQL refused the write ("invalid byte sequence ... 0x00") and the error
+    ended the worker.
+    """
+    app = App()
+
+    @app.task("work")
+    async def work(item: int, ctx: Any) -> int:
+        ctx.progress(50, step="half\x00way")
+        raise ValueError("bad\x00byte")
+
+    async def main() -> None:
+        store = kit.open()
+        jobs = Jobs(store, app=app)
+        job = await jobs.submit("work", range(3), attempts=1)
+        options = WorkerOptions(lease_s=3, flush_interval_s=0.05, grace_s=1)
+        async with asyncio.timeout(60):
+            await Worker(store, app, options=options).run(until_idle=True)
+        done = await jobs.get(job.id)
+        assert done.status == "completed"
+        assert done.counts.failed == 3
+        items = await store.items(job.id)
+        assert {i.error_message for i in items} == {"bad\ufffdbyte"}
+
+    run(main())

@@ -43,6 +43,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ from .errors import StoreUnavailable
 from .model import ItemResult
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from ..engine.api import Stream
     from ..engine.events import Event
@@ -78,6 +79,11 @@ def _encode(value: Any) -> str:
     # allow_nan=False: NaN and Infinity are not JSON; such a result fails its item (ValueError)
     # instead of breaking every later read of the results.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _text(value: str) -> str:
+    """A task's text as every store can keep it: PostgreSQL refuses NUL in text."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _claim_target(concurrency: int) -> int:
@@ -115,6 +121,7 @@ class JobRun:
         self._renewed_at = 0.0
         self._handed_back = False
         self._clear_step = False
+        self._error_logged = False  # a failed write or beat is logged once, until one works
         self._waiting: str | None = None
         self._step_before_wait: str | None = None
         self.settled = 0
@@ -167,9 +174,7 @@ class JobRun:
             # can take the rest (counts.running then means "in flight").
             held = self._yielded - self._finished
             limit = max(1, _claim_target(self.job.options.concurrency) - held)
-        claim_some = partial(
-            self._store.claim, self._worker.id, limit=limit, lease_s=o.lease_s, job_id=self.job.id
-        )
+        claim_some = partial(self._worker.claim, limit=limit, job_id=self.job.id)
         try:
             claim = await self._outage.call(
                 claim_some, doing="claiming items", give_up=self._stopped
@@ -266,7 +271,7 @@ class JobRun:
     def _report(self, index: int, fraction: float, step: str | None) -> None:
         self._inflight[index] = fraction
         if step is not None:
-            self._step = step
+            self._step = _text(step)
         self._progress_dirty = True
 
     def _on_event(self, event: Event) -> None:
@@ -299,8 +304,8 @@ class JobRun:
                     "failed",
                     attempts,
                     o.latency_s,
-                    error_type=o.error_type,
-                    error_message=(o.error_message or "")[:MAX_ERROR_CHARS],
+                    error_type=o.error_type and _text(o.error_type),
+                    error_message=_text((o.error_message or "")[:MAX_ERROR_CHARS]),
                 )
             )
         elif self._cancelling:
@@ -337,6 +342,7 @@ class JobRun:
                     raise
                 # Only a write says the store is back (a full disk still answers reads).
                 self._outage.succeeded()
+                self._error_logged = False
                 self._written.set()
 
     async def _writer(self) -> None:
@@ -355,8 +361,8 @@ class JobRun:
                 await asyncio.shield(self._write)
             except StoreUnavailable as exc:
                 wait_s = self._outage.failed(exc, "writing results")
-            except Exception:
-                logger.exception("conveyor worker %s: writing results failed", self._worker.id)
+            except Exception as exc:
+                self._log_error("writing results failed; retrying", exc)
                 wait_s = self._options.flush_interval_s
             else:
                 continue
@@ -374,8 +380,20 @@ class JobRun:
         try:
             await self._store.started(self._worker.id, [(job_id, i) for i in sorted(marks)])
         except BaseException:
-            self._marked -= marks  # not counted: report them again next flush
-            self._unmarked |= marks
+            # Not counted: those still in flight are reported again next flush. Those that
+            # finished meanwhile took the mark as written (their results carry one attempt
+            # less): their results get it back, or a result written before the next mark
+            # would lose the attempt.
+            finished = marks - self._marked
+            self._marked -= marks
+            self._unmarked |= marks - finished
+            if finished:
+                self._buffer = [
+                    replace(r, attempts=r.attempts + 1)
+                    if r.job_id == job_id and r.index in finished
+                    else r
+                    for r in self._buffer
+                ]
             raise
         self._outage.succeeded()
 
@@ -391,10 +409,10 @@ class JobRun:
                 # Logged once per outage; the next beat tries again. The run goes on: its
                 # items in flight finish, and their results wait in the buffer.
                 self._outage.failed(exc, "renewing its lease")
-            except Exception:
+            except Exception as exc:
                 # Anything else must not end the heartbeat either: the lease would lapse
                 # under a live worker. Try again next beat.
-                logger.exception("conveyor worker %s: heartbeat failed; retrying", self._worker.id)
+                self._log_error("heartbeat failed; retrying", exc)
             if self._worker.past_grace():
                 # The store stayed unreachable through the grace period: close anyway.
                 self._close()
@@ -402,18 +420,12 @@ class JobRun:
 
     async def _beat(self) -> bool:
         """One heartbeat; True once the run has been told to close."""
-        o = self._options
+        # The lease first: a write that keeps failing (a bug) must not let it lapse under a
+        # live worker, whose items another worker would then run again.
+        if not await self._renew():
+            self._close()
+            return True
         await self.flush()
-        now = _clock.now()
-        if now - self._renewed_at >= o.lease_s / 3:
-            if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
-                self._lost = True
-                self._close()
-                return True
-            self._outage.succeeded()  # a write went through (before `may_requeue`)
-            self._renewed_at = now
-            if self._worker.may_requeue(now):
-                await self._store.requeue_expired()
         job = await self._store.get_job(self.job.id)
         if job is not None and job.status in {"cancelling", "cancelled", "failed"}:
             self._cancelling = True
@@ -432,6 +444,34 @@ class JobRun:
                 self._close()
                 return True
         return False
+
+    async def _renew(self) -> bool:
+        """Renew the lease when due (every ``lease_s / 3``); False once it is lost."""
+        o = self._options
+        now = _clock.now()
+        if now - self._renewed_at < o.lease_s / 3:
+            return True
+        if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
+            self._lost = True
+            return False
+        self._outage.succeeded()  # a write went through (before `may_requeue`)
+        self._renewed_at = now
+        if self._worker.may_requeue(now):
+            await self._store.requeue_expired()
+        return True
+
+    def _log_error(self, what: str, exc: Exception) -> None:
+        """Log an unexpected failure with its traceback once; again only after a write works."""
+        if self._error_logged:
+            logger.debug("conveyor worker %s: %s: %r", self._worker.id, what, exc)
+            return
+        self._error_logged = True
+        logger.error(
+            "conveyor worker %s: %s (logged once until a write goes through)",
+            self._worker.id,
+            what,
+            exc_info=exc,
+        )
 
     async def _hand_back_unstarted(self) -> None:
         """On stop, give claimed items that never started back at once, for other workers."""
@@ -518,8 +558,9 @@ class JobRun:
     async def _finish(self) -> None:
         """Write what is left and give back what never ran; through an outage, however long.
 
-        Only a worker told to stop gives up, once its grace period is over: the results not
-        written are then lost from memory, and their items run again when the lease lapses.
+        An unexpected failure is retried too. Only a worker told to stop gives up, once its
+        grace period is over: the results not written are then lost from memory, and their
+        items run again when the lease lapses.
         """
         if self._lost:
             return
@@ -528,6 +569,9 @@ class JobRun:
         self._release = []
 
         async def finish() -> None:
+            # The heartbeat has stopped: while this is retried, the lease is renewed here.
+            if not await self._renew():
+                return  # lost: another worker has the items
             if self._waiting is not None:  # a wait that outlived the run: its step goes
                 self._waiting, self._step = None, self._step_before_wait
                 self._clear_step = self._progress_dirty = True
@@ -539,15 +583,32 @@ class JobRun:
                 self._progress_dirty = False
                 await self._store.set_progress(self.job.id, inflight=0.0, step=self._step)
 
-        try:
-            await self._outage.call(
-                finish, doing="writing results", give_up=self._worker.past_grace
-            )
-        except StoreUnavailable:
+        why = await self._finish_through(finish)
+        if why is not None:
             logger.warning(
-                "conveyor worker %s: stopped with %d result(s) of job %s not written (the store"
-                " is unavailable); their items run again once the lease lapses",
+                "conveyor worker %s: stopped with %d result(s) of job %s not written (%s);"
+                " their items run again once the lease lapses",
                 self._worker.id,
                 len(self._buffer),
                 self.job.id,
+                why,
             )
+
+    async def _finish_through(self, finish: Callable[[], Awaitable[None]]) -> str | None:
+        """``await finish()`` until it is done, or past the grace period; why it was not."""
+        while True:
+            try:
+                await self._outage.call(
+                    finish, doing="writing results", give_up=self._worker.past_grace
+                )
+            except StoreUnavailable:
+                return "the store is unavailable"
+            except Exception as exc:
+                # As in the writer: an unexpected failure is retried, not raised out of the
+                # worker with the results (their items would run again).
+                self._log_error("writing results failed; retrying", exc)
+                if self._worker.past_grace():
+                    return "writing them failed"
+                await asyncio.sleep(self._options.flush_interval_s)
+                continue
+            return None

@@ -133,6 +133,7 @@ class Worker:
         self.stopping = False
         self._stop_seen_at: float | None = None
         self._claimed = False  # whether it ever held items (then it gives them back at the end)
+        self._unsure = False  # a claim failed: it may hold items it does not know of
         self._wake = asyncio.Event()
         self._listening = False
         #: Items this worker settled and recorded, all jobs together.
@@ -181,6 +182,11 @@ class Worker:
                 self._wake.clear()
                 try:
                     await self._listen()
+                    if self._unsure:
+                        # Between jobs this worker holds nothing it knows of: whatever a
+                        # claim that failed took (committed, its answer lost) goes back.
+                        await self.store.release(self.id)
+                        self._unsure = False
                     now = _clock.now()
                     if now - last_requeue >= o.lease_s / 3 and self.may_requeue(now):
                         last_requeue = now
@@ -240,10 +246,25 @@ class Worker:
                 self.options.lease_s,
             )
 
+    async def claim(self, *, limit: int, job_id: str | None = None) -> Claim | None:
+        """`Store.claim` for this worker, of its tasks, under its lease.
+
+        A claim that raised `StoreUnavailable` may have committed with its answer lost: the
+        items it took are then this worker's without its knowing, and its heartbeat would
+        keep them running for as long as it works. They go back before its next job (`run`).
+        """
+        o = self.options
+        try:
+            return await self.store.claim(
+                self.id, limit=limit, lease_s=o.lease_s, job_id=job_id, tasks=self.app.task_names
+            )
+        except StoreUnavailable:
+            self._unsure = True
+            raise
+
     async def _claim(self) -> Claim | None:
         """Claim items of the oldest active job of this worker's tasks, not over budget."""
-        o = self.options
-        size, tasks = o.claim_size or 1, self.app.task_names
+        size = self.options.claim_size or 1
         if self.over_budget:
             for job_id in list(self.over_budget):
                 job = await self.store.get_job(job_id)
@@ -252,13 +273,11 @@ class Worker:
                 elif job.options.max_cost_usd != self.over_budget[job_id]:
                     del self.over_budget[job_id]  # a new budget: try again
         if not self.over_budget:
-            return await self.store.claim(self.id, limit=size, lease_s=o.lease_s, tasks=tasks)
+            return await self.claim(limit=size)
         # Rare: the store claims the oldest job, which may be one over budget; so the jobs
         # are listed and claimed by id instead, oldest first.
         for job_id in await self._claimable():
-            claim = await self.store.claim(
-                self.id, limit=size, lease_s=o.lease_s, job_id=job_id, tasks=tasks
-            )
+            claim = await self.claim(limit=size, job_id=job_id)
             if claim is not None:
                 return claim
         return None

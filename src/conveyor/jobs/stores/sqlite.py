@@ -40,6 +40,21 @@ __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 Q = queries()
+#: The SQLite result codes of a store that passes (busy or locked by another process, out of
+#: disk or memory, I/O errors, a file that cannot be opened or written now).
+_PASSING = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
 
 
 class _Tx:
@@ -56,7 +71,10 @@ class _Tx:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            self._conn.execute("ROLLBACK")
+            # SQLite itself rolls back on some errors (a full disk, an I/O error): a ROLLBACK
+            # then fails, and its error would hide the one that says what went wrong.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             return
         try:
             self._conn.execute("COMMIT")
@@ -413,9 +431,16 @@ class SqliteStore:
 
         Every such error rolled its transaction back: nothing of the call was written.
         """
-        text = str(exc)
-        if text.startswith(("no such", "near ", "table ")) or "syntax error" in text:
-            return None  # a schema or query fault: a bug, not an outage
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            # SQLITE_ERROR (1) is a query's fault whatever its text ("too many SQL variables",
+            # "no such column", ...): a bug, raised, not retried as an outage forever.
+            if code & 0xFF not in _PASSING:
+                return None
+        else:  # raised by hand, without its code (tests): by its text
+            text = str(exc)
+            if text.startswith(("no such", "near ", "table ")) or "syntax error" in text:
+                return None
         return StoreUnavailable(repr(str(self.path)), exc)
 
     async def create_job(
