@@ -68,16 +68,32 @@ def outage_lines(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:
     )
 
 
-def test_backoff_doubles_from_a_tenth_of_a_second_to_the_cap(run):
-    """The waits between tries: 0.1 s, doubling, never above MAX_WAIT_S; reset once back."""
+def test_the_wait_between_tries_doubles_from_a_tenth_of_a_second_to_the_cap(run, clock):
+    """One caller retrying after each wait: 0.1, 0.1, 0.2, 0.4 ... 5 s; again 0.1 once back."""
     outage = Outage("w")
     exc = StoreUnavailable("x", OSError("refused"))
 
     async def main() -> None:
-        waits = [outage.failed(exc, "testing") for _ in range(9)]
-        assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S]
+        waits = []
+        for _ in range(9):
+            waits.append(outage.failed(exc, "testing"))
+            await asyncio.sleep(waits[-1])
+        assert waits == pytest.approx([0.1, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, MAX_WAIT_S, MAX_WAIT_S])
         outage.succeeded()
         assert outage.failed(exc, "testing") == 0.1
+
+    run(main())
+
+
+def test_callers_failing_together_do_not_shorten_each_others_waits(run, clock):
+    """Three tasks of one worker failing at once all wait as long as one would."""
+    outage = Outage("w")
+    exc = StoreUnavailable("x", OSError("refused"))
+
+    async def main() -> None:
+        outage.failed(exc, "testing")
+        await asyncio.sleep(0.4)
+        assert [outage.failed(exc, "testing") for _ in range(3)] == pytest.approx([0.4] * 3)
 
     run(main())
 

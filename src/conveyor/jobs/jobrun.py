@@ -513,7 +513,9 @@ class JobRun:
         opts = self.job.options
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
         if self._budget is not None:
-            self._spent = await self._outage.call(self._stored_spend, doing="summing the spend")
+            self._spent = await self._outage.call(
+                self._stored_spend, doing="summing the spend", writes=False
+            )
         self._stream = stream(
             self._call,
             self._items(),

@@ -22,13 +22,12 @@ import math
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import _clock
-from ..policy.backoff import backoff_ceiling_s
 from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["FIRST_WAIT_S", "MAX_WAIT_S", "Outage"]
+__all__ = ["FIRST_WAIT_S", "MAX_WAIT_S", "Outage", "outage_wait_s"]
 
 logger = logging.getLogger("conveyor.jobs")
 T = TypeVar("T")
@@ -37,6 +36,15 @@ T = TypeVar("T")
 FIRST_WAIT_S = 0.1
 #: The longest wait between two tries, seconds: a store that is back is seen this soon.
 MAX_WAIT_S = 5.0
+
+
+def outage_wait_s(age_s: float) -> float:
+    """The wait before the next try of an outage `age_s` old: its age, within the bounds.
+
+    >>> [outage_wait_s(a) for a in (0.0, 0.1, 0.2, 0.4, 3.2, 60.0)]
+    [0.1, 0.1, 0.2, 0.4, 3.2, 5.0]
+    """
+    return min(MAX_WAIT_S, max(FIRST_WAIT_S, age_s))
 
 
 class Outage:
@@ -56,7 +64,6 @@ class Outage:
         self.reason: str | None = None
         #: Outages seen, over the worker's life.
         self.count = 0
-        self._tries = 0
 
     @property
     def down(self) -> bool:
@@ -64,11 +71,16 @@ class Outage:
         return self.down_since is not None
 
     def failed(self, exc: StoreUnavailable, doing: str) -> float:
-        """Note a failed call (logged once per outage); return the wait before the next try."""
-        self._tries += 1
+        """Note a failed call (logged once per outage); return the wait before the next try.
+
+        The wait is the outage's age so far, from `FIRST_WAIT_S` to `MAX_WAIT_S`: a caller
+        that retries after each wait waits 0.1 s, 0.1 s, 0.2 s, 0.4 s... (doubling), and that
+        holds however many of the worker's tasks (writer, heartbeat, claims) retry at once.
+        """
+        now = _clock.now()
         self.reason = exc.cause
         if self.down_since is None:
-            self.down_since = _clock.now()
+            self.down_since = now
             self.count += 1
             logger.warning(
                 "conveyor worker %s: the store is unavailable while %s: %s; finished results"
@@ -78,7 +90,7 @@ class Outage:
                 exc,
                 MAX_WAIT_S,
             )
-        return backoff_ceiling_s(self._tries, base_s=FIRST_WAIT_S, cap_s=MAX_WAIT_S)
+        return outage_wait_s(now - self.down_since)
 
     def succeeded(self) -> None:
         """Note a call that went through: an outage in progress has ended (logged)."""
@@ -93,7 +105,6 @@ class Outage:
         self.down_since = None
         self.reason = None
         self.back_at = now
-        self._tries = 0
 
     async def call(
         self,
@@ -101,12 +112,14 @@ class Outage:
         *,
         doing: str,
         give_up: Callable[[], bool] = lambda: False,
+        writes: bool = True,
     ) -> T:
         """``await fn()``, again and again while the store is unavailable.
 
         `give_up` is asked after each failure: when it says so, the last `StoreUnavailable`
         is raised (a worker told to stop does not wait for the store forever). Any other
-        error is raised at once.
+        error is raised at once. Only a call that `writes` ends an outage once it works (a
+        full disk still answers reads).
         """
         while True:
             try:
@@ -117,5 +130,6 @@ class Outage:
                     raise
                 await asyncio.sleep(wait_s)
                 continue
-            self.succeeded()
+            if writes:
+                self.succeeded()
             return result

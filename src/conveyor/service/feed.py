@@ -73,6 +73,9 @@ class JobFeed:
         self._listening = True
         try:
             await listen("jobs", self.poke)
+        except StoreUnavailable as exc:  # tried again by the next follower; polled meanwhile
+            self._listening = False
+            logger.warning("conveyor service: not listening for job changes (%s); polling", exc)
         except Exception:
             self._listening = False
             logger.exception("conveyor service: listening for job changes failed; polling")
