@@ -45,6 +45,47 @@ def test_a_redis_cache_url_that_cannot_be_used_is_named_without_its_password():
     assert "admin" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://admin:{PASSWORD}@cache:notaport/0",
+        f"redis://:[{PASSWORD}@cache:6379/0",  # an unencoded "[": "Invalid IPv6 URL"
+        f"redis://cache:6379/0?password={PASSWORD}&db=notanumber",
+    ],
+)
+@pytest.mark.parametrize("use", ["limits", "cache"])
+def test_a_redis_url_the_client_cannot_read_is_a_config_error_without_its_password(url, use):
+    """--limits or a Redis cache whose URL redis-py refuses: ConfigError naming it, no password."""
+    from conveyor.limits.redis_limiter import RedisLimits
+
+    def use_it() -> None:
+        if use == "limits":
+            RedisLimits(url)
+        else:
+            asyncio.run(open_cache(url).check())
+
+    with pytest.raises(ConfigError) as caught:
+        use_it()
+    assert PASSWORD not in str(caught.value)
+    assert "redis://" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_with_a_limits_url_they_cannot_read_say_so_in_one_line(
+    tmp_path, capsys, command
+):
+    """`--limits` with a bad port: one line naming the URL without its password, exit 2."""
+    from conveyor.cli import main
+
+    store = ["--store", f"sqlite:///{tmp_path}/jobs.db"]
+    limits = ["--limits", f"redis://:{PASSWORD}@127.0.0.1:notaport/0"]
+    assert main([command, *store, *limits]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert PASSWORD not in err
+    assert err.strip().splitlines()[-1].startswith(f"conveyor {command}: cannot use Redis at")
+
+
 def test_a_redis_cache_names_itself_without_user_or_password():
     """RedisCache.url, used in its messages, hides the whole userinfo."""
     cache = open_cache(f"redis://admin:{PASSWORD}@127.0.0.1:6379/0?ttl=5")

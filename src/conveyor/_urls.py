@@ -13,7 +13,9 @@ must neither raise nor let part of a password through then.
 
 from __future__ import annotations
 
-__all__ = ["HIDDEN", "shown_url"]
+from urllib.parse import unquote
+
+__all__ = ["HIDDEN", "hide_secrets", "shown_url"]
 
 #: What replaces a URL's userinfo and a secret query value.
 HIDDEN = "***"
@@ -69,3 +71,40 @@ def shown_url(url: str) -> str:
     if query_sep:
         head += query_sep + _shown_query(query)
     return f"{scheme}{sep}{head}{hash_sep}{fragment}"
+
+
+def _secrets(url: str) -> set[str]:
+    """The password of `url`'s userinfo and its secret query values, as written and decoded."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return set()
+    found: set[str] = set()
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    if at < 0 and "/" not in rest[:end]:
+        at = rest.rfind("@")
+    if at >= 0:
+        _, colon, password = rest[:at].partition(":")
+        if colon:
+            found.add(password)
+    query = rest[at + 1 :].partition("#")[0].partition("?")[2]
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and _secret_name(name):
+            found.add(value)
+    return found | {unquote(s) for s in found}
+
+
+def hide_secrets(text: str, url: str) -> str:
+    """`text` (a driver's message about `url`) with `url`'s password and secret values hidden.
+
+    A driver that refuses a URL may quote part of it back; what `shown_url` hides must not
+    come back that way. Values shorter than 3 characters are left: they would mangle the text.
+
+    >>> hide_secrets('bad value "s3cret" for port', "postgresql://u:s3cret@db:x/jobs")
+    'bad value "***" for port'
+    """
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        if len(secret) >= 3:  # see the docstring
+            text = text.replace(secret, HIDDEN)
+    return text

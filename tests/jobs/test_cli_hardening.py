@@ -164,6 +164,38 @@ def test_jobs_commands_on_an_unreachable_store_print_one_line_and_exit_75(capsys
     assert "Traceback" not in err
 
 
+def _refused_store_urls() -> list[str]:
+    """Store URLs the server or the driver refuses for good, each with a password in it."""
+    from urllib.parse import urlsplit
+
+    from ..services import postgres_url
+
+    where = urlsplit(postgres_url()).netloc.rpartition("@")[2]
+    return [
+        f"postgresql://no_such_role:s3cretPW@{where}/test",  # a login the server refuses
+        f"postgresql://{where}/test?user=no_such_role&password=s3cretPW",
+        f"postgresql://postgres:s3cretPW@{where}/no_such_database",
+        f"postgresql://postgres:s3cretPW@{where}/test?sslmode=nonsense",  # the driver refuses
+        f"postgresql://postgres:s3cretPW@{where}/test?target_session_attrs=x&password=s3cretPW",
+        "postgresql://postgres:s3cretPW@127.0.0.1:notaport/test",
+        "postgresql://postgres:[s3cretPW@127.0.0.1/test",  # a "[" the URL parser refuses
+    ]
+
+
+@pytest.mark.parametrize("command", [["jobs", "ls"], ["worker", "--until-idle"]])
+def test_a_store_that_refuses_the_login_or_the_url_is_one_line_and_exit_2(capsys, command):
+    """A wrong role, database or option: one line naming the store and the reason, no password."""
+    for store in _refused_store_urls():
+        assert main([*command, "--store", store]) == 2, store
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        assert "s3cret" not in out + err
+        refusal = err.strip().splitlines()[-1]  # a worker first warns that it has no task
+        assert refusal.startswith(("conveyor jobs ls: ", "conveyor worker: ")), err
+        assert "refused the connection" in refusal or "percent-encode" in refusal, err
+        assert "postgresql://***@" in refusal or "password=***" in refusal, err
+
+
 class FailingCommit:
     """A connection whose COMMIT fails as on a full disk; it records what it was asked."""
 

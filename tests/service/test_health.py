@@ -160,3 +160,36 @@ def test_healthz_is_in_no_tenant_and_needs_no_key(tmp_path, path):
             assert r.json()["status"] == "ok"
 
     asyncio.run(main())
+
+
+def test_a_store_that_refuses_the_login_is_503_in_one_log_line_without_a_password(tmp_path, caplog):
+    """A role PostgreSQL refuses: 503 problem+json (not 500), healthz names why; no traceback."""
+    from urllib.parse import urlsplit
+
+    from conveyor.jobs.stores.postgres import PostgresStore
+
+    from ..services import postgres_url
+
+    where = urlsplit(postgres_url()).netloc.rpartition("@")[2]
+    store = PostgresStore(f"postgresql://no_such_role:s3cretPW@{where}/test")
+
+    async def main() -> None:
+        async with service(tmp_path, store) as api:  # type: ignore[arg-type]
+            for method, path in [("GET", "/v1/jobs"), ("POST", "/v1/jobs")]:
+                body = {"task": "echo", "items": [1]} if method == "POST" else None
+                r = await api.client.request(method, path, json=body)
+                assert r.status_code == 503, (method, path, r.text)
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["type"] == "urn:conveyor:problem:store-unusable"
+                assert where not in r.text  # no address to the caller
+            health = await api.client.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["status"] == "down"
+            assert "no_such_role" in health.json()["store"]["error"]
+
+    with caplog.at_level("INFO"):
+        asyncio.run(main())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "refused the connection" in logged
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert "s3cret" not in logged + caplog.text

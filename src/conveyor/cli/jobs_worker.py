@@ -238,6 +238,9 @@ def worker_command(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except ConveyorError as exc:  # a store that refuses the login or the URL, for good
+        print(f"conveyor worker: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("conveyor worker: stopped at once", file=sys.stderr)
         return 130

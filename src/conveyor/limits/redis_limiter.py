@@ -41,7 +41,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from .._urls import shown_url
+from .._urls import hide_secrets, shown_url
 from ..errors import CircuitOpen, ConfigError
 from .limiter import Limiter
 from .slot import Slot
@@ -155,9 +155,16 @@ class RedisLimits:
             except ImportError:  # pragma: no cover - depends on the install
                 msg = "Redis limits need the redis package: pip install 'conveyor[redis]'"
                 raise ConfigError(msg) from None
-            client = redis.asyncio.from_url(  # type: ignore[no-untyped-call]
-                url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5
-            )
+            try:
+                client = redis.asyncio.from_url(  # type: ignore[no-untyped-call]
+                    url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5
+                )
+            except ValueError as exc:  # a port that is not a number, an unencoded "[", ...
+                msg = (
+                    f"cannot use Redis at {self.url}: {hide_secrets(str(exc), url)}; write it"
+                    " as redis://[:PASSWORD@]HOST[:PORT][/DB], the password percent-encoded"
+                )
+                raise ConfigError(msg) from None
         self.client = client
         self._scripts: dict[str, Any] = {}
 

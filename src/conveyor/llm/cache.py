@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
-from .._urls import shown_url
+from .._urls import hide_secrets, shown_url
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -158,10 +158,14 @@ class RedisCache:
     """
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
+        shown = shown_url(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # "Invalid IPv6 URL": an unencoded "[" in the password
+            msg = f"cannot use the response cache {shown!r}: {exc}; percent-encode the password"
+            raise ConfigError(msg) from None
         query = parse_qsl(parts.query, keep_blank_values=True)
         ttl = [value for name, value in query if name == "ttl"]
-        shown = shown_url(url)
         self.ttl_s: int | None = None
         if ttl:
             try:
@@ -183,7 +187,7 @@ class RedisCache:
         try:
             self._redis: Redis = Redis.from_url(urlunsplit(parts._replace(query=rest)))
         except ValueError as exc:
-            msg = f"cannot use the response cache {shown!r}: {exc}"
+            msg = f"cannot use the response cache {shown!r}: {hide_secrets(str(exc), url)}"
             raise ConfigError(msg) from None
         self.url = shown
         self.hits = 0

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..jobs.errors import StoreUnavailable
+from ..jobs.errors import StoreError, StoreUnavailable
 from .problems import Problem
 from .state import json_response, service_of
 
@@ -69,6 +69,8 @@ async def _store(service: Service) -> dict[str, Any]:
         return {"ok": False, "error": exc.cause}
     except TimeoutError:
         return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT_S:g} s"}
+    except StoreError as exc:  # refused for good (a login, a newer schema): said, not traced
+        return {"ok": False, "error": str(exc)}
     except Exception as exc:  # a health check answers, whatever the store did
         logger.exception("conveyor service: the health check's read of the store failed")
         return {"ok": False, "error": f"{type(exc).__name__} (the error is in the log)"}

@@ -89,7 +89,8 @@ def _common(secured: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "503": _problem(
             "the job store cannot be reached now (type urn:conveyor:problem:store-unavailable,"
-            " Retry-After: 5); nothing was lost: try again"
+            " Retry-After: 5); nothing was lost: try again. Or the store refuses this"
+            " service (type urn:conveyor:problem:store-unusable): the operator must fix it"
         )
     }
     if secured:

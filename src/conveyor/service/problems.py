@@ -15,6 +15,7 @@ from ..jobs.errors import (
     InvalidJob,
     JobNotFound,
     JobStateError,
+    StoreError,
     StoreUnavailable,
     TooManyActiveJobs,
 )
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROBLEM_JSON",
     "STORE_UNAVAILABLE",
+    "STORE_UNUSABLE",
     "AnswerUnexpected",
     "Problem",
     "handlers",
@@ -125,6 +127,8 @@ async def _state(_request: Request, exc: Exception) -> Response:
 
 #: The problem type of an answer given while the job store cannot be reached.
 STORE_UNAVAILABLE = "urn:conveyor:problem:store-unavailable"
+#: The problem type of an answer given while the job store refuses the service for good.
+STORE_UNUSABLE = "urn:conveyor:problem:store-unusable"
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
@@ -138,6 +142,20 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
         " (GET /healthz tells when it is back)",
         headers={"Retry-After": "5"},
         type=STORE_UNAVAILABLE,
+    )
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    # The store refuses this service for good (a login refused, a schema newer than this
+    # Conveyor): the operator's to fix, one line in the log each time; the caller gets no
+    # address, and no Retry-After, since waiting alone will not help.
+    logger.error("conveyor service: %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "the job store cannot be used by this service (its configuration); the operator must"
+        " fix it: the reason is in the service's log and in GET /healthz",
+        type=STORE_UNUSABLE,
     )
 
 
@@ -195,6 +213,8 @@ class AnswerUnexpected:
             request = Request(scope)
             if isinstance(exc, StoreUnavailable):  # raised past the handlers (a lifespan, a stream)
                 response = await _store_unavailable(request, exc)
+            elif isinstance(exc, StoreError):
+                response = await _store_error(request, exc)
             else:
                 response = await _unexpected(request, exc)
             await response(scope, receive, send)
@@ -210,6 +230,7 @@ def handlers() -> dict[Any, Any]:
         ConfigError: _invalid,
         JobStateError: _state,
         StoreUnavailable: _store_unavailable,
+        StoreError: _store_error,
         TooManyActiveJobs: _too_many,
         Exception: _unexpected,
     }

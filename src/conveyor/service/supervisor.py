@@ -2,7 +2,8 @@
 
 A worker survives store outages by itself (`conveyor.jobs.outage`). Anything else that ends
 its `run` (a bug, an error of a task's app it could not contain) would leave the service up,
-taking jobs that no one runs: so the supervisor logs it, with its traceback, at once, and
+taking jobs that no one runs: so the supervisor logs it, with its traceback (a store that
+refuses the service, `StoreError`, in one line: a configuration, not a bug), at once, and
 starts a new worker on the same store and tasks after a wait that grows from 1 s to 60 s
 (reset after a worker ran for 60 s). The health endpoint shows the restarts and the last
 error (`conveyor.service.health`).
@@ -16,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .. import _clock
+from ..jobs.errors import StoreError
 from ..jobs.worker import Worker, WorkerOptions
 from ..policy.backoff import backoff_ceiling_s
 
@@ -68,9 +70,14 @@ class WorkerSupervisor:
                 await self.worker.run()
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                logger.exception(
-                    "conveyor service: the in-process worker %s failed; starting another",
+                # A store that refuses the service is the operator's to fix: one line, no
+                # traceback (one per restart, the restarts spaced up to a minute apart).
+                logger.log(
+                    logging.ERROR,
+                    "conveyor service: the in-process worker %s failed; starting another%s",
                     self.worker.id,
+                    f": {exc}" if isinstance(exc, StoreError) else "",
+                    exc_info=None if isinstance(exc, StoreError) else exc,
                 )
             if self._stopping:
                 return

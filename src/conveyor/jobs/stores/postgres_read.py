@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..._urls import shown_url
+from ..._urls import hide_secrets, shown_url
 from ..errors import JobNotFound, StoreError, StoreUnavailable
 from .postgres_listen import Listener
 from .postgres_schema import create_schema, migrate, queries, split_url
@@ -100,7 +100,7 @@ class PostgresReader:
                 command_timeout=self._timeout_s,
             )
         except Exception as exc:
-            raise self._unavailable(exc) or exc from exc
+            raise self._unavailable(exc) or self._refused(exc) from exc
 
     async def _pool_or_open(self) -> Any:
         if self._pool is not None:
@@ -124,8 +124,25 @@ class PostgresReader:
                         command_timeout=self._timeout_s,
                     )
                 except Exception as exc:
-                    raise self._unavailable(exc) or exc from exc
+                    raise self._unavailable(exc) or self._refused(exc) from exc
         return self._pool
+
+    def _refused(self, exc: BaseException) -> StoreError:
+        """`StoreError` for a connection refused for good: the URL or the server says no.
+
+        A URL the driver cannot read (a port that is not a number, an unknown ``sslmode``), a
+        login the server refuses (no such role, wrong password, no such database, TLS
+        required): waiting will not help, so it is said at once, in one line that names the
+        store (password hidden, also where the driver quotes it) and the fix.
+        """
+        if isinstance(exc, StoreError):
+            return exc
+        reason = hide_secrets(f"{type(exc).__name__}: {exc}", self._dsn).splitlines()[0][:300]
+        msg = (
+            f"the job store {shown_url(self._dsn)} refused the connection ({reason}): check"
+            " the user, password, database and options in the store URL"
+        )
+        return StoreError(msg)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
         """`StoreUnavailable` if `exc` says the server cannot be reached now, else None.

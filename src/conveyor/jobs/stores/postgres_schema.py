@@ -22,6 +22,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..._urls import shown_url
 from ..errors import StoreError
 from .migration_files import read_migrations
 
@@ -98,7 +99,14 @@ def split_url(url: str) -> tuple[str, str | None]:
     ``postgresql://host/db?schema=conveyor`` keeps Conveyor's tables in schema ``conveyor``
     (created if missing); without it they go to the connection's default (``public``).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a "[" in the password, unencoded
+        msg = (
+            f"store url {shown_url(url)}: {exc}; percent-encode the password's special"
+            " characters (e.g. [ as %5B, / as %2F, @ as %40)"
+        )
+        raise StoreError(msg) from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
