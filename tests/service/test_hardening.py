@@ -4,11 +4,12 @@ import asyncio
 import logging
 import os
 
+import httpx
 import pytest
 
 from conveyor.cli import main
 from conveyor.jobs import SqliteStore
-from conveyor.service import ServiceConfig
+from conveyor.service import ServiceConfig, create_app
 from conveyor.service.keys import KeyRing, add_key, read_keys, revoke_key
 
 from .conftest import api, config
@@ -525,3 +526,34 @@ def test_json_nested_100_000_deep_is_422_naming_the_depth(tmp_path, path, media)
                 assert r.json()["detail"].startswith("line 2 ")
 
     asyncio.run(main_())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/jobs/%00",
+        "/v1/jobs/a%00b/results",
+        "/v1/jobs/a%01b/events",
+        "/v1/jobs?task=e%00cho",
+        "/v1/jobs?cursor=%7f",
+        "/v1/files/%00",
+        "/v1/batches/%0a",
+    ],
+)
+def test_a_control_character_in_a_path_or_query_is_400_on_postgres_too(pg, path):
+    """A NUL in an id or a filter: 400 naming it, before any store (PostgreSQL answered 500)."""
+    from conveyor.jobs.stores.postgres import PostgresStore
+
+    async def main_() -> httpx.Response:
+        store = PostgresStore(pg)
+        cfg = ServiceConfig(store="memory:", keys_file=None)
+        asgi = create_app(cfg, store=store, worker=False)
+        async with asgi.router.lifespan_context(asgi):
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                return await c.get(path)
+
+    answer = asyncio.run(main_())
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "control character" in answer.json()["detail"]

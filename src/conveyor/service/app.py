@@ -32,6 +32,7 @@ from ..limits.limiter import Limiter
 from ..limits.redis_limiter import RedisLimits, share_limits
 from ..llm.cache import open_cache
 from .body import BodyLimit
+from .clean_url import CleanUrl
 from .config import ServiceConfig
 from .feed import JobFeed
 from .files import Files
@@ -212,6 +213,7 @@ def create_app(
             # Outermost: without keys, a foreign Host (DNS rebinding) reaches nothing.
             Middleware(HostGuard, keys=service.keys, allowed_hosts=cfg.allowed_hosts),
             Middleware(AnswerUnexpected),  # each 500 logged once, not twice
+            Middleware(CleanUrl),  # no control character in a path or query reaches a route
             Middleware(BodyLimit, limits=cfg.limits),  # no body read past its limit
         ],
     )

@@ -87,11 +87,21 @@ def _sse(description: str, events: list[str], data: dict[str, Any]) -> dict[str,
 
 def _common(secured: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
+        # Any route: a control character in the path or query (problem+json); the OpenAI
+        # routes also answer their own 400s in OpenAI's error shape.
+        "400": {
+            "description": "a bad request: the path or a query parameter holds a control"
+            " character (NUL...), or, on the OpenAI routes, what OpenAI answers 400",
+            "content": {
+                "application/problem+json": {"schema": _ref("ProblemOut")},
+                "application/json": {"schema": _ref("OpenAIErrorOut")},
+            },
+        },
         "503": _problem(
             "the job store cannot be reached now (type urn:conveyor:problem:store-unavailable,"
             " Retry-After: 5); nothing was lost: try again. Or the store refuses this"
             " service (type urn:conveyor:problem:store-unusable): the operator must fix it"
-        )
+        ),
     }
     if secured:
         out["401"] = _problem("no API key, or not a valid one")
