@@ -43,6 +43,8 @@ LEASE_S = 2.0
 #: the outage begins (its concurrency, its prefetch of a quarter more) and a write batch of
 #: results finished but not yet written.
 AGAIN_AT_MOST = WORKERS * (CONCURRENCY + CONCURRENCY // 4 + BATCH)
+#: A flapping store: cut, then restored, each this long.
+FLAP_S = 0.3
 
 
 @pytest.fixture
@@ -118,12 +120,21 @@ def _outage(
             deadline_s=30,
             alive=workers,
         )
-        broken.cut() if kind == "cut" else broken.pause()
+        broken.cut() if kind in {"cut", "flap"} else broken.pause()
         held = _held_at_outage(pg, settle=broken is to_pg)
         settled_at_cut = _succeeded(pg, job_id)
         ran_at_cut = runs(ran)
         assert settled_at_cut < ITEMS, "the job ended before the outage: make it longer"
-        hold(seconds, workers, f"during a {seconds:g} s {target} {kind}")
+        if kind == "flap":  # cut and restored every FLAP_S: held items are those of any cut
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                hold(FLAP_S, workers, f"during a {target} flap")
+                broken.restore()
+                hold(FLAP_S, workers, f"during a {target} flap")
+                broken.cut()
+                held |= _held_at_outage(pg, settle=True)
+        else:
+            hold(seconds, workers, f"during a {seconds:g} s {target} {kind}")
         broken.restore()
         for w in workers:
             w.assert_alive(f"after a {seconds:g} s {target} {kind}")
@@ -186,3 +197,9 @@ def test_two_workers_survive_a_60s_silent_postgres_and_complete_the_job(pg, prox
 def test_two_workers_survive_a_5s_redis_cut_and_complete_the_job(pg, proxies, tmp_path):
     """The shared limiter's Redis cut 5 s mid-job: admissions wait, nothing is lost or doubled."""
     _outage(pg, proxies, tmp_path, target="redis", kind="cut", seconds=5)
+
+
+@pytest.mark.timeout(180)
+def test_two_workers_survive_a_flapping_postgres_and_complete_the_job(pg, proxies, tmp_path):
+    """PostgreSQL cut and restored every 0.3 s for 20 s: no worker exits, the job completes."""
+    _outage(pg, proxies, tmp_path, target="postgres", kind="flap", seconds=20)

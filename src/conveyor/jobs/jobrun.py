@@ -478,6 +478,7 @@ class JobRun:
         unstarted = [(i.job_id, i.index) for i in self._queue]
         self._queue.clear()
         self._holds.wake()  # an admission waiting for the budget gives its item back
+        self._written.set()  # a claim waiting for room in the buffer sees the stop
         if unstarted:
             await self._store.release(self._worker.id, unstarted)
 
@@ -501,6 +502,7 @@ class JobRun:
 
     def _close(self) -> None:
         self._holds.wake()  # an admission waiting for the budget stops waiting
+        self._written.set()  # so does a claim waiting for room in the buffer
         if self._stream is not None and self._closer is None:
             # Closing from this task while the run's consumer iterates: the consumer's loop
             # ends once every in-flight item has settled (as cancelled).
