@@ -190,14 +190,14 @@ def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
         assert run.halted is None
 
         def settle(item: Any) -> None:
-            run._spent += SPENT  # as the task's call does with the answer's usage
+            run._budget.spent += SPENT  # type: ignore[union-attr] # as the task does with usage
             outcome = Outcome(item.index, item, "succeeded", "{}", None, 1, 0.0, 0.0)
             run._on_event(ItemFinished(outcome))
 
         settle(claim.items[0])
         assert (await asyncio.wait_for(fourth, 5)).index == 3
         assert run.halted is None
-        assert run._holds.held_usd == pytest.approx(3 * BOUND)  # items 1, 2, 3
+        assert run._budget.held_usd == pytest.approx(3 * BOUND)  # type: ignore[union-attr]
         await jobs.close()
 
     asyncio.run(main())

@@ -26,15 +26,9 @@ reasons to stop early:
 - the lease was lost (another worker re-queued our items): close the run and record nothing.
 
 With a spend budget (the job's ``max_cost_usd``, for the http tasks), an item starts only if
-the spend so far, plus the most the items in flight may cost, plus the most it may cost (its
-prompt and all of ``max_tokens``, at the price table's prices) stays within the budget. The
-spend so far is summed from the job's stored answers when the run starts (so it survives a
-restart), then grows with each answer. An item that would pass the budget waits while items
-are in flight (their answers usually cost less than their bounds); with none in flight, it
-ends the run's admissions: it and the items not started go back to pending, the step says
-why, and `halted` tells the worker not to claim the job again (see `conveyor.jobs.worker`).
-The store gives a budgeted job to one worker at a time (`Store.claim`), so this count is the
-only one.
+it fits (`conveyor.jobs.job_budget`); one that cannot fit ends the run's admissions: it and
+the items not started go back to pending, the step says why, and `halted` tells the worker
+not to claim the job again (see `conveyor.jobs.worker`).
 """
 
 from __future__ import annotations
@@ -50,10 +44,10 @@ from typing import TYPE_CHECKING, Any
 from .. import _clock
 from ..engine.api import stream
 from ..engine.events import ItemFinished
-from ..limits.budget import BudgetHolds, Refusal
 from ..policy.retry import Retry
 from .app import TaskContext
 from .errors import StoreUnavailable
+from .job_budget import JobBudget
 from .model import ItemResult
 
 if TYPE_CHECKING:
@@ -133,9 +127,10 @@ class JobRun:
         self._finished = 0
         #: Why the run stopped admitting items early (the budget), or None.
         self.halted: str | None = None
-        self._budget = claim.job.options.max_cost_usd
-        self._spent = 0.0
-        self._holds = BudgetHolds()  # the budget held by items in flight
+        max_usd = claim.job.options.max_cost_usd
+        self._budget = (
+            None if max_usd is None else JobBudget(claim.job.id, max_usd, task, worker.store)
+        )
 
     # -- what the engine runs --------------------------------------------------------------
 
@@ -148,11 +143,13 @@ class JobRun:
             item = self._queue.popleft()
             if self._budget is not None:
                 try:
-                    admitted = await self._admit(item)
+                    why = await self._budget.admit(item, stopped=self._stopped)
                 except BaseException:  # the run closed while it waited
                     self._queue.appendleft(item)
                     raise
-                if not admitted:
+                if why is not None:  # refused (the run halts), or "": it stopped meanwhile
+                    if why:
+                        self._halt(why)
                     self._queue.appendleft(item)  # released to pending by `_finish`
                     return
             self._yielded += 1
@@ -190,71 +187,9 @@ class JobRun:
         """Whether the run takes no more items (stopping, cancelled, or its lease lost)."""
         return self._worker.stopping or self._cancelling or self._lost
 
-    async def _admit(self, item: ClaimedItem) -> bool:
-        """Hold the budget `item` may use, or wait for room (`conveyor.limits.budget`).
-
-        False if it would pass the budget (`halted` then says why), or the run stopped.
-        """
-        why = await self._holds.admit(
-            lambda: self._reserve(item),
-            stopped=self._stopped,
-        )
-        if why:
-            self._halt(why)
-        return why is None
-
-    def _reserve(self, item: ClaimedItem) -> Refusal | None:
-        """Hold the budget `item` may use: None, or why not and whether waiting can't help."""
-        budget, bound_usd = self._budget, self._task.bound_usd
-        assert budget is not None
-        assert bound_usd is not None
-        try:
-            model, bound = bound_usd(json.loads(item.input_json))
-        except Exception:
-            return None  # an item the task refuses fails in the task, sending nothing
-        if bound is None:
-            why = (
-                f"budget: no price for the model {model!r} of item {item.index}, so"
-                f" max_cost_usd ${budget:g} cannot be kept; the items not started stay pending"
-            )
-            return why, True
-        if self._spent + self._holds.held_usd + bound > budget:
-            why = (
-                f"budget reached: ${self._spent:.4f} spent of max_cost_usd ${budget:g}, and"
-                f" item {item.index} may cost up to ${bound:.4f}; the items not started stay"
-                " pending"
-            )
-            return why, False
-        self._holds.hold(item.index, bound)
-        return None
-
     def _halt(self, why: str) -> None:
         self.halted = self._step = why
         self._progress_dirty = True
-
-    def _cost_of_result(self, result: Any, item_input: Any) -> float:
-        """What an answer cost; with no price for it, the most its request could cost."""
-        assert self._task.spent_usd is not None
-        assert self._task.bound_usd is not None
-        cost = self._task.spent_usd(result)
-        if cost is None:
-            try:
-                cost = self._task.bound_usd(item_input)[1]
-            except Exception:
-                cost = None
-        return cost or 0.0
-
-    async def _stored_spend(self) -> float:
-        """The job's spend so far: the cost of its stored answers (a page at a time)."""
-        total, after, page_size = 0.0, -1, 1000
-        while True:
-            page = await self._store.items(
-                self.job.id, state="succeeded", after=after, limit=page_size
-            )
-            total += sum(self._cost_of_result(i.result, i.input) for i in page)
-            if len(page) < page_size:
-                return total
-            after = page[-1].index
 
     async def _call(self, item: ClaimedItem) -> str:
         if item.index not in self._marked:
@@ -265,7 +200,7 @@ class JobRun:
         item_input = json.loads(item.input_json)
         value = await self._task.call(item_input, ctx)
         if self._budget is not None:
-            self._spent += self._cost_of_result(value, item_input)
+            self._budget.add(value, item_input)
         return _encode(value)  # a value that is not JSON fails the item (TypeError)
 
     def _report(self, index: int, fraction: float, step: str | None) -> None:
@@ -280,7 +215,8 @@ class JobRun:
         o = event.outcome
         item: ClaimedItem = o.item
         self._finished += 1
-        self._holds.release(item.index)
+        if self._budget is not None:
+            self._budget.release(item.index)
         attempts = o.attempts
         if item.index in self._marked:
             # One attempt was counted when it started: the result carries the others.
@@ -477,7 +413,8 @@ class JobRun:
         """On stop, give claimed items that never started back at once, for other workers."""
         unstarted = [(i.job_id, i.index) for i in self._queue]
         self._queue.clear()
-        self._holds.wake()  # an admission waiting for the budget gives its item back
+        if self._budget is not None:  # an admission waiting for room gives its item back
+            self._budget.wake()
         self._written.set()  # a claim waiting for room in the buffer sees the stop
         if unstarted:
             await self._store.release(self._worker.id, unstarted)
@@ -501,7 +438,8 @@ class JobRun:
         self._progress_dirty = True
 
     def _close(self) -> None:
-        self._holds.wake()  # an admission waiting for the budget stops waiting
+        if self._budget is not None:  # an admission waiting for room stops waiting
+            self._budget.wake()
         self._written.set()  # so does a claim waiting for room in the buffer
         if self._stream is not None and self._closer is None:
             # Closing from this task while the run's consumer iterates: the consumer's loop
@@ -515,9 +453,7 @@ class JobRun:
         opts = self.job.options
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
         if self._budget is not None:
-            self._spent = await self._outage.call(
-                self._stored_spend, doing="summing the spend", writes=False
-            )
+            await self._outage.call(self._budget.load, doing="summing the spend", writes=False)
         self._stream = stream(
             self._call,
             self._items(),
