@@ -241,3 +241,35 @@ def test_redis_holds_the_redacted_answer_under_a_per_tenant_key():
     assert all(SECRET not in json.dumps(r) for r in results)
     assert all(isinstance(value, bytes) for value in stored)
     assert all(SECRET.encode() not in value for value in stored)
+
+
+def test_a_job_item_is_sent_uncached_while_the_caches_redis_cannot_be_reached(caplog):
+    """Redis down: the item is answered by the API, not failed; the outage is logged once."""
+    import logging
+
+    api = FakeAPI(answer, latency_s=0.0)
+    cache = RedisCache(f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0")
+    task = HttpJobTask(base_url="http://api.test", headers={}, transport=api, cache=cache)
+    item = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},
+    }
+
+    class Ctx:
+        job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "default"
+
+    async def twice() -> Any:
+        first = await task(item, Ctx())  # type: ignore[arg-type]
+        second = await task(item, Ctx())  # type: ignore[arg-type]
+        await task.aclose()
+        return first, second
+
+    with caplog.at_level(logging.WARNING, logger="conveyor.llm"):
+        first, second = asyncio.run(twice())
+    assert api.calls == 2  # sent each time: nothing could be kept
+    assert first["status_code"] == second["status_code"] == 200
+    warnings = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "pw-s3cret" not in warnings[0]

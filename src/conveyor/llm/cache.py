@@ -23,6 +23,7 @@ coroutines `fetch`, `store` and `aclose`, and read `hits` and `stored`):
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["CACHE_HEADER", "AnswerCache", "RedisCache", "ResponseCache", "cache_key", "open_cache"]
+
+logger = logging.getLogger("conveyor.llm")
 
 #: The prefix of the Redis keys of `RedisCache`.
 REDIS_PREFIX = "conveyor:cache:"
@@ -155,6 +158,10 @@ class RedisCache:
     `url`: ``redis://host:port/db`` or ``rediss://...``; an optional ``ttl=SECONDS`` query
     parameter sets how long an answer is kept (default: until deleted). `hits` and `stored`
     count this process's. The connection is opened on first use, on the running event loop.
+
+    A cache only saves calls: while Redis cannot be reached, `fetch` misses and `store`
+    keeps nothing (logged once, and once when Redis is back), so requests are sent as if
+    there were no cache rather than failing.
     """
 
     def __init__(self, url: str) -> None:
@@ -192,6 +199,7 @@ class RedisCache:
         self.url = shown
         self.hits = 0
         self.stored = 0
+        self._down = False  # the last call failed for want of Redis
 
     def _error(self, exc: Exception) -> ConfigError:
         return ConfigError(f"the response cache at {self.url} failed: {exc}; is Redis running?")
@@ -205,9 +213,31 @@ class RedisCache:
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
 
+    def _unreachable(self, exc: Exception) -> None:
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "the response cache at %s cannot be reached (%s): requests are sent uncached"
+                " until it is back",
+                self.url,
+                hide_secrets(f"{type(exc).__name__}: {exc}", self.url),
+            )
+
+    def _reached(self) -> None:
+        if self._down:
+            self._down = False
+            logger.warning("the response cache at %s is reachable again", self.url)
+
     async def fetch(self, key: str) -> tuple[int, dict[str, str], Any] | None:
-        """The stored ``(status, headers, body)`` of `key`, or None."""
-        raw = await self._redis.get(REDIS_PREFIX + key)
+        """The stored ``(status, headers, body)`` of `key`, or None (also: Redis unreachable)."""
+        from redis.exceptions import RedisError  # noqa: PLC0415
+
+        try:
+            raw = await self._redis.get(REDIS_PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)
+            return None
+        self._reached()
         if raw is None:
             return None
         status, headers, body = _decode(raw)
@@ -219,7 +249,16 @@ class RedisCache:
         if not 200 <= status < 300:
             msg = f"RedisCache.store(status={status}): only successful answers are cached"
             raise ConfigError(msg)
-        await self._redis.set(REDIS_PREFIX + key, _encode([status, headers, body]), ex=self.ttl_s)
+        from redis.exceptions import RedisError  # noqa: PLC0415
+
+        try:
+            await self._redis.set(
+                REDIS_PREFIX + key, _encode([status, headers, body]), ex=self.ttl_s
+            )
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)  # the answer stands; it is only not kept
+            return
+        self._reached()
         self.stored += 1
 
     async def aclose(self) -> None:
