@@ -333,3 +333,44 @@ def test_limiters_are_shared_across_runs(clock: VirtualClock):
     assert _max_in_window(starts, 1.0) <= 4
     assert max(starts) == pytest.approx(4 * (1 + WINDOW_MARGIN) + 3 * BURST_SPREAD / 4)
     assert not math.isinf(limiter.paused_until) or limiter.paused_until < 0
+
+
+class Throttled(Exception):
+    """botocore's ClientError by shape: a DynamoDB throttle inside an HTTP 400."""
+
+    def __init__(self) -> None:
+        super().__init__("ProvisionedThroughputExceededException")
+        self.response = {"Error": {"Code": "ProvisionedThroughputExceededException"}}
+
+
+def test_a_retry_after_raised_by_a_task_pauses_every_sharer(clock: VirtualClock):
+    """A task raising RetryAfter(4) under a limiter makes every caller of it wait 4 s."""
+    limiter = Limiter("api", requests_per_second=100)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(conveyor.RetryAfter):
+            async with limiter.acquire():
+                raise conveyor.RetryAfter(4)
+        async with limiter.acquire():
+            return loop.time()
+
+    assert clock.run(main()) == pytest.approx(4.0)
+
+
+def test_sdk_throttles_and_529s_count_as_pushbacks_and_are_retried(clock: VirtualClock):
+    """An AWS throttle or a 529 is the API pushing back: counted, and retried by default."""
+    limiter = Limiter("db", requests_per_second=100)
+    calls = 0
+
+    async def write(_: int) -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise Throttled
+        return "ok"
+
+    report = clock.run(conveyor.map(write, [1], limiters=[limiter], retry=Retry(attempts=5)))
+    assert report.summary.succeeded == 1
+    assert calls == 3
+    assert limiter.pushbacks == 2

@@ -20,9 +20,9 @@ from .. import _clock
 from ..errors import CircuitOpen, ConfigError, InvalidAnswer, QuotaExhausted
 from ..policy.answer_dating import AnswerDating
 from ..policy.breaker import CircuitBreaker
-from ..policy.llm_errors import api_error_fields, quota_exhausted
+from ..policy.classify import classify
+from ..policy.llm_errors import api_error_fields
 from ..policy.retry import is_transient
-from ..policy.retry_after import http_status_of, retry_after_s
 from .config import check_window, collect_rates, concurrency_policy
 from .constraints import (
     BURST_SPREAD,
@@ -331,21 +331,26 @@ class Limiter:
         self._poke()
 
     def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
-        """Learn from a failed call: pause on 429/503 + retry-after, count toward the breaker."""
+        """Learn from a failed call (`conveyor.policy.classify`).
+
+        An exhausted quota or spend cap halts the limiter. A rate limit or an overloaded
+        service (429, 503, 529, an AWS throttle, Google's ``RESOURCE_EXHAUSTED``, a
+        `RetryAfter` raised by the task) pauses every sharer for the wait it names, if any;
+        other retryable failures count toward the breaker.
+        """
         now = _clock.now()
-        if quota_exhausted(error):
-            self.halt(api_error_fields(error)[2] or "")
+        verdict = classify(error, now_wall_s=_clock.wall())
+        if verdict.kind == "quota":
+            self.halt(api_error_fields(error)[2] or verdict.reason)
             return
-        status = http_status_of(error)
-        pushback = status in (429, 503)
+        pushback = verdict.kind in ("rate_limited", "overloaded")
         overloaded = pushback or isinstance(error, TimeoutError)
         if overloaded and self._adaptive is not None:
             self._adaptive.on_overload()
         if pushback:
             self.pushbacks += 1
-            hint = retry_after_s(error, now_wall_s=_clock.wall())
-            if hint is not None:
-                self.pause_for(hint)
+            if verdict.retry_after_s is not None:
+                self.pause_for(verdict.retry_after_s)
         # An answer that fails its check came from a healthy API: not a failure of it.
         elif (
             self.breaker is not None

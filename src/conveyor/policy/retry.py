@@ -9,61 +9,26 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..errors import (
-    AttemptTimeout,
-    CircuitOpen,
     ConfigError,
-    DeadlineExceeded,
-    InvalidAnswer,
-    QuotaExhausted,
-    RetryAfter,
 )
 from .backoff import full_jitter_s
-from .llm_errors import quota_exhausted, should_retry_hint
-from .retry_after import http_status_of, retry_after_s
+from .classify import RETRYABLE_STATUSES, classify
+from .retry_after import retry_after_s
 
 __all__ = ["RETRYABLE_STATUSES", "Decision", "RandomSource", "Retry", "decide", "is_transient"]
 
-#: HTTP statuses that say "try again": timeout, too early, too many requests, server errors that
-#: are usually passing. 501 (not implemented) and 505 are permanent and not in the set.
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-# Transport errors of the HTTP clients users bring (httpx, aiohttp, openai), recognised by class
-# name so that Conveyor imports none of them.
-_TRANSIENT_CLASS_NAMES = frozenset(
-    {
-        "NetworkError",  # httpx: ConnectError, ReadError, WriteError, CloseError
-        "TimeoutException",  # httpx
-        "RemoteProtocolError",  # httpx: server closed the connection mid-answer
-        "ClientConnectionError",  # aiohttp: refused, reset, server disconnected
-        "ClientPayloadError",  # aiohttp: truncated body
-        "APIConnectionError",  # openai (and APITimeoutError below it)
-    }
-)
-
 
 def is_transient(exc: BaseException) -> bool:
-    """Return whether an error is worth retrying by default.
+    """Return whether an error is worth retrying by default (`conveyor.policy.classify`).
 
-    Yes for `RetryAfter`, timeouts, refused or dropped connections, an `InvalidAnswer`, and HTTP
-    errors whose status is in `RETRYABLE_STATUSES`; no for everything else (a `ValueError` in
-    your code will not get better by trying again). The API's own word wins over the status:
-    a 429 that says the quota is exhausted (``insufficient_quota``) is not retried, and an
-    ``x-should-retry: true|false`` header decides. Pass ``Retry(on=Exception)`` to retry
-    every error.
+    Yes for a rate limit (HTTP 429, `RetryAfter`, AWS throttles, Google's
+    ``RESOURCE_EXHAUSTED``), an overloaded service (503, 529), timeouts, refused or dropped
+    connections, an `InvalidAnswer`, and HTTP 408/425/5xx; no for everything else (a
+    `ValueError` in your code will not get better by trying again). The API's own word wins:
+    an exhausted quota or spend cap is not retried, and an ``x-should-retry: true|false``
+    header decides. Pass ``Retry(on=Exception)`` to retry every error.
     """
-    if isinstance(exc, RetryAfter | AttemptTimeout | CircuitOpen | InvalidAnswer):
-        return True
-    if isinstance(exc, DeadlineExceeded | QuotaExhausted) or quota_exhausted(exc):
-        return False
-    hint = should_retry_hint(exc)
-    if hint is not None:
-        return hint
-    status = http_status_of(exc)
-    if status is not None:
-        return status in RETRYABLE_STATUSES
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return True
-    return any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(exc).__mro__)
+    return classify(exc).retryable
 
 
 class RandomSource(Protocol):
