@@ -139,3 +139,29 @@ def test_malformed_headers_change_nothing(clock: VirtualClock):
             return clock.now
 
     assert clock.run(main()) < 0.01
+
+
+def test_our_limit_rounded_down_by_the_api_is_not_read_as_a_stricter_one(clock: VirtualClock):
+    """500 a minute in 1 s windows is 8.33 a window; the API's "8" is that, rounded down.
+
+    Read as a stricter limit, its "remaining" (less every call admitted since the request was
+    sent) throttled the run well below what was allowed. "7" is stricter, and is kept.
+    """
+    limiter = Limiter("api", requests_per_minute=500, window_s=1.0)
+
+    def cap_after(limit: str) -> bool:
+        headers = {
+            "x-ratelimit-limit-requests": limit,
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+        }
+
+        async def main() -> bool:
+            async with limiter.acquire() as slot:
+                slot.observe(headers)
+            return "requests" in limiter._server_caps
+
+        return clock.run(main())
+
+    assert cap_after("8") is False
+    assert cap_after("7") is True

@@ -423,12 +423,14 @@ class Limiter:
         does not say (a strict sliding window frees a burst all at once, a token bucket
         evenly). The server's limit is per its own period, so ours is compared both as a
         window's share and as a per-period limit; a stricter server still shows in 429s.
+        APIs state whole numbers, rounded down (500 a minute is 8 a second, not 8.33): a
+        figure that is ours rounded down is ours, not a stricter limit.
         """
         for c in self._constraints:
             if c.unit != unit:
                 continue
             ours = c.window.share if c.window is not None else c.rate.limit
-            if server_limit >= ours - 1e-9:
+            if server_limit >= math.floor(ours + 1e-9) - 1e-9:
                 return True
         return False
 
