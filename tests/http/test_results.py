@@ -202,3 +202,12 @@ def test_encoded_spellings_leave_ordinary_text_alone():
     redact = Redactor(["Bearer sk-te/st+0123456789abcdef"])
     text = 'a 100% \\u0041 "c2stdGUv" sk-te%2Fst \\n done'
     assert redact(text) == text
+
+
+def test_a_basic_credential_echoed_decoded_is_redacted():
+    """A Basic header's user:password, and the password alone, echoed in clear: redacted."""
+    token = b64encode(b"alice:pa55word-xyz").decode()
+    redact = Redactor([f"Basic {token}"])
+    text = redact("login alice:pa55word-xyz failed; password pa55word-xyz is wrong")
+    assert text == f"login {REDACTED} failed; password {REDACTED} is wrong"
+    assert redact(f"sent {token}") == f"sent {REDACTED}"

@@ -83,6 +83,8 @@ class Redactor:
             scheme, _, token = secret.rpartition(" ")
             if scheme:
                 forms.add(token)
+            if scheme.lower() == "basic":
+                forms.update(_basic(token))
             kept = {f for f in forms if len(f) >= MIN_SECRET}
             if secret not in kept:
                 self.too_short += 1
@@ -124,6 +126,19 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+def _basic(token: str) -> set[str]:
+    """What a ``Basic`` token encodes: ``user:password``, and the password alone.
+
+    >>> sorted(_basic("dXNlcjpwYXNzd29yZC0x"))
+    ['password-1', 'user:password-1']
+    """
+    try:
+        pair = base64.b64decode(token, validate=True).decode()
+    except ValueError:  # not base64, or not UTF-8: nothing more to look for
+        return set()
+    return {pair, pair.partition(":")[2]} - {""}
 
 
 def _hex(byte: int) -> str:
