@@ -1,6 +1,8 @@
 """The result line, error codes, the answer as kept, and redaction: pure, tested exactly."""
 
 import json
+from base64 import b64encode, urlsafe_b64encode
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -164,3 +166,48 @@ def test_an_apis_own_error_message_is_redacted_and_cut_like_any_body():
     assert text.startswith("Incorrect API key provided: [redacted].")
     assert text.endswith("...")
     assert len(text) == 203
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(lambda s: quote(s, safe=""), id="percent-encoded"),
+        pytest.param(lambda s: quote(s, safe="").lower(), id="percent-encoded-lower-hex"),
+        pytest.param(lambda s: quote_plus(f"Bearer {s}"), id="form-encoded-with-scheme"),
+        pytest.param(lambda s: "".join(f"\\u{ord(c):04x}" for c in s), id="json-escaped-all"),
+        pytest.param(lambda s: "\\u0073" + s[1:].replace("/", "\\/"), id="json-escaped-some"),
+        pytest.param(lambda s: "%73" + s[1:5] + "\\u002F" + s[6:], id="mixed"),
+        pytest.param(lambda s: b64encode(s.encode()).decode(), id="base64"),
+        pytest.param(lambda s: b64encode(f"Bearer {s}".encode()).decode(), id="base64-scheme"),
+        pytest.param(lambda s: b64encode(f"u:{s}".encode()).decode(), id="base64-offset-2"),
+        pytest.param(lambda s: b64encode(f"xy:{s}".encode()).decode(), id="base64-offset-3"),
+        pytest.param(lambda s: b64encode(f"{s}!".encode()).decode(), id="base64-followed"),
+        pytest.param(lambda s: urlsafe_b64encode(f"k={s}".encode()).decode(), id="base64-url"),
+    ],
+)
+def test_an_echoed_secret_spelled_another_way_is_redacted(spelling):
+    """Percent-, form-, JSON-escaped or base64 at any offset, an echoed key is still redacted."""
+    secret = "sk-te/st+0123456789abcdef"  # noqa: S105 - a made-up test value
+    redact = Redactor([f"Bearer {secret}"])
+    echoed = spelling(secret)
+    assert echoed != secret
+    text = redact(f"<p>you sent {echoed}</p>")
+    assert echoed not in text
+    assert REDACTED in text
+    assert redact.value({"k": [f"x{echoed}y"]})["k"][0] != f"x{echoed}y"
+
+
+def test_encoded_spellings_leave_ordinary_text_alone():
+    """Text with escapes and percent signs but no secret comes back as it was."""
+    redact = Redactor(["Bearer sk-te/st+0123456789abcdef"])
+    text = 'a 100% \\u0041 "c2stdGUv" sk-te%2Fst \\n done'
+    assert redact(text) == text
+
+
+def test_a_basic_credential_echoed_decoded_is_redacted():
+    """A Basic header's user:password, and the password alone, echoed in clear: redacted."""
+    token = b64encode(b"alice:pa55word-xyz").decode()
+    redact = Redactor([f"Basic {token}"])
+    text = redact("login alice:pa55word-xyz failed; password pa55word-xyz is wrong")
+    assert text == f"login {REDACTED} failed; password {REDACTED} is wrong"
+    assert redact(f"sent {token}") == f"sent {REDACTED}"

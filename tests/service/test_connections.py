@@ -6,7 +6,9 @@ elsewhere, choose their host or bring their own credentials.
 
 import asyncio
 import logging
+from base64 import b64encode
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 from aiohttp import web
@@ -197,3 +199,70 @@ def test_config_files_are_read_and_checked(tmp_path: Path):
         load_config(path)
     with pytest.raises(ConfigError, match="base_url"):
         Connection(name="x", base_url="ftp://host")
+
+
+def test_a_key_echoed_encoded_lands_in_no_result_error_or_store_byte(tmp_path):
+    """Echoed URL-encoded, JSON-escaped or in base64 (body, header, error page): all redacted."""
+    secret = "sk-te/st+0123456789abcdef"  # noqa: S105 - a made-up key with characters to encode
+    spellings = {
+        "percent": quote(f"Bearer {secret}", safe=""),
+        "escaped": "".join(f"\\u{ord(c):04x}" for c in secret),
+        "base64": b64encode(f"Authorization: Bearer {secret}".encode()).decode(),
+    }
+    db = tmp_path / "jobs.db"
+
+    async def echo(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        shown = {
+            "percent": quote(auth, safe=""),
+            "escaped": "".join(f"\\u{ord(c):04x}" for c in auth.rpartition(" ")[2]),
+            "base64": b64encode(f"Authorization: {auth}".encode()).decode(),
+        }
+        text = " ".join(f"{k}={v}" for k, v in shown.items())
+        headers = {"x-request-id": shown["base64"]}
+        status = 400 if request.path.endswith("/fail") else 200
+        return web.Response(text=f"<p>{text}</p>", status=status, headers=headers)
+
+    async def main() -> None:
+        upstream = web.Application()
+        upstream.router.add_route("*", "/{tail:.*}", echo)
+        runner = web.AppRunner(upstream)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cfg = ServiceConfig(
+            store=f"sqlite:///{db}",
+            keys_file=None,
+            files_dir=tmp_path / "files",
+            connections=(
+                Connection(name="api", base_url=f"http://127.0.0.1:{port}/v1", auth_env="KEY"),
+            ),
+        )
+        asgi = create_app(cfg, app=App(), environ={"KEY": secret}, worker_options=FAST_WORKER)
+        try:
+            async with asgi.router.lifespan_context(asgi):
+                transport = httpx.ASGITransport(app=asgi)
+                async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                    items = [
+                        {"custom_id": "a", "method": "GET", "url": "/ok", "body": None},
+                        {"custom_id": "b", "method": "GET", "url": "/fail", "body": None},
+                    ]
+                    r = await c.post("/v1/jobs", json={"task": "http:api", "items": items})
+                    assert r.status_code == 202, r.text
+                    job = r.json()
+                    async with asyncio.timeout(5):
+                        while job["status"] != "completed":
+                            await asyncio.sleep(0.02)
+                            job = (await c.get(f"/v1/jobs/{job['id']}")).json()
+                    results = (await c.get(f"/v1/jobs/{job['id']}/results")).text
+        finally:
+            await runner.cleanup()
+        assert job["counts"] == {**job["counts"], "succeeded": 1, "failed": 1}
+        assert results.count("[redacted]") >= 6, results
+        stored = b"".join(path.read_bytes() for path in tmp_path.glob("jobs.db*"))
+        for name, spelled in spellings.items():
+            assert spelled not in results, name
+            assert spelled.encode() not in stored, name
+
+    asyncio.run(main())
