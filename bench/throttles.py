@@ -70,8 +70,9 @@ class Table:
 
 
 def _is_throttle(exc: BaseException) -> bool:
-    response = getattr(exc, "response", {})
-    return response.get("Error", {}).get("Code") == "ProvisionedThroughputExceededException"
+    response: dict[str, Any] = getattr(exc, "response", {})
+    code = response.get("Error", {}).get("Code")
+    return bool(code == "ProvisionedThroughputExceededException")
 
 
 async def gather_semaphore(table: Table) -> int:
