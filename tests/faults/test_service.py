@@ -347,3 +347,21 @@ def test_the_job_list_stream_lives_through_a_store_cut_and_shows_jobs_made_after
     assert "GET /v1/events failed" not in output
     assert output.count("the job list's stream waits") == 1
     assert PASSWORD not in output
+
+
+@pytest.mark.timeout(90)
+def test_a_store_cut_leaves_no_traceback_in_the_services_log(served, to_pg):
+    """A 4 s cut is an outage, not a bug: the log has lines about it, and no traceback.
+
+    (Before, asyncpg's pool logged each failed refill of its connections with a traceback.)
+    """
+    served.wait_completed(served.submit(5), after="before the cut")
+    to_pg.cut()
+    hold(4, [served.proc], "during a 4 s store cut")
+    to_pg.restore()
+    served.wait_up()
+    served.wait_completed(served.submit(5), after="after the cut")
+    output = served.close()
+    assert "is unavailable" in output  # the outage was seen and said
+    assert "Traceback" not in output, output
+    assert PASSWORD not in output
