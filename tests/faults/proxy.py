@@ -9,12 +9,15 @@ connect through it while the test's own code (blocking or async) drives it::
     proxy.restore()   # new connections pass again
     proxy.pause()     # nothing forwarded either way; new connections held, silent
     proxy.restore()   # the silent connections are reset; new ones pass
+    proxy.slow(0.2)   # every chunk, either way, held 0.2 s before it is forwarded
+    proxy.slow(0)     # forwarded at once again
     proxy.close()
 
 `cut` is a crashed server or a refused port: the client learns at once (a TCP reset). `pause`
 is a silent network (a firewall dropping packets): the client's calls hang until its own
 timeouts give up on them. `restore` after a pause resets the connections held silent, as a
-firewall that forgot their state would: the client must then open new ones.
+firewall that forgot their state would: the client must then open new ones. `slow` is a
+congested link or an overloaded server: everything arrives, late.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class Proxy:
         #: Connections accepted in all, and refused (reset at once) while cut.
         self.accepted = 0
         self.refused = 0
+        #: Set by `slow`: how long each chunk read is held before it is forwarded, seconds.
+        self.delay_s = 0.0
         self._links: set[_Link] = set()
         self._held: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -116,6 +121,10 @@ class Proxy:
     def restore(self) -> None:
         """Forward again: new connections pass; those held silent by `pause` are reset."""
         self._call(self._set("open"))
+
+    def slow(self, delay_s: float) -> None:
+        """Hold each chunk `delay_s` seconds before forwarding it, either way (0: no delay)."""
+        self.delay_s = delay_s
 
     def close(self) -> None:
         """Stop listening, reset every connection and end the proxy's thread."""
@@ -206,6 +215,8 @@ class Proxy:
             while data := await reader.read(65536):
                 if link.silent:
                     await asyncio.Event().wait()  # held until `restore` resets the link
+                if self.delay_s > 0:
+                    await asyncio.sleep(self.delay_s)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -144,3 +144,14 @@ def test_close_stops_listening(echo):
     proxy.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_slow_holds_each_chunk_then_forwards_it_and_slow_0_forwards_at_once(proxy):
+    """`slow(d)`: an echo (a chunk each way) is late, past the silence window, but it comes."""
+    with connect(proxy) as sock:
+        proxy.slow(SILENCE_S)  # each way: the echo takes twice the window
+        assert not echoes(sock, b"late")  # not within the window...
+        sock.settimeout(5)
+        assert sock.recv(65536) == b"late"  # ...but it arrives, whole, on the same connection
+        proxy.slow(0)
+        assert echoes(sock)

@@ -28,6 +28,7 @@ Real processes and real time (a real server going away), every wait bounded.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -297,3 +298,70 @@ def test_healthz_is_degraded_while_redis_is_cut(pg, tmp_path):
             )
         finally:
             service.close()
+
+
+def _follow(base: str, path: str, lines: list[str], ended: list[str]) -> None:
+    """Read an event stream into `lines`; `ended` gets "end", or the error that broke it."""
+    try:
+        with httpx.stream("GET", base + path, timeout=30) as answer:
+            lines.extend(answer.iter_lines())  # appended one by one, as they come
+        ended.append("end")
+    except httpx.HTTPError as exc:
+        ended.append(repr(exc))
+
+
+@pytest.mark.timeout(90)
+def test_the_job_list_stream_lives_through_a_store_cut_and_shows_jobs_made_after(served, to_pg):
+    """`GET /v1/events` through a 3 s cut: not broken off (it was, with two tracebacks logged).
+
+    It keeps its last list during the cut, shows a job submitted once the store is back, and
+    ends as a stream ends when the service stops; the log says the wait in one line.
+    """
+    served.wait_completed(served.submit(5), after="before the cut")
+    lines: list[str] = []
+    ended: list[str] = []
+    reader = threading.Thread(target=_follow, args=(served.base, "/v1/events", lines, ended))
+    reader.start()
+    wait_until("the list's first event", lambda: "event: jobs" in lines, 10, [served.proc])
+    to_pg.cut()
+    hold(3, [served.proc], "during a 3 s store cut")
+    to_pg.restore()
+    wait_until(
+        "the API answers again",
+        lambda: served.get("/v1/jobs").status_code == 200,
+        deadline_s=30,
+        alive=[served.proc],
+    )
+    after = served.submit(3)
+    wait_until(
+        "the list's stream shows the job submitted after the cut (or is broken off)",
+        lambda: bool(ended) or any(after in line for line in lines),
+        deadline_s=30,
+        alive=[served.proc],
+    )
+    assert ended == [], ended  # not broken off by the cut
+    output = served.close()  # SIGTERM: the stream ends
+    reader.join(30)
+    assert ended == ["end"], ended
+    assert "Exception in ASGI application" not in output
+    assert "GET /v1/events failed" not in output
+    assert output.count("the job list's stream waits") == 1
+    assert PASSWORD not in output
+
+
+@pytest.mark.timeout(90)
+def test_a_store_cut_leaves_no_traceback_in_the_services_log(served, to_pg):
+    """A 4 s cut is an outage, not a bug: the log has lines about it, and no traceback.
+
+    (Before, asyncpg's pool logged each failed refill of its connections with a traceback.)
+    """
+    served.wait_completed(served.submit(5), after="before the cut")
+    to_pg.cut()
+    hold(4, [served.proc], "during a 4 s store cut")
+    to_pg.restore()
+    served.wait_up()
+    served.wait_completed(served.submit(5), after="after the cut")
+    output = served.close()
+    assert "is unavailable" in output  # the outage was seen and said
+    assert "Traceback" not in output, output
+    assert PASSWORD not in output

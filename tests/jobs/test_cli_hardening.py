@@ -328,3 +328,32 @@ def test_an_error_after_sqlite_rolled_back_by_itself_is_the_one_raised():
         write()
     assert not conn.in_transaction
     conn.close()
+
+
+def test_submit_again_with_the_same_idempotency_key_prints_the_first_job(tmp_path, capsys):
+    """A submit retried with --idempotency-key (its answer lost) creates no second job."""
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(f"{n}\n" for n in range(50)))
+    store = f"sqlite:///{tmp_path}/jobs.db"
+    submit = ["jobs", "submit", "t", str(items), "--store", store, "--idempotency-key", "k1"]
+    assert main(submit) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(submit) == 0
+    assert capsys.readouterr().out.strip() == first
+    assert main(["jobs", "ls", "--store", store, "--json"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [first]
+
+
+def test_an_idempotency_key_reused_for_another_file_exits_2_naming_the_first_job(tmp_path, capsys):
+    """The same key with other items is refused (exit 2), naming the job the key made."""
+    store = f"sqlite:///{tmp_path}/jobs.db"
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("1\n")
+    b.write_text("2\n")
+    assert main(["jobs", "submit", "t", str(a), "--store", store, "--idempotency-key", "k"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["jobs", "submit", "t", str(b), "--store", store, "--idempotency-key", "k"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"was used for another submit (job {first}" in captured.err
+    assert "Traceback" not in captured.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
 
     from ..jobs.client import Jobs
+    from ..jobs.model import JobOptions
 
 __all__ = ["add_commands", "jobs_command"]
 
@@ -78,6 +80,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="USD",
         help="http tasks (LLM jobs): stop starting items before the spend could pass this many"
         " US dollars; the rest stays pending (none)",
+    )
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="submit at most once: a submit again with this key (after a lost answer or an"
+        " unreachable store) prints the first job instead of creating another",
     )
     submit.add_argument(
         "--app",
@@ -214,13 +222,34 @@ async def _submit(args: argparse.Namespace) -> int:
     )
     from ..jobs.errors import InvalidJob
 
+    key = args.idempotency_key
+    if key is not None and not 0 < len(key) <= 255:
+        print(
+            f"conveyor jobs submit: --idempotency-key {key!r}: pass 1 to 255 characters",
+            file=sys.stderr,
+        )
+        return 2
+    digest = None if key is None else _request_digest(args, options)
     app = load_app(args.app) if args.app else None
     numbers: array[int] = array("L")
     async with _open(args, app, create=True) as jobs:
         try:
-            job = await jobs.submit(args.task, _lines(args.file, numbers), options=options)
+            job = await jobs.submit(
+                args.task,
+                _lines(args.file, numbers),
+                options=options,
+                idempotency_key=key,
+                request_hash=digest,
+            )
         except InvalidJob as exc:
             raise InvalidJob(_at_line(exc, args.file, numbers)) from None
+    if digest is not None and job.request_hash != digest:
+        print(
+            f"conveyor jobs submit: --idempotency-key {key!r} was used for another submit"
+            f" (job {job.id}, another task, file or options): pick a new key",
+            file=sys.stderr,
+        )
+        return 2
     print(job.id)
     if app is None:
         print(
@@ -230,6 +259,21 @@ async def _submit(args: argparse.Namespace) -> int:
         )
     print(f"submitted: {job.counts.total:,} item(s) for task {job.task!r}", file=sys.stderr)
     return 0
+
+
+def _request_digest(args: argparse.Namespace, options: JobOptions) -> str | None:
+    """What a submit asked (task, options, the file's bytes), to tell a replay from a reuse.
+
+    None for standard input, which cannot be read twice: a key is then trusted as given.
+    """
+    if str(args.file) == "-":
+        return None
+    digest = hashlib.sha256()
+    digest.update(json.dumps([args.task, options.to_json()]).encode())
+    with args.file.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return f"cli-sha256:{digest.hexdigest()}"
 
 
 async def _ls(args: argparse.Namespace) -> int:

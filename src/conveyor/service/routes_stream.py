@@ -11,17 +11,24 @@ Server-Sent Events, one per change::
 A client that reconnects with ``Last-Event-ID: 42`` gets the next change after version 42
 (or at once the current state, if it changed meanwhile); every stream ends with a ``done``
 event carrying the final state, after which a client should not reconnect.
+
+A store that cannot be reached does not end an event stream: it keeps its last state (and its
+keepalives) and carries on once the store is back, as the job's feed does. A results stream
+cannot: its end says the results are all there, so it is broken off (the client reads again
+from the index of its last line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import StreamingResponse
 
+from ..jobs.errors import StoreUnavailable
 from .problems import Problem
 from .state import json_response, only_params, query_choice, query_int, service_of
 from .views import item_view
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SSE_HEADERS", "job_events", "job_results", "jobs_events"]
 
+logger = logging.getLogger("conveyor.service")
 ITEM_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 #: No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -96,7 +104,11 @@ async def job_events(request: Request) -> Response:
                 yield ": keepalive\n\n"
                 continue
             name = "done" if snapshot.done else "progress"
-            yield _event(name, await service.view(snapshot), snapshot.version)
+            try:
+                view = await service.view(snapshot)
+            except StoreUnavailable:  # an LLM job's spend is summed from the store
+                view = await service.view(snapshot, fresh=False)
+            yield _event(name, view, snapshot.version)
 
     events = _until(service.closing, stream())
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
@@ -118,12 +130,25 @@ async def jobs_events(request: Request) -> Response:
         yield "retry: 1000\n\n"
         seen: tuple[tuple[str, int], ...] | None = None
         quiet_s = lived_s = 0.0
+        down = False
         while lived_s < service.list_events_max_s:
-            jobs = await store.list_jobs(tenant=tenant, limit=limit)
-            marks = tuple((j.id, j.version) for j in jobs)
-            if marks != seen:
+            views = None
+            try:
+                jobs = await store.list_jobs(tenant=tenant, limit=limit)
+                marks = tuple((j.id, j.version) for j in jobs)
+                if marks != seen:
+                    views = [await service.view(j) for j in jobs]
+            except StoreUnavailable as exc:
+                # The list shown stays as it was; read again next interval. Said once per
+                # outage (the other routes' 503s and /healthz say the rest).
+                if not down:
+                    down = True
+                    logger.warning("conveyor service: the job list's stream waits: %s", exc)
+            else:
+                down = False
+            if views is not None:
                 seen, quiet_s = marks, 0.0
-                yield _event("jobs", {"data": [await service.view(j) for j in jobs]})
+                yield _event("jobs", {"data": views})
             elif quiet_s >= 15:
                 quiet_s = 0.0
                 yield ": keepalive\n\n"

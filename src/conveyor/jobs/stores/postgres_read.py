@@ -38,6 +38,27 @@ TIMEOUT_S = 10.0
 Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 
 
+class _OneLine(logging.Filter):
+    """asyncpg's pool, refilling itself during an outage, logs each failed try with a traceback.
+
+    That is an outage, not a bug, and the store's callers already say it once per outage:
+    each such record is kept as one line (the error's words: a failed connect's, which quote
+    no URL), without the traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            words = " ".join(str(exc).split()) or type(exc).__name__
+            record.msg = f"{record.getMessage()} ({words})"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
+
 def import_asyncpg() -> Any:
     """The asyncpg module, or `StoreError` saying how to install it."""
     try:
