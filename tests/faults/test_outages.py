@@ -39,6 +39,7 @@ ITEMS = 3000
 CONCURRENCY = 20
 BATCH = 50
 LEASE_S = 2.0
+GRACE_S = 5
 #: Executions beyond the first, at most, all items together: what each worker may hold when
 #: the outage begins (its concurrency, its prefetch of a quarter more) and a write batch of
 #: results finished but not yet written.
@@ -59,7 +60,7 @@ def _worker(n: int, store: str, limits: str, environ: dict[str, str], folder: Pa
     args = [
         "worker", "--app", "tests.faults.fault_app:app", "--store", store, "--limits", limits,
         "--lease-s", str(LEASE_S), "--flush-interval-s", "0.05", "--batch-size", str(BATCH),
-        "--grace-s", "5",
+        "--grace-s", str(GRACE_S),
     ]  # fmt: skip
     return Proc(f"worker{n}", args, environ, folder)
 
@@ -203,3 +204,52 @@ def test_two_workers_survive_a_5s_redis_cut_and_complete_the_job(pg, proxies, tm
 def test_two_workers_survive_a_flapping_postgres_and_complete_the_job(pg, proxies, tmp_path):
     """PostgreSQL cut and restored every 0.3 s for 20 s: no worker exits, the job completes."""
     _outage(pg, proxies, tmp_path, target="postgres", kind="flap", seconds=20)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["cut", "pause"])
+def test_a_worker_stopped_during_an_outage_exits_within_its_grace(pg, proxies, tmp_path, kind):
+    """SIGTERM while PostgreSQL is cut or silent: exit 0 within grace_s and a bound.
+
+    The bound: one store call's timeout and the goodbyes' (it took 39 s on a silent store;
+    5.1 s on a cut one and 12.1 s on a silent one now). The other worker finishes, re-running
+    only what was held at the outage.
+    """
+    to_pg, to_redis = proxies
+    ran = tmp_path / "runs.txt"
+    environ = env(ran, f"faults-{uuid.uuid4().hex[:8]}")
+    job_id = submit(pg, list(range(ITEMS)), concurrency=CONCURRENCY)
+    store, limits = to_pg.url(pg), to_redis.url(redis_url())
+    workers = [_worker(n, store, limits, environ, tmp_path) for n in range(WORKERS)]
+    try:
+        wait_until(
+            "a quarter of the job settled",
+            lambda: _succeeded(pg, job_id) >= ITEMS // 4,
+            deadline_s=30,
+            alive=workers,
+        )
+        to_pg.cut() if kind == "cut" else to_pg.pause()
+        held = _held_at_outage(pg, settle=True)
+        hold(1, workers, f"during a {kind}")
+        started = time.monotonic()
+        assert workers[0].stop(timeout_s=30) == 0, workers[0].tail()
+        took = time.monotonic() - started
+        print(f"stopped during a {kind} in {took:.1f} s")  # the measured figure (pytest -s)
+        # The grace, one store call bounded by the store's 10 s timeout (a claim cancelled
+        # on a silent network can still take that long to let go), the goodbyes, slack.
+        assert took <= GRACE_S + 10 + 2 + 3
+        to_pg.restore()
+        wait_until(
+            "the other worker completed the job",
+            lambda: _status(pg, job_id) == "completed",
+            deadline_s=90,
+            alive=workers[1:],
+        )
+        assert workers[1].stop() == 0
+    finally:
+        for w in workers:
+            w.kill()
+    total = runs(ran)
+    assert set(total) == set(range(ITEMS))
+    again = {i for i, n in total.items() if n > 1}
+    assert again <= held, f"ran twice without being held at the outage: {again - held}"

@@ -34,6 +34,7 @@ not to claim the job again (see `conveyor.jobs.worker`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -78,6 +79,16 @@ def _encode(value: Any) -> str:
 def _text(value: str) -> str:
     """A task's text as every store can keep it: PostgreSQL refuses NUL in text."""
     return value.replace("\x00", "\ufffd")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _claim_target(concurrency: int) -> int:
@@ -162,7 +173,7 @@ class JobRun:
         # worker keeps in memory stays bounded by what it claimed.
         while len(self._buffer) >= o.batch_size and not self._stopped():
             self._written.clear()
-            await self._written.wait()
+            await _first_of(self._written, self._worker.stopped)
         if self._stopped():
             return False
         limit = o.claim_size
@@ -173,12 +184,12 @@ class JobRun:
             limit = max(1, _claim_target(self.job.options.concurrency) - held)
         claim_some = partial(self._worker.claim, limit=limit, job_id=self.job.id)
         try:
-            claim = await self._outage.call(
-                claim_some, doing="claiming items", give_up=self._stopped
+            _, claim = await self._worker.unless_stopped(
+                self._outage.call(claim_some, doing="claiming items", give_up=self._stopped)
             )
         except StoreUnavailable:
             return False  # stopping: what is claimed goes back at the end
-        if claim is None:
+        if claim is None:  # none left, or stopped while a silent store held the claim
             return False
         self._queue.extend(claim.items)
         return True
@@ -339,8 +350,12 @@ class JobRun:
         while True:
             await asyncio.sleep(o.flush_interval_s)
             try:
-                if await self._beat():
-                    return
+                # Stopping, a beat waits no longer than the grace period has left.
+                async with asyncio.timeout(self._worker.stop_budget_s()):
+                    if await self._beat():
+                        return
+            except TimeoutError:
+                pass  # a silent store: `past_grace` below closes the run
             except StoreUnavailable as exc:
                 # Logged once per outage; the next beat tries again. The run goes on: its
                 # items in flight finish, and their results wait in the buffer.
@@ -478,7 +493,9 @@ class JobRun:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if self._write is not None:  # its failure, if any, was seen by the writer
-                await asyncio.gather(self._write, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):  # stopping: no longer than the grace
+                    async with asyncio.timeout(self._worker.stop_budget_s()):
+                        await asyncio.gather(self._write, return_exceptions=True)
             await self._finish()
 
     def _cost_of(self) -> Callable[[ClaimedItem], float] | None:
@@ -538,11 +555,17 @@ class JobRun:
         """``await finish()`` until it is done, or past the grace period; why it was not."""
         while True:
             try:
-                await self._outage.call(
-                    finish, doing="writing results", give_up=self._worker.past_grace
-                )
+                # Stopping, no longer than the grace period has left (a silent store).
+                async with asyncio.timeout(self._worker.stop_budget_s()):
+                    await self._outage.call(
+                        finish, doing="writing results", give_up=self._worker.past_grace
+                    )
             except StoreUnavailable:
                 return "the store is unavailable"
+            except TimeoutError as exc:
+                # Known down from now on: the last calls after this one wait for nothing.
+                self._outage.failed(StoreUnavailable("the job store", exc), "writing results")
+                return "the store did not answer within the grace period"
             except Exception as exc:
                 # As in the writer: an unexpected failure is retried, not raised out of the
                 # worker with the results (their items would run again).

@@ -27,7 +27,7 @@ import math
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import _clock
 from ..errors import ConfigError
@@ -37,6 +37,8 @@ from .model import ACTIVE
 from .outage import Outage
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from .app import App
     from .model import Claim
     from .store import Store
@@ -44,6 +46,11 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "WorkerOptions", "new_worker_id"]
 
 logger = logging.getLogger("conveyor.jobs")
+T = TypeVar("T")
+
+#: After a stop's grace period, how long the last store calls (results, giving items back)
+#: may still take, seconds.
+LAST_CALL_S = 2.0
 
 
 def _positive(name: str, value: object, hint: str) -> None:
@@ -131,6 +138,8 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
         self.stopping = False
+        #: Set by `stop()`: a claim waiting on a silent store gives up at once.
+        self.stopped = asyncio.Event()
         self._stop_seen_at: float | None = None
         self._claimed = False  # whether it ever held items (then it gives them back at the end)
         self._unsure = False  # a claim failed: it may hold items it does not know of
@@ -151,6 +160,9 @@ class Worker:
         """Stop gracefully: claim nothing new, finish in flight within ``grace_s``, release."""
         self.stopping = True
         self._wake.set()
+        self.stopped.set()
+        with contextlib.suppress(RuntimeError):  # the grace period runs from now
+            self._stop_seen_at = self._stop_seen_at or _clock.now()
 
     def past_grace(self) -> bool:
         """Whether `stop()` was seen ``grace_s`` or more ago (False until it is called)."""
@@ -160,6 +172,21 @@ class Worker:
         if self._stop_seen_at is None:
             self._stop_seen_at = now
         return now - self._stop_seen_at >= self.options.grace_s
+
+    def stop_budget_s(self) -> float | None:
+        """How long a store call may still take: None (no bound) unless stopping.
+
+        Stopping: what is left of the grace period, at least `LAST_CALL_S` (a silent store
+        must not hold the stop).
+        """
+        if not self.stopping:
+            return None
+        self.past_grace()  # dates the stop if not yet
+        assert self._stop_seen_at is not None
+        left = self._stop_seen_at + self.options.grace_s - _clock.now()
+        if left <= 0 and self.outage.down:
+            return 0.0  # past the grace, and the store known down: not waited for at all
+        return max(LAST_CALL_S, left)
 
     def may_requeue(self, now: float) -> bool:
         """Whether this worker may re-queue the items of lapsed leases now.
@@ -181,20 +208,11 @@ class Worker:
                 # Cleared before looking: a wake() while this pass looks is not lost.
                 self._wake.clear()
                 try:
-                    await self._listen()
-                    if self._unsure:
-                        # Between jobs this worker holds nothing it knows of: whatever a
-                        # claim that failed took (committed, its answer lost) goes back.
-                        await self.store.release(self.id)
-                        self._unsure = False
-                    now = _clock.now()
-                    if now - last_requeue >= o.lease_s / 3 and self.may_requeue(now):
-                        last_requeue = now
-                        await self.store.requeue_expired()
-                    # Only jobs whose task this worker has: the others wait for a worker that
-                    # has theirs (a service with --no-worker and workers with different apps).
-                    # Unsized, one item first: the job's run then claims by its concurrency.
-                    claim = await self._claim()
+                    looked, found = await self.unless_stopped(self._look(last_requeue))
+                    if found is None:
+                        assert not looked
+                        break  # stopped while a silent store kept it waiting
+                    claim, last_requeue = found
                     self.outage.succeeded()
                     if claim is not None:
                         self._claimed = True
@@ -214,6 +232,46 @@ class Worker:
             if self._close_app:
                 await self.app.aclose()
 
+    async def unless_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
+        """``(True, await aw)``, or ``(False, None)`` if `stop()` came first (`aw` cancelled).
+
+        A stop does not wait for a store call that a silent network holds (up to the store's
+        own timeout, then its retries). Whatever a cancelled claim may have taken goes back
+        when the lease lapses.
+        """
+        task = asyncio.ensure_future(aw)
+        stopped = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return True, task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False, None
+
+    async def _look(self, last_requeue: float) -> tuple[Claim | None, float]:
+        """One look for work: listen, give back unsure claims, re-queue when due, claim.
+
+        Returns the claim (or None) with the time of the last re-queue.
+        """
+        o = self.options
+        await self._listen()
+        if self._unsure:
+            # Between jobs this worker holds nothing it knows of: whatever a claim that
+            # failed took (committed, its answer lost) goes back.
+            await self.store.release(self.id)
+            self._unsure = False
+        now = _clock.now()
+        if now - last_requeue >= o.lease_s / 3 and self.may_requeue(now):
+            last_requeue = now
+            await self.store.requeue_expired()
+        # Only jobs whose task this worker has: the others wait for a worker that has theirs
+        # (a service with --no-worker and workers with different apps). Unsized, one item
+        # first: the job's run then claims by its concurrency.
+        return await self._claim(), last_requeue
+
     async def _listen(self) -> None:
         """Listen for work on a store that notifies (once; again after a failed first try)."""
         listen = getattr(self.store, "listen", None)
@@ -230,12 +288,13 @@ class Worker:
         worker that never held any does not wait for an unreachable store at all.
         """
         try:
-            await self.outage.call(
-                lambda: self.store.release(self.id),
-                doing="giving back its items",
-                give_up=lambda: not self._claimed or self.past_grace(),
-            )
-        except StoreUnavailable:
+            async with asyncio.timeout(self.stop_budget_s()):
+                await self.outage.call(
+                    lambda: self.store.release(self.id),
+                    doing="giving back its items",
+                    give_up=lambda: not self._claimed or self.past_grace(),
+                )
+        except (StoreUnavailable, TimeoutError):
             if not self._claimed:
                 return
             logger.warning(
@@ -258,8 +317,8 @@ class Worker:
             return await self.store.claim(
                 self.id, limit=limit, lease_s=o.lease_s, job_id=job_id, tasks=self.app.task_names
             )
-        except StoreUnavailable:
-            self._unsure = True
+        except (StoreUnavailable, asyncio.CancelledError):
+            self._unsure = True  # it may have committed, its answer lost
             raise
 
     async def _claim(self) -> Claim | None:

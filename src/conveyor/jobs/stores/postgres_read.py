@@ -34,6 +34,8 @@ DEADLOCK_TRIES = 5
 #: Past it the connection is dropped and the call raises `StoreUnavailable`: a network that
 #: went silent must not hold a worker (or a request) forever.
 TIMEOUT_S = 10.0
+#: The longest `close` waits for the server to answer its goodbyes, seconds.
+CLOSE_TIMEOUT_S = 2.0
 
 Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 
@@ -354,14 +356,31 @@ class PostgresReader:
         return await self._read(read)
 
     async def close(self) -> None:
-        """Close the listening connection and the pool."""
+        """Close the listening connection and the pool, within `CLOSE_TIMEOUT_S`.
+
+        A goodbye the server does not answer (a silent network) is not waited for: past the
+        timeout the connections are dropped, so a process told to stop exits in time.
+        """
         if self._closed:
             return
         self._closed = True
-        await self._listener.close()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+
+        async def listener() -> None:
+            try:
+                await asyncio.wait_for(self._listener.close(), CLOSE_TIMEOUT_S)
+            except (TimeoutError, Exception):
+                self._listener.terminate()
+
+        async def connections() -> None:
+            if pool is None:
+                return
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+            except (TimeoutError, Exception):
+                pool.terminate()
+
+        await asyncio.gather(listener(), connections())
 
     def terminate(self) -> None:
         """Drop every connection at once, without a loop (for tests whose loop has ended)."""
