@@ -77,8 +77,11 @@ def test_healthz_says_ok_with_the_store_and_the_worker(tmp_path):
     asyncio.run(main())
 
 
-def test_a_store_outage_answers_503_not_500_and_health_says_down(tmp_path):
-    """While the store is unreachable: /healthz 503 "down", the API 503 problem+json; then 200."""
+def test_a_store_outage_answers_503_not_500_and_health_says_down(tmp_path, caplog):
+    """While the store is unreachable: /healthz 503 "down", the API 503 problem+json; then 200.
+
+    The log says so once, not once per request.
+    """
     store = SwitchedStore()
 
     async def main() -> None:
@@ -102,12 +105,15 @@ def test_a_store_outage_answers_503_not_500_and_health_says_down(tmp_path):
                 problem = r.json()
                 assert problem["type"] == STORE_UNAVAILABLE
                 assert "db.internal" not in problem["detail"]  # no address to the caller
+            warned = [r for r in caplog.records if "answering 503" in r.getMessage()]
+            assert len(warned) == 1, [r.getMessage() for r in caplog.records]
             store.down = False
             assert (await api.client.get("/healthz")).json()["status"] == "ok"
             job = (await api.client.post("/v1/jobs", json={"task": "echo", "items": [1]})).json()
             assert (await api.wait_done(job["id"]))["status"] == "completed"
 
-    asyncio.run(main())
+    with caplog.at_level("WARNING", logger="conveyor.service"):
+        asyncio.run(main())
 
 
 def test_healthz_hides_the_reasons_from_a_caller_without_a_key(tmp_path):

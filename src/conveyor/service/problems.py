@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import _clock
 from ..errors import ConfigError
 from ..jobs.errors import (
     InvalidJob,
@@ -131,11 +132,24 @@ STORE_UNAVAILABLE = "urn:conveyor:problem:store-unavailable"
 STORE_UNUSABLE = "urn:conveyor:problem:store-unusable"
 
 
+#: While the store cannot be reached, the service says so in its log at most this often.
+OUTAGE_LOG_EVERY_S = 60.0
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreUnavailable)
-    # A warning without a traceback: the outage is the operator's to fix, not a bug; the
+    # A warning without a traceback: the outage is the operator's to fix, not a bug. Said
+    # once a minute at most, not once per request (an outage meets every request). The
     # detail names no address (the health endpoint says more to whoever may see it).
-    logger.warning("conveyor service: %s %s: %s", request.method, request.url.path, exc)
+    state, now = request.app.state, _clock.now()
+    said_at = getattr(state, "outage_logged_at", None)
+    if said_at is None or now - said_at >= OUTAGE_LOG_EVERY_S:
+        state.outage_logged_at = now
+        logger.warning(
+            "conveyor service: answering 503 while the job store cannot be reached (said at"
+            " most once a minute; GET /healthz tells when it is back): %s",
+            exc,
+        )
     return problem_response(
         503,
         "the job store cannot be reached now; nothing was lost: try again in a few seconds"
