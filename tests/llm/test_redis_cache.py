@@ -112,28 +112,31 @@ def test_errors_and_429s_are_not_stored_in_redis(tmp_path):
     assert (again.calls, batch.tally.cache_hits) == (2, 1)
 
 
-def test_a_job_item_repeated_is_answered_from_redis():
-    """The jobs' http task with a redis:// cache: the second identical item is not sent."""
-    api = FakeAPI(answer, latency_s=0.0)
-    base_url = f"http://api-{uuid.uuid4().hex}.test"
-    task = HttpJobTask(base_url=base_url, headers={}, transport=api, cache=open_cache(_url()))
+class _Ctx:
+    job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "default"
+
+
+async def _twice(task: HttpJobTask) -> Any:
+    """The same chat item through `task` twice; both answers (the task closed after)."""
     item = {
         "custom_id": "a",
         "method": "POST",
         "url": "/v1/chat/completions",
         "body": {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},
     }
+    first = await task(item, _Ctx())  # type: ignore[arg-type]
+    second = await task(item, _Ctx())  # type: ignore[arg-type]
+    await task.aclose()
+    return first, second
 
-    class Ctx:
-        job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "default"
 
-    async def twice() -> Any:
-        first = await task(item, Ctx())  # type: ignore[arg-type]
-        second = await task(item, Ctx())  # type: ignore[arg-type]
-        await task.aclose()
-        return first, second
+def test_a_job_item_repeated_is_answered_from_redis():
+    """The jobs' http task with a redis:// cache: the second identical item is not sent."""
+    api = FakeAPI(answer, latency_s=0.0)
+    base_url = f"http://api-{uuid.uuid4().hex}.test"
+    task = HttpJobTask(base_url=base_url, headers={}, transport=api, cache=open_cache(_url()))
 
-    first, second = asyncio.run(twice())
+    first, second = asyncio.run(_twice(task))
     assert api.calls == 1
     assert CACHE_HEADER not in first["headers"]
     assert second["headers"][CACHE_HEADER] == "hit"
@@ -250,24 +253,9 @@ def test_a_job_item_is_sent_uncached_while_the_caches_redis_cannot_be_reached(ca
     api = FakeAPI(answer, latency_s=0.0)
     cache = RedisCache(f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0")
     task = HttpJobTask(base_url="http://api.test", headers={}, transport=api, cache=cache)
-    item = {
-        "custom_id": "a",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},
-    }
-
-    class Ctx:
-        job_id, index, attempt, idempotency_key, tenant = "j", 0, 0, "j/0", "default"
-
-    async def twice() -> Any:
-        first = await task(item, Ctx())  # type: ignore[arg-type]
-        second = await task(item, Ctx())  # type: ignore[arg-type]
-        await task.aclose()
-        return first, second
 
     with caplog.at_level(logging.WARNING, logger="conveyor.llm"):
-        first, second = asyncio.run(twice())
+        first, second = asyncio.run(_twice(task))
     assert api.calls == 2  # sent each time: nothing could be kept
     assert first["status_code"] == second["status_code"] == 200
     warnings = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]

@@ -440,17 +440,22 @@ class JobRun:
         reason = next((r for r in reasons if r), None)
         if reason == self._waiting:
             return
-        if reason is not None:
-            self._step_before_wait = self._step if self._waiting is None else self._step_before_wait
-            self._step = f"waiting: {reason}"
-        else:
-            # The wait is over: its step goes, even when there was none before (written as
-            # "" by the next write, before any result that could complete the job).
-            self._step = self._step_before_wait
-            self._clear_step = True
-            self._to_write.set()
+        if reason is None:
+            self._end_wait()
+            return
+        self._step_before_wait = self._step if self._waiting is None else self._step_before_wait
+        self._step = f"waiting: {reason}"
         self._waiting = reason
         self._progress_dirty = True
+
+    def _end_wait(self) -> None:
+        """The wait is over: its step goes, even when there was none before.
+
+        Written as "" by the next write, before any result that could complete the job.
+        """
+        self._waiting, self._step = None, self._step_before_wait
+        self._clear_step = self._progress_dirty = True
+        self._to_write.set()
 
     def _close(self) -> None:
         if self._budget is not None:  # an admission waiting for room stops waiting
@@ -530,8 +535,7 @@ class JobRun:
             if not await self._renew():
                 return  # lost: another worker has the items
             if self._waiting is not None:  # a wait that outlived the run: its step goes
-                self._waiting, self._step = None, self._step_before_wait
-                self._clear_step = self._progress_dirty = True
+                self._end_wait()
             await self.flush()
             if left:
                 await self._store.release(self._worker.id, left)
