@@ -60,8 +60,6 @@ class Outage:
         self.down_since: float | None = None
         #: When the store last came back after an outage (-inf: never down).
         self.back_at = -math.inf
-        #: The last failure's one-line reason, while down.
-        self.reason: str | None = None
         #: Outages seen, over the worker's life.
         self.count = 0
 
@@ -78,7 +76,6 @@ class Outage:
         holds however many of the worker's tasks (writer, heartbeat, claims) retry at once.
         """
         now = _clock.now()
-        self.reason = exc.cause
         if self.down_since is None:
             self.down_since = now
             self.count += 1
@@ -103,7 +100,6 @@ class Outage:
             now - self.down_since,
         )
         self.down_since = None
-        self.reason = None
         self.back_at = now
 
     async def call(
