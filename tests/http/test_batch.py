@@ -159,9 +159,10 @@ _RPM = BatchLimits(concurrency=1, requests_per_minute=60_000)
         (_RPM, _EMPTY, 2.01),
         # The server's limit is no stricter than ours: our own pacing already covers it.
         (_RPM, {**_EMPTY, "x-ratelimit-limit-requests": "60000"}, 0.01),
-        # A stricter server (6,000 a bucket refilling over 2 s): the next goes once one
-        # request has refilled, after 2 s / 6,000.
-        (_RPM, {**_EMPTY, "x-ratelimit-limit-requests": "6000"}, 0.01 + 2 / 6000),
+        # A stricter server (6,000 a minute, a bucket empty when it saw the first request and
+        # full in 2 s): its limit is adopted, and the 10 ms the answer took refilled 30
+        # requests (the figure is as of when the request was seen, not when it was answered).
+        (_RPM, {**_EMPTY, "x-ratelimit-limit-requests": "6000"}, 0.01),
     ],
 )
 def test_rate_limit_headers_of_successes_hold_back_what_our_limits_do_not(

@@ -142,18 +142,17 @@ def test_malformed_headers_change_nothing(clock: VirtualClock):
 
 
 def test_our_limit_rounded_down_by_the_api_is_not_read_as_a_stricter_one(clock: VirtualClock):
-    """500 a minute in 1 s windows is 8.33 a window; the API's "8" is that, rounded down.
+    """500 a minute in 1 s windows is 8.33 a window; an API's "8" a second is that, rounded down.
 
     Read as a stricter limit, its "remaining" (less every call admitted since the request was
-    sent) throttled the run well below what was allowed. "7" is stricter, and is kept.
+    sent) throttled the run well below what was allowed. "7" a second is stricter: adopted.
     """
     limiter = Limiter("api", requests_per_minute=500, window_s=1.0)
 
     def cap_after(limit: str) -> bool:
         headers = {
-            "x-ratelimit-limit-requests": limit,
-            "x-ratelimit-remaining-requests": "0",
-            "x-ratelimit-reset-requests": "1s",
+            "ratelimit": f"limit={limit}, remaining=0, reset=1",
+            "ratelimit-policy": f"{limit};w=1",
         }
 
         async def main() -> bool:
@@ -164,4 +163,38 @@ def test_our_limit_rounded_down_by_the_api_is_not_read_as_a_stricter_one(clock: 
         return clock.run(main())
 
     assert cap_after("8") is False
+    assert limiter.rates[0].limit == 500
     assert cap_after("7") is True
+    assert limiter.rates[0].limit == pytest.approx(420)
+
+
+def test_a_per_minute_limit_stated_below_ours_is_adopted_from_the_first_answer(
+    clock: VirtualClock,
+):
+    """OpenAI states per-minute limits: 500 against our 600 is adopted; 500 against 500 is not."""
+    limiter = Limiter("api", requests_per_minute=600, tokens_per_minute=240_000, window_s=1.0)
+    headers = {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms",
+        "x-ratelimit-limit-tokens": "200000",
+        "x-ratelimit-remaining-tokens": "199000",
+        "x-ratelimit-reset-tokens": "300ms",
+    }
+
+    async def main() -> None:
+        async with limiter.acquire(100) as slot:
+            slot.observe(headers)
+
+    clock.run(main())
+    assert [r.limit for r in limiter.rates] == pytest.approx([500, 200_000])
+    assert limiter.adopted == {"requests": (600, 500), "tokens": (240_000, 200_000)}
+    same = Limiter("api", requests_per_minute=500, tokens_per_minute=200_000, window_s=1.0)
+
+    async def again() -> None:
+        async with same.acquire(100) as slot:
+            slot.observe(headers)
+
+    clock.run(again())
+    assert same.adopted == {}
+    assert same._server_caps == {}

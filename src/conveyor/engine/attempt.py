@@ -85,8 +85,7 @@ class Attempts:
                 slots.append(await limiter.acquire(cost))  # noqa: PERF401 - each may fail
         except BaseException:
             for slot in slots:
-                slot.settle(0.0)  # nothing was sent
-                slot.release(sent=False)
+                slot.give_back()  # nothing was sent
             raise
         return slots
 

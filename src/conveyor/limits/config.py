@@ -27,9 +27,9 @@ def collect_rates(  # noqa: D103 - validation helper of Limiter.__init__
     for arg, value in shortcuts.items():
         if value is None:
             continue
-        unit, _, per = arg.partition("_per_")
+        unit, _, per = arg.rpartition("_per_")
         try:
-            all_rates.append(Rate(value, per=per, unit=unit))  # type: ignore[arg-type]
+            all_rates.append(Rate(value, per=per, unit=unit))
         except ConfigError:
             msg = f"Limiter({name!r}, {arg}={value!r}): {arg} must be a number > 0"
             raise ConfigError(msg) from None

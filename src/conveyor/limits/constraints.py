@@ -1,4 +1,4 @@
-"""One limiter's constraints: a rate in exact or paced mode, and what the server said is left.
+"""One limiter's constraints: a rate in one shape, and what the server said is left.
 
 The arithmetic is in `conveyor.policy` (`window`, `gcra`); this module combines it per rate and
 holds the safety margins, which are documented in docs/explanations/limits.md.
@@ -6,15 +6,23 @@ holds the safety margins, which are documented in docs/explanations/limits.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal
 
+from ..policy.bucket import TokenBucket
 from ..policy.gcra import Gcra
+from ..policy.rates import Rate
 from ..policy.window import Entry, SlidingWindow
 
-if TYPE_CHECKING:
-    from ..policy.rates import Rate
-
-__all__ = ["BURST_SPREAD", "PACED_MARGIN", "WINDOW_MARGIN", "Constraint", "ServerCap"]
+__all__ = [
+    "BUCKET_MARGIN",
+    "BURST_SPREAD",
+    "DEBT_DIMENSIONS",
+    "PACED_MARGIN",
+    "WINDOW_MARGIN",
+    "Constraint",
+    "ServerCap",
+    "Shape",
+]
 
 #: Paced mode books each unit this much longer than limit/period: a 2% margin keeps any
 #: window of one period under the limit (GCRA admits up to one extra unit at the edges).
@@ -26,40 +34,120 @@ BURST_SPREAD = 0.05
 WINDOW_MARGIN = 0.01
 
 
-class Constraint:
-    """One rate, in one mode, for one unit.
+#: Bucket mode refills this much slower than the stated rate: 1% of a second's worth is 10 ms
+#: of the scheduling and network jitter between our clock and the server's.
+BUCKET_MARGIN = 0.01
 
-    Exact mode pairs the sliding window (the guarantee) with a fast pacer that spreads each
-    window's share over `BURST_SPREAD` of the window instead of sending it all in the same
-    instant. A share sent at once reaches the server as a queue, stamped over tens of
-    milliseconds; the next window's share, sent exactly one window later, would then meet the
-    tail of the last one. Spread out, request *i* of each window leaves one window after
-    request *i* of the previous one, so the margin only has to cover network jitter, and the
-    run still ends as early as the limits allow (the spread costs `BURST_SPREAD` of one
-    window, once).
+#: Dimensions whose budget a call needs only to be above zero: the API counts them as the
+#: answer is produced, so the call's cost may take the budget below zero (a debt).
+DEBT_DIMENSIONS = frozenset({"output_tokens"})
+
+Shape = Literal["window", "bucket", "paced"]
+
+
+class Constraint:
+    """One rate, in one shape, for one cost dimension.
+
+    - ``window`` (exact): the sliding window is the guarantee, paired with a fast pacer that
+      spreads each window's share over `BURST_SPREAD` of the window instead of sending it all
+      in the same instant. A share sent at once reaches the server as a queue, stamped over
+      tens of milliseconds; the next window's share, sent exactly one window later, would then
+      meet the tail of the last one. Spread out, request *i* of each window leaves one window
+      after request *i* of the previous one, so the margin only has to cover network jitter.
+    - ``bucket``: a token bucket refilled continuously at the rate, holding `burst_s` seconds
+      of it (`conveyor.policy.bucket`), as Anthropic enforces its limits.
+    - ``paced``: the window is not known: admissions spread evenly over the period (GCRA),
+      `burst` units at once.
     """
 
-    __slots__ = ("pacer", "rate", "unit", "window")
+    __slots__ = (
+        "bucket",
+        "burst",
+        "burst_s",
+        "pacer",
+        "rate",
+        "shape",
+        "unit",
+        "window",
+        "window_s",
+    )
 
-    def __init__(self, rate: Rate, window_s: float | None, burst: float) -> None:
-        self.rate = rate
+    def __init__(
+        self,
+        rate: Rate,
+        shape: Shape,
+        *,
+        window_s: float | None = None,
+        burst_s: float | None = None,
+        burst: float = 0.0,
+    ) -> None:
         self.unit = rate.unit
+        self.shape = shape
+        self.window_s = window_s
+        self.burst_s = burst_s
+        self.burst = burst
         self.window: SlidingWindow | None = None
-        if window_s is not None:
-            share = rate.share(window_s)
-            effective = window_s * (1.0 + WINDOW_MARGIN)
+        self.pacer: Gcra | None = None
+        self.bucket: TokenBucket | None = None
+        self.rate = rate
+        self._build(rate)
+
+    def _build(self, rate: Rate) -> None:
+        if self.shape == "window":
+            assert self.window_s is not None
+            share = rate.share(self.window_s)
+            effective = self.window_s * (1.0 + WINDOW_MARGIN)
             self.window = SlidingWindow(share=share, window_s=effective)
-            self.pacer = Gcra(limit=share, period_s=window_s * BURST_SPREAD)
+            self.pacer = Gcra(limit=share, period_s=self.window_s * BURST_SPREAD)
+        elif self.shape == "bucket":
+            assert self.burst_s is not None
+            per_s = rate.limit / rate.period_s
+            self.bucket = TokenBucket(
+                rate_per_s=per_s * (1.0 - BUCKET_MARGIN),
+                capacity=per_s * self.burst_s,
+                debt=self.unit in DEBT_DIMENSIONS,
+            )
         else:
             limit = rate.limit * (1.0 - PACED_MARGIN)
-            self.pacer = Gcra(limit=limit, period_s=rate.period_s, burst=burst)
+            self.pacer = Gcra(limit=limit, period_s=rate.period_s, burst=self.burst)
+
+    def set_limit(self, now: float, limit: float) -> None:
+        """Hold this dimension to `limit` per period from `now` (the API stated less).
+
+        What was admitted stays booked: a window keeps its log, a bucket its level.
+        """
+        rate = Rate(limit, per=self.rate.per, unit=self.unit)
+        self.rate = rate
+        if self.window is not None and self.window_s is not None:
+            self.window.share = rate.share(self.window_s)
+            assert self.pacer is not None
+            self.pacer.interval_s = self.window_s * BURST_SPREAD / self.window.share
+        elif self.bucket is not None and self.burst_s is not None:
+            per_s = limit / rate.period_s
+            self.bucket.set_rate(now, per_s * (1.0 - BUCKET_MARGIN), per_s * self.burst_s)
+        else:
+            assert self.pacer is not None
+            tolerance_units = self.pacer.tolerance_s / self.pacer.interval_s
+            self.pacer.interval_s = rate.period_s / (limit * (1.0 - PACED_MARGIN))
+            self.pacer.tolerance_s = tolerance_units * self.pacer.interval_s
+
+    def per_period(self) -> float:
+        """The limit, per the rate's own period."""
+        return self.rate.limit
 
     def largest_cost(self) -> float:
-        """The largest cost one call may have (a window's share, or the limit)."""
-        return self.window.share if self.window is not None else self.rate.limit
+        """The largest cost one call may have (a window's share, a bucket's capacity)."""
+        if self.window is not None:
+            return self.window.share
+        if self.bucket is not None:
+            return self.bucket.largest_cost()
+        return self.rate.limit
 
     def wait_s(self, now: float, units: float) -> float:
         """Seconds until `units` may be admitted."""
+        if self.bucket is not None:
+            return self.bucket.wait_s(now, units)
+        assert self.pacer is not None
         wait = self.pacer.wait_s(now, units)
         if self.window is not None:
             wait = max(wait, self.window.wait_s(now, units))
@@ -67,14 +155,31 @@ class Constraint:
 
     def admit(self, now: float, units: float) -> Entry | None:
         """Book `units` at `now`; the window's entry, for settling later."""
+        if self.bucket is not None:
+            self.bucket.admit(now, units)
+            return None
+        assert self.pacer is not None
         self.pacer.admit(now, units)
         return self.window.admit(now, units) if self.window is not None else None
 
     def settle(self, entry: Entry | None, cost: float, delta: float) -> None:
         """Replace an admission's cost by the real one (`delta` = real - estimate)."""
+        if self.bucket is not None:
+            self.bucket.settle(delta)
+            return
         if self.window is not None and entry is not None:
             self.window.settle(entry, cost)
+        assert self.pacer is not None
         self.pacer.settle(delta)
+
+    def redate(self, entry: Entry | None, now: float) -> None:
+        """Count an admission from `now`, when its call went out (windows only)."""
+        if entry is not None and self.window is not None:
+            self.window.redate(entry, now)
+
+    def admitted_since(self, since: float) -> float:
+        """What a window admitted after `since` (0 for other shapes: they keep no log)."""
+        return self.window.cost_since(since) if self.window is not None else 0.0
 
 
 _EPS = 1e-9

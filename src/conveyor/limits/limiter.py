@@ -1,7 +1,16 @@
 """`Limiter`: the limits of one API, shared by every task, run and job that calls it.
 
-The arithmetic lives in `conveyor.policy` (exact sliding windows, GCRA pacing, the circuit
-breaker, adaptive concurrency); this module only queues callers and waits.
+A limiter is two halves. Admission (this module) queues callers and admits the head of the
+queue as soon as every constraint allows it; learning (`conveyor.limits.learning`) changes
+what admission works with, from what each call taught (headers, pauses, quota, answer dating,
+the breaker, adaptive concurrency). The arithmetic of each constraint's shape (sliding window,
+token bucket, paced) lives in `conveyor.policy`; what a call costs in each dimension, in
+`conveyor.limits.costs`; the settings, in one frozen `LimiterConfig`.
+
+The engine talks to a limiter through three verbs, as declared by `conveyor.limits.protocol`:
+``admit`` (wait for the right to call; a `Slot`), the slot's notes of what happened (when it
+was sent and answered, the answer's headers and usage, its error), and ``release``, which
+hands those facts to learning in one place.
 
 Callers are served first come, first served: the head of the queue is admitted as soon as every
 constraint allows it, and the ones behind it wait their turn. A large request therefore cannot
@@ -14,31 +23,24 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from .. import _clock
-from ..errors import CircuitOpen, ConfigError, InvalidAnswer, QuotaExhausted
-from ..policy.answer_dating import AnswerDating
+from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
-from ..policy.classify import classify
-from ..policy.llm_errors import api_error_fields
-from ..policy.retry import is_transient
-from .config import check_window, collect_rates, concurrency_policy
-from .constraints import (
-    BURST_SPREAD,
-    PACED_MARGIN,
-    REFILLING_SOURCES,
-    WINDOW_MARGIN,
-    Constraint,
-    ServerCap,
-)
+from .config import collect_rates, concurrency_policy
+from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint
+from .costs import Cost, CostModel
+from .learning import Learning
 from .slot import Acquire, Slot
+from .spec import LimiterConfig
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ..policy.answer_dating import AnswerDating
     from ..policy.rates import Rate
     from ..policy.window import Entry
+    from .constraints import ServerCap
 
 __all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
 
@@ -46,25 +48,34 @@ __all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limite
 #: How many callers behind the head may pass it when they fit and it does not (exact mode).
 LOOKAHEAD = 32
 
+_Waiter = tuple[dict[str, float], "asyncio.Future[Slot]", float, Cost]
+
 
 class Limiter:
     """The limits of one API, shared by every caller.
 
     Args:
         name: names the limiter in errors and summaries (``"openai"``).
-        requests_per_minute, requests_per_second, tokens_per_minute, tokens_per_second:
-            the usual rates; any combination, all enforced together.
-        rates: more rates, for other periods: ``[Rate(10_000, per="day")]``.
+        requests_per_minute, requests_per_second, tokens_per_minute, tokens_per_second,
+        input_tokens_per_minute, output_tokens_per_minute: the usual rates; any combination,
+            all enforced together. Input and output tokens are separate budgets (Anthropic).
+        rates: more rates, for other periods or dimensions: ``[Rate(10_000, per="day")]``.
         concurrency: calls in flight at most through this limiter, or ``"auto"`` to find the
             API's capacity (within `concurrency_bounds`) from latency and push-back.
-        window_s: the window the API enforces its limits over, if known (OpenAI enforces
-            per-minute limits over about a second: ``window_s=1``). Then the limiter is exact
-            for it: no such window ever admits more than its share, ``limit * window_s /
-            period``. Unknown (``None``): admissions are spread evenly over the period.
-        burst: with `window_s` unknown, how many units may go at once before pacing applies.
+        window_s: the API enforces its limits over a sliding window this long (OpenAI: per
+            minute limits over about a second, ``window_s=1``). The limiter is then exact for
+            it: no such window ever admits more than its share, ``limit * window_s / period``.
+        bucket_s: the API enforces its limits as token buckets refilling continuously, each
+            holding this many seconds of its rate (Anthropic: ``bucket_s=1``).
+        burst: with neither known, admissions are spread evenly over the period (paced), and
+            this many units may go at once.
+        output_estimate: with an output-token limit, a first guess of a call's output tokens,
+            for calls whose cost names no bound (``max_tokens``); answers refine it.
         breaker: a `CircuitBreaker` (``None``: the default one; ``False``: none).
+        classifier: decides what an error means (`conveyor.Classifier`; default: the built-in).
 
-    Bad values fail here with `ConfigError`, naming the argument and the fix.
+    Bad values fail here with `ConfigError`, naming the argument and the fix. The settings
+    are kept as one frozen `LimiterConfig` (`config`); `Limiter.from_config` takes one whole.
     """
 
     def __init__(
@@ -75,17 +86,21 @@ class Limiter:
         requests_per_second: float | None = None,
         tokens_per_minute: float | None = None,
         tokens_per_second: float | None = None,
+        input_tokens_per_minute: float | None = None,
+        output_tokens_per_minute: float | None = None,
         rates: Sequence[Rate] = (),
         concurrency: int | Literal["auto"] | None = None,
         concurrency_bounds: tuple[int, int] = (1, 100),
         window_s: float | None = None,
+        bucket_s: float | None = None,
         burst: float = 0.0,
+        output_estimate: float | None = None,
         breaker: CircuitBreaker | Literal[False] | None = None,
+        classifier: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
             raise ConfigError(msg)
-        self.name = name
         all_rates = collect_rates(
             name,
             rates,
@@ -93,128 +108,208 @@ class Limiter:
             requests_per_second=requests_per_second,
             tokens_per_minute=tokens_per_minute,
             tokens_per_second=tokens_per_second,
+            input_tokens_per_minute=input_tokens_per_minute,
+            output_tokens_per_minute=output_tokens_per_minute,
         )
-        check_window(name, window_s, burst, all_rates)
-        self.rates = tuple(all_rates)
-        self.window_s = window_s
-        # Calls dated by their answers when these say the API saw them late (exact mode).
-        self._dating = (
-            AnswerDating(window_s=window_s, margin_s=window_s * WINDOW_MARGIN)
-            if window_s is not None
-            else None
+        config = LimiterConfig(
+            name=name,
+            rates=tuple(all_rates),
+            window_s=window_s,
+            bucket_s=bucket_s,
+            burst=burst,
+            concurrency=concurrency,
+            concurrency_bounds=concurrency_bounds,
+            output_estimate=output_estimate,
         )
-        self._constraints = [Constraint(r, window_s, burst) for r in all_rates]
-        self._limits_tokens = any(r.unit == "tokens" for r in all_rates)
-        self._adaptive, self._max_in_flight = concurrency_policy(
-            name, concurrency, concurrency_bounds
+        self._setup(config, breaker, classifier)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: LimiterConfig,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+        classifier: Any = None,
+    ) -> Self:
+        """A limiter enforcing `config` (with its own breaker and state)."""
+        if not isinstance(config, LimiterConfig):
+            msg = f"Limiter.from_config({config!r}): give a conveyor.LimiterConfig"
+            raise ConfigError(msg)
+        limiter = cls.__new__(cls)
+        limiter._setup(config, breaker, classifier)  # noqa: SLF001 - its own set-up
+        return limiter
+
+    def _setup(
+        self,
+        config: LimiterConfig,
+        breaker: CircuitBreaker | Literal[False] | None,
+        classifier: Any,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.window_s = config.window_s
+        shape = config.shape
+        self._constraints = [
+            Constraint(
+                r, shape, window_s=config.window_s, burst_s=config.bucket_s, burst=config.burst
+            )
+            for r in config.rates
+        ]
+        self.costs = CostModel(config)
+        adaptive, self._max_in_flight = concurrency_policy(
+            config.name, config.concurrency, config.concurrency_bounds
         )
-        self.breaker: CircuitBreaker | None = (
-            None if breaker is False else breaker if breaker is not None else CircuitBreaker()
+        classify_fn = getattr(classifier, "classify", classifier)
+        if classify_fn is not None and not callable(classify_fn):
+            msg = f"Limiter({config.name!r}, classifier={classifier!r}): give a conveyor.Classifier"
+            raise ConfigError(msg)
+        self.learning = Learning(
+            config,
+            self._constraints,
+            breaker=None
+            if breaker is False
+            else breaker
+            if breaker is not None
+            else CircuitBreaker(),
+            adaptive=adaptive,
+            classifier=classify_fn,
+            on_change=self._poke,
+            on_halt=self._fail_waiters,
         )
         self._in_flight = 0
-        self._paused_until = -math.inf
-        self._server_caps: dict[str, ServerCap] = {}
-        self._queue: deque[tuple[float, asyncio.Future[Slot], float]] = deque()
+        self._queue: deque[_Waiter] = deque()
         self._pump_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        # What the limiter has seen, for summaries and progress.
+        #: Calls admitted so far, for summaries and progress.
         self.admitted = 0
-        self.pushbacks = 0  # 429 / 503 answers seen
-        #: Set once the API said its quota is exhausted: every admission then raises it.
-        self.halted: QuotaExhausted | None = None
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{r.limit:g} {r.unit}/{r.per}" for r in self.rates)
-        return f"Limiter({self.name!r}, {rates or 'no rates'}, window_s={self.window_s})"
+        shape = self.config.shape
+        how = {"window": f"window_s={self.window_s}", "bucket": f"bucket_s={self.config.bucket_s}"}
+        return f"Limiter({self.name!r}, {rates or 'no rates'}, {how.get(shape, 'paced')})"
 
-    # -- acquiring ------------------------------------------------------------------------
+    # -- what it is and what it learned ---------------------------------------------------
 
-    def acquire(self, cost: float = 1.0) -> Acquire:
-        """Wait for the right to make one call costing `cost` tokens (1 if tokens aren't limited).
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """The rates enforced now (a limit the API stated lower replaces ours)."""
+        return tuple(c.rate for c in self._constraints)
 
-        ``async with limiter.acquire(cost=estimate) as slot: ...``. Raises `CircuitOpen` at once
-        if the circuit is open, and `ConfigError` for a cost no window could ever admit.
-        """
-        return Acquire(self, self._check_cost(cost))
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker, if any."""
+        return self.learning.breaker
+
+    @property
+    def halted(self) -> QuotaExhausted | None:
+        """Set once the API said its quota is exhausted: every admission then raises it."""
+        return self.learning.halted
+
+    @property
+    def pushbacks(self) -> int:
+        """Rate limits and overloads seen (429, 503, 529, throttles, `RetryAfter`)."""
+        return self.learning.pushbacks
 
     @property
     def limits_tokens(self) -> bool:
-        """Whether a token rate is set (callers must then say each call's cost)."""
-        return self._limits_tokens
+        """Whether a dimension other than requests is limited (callers must say each cost)."""
+        return bool(self.config.costed)
 
     @property
     def concurrency_limit(self) -> int | None:
         """The concurrency allowed now (adaptive or fixed), or None for no limit."""
-        if self._adaptive is not None:
-            return self._adaptive.limit
+        adaptive = self.learning.adaptive
+        if adaptive is not None:
+            return adaptive.limit
         return self._max_in_flight
 
     @property
     def paused_until(self) -> float:
         """The loop time until which the API asked everyone to wait (-inf: not paused)."""
-        return self._paused_until
+        return self.learning.paused_until
 
-    def _check_cost(self, cost: float) -> float:
-        ok = isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost)
-        if not ok or cost < 0:
-            msg = f"{self.name}: cost={cost!r} must be a number >= 0 (estimated tokens)"
-            raise ConfigError(msg)
+    @property
+    def _server_caps(self) -> dict[str, ServerCap]:
+        return self.learning.server_caps
+
+    @property
+    def answer_dating(self) -> AnswerDating | None:
+        """How calls are dated by their answers (window shape), with what it moved so far."""
+        return self.learning.dating
+
+    # -- admission ------------------------------------------------------------------------
+
+    def acquire(self, cost: Cost = 1.0) -> Acquire:
+        """Wait for the right to make one call costing `cost` (see `conveyor.limits.costs`).
+
+        ``async with limiter.acquire(cost=estimate) as slot: ...``. Raises `CircuitOpen` at once
+        if the circuit is open, and `ConfigError` for a cost no constraint could ever admit.
+        """
+        self._units(cost)
+        return Acquire(self, cost)
+
+    def _units(self, cost: Cost) -> dict[str, float]:
+        """The units `cost` books per dimension; `ConfigError` if it could never be admitted."""
+        units = self.costs.reserve(cost)
+        units["requests"] = 1.0
         for c in self._constraints:
-            if c.unit == "tokens" and cost > c.largest_cost() + 1e-9:
+            need = units[c.unit]
+            if need > c.largest_cost() + 1e-9:
+                what = "per window" if c.window is not None else "at once"
                 msg = (
-                    f"{self.name}: a call costing {cost:g} tokens can never be admitted: the"
-                    f" limit allows {c.largest_cost():g} tokens per window. Split the request or"
+                    f"{self.name}: a call costing {need:g} {c.unit} can never be admitted: the"
+                    f" limit allows {c.largest_cost():g} {c.unit} {what}. Split the request or"
                     " raise the limit."
                 )
                 raise ConfigError(msg)
-        return float(cost)
+        return units
 
-    def _wait_s(self, now: float, cost: float) -> float:
-        wait = self._paused_until - now
+    def _wait_s(self, now: float, units: dict[str, float]) -> float:
+        learning = self.learning
+        wait = learning.paused_until - now
         limit = self.concurrency_limit
         if limit is not None and self._in_flight >= limit:
             return math.inf  # until a slot is released
-        if self.breaker is not None:
+        if learning.breaker is not None:
             wait = max(wait, 0.0)  # the breaker fails fast in `admit`, it does not queue
         for c in self._constraints:
-            units = cost if c.unit == "tokens" else 1.0
-            wait = max(wait, c.wait_s(now, units))
-        for cap in self._server_caps.values():
-            wait = max(wait, cap.wait_s(now, cost if cap.unit == "tokens" else 1.0))
+            wait = max(wait, c.wait_s(now, units[c.unit]))
+        for dim, cap in learning.server_caps.items():
+            wait = max(wait, cap.wait_s(now, units.get(dim, 0.0)))
         return max(wait, 0.0)
 
-    def _commit(self, now: float, cost: float) -> Slot:
-        self._note_admission(now)
-        entries: list[tuple[Constraint, Entry | None]] = []
-        for c in self._constraints:
-            units = cost if c.unit == "tokens" else 1.0
-            entry = c.admit(now, units)
-            entries.append((c, entry))
-        for unit, cap in list(self._server_caps.items()):
+    def _commit(self, now: float, units: dict[str, float], cost: Cost) -> Slot:
+        self.learning.started(now)
+        entries: list[tuple[Constraint, Entry | None]] = [
+            (c, c.admit(now, units[c.unit])) for c in self._constraints
+        ]
+        caps = self.learning.server_caps
+        for dim, cap in list(caps.items()):
             if now >= cap.until:
-                del self._server_caps[unit]
+                del caps[dim]
             else:
-                cap.remaining -= cost if unit == "tokens" else 1.0
+                cap.remaining -= units.get(dim, 0.0)
         self._in_flight += 1
         self.admitted += 1
-        if self.breaker is not None:
-            self.breaker.on_start(now)
-        return Slot(self, cost, now, entries)
+        return Slot(self, cost, now, entries, units)
 
-    async def admit(self, cost: float = 1.0) -> Slot:
+    async def admit(self, cost: Cost = 1.0) -> Slot:
         """Wait until a call costing `cost` may start; return its `Slot` (release it after)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self.halted is not None:
             raise self.halted
-        if self.breaker is not None:
-            wait = self.breaker.wait_s(now)
+        breaker = self.breaker
+        if breaker is not None:
+            wait = breaker.wait_s(now)
             if wait > 0:
                 raise CircuitOpen(self.name, wait)
-        if not self._queue and self._wait_s(now, cost) <= 0:
-            return self._commit(now, cost)
+        units = self._units(cost)
+        if not self._queue and self._wait_s(now, units) <= 0:
+            return self._commit(now, units, cost)
         future: asyncio.Future[Slot] = loop.create_future()
-        self._queue.append((cost, future, now))
+        self._queue.append((units, future, now, cost))
         if self._pump_task is None or self._pump_task.done():
             self._pump_task = loop.create_task(self._pump(), name=f"conveyor-limiter-{self.name}")
         try:
@@ -222,9 +317,7 @@ class Limiter:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 # Granted just as we were cancelled: nothing was sent, give it all back.
-                slot = future.result()
-                self._settle(slot, 0.0)
-                slot.release(sent=False)
+                future.result().give_back()
             raise
 
     async def _pump(self) -> None:
@@ -232,17 +325,18 @@ class Limiter:
         loop = asyncio.get_running_loop()
         queue = self._queue
         while queue:
-            cost, future, queued_at = queue[0]
+            units, future, queued_at, cost = queue[0]
             if future.done():  # its caller gave up
                 queue.popleft()
                 continue
             now = loop.time()
-            wait = self._wait_s(now, cost)
+            wait = self._wait_s(now, units)
             if wait <= 0:
                 queue.popleft()
-                future.set_result(self._commit(now, cost))
+                future.set_result(self._commit(now, units, cost))
                 continue
-            if self.window_s is not None and now - queued_at < self.window_s:
+            horizon = self.window_s if self.window_s is not None else self.config.bucket_s
+            if horizon is not None and now - queued_at < horizon:
                 wait = min(wait, self._backfill(now))
                 if wait <= 0:
                     continue
@@ -258,21 +352,21 @@ class Limiter:
     def _backfill(self, now: float) -> float:
         """Let a cheaper caller behind the head go if it fits now; else say when one might.
 
-        When requests and tokens both bind, strict first-come-first-served wastes budget: a
-        large call waiting for tokens holds back small ones that the requests budget still has
-        room for. So the first `LOOKAHEAD` callers may pass the head while it has waited less
-        than one window. Each one that passes uses little of what the head waits for, and
-        after a window the head goes first again: no caller waits forever.
+        When several dimensions bind, strict first-come-first-served wastes budget: a large
+        call waiting for tokens holds back small ones that the requests budget still has room
+        for. So the first `LOOKAHEAD` callers may pass the head while it has waited less than
+        one window (or one bucket's worth). Each one that passes uses little of what the head
+        waits for, and after that the head goes first again: no caller waits forever.
         """
         best = math.inf
         for position in range(1, min(len(self._queue), LOOKAHEAD + 1)):
-            cost, future, _ = self._queue[position]
+            units, future, _, cost = self._queue[position]
             if future.done():
                 continue
-            wait = self._wait_s(now, cost)
+            wait = self._wait_s(now, units)
             if wait <= 0:
                 del self._queue[position]
-                future.set_result(self._commit(now, cost))
+                future.set_result(self._commit(now, units, cost))
                 return 0.0
             best = min(best, wait)
         return best
@@ -282,37 +376,33 @@ class Limiter:
         if wakeup is not None:
             _wake(wakeup)
 
-    # -- learning -------------------------------------------------------------------------
+    def _fail_waiters(self, error: QuotaExhausted) -> None:
+        while self._queue:
+            _, future, _, _ = self._queue.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self._poke()
 
-    def _note_admission(self, now: float) -> None:
-        if self._dating is not None:
-            self._dating.admitted(now)
-
-    @property
-    def answer_dating(self) -> AnswerDating | None:
-        """How calls are dated by their answers (exact mode), with what it moved so far."""
-        return self._dating
+    # -- what a call teaches: one path, from its slot's facts, at its release ---------------
 
     def answer_date(self, slot: Slot, now: float, *, ok: bool) -> float | None:
-        """The date `slot`'s call gets now that its answer came (`now`), or None (kept).
+        """The date `slot`'s call gets now that its answer came (`now`), or None (kept)."""
+        return self.learning.answer_date(slot.admitted_at, now, ok=ok)
 
-        Exact mode only: a call of the first window, or one answered later than a steady
-        API's fastest round trip, is dated later (`conveyor.policy.answer_dating`).
-        """
-        if self._dating is None:
-            return None
-        return self._dating.date(slot.admitted_at, now, ok=ok)
-
-    def _settle(self, slot: Slot, cost: float) -> None:
-        delta = cost - slot.settled_cost
-        if not delta:
-            return
-        slot.settled_cost = cost
+    def _settle(self, slot: Slot, real: dict[str, float]) -> None:
+        """Book what each dimension of `slot`'s call really cost instead of its estimate."""
+        refund = False
+        settled = slot.settled
         for c, entry in slot._entries:  # noqa: SLF001
-            if c.unit != "tokens":
+            dim = c.unit
+            if dim == "requests" or dim not in real:
                 continue
-            c.settle(entry, cost, delta)
-        if delta < 0:
+            delta = real[dim] - settled.get(dim, 0.0)
+            if delta:
+                c.settle(entry, real[dim], delta)
+                refund = refund or delta < 0
+        settled.update(real)
+        if refund:
             self._poke()
 
     def _release(
@@ -320,49 +410,22 @@ class Limiter:
     ) -> None:
         del slot  # the Redis limiter's needs it
         self._in_flight -= 1
-        now = _clock.now()
         if error is None:
-            if self.breaker is not None:
-                self.breaker.on_success(now)
-            if self._adaptive is not None and latency_s is not None:
-                self._adaptive.on_success(latency_s, self._in_flight + 1)
-        elif not isinstance(error, asyncio.CancelledError | CircuitOpen):
+            self.learning.succeeded(latency_s, self._in_flight + 1)
+        else:
             self.learn_from_error(error, sent_at=sent_at)
         self._poke()
 
     def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
-        """Learn from a failed call (`conveyor.policy.classify`).
+        """Learn from a failed call (`conveyor.policy.classify`, or the limiter's classifier).
 
         An exhausted quota or spend cap halts the limiter. A rate limit or an overloaded
         service (429, 503, 529, an AWS throttle, Google's ``RESOURCE_EXHAUSTED``, a
         `RetryAfter` raised by the task) pauses every sharer for the wait it names, if any;
         other retryable failures count toward the breaker.
         """
-        now = _clock.now()
-        verdict = classify(error, now_wall_s=_clock.wall())
-        if verdict.kind == "quota":
-            self.halt(api_error_fields(error)[2] or verdict.reason)
-            return
-        pushback = verdict.kind in ("rate_limited", "overloaded")
-        overloaded = pushback or isinstance(error, TimeoutError)
-        if overloaded and self._adaptive is not None:
-            self._adaptive.on_overload()
-        if pushback:
-            self.pushbacks += 1
-            if verdict.retry_after_s is not None:
-                self.pause_for(verdict.retry_after_s)
-        # An answer that fails its check came from a healthy API: not a failure of it.
-        elif (
-            self.breaker is not None
-            and is_transient(error)
-            and not isinstance(error, InvalidAnswer)
-        ):
-            self.breaker.on_failure(now)
-        headers = getattr(error, "headers", None) or getattr(
-            getattr(error, "response", None), "headers", None
-        )
-        if headers is not None:
-            self.observe_headers(headers, sent_at=sent_at)
+        self.learning.failed(error, sent_at=sent_at, admitted_since=self._admitted_since)
+        self._poke()
 
     def halt(self, message: str = "") -> None:
         """Admit no more calls: the API's quota is exhausted (`message` is what it said).
@@ -370,75 +433,26 @@ class Limiter:
         Every caller waiting, and every later one, gets `QuotaExhausted` at once: waiting
         would never help, and retrying would only spend the calls the account no longer has.
         """
-        if self.halted is None:
-            self.halted = QuotaExhausted(self.name, message)
-        while self._queue:
-            _, future, _ = self._queue.popleft()
-            if not future.done():
-                future.set_exception(self.halted)
-        self._poke()
+        self.learning.halt(message)
 
     def pause_for(self, seconds: float) -> None:
         """Stop admitting anyone for `seconds` (the API said "retry after")."""
-        if seconds > 0:
-            self._paused_until = max(self._paused_until, _clock.now() + seconds)
+        self.learning.pause_for(seconds)
 
     def observe_headers(self, headers: Any, *, sent_at: float | None = None) -> None:
-        """Hold calls to what the server says is left, where our own limits do not cover it.
+        """Learn from an answer's rate-limit headers (`Learning.observe_headers`)."""
+        self.learning.observe_headers(headers, sent_at=sent_at, admitted_since=self._admitted_since)
 
-        A budget whose stated limit is no larger than one of ours for the same unit is left
-        to our own limit (exact, and no header says how the server's budget comes back).
-        Otherwise the newest figure holds: the server counted everything sent before it
-        answered, so calls admitted here after `sent_at` are taken off what it says is left;
-        an OpenAI or Anthropic budget then refills evenly until its reset (a token bucket),
-        any other comes back whole at its reset (a fixed window). Our own limits always
-        apply as well: a header never raises the budget above them.
-        """
-        from ..policy.ratelimit_headers import parse_rate_limit_headers  # noqa: PLC0415
-
-        info = parse_rate_limit_headers(headers, now_wall_s=_clock.wall())
-        now = _clock.now()
-        refills = info.source in REFILLING_SOURCES
-        for unit, budget in (("requests", info.requests), ("tokens", info.tokens)):
-            if budget is None or budget.remaining is None or not budget.reset_s:
-                continue
-            if budget.limit is not None and self._keeps_within(unit, budget.limit):
-                continue
-            since = sent_at if sent_at is not None else now
-            unseen = self._admitted_since(unit, since)
-            remaining = max(budget.remaining - unseen, 0.0)
-            until = now + budget.reset_s
-            refill = 0.0
-            if refills and budget.limit is not None and budget.limit > budget.remaining:
-                refill = (budget.limit - budget.remaining) / budget.reset_s
-            self._server_caps[unit] = ServerCap(
-                unit, remaining, until, since=now, refill_per_s=refill
-            )
-
-    def _keeps_within(self, unit: str, server_limit: float) -> bool:
-        """Whether a rate of ours for `unit` is already as strict as the server's `limit`.
-
-        Then the server's figures add nothing but noise: its "remaining" is what our own
-        pacing leaves, and how it comes back depends on the server's algorithm, which a header
-        does not say (a strict sliding window frees a burst all at once, a token bucket
-        evenly). The server's limit is per its own period, so ours is compared both as a
-        window's share and as a per-period limit; a stricter server still shows in 429s.
-        APIs state whole numbers, rounded down (500 a minute is 8 a second, not 8.33): a
-        figure that is ours rounded down is ours, not a stricter limit.
-        """
+    def _admitted_since(self, dim: str, since: float) -> float:
         for c in self._constraints:
-            if c.unit != unit:
-                continue
-            ours = c.window.share if c.window is not None else c.rate.limit
-            if server_limit >= math.floor(ours + 1e-9) - 1e-9:
-                return True
-        return False
-
-    def _admitted_since(self, unit: str, since: float) -> float:
-        for c in self._constraints:
-            if c.unit == unit and c.window is not None:
-                return c.window.cost_since(since)
+            if c.unit == dim and c.window is not None:
+                return c.admitted_since(since)
         return 0.0
+
+    @property
+    def adopted(self) -> dict[str, tuple[float, float]]:
+        """Limits adopted from what the API stated: dimension -> (ours before, the API's)."""
+        return dict(self.learning.adopted)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

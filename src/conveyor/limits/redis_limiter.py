@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..jobs.app import App
+    from .costs import Cost
 
 __all__ = ["RedisLimiter", "RedisLimits", "RedisSlot", "share_limits"]
 
@@ -92,7 +93,8 @@ class RedisSlot(Slot):
     __slots__ = ("_redating", "behind_s", "key")
 
     def __init__(self, limiter: RedisLimiter, cost: float, admitted_at: float, key: str) -> None:
-        super().__init__(limiter, cost, admitted_at, [])
+        units = {"requests": 1.0, **limiter.costs.reserve(cost)}
+        super().__init__(limiter, cost, admitted_at, [], units)
         self.key = key
         self._redating = False
         #: How long before the re-dating's moment the call is dated: 0 when it goes out; its
@@ -227,6 +229,11 @@ class RedisLimiter(Limiter):
             # The local limiter's window, widened by its margin (`WINDOW_MARGIN`).
             window = c.window.window_s if c.window is not None else 0.0
             pacer = c.pacer
+            if pacer is None:
+                msg = (
+                    f"RedisLimiter({name!r}, bucket_s=...): token buckets are not held in Redis yet"
+                )
+                raise ConfigError(msg)
             self._args += [c.unit, repr(share), repr(window), repr(pacer.interval_s)]
             self._args.append(repr(pacer.tolerance_s))
             if c.window is not None:
@@ -250,8 +257,10 @@ class RedisLimiter(Limiter):
 
     # -- admission ------------------------------------------------------------------------
 
-    async def admit(self, cost: float = 1.0) -> Slot:
+    async def admit(self, cost: Cost = 1.0) -> Slot:
         """Wait until Redis admits a call costing `cost` for every process; return its slot."""
+        units = self.costs.reserve(cost)
+        cost = next(iter(units.values()), 1.0)
         if self.halted is not None:
             raise self.halted
         loop = asyncio.get_running_loop()
@@ -324,11 +333,9 @@ class RedisLimiter(Limiter):
         return [*args, len(self._constraints), *self._args]
 
     def _granted(self, key: str, cost: float, now: float) -> Slot:
-        self._note_admission(now)
+        self.learning.started(now)
         self._in_flight += 1
         self.admitted += 1
-        if self.breaker is not None:
-            self.breaker.on_start(now)
         slot = RedisSlot(self, cost, now, key)
         if self._max_in_flight is not None:
             self._held.add(key)
@@ -379,11 +386,13 @@ class RedisLimiter(Limiter):
         args = [slot.key, self.redis.time_arg(), repr(slot.behind_s)]
         await self.redis.run_script("redate", self._logs, args)
 
-    def _settle(self, slot: Slot, cost: float) -> None:
-        delta = cost - slot.settled_cost
+    def _settle(self, slot: Slot, real: dict[str, float]) -> None:
+        before = slot.settled_cost
+        slot.settled.update(real)
+        cost = slot.settled_cost
+        delta = cost - before
         if not delta:
             return
-        slot.settled_cost = cost
         if not self._token_intervals or not isinstance(slot, RedisSlot):
             return
         args = self.settle_args(slot.key, cost, delta)
@@ -440,7 +449,9 @@ def share_limits(app: App, limits: RedisLimits) -> None:
         first = limiter._constraints[0] if limiter._constraints else None  # noqa: SLF001
         burst = 0.0
         if first is not None and limiter.window_s is None:
-            burst = first.pacer.tolerance_s / first.pacer.interval_s
+            pacer = first.pacer
+            assert pacer is not None
+            burst = pacer.tolerance_s / pacer.interval_s
         registry[name] = RedisLimiter(
             name,
             redis=limits,

@@ -10,17 +10,18 @@ server can see it: a busy event loop can take milliseconds between the two.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from types import TracebackType
 
     from ..policy.window import Entry
     from .constraints import Constraint
+    from .costs import Cost
     from .limiter import Limiter
 
 __all__ = ["Acquire", "Slot"]
@@ -41,19 +42,25 @@ class Slot:
         "answered_at",
         "cost",
         "limiter",
-        "settled_cost",
+        "settled",
+        "units",
     )
 
     def __init__(
         self,
         limiter: Limiter,
-        cost: float,
+        cost: Cost,
         admitted_at: float,
         entries: list[tuple[Constraint, Entry | None]],
+        units: dict[str, float] | None = None,
     ) -> None:
         self.limiter = limiter
+        #: The cost the call was admitted with, as given.
         self.cost = cost
-        self.settled_cost = cost
+        #: The units booked per dimension (``requests`` is 1).
+        self.units: dict[str, float] = units if units is not None else {}
+        #: What each costed dimension is booked at now (the estimate, then the real cost).
+        self.settled: dict[str, float] = {k: v for k, v in self.units.items() if k != "requests"}
         self.admitted_at = admitted_at
         #: When the answer's first bytes were read (`mark_answered`), or None: then the
         #: release's moment stands for it.
@@ -61,12 +68,30 @@ class Slot:
         self._entries = entries
         self._released = False
 
-    def settle(self, cost: float) -> None:
-        """Replace the estimated token cost by the real one, refunding or charging the gap."""
-        if not (isinstance(cost, int | float) and cost >= 0 and math.isfinite(cost)):
+    @property
+    def settled_cost(self) -> float:
+        """The booked cost of the one costed dimension (tokens), or 0."""
+        return next(iter(self.settled.values()), 0.0)
+
+    def settle(self, cost: Cost) -> None:
+        """Replace the estimated cost by the real one, refunding or charging the gap.
+
+        `cost` is a number (the one costed dimension, or ``tokens``) or units per dimension,
+        such as an answer's usage (`conveyor.limits.costs.usage_costs`).
+        """
+        if not isinstance(cost, Mapping) and not (
+            isinstance(cost, int | float) and cost >= 0 and math.isfinite(cost)
+        ):
             msg = f"settle(cost={cost!r}): the real cost must be a number >= 0"
             raise ConfigError(msg)
-        self.limiter._settle(self, float(cost))  # noqa: SLF001 - the slot is the limiter's
+        limiter = self.limiter
+        real = limiter.costs.real(self.settled, cost)
+        limiter._settle(self, real)  # noqa: SLF001 - the slot is the limiter's
+
+    def give_back(self) -> None:
+        """The call was never sent: refund its whole cost and release it."""
+        self.limiter._settle(self, dict.fromkeys(self.settled, 0.0))  # noqa: SLF001
+        self.release(sent=False)
 
     def observe(self, headers: Mapping[str, str] | Any) -> None:
         """Learn from an answer's rate-limit headers (OpenAI, Anthropic, IETF, X-RateLimit)."""
@@ -82,8 +107,7 @@ class Slot:
             return
         self.admitted_at = now
         for constraint, entry in self._entries:
-            if entry is not None and constraint.window is not None:
-                constraint.window.redate(entry, now)
+            constraint.redate(entry, now)
 
     def mark_answered(self, now: float) -> None:
         """Note when the answer began to arrive (its headers), the first time only.
@@ -126,7 +150,7 @@ class Acquire:
 
     __slots__ = ("_cost", "_limiter", "_slot", "_started")
 
-    def __init__(self, limiter: Limiter, cost: float) -> None:
+    def __init__(self, limiter: Limiter, cost: Cost) -> None:
         self._limiter = limiter
         self._cost = cost
         self._slot: Slot | None = None

@@ -136,7 +136,7 @@ class _LimitedCompletions:
 
     async def create(self, **kwargs: Any) -> Any:
         """Create a chat completion through the limiters; retried by the policy."""
-        cost = float(estimate_tokens(kwargs, None))
+        cost = call_cost(kwargs)
         started = _clock.now()
         attempt = 0
         while True:
@@ -172,7 +172,7 @@ class _LimitedCompletions:
             raise exc
         return decision.delay_s
 
-    async def _attempt(self, kwargs: dict[str, Any], cost: float) -> Any:
+    async def _attempt(self, kwargs: dict[str, Any], cost: dict[str, float]) -> Any:
         async with contextlib.AsyncExitStack() as stack:
             slots = [
                 await stack.enter_async_context(limiter.acquire(cost)) for limiter in self._limiters
@@ -183,17 +183,45 @@ class _LimitedCompletions:
             return answer
 
 
-def _learn(slots: list[Slot], headers: Any, answer: Any, cost: float, *, refund: bool) -> None:
-    """Show the slots the answer's rate-limit headers; settle them with its ``usage``."""
+def call_cost(kwargs: dict[str, Any]) -> dict[str, float]:
+    """A chat call's cost per dimension, before it is sent (`conveyor.limits.costs`).
+
+    ``tokens`` is what OpenAI's limiter charges up front: the prompt's estimate plus
+    ``max_tokens``; ``input_tokens`` the prompt's; ``output_tokens`` the bound, when set.
+    """
+    total = float(estimate_tokens(kwargs, None))
+    bound = kwargs.get("max_completion_tokens", kwargs.get("max_tokens"))
+    cost = {"tokens": total}
+    if isinstance(bound, int) and not isinstance(bound, bool) and 0 <= bound <= total:
+        cost["input_tokens"] = total - bound
+        cost["output_tokens"] = float(bound)
+    else:
+        cost["input_tokens"] = total
+    return cost
+
+
+def _learn(
+    slots: list[Slot], headers: Any, answer: Any, cost: dict[str, float], *, refund: bool
+) -> None:
+    """Show the slots the answer's rate-limit headers; settle them with its ``usage``.
+
+    OpenAI charges a call's ``max_tokens`` against its token limit whatever the answer
+    used, so ``tokens`` is settled below the estimate only with `refund`; input and output
+    tokens (separate budgets, counted as used) are always settled from the usage.
+    """
     observe = any("ratelimit" in str(name).lower() for name in headers)
     usage = usage_of(answer)
-    used = None if usage is None else usage.tokens_in + usage.tokens_out
+    real: dict[str, float] | None = None
+    if usage is not None:
+        inp, out = float(usage.tokens_in), float(usage.tokens_out)
+        real = {"input_tokens": inp, "output_tokens": out, "tokens": inp + out}
+        if not refund:
+            real["tokens"] = max(real["tokens"], cost["tokens"])
     for slot in slots:
         if observe:
             slot.observe(headers)
-        settle = used is not None and (used > cost or (refund and used != cost))
-        if settle and slot.limiter.limits_tokens:
-            slot.settle(float(used or 0))
+        if real is not None and slot.limiter.limits_tokens:
+            slot.settle(real)
 
 
 T = TypeVar("T")
@@ -238,7 +266,7 @@ class _Bridge:
             raise
 
 
-async def _admit(limiters: tuple[Limiter, ...], cost: float) -> list[Slot]:
+async def _admit(limiters: tuple[Limiter, ...], cost: dict[str, float]) -> list[Slot]:
     """Take a slot of each limiter, in order, as ``async with limiter.acquire`` does."""
     slots: list[Slot] = []
     try:
@@ -259,7 +287,7 @@ async def _release(slots: list[Slot], error: BaseException | None) -> None:
 
 
 async def _learn_and_release(
-    slots: list[Slot], headers: Any, answer: Any, cost: float, *, refund: bool
+    slots: list[Slot], headers: Any, answer: Any, cost: dict[str, float], *, refund: bool
 ) -> None:
     try:
         _learn(slots, headers, answer, cost, refund=refund)
@@ -272,7 +300,7 @@ class _SyncLimitedCompletions(_LimitedCompletions):
 
     def create(self, **kwargs: Any) -> Any:
         """Create a chat completion through the limiters; retried by the policy."""
-        cost = float(estimate_tokens(kwargs, None))
+        cost = call_cost(kwargs)
         started = time.monotonic()
         attempt = 0
         while True:
@@ -286,7 +314,7 @@ class _SyncLimitedCompletions(_LimitedCompletions):
             else:
                 return answer
 
-    def _attempt_sync(self, kwargs: dict[str, Any], cost: float) -> Any:
+    def _attempt_sync(self, kwargs: dict[str, Any], cost: dict[str, float]) -> Any:
         slots = _Bridge.run(_admit(self._limiters, cost), lambda taken: _release(taken, None))
         try:
             raw = self._completions.with_raw_response.create(**kwargs)

@@ -6,14 +6,21 @@ Pure configuration, validated at construction with messages that name the fix.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Literal
 
 from ..errors import ConfigError
 
-__all__ = ["PERIODS_S", "Rate", "Unit", "period_s"]
+__all__ = ["DIMENSIONS", "PERIODS_S", "Rate", "Unit", "period_s"]
 
-Unit = Literal["requests", "tokens"]
+#: A cost dimension's name: ``"requests"`` (each call costs 1), ``"tokens"``,
+#: ``"input_tokens"``, ``"output_tokens"``, or a name of the caller's own (``"writes"``).
+Unit = str
+
+#: The dimensions the header parsers and the LLM clients know.
+DIMENSIONS = ("requests", "tokens", "input_tokens", "output_tokens")
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 #: The period names a `Rate` understands, in seconds.
 PERIODS_S: dict[str, float] = {
@@ -57,7 +64,9 @@ class Rate:
     Args:
         limit: the budget per period (> 0).
         per: the period: ``"second"``, ``"minute"``, ``"hour"``, ``"day"`` or seconds.
-        unit: ``"requests"`` (each acquisition costs 1) or ``"tokens"`` (each costs its `cost`).
+        unit: the cost dimension: ``"requests"`` (each call costs 1), ``"tokens"``,
+            ``"input_tokens"``, ``"output_tokens"`` (each call costs what its `cost` says for
+            it), or a name of your own in lower case (``"writes"``).
     """
 
     limit: float
@@ -80,8 +89,12 @@ class Rate:
             )
             raise ConfigError(msg)
         period_s(self.per)  # validates
-        if self.unit not in ("requests", "tokens"):
-            msg = f"Rate(unit={self.unit!r}): the unit is 'requests' or 'tokens'"
+        if not (isinstance(self.unit, str) and _NAME.fullmatch(self.unit)):
+            known = ", ".join(repr(d) for d in DIMENSIONS)
+            msg = (
+                f"Rate(unit={self.unit!r}): the unit is a cost dimension: {known},"
+                " or a lower-case name of your own ('writes')"
+            )
             raise ConfigError(msg)
 
     @property

@@ -1,0 +1,117 @@
+"""`LimiterConfig`: what a limiter enforces, as one frozen, validated value.
+
+`Limiter(...)` takes the same settings as keyword arguments, for convenience, and builds one of
+these; `Limiter.from_config` takes it whole (to share one set-up between a local and a
+Redis-held limiter, or to keep it in a settings file). Every value is checked here, once, and a
+wrong one fails with `ConfigError` naming the argument and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import ConfigError
+from .config import check_window, collect_rates, concurrency_policy
+from .constraints import DEBT_DIMENSIONS, Shape
+
+if TYPE_CHECKING:
+    from ..policy.rates import Rate
+
+__all__ = ["LimiterConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimiterConfig:
+    """The limits of one API; see `conveyor.Limiter` for what each setting means."""
+
+    name: str
+    rates: tuple[Rate, ...] = ()
+    window_s: float | None = None
+    bucket_s: float | None = None
+    burst: float = 0.0
+    concurrency: int | Literal["auto"] | None = None
+    concurrency_bounds: tuple[int, int] = (1, 100)
+    output_estimate: float | None = None
+    #: The dimensions the rates limit, in the order first named.
+    dimensions: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name:
+            msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
+            raise ConfigError(msg)
+        rates = collect_rates(name, self.rates)
+        object.__setattr__(self, "rates", tuple(rates))
+        check_window(name, self.window_s, self.burst, rates)
+        if self.window_s is not None and self.bucket_s is not None:
+            msg = (
+                f"Limiter({name!r}, window_s={self.window_s}, bucket_s={self.bucket_s}): an API"
+                " enforces its limits over a sliding window (window_s, OpenAI) or as token"
+                " buckets (bucket_s, Anthropic), not both: give one"
+            )
+            raise ConfigError(msg)
+        if self.bucket_s is not None:
+            _check_bucket(name, self.bucket_s, rates)
+        concurrency_policy(name, self.concurrency, self.concurrency_bounds)
+        estimate = self.output_estimate
+        if estimate is not None and not (
+            isinstance(estimate, int | float)
+            and not isinstance(estimate, bool)
+            and math.isfinite(estimate)
+            and estimate > 0
+        ):
+            msg = (
+                f"Limiter({name!r}, output_estimate={estimate!r}): a first guess of a call's"
+                " output tokens, a number > 0"
+            )
+            raise ConfigError(msg)
+        dims: list[str] = []
+        for rate in rates:
+            if rate.unit not in dims:
+                dims.append(rate.unit)
+        object.__setattr__(self, "dimensions", tuple(dims))
+
+    @property
+    def shape(self) -> Shape:
+        """How the API enforces the limits: ``window``, ``bucket``, or ``paced`` (not known)."""
+        if self.window_s is not None:
+            return "window"
+        if self.bucket_s is not None:
+            return "bucket"
+        return "paced"
+
+    @property
+    def costed(self) -> tuple[str, ...]:
+        """The dimensions each call must say its cost in (all but ``requests``)."""
+        return tuple(d for d in self.dimensions if d != "requests")
+
+
+def _check_bucket(name: str, bucket_s: float, rates: list[Rate]) -> None:
+    ok = isinstance(bucket_s, int | float) and not isinstance(bucket_s, bool)
+    if not (ok and math.isfinite(bucket_s) and bucket_s > 0):
+        msg = (
+            f"Limiter({name!r}, bucket_s={bucket_s!r}): the seconds of the rate a bucket holds"
+            " (Anthropic's: about 1), a number > 0"
+        )
+        raise ConfigError(msg)
+    for rate in rates:
+        capacity = rate.limit / rate.period_s * bucket_s
+        if rate.unit == "requests" and capacity < 1.0 - 1e-9:
+            least = rate.period_s / rate.limit
+            msg = (
+                f"Limiter({name!r}, bucket_s={bucket_s:g}): a bucket of {rate.limit:g} requests"
+                f" per {rate.period_s:g} s holding {bucket_s:g} s of it holds {capacity:.2f}"
+                f" requests, less than one call: no call could ever start. Give bucket_s >="
+                f" {least:.3g}"
+            )
+            raise ConfigError(msg)
+        if rate.unit in DEBT_DIMENSIONS:
+            continue  # a call only needs the bucket above zero
+        if rate.period_s < bucket_s:
+            msg = (
+                f"Limiter({name!r}, bucket_s={bucket_s:g}): longer than the period of"
+                f" {rate.limit:g} {rate.unit} per {rate.period_s:g} s; it must be <= the period"
+            )
+            raise ConfigError(msg)

@@ -1,0 +1,88 @@
+"""A token bucket with continuous refill and a burst capacity: pure, over plain numbers.
+
+Anthropic states its limits per minute and enforces them as token buckets: each budget
+(requests, input tokens, output tokens) refills continuously at ``limit / 60`` a second up to
+a capacity, so that "60 requests a minute" may be enforced as one a second. A call is let in
+when the bucket holds its cost (`debt` off) or when the bucket is not empty (`debt` on: the
+API counts output tokens as they are produced, so a call needs the bucket above zero, and
+what it then produces may take the bucket below zero, a debt that refills like the rest).
+
+The level is kept as a "theoretical arrival time" (`tat`): the moment the bucket would be
+full again. At `now` the bucket holds ``capacity - (tat - now) * rate`` (never more than the
+capacity), so a call of cost `c` fits when ``tat - now <= (capacity - c) / rate``. Admitting it
+moves `tat` by ``c / rate``. This is the Generic Cell Rate Algorithm with a tolerance that
+depends on the cost (ITU-T I.371); it needs no timer and no per-call memory.
+
+The guarantee, for any clock and any sequence of costs: over any interval of length T, the
+costs admitted sum to at most ``capacity + rate * T`` (with `debt`, plus the last call's cost,
+which may overdraw the bucket once).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["TokenBucket"]
+
+#: Waits end this far past the exact moment, so float rounding cannot leave a call short.
+_PAD_S = 1e-9
+_EPS = 1e-9
+
+
+class TokenBucket:
+    """At most `capacity` at once, refilled at `rate_per_s`; see the module docstring."""
+
+    __slots__ = ("capacity", "debt", "rate_per_s", "tat")
+
+    def __init__(self, *, rate_per_s: float, capacity: float, debt: bool = False) -> None:
+        if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+            msg = f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
+            raise ValueError(msg)
+        if not (math.isfinite(capacity) and capacity > 0):
+            msg = f"TokenBucket(capacity={capacity!r}): the capacity must be > 0"
+            raise ValueError(msg)
+        self.rate_per_s = rate_per_s
+        self.capacity = capacity
+        self.debt = debt
+        self.tat = -math.inf  # full
+
+    def level(self, now: float) -> float:
+        """What the bucket holds at `now` (below zero: a debt)."""
+        return self.capacity - max(self.tat - now, 0.0) * self.rate_per_s
+
+    def largest_cost(self) -> float:
+        """The largest cost one call may have (infinite with `debt`: it only needs room)."""
+        return math.inf if self.debt else self.capacity
+
+    def wait_s(self, now: float, cost: float) -> float:
+        """Seconds from `now` until `cost` fits (0.0: now; inf: never)."""
+        need = 0.0 if self.debt else cost
+        if need > self.capacity + _EPS:
+            return math.inf
+        # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > 0.
+        slack_s = (self.capacity - need) / self.rate_per_s
+        wait = self.tat - slack_s - now
+        if self.debt:
+            return 0.0 if wait < 0 else wait + _PAD_S
+        return 0.0 if wait <= _EPS else wait + _PAD_S
+
+    def admit(self, now: float, cost: float) -> None:
+        """Take `cost` from the bucket at `now` (call only when `wait_s` said 0)."""
+        self.tat = max(self.tat, now) + cost / self.rate_per_s
+
+    def settle(self, delta: float) -> None:
+        """Take (or give back, `delta` < 0) the gap between a call's real cost and its estimate.
+
+        The bucket never holds more than its capacity, whatever is given back.
+        """
+        self.tat += delta / self.rate_per_s
+
+    def set_rate(self, now: float, rate_per_s: float, capacity: float) -> None:
+        """Change the refill rate and capacity at `now`, keeping what is owed to the bucket."""
+        if not (rate_per_s > 0 and capacity > 0):
+            msg = f"rate_per_s={rate_per_s} and capacity={capacity} must be > 0"
+            raise ValueError(msg)
+        owed = max(self.tat - now, 0.0) * self.rate_per_s  # units below full
+        self.tat = now + owed / rate_per_s if owed > 0 else min(self.tat, now)
+        self.rate_per_s = rate_per_s
+        self.capacity = capacity

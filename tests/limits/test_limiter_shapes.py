@@ -1,0 +1,221 @@
+"""Token buckets and cost dimensions through the limiter, on virtual time."""
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conveyor import ConfigError, Limiter, Rate
+from conveyor.limits.constraints import BUCKET_MARGIN
+from conveyor.limits.spec import LimiterConfig
+from conveyor.testing import VirtualClock
+
+plans = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=0.5),  # arrival gap
+        st.integers(min_value=1, max_value=500),  # input tokens
+        st.integers(min_value=1, max_value=400),  # output tokens really produced
+        st.floats(min_value=0.0, max_value=2.0),  # latency
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _anthropic() -> Limiter:
+    # 60 requests, 30,000 input and 6,000 output tokens a minute; buckets of 2 s.
+    return Limiter(
+        "claude",
+        requests_per_minute=60,
+        input_tokens_per_minute=30_000,
+        output_tokens_per_minute=6_000,
+        bucket_s=2.0,
+    )
+
+
+def _run(limiter: Limiter, plan) -> list[tuple[float, int, float, int]]:
+    """(admitted at, input, answered at, output) per call; each settles its usage."""
+    clock = VirtualClock()
+    done: list[tuple[float, int, float, int]] = []
+
+    async def caller(at: float, inp: int, out: int, latency: float) -> None:
+        await asyncio.sleep(at)
+        async with limiter.acquire({"input_tokens": inp, "output_tokens": 1024}) as slot:
+            start = clock.now
+            await asyncio.sleep(latency)
+            slot.settle({"input_tokens": inp, "output_tokens": out})
+            done.append((start, inp, clock.now, out))
+
+    async def main() -> None:
+        at = 0.0
+        tasks = []
+        for gap, inp, out, latency in plan:
+            at += gap
+            tasks.append(asyncio.create_task(caller(at, inp, out, latency)))
+        await asyncio.gather(*tasks)
+
+    clock.run(main())
+    return done
+
+
+@settings(max_examples=100, deadline=None)
+@given(plan=plans)
+def test_no_bucket_ever_admits_more_than_it_holds_and_refills(plan):
+    """Requests and input: over any [a, b], admitted <= capacity + rate * (b - a).
+
+    Output is counted as produced (a debt): what was produced by calls admitted in [a, b]
+    is <= capacity + rate * (b - a) + the largest answer's output (one call may overdraw).
+    """
+    done = _run(_anthropic(), plan)
+    assert len(done) == len(plan)
+    for a, *_rest in done:
+        for b, *_more in done:
+            if b < a:
+                continue
+            inside = [d for d in done if a <= d[0] <= b]
+            assert len(inside) <= 2 + 1.0 * (b - a) + 1e-6
+            assert sum(d[1] for d in inside) <= 1000 + 500 * (b - a) + 1e-6
+            largest = max(d[3] for d in inside)
+            assert sum(d[3] for d in inside) <= 200 + 100 * (b - a) + largest + 1e-6
+
+
+def test_a_bucket_limiter_paces_at_the_rate_after_its_burst():
+    """Ten callers at once, 60 a minute in buckets of 2 s: two go at once, then one a second."""
+    clock = VirtualClock()
+    limiter = Limiter("api", requests_per_minute=60, bucket_s=2.0)
+    starts: list[float] = []
+
+    async def one() -> None:
+        async with limiter.acquire():
+            starts.append(clock.now)
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(10)))
+
+    clock.run(main())
+    gap = 1.0 / (1.0 - BUCKET_MARGIN)
+    assert starts == pytest.approx([0.0, 0.0] + [gap * k for k in range(1, 9)], abs=1e-6)
+
+
+def test_input_and_output_are_separate_budgets():
+    """A call short of output waits for output, not input; small inputs pass large ones."""
+    clock = VirtualClock()
+    limiter = Limiter(
+        "claude", input_tokens_per_minute=60_000, output_tokens_per_minute=600, bucket_s=1.0
+    )
+
+    async def main() -> list[float]:
+        starts = []
+        for _ in range(3):
+            async with limiter.acquire({"input_tokens": 10, "output_tokens": 20}):
+                starts.append(clock.now)
+        return starts
+
+    # Output: 10 a second, a bucket of 10; each call books 20 (its bound) and needs only that
+    # the bucket be above zero: the first goes at once, the next when 10 more have refilled.
+    starts = clock.run(main())
+    assert starts[0] == 0.0
+    assert starts[1] == pytest.approx(1.0 / (1 - BUCKET_MARGIN), abs=1e-6)
+    assert starts[2] == pytest.approx(3.0 / (1 - BUCKET_MARGIN), abs=1e-6)
+
+
+def test_output_is_reserved_by_what_answers_produce_once_some_were_seen():
+    """After eight answers of 100 tokens under max_tokens=1,000, a call reserves 100."""
+    clock = VirtualClock()
+    limiter = Limiter("claude", output_tokens_per_minute=6_000_000, bucket_s=1.0)
+
+    async def main() -> list[float]:
+        reserved = []
+        for _ in range(10):
+            async with limiter.acquire({"output_tokens": 1000}) as slot:
+                reserved.append(slot.settled["output_tokens"])
+                slot.settle({"output_tokens": 100})
+        return reserved
+
+    reserved = clock.run(main())
+    assert reserved[:8] == [1000.0] * 8
+    assert reserved[8:] == [100.0, 100.0]
+
+
+def test_a_cost_that_never_fits_fails_at_once_and_names_the_fix():
+    limiter = Limiter("claude", input_tokens_per_minute=30_000, bucket_s=1.0)
+    with pytest.raises(ConfigError, match=r"600 input_tokens can never be admitted.*500"):
+        limiter.acquire({"input_tokens": 600})
+    with pytest.raises(ConfigError, match=r"names no 'input_tokens'"):
+        limiter.acquire({"tokens": 10})
+
+
+def test_several_dimensions_need_the_cost_per_dimension():
+    limiter = Limiter(
+        "claude", input_tokens_per_minute=30_000, output_tokens_per_minute=8_000, bucket_s=1.0
+    )
+    with pytest.raises(ConfigError, match=r"cost=\{'input_tokens': \.\.\., 'output_tokens'"):
+        limiter.acquire(100)
+
+
+def test_an_output_limit_without_a_bound_or_a_guess_fails_with_the_fix():
+    limiter = Limiter("claude", output_tokens_per_minute=8_000, bucket_s=1.0)
+    with pytest.raises(ConfigError, match="output_estimate="):
+        limiter.acquire({"input_tokens": 10})
+    guessed = Limiter("claude", output_tokens_per_minute=8_000, bucket_s=1.0, output_estimate=50)
+    assert guessed.acquire({"input_tokens": 10}) is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"requests_per_minute": 50, "bucket_s": 1.0}, r"holds 0\.83 requests.*bucket_s >= 1\.2"),
+        ({"requests_per_minute": 50, "bucket_s": 1.0, "window_s": 1.0}, "not both"),
+        ({"requests_per_minute": 50, "bucket_s": -1}, "bucket_s=-1"),
+        ({"requests_per_minute": 50, "output_estimate": 0}, "output_estimate=0"),
+    ],
+)
+def test_settings_that_can_never_hold_fail_at_construction(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Limiter("api", **kwargs)
+
+
+def test_a_dimension_is_a_lower_case_name():
+    with pytest.raises(ConfigError, match="lower-case name of your own"):
+        Rate(5, unit="Bad Unit")
+
+
+def test_a_config_is_a_frozen_value_a_limiter_can_be_built_from():
+    config = LimiterConfig(
+        name="claude",
+        rates=(Rate(50, unit="requests"), Rate(30_000, unit="input_tokens")),
+        bucket_s=1.2,
+    )
+    with pytest.raises(AttributeError):
+        config.bucket_s = 2.0  # type: ignore[misc]
+    limiter = Limiter.from_config(config)
+    assert limiter.config is config
+    assert config.shape == "bucket"
+    assert config.dimensions == ("requests", "input_tokens")
+    same = Limiter("claude", rates=[Rate(50), Rate(30_000, unit="input_tokens")], bucket_s=1.2)
+    assert same.config == config
+
+
+def test_anthropic_headers_teach_each_dimension_its_own_limit():
+    """The API states 40,000 input (ours 50,000) and 8,000 output (ours too): input adopted."""
+    clock = VirtualClock()
+    limiter = Limiter(
+        "claude", input_tokens_per_minute=50_000, output_tokens_per_minute=8_000, bucket_s=1.0
+    )
+    headers = {
+        "anthropic-ratelimit-input-tokens-limit": "40000",
+        "anthropic-ratelimit-input-tokens-remaining": "39000",
+        "anthropic-ratelimit-input-tokens-reset": "2026-12-06T00:00:01Z",
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": "0",
+        "anthropic-ratelimit-output-tokens-reset": "2026-12-06T00:00:01Z",
+    }
+
+    async def main() -> None:
+        async with limiter.acquire({"input_tokens": 100, "output_tokens": 10}) as slot:
+            slot.observe(headers)
+
+    clock.run(main())
+    limits = {r.unit: r.limit for r in limiter.rates}
+    assert limits == {"input_tokens": pytest.approx(40_000), "output_tokens": 8_000}
