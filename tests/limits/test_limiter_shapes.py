@@ -219,3 +219,18 @@ def test_anthropic_headers_teach_each_dimension_its_own_limit():
     clock.run(main())
     limits = {r.unit: r.limit for r in limiter.rates}
     assert limits == {"input_tokens": pytest.approx(40_000), "output_tokens": 8_000}
+
+
+def test_both_limiters_implement_the_protocol_the_engine_uses():
+    from conveyor.limits.protocol import Limit, Ticket
+    from conveyor.limits.redis_limiter import RedisLimiter, RedisSlot
+    from conveyor.limits.slot import Slot
+
+    assert isinstance(Limiter("api", requests_per_minute=5), Limit)
+    for cls in (Limiter, RedisLimiter):
+        for verb in ("admit", "acquire", "learn_from_error", "limits_tokens"):
+            assert hasattr(cls, verb), (cls, verb)
+    for ticket in (Slot, RedisSlot):
+        for verb in ("mark_sent", "mark_answered", "observe", "settle", "release", "give_back"):
+            assert callable(getattr(ticket, verb)), (ticket, verb)
+    assert Ticket is not None
