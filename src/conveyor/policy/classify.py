@@ -85,7 +85,7 @@ _OVERLOADED_TYPE = "overloaded_error"  # Anthropic's error type for a 529, also 
 
 @dataclass(frozen=True, slots=True)
 class Classifier:
-    """Reads errors into `Verdict` s: your `rules` first, in order, then the built-in reading.
+    """Reads errors into verdicts: your `rules` first, in order, then the built-in reading.
 
     A rule is a function ``(exception) -> Verdict | None``; the first one to answer a `Verdict`
     decides, ``None`` leaves the error to the next rule. `rule_for` writes the common ones.
@@ -108,7 +108,7 @@ class Classifier:
         if callable(rules) or not isinstance(rules, tuple | list):
             msg = (
                 f"Classifier(rules={rules!r}): rules is a tuple of rules, tried in order;"
-                f" write Classifier(rules=(rule,)) for one"
+                " write Classifier(rules=(rule,)) for one"
             )
             raise ConfigError(msg)
         for i, rule in enumerate(rules):
