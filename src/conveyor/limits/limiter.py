@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
+from ..policy.classify import Classifier
 from .config import collect_rates, concurrency_policy
 from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint
 from .costs import Cost, CostModel
@@ -96,7 +97,7 @@ class Limiter:
         burst: float = 0.0,
         output_estimate: float | None = None,
         breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Any = None,
+        classifier: Classifier | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
@@ -129,7 +130,7 @@ class Limiter:
         config: LimiterConfig,
         *,
         breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Any = None,
+        classifier: Classifier | None = None,
     ) -> Self:
         """A limiter enforcing `config` (with its own breaker and state)."""
         if not isinstance(config, LimiterConfig):
@@ -143,7 +144,7 @@ class Limiter:
         self,
         config: LimiterConfig,
         breaker: CircuitBreaker | Literal[False] | None,
-        classifier: Any,
+        classifier: Classifier | None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -159,10 +160,13 @@ class Limiter:
         adaptive, self._max_in_flight = concurrency_policy(
             config.name, config.concurrency, config.concurrency_bounds
         )
-        classify_fn = getattr(classifier, "classify", classifier)
-        if classify_fn is not None and not callable(classify_fn):
-            msg = f"Limiter({config.name!r}, classifier={classifier!r}): give a conveyor.Classifier"
+        if classifier is not None and not isinstance(classifier, Classifier):
+            msg = (
+                f"Limiter({config.name!r}, classifier={classifier!r}): give a"
+                " conveyor.Classifier(rules=[...])"
+            )
             raise ConfigError(msg)
+        classify_fn = classifier.classify if classifier is not None else None
         self.learning = Learning(
             config,
             self._constraints,
