@@ -261,5 +261,5 @@ def test_the_limiter_reads_errors_with_the_user_s_rules():
 
     assert next_start(limiter) == pytest.approx(3.0)
     assert next_start(plain) < 0.1  # unknown to the built-in reading: no pause
-    with pytest.raises(ConfigError, match="conveyor.Classifier"):
+    with pytest.raises(ConfigError, match=r"conveyor\.Classifier"):
         Limiter("api", requests_per_second=1, classifier=lambda e: None)  # type: ignore[arg-type]
