@@ -2,11 +2,10 @@
 
 Real sockets and so real time, but no test waits for time to pass: latencies are 1 ms and
 every rate limit is one the test exhausts at once and never outlasts (1 RPM refills in 60 s).
-The load test at the end runs the handler itself on a virtual clock instead.
+The load test (test_messages_load.py) runs the handler itself on a virtual clock instead.
 """
 
 import asyncio
-import json
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,13 +15,9 @@ from typing import Any, TypeVar, cast
 
 import aiohttp
 import pytest
-from aiohttp import web
-from multidict import CIMultiDict
 
 from conveyor.mockapi import AnthropicLimits, Faults, MockAPI, MockConfig, MockStats
-from conveyor.mockapi.app import MockHandler
 from conveyor.policy.classify import classify
-from conveyor.testing import VirtualClock
 
 T = TypeVar("T")
 Session = aiohttp.ClientSession
@@ -321,83 +316,6 @@ def test_openai_headers_state_per_minute_figures():
     assert headers["x-ratelimit-limit-tokens"] == "60000"
     assert headers["x-ratelimit-remaining-tokens"] == str((1000 - 1 - 16) * 60)
     assert headers["x-ratelimit-reset-requests"] == "1s"
-
-
-class FakeRequest:
-    """What the handler reads of a request: path, method, headers, body (no socket)."""
-
-    def __init__(self, payload: dict[str, Any], headers: dict[str, str]) -> None:
-        self.path = MESSAGES
-        self.method = "POST"
-        self.headers = CIMultiDict(headers)
-        self.transport = None
-        self._body = json.dumps(payload).encode()
-
-    async def read(self) -> bytes:
-        return self._body
-
-
-def test_at_twice_the_limits_no_interval_admits_more_than_capacity_plus_rate():
-    """30 virtual seconds offered at 2x every limit: each dimension stays within its bound.
-
-    Requests and input are counted at arrival, output when each answer is produced (the
-    output bucket's debt at the interval's end added to its bound). The mock also admits what
-    the limits allow: at least 90% of ``rate * 30 s`` in each dimension.
-    """
-    limits = AnthropicLimits(rpm=120, itpm=6_000, otpm=3_000, burst_s=1.0)  # 2/s, 100/s, 50/s
-    config = MockConfig(latency_ms=200.0, anthropic=limits, seed=1)
-    clock = VirtualClock()
-    rng = random.Random(7)
-    duration_s = 30.0
-
-    async def main() -> tuple[list[tuple[float, float, float]], MockHandler]:
-        handler = MockHandler(config)
-        admitted: list[tuple[float, float, float]] = []  # (time, requests, input)
-        produced: list[tuple[float, float, float]] = []  # (time, output, debt after)
-
-        async def one(at: float) -> None:
-            await asyncio.sleep(at - clock.now)
-            request = FakeRequest(HELLO, tokens(50, 25))  # 4/s: 200 input/s, 100 output/s
-            response = await handler(cast("web.BaseRequest", request))
-            assert isinstance(response, web.Response)
-            if response.status == 429:
-                return
-            assert response.status == 200
-            admitted.append((at, 1.0, 50.0))
-            bucket = handler.messages.limiter.output
-            assert bucket is not None
-            produced.append((clock.now, 25.0, max(0.0, -bucket.level(clock.now))))
-
-        times, at = [], 0.0
-        while at < duration_s:
-            times.append(at)
-            at += rng.expovariate(4.0)
-        await asyncio.gather(*(one(t) for t in times))
-        return [(t, r, i) for t, r, i in admitted] + [(t, -o, d) for t, o, d in produced], handler
-
-    events, handler = clock.run(main())
-    arrivals = sorted((t, r, i) for t, r, i in events if r > 0)
-    answers = sorted((t, -o, d) for t, o, d in events if o < 0)
-    buckets = handler.messages.limiter
-    assert buckets.requests is not None
-    assert buckets.input is not None
-    assert buckets.output is not None
-    for i, (start, _, _) in enumerate(arrivals):
-        for j in range(i, len(arrivals)):
-            span = arrivals[j][0] - start
-            count = j - i + 1
-            assert count <= buckets.requests.capacity + buckets.requests.rate_per_s * span + 1e-6
-            assert 50 * count <= buckets.input.capacity + buckets.input.rate_per_s * span + 1e-6
-    for i, (start, _, _) in enumerate(answers):
-        for j in range(i, len(answers)):
-            end, _, debt = answers[j]
-            output = 25 * (j - i + 1)
-            bound = buckets.output.capacity + buckets.output.rate_per_s * (end - start) + debt
-            assert output <= bound + 1e-6
-    assert len(arrivals) >= 0.9 * 2.0 * duration_s
-    stats = handler.stats()
-    assert stats.messages_admitted == len(arrivals)
-    assert stats.messages_rate_limited > 0.9 * len(arrivals)  # about half of 2x was refused
 
 
 @pytest.mark.parametrize("limits", [TIER_1, AnthropicLimits()])
