@@ -186,7 +186,6 @@ _EPS = 1e-9
 _PAD_S = 1e-9
 
 
-
 class ServerCap:
     """What the server said is left of a budget, and how it comes back.
 
