@@ -158,6 +158,29 @@ async def mock_stats(base_url: str, *, reset: bool = False) -> dict[str, Any]:
             return result
 
 
+async def _warm_up(base_url: str) -> None:
+    """Send the new mock process a few calls on each route before anyone is measured.
+
+    A process answering its first requests stamps them late (its first connections, first
+    parses): the first contender alone would meet that, seen as a 429 one window later in
+    runs that had none against a warm mock. Real APIs are not cold; contenders are measured
+    against a warm one. The stats and the windows are reset before each contender anyway.
+    """
+    body = {"model": "warm-up", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    claude = {**body, "max_tokens": 1}
+    async with aiohttp.ClientSession() as session:
+
+        async def one(path: str, data: dict[str, Any]) -> None:
+            async with session.post(f"{base_url}{path}", json=data) as r:
+                await r.read()
+
+        for _ in range(3):
+            await asyncio.gather(
+                *(one("/v1/chat/completions", body) for _ in range(2)),
+                one("/v1/messages", claude),
+            )
+
+
 #: A contender against the mock: its name, and a coroutine function of the base URL that
 #: returns how many items settled successfully.
 Contender = tuple[str, "Callable[[str], Awaitable[int]]"]
@@ -168,6 +191,7 @@ def against_mock(
 ) -> list[Row]:
     """Run each contender against one mock API process with `config`; one row each."""
     with run_in_process(config) as base_url:
+        asyncio.run(_warm_up(base_url))
         return [
             asyncio.run(
                 _measure(name, run, base_url, config.window_s, budget.deadline_s(deadline_s))

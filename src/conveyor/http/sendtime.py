@@ -21,9 +21,13 @@ from typing import TYPE_CHECKING, Any
 from ..engine.context import current_slots
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import aiohttp
 
-__all__ = ["send_time_trace"]
+    from ..limits.protocol import Ticket
+
+__all__ = ["date_httpx_sends", "send_time_trace"]
 
 
 async def _headers_sent(session: Any, context: Any, params: Any) -> None:
@@ -55,3 +59,52 @@ def send_time_trace() -> aiohttp.TraceConfig:
     trace.on_request_headers_sent.append(_headers_sent)
     trace.on_request_end.append(_answered)
     return trace
+
+
+class _HttpxTrace:
+    """httpcore's ``trace`` extension for one request: dates its tickets as the request leaves."""
+
+    __slots__ = ("_tickets",)
+
+    def __init__(self, tickets: Sequence[Ticket]) -> None:
+        self._tickets = tickets
+
+    async def __call__(self, name: str, info: object) -> None:
+        del info
+        if name.endswith("send_request_headers.started"):
+            now = asyncio.get_running_loop().time()
+            for ticket in self._tickets:
+                ticket.mark_sent(now)
+        elif name.endswith("receive_response_headers.complete"):
+            now = asyncio.get_running_loop().time()
+            for ticket in self._tickets:
+                ticket.mark_answered(now)
+
+
+async def _httpx_request(request: Any) -> None:
+    tickets = current_slots.get()
+    if tickets:
+        request.extensions["trace"] = _HttpxTrace(tickets)
+
+
+def date_httpx_sends(http_client: object) -> bool:
+    """Make an ``httpx.AsyncClient`` date the running call's tickets as its request leaves.
+
+    SDKs built on httpx (``openai``, ``anthropic``) open a connection, or finish lazy set-up
+    work, after the limiter granted the call: against a strict window, a call that leaves
+    tens of milliseconds late meets the next window's calls (the first calls through a new
+    client were seen 20 ms late, drawing a 429 at the next window). A request hook adds
+    httpcore's ``trace`` extension to requests made while an attempt holds tickets
+    (`conveyor.engine.context.current_slots`); other requests are not touched. Installed
+    once per client; returns whether the client could take it.
+    """
+    hooks = getattr(http_client, "event_hooks", None)
+    if not isinstance(hooks, dict):
+        return False
+    before = list(hooks.get("request", ()))
+    if _httpx_request not in before:
+        try:
+            http_client.event_hooks = {**hooks, "request": [*before, _httpx_request]}  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            return False
+    return True

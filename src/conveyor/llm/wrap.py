@@ -37,8 +37,10 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import _clock
+from ..engine.context import current_slots
 from ..errors import ConfigError, QuotaExhausted
 from ..http.request import estimate_tokens
+from ..http.sendtime import date_httpx_sends
 from ..limits.limiter import Limiter
 from ..policy.llm_errors import api_error_fields, quota_exhausted
 from ..policy.retry import Retry, decide
@@ -91,6 +93,8 @@ def limit_openai(
     # The SDK wraps `create` in a plain decorator: look at the function beneath it.
     is_async = inspect.iscoroutinefunction(inspect.unwrap(create))
     quiet = with_options(max_retries=0)
+    if is_async:
+        date_httpx_sends(getattr(quiet, "_client", None))
     kind = _LimitedCompletions if is_async else _SyncLimitedCompletions
     limited = kind(
         quiet.chat.completions,
@@ -177,7 +181,12 @@ class _LimitedCompletions:
             slots = [
                 await stack.enter_async_context(limiter.acquire(cost)) for limiter in self._limiters
             ]
-            raw = await self._completions.with_raw_response.create(**kwargs)
+            outer = current_slots.get()
+            token = current_slots.set((*outer, *slots))  # dated as the request leaves
+            try:
+                raw = await self._completions.with_raw_response.create(**kwargs)
+            finally:
+                current_slots.reset(token)
             answer = raw.parse()
             _learn(slots, raw.headers, answer, cost, refund=self._refund)
             return answer
