@@ -14,7 +14,7 @@ measure does not exist yet; when it does, each becomes a module like the others:
 
 from __future__ import annotations
 
-from . import chat_costs, slow_answers, throttles
+from . import anthropic_buckets, chat_costs, slow_answers, throttles
 from .common import Budget, Outcome, Scenario
 
 __all__ = ["SCENARIOS", "Budget", "Outcome", "Scenario"]
@@ -22,11 +22,7 @@ __all__ = ["SCENARIOS", "Budget", "Outcome", "Scenario"]
 SCENARIOS: list[Scenario] = [
     *chat_costs.SCENARIOS,  # a, faults, hangs
     *slow_answers.SCENARIOS,  # b, c
-    Scenario(
-        key="d",
-        title="(d) Anthropic token buckets",
-        pending="the mock API has no Anthropic route and the limiter no token-bucket kind yet",
-    ),
+    anthropic_buckets.SCENARIO,  # d
     throttles.SCENARIO,  # e
     Scenario(
         key="f",

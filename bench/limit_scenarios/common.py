@@ -233,6 +233,7 @@ async def _measure(
         ok=ok,
         seconds=elapsed,
         pushbacks=int(stats["rate_limited"]),
+        overloaded=int(stats["overloaded"]) if stats.get("messages_admitted") else None,
         note=note,
         stats=stats,
     )

@@ -34,7 +34,7 @@ def test_the_hook_is_installed_once_and_keeps_the_client_s_own():
 
 
 def test_only_requests_made_while_a_call_holds_tickets_are_traced():
-    async def main() -> tuple[dict, dict, Ticket]:
+    async def main() -> tuple[dict[str, object], dict[str, object], Ticket]:
         outside = httpx.Request("POST", "http://127.0.0.1/v1")
         await _httpx_request(outside)
         ticket = Ticket()

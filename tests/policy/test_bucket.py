@@ -32,7 +32,10 @@ def _simulate(
         now += bucket.wait_s(now, cost)
         assert bucket.wait_s(now, cost) == 0.0
         bucket.admit(now, cost)
-        bucket.settle(cost * real - cost)
+        if bucket.debt:
+            bucket.produce(now, cost * real)  # its answer, written at once
+        else:
+            bucket.settle(cost * real - cost)
         admitted.append((now, cost * real))
         ready = now
     return admitted
@@ -84,10 +87,27 @@ def test_a_full_bucket_lets_its_capacity_go_at_once_then_refills_at_its_rate():
 def test_a_cost_above_the_capacity_never_fits_unless_the_bucket_takes_debt():
     assert math.isinf(TokenBucket(rate_per_s=1.0, capacity=5.0).wait_s(0.0, 6.0))
     debt = TokenBucket(rate_per_s=1.0, capacity=5.0, debt=True)
-    assert debt.wait_s(0.0, 60.0) == 0.0
-    debt.admit(0.0, 60.0)  # 55 below zero: the next waits until it is above zero again
-    assert debt.wait_s(0.0, 1.0) == pytest.approx(55.0)
+    assert debt.wait_s(0.0, 60.0) == 0.0  # needs only a margin: half the bucket at most
+    debt.admit(0.0, 60.0)
+    assert debt.level(0.0) == 5.0  # nothing taken until the answer is written
+    debt.produce(0.0, 60.0)  # 55 below zero: the next waits until it holds its margin
+    assert debt.wait_s(0.0, 1.0) == pytest.approx(56.0)
     assert debt.level(55.0) == pytest.approx(0.0)
+
+
+def test_a_debt_bucket_mirrors_the_api_which_wastes_refill_while_full():
+    """Output is taken when written: a full bucket does not bank the refill of calls in flight.
+
+    Charged at admission and corrected at the answer, four calls of 40 would leave 120 of
+    200 after 0.4 s; the API, full all along, is at 40, and so is the mirror.
+    """
+    debt = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True)
+    for _ in range(4):
+        assert debt.wait_s(0.0, 64.0) == 0.0
+        debt.admit(0.0, 64.0)
+    for _ in range(4):
+        debt.produce(0.4, 40.0)
+    assert debt.level(0.4) == pytest.approx(40.0)
 
 
 def test_a_refund_gives_back_but_never_fills_above_the_capacity():

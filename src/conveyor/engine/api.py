@@ -19,6 +19,8 @@ from .runner import Run
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ..limits.costs import Cost
+
 __all__ = ["Stream", "map", "run_sync", "stream"]
 
 T = TypeVar("T")
@@ -101,7 +103,7 @@ class _Options(Generic[T]):
     fail_fast: bool
     on_event: Hook | None
     limiters: tuple[Limiter, ...]
-    cost: Callable[[T], float] | None
+    cost: Callable[[T], Cost] | None
 
 
 def _new_run(
@@ -216,7 +218,7 @@ def stream(
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Stream[T, R]: ...
 @overload
 def stream(
@@ -228,7 +230,7 @@ def stream(
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Stream[T, R]: ...
 def stream(
     fn: Fn[T, R],
@@ -239,7 +241,7 @@ def stream(
     fail_fast: bool = False,
     on_event: Hook | None = None,
     limiters: Sequence[Limiter] = (),
-    cost: Callable[[T], float] | None = None,
+    cost: Callable[[T], Cost] | None = None,
 ) -> Stream[T, R]:
     """Run ``fn(item)`` for each item, at most `concurrency` at once; yield outcomes as they settle.
 
@@ -295,7 +297,7 @@ async def map(  # noqa: A001 # type: ignore[overload-overlap]
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Report[T, R]: ...
 @overload
 async def map(  # noqa: A001
@@ -307,7 +309,7 @@ async def map(  # noqa: A001
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Report[T, R]: ...
 async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     fn: Fn[T, R],
@@ -318,7 +320,7 @@ async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     fail_fast: bool = False,
     on_event: Hook | None = None,
     limiters: Sequence[Limiter] = (),
-    cost: Callable[[T], float] | None = None,
+    cost: Callable[[T], Cost] | None = None,
 ) -> Report[T, R]:
     """Run ``fn(item)`` for every item and return a `Report`: outcomes in input order + summary.
 
@@ -350,7 +352,7 @@ def run_sync(
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Report[T, R]: ...
 @overload
 def run_sync(
@@ -362,7 +364,7 @@ def run_sync(
     fail_fast: bool = ...,
     on_event: Hook | None = ...,
     limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], float] | None = ...,
+    cost: Callable[[T], Cost] | None = ...,
 ) -> Report[T, R]: ...
 def run_sync(
     fn: Fn[T, R],
@@ -373,7 +375,7 @@ def run_sync(
     fail_fast: bool = False,
     on_event: Hook | None = None,
     limiters: Sequence[Limiter] = (),
-    cost: Callable[[T], float] | None = None,
+    cost: Callable[[T], Cost] | None = None,
 ) -> Report[T, R]:
     """`map` for code without an event loop: runs one, returns the `Report`.
 

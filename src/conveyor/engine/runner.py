@@ -40,6 +40,7 @@ from .stats import FOLD_AT, LatencyStats
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from ..limits.costs import Cost
     from ..limits.limiter import Limiter
     from ..limits.protocol import Ticket
     from ..policy.retry import Retry
@@ -69,7 +70,7 @@ class Run(Generic[T, R]):
         fail_fast: bool,
         on_event: Callable[[Event], object] | None,
         limiters: Sequence[Limiter] = (),
-        cost: Callable[[T], float] | None = None,
+        cost: Callable[[T], Cost] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         # The loop's clock. The standard loops read time.monotonic; calling it directly saves a

@@ -38,11 +38,25 @@ WINDOW_MARGIN = 0.01
 #: of the scheduling and network jitter between our clock and the server's.
 BUCKET_MARGIN = 0.01
 
+#: How late the API may see a call after the limiter let it in (network and scheduling): a
+#: bucket that was full takes the call as of then, since the API's, still full, wastes that
+#: refill (without it, calls let in from full buckets drew 429s for input tokens).
+BUCKET_LATE_S = 0.02
+
 #: Dimensions whose budget a call needs only to be above zero: the API counts them as the
 #: answer is produced, so the call's cost may take the budget below zero (a debt).
 DEBT_DIMENSIONS = frozenset({"output_tokens"})
 
 Shape = Literal["window", "bucket", "paced"]
+
+
+class Produced:
+    """What a call's answer has taken from a debt bucket so far (nothing until it is settled)."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self) -> None:
+        self.taken = 0.0
 
 
 class Constraint:
@@ -106,6 +120,7 @@ class Constraint:
                 rate_per_s=per_s * (1.0 - BUCKET_MARGIN),
                 capacity=per_s * self.burst_s,
                 debt=self.unit in DEBT_DIMENSIONS,
+                late_s=BUCKET_LATE_S,
             )
         else:
             limit = rate.limit * (1.0 - PACED_MARGIN)
@@ -153,28 +168,36 @@ class Constraint:
             wait = max(wait, self.window.wait_s(now, units))
         return wait
 
-    def admit(self, now: float, units: float) -> Entry | None:
-        """Book `units` at `now`; the window's entry, for settling later."""
+    def admit(self, now: float, units: float) -> Entry | Produced | None:
+        """Book `units` at `now`; what settling it later needs (a window's entry, a debt's)."""
         if self.bucket is not None:
             self.bucket.admit(now, units)
-            return None
+            return Produced() if self.bucket.debt else None
         assert self.pacer is not None
         self.pacer.admit(now, units)
         return self.window.admit(now, units) if self.window is not None else None
 
-    def settle(self, entry: Entry | None, cost: float, delta: float) -> None:
-        """Replace an admission's cost by the real one (`delta` = real - estimate)."""
+    def settle(self, entry: Entry | Produced | None, cost: float, delta: float, now: float) -> None:
+        """Replace an admission's cost by the real one (`delta` = real - estimate) at `now`.
+
+        A debt bucket took nothing at admission: the answer's output is taken now, when the
+        API wrote it (a later correction takes or gives back the difference).
+        """
         if self.bucket is not None:
-            self.bucket.settle(delta)
+            if isinstance(entry, Produced):
+                self.bucket.produce(now, cost - entry.taken)
+                entry.taken = cost
+            else:
+                self.bucket.settle(delta)
             return
-        if self.window is not None and entry is not None:
+        if self.window is not None and isinstance(entry, Entry):
             self.window.settle(entry, cost)
         assert self.pacer is not None
         self.pacer.settle(delta)
 
-    def redate(self, entry: Entry | None, now: float) -> None:
+    def redate(self, entry: Entry | Produced | None, now: float) -> None:
         """Count an admission from `now`, when its call went out (windows only)."""
-        if entry is not None and self.window is not None:
+        if isinstance(entry, Entry) and self.window is not None:
             self.window.redate(entry, now)
 
     def admitted_since(self, since: float) -> float:

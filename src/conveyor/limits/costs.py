@@ -44,11 +44,12 @@ def _units(name: str, owner: str, value: object) -> float:
 class CostModel:
     """Turns a call's stated cost into units per dimension (reserved), and learns output."""
 
-    __slots__ = ("_costed", "_name", "output")
+    __slots__ = ("_costed", "_learned", "_name", "output")
 
     def __init__(self, config: LimiterConfig) -> None:
         self._name = config.name
         self._costed = config.costed
+        self._learned = config.output_reserve == "learned"
         self.output: OutputEstimate | None = (
             OutputEstimate(first_guess=config.output_estimate)
             if "output_tokens" in config.dimensions
@@ -95,7 +96,7 @@ class CostModel:
 
     def _reserve_output(self, bound: float | None) -> float:
         assert self.output is not None
-        guess = self.output.estimate()
+        guess = self.output.estimate() if self._learned or bound is None else None
         if bound is not None:
             return bound if guess is None else min(bound, guess)
         if guess is None:

@@ -25,11 +25,12 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .. import _clock
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
 from ..policy.classify import Classifier
 from .config import collect_rates, concurrency_policy
-from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint
+from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint, Produced
 from .costs import Cost, CostModel
 from .learning import Learning
 from .slot import Acquire, Slot
@@ -72,6 +73,8 @@ class Limiter:
             this many units may go at once.
         output_estimate: with an output-token limit, a first guess of a call's output tokens,
             for calls whose cost names no bound (``max_tokens``); answers refine it.
+        output_reserve: ``"learned"`` (a call reserves what answers have produced, at most its
+            bound, and is settled from its answer) or ``"bound"`` (its ``max_tokens``).
         breaker: a `CircuitBreaker` (``None``: the default one; ``False``: none).
         classifier: decides what an error means (`conveyor.Classifier`; default: the built-in).
 
@@ -96,6 +99,7 @@ class Limiter:
         bucket_s: float | None = None,
         burst: float = 0.0,
         output_estimate: float | None = None,
+        output_reserve: Literal["learned", "bound"] = "learned",
         breaker: CircuitBreaker | Literal[False] | None = None,
         classifier: Classifier | None = None,
     ) -> None:
@@ -121,6 +125,7 @@ class Limiter:
             concurrency=concurrency,
             concurrency_bounds=concurrency_bounds,
             output_estimate=output_estimate,
+            output_reserve=output_reserve,
         )
         self._setup(config, breaker, classifier)
 
@@ -285,7 +290,7 @@ class Limiter:
 
     def _commit(self, now: float, units: dict[str, float], cost: Cost) -> Slot:
         self.learning.started(now)
-        entries: list[tuple[Constraint, Entry | None]] = [
+        entries: list[tuple[Constraint, Entry | Produced | None]] = [
             (c, c.admit(now, units[c.unit])) for c in self._constraints
         ]
         caps = self.learning.server_caps
@@ -397,13 +402,14 @@ class Limiter:
         """Book what each dimension of `slot`'s call really cost instead of its estimate."""
         refund = False
         settled = slot.settled
+        now = _clock.now()
         for c, entry in slot._entries:  # noqa: SLF001
             dim = c.unit
             if dim == "requests" or dim not in real:
                 continue
             delta = real[dim] - settled.get(dim, 0.0)
-            if delta:
-                c.settle(entry, real[dim], delta)
+            if delta or isinstance(entry, Produced):
+                c.settle(entry, real[dim], delta, now)
                 refund = refund or delta < 0
         settled.update(real)
         if refund:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ..policy.window import Entry
-    from .constraints import Constraint
+    from .constraints import Constraint, Produced
     from .costs import Cost
     from .limiter import Limiter
 
@@ -38,6 +38,7 @@ class Slot:
     __slots__ = (
         "_entries",
         "_released",
+        "_used",
         "admitted_at",
         "answered_at",
         "cost",
@@ -51,7 +52,7 @@ class Slot:
         limiter: Limiter,
         cost: Cost,
         admitted_at: float,
-        entries: list[tuple[Constraint, Entry | None]],
+        entries: list[tuple[Constraint, Entry | Produced | None]],
         units: dict[str, float] | None = None,
     ) -> None:
         self.limiter = limiter
@@ -61,6 +62,7 @@ class Slot:
         self.units: dict[str, float] = units if units is not None else {}
         #: What each costed dimension is booked at now (the estimate, then the real cost).
         self.settled: dict[str, float] = {k: v for k, v in self.units.items() if k != "requests"}
+        self._used = False  # settled from an answer
         self.admitted_at = admitted_at
         #: When the answer's first bytes were read (`mark_answered`), or None: then the
         #: release's moment stands for it.
@@ -86,6 +88,7 @@ class Slot:
             raise ConfigError(msg)
         limiter = self.limiter
         real = limiter.costs.real(self.settled, cost)
+        self._used = True
         limiter._settle(self, real)  # noqa: SLF001 - the slot is the limiter's
 
     def give_back(self) -> None:
@@ -136,6 +139,9 @@ class Slot:
         self._released = True
         limiter = self.limiter
         sent_at = self.admitted_at  # what an error's headers are read against
+        if error is not None and not self._used and self.settled.get("output_tokens"):
+            # No answer, no output: the API counts output tokens as they are produced.
+            limiter._settle(self, {"output_tokens": 0.0})  # noqa: SLF001
         if sent:
             answered = self.answered_at if self.answered_at is not None else _clock.now()
             date = limiter.answer_date(self, max(answered, sent_at), ok=error is None)

@@ -34,6 +34,7 @@ class LimiterConfig:
     concurrency: int | Literal["auto"] | None = None
     concurrency_bounds: tuple[int, int] = (1, 100)
     output_estimate: float | None = None
+    output_reserve: Literal["learned", "bound"] = "learned"
     #: The dimensions the rates limit, in the order first named.
     dimensions: tuple[str, ...] = field(init=False, default=())
 
@@ -65,6 +66,12 @@ class LimiterConfig:
             msg = (
                 f"Limiter({name!r}, output_estimate={estimate!r}): a first guess of a call's"
                 " output tokens, a number > 0"
+            )
+            raise ConfigError(msg)
+        if self.output_reserve not in ("learned", "bound"):
+            msg = (
+                f"Limiter({name!r}, output_reserve={self.output_reserve!r}): 'learned' (what"
+                " answers produce, settled from each answer) or 'bound' (each call's max_tokens)"
             )
             raise ConfigError(msg)
         dims: list[str] = []

@@ -3,9 +3,13 @@
 Anthropic states its limits per minute and enforces them as token buckets: each budget
 (requests, input tokens, output tokens) refills continuously at ``limit / 60`` a second up to
 a capacity, so that "60 requests a minute" may be enforced as one a second. A call is let in
-when the bucket holds its cost (`debt` off) or when the bucket is not empty (`debt` on: the
-API counts output tokens as they are produced, so a call needs the bucket above zero, and
-what it then produces may take the bucket below zero, a debt that refills like the rest).
+when the bucket holds its cost (`debt` off), or, with `debt` on, when the bucket holds more
+than a margin: the API counts output tokens as they are produced, so a call needs the bucket
+above zero when it arrives, and what it produces is taken when its answer is written
+(`produce`), which may take the bucket below zero, a debt that refills like the rest. Such a
+bucket is the API's own, mirrored: nothing is taken when a call is let in, and the margin
+(one call's expected output, at most half the bucket) covers answers the API has written and
+we have not read yet.
 
 The level is kept as a "theoretical arrival time" (`tat`): the moment the bucket would be
 full again. At `now` the bucket holds ``capacity - (tat - now) * rate`` (never more than the
@@ -14,8 +18,8 @@ moves `tat` by ``c / rate``. This is the Generic Cell Rate Algorithm with a tole
 depends on the cost (ITU-T I.371); it needs no timer and no per-call memory.
 
 The guarantee, for any clock and any sequence of costs: over any interval of length T, the
-costs admitted sum to at most ``capacity + rate * T`` (with `debt`, plus the last call's cost,
-which may overdraw the bucket once).
+costs admitted sum to at most ``capacity + rate * T`` (with `debt`, what was produced in it,
+plus the last answer's, which may overdraw the bucket once).
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ _EPS = 1e-9
 class TokenBucket:
     """At most `capacity` at once, refilled at `rate_per_s`; see the module docstring."""
 
-    __slots__ = ("capacity", "debt", "rate_per_s", "tat")
+    __slots__ = ("capacity", "debt", "late_s", "rate_per_s", "tat")
 
-    def __init__(self, *, rate_per_s: float, capacity: float, debt: bool = False) -> None:
+    def __init__(
+        self, *, rate_per_s: float, capacity: float, debt: bool = False, late_s: float = 0.0
+    ) -> None:
         if not (math.isfinite(rate_per_s) and rate_per_s > 0):
             msg = f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
             raise ValueError(msg)
@@ -44,6 +50,9 @@ class TokenBucket:
         self.rate_per_s = rate_per_s
         self.capacity = capacity
         self.debt = debt
+        #: How late the API may see a call after it was let in: a call let in from a full
+        #: bucket is taken as of then, since the API's bucket, still full, wastes that refill.
+        self.late_s = late_s
         self.tat = -math.inf  # full
 
     def level(self, now: float) -> float:
@@ -56,10 +65,10 @@ class TokenBucket:
 
     def wait_s(self, now: float, cost: float) -> float:
         """Seconds from `now` until `cost` fits (0.0: now; inf: never)."""
-        need = 0.0 if self.debt else cost
+        need = min(cost, self.capacity / 2) if self.debt else cost
         if need > self.capacity + _EPS:
             return math.inf
-        # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > 0.
+        # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > need.
         slack_s = (self.capacity - need) / self.rate_per_s
         wait = self.tat - slack_s - now
         if self.debt:
@@ -67,7 +76,15 @@ class TokenBucket:
         return 0.0 if wait <= _EPS else wait + _PAD_S
 
     def admit(self, now: float, cost: float) -> None:
-        """Take `cost` from the bucket at `now` (call only when `wait_s` said 0)."""
+        """Take `cost` from the bucket at `now` (call only when `wait_s` said 0).
+
+        With `debt`, nothing is taken now: the call's output is taken when it is produced.
+        """
+        if not self.debt:
+            self.tat = max(self.tat, now + self.late_s) + cost / self.rate_per_s
+
+    def produce(self, now: float, cost: float) -> None:
+        """Take `cost` at `now`, when an answer was written (`debt`): the API's own moment."""
         self.tat = max(self.tat, now) + cost / self.rate_per_s
 
     def settle(self, delta: float) -> None:
