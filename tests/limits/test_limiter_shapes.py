@@ -35,7 +35,9 @@ def _anthropic() -> Limiter:
     )
 
 
-def _run(limiter: Limiter, plan, events: list | None = None) -> list[tuple[float, int, float, int]]:
+def _run(
+    limiter: Limiter, plan, events: list[tuple[str, float, int]] | None = None
+) -> list[tuple[float, int, float, int]]:
     """(admitted at, input, answered at, output) per call; each settles its usage.
 
     `events` gets ("admit", time, input) and ("answer", time, output) in the order they
