@@ -6,6 +6,7 @@ waits for real time, except the outage test, which stops and restarts a real ser
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -202,6 +203,42 @@ def test_a_process_asks_redis_for_several_admissions_at_once():
         return peak
 
     assert asyncio.run(main()) == ADMITTING
+
+
+def test_a_cancellation_lost_inside_the_redis_client_still_cancels_and_gives_back():
+    """A caller cancelled while its admission was being sent is cancelled, not admitted.
+
+    redis-py writes each command through ``asyncio.wait_for``, which before Python 3.12 can
+    return a result that is ready instead of raising the caller's cancellation: the caller
+    would go on and make its call. The admission notices, gives back what was admitted
+    (here: the only concurrency slot) and raises.
+    """
+    url, clock = redis_url(), ServerClock()
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, concurrency=1, tokens_per_second=100)
+        inner = a.redis.run_script
+
+        async def losing_the_cancel(name: str, keys: list[str], args: list[object]) -> object:
+            result = await inner(name, keys, args)
+            if name == "admit":
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)  # swallowed, as wait_for does
+            return result
+
+        a.redis.run_script = losing_the_cancel  # type: ignore[method-assign,assignment]
+        caller = asyncio.get_running_loop().create_task(a.admit(50))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await a.drain()
+        assert a.admission.in_flight == 0
+        assert await ask(b, "b1", 100) is None  # the slot and the 50 tokens came back
+        await close(a, b)
+
+    asyncio.run(main())
 
 
 def test_a_refund_settled_by_one_process_frees_tokens_for_another():

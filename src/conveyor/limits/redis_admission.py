@@ -21,7 +21,6 @@ settle lost meanwhile is made good by the lease's expiry or errs on the safe sid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -78,6 +77,11 @@ def _figures(c: Constraint) -> list[Any]:
         return ["w", *head, *window, unit_costs]
     limit = repr(c.rate.limit)
     return ["p", *head, limit, 0, repr(pacer.interval_s), repr(pacer.tolerance_s)]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RedisSlot(Slot):
@@ -159,7 +163,8 @@ class RedisAdmission:
         self._process = os.urandom(6).hex()
         self._serial = 0
         self._admitting = asyncio.Semaphore(ADMITTING)
-        self._released: asyncio.Event | None = None
+        #: Callers sleeping until told to ask again, or until something was freed here.
+        self._sleepers: set[asyncio.Future[None]] = set()
         self._held: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -189,8 +194,8 @@ class RedisAdmission:
         """Ask Redis until it admits `units` for every process; the slot."""
         del now
         loop = asyncio.get_running_loop()
-        if self._released is None:
-            self._released = asyncio.Event()
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         async with self._admitting:
             while True:
                 if self._learning.halted is not None:
@@ -198,12 +203,17 @@ class RedisAdmission:
                 self._serial += 1
                 key = f"{self._process}:{self._serial}"
                 told = await self.try_once(key, units)
+                if task is not None and task.cancelling() > cancels:
+                    # Cancelled while the command was written, and the cancellation was lost
+                    # on the way (redis-py sends through asyncio.wait_for, which before
+                    # Python 3.12 returns a result that is ready instead of raising): honour
+                    # it here, and give back what was admitted meanwhile.
+                    if told is None:
+                        self._granted(key, units, cost, loop.time()).give_back()
+                    raise asyncio.CancelledError
                 if told is None:
                     return self._granted(key, units, cost, loop.time())
-                self._released.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(told):
-                        await self._released.wait()
+                await self._sleep(loop, told)
 
     async def try_once(self, key: str, units: dict[str, float]) -> float | None:
         """One admission attempt: ``None`` if admitted, else seconds to wait.
@@ -283,9 +293,24 @@ class RedisAdmission:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        """Sleep `seconds`, or until `_wake`: a plain future, so a cancellation always ends it.
+
+        (``asyncio.timeout`` around an event could turn a cancellation that came as the
+        timeout fired into a `TimeoutError`, and the caller would have gone on asking.)
+        """
+        sleeper: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, sleeper)
+        self._sleepers.add(sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self._sleepers.discard(sleeper)
+
     def _wake(self) -> None:
-        if self._released is not None:
-            self._released.set()
+        for sleeper in self._sleepers:
+            _resolve(sleeper)
 
     async def drain(self) -> None:
         """Wait for pending background writes (releases, settles) to reach Redis."""
