@@ -496,6 +496,8 @@ def test_a_config_is_shared_whole_and_not_with_more_arguments():
         RedisLimiter(config, redis=limits, window_s=1)
     with pytest.raises(ConfigError, match="per process"):
         RedisLimiter(dataclasses.replace(config, concurrency="auto"), redis=limits)
+    with pytest.raises(ConfigError, match="needs its Redis"):
+        RedisLimiter.from_config(config)
 
 
 def test_redis_limiter_builds_a_shared_limiter_from_a_config_and_a_url():

@@ -37,7 +37,7 @@ import logging
 import math
 from functools import cache, partial
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._urls import hide_secrets, shown_url
 from ..errors import ConfigError
@@ -188,6 +188,22 @@ class RedisLimiter(Limiter):
         assert isinstance(admission, RedisAdmission)
         #: The admission backend: the Redis keys and scripts this limiter uses.
         self.admission = admission
+
+    @classmethod
+    def from_config(
+        cls,
+        config: LimiterConfig,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+        classifier: Any = None,
+    ) -> Self:
+        """Not without a Redis: `RedisLimits.limiter(config)` or `redis_limiter(config, url)`."""
+        del breaker, classifier
+        msg = (
+            f"RedisLimiter.from_config({config!r}): a Redis-held limiter needs its Redis; use"
+            " RedisLimits(url).limiter(config) or redis_limiter(config, url)"
+        )
+        raise ConfigError(msg)
 
     def __repr__(self) -> str:
         return f"Redis{super().__repr__()}"
