@@ -36,15 +36,19 @@ from .jobs.worker import Worker as Worker
 from .limits.limiter import Limiter as Limiter
 from .limits.limiter import Slot as Slot
 from .policy.breaker import CircuitBreaker as CircuitBreaker
+from .policy.classify import Classifier as Classifier
+from .policy.classify import rule_for as rule_for
 from .policy.rates import Rate as Rate
 from .policy.retry import Retry as Retry
 from .policy.retry import is_transient as is_transient
+from .policy.verdict import Verdict as Verdict
 
 __all__ = [
     "App",
     "AttemptTimeout",
     "CircuitBreaker",
     "CircuitOpen",
+    "Classifier",
     "ConfigError",
     "ConveyorError",
     "DeadlineExceeded",
@@ -70,10 +74,12 @@ __all__ = [
     "Stream",
     "Summary",
     "TaskContext",
+    "Verdict",
     "Worker",
     "attempt_slot",
     "is_transient",
     "map",
+    "rule_for",
     "run_sync",
     "stream",
 ]

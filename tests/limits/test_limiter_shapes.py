@@ -234,3 +234,32 @@ def test_both_limiters_implement_the_protocol_the_engine_uses():
         for verb in ("mark_sent", "mark_answered", "observe", "settle", "release", "give_back"):
             assert callable(getattr(ticket, verb)), (ticket, verb)
     assert Ticket is not None
+
+
+def test_the_limiter_reads_errors_with_the_user_s_rules():
+    """A rule saying an SDK's SlowDown is a rate limit of 3 s pauses every sharer 3 s."""
+    from conveyor import Classifier, rule_for
+
+    class SlowDown(Exception):
+        pass
+
+    rules = Classifier(rules=(rule_for(SlowDown, "rate_limited", retry_after_s=3.0),))
+    limiter = Limiter("api", requests_per_second=100, classifier=rules)
+    plain = Limiter("api", requests_per_second=100)
+
+    def next_start(lim: Limiter) -> float:
+        clock = VirtualClock()
+
+        async def main() -> float:
+            with pytest.raises(SlowDown):
+                async with lim.acquire():
+                    raise SlowDown
+            async with lim.acquire():
+                return clock.now
+
+        return clock.run(main())
+
+    assert next_start(limiter) == pytest.approx(3.0)
+    assert next_start(plain) < 0.1  # unknown to the built-in reading: no pause
+    with pytest.raises(ConfigError, match=r"conveyor\.Classifier"):
+        Limiter("api", requests_per_second=1, classifier=lambda e: None)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conveyor.errors import ConfigError
-from conveyor.mockapi import Faults, MockConfig, add_arguments, config_from_args
+from conveyor.mockapi import AnthropicLimits, Faults, MockConfig, add_arguments, config_from_args
 
 
 def test_defaults_are_a_plain_fast_api():
@@ -75,6 +75,43 @@ def test_bad_faults_name_the_argument_and_the_fix(kwargs, match):
         Faults(**kwargs)
 
 
+def test_anthropic_limits_default_to_none_and_take_tier_like_figures():
+    """No Messages limits by default; rpm, itpm, otpm, burst, 529s and a cap when asked."""
+    assert MockConfig().anthropic == AnthropicLimits()
+    assert not AnthropicLimits().limited
+    limits = AnthropicLimits(
+        rpm=50, itpm=30_000, otpm=8_000, burst_s=1.0, overloaded_rate=0.03, spend_cap_tokens=10**6
+    )
+    assert limits.limited
+    assert AnthropicLimits(spend_cap_tokens=5).limited
+    assert MockConfig(anthropic=limits).anthropic.itpm == 30_000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rpm": 0}, r"AnthropicLimits\(rpm=0\): rpm is a per-minute limit > 0, or None"),
+        ({"itpm": -5}, "itpm is a per-minute limit > 0"),
+        ({"otpm": float("inf")}, "otpm must be a finite number"),
+        ({"burst_s": 0}, r"burst_s must be a number of seconds > 0 \(1.0 enforces 60 RPM"),
+        ({"overloaded_rate": 1.5}, "overloaded_rate is a fraction of requests, from 0.0 to 1.0"),
+        ({"spend_cap_tokens": 0}, "spend_cap_tokens must be a whole number of tokens >= 1"),
+        ({"spend_cap_tokens": 2.5}, "or None for no cap"),
+        ({"spend_cap_tokens": True}, "spend_cap_tokens must be a whole number"),
+    ],
+)
+def test_bad_anthropic_limits_name_the_argument_and_the_fix(kwargs, match):
+    """Each wrong AnthropicLimits value raises ConfigError naming the argument and the fix."""
+    with pytest.raises(ConfigError, match=match):
+        AnthropicLimits(**kwargs)
+
+
+def test_anthropic_limits_must_be_the_settings_object():
+    """MockConfig(anthropic=...) takes an AnthropicLimits and says so otherwise."""
+    with pytest.raises(ConfigError, match=r"pass anthropic=AnthropicLimits\(rpm=\.\.\."):
+        MockConfig(anthropic={"rpm": 50})  # type: ignore[arg-type]
+
+
 def test_config_errors_are_value_errors():
     """Code guarding with `except ValueError` catches a bad mock config too."""
     with pytest.raises(ValueError, match="latency_ms"):
@@ -105,6 +142,36 @@ def test_cli_options_build_the_config():
         seed=7,
     )
     assert (args.host, args.port, args.allow_remote) == ("127.0.0.1", 8765, False)
+
+
+def test_cli_options_build_the_anthropic_limits():
+    """The Messages route's options map onto AnthropicLimits."""
+    args = parse(
+        "--anthropic-rpm", "50", "--itpm", "30000", "--otpm", "8000", "--burst-s", "2",
+        "--overloaded-rate", "0.03", "--spend-cap-tokens", "1000000",
+    )  # fmt: skip
+    assert config_from_args(args).anthropic == AnthropicLimits(
+        rpm=50.0,
+        itpm=30_000.0,
+        otpm=8_000.0,
+        burst_s=2.0,
+        overloaded_rate=0.03,
+        spend_cap_tokens=1_000_000,
+    )
+    with pytest.raises(ConfigError, match="overloaded_rate"):
+        config_from_args(parse("--overloaded-rate", "2"))
+
+
+def test_cli_help_explains_the_anthropic_options():
+    """--help lists each Messages option with what it does."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    for option in ("--anthropic-rpm", "--itpm", "--otpm", "--burst-s", "--overloaded-rate"):
+        assert option in text
+    assert "--spend-cap-tokens" in text
+    assert "1 enforces 60 RPM as 1 request a second" in text
+    assert "answered 529 overloaded_error" in text
 
 
 def test_cli_defaults_match_the_config_defaults():

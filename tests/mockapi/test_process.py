@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from conveyor.errors import ConfigError
-from conveyor.mockapi import Faults, MockConfig, run_in_process, serve
+from conveyor.mockapi import AnthropicLimits, Faults, MockConfig, run_in_process, serve
 
 
 async def call_and_stats(base_url: str) -> tuple[int, Any]:
@@ -158,3 +158,38 @@ def test_several_processes_refuse_a_rate_limited_config():
     with pytest.raises(ConfigError, match="whole number >= 1"):  # noqa: SIM117
         with run_in_process(MockConfig(), processes=0):
             pass
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [AnthropicLimits(rpm=50), AnthropicLimits(otpm=8_000), AnthropicLimits(spend_cap_tokens=9)],
+)
+def test_several_processes_refuse_anthropic_limits_and_a_spend_cap(limits):
+    """Token buckets and a spend cap are one process's state: processes>1 is refused."""
+    with pytest.raises(ConfigError, match="spend cap set"):  # noqa: SIM117
+        with run_in_process(MockConfig(anthropic=limits), processes=2):
+            pass
+
+
+async def messages_on_fresh_connections(base_url: str, count: int) -> dict[str, Any]:
+    """POST `count` Messages requests, each on a new connection, then return /stats."""
+    payload = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(count):
+            async with session.post(f"{base_url}/v1/messages", json=payload) as response:
+                assert response.status in {200, 529}
+        async with session.get(f"{base_url}/stats") as response:
+            stats: dict[str, Any] = await response.json()
+            return stats
+
+
+def test_several_processes_pool_the_messages_routes_counters():
+    """The Messages route's counters (admitted, 529s, tokens) are pooled like the others."""
+    config = MockConfig(latency_ms=0.0, anthropic=AnthropicLimits(overloaded_rate=0.5), seed=2)
+    with run_in_process(config, processes=2) as base_url:
+        stats = asyncio.run(messages_on_fresh_connections(base_url, 40))
+    assert (stats["requests"], stats["messages_admitted"]) == (40, 40)
+    assert stats["ok"] + stats["overloaded"] == 40
+    assert 0 < stats["overloaded"] < 40
+    assert stats["messages_input_tokens"] == 40

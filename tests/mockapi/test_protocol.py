@@ -134,11 +134,31 @@ def test_rate_limit_headers_cover_only_the_limited_dimensions():
     admission = Admission(
         admitted=True, retry_after_s=0.0, remaining_requests=3, remaining_tokens=None, reset_s=1.5
     )
-    headers = rate_limit_headers(admission, max_requests=10, max_tokens=None)
+    headers = rate_limit_headers(admission, rpm=10, tpm=None, window_s=60.0)
     assert headers == {
         "x-ratelimit-limit-requests": "10",
         "x-ratelimit-remaining-requests": "3",
         "x-ratelimit-reset-requests": "1.5s",
+    }
+
+
+def test_rate_limit_headers_state_per_minute_figures_as_openai_does():
+    """limit is the per-minute limit, remaining the window's remainder scaled to the minute.
+
+    500 rpm over a 1 s window admits 8 a second: the headers say 500, and 7 left in the window
+    is 420 a minute (not "limit 8, remaining 7", which read as 8 a minute to a client).
+    """
+    admission = Admission(
+        admitted=True, retry_after_s=0.0, remaining_requests=7, remaining_tokens=700, reset_s=0.25
+    )
+    headers = rate_limit_headers(admission, rpm=500, tpm=90_000.5, window_s=1.0)
+    assert headers == {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "420",
+        "x-ratelimit-reset-requests": "250ms",
+        "x-ratelimit-limit-tokens": "90000",  # whole numbers, rounded down
+        "x-ratelimit-remaining-tokens": "42000",
+        "x-ratelimit-reset-tokens": "250ms",
     }
 
 

@@ -2,6 +2,7 @@
 
 import doctest
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from conveyor.policy.ratelimit_headers import (
 # 2024-05-01T12:00:00Z, the "now" of the Anthropic samples.
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 GITHUB_RESET = 1_714_566_600  # 2024-05-01T12:30:00Z, 1800 s after NOW
-NOTHING = RateLimitInfo(requests=None, tokens=None, source="none")
+NOTHING = RateLimitInfo(budgets={}, source="none")
 
 OPENAI = {
     "x-ratelimit-limit-requests": "10000",
@@ -78,10 +79,20 @@ GITHUB = {
 }
 
 
-def info(
-    source: str, requests: Budget | None = None, tokens: Budget | None = None
-) -> RateLimitInfo:
-    return RateLimitInfo(requests=requests, tokens=tokens, source=source)
+def info(source: str, **budgets: Budget) -> RateLimitInfo:
+    return RateLimitInfo(budgets=budgets, source=source)
+
+
+def per_minute(
+    limit: float | None, remaining: float, reset_s: float, granularity: float = 1.0
+) -> Budget:
+    """An OpenAI or Anthropic budget: stated per minute, refilled continuously."""
+    return Budget(limit, remaining, reset_s, 60.0, granularity, refills=True)
+
+
+def tokens_k(limit: float, remaining: float, reset_s: float) -> Budget:
+    """An Anthropic token budget: its remaining is rounded to the nearest thousand."""
+    return per_minute(limit, remaining, reset_s, granularity=1000.0)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +100,11 @@ def info(
     [
         pytest.param(
             OPENAI,
-            info("openai", Budget(10000, 9999, 0.006), Budget(2_000_000, 1_999_950, 0.001)),
+            info(
+                "openai",
+                requests=per_minute(10000, 9999, 0.006),
+                tokens=per_minute(2_000_000, 1_999_950, 0.001),
+            ),
             id="openai",
         ),
         pytest.param(
@@ -101,7 +116,11 @@ def info(
                 "x-ratelimit-reset-requests": "1s",
                 "x-ratelimit-reset-tokens": "6m0s",
             },
-            info("openai", Budget(60, 59, 1.0), Budget(150_000, 149_984, 360.0)),
+            info(
+                "openai",
+                requests=per_minute(60, 59, 1.0),
+                tokens=per_minute(150_000, 149_984, 360.0),
+            ),
             id="openai-docs",
         ),
         pytest.param(
@@ -110,30 +129,49 @@ def info(
                 "x-ratelimit-remaining-requests": "0",
                 "x-ratelimit-reset-requests": "1h2m3.5s",
             },
-            info("openai", requests=Budget(5000, 0, 3723.5)),
+            info("openai", requests=per_minute(5000, 0, 3723.5)),
             id="openai-requests-only",
         ),
         pytest.param(
             ANTHROPIC,
-            info("anthropic", Budget(4000, 3999, 30.0), Budget(400_000, 398_000, 1.0)),
+            info(
+                "anthropic",
+                requests=per_minute(4000, 3999, 30.0),
+                tokens=tokens_k(400_000, 398_000, 1.0),
+                input_tokens=tokens_k(320_000, 319_000, 1.0),
+                output_tokens=tokens_k(80_000, 79_000, 2.0),
+            ),
             id="anthropic",
         ),
         pytest.param(
             ANTHROPIC_SPLIT,
-            info("anthropic", Budget(50, 49, 1.0), Budget(8000, 2000, 45.0)),
+            info(
+                "anthropic",
+                requests=per_minute(50, 49, 1.0),
+                input_tokens=tokens_k(40_000, 30_000, 15.0),
+                output_tokens=tokens_k(8000, 2000, 45.0),
+            ),
             id="anthropic-input-output-only",
         ),
-        pytest.param(IETF_06, info("ietf", Budget(100, 50, 30.0)), id="ietf-06-separate"),
+        pytest.param(
+            IETF_06, info("ietf", requests=Budget(100, 50, 30.0, 60.0)), id="ietf-06-separate"
+        ),
         pytest.param(
             {"RateLimit-Limit": "10, 10;w=1, 1000;w=3600", "RateLimit-Remaining": "9"},
-            info("ietf", Budget(10, 9, None)),
+            info("ietf", requests=Budget(10, 9, None, period_s=1.0)),
             id="ietf-03-limit-with-quota-policies",
         ),
-        pytest.param(IETF_07, info("ietf", Budget(100, 50, 30.0)), id="ietf-07-dictionary"),
-        pytest.param(IETF_08, info("ietf", Budget(1000, 20, 3600.0)), id="ietf-08-lowest-wins"),
+        pytest.param(
+            IETF_07, info("ietf", requests=Budget(100, 50, 30.0, 60.0)), id="ietf-07-dictionary"
+        ),
+        pytest.param(
+            IETF_08,
+            info("ietf", requests=Budget(1000, 20, 3600.0, 86400.0)),
+            id="ietf-08-lowest-wins",
+        ),
         pytest.param(
             {"RateLimit-Policy": "default;q=100;w=60", "RateLimit": "default;r=50;t=30"},
-            info("ietf", Budget(100, 50, 30.0)),
+            info("ietf", requests=Budget(100, 50, 30.0, 60.0)),
             id="ietf-08-tokens-not-strings",
         ),
         pytest.param(
@@ -141,7 +179,7 @@ def info(
                 "RateLimit-Policy": '"a";q=10;w=1, "b";q=600;w=60',
                 "RateLimit": '"a";r=5;t=1, "b";r=5;t=40',
             },
-            info("ietf", Budget(10, 5, 1.0)),
+            info("ietf", requests=Budget(10, 5, 1.0, 1.0)),
             id="ietf-08-equal-remaining-first-wins",
         ),
         pytest.param(
@@ -152,28 +190,35 @@ def info(
                 ),
                 "RateLimit": '"rpm";r=59;t=60, "bytes";r=3;t=60, "tpm";r=89000;t=60',
             },
-            info("ietf", Budget(60, 59, 60.0), Budget(90000, 89000, 60.0)),
+            info(
+                "ietf",
+                requests=Budget(60, 59, 60.0, 60.0),
+                content_bytes=Budget(1_000_000, 3, 60.0, 60.0),
+                tokens=Budget(90000, 89000, 60.0, 60.0),
+            ),
             id="ietf-quota-units",
         ),
         pytest.param(
             {"RateLimit": '"default";r=50;t=30'},
-            info("ietf", Budget(None, 50, 30.0)),
+            info("ietf", requests=Budget(None, 50, 30.0)),
             id="ietf-08-without-policy",
         ),
         pytest.param(
             {"RateLimit-Policy": '"default";q=100;w=60', "RateLimit-Remaining": "7"},
-            info("ietf", Budget(100, 7, None)),
+            info("ietf", requests=Budget(100, 7, None, 60.0)),
             id="ietf-limit-from-policy-only",
         ),
-        pytest.param(GITHUB, info("x-ratelimit", Budget(5000, 4999, 1800.0)), id="github-epoch"),
+        pytest.param(
+            GITHUB, info("x-ratelimit", requests=Budget(5000, 4999, 1800.0)), id="github-epoch"
+        ),
         pytest.param(
             {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "12", "X-RateLimit-Reset": "42"},
-            info("x-ratelimit", Budget(60, 12, 42.0)),
+            info("x-ratelimit", requests=Budget(60, 12, 42.0)),
             id="x-ratelimit-delta",
         ),
         pytest.param(
             {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": str(GITHUB_RESET * 1000)},
-            info("x-ratelimit", Budget(None, 3, 1800.0)),
+            info("x-ratelimit", requests=Budget(None, 3, 1800.0)),
             id="x-ratelimit-epoch-milliseconds",
         ),
         pytest.param({}, NOTHING, id="empty"),
@@ -181,7 +226,7 @@ def info(
     ],
 )
 def test_real_samples(headers, expected):
-    """Each provider's headers, as it sends them, read into the same two budgets."""
+    """Each provider's headers, as it sends them, read into one budget per dimension."""
     assert parse_rate_limit_headers(headers, now_wall_s=NOW) == expected
 
 
@@ -247,7 +292,7 @@ def test_repeated_list_fields_are_one_list():
     """Repeated RateLimit fields join into one list (RFC 9110 §5.3), via multi_items if offered."""
     headers: Any = _MultiItems()  # duck-typed like httpx.Headers, not a Mapping
     result = parse_rate_limit_headers(headers, now_wall_s=NOW)
-    assert result == info("ietf", Budget(None, 2, 9.0))
+    assert result == info("ietf", requests=Budget(None, 2, 9.0))
     pairs = [("RateLimit", '"a";r=5;t=1'), ("RateLimit", '"b";r=2;t=9')]
     assert parse_rate_limit_headers(pairs, now_wall_s=NOW) == result
 
@@ -278,7 +323,9 @@ def anthropic_requests(reset: str) -> dict[str, str]:
 
 
 def requests_of(headers: dict[str, str]) -> Budget | None:
-    return parse_rate_limit_headers(headers, now_wall_s=NOW).requests
+    """The requests budget's three figures (limit, remaining, reset); its period is tested apart."""
+    budget = parse_rate_limit_headers(headers, now_wall_s=NOW).requests
+    return None if budget is None else Budget(budget.limit, budget.remaining, budget.reset_s)
 
 
 @pytest.mark.parametrize(
@@ -360,19 +407,171 @@ def test_leap_second_reset():
     assert budget is not None
     assert budget.reset_s == 0.0  # already past at NOW (2024)
     later = parse_rate_limit_headers(anthropic_requests("2016-12-31T23:59:60Z"), now_wall_s=now)
-    assert later.requests == Budget(None, 1, 60.0)
+    assert later.requests == per_minute(None, 1, 60.0)
+
+
+def anthropic_split(output_remaining: str) -> dict[str, str]:
+    """Input and output token budgets only, as Anthropic sends them without a workspace limit."""
+    return {
+        "anthropic-ratelimit-input-tokens-limit": "30000",
+        "anthropic-ratelimit-input-tokens-remaining": "29000",
+        "anthropic-ratelimit-input-tokens-reset": "2024-05-01T12:00:02Z",
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": output_remaining,
+        "anthropic-ratelimit-output-tokens-reset": "2024-05-01T12:00:59Z",
+    }
+
+
+def test_anthropic_input_tokens_are_not_held_back_by_the_output_figure():
+    """29,000 of 30,000 input tokens left reads as that, however low the output budget is.
+
+    The input and output budgets were once folded into one "tokens" budget (the tighter one),
+    so a limiter of input tokens waited on the output figure: 1.2 s with 29,000 input tokens
+    left. Each is now its own dimension, and nothing is made up for "tokens".
+    """
+    result = parse_rate_limit_headers(anthropic_split("100"), now_wall_s=NOW)
+    assert result.budgets["input_tokens"] == tokens_k(30_000, 29_000, 2.0)
+    assert result.budgets["output_tokens"] == tokens_k(8000, 100, 59.0)
+    assert result.tokens is None
+    assert set(result.budgets) == {"input_tokens", "output_tokens"}
+
+
+@given(output_remaining=st.integers(0, 8000))
+def test_the_input_budget_does_not_depend_on_the_output_budget(output_remaining):
+    """Whatever the output budget says, the input budget reads the same."""
+    headers = anthropic_split(str(output_remaining))
+    result = parse_rate_limit_headers(headers, now_wall_s=NOW)
+    assert result.budgets["input_tokens"] == tokens_k(30_000, 29_000, 2.0)
+
+
+def test_anthropic_tokens_budget_stands_beside_input_and_output():
+    """``anthropic-ratelimit-tokens-*`` (the most restrictive limit in effect) is "tokens"."""
+    result = parse_rate_limit_headers(ANTHROPIC, now_wall_s=NOW)
+    assert set(result.budgets) == {"requests", "tokens", "input_tokens", "output_tokens"}
+    assert result.tokens is result.budgets["tokens"]
+    assert result.requests is result.budgets["requests"]
+    assert result.tokens == tokens_k(400_000, 398_000, 1.0)
+
+
+def policy_period(policy: str) -> float | None:
+    headers = {"RateLimit-Limit": "100", "RateLimit-Remaining": "5", "RateLimit-Policy": policy}
+    budget = parse_rate_limit_headers(headers, now_wall_s=NOW).requests
+    assert budget is not None
+    return budget.period_s
 
 
 @pytest.mark.parametrize(
-    ("output_remaining", "chosen"),
-    [("2000", "output"), ("7000", "input"), ("6000", "input")],  # 6000/8000 == 30000/40000
+    ("headers", "period"),
+    [
+        (OPENAI, 60.0),
+        (ANTHROPIC, 60.0),
+        (IETF_06, 60.0),
+        (IETF_07, 60.0),
+        (IETF_08, 86400.0),
+        ({"RateLimit-Limit": "100, 100;window=3600", "RateLimit-Remaining": "5"}, 3600.0),
+        ({"RateLimit-Limit": "100", "RateLimit-Remaining": "5"}, None),
+        (GITHUB, None),
+    ],
+    ids=[
+        "openai",
+        "anthropic",
+        "ietf-06",
+        "ietf-07",
+        "ietf-08",
+        "ietf-01-window",
+        "none",
+        "github",
+    ],
 )
-def test_anthropic_tighter_token_budget(output_remaining, chosen):
-    """Without a tokens budget the smaller remaining fraction stands for it; input if equal."""
-    headers = {**ANTHROPIC_SPLIT, "anthropic-ratelimit-output-tokens-remaining": output_remaining}
-    tokens = parse_rate_limit_headers(headers, now_wall_s=NOW).tokens
-    assert tokens is not None
-    assert tokens.limit == (8000 if chosen == "output" else 40000)
+def test_period_each_budget_is_stated_over(headers, period):
+    """Per minute for OpenAI and Anthropic, the policy's window for IETF, else not said."""
+    budgets = parse_rate_limit_headers(headers, now_wall_s=NOW).budgets
+    assert budgets
+    assert {budget.period_s for budget in budgets.values()} == {period}
+
+
+@pytest.mark.parametrize(
+    ("policy", "period"),
+    [
+        ("100;w=60", 60.0),
+        ("10;w=1, 100;w=60", 60.0),  # the policy whose quota is the limit
+        ("50;w=60", None),  # no policy states this limit: no period
+        ("100;w=0", None),
+        ("100;w=-5", None),
+        ("100;w=abc", None),
+        ("100;w=1e3", None),
+        (f"100;w={40 * 86_400}", None),  # past a month: no usable period
+        ('"p";q=100;w=30', 30.0),
+    ],
+)
+def test_ietf_policy_periods(policy, period):
+    """An IETF budget's period is the window of the policy stating its limit, when sane."""
+    assert policy_period(policy) == period
+
+
+@pytest.mark.parametrize(
+    ("headers", "granularity", "refills"),
+    [
+        (OPENAI, {"requests": 1.0, "tokens": 1.0}, True),
+        (
+            ANTHROPIC,
+            {"requests": 1.0, "tokens": 1000.0, "input_tokens": 1000.0, "output_tokens": 1000.0},
+            True,
+        ),
+        (IETF_08, {"requests": 1.0}, False),
+        (GITHUB, {"requests": 1.0}, False),
+    ],
+    ids=["openai", "anthropic", "ietf", "x-ratelimit"],
+)
+def test_granularity_and_refill(headers, granularity, refills):
+    """Anthropic rounds token budgets to a thousand; OpenAI and Anthropic refill continuously."""
+    budgets = parse_rate_limit_headers(headers, now_wall_s=NOW).budgets
+    assert {name: b.granularity for name, b in budgets.items()} == granularity
+    assert {b.refills for b in budgets.values()} == {refills}
+
+
+def ietf_units(*units: str) -> dict[str, str]:
+    return {
+        "RateLimit-Policy": ", ".join(
+            f'"p{i}";q=1000;w=60;qu="{unit}"' for i, unit in enumerate(units)
+        ),
+        "RateLimit": ", ".join(f'"p{i}";r={900 - i};t=10' for i in range(len(units))),
+    }
+
+
+@pytest.mark.parametrize(
+    ("units", "dimensions"),
+    [
+        (("input-tokens", "output-tokens"), {"input_tokens", "output_tokens"}),
+        (("Input-Tokens",), {"input_tokens"}),
+        (("requests", "tokens", "images"), {"requests", "tokens", "images"}),
+        (("request", "token"), {"requests", "tokens"}),
+        (("concurrent-requests",), set()),
+        (("input tokens", "tökens", "a.b", "-x", "x" * 80, ""), {"requests"}),
+    ],
+    ids=["custom", "case", "registered-and-custom", "singular", "concurrency", "not-plain"],
+)
+def test_ietf_units_name_their_dimension(units, dimensions):
+    """A plain-token unit is a dimension of its own ("-" read as "_"); concurrency is none."""
+    budgets = parse_rate_limit_headers(ietf_units(*units), now_wall_s=NOW).budgets
+    assert set(budgets) == dimensions
+
+
+def test_ietf_custom_unit_keeps_the_most_restrictive_policy():
+    """Two policies of one custom unit: the lower remaining wins, as for requests."""
+    budgets = parse_rate_limit_headers(
+        ietf_units("input-tokens", "input-tokens"), now_wall_s=NOW
+    ).budgets
+    assert budgets == {"input_tokens": Budget(1000, 899, 10.0, 60.0)}
+
+
+def test_rate_limit_info_is_a_value():
+    """Its budgets are read-only, it equals one built from a dict, and it hashes."""
+    result = parse_rate_limit_headers(OPENAI, now_wall_s=NOW)
+    assert result == RateLimitInfo(budgets=dict(result.budgets), source="openai")
+    assert hash(result) == hash(RateLimitInfo(budgets=dict(result.budgets), source="openai"))
+    with pytest.raises(TypeError):
+        result.budgets["tokens"] = Budget(1, 1, 1)  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -456,6 +655,7 @@ plausible_values = st.one_of(
     st.integers(-(10**30), 10**30).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
     st.sampled_from(["1s", "6m0s", "20ms", "2024-05-01T12:00:30Z", '"a";r=1;t=2', "limit=1"]),
+    st.sampled_from(['"a";q=5;w=60;qu="input-tokens"', "10;w=0", "10;window=9e9", '"a";qu=""']),
 )
 header_maps = st.dictionaries(
     st.one_of(st.sampled_from(KNOWN_NAMES), st.text()), plausible_values, max_size=12
@@ -464,22 +664,56 @@ wall_times = st.floats(0.0, 4e9)
 
 
 def all_numbers(result: RateLimitInfo) -> Iterator[float]:
-    for budget in (result.requests, result.tokens):
-        if budget is not None:
-            yield from (
-                v for v in (budget.limit, budget.remaining, budget.reset_s) if v is not None
-            )
+    for budget in result.budgets.values():
+        figures = (budget.limit, budget.remaining, budget.reset_s, budget.period_s)
+        yield from (v for v in figures if v is not None)
+        yield budget.granularity
+
+
+def assert_sane(result: RateLimitInfo) -> None:
+    """Every number finite and >= 0, periods positive, dimensions plain names."""
+    assert result.source in {"openai", "anthropic", "ietf", "x-ratelimit", "none"}
+    assert (result.source == "none") == (not result.budgets)
+    assert result.requests is result.budgets.get("requests")
+    assert result.tokens is result.budgets.get("tokens")
+    for value in all_numbers(result):
+        assert math.isfinite(value)
+        assert value >= 0.0
+    for name, budget in result.budgets.items():
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        assert budget.period_s is None or 0.0 < budget.period_s <= ratelimit_formats.MAX_RESET_S
+        assert budget.granularity >= 1.0
+        assert budget.refills == (result.source in {"openai", "anthropic"})
 
 
 @given(headers=header_maps, now=wall_times)
 def test_never_raises_and_numbers_are_sane(headers, now):
     """For any header values the parser returns, and every number it gives is finite and >= 0."""
-    result = parse_rate_limit_headers(headers, now_wall_s=now)
-    assert result.source in {"openai", "anthropic", "ietf", "x-ratelimit", "none"}
-    assert (result.source == "none") == (result.requests is None and result.tokens is None)
-    for value in all_numbers(result):
-        assert math.isfinite(value)
-        assert value >= 0.0
+    assert_sane(parse_rate_limit_headers(headers, now_wall_s=now))
+
+
+ietf_params = st.lists(
+    st.tuples(st.sampled_from(["q", "w", "qu", "window", "r", "t"]), plausible_values),
+    max_size=5,
+)
+
+
+@given(
+    policies=st.lists(st.tuples(st.sampled_from(["a", "b", ""]), ietf_params), max_size=4),
+    combined=st.lists(st.tuples(st.sampled_from(["a", "b", ""]), ietf_params), max_size=4),
+    now=wall_times,
+)
+def test_ietf_structured_never_raises(policies, combined, now):
+    """Any IETF policies and budgets, with any units and windows, read sanely or not at all."""
+
+    def field(items: list[tuple[str, list[tuple[str, str]]]]) -> str:
+        return ", ".join(
+            f'"{name}"' + "".join(f";{key}={value}" for key, value in params)
+            for name, params in items
+        )
+
+    headers = {"RateLimit-Policy": field(policies), "RateLimit": field(combined)}
+    assert_sane(parse_rate_limit_headers(headers, now_wall_s=now))
 
 
 @given(headers=header_maps, now=wall_times, data=st.data())

@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conveyor import AttemptTimeout, ConfigError, DeadlineExceeded, Retry, RetryAfter
+from conveyor import (
+    AttemptTimeout,
+    Classifier,
+    ConfigError,
+    DeadlineExceeded,
+    Retry,
+    RetryAfter,
+    Verdict,
+    rule_for,
+)
 from conveyor.policy.retry import decide, is_transient
 
 
@@ -60,6 +69,8 @@ def test_default_retryable_errors(exc, transient):
         ({"on": ()}, "on"),
         ({"on": (ValueError, int)}, "on"),
         ({"rng": object()}, "rng"),
+        ({"classifier": is_transient}, "classifier"),
+        ({"classifier": Classifier(), "on": ValueError}, "on=<class 'ValueError'>, classifier"),
     ],
 )
 def test_bad_policy_is_refused_by_name(kwargs, named):
@@ -130,3 +141,75 @@ def test_decisions_respect_every_bound(attempt, u, elapsed):
         assert attempt < policy.attempts
         assert 0.0 <= d.delay_s <= 8.0
         assert elapsed + d.delay_s < 100.0
+
+
+class SlowDown(Exception):
+    """A user's SDK's throttle: no status, no header, nothing the built-in reading knows."""
+
+
+class Body400(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__("HTTP 400")
+        self.status_code = 400
+        self.code = code
+
+
+def quota_in_body(exc: BaseException) -> Verdict | None:
+    if isinstance(exc, Body400) and exc.code == "monthly_quota":
+        return Verdict("quota")
+    return None
+
+
+MINE = Classifier(
+    rules=(
+        rule_for(SlowDown, "rate_limited", retry_after_s=2.0),
+        quota_in_body,
+        rule_for(lambda exc: isinstance(exc, Status) and exc.status_code == 429, "permanent"),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry", "delay_s"),
+    [
+        (SlowDown(), True, 2.0),  # the rule's wait, not a backoff
+        (Body400("monthly_quota"), False, 0.0),
+        (Status(429), False, 0.0),  # a rule may also refuse what the built-in reading retries
+        (Status(503), True, 0.5 * 0.1),  # no rule: the built-in reading, and a backoff
+    ],
+)
+def test_a_classifier_decides_what_is_retried_and_the_wait(exc, retry, delay_s):
+    """Retry(classifier=...) retries by the verdict and waits what the verdict names."""
+    decision = _decide(Retry(attempts=5, classifier=MINE), exc)
+    assert (decision.retry, decision.delay_s) == (retry, delay_s)
+    assert Retry(attempts=5, classifier=MINE).retryable(exc) is retry
+
+
+def test_without_a_classifier_the_rules_do_not_apply():
+    """The default Retry does not know SlowDown: rules live in the classifier given, only."""
+    assert not _decide(Retry(attempts=5), SlowDown()).retry
+
+
+def test_a_verdicts_wait_is_used_and_capped_at_a_day():
+    """The built-in reading's waits count too (Google's RetryInfo); a rule's is capped."""
+    google = Status(429)
+    google.body = {  # type: ignore[attr-defined]
+        "error": {
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "31s"}],
+        }
+    }
+    assert _decide(Retry(attempts=5), google).delay_s == 31.0
+    forever = Classifier(rules=(rule_for(SlowDown, "rate_limited", retry_after_s=1e9),))
+    assert Retry(classifier=forever).wait_s(SlowDown(), now_wall_s=0.0) == 86_400.0
+
+
+def test_a_rule_that_answers_nonsense_names_itself_in_the_decision():
+    """The engine reports a policy that raises; the message names the rule."""
+
+    def broken(exc: BaseException) -> Verdict | None:
+        return "retry please"  # type: ignore[return-value]
+
+    policy = Retry(attempts=5, classifier=Classifier(rules=(broken,)))
+    with pytest.raises(ConfigError, match=r"rule .*broken answered 'retry please'"):
+        _decide(policy, SlowDown())

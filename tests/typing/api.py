@@ -32,6 +32,27 @@ async def main() -> None:
     print(failed, errors, values, index, text)
 
 
+class SlowDown(Exception):
+    """A user's SDK's throttle."""
+
+
+def monthly_quota(exc: BaseException) -> conveyor.Verdict | None:
+    if "monthly quota" in str(exc):
+        return conveyor.Verdict("quota", reason=str(exc))
+    return None
+
+
+def own_rules() -> conveyor.Retry:
+    classifier = conveyor.Classifier(
+        rules=(conveyor.rule_for(SlowDown, "rate_limited", retry_after_s=2.0), monthly_quota)
+    )
+    verdict: conveyor.Verdict = classifier.classify(SlowDown(), now_wall_s=0.0)
+    retryable: bool = verdict.retryable
+    wait: float | None = verdict.retry_after_s
+    print(retryable, wait)
+    return conveyor.Retry(attempts=5, classifier=classifier)
+
+
 def sync_main() -> None:
     report = conveyor.run_sync(delete_record, ["a", "b"], concurrency=10)
     deleted: list[bool] = report.values

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..errors import ConfigError, Interrupted, SourceError
 from ..limits.limiter import Limiter
+from ..limits.protocol import Limit
 from ..policy.retry import NO_RETRY, Retry
 from .events import Event
 from .report import Outcome, Report, Summary
@@ -134,13 +135,20 @@ def _check_limits(limiters: object, cost: object) -> None:
         msg = f"limiters={limiters!r}: pass a list of conveyor.Limiter"
         raise ConfigError(msg) from None
     for limiter in given:
-        if not isinstance(limiter, Limiter):
+        if not isinstance(limiter, Limit):
             msg = f"limiters=[..., {limiter!r}, ...]: each must be a conveyor.Limiter"
             raise ConfigError(msg)
         if limiter.limits_tokens and cost is None:
+            config = getattr(limiter, "config", None)
+            dims = ", ".join(config.costed) if config is not None else "tokens"
+            example = (
+                "cost=lambda req: estimate_tokens(req)"
+                if dims == "tokens"
+                else "cost=lambda req: {'input_tokens': ..., 'output_tokens': req['max_tokens']}"
+            )
             msg = (
-                f"limiter {limiter.name!r} limits tokens: pass cost=..., a function that"
-                " estimates each item's tokens (e.g. cost=lambda req: estimate_tokens(req))"
+                f"limiter {limiter.name!r} limits {dims}: pass cost=..., a function that"
+                f" estimates each item's cost (e.g. {example})"
             )
             raise ConfigError(msg)
     if cost is not None and not callable(cost):

@@ -19,13 +19,14 @@ from .threads import ThreadCaller
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from ..limits.limiter import Limiter, Slot
+    from ..limits.costs import Cost
+    from ..limits.protocol import Limit, Ticket
     from ..policy.retry import Retry
 
 __all__ = ["Attempts", "release"]
 
 
-def release(slots: list[Slot], error: BaseException | None, latency_s: float | None) -> None:
+def release(slots: list[Ticket], error: BaseException | None, latency_s: float | None) -> None:
     """Give the slots back, telling each limiter how the call ended."""
     for slot in slots:
         slot.release(error, latency_s)
@@ -43,8 +44,8 @@ class Attempts:
         is_async: bool,
         policy: Retry,
         concurrency: int,
-        limiters: Sequence[Limiter],
-        cost: Callable[[Any], float] | None,
+        limiters: Sequence[Limit],
+        cost: Callable[[Any], Cost] | None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._policy = policy
@@ -76,13 +77,13 @@ class Attempts:
         """The automatic timeout's estimator, when ``timeout_s="auto"``."""
         return self._auto
 
-    async def acquire(self, item: Any) -> list[Slot]:
+    async def acquire(self, item: Any) -> list[Ticket]:
         """Take a slot from every limiter, in order; give back what was taken on failure."""
-        cost = float(self._cost(item)) if self._cost is not None else 1.0
-        slots: list[Slot] = []
+        cost = self._cost(item) if self._cost is not None else 1.0
+        slots: list[Ticket] = []
         try:
             for limiter in self._limiters:
-                slots.append(await limiter.acquire(cost))  # noqa: PERF401 - each may fail
+                slots.append(await limiter.admit(cost))  # noqa: PERF401 - each may fail
         except BaseException:
             for slot in slots:
                 slot.give_back()  # nothing was sent

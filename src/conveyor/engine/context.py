@@ -17,16 +17,15 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..limits.limiter import Limiter
-    from ..limits.slot import Slot
+    from ..limits.protocol import Limit, Ticket
 
 __all__ = ["attempt_slot", "current_slots"]
 
 #: The slots of the attempt running in this context (empty: none, or no limiters).
-current_slots: ContextVar[Sequence[Slot]] = ContextVar("conveyor_attempt_slots", default=())
+current_slots: ContextVar[Sequence[Ticket]] = ContextVar("conveyor_attempt_slots", default=())
 
 
-def attempt_slot(limiter: Limiter | None = None) -> Slot:
+def attempt_slot(limiter: Limit | None = None) -> Ticket:
     """Return the `Slot` the running attempt holds of `limiter` (of its only limiter if omitted).
 
     Call it from inside the function given to `conveyor.map` / `conveyor.stream` with

@@ -40,7 +40,8 @@ from .stats import FOLD_AT, LatencyStats
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from ..limits.limiter import Limiter, Slot
+    from ..limits.limiter import Limiter
+    from ..limits.protocol import Ticket
     from ..policy.retry import Retry
 
 __all__ = ["BUFFER", "Run"]
@@ -281,7 +282,7 @@ class Run(Generic[T, R]):
                     return
 
                 # The limiters first: waiting for them is not part of the call's latency.
-                slots: list[Slot] | None = None
+                slots: list[Ticket] | None = None
                 if limited:
                     if first_start is None:
                         first_start = loop_time()

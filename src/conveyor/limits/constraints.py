@@ -185,11 +185,6 @@ class Constraint:
 _EPS = 1e-9
 _PAD_S = 1e-9
 
-#: Header families whose budgets refill continuously (a token bucket): "reset" is when the
-#: budget is full again, and it fills at an even pace until then. The others (IETF, GitHub's
-#: X-RateLimit) describe fixed windows: everything comes back at the reset, nothing before.
-REFILLING_SOURCES = frozenset({"openai", "anthropic"})
-
 
 class ServerCap:
     """What the server said is left of a budget, and how it comes back.

@@ -25,28 +25,17 @@ from ..errors import CircuitOpen, InvalidAnswer, QuotaExhausted
 from ..policy.answer_dating import AnswerDating
 from ..policy.classify import classify
 from ..policy.llm_errors import api_error_fields
-from .constraints import REFILLING_SOURCES, WINDOW_MARGIN, Constraint, ServerCap
+from .constraints import WINDOW_MARGIN, Constraint, ServerCap
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from ..policy.adaptive import AdaptiveConcurrency
     from ..policy.breaker import CircuitBreaker
     from ..policy.classify import Verdict
     from .spec import LimiterConfig
 
-__all__ = ["Learning", "LearningListener", "stated_budgets"]
-
-#: The period OpenAI's and Anthropic's stated limits are per (their headers don't say).
-_PER_MINUTE = {"openai": 60.0, "anthropic": 60.0}
-
-
-def stated_budgets(info: Any) -> Mapping[str, Any]:
-    """The budgets a parsed header set states, by dimension."""
-    budgets = getattr(info, "budgets", None)
-    if budgets is not None:
-        return budgets  # type: ignore[no-any-return]
-    return {k: v for k, v in (("requests", info.requests), ("tokens", info.tokens)) if v}
+__all__ = ["Learning", "LearningListener"]
 
 
 class LearningListener(Protocol):
@@ -205,11 +194,11 @@ class Learning:
 
         info = parse_rate_limit_headers(headers, now_wall_s=_clock.wall())
         now = _clock.now()
-        for dim, budget in stated_budgets(info).items():
+        for dim, budget in info.budgets.items():
             if dim != "requests" and dim not in self._costed:
                 continue  # no call says its cost in it: nothing to hold them to
             if budget.limit is not None:
-                period = getattr(budget, "period_s", None) or _PER_MINUTE.get(info.source)
+                period = budget.period_s
                 stricter = [
                     self._adopt(c, budget.limit, period, now)
                     for c in self._constraints
@@ -222,11 +211,7 @@ class Learning:
             since = sent_at if sent_at is not None else now
             remaining = max(budget.remaining - admitted_since(dim, since), 0.0)
             refill = 0.0
-            if (
-                info.source in REFILLING_SOURCES
-                and budget.limit
-                and budget.limit > budget.remaining
-            ):
+            if budget.refills and budget.limit and budget.limit > budget.remaining:
                 refill = (budget.limit - budget.remaining) / budget.reset_s
             # The reset is counted from the answer: a fixed window is never taken as back early.
             cap = self.server_caps[dim] = ServerCap(

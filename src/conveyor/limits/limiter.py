@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
+from ..policy.classify import Classifier
 from .admission import LOOKAHEAD, LocalAdmission
 from .config import concurrency_policy
 from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint
@@ -88,7 +89,7 @@ class Limiter:
         burst: float = 0.0,
         output_estimate: float | None = None,
         breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Any = None,
+        classifier: Classifier | None = None,
     ) -> None:
         config = limiter_config(
             name,
@@ -114,7 +115,7 @@ class Limiter:
         config: LimiterConfig,
         *,
         breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Any = None,
+        classifier: Classifier | None = None,
     ) -> Self:
         """A limiter enforcing `config` (with its own breaker and state)."""
         limiter = cls.__new__(cls)
@@ -125,7 +126,7 @@ class Limiter:
         self,
         config: LimiterConfig,
         breaker: CircuitBreaker | Literal[False] | None,
-        classifier: Any,
+        classifier: Classifier | None,
         admission: AdmissionFactory,
     ) -> None:
         """Build the parts around `config`; `admission` makes the backend that admits calls."""
@@ -146,10 +147,15 @@ class Limiter:
         adaptive, self._max_in_flight = concurrency_policy(
             config.name, config.concurrency, config.concurrency_bounds
         )
-        classify_fn = getattr(classifier, "classify", classifier)
-        if classify_fn is not None and not callable(classify_fn):
-            msg = f"Limiter({config.name!r}, classifier={classifier!r}): give a conveyor.Classifier"
+        if classifier is not None and not isinstance(classifier, Classifier):
+            msg = (
+                f"Limiter({config.name!r}, classifier={classifier!r}): give a"
+                " conveyor.Classifier(rules=[...])"
+            )
             raise ConfigError(msg)
+        classify_fn = classifier.classify if classifier is not None else None
+        #: The classifier given, or None (the built-in one).
+        self.classifier = classifier
         self.learning = Learning(
             config,
             self._constraints,

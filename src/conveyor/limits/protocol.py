@@ -33,6 +33,11 @@ class Ticket(Protocol):
     """The right to make one call, and where its facts are written."""
 
     @property
+    def limiter(self) -> Limit:
+        """The limit that granted it."""
+        ...
+
+    @property
     def settled(self) -> Mapping[str, float]:
         """What each costed dimension is booked at now."""
         ...

@@ -263,5 +263,5 @@ def share_limits(app: App, limits: RedisLimits) -> None:
             config,
             redis=limits,
             breaker=limiter.breaker if limiter.breaker is not None else False,
-            classifier=limiter.learning.classifier,
+            classifier=limiter.classifier,
         )

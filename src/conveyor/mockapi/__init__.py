@@ -1,8 +1,9 @@
 """The local mock API: a rate-limited fake LLM/SaaS HTTP server for tests, the demo and benchmarks.
 
-It speaks OpenAI's chat-completions shape, enforces a strict sliding-window rate limit with
-OpenAI's headers, injects seeded faults (500, hang, dropped connection) and counts everything
-at ``GET /stats``. Three ways to run it:
+It speaks OpenAI's chat-completions shape with a strict sliding-window rate limit and OpenAI's
+headers, and Anthropic's Messages shape (``POST /v1/messages``) with per-dimension token
+buckets, Anthropic's headers, 529s and a spend cap; it injects seeded faults (500, hang,
+dropped connection) and counts everything at ``GET /stats``. Three ways to run it:
 
 - ``async with MockAPI(config) as api:`` in the current event loop (tests);
 - ``with run_in_process(config) as base_url:`` in a child process (benchmarks);
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from .cli_args import add_arguments as add_arguments
 from .cli_args import config_from_args as config_from_args
 from .config import DEFAULT_PORT as DEFAULT_PORT
+from .config import AnthropicLimits as AnthropicLimits
 from .config import Faults as Faults
 from .config import MockConfig as MockConfig
 from .stats import MockStats as MockStats
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PORT",
+    "AnthropicLimits",
     "Faults",
     "MockAPI",
     "MockConfig",

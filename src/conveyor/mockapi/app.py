@@ -1,6 +1,7 @@
 """The request handler: routes, the order of checks, the answers (thin, over the pure parts).
 
-The order a request meets (documented in docs/explanations/mock-api.md):
+``POST /v1/messages`` (Anthropic's shape) is `conveyor.mockapi.messages_route`'s. The order a
+request to the OpenAI routes meets (documented in docs/explanations/mock-api.md):
 
 1. parse the body (400 with an OpenAI error object if it is not what the route expects);
 2. rate-limit admission in the strict sliding window (429 with ``Retry-After``; a cost above the
@@ -18,14 +19,15 @@ import asyncio
 import contextlib
 import itertools
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgspec
 from aiohttp import web
 
 from .._clock import now, wall
+from .answers import drop, json_answer
 from .draws import Fault, draw_fault, draw_latency_s
 from .headers import rate_limit_headers, retry_after_headers
+from .messages_route import MessagesRoute
 from .protocol import (
     BadRequest,
     ChatRequest,
@@ -46,21 +48,16 @@ __all__ = ["MockHandler"]
 
 _CHAT = "/v1/chat/completions"
 _ECHO = "/v1/echo"
+_MESSAGES = "/v1/messages"
 _STATS = "/stats"
 _STATS_RESET = "/stats/reset"
-_METHODS = {_CHAT: "POST", _ECHO: "POST", _STATS: "GET", _STATS_RESET: "POST"}
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=_encode(data),
-        content_type="application/json",
-        headers=headers,
-    )
+_METHODS = {
+    _CHAT: "POST",
+    _ECHO: "POST",
+    _MESSAGES: "POST",
+    _STATS: "GET",
+    _STATS_RESET: "POST",
+}
 
 
 def _error(
@@ -73,7 +70,7 @@ def _error(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = error_body(message, error_type=error_type, code=code, param=param)
-    return _json(status, body, headers)
+    return json_answer(status, body, headers)
 
 
 class MockHandler:
@@ -101,6 +98,9 @@ class MockHandler:
         self.successes = SuccessLog()
         self._released = asyncio.Event()
         self._ids = itertools.count(1)
+        self.messages = MessagesRoute(
+            config, counters=self.counters, successes=self.successes, wait_fault=self._wait_fault
+        )
 
     def stats(self) -> MockStats:
         """Return a snapshot of the counters (of every process serving the port)."""
@@ -134,6 +134,7 @@ class MockHandler:
         self.counters.reset()
         self.successes.clear()
         self.window.reset()
+        self.messages.reset()
         self._seed_draws()
 
     def _seed_draws(self) -> None:
@@ -148,41 +149,52 @@ class MockHandler:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Route one request."""
         path = request.path
-        expected = _METHODS.get(path)
-        if expected is None:
-            return _error(
-                404, f"No route {path}.", error_type="invalid_request_error", code="not_found"
-            )
-        if request.method != expected:
-            return _error(
-                405,
-                f"Use {expected} for {path}, not {request.method}.",
-                error_type="invalid_request_error",
-                code="method_not_allowed",
-            )
+        refusal = self._misrouted(path, request.method)
+        if refusal is not None:
+            return refusal
         if path == _STATS:
-            return _json(200, self.stats().as_dict())
+            return json_answer(200, self.stats().as_dict())
         if path == _STATS_RESET:
             self.reset()
-            return _json(200, self.stats().as_dict())
+            return json_answer(200, self.stats().as_dict())
         shared = self._shared
         if shared is not None:
             self._follow_resets(shared)
         counters = self.counters
         counters.enter(now())
+        request_id = request.headers.get("x-request-id") or request.headers.get("idempotency-key")
+        if request_id is not None and request_id in self.successes:
+            counters.duplicates_after_success += 1
         try:
-            return await self._answer(request, chat=path == _CHAT)
+            if path == _MESSAGES:
+                return await self.messages.answer(request, request_id)
+            return await self._answer(request, request_id, chat=path == _CHAT)
         finally:
             counters.in_flight -= 1
             counters.last_at = now()
             if shared is not None:
                 shared.publish(counters)
 
-    async def _answer(self, request: web.BaseRequest, *, chat: bool) -> web.StreamResponse:
+    def _misrouted(self, path: str, method: str) -> web.Response | None:
+        """Return the 404 or 405 for an unknown path or method (in the route's shape), or None."""
+        expected = _METHODS.get(path)
+        if expected is None:
+            if path.startswith(_MESSAGES):
+                return self.messages.error(404, "not_found_error", f"No route {path}.")
+            return _error(
+                404, f"No route {path}.", error_type="invalid_request_error", code="not_found"
+            )
+        if method == expected:
+            return None
+        message = f"Use {expected} for {path}, not {method}."
+        if path == _MESSAGES:
+            return self.messages.error(405, "invalid_request_error", message)
+        return _error(405, message, error_type="invalid_request_error", code="method_not_allowed")
+
+    async def _answer(
+        self, request: web.BaseRequest, request_id: str | None, *, chat: bool
+    ) -> web.StreamResponse:
         counters = self.counters
-        request_id = request.headers.get("x-request-id") or request.headers.get("idempotency-key")
-        if request_id is not None and request_id in self.successes:
-            counters.duplicates_after_success += 1
         try:
             parsed, body, cost = await _read(request, chat=chat)
         except BadRequest as exc:
@@ -191,11 +203,21 @@ class MockHandler:
                 400, exc.message, error_type="invalid_request_error", code=exc.code, param=exc.param
             )
         admission = self.window.try_admit(now(), cost)
+        config = self.config
         headers = rate_limit_headers(
-            admission, max_requests=self.window.max_requests, max_tokens=self.window.max_tokens
+            admission, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
         )
         if not admission.admitted:
+            if not admission.never:
+                if chat:
+                    counters.chat_rate_limited += 1
+                else:
+                    counters.echo_rate_limited += 1
             return self._refuse(admission, cost, headers)
+        if chat:
+            counters.chat_admitted += 1
+        else:
+            counters.echo_admitted += 1
         counters.tokens_admitted += cost
         return await self._admitted(request, parsed, body, headers, request_id)
 
@@ -209,14 +231,9 @@ class MockHandler:
     ) -> web.StreamResponse:
         """Draw the fault, wait the latency, answer."""
         counters = self.counters
-        fault = draw_fault(self.config.faults, self._fault_rng)
+        fault = await self._wait_fault()
         if fault is Fault.HANG:
-            counters.hung += 1
-            await self._hang()
-            return _drop(request)
-        latency_s = draw_latency_s(self.config, self._latency_rng)
-        if latency_s > 0.0:
-            await asyncio.sleep(latency_s)
+            return drop(request)
         if fault is Fault.FAIL:
             counters.errors_500 += 1
             return _error(
@@ -228,7 +245,7 @@ class MockHandler:
             )
         if fault is Fault.DROP:
             counters.dropped += 1
-            return _drop(request)
+            return drop(request)
         counters.ok += 1
         if request_id is not None:
             self.successes.add(request_id)
@@ -236,7 +253,7 @@ class MockHandler:
             answer = chat_completion(
                 parsed, completion_id=f"chatcmpl-mock-{next(self._ids)}", created=int(wall())
             )
-            return _json(200, answer, headers)
+            return json_answer(200, answer, headers)
         # The echo answers the very bytes it was sent (they were checked to be JSON).
         return web.Response(body=body, content_type="application/json", headers=headers)
 
@@ -267,6 +284,18 @@ class MockHandler:
             headers=headers,
         )
 
+    async def _wait_fault(self) -> Fault:
+        """Draw an admitted request's fault and wait its latency, or its hang (every route)."""
+        fault = draw_fault(self.config.faults, self._fault_rng)
+        if fault is Fault.HANG:
+            self.counters.hung += 1
+            await self._hang()
+            return fault
+        latency_s = draw_latency_s(self.config, self._latency_rng)
+        if latency_s > 0.0:
+            await asyncio.sleep(latency_s)
+        return fault
+
     async def _hang(self) -> None:
         """Wait until released (shutdown) or `hang_s` passes; the client may give up first."""
         with contextlib.suppress(TimeoutError):
@@ -285,15 +314,3 @@ async def _read(request: web.BaseRequest, *, chat: bool) -> tuple[ChatRequest | 
         parse_json(body)
         cost = 1
     return parsed, body, cost_override(request.headers.get("x-mock-cost")) or cost
-
-
-def _drop(request: web.BaseRequest) -> web.Response:
-    """Close the connection without an answer.
-
-    The returned response is never sent: aiohttp finds the transport closed, treats it as a
-    client that went away, and ends the connection quietly.
-    """
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-    return web.Response(status=500)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import DEFAULT_PORT, Faults, MockConfig
+from .config import DEFAULT_PORT, AnthropicLimits, Faults, MockConfig
 
 if TYPE_CHECKING:
     import argparse
@@ -24,6 +24,13 @@ __all__ = ["add_arguments", "config_from_args"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the mock API's options to `parser` (host, port, latency, limits, faults, seed)."""
+    _add_where_and_latency(parser)
+    _add_openai_limits(parser)
+    _add_anthropic_limits(parser)
+    _add_faults(parser)
+
+
+def _add_where_and_latency(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where")
     where.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     where.add_argument(
@@ -45,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument(
         "--latency-sigma", type=float, default=0.5, help="sigma of the lognormal latency (0.5)"
     )
-    limits = parser.add_argument_group("rate limits (none by default)")
+
+
+def _add_openai_limits(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group(
+        "OpenAI routes' rate limits (/v1/chat/completions, /v1/echo; none by default)"
+    )
     limits.add_argument("--rpm", type=float, default=None, help="requests per minute")
     limits.add_argument("--tpm", type=float, default=None, help="tokens per minute")
     limits.add_argument(
@@ -54,7 +66,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="enforcement window: any WINDOW_S seconds admit rpm*WINDOW_S/60 requests (60)",
     )
-    faults = parser.add_argument_group("faults (fractions of admitted requests)")
+
+
+def _add_anthropic_limits(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group(
+        "Anthropic Messages route's limits (/v1/messages; token buckets, none by default)"
+    )
+    limits.add_argument(
+        "--anthropic-rpm", type=float, default=None, help="requests per minute (RPM)"
+    )
+    limits.add_argument(
+        "--itpm", type=float, default=None, help="input tokens per minute, taken on arrival"
+    )
+    limits.add_argument(
+        "--otpm",
+        type=float,
+        default=None,
+        help="output tokens per minute, taken as each answer is produced (may go into debt)",
+    )
+    limits.add_argument(
+        "--burst-s",
+        type=float,
+        default=1.0,
+        help="seconds of each rate a bucket holds: 1 enforces 60 RPM as 1 request a second (1)",
+    )
+    limits.add_argument(
+        "--overloaded-rate",
+        type=float,
+        default=0.0,
+        help="fraction of admitted requests answered 529 overloaded_error at once (0)",
+    )
+    limits.add_argument(
+        "--spend-cap-tokens",
+        type=int,
+        default=None,
+        help="input+output tokens the account may spend; then every request is a 429 (none)",
+    )
+
+
+def _add_faults(parser: argparse.ArgumentParser) -> None:
+    faults = parser.add_argument_group("faults (fractions of admitted requests, every route)")
     faults.add_argument("--fail", type=float, default=0.0, help="answered 500 (0)")
     faults.add_argument("--hang", type=float, default=0.0, help="never answered (0)")
     faults.add_argument("--drop", type=float, default=0.0, help="connection closed (0)")
@@ -78,6 +129,14 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
             hang_rate=args.hang,
             drop_rate=args.drop,
             hang_s=args.hang_s,
+        ),
+        anthropic=AnthropicLimits(
+            rpm=args.anthropic_rpm,
+            itpm=args.itpm,
+            otpm=args.otpm,
+            burst_s=args.burst_s,
+            overloaded_rate=args.overloaded_rate,
+            spend_cap_tokens=args.spend_cap_tokens,
         ),
         seed=args.seed,
     )

@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "Faults", "MockConfig"]
+__all__ = ["DEFAULT_PORT", "AnthropicLimits", "Faults", "MockConfig"]
 
 #: The port `serve` (``conveyor mock-api``) listens on unless told otherwise.
 DEFAULT_PORT = 8765
@@ -30,9 +30,9 @@ def _share(per_minute: float, window_s: float) -> int:
     return math.floor(per_minute * window_s / 60.0 + 1e-9)
 
 
-def _fraction(name: str, value: object) -> None:
-    if not 0.0 <= _number("Faults", name, value) <= 1.0:
-        msg = f"Faults({name}={value!r}): {name} is a fraction of requests, from 0.0 to 1.0"
+def _fraction(name: str, value: object, owner: str = "Faults") -> None:
+    if not 0.0 <= _number(owner, name, value) <= 1.0:
+        msg = f"{owner}({name}={value!r}): {name} is a fraction of requests, from 0.0 to 1.0"
         raise ConfigError(msg)
 
 
@@ -78,6 +78,65 @@ class Faults:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AnthropicLimits:
+    """How the Messages route (``POST /v1/messages``, Anthropic's shape) limits and fails.
+
+    Each limit is a token bucket holding ``max(limit / 60 * burst_s, 1)`` and refilling
+    continuously at ``limit / 60`` a second (see `conveyor.mockapi.bucket`).
+
+    >>> AnthropicLimits(rpm=50, itpm=30_000, otpm=8_000, overloaded_rate=0.03)  # doctest: +SKIP
+
+    Args:
+        rpm: requests per minute, or None for no request limit.
+        itpm: input tokens per minute (taken on arrival), or None for no limit.
+        otpm: output tokens per minute (taken when the answer is produced), or None.
+        burst_s: the seconds of the per-minute rate each bucket holds: 1.0 enforces 60 RPM as
+            one request a second; 60.0 lets a whole minute's worth through at once.
+        overloaded_rate: the fraction of admitted requests answered 529 ``overloaded_error``
+            at once (no latency, no output).
+        spend_cap_tokens: the input plus output tokens the account may spend in all, or None
+            for no cap; past it, every request is a 429 naming the spend limit.
+    """
+
+    rpm: float | None = None
+    itpm: float | None = None
+    otpm: float | None = None
+    burst_s: float = 1.0
+    overloaded_rate: float = 0.0
+    spend_cap_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "itpm", "otpm"):
+            value = getattr(self, name)
+            if value is not None and _number("AnthropicLimits", name, value) <= 0:
+                msg = (
+                    f"AnthropicLimits({name}={value!r}): {name} is a per-minute limit > 0,"
+                    " or None for no limit"
+                )
+                raise ConfigError(msg)
+        if _number("AnthropicLimits", "burst_s", self.burst_s) <= 0:
+            msg = (
+                f"AnthropicLimits(burst_s={self.burst_s!r}): burst_s must be a number of"
+                " seconds > 0 (1.0 enforces 60 RPM as 1 request a second)"
+            )
+            raise ConfigError(msg)
+        _fraction("overloaded_rate", self.overloaded_rate, "AnthropicLimits")
+        cap = self.spend_cap_tokens
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            msg = (
+                f"AnthropicLimits(spend_cap_tokens={cap!r}): spend_cap_tokens must be a whole"
+                " number of tokens >= 1, or None for no cap"
+            )
+            raise ConfigError(msg)
+
+    @property
+    def limited(self) -> bool:
+        """Return whether any rate limit or the spend cap is set (state one process must keep)."""
+        limits = (self.rpm, self.itpm, self.otpm, self.spend_cap_tokens)
+        return any(limit is not None for limit in limits)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MockConfig:
     """How the mock API behaves.
 
@@ -88,11 +147,13 @@ class MockConfig:
         latency: ``"fixed"`` (every answer takes `latency_ms`) or ``"lognormal"`` (median
             `latency_ms`, spread `latency_sigma`: a long right tail, like real APIs).
         latency_sigma: the sigma of the lognormal latency (ignored when fixed).
-        rpm: requests per minute, or None for no request limit.
-        tpm: tokens per minute, or None for no token limit.
-        window_s: the enforcement window. Every sliding window of `window_s` seconds admits at
-            most ``rpm * window_s / 60`` requests and ``tpm * window_s / 60`` tokens.
-        faults: which fraction of admitted requests fail, hang or are dropped.
+        rpm: requests per minute on the OpenAI routes (chat, echo), or None for no limit.
+        tpm: tokens per minute on the OpenAI routes, or None for no token limit.
+        window_s: the OpenAI routes' enforcement window. Every sliding window of `window_s`
+            seconds admits at most ``rpm * window_s / 60`` requests and ``tpm * window_s / 60``
+            tokens.
+        faults: which fraction of admitted requests fail, hang or are dropped (every route).
+        anthropic: the Messages route's token buckets, 529s and spend cap (none by default).
         seed: the seed of the fault and latency draws (None: a fresh seed each run). With a
             seed, the n-th admitted request gets the same fault and latency in every run.
     """
@@ -104,6 +165,7 @@ class MockConfig:
     tpm: float | None = None
     window_s: float = 60.0
     faults: Faults = field(default_factory=Faults)
+    anthropic: AnthropicLimits = field(default_factory=AnthropicLimits)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -125,6 +187,12 @@ class MockConfig:
         self._check_rate("tpm", self.tpm, "tokens")
         if not isinstance(self.faults, Faults):
             msg = f"MockConfig(faults={self.faults!r}): pass faults=Faults(fail_rate=..., ...)"
+            raise ConfigError(msg)
+        if not isinstance(self.anthropic, AnthropicLimits):
+            msg = (
+                f"MockConfig(anthropic={self.anthropic!r}): pass"
+                " anthropic=AnthropicLimits(rpm=..., itpm=..., otpm=...)"
+            )
             raise ConfigError(msg)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)

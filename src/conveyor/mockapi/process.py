@@ -7,8 +7,8 @@ when the pipe closes: on exit from the block, and also if the parent dies.
 
 With ``processes=N``, N children serve one port (``SO_REUSEPORT``) and pool their counters in
 shared memory (see `conveyor.mockapi.shared`): one process answers about 2,000 requests a
-second before its own queueing shows in the latency. A strict rate-limit window cannot be
-split between processes, so a config with limits runs in one.
+second before its own queueing shows in the latency. A strict rate-limit window, a token
+bucket or a spend cap cannot be split between processes, so a config with limits runs in one.
 """
 
 from __future__ import annotations
@@ -98,11 +98,13 @@ def _check_processes(config: MockConfig, processes: int) -> None:
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         msg = f"run_in_process(processes={processes!r}): use a whole number >= 1"
         raise ConfigError(msg)
-    if processes > 1 and (config.rpm is not None or config.tpm is not None):
+    limited = config.rpm is not None or config.tpm is not None or config.anthropic.limited
+    if processes > 1 and limited:
         msg = (
-            f"run_in_process(processes={processes}) with rpm or tpm set: a strict rate-limit"
-            " window cannot be split between processes; use processes=1 (a rate-limited API"
-            " is slow enough for one)"
+            f"run_in_process(processes={processes}) with rate limits or a spend cap set (rpm,"
+            " tpm, or AnthropicLimits' rpm, itpm, otpm, spend_cap_tokens): a limit cannot be"
+            " split between processes; use processes=1 (a rate-limited API is slow enough"
+            " for one)"
         )
         raise ConfigError(msg)
 

@@ -22,8 +22,10 @@ __all__ = [
     "chat_completion",
     "cost_override",
     "error_body",
+    "estimate_tokens",
     "parse_chat",
     "parse_json",
+    "token_header",
 ]
 
 #: What a request is charged for its answer when it sets no ``max_tokens``.
@@ -62,6 +64,15 @@ class ChatRequest:
         return self.prompt_tokens + self.max_tokens
 
 
+def estimate_tokens(chars: int) -> int:
+    """Return the tokens `chars` characters of text count for: ``ceil(chars / 4)``.
+
+    >>> estimate_tokens(17)
+    5
+    """
+    return math.ceil(chars / 4)
+
+
 def parse_json(body: bytes) -> Any:
     """Return the JSON value in `body`, or raise `BadRequest`."""
     try:
@@ -97,7 +108,7 @@ def parse_chat(body: bytes) -> ChatRequest:
         digest.update(b"\x00")
     return ChatRequest(
         model=model,
-        prompt_tokens=math.ceil(chars / 4),
+        prompt_tokens=estimate_tokens(chars),
         max_tokens=_max_tokens(data),
         digest=digest.hexdigest()[:12],
     )
@@ -131,16 +142,25 @@ def _max_tokens(data: dict[str, Any]) -> int:
 
 def cost_override(value: str | None) -> int | None:
     """Read the ``x-mock-cost`` header: the exact tokens to charge (None when absent)."""
+    return token_header(value, name="x-mock-cost")
+
+
+def token_header(value: str | None, *, name: str, minimum: int = 1) -> int | None:
+    """Read a header that sets a number of tokens exactly (None when absent), or `BadRequest`.
+
+    >>> token_header(" 12 ", name="x-mock-cost")
+    12
+    """
     if value is None:
         return None
     try:
-        cost = int(value.strip())
+        tokens = int(value.strip())
     except ValueError:
-        cost = 0
-    if cost < 1:
-        msg = f"The x-mock-cost header must be a whole number of tokens >= 1, not {value!r}."
-        raise BadRequest(msg, code="invalid_value", param="x-mock-cost")
-    return cost
+        tokens = minimum - 1
+    if tokens < minimum:
+        msg = f"The {name} header must be a whole number of tokens >= {minimum}, not {value!r}."
+        raise BadRequest(msg, code="invalid_value", param=name)
+    return tokens
 
 
 def chat_completion(request: ChatRequest, *, completion_id: str, created: int) -> dict[str, Any]:

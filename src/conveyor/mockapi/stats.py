@@ -15,8 +15,8 @@ class MockStats:
     Attributes:
         requests: API requests received.
         ok: answered 200.
-        rate_limited: answered 429 (over the request or token share).
-        bad_requests: answered 400 (bad JSON or parameters, or a cost above the token share).
+        rate_limited: answered 429 (over a rate limit or the spend cap), on every route.
+        bad_requests: answered 400 (bad JSON or parameters, or a cost that can never fit).
         errors_500: answered 500 by the fault draw.
         hung: held without an answer by the fault draw.
         dropped: connection closed without an answer by the fault draw.
@@ -24,7 +24,19 @@ class MockStats:
         peak_in_flight: the most requests in flight at once.
         duplicates_after_success: requests whose ``x-request-id`` or ``Idempotency-Key`` had
             already been answered 200: work a client did twice.
-        tokens_admitted: tokens charged for admitted requests.
+        tokens_admitted: tokens charged for admitted requests on the OpenAI routes (the
+            window's cost: chat and echo).
+        overloaded: answered 529 ``overloaded_error`` (the Messages route's draw).
+        chat_admitted, echo_admitted, messages_admitted: admitted by the route's rate limit
+            (whatever the answer then was: 200, 500, 529, hung or dropped).
+        chat_rate_limited, echo_rate_limited, messages_rate_limited: the route's 429s
+            (`rate_limited` is their sum); the Messages route's include the spend cap's.
+        messages_spend_limited: the Messages route's 429s for the spend cap.
+        messages_input_tokens: input tokens the Messages route's buckets took, on admission.
+        messages_output_tokens: output tokens the Messages route's buckets took, as answers
+            were produced.
+        spent_tokens: input plus output tokens of the Messages route's 200 answers: what the
+            spend cap counts.
         active_s: seconds from the first API request received to the last one answered (0
             before any answer): the span a benchmark measures "from the first request to the
             last answer", the same way for every client.
@@ -41,6 +53,17 @@ class MockStats:
     peak_in_flight: int = 0
     duplicates_after_success: int = 0
     tokens_admitted: int = 0
+    overloaded: int = 0
+    chat_admitted: int = 0
+    chat_rate_limited: int = 0
+    echo_admitted: int = 0
+    echo_rate_limited: int = 0
+    messages_admitted: int = 0
+    messages_rate_limited: int = 0
+    messages_spend_limited: int = 0
+    messages_input_tokens: int = 0
+    messages_output_tokens: int = 0
+    spent_tokens: int = 0
     active_s: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -63,6 +86,17 @@ class Counters:
     peak_in_flight: int = 0
     duplicates_after_success: int = 0
     tokens_admitted: int = 0
+    overloaded: int = 0
+    chat_admitted: int = 0
+    chat_rate_limited: int = 0
+    echo_admitted: int = 0
+    echo_rate_limited: int = 0
+    messages_admitted: int = 0
+    messages_rate_limited: int = 0
+    messages_spend_limited: int = 0
+    messages_input_tokens: int = 0
+    messages_output_tokens: int = 0
+    spent_tokens: int = 0
     first_at: float | None = None  # loop time of the first request since the reset
     last_at: float | None = None  # loop time of the latest answer
 

@@ -10,46 +10,62 @@ attributes), and answers one `Verdict`:
   throttling ``Error.Code``, HTTP 400 inside); Google's ``RESOURCE_EXHAUSTED`` with its
   ``RetryInfo`` delay.
 - ``overloaded``: the service is busy, not the caller over its limit; back off and retry.
-  HTTP 503 and Anthropic's 529 ``overloaded_error``.
+  HTTP 503 and Anthropic's 529 ``overloaded_error`` (also when it arrives inside a stream that
+  began with HTTP 200).
 - ``quota``: the account's quota or spend cap is used up; never retried, and the limiter
   admits no more calls. OpenAI's ``insufficient_quota``, Anthropic's 429 naming the spend
-  limit (without a ``retry-after``), Google's per-day quota, AWS quota codes.
+  limit (without a ``retry-after``), Google's per-day quota and ``RESOURCE_QUOTA_EXCEEDED``,
+  AWS quota codes.
 - ``transient``: worth another try (timeouts, dropped connections, 5xx, 408/425).
 - ``permanent``: anything else (a bug or a bad request does not get better by retrying).
+
+Your own errors are your rules' business: a `Classifier` tries its ``rules`` first, in order,
+and the first verdict one gives wins; an error no rule claims gets the reading above. There is
+no registry to add rules to: a classifier is a value, handed to what uses it
+(``conveyor.Retry(classifier=...)``), so two runs in one process can read errors differently.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import (
     AttemptTimeout,
     CircuitOpen,
+    ConfigError,
     DeadlineExceeded,
     InvalidAnswer,
     QuotaExhausted,
     RetryAfter,
 )
+from .cloud_errors import AWS_QUOTA_CODES, AWS_THROTTLE_CODES, AWS_TRANSIENT_CODES, aws, google
 from .llm_errors import api_error_fields, quota_exhausted, should_retry_hint
 from .retry_after import http_status_of, retry_after_s
+from .verdict import ErrorKind, Verdict
 
 __all__ = [
     "AWS_QUOTA_CODES",
     "AWS_THROTTLE_CODES",
     "AWS_TRANSIENT_CODES",
+    "DEFAULT_CLASSIFIER",
     "RETRYABLE_STATUSES",
+    "Classifier",
     "ErrorKind",
+    "Rule",
     "Verdict",
     "classify",
+    "rule_for",
 ]
-
-ErrorKind = Literal["rate_limited", "overloaded", "quota", "transient", "permanent"]
 
 #: HTTP statuses that say "try again": timeout, too early, too many requests, server errors that
 #: are usually passing, and 529 (overloaded). 501 (not implemented) and 505 are permanent.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
+
+#: A rule: given an error, its `Verdict`, or ``None`` to leave it to the next rule.
+Rule = Callable[[BaseException], "Verdict | None"]
 
 # Transport errors of the HTTP clients users bring (httpx, aiohttp, openai), recognised by class
 # name so that Conveyor imports none of them.
@@ -63,82 +79,158 @@ _TRANSIENT_CLASS_NAMES = frozenset(
         "APIConnectionError",  # openai (and APITimeoutError below it)
     }
 )
-
-#: botocore's ``Error.Code`` values that mean "throttled" (its own retry handler's list, and
-#: the DynamoDB, S3 and EC2 ones).
-AWS_THROTTLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-#: botocore's codes of a passing server fault: retried, not a rate limit.
-AWS_TRANSIENT_CODES = frozenset(
-    {
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-    }
-)
-#: AWS codes that mean a quota is used up: waiting does not help.
-AWS_QUOTA_CODES = frozenset({"ServiceQuotaExceededException", "QuotaExceededException"})
-
-_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
-_GOOGLE_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _SPEND_LIMIT = re.compile(r"spend(ing)? limit|usage limit|credit balance", re.IGNORECASE)
+_OVERLOADED_TYPE = "overloaded_error"  # Anthropic's error type for a 529, also sent mid-stream
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """What an error means: its kind, the wait the API asked for (if any), and why."""
+class Classifier:
+    """Reads errors into verdicts: your `rules` first, in order, then the built-in reading.
 
-    kind: ErrorKind
-    retry_after_s: float | None = None
-    reason: str = ""
+    A rule is a function ``(exception) -> Verdict | None``; the first one to answer a `Verdict`
+    decides, ``None`` leaves the error to the next rule. `rule_for` writes the common ones.
+    Checked when made: a rule that is not callable (or is an exception class, not a rule) is a
+    `ConfigError`; one that answers anything but a `Verdict` or ``None`` raises a
+    `ConfigError` naming it when it does.
 
-    @property
-    def retryable(self) -> bool:
-        """Whether another try may succeed (rate limited, overloaded or transient)."""
-        return self.kind in ("rate_limited", "overloaded", "transient")
+    >>> class SlowDown(Exception): ...
+    >>> mine = Classifier(rules=(rule_for(SlowDown, "rate_limited", retry_after_s=2),))
+    >>> mine.classify(SlowDown())
+    Verdict(kind='rate_limited', retry_after_s=2.0, reason='SlowDown (a rule)')
+    >>> mine.classify(TimeoutError()).kind
+    'transient'
+    """
+
+    rules: tuple[Rule, ...] = ()
+
+    def __post_init__(self) -> None:
+        rules: Any = self.rules
+        if callable(rules) or not isinstance(rules, tuple | list):
+            msg = (
+                f"Classifier(rules={rules!r}): rules is a tuple of rules, tried in order;"
+                " write Classifier(rules=(rule,)) for one"
+            )
+            raise ConfigError(msg)
+        for i, rule in enumerate(rules):
+            if isinstance(rule, type):
+                msg = (
+                    f"Classifier(rules=...): rule {i} is the class {rule.__name__}, not a rule;"
+                    f" write rule_for({rule.__name__}, kind) for 'every {rule.__name__} is kind'"
+                )
+                raise ConfigError(msg)
+            if not callable(rule):
+                msg = (
+                    f"Classifier(rules=...): rule {i} ({rule!r}) is not callable; a rule is a"
+                    " function (exception) -> Verdict | None"
+                )
+                raise ConfigError(msg)
+        object.__setattr__(self, "rules", tuple(rules))
+
+    def classify(self, exc: BaseException, *, now_wall_s: float | None = None) -> Verdict:
+        """The `Verdict` on `exc`: the first rule's that answers one, else the built-in one.
+
+        `now_wall_s` (Unix seconds) dates a ``Retry-After`` given as a date, for the built-in
+        reading; without it, that verdict carries no wait (what is retryable does not depend
+        on it).
+        """
+        for rule in self.rules:
+            verdict = rule(exc)
+            if verdict is None:
+                continue
+            if isinstance(verdict, Verdict):
+                return verdict
+            msg = (
+                f"classifier rule {_name(rule)} answered {verdict!r} for"
+                f" {type(exc).__name__}: a rule answers a Verdict, or None to leave the error"
+                " to the next rule"
+            )
+            raise ConfigError(msg)
+        return classify(exc, now_wall_s=now_wall_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _MatchRule:
+    """The rule `rule_for` makes: `verdict` for every error `match` matches."""
+
+    match: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], Any]
+    verdict: Verdict
+
+    def __call__(self, exc: BaseException) -> Verdict | None:
+        match = self.match
+        hit = isinstance(exc, match) if isinstance(match, type | tuple) else bool(match(exc))
+        return self.verdict if hit else None
+
+    def __repr__(self) -> str:
+        wait = self.verdict.retry_after_s
+        extra = "" if wait is None else f", retry_after_s={wait:g}"
+        return f"rule_for({_name(self.match)}, {self.verdict.kind!r}{extra})"
+
+
+def rule_for(
+    match: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], Any],
+    kind: ErrorKind,
+    *,
+    retry_after_s: float | None = None,
+    reason: str = "",
+) -> Rule:
+    """A rule giving ``Verdict(kind, retry_after_s, reason)`` to every error `match` matches.
+
+    `match` is an exception type, a tuple of them, or a predicate ``(exception) -> bool``.
+
+    >>> rule_for(ValueError, "quota")(ValueError("no credit left"))
+    Verdict(kind='quota', retry_after_s=None, reason='ValueError (a rule)')
+    >>> rule_for(ValueError, "quota")(KeyError("k")) is None
+    True
+    """
+    is_types = (isinstance(match, type) and issubclass(match, BaseException)) or (
+        isinstance(match, tuple)
+        and bool(match)
+        and all(isinstance(t, type) and issubclass(t, BaseException) for t in match)
+    )
+    if not is_types and (isinstance(match, type | tuple) or not callable(match)):
+        msg = (
+            f"rule_for({match!r}, ...): match must be an exception type, a non-empty tuple of"
+            " them, or a function (exception) -> bool"
+        )
+        raise ConfigError(msg)
+    try:
+        verdict = Verdict(kind, retry_after_s, reason or f"{_name(match)} (a rule)")
+    except ConfigError as bad:
+        msg = f"rule_for({_name(match)}, {kind!r}, ...): {bad}"
+        raise ConfigError(msg) from None
+    return _MatchRule(match, verdict)
+
+
+def _name(thing: object) -> str:
+    if isinstance(thing, tuple):
+        return "(" + ", ".join(_name(t) for t in thing) + ")"
+    return str(getattr(thing, "__qualname__", None) or repr(thing))
 
 
 def classify(exc: BaseException, *, now_wall_s: float | None = None) -> Verdict:
-    """The `Verdict` on `exc`; see the module docstring.
+    """The built-in `Verdict` on `exc` (no rules of yours); see the module docstring.
 
     `now_wall_s` (Unix seconds) dates a ``Retry-After`` given as a date; without it, the
     verdict carries no wait (what is retryable does not depend on it).
 
     >>> classify(RetryAfter(2.0))
-    Verdict(kind='rate_limited', retry_after_s=2.0, reason='RetryAfter raised')
+    Verdict(kind='rate_limited', retry_after_s=2.0, reason='RetryAfter')
     """
     verdict = _ours(exc)
     if verdict is not None:
         return verdict
     hint = None if now_wall_s is None else retry_after_s(exc, now_wall_s=now_wall_s)
-    verdict = _aws(exc) or _google(exc) or _by_status(exc, hint)
+    verdict = aws(exc) or google(exc) or _overloaded(exc, hint) or _by_status(exc, hint)
     should = should_retry_hint(exc)  # the API's own word on retrying wins over its status
     if should is False and verdict.kind != "quota":
         return Verdict("permanent", None, "x-should-retry: false")
     if should is True and verdict.kind == "permanent":
         return Verdict("transient", hint, "x-should-retry: true")
     return verdict
+
+
+#: The classifier without rules of yours: `classify` itself.
+DEFAULT_CLASSIFIER = Classifier()
 
 
 def _ours(exc: BaseException) -> Verdict | None:
@@ -151,6 +243,17 @@ def _ours(exc: BaseException) -> Verdict | None:
         return Verdict("permanent", None, "the item's deadline passed")
     if isinstance(exc, QuotaExhausted) or quota_exhausted(exc):
         return Verdict("quota", None, "the quota is used up")
+    return None
+
+
+def _overloaded(exc: BaseException, hint: float | None) -> Verdict | None:
+    """Anthropic's ``overloaded_error``: a 529, or the same error as an event of a stream.
+
+    A stream's status was 200 when it began, so an SDK raises that error with status 200: only
+    the error's type says what it is.
+    """
+    if api_error_fields(exc)[1] == _OVERLOADED_TYPE:
+        return Verdict("overloaded", hint, _OVERLOADED_TYPE)
     return None
 
 
@@ -171,62 +274,3 @@ def _by_status(exc: BaseException, hint: float | None) -> Verdict:
     ):
         return Verdict("transient", None, type(exc).__name__)
     return Verdict("permanent", None, type(exc).__name__)
-
-
-def _aws(exc: BaseException) -> Verdict | None:
-    """Botocore's ``ClientError``: ``exc.response == {"Error": {"Code": ...}, ...}``."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    error = response.get("Error")
-    code = error.get("Code") if isinstance(error, dict) else None
-    if not isinstance(code, str):
-        return None
-    if code in AWS_THROTTLE_CODES:
-        return Verdict("rate_limited", None, f"AWS {code}")
-    if code in AWS_QUOTA_CODES:
-        return Verdict("quota", None, f"AWS {code}")
-    if code in AWS_TRANSIENT_CODES:
-        return Verdict("transient", None, f"AWS {code}")
-    return None
-
-
-def _google(exc: BaseException) -> Verdict | None:
-    """Google's ``RESOURCE_EXHAUSTED`` (gRPC status, or the JSON error's ``status``)."""
-    error = _google_error(exc)
-    if error is None:
-        return None
-    details = error.get("details")
-    delay = None
-    per_day = False
-    for detail in details if isinstance(details, list) else ():
-        if not isinstance(detail, dict):
-            continue
-        kind = detail.get("@type")
-        if kind == _RETRY_INFO:
-            found = _GOOGLE_DELAY.match(str(detail.get("retryDelay", "")))
-            if found is not None:
-                delay = float(found.group(1))
-        elif kind == _QUOTA_FAILURE:
-            for violation in detail.get("violations") or ():
-                quota_id = violation.get("quotaId", "") if isinstance(violation, dict) else ""
-                per_day = per_day or "PerDay" in str(quota_id)
-    if per_day:
-        return Verdict("quota", None, "Google per-day quota")
-    return Verdict("rate_limited", delay, "Google RESOURCE_EXHAUSTED")
-
-
-def _google_error(exc: BaseException) -> dict[str, Any] | None:
-    """The error object of a Google ``RESOURCE_EXHAUSTED``, or None (``{}`` if bare)."""
-    for owner in (exc, getattr(exc, "response", None)):
-        body = getattr(owner, "body", None)
-        if isinstance(body, dict):
-            error = body.get("error", body)
-            if isinstance(error, dict) and error.get("status") == "RESOURCE_EXHAUSTED":
-                return error
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    name = getattr(status, "name", status)  # a gRPC StatusCode, or its name
-    if name == "RESOURCE_EXHAUSTED":
-        details = getattr(exc, "details", None)
-        return {"details": details} if isinstance(details, list) else {}
-    return None

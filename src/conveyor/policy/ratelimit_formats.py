@@ -19,6 +19,7 @@ __all__ = [
     "members",
     "number",
     "parse_duration_s",
+    "period_s",
     "rfc3339_delta_s",
     "unit_count",
 ]
@@ -84,6 +85,19 @@ def unit_count(value: float | None) -> float | None:
 def delay_s(value: float | None) -> float | None:
     """Keep a delay in seconds that is finite, >= 0 and at most `MAX_RESET_S`."""
     if value is None or not 0.0 <= value <= MAX_RESET_S:
+        return None
+    return value
+
+
+def period_s(value: float | None) -> float | None:
+    """Keep the length of a limit's period in seconds: > 0 and at most `MAX_RESET_S`.
+
+    A zero, negative or absurdly long window says nothing a limiter can pace by.
+
+    >>> period_s(60.0), period_s(0.0), period_s(1e12)
+    (60.0, None, None)
+    """
+    if value is None or not 0.0 < value <= MAX_RESET_S:
         return None
     return value
 

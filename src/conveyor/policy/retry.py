@@ -12,7 +12,7 @@ from ..errors import (
     ConfigError,
 )
 from .backoff import full_jitter_s
-from .classify import RETRYABLE_STATUSES, classify
+from .classify import DEFAULT_CLASSIFIER, RETRYABLE_STATUSES, Classifier, classify
 from .retry_after import retry_after_s
 
 __all__ = ["RETRYABLE_STATUSES", "Decision", "RandomSource", "Retry", "decide", "is_transient"]
@@ -41,6 +41,9 @@ class RandomSource(Protocol):
 
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
+# The longest wait a verdict may ask for, as for retry-after hints: beyond a day is no hint.
+_MAX_WAIT_S = 86_400.0
+
 
 def _positive(name: str, value: object, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -64,6 +67,10 @@ class Retry:
         on: which errors are retried: an exception type, a tuple of types, or a predicate.
             The default, `is_transient`, retries timeouts, dropped connections, `RetryAfter`
             and HTTP 408/425/429/5xx, and nothing else.
+        classifier: a `conveyor.Classifier` with rules of yours: its verdict decides what is
+            retried (rate limited, overloaded, transient) and how long to wait (the wait the
+            verdict names, else the error's retry-after hint). Give it or `on`, not both.
+            ``None``: the built-in reading (`conveyor.policy.classify`).
         timeout_s: the longest one attempt may run; it is then cancelled and fails with
             `AttemptTimeout` (retryable). ``None``: no limit. ``"auto"``: four times the p95
             of recent successful attempts (at least 50 ms; 30 s until 20 have succeeded, and
@@ -81,6 +88,7 @@ class Retry:
     base_delay_s: float = 0.1
     max_delay_s: float = 10.0
     on: RetryOn = is_transient
+    classifier: Classifier | None = None
     timeout_s: float | Literal["auto"] | None = None
     deadline_s: float | None = None
     rng: RandomSource = field(default_factory=random.Random, compare=False, repr=False)
@@ -118,16 +126,50 @@ class Retry:
                 " or a function (exception) -> bool"
             )
             raise ConfigError(msg)
+        self._check_classifier()
         if not callable(getattr(self.rng, "random", None)):
             msg = f"Retry(rng={self.rng!r}): rng needs a random() method, like random.Random"
             raise ConfigError(msg)
 
+    def _check_classifier(self) -> None:
+        classifier = self.classifier
+        if classifier is None:
+            return
+        if not isinstance(classifier, Classifier):
+            msg = (
+                f"Retry(classifier={classifier!r}): classifier must be a conveyor.Classifier,"
+                " e.g. Classifier(rules=(rule_for(MyError, 'rate_limited'),)), or None"
+            )
+            raise ConfigError(msg)
+        if self.on is not is_transient:
+            msg = (
+                f"Retry(on={self.on!r}, classifier=...): give one of them: on decides alone,"
+                " the classifier by its verdicts; to have both, make on a rule, e.g."
+                " Classifier(rules=(rule_for(MyError, 'transient'),))"
+            )
+            raise ConfigError(msg)
+
     def retryable(self, exc: BaseException) -> bool:
         """Return whether `exc` is one the policy retries (ignoring attempts and deadline)."""
+        if self.classifier is not None:
+            return self.classifier.classify(exc).retryable
         on = self.on
         if isinstance(on, type | tuple):
             return isinstance(exc, on)
         return bool(on(exc))
+
+    def wait_s(self, exc: BaseException, *, now_wall_s: float) -> float | None:
+        """The wait `exc` asks for before a retry, in seconds; ``None`` if it names none.
+
+        The classifier's verdict's wait (your rule's, or the API's as the built-in reading
+        finds it: ``Retry-After``, Google's ``RetryInfo``), else a retry-after hint on the
+        error; at most a day. `now_wall_s` (Unix time) dates an HTTP-date hint.
+        """
+        classifier = self.classifier or DEFAULT_CLASSIFIER
+        wait = classifier.classify(exc, now_wall_s=now_wall_s).retry_after_s
+        if wait is None:
+            wait = retry_after_s(exc, now_wall_s=now_wall_s)
+        return None if wait is None else min(wait, _MAX_WAIT_S)
 
 
 #: One attempt, no timeout: what the engine does when no policy is given.
@@ -162,7 +204,7 @@ def decide(
         return Decision(retry=False, delay_s=0.0, reason="not retryable")
     if attempt >= policy.attempts:
         return Decision(retry=False, delay_s=0.0, reason=f"gave up after {attempt} attempt(s)")
-    hint = retry_after_s(exc, now_wall_s=now_wall_s)
+    hint = policy.wait_s(exc, now_wall_s=now_wall_s)
     if hint is not None:
         delay, why = hint, f"retry-after {hint:g}s"
     else:

@@ -1,11 +1,11 @@
-"""Throttles that are not an HTTP 429: a DynamoDB-style bulk write, side by side.
+"""Scenario (e): throttles that are not an HTTP 429, a DynamoDB-style bulk write.
 
 A fake table (in this process) accepts 40 writes a second (a token bucket of 40, refilled
 continuously, as DynamoDB's provisioned capacity is) and answers a write over it the way
 botocore raises it: a ``ClientError`` whose ``response["Error"]["Code"]`` is
 ``ProvisionedThroughputExceededException`` (HTTP 400 inside, not a 429). 300 items, 10 at a
-time, each write 5 ms. Ideal: (300 - 40) / 40 = 6.5 s (the bucket starts full: 40 go at once,
-then 40 a second).
+time, each write 5 ms. Ideal (`ideal.bucket_ideal_s`): (300 - 40) / 40 + 5 ms = 6.5 s (the
+bucket starts full: 40 go at once, then 40 a second).
 
 Contenders, in one run:
 
@@ -16,8 +16,8 @@ Contenders, in one run:
    (the error classifier knows the throttle's code);
 5. Conveyor, the same limiter stated 20% too high (48/s): the throttles it draws are retried.
 
-Targets: Conveyor (4) 0 failed and <= 1.10x the ideal; (5) 0 failed. ``python bench/throttles.py``.
-Real time, bounded: every contender has a 60 s deadline.
+Targets: Conveyor (4) 0 failed and <= 1.10x the ideal; (5) 0 failed. Real time, bounded: every
+contender has a 60 s deadline (and the run's budget).
 """
 
 from __future__ import annotations
@@ -25,13 +25,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiometer
 import tenacity
 from aiolimiter import AsyncLimiter
 
 import conveyor
+
+from .common import Budget, Check, Outcome, Row, Scenario
+from .ideal import bucket_ideal_s
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 N = 300
 CONCURRENCY = 10
@@ -138,39 +144,72 @@ async def with_conveyor(table: Table, rate: float) -> int:
         limiters=[limiter],
         retry=conveyor.Retry(attempts=10),
     )
-    return report.summary.failed
+    failed: int = report.summary.failed
+    return failed
 
 
-async def measure(name: str, run: Any) -> tuple[str, int, int, float]:
+async def measure(name: str, run: Callable[[Table], Awaitable[int]], deadline_s: float) -> Row:
+    """Run one contender on a fresh table; settled ok is what the table holds."""
     table = Table()
     started = time.monotonic()
-    failed = await asyncio.wait_for(run(table), DEADLINE_S)
-    return name, failed, table.throttled, time.monotonic() - started
+    note = ""
+    if deadline_s <= 0:
+        note = "not run: the run's time budget is spent"
+    else:
+        try:
+            await asyncio.wait_for(run(table), deadline_s)
+        except TimeoutError:
+            note = f"stopped at its {deadline_s:.0f} s deadline"
+    return Row(
+        contender=name,
+        ok=len(table.written),
+        seconds=time.monotonic() - started,
+        pushbacks=table.throttled,
+        note=note,
+    )
 
 
-async def main() -> int:
-    ideal = (N - RATE) / RATE + WRITE_S
-    rows = [
-        await measure("gather+Semaphore, no retry", gather_semaphore),
-        await measure("aiometer 40/s, no retry", with_aiometer),
-        await measure("aiolimiter 40/s + tenacity", aiolimiter_tenacity),
-        await measure("conveyor, Limiter 40/s", lambda t: with_conveyor(t, RATE)),
-        await measure("conveyor, Limiter 48/s (20% high)", lambda t: with_conveyor(t, RATE * 1.2)),
-    ]
-    print(f"{N} writes, a table taking {RATE:g}/s; ideal {ideal:.2f} s")
-    print(f"{'contender':36} {'failed':>6} {'throttled':>9} {'seconds':>8} {'x ideal':>8}")
-    for name, failed, throttled, seconds in rows:
-        print(f"{name:36} {failed:6} {throttled:9} {seconds:8.2f} {seconds / ideal:8.3f}")
+CONTENDERS: list[tuple[str, Callable[[Table], Awaitable[int]]]] = [
+    ("gather+Semaphore, no retry", gather_semaphore),
+    ("aiometer 40/s, no retry", with_aiometer),
+    ("aiolimiter 40/s + tenacity", aiolimiter_tenacity),
+    ("conveyor, Limiter 40/s", functools.partial(with_conveyor, rate=RATE)),
+    ("conveyor, Limiter 48/s (20% high)", functools.partial(with_conveyor, rate=RATE * 1.2)),
+]
+
+
+async def _all(budget: Budget) -> list[Row]:
+    return [await measure(name, run, budget.deadline_s(DEADLINE_S)) for name, run in CONTENDERS]
+
+
+def run(budget: Budget) -> Outcome:
+    ideal = bucket_ideal_s(requests=N, rate=RATE, burst=RATE, op_s=WRITE_S)
+    rows = asyncio.run(_all(budget))
+    exact, high = rows[3], rows[4]
+    ratio = exact.seconds / ideal
     checks = [
-        ("conveyor at the table's rate: 0 failed", rows[3][1] == 0, rows[3][1]),
-        ("conveyor at the table's rate: <= 1.10x ideal", rows[3][3] / ideal <= 1.10,
-         f"{rows[3][3] / ideal:.3f}"),
-        ("conveyor stated 20% high: 0 failed (throttles retried)", rows[4][1] == 0, rows[4][1]),
-    ]  # fmt: skip
-    for label, ok, got in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {label} (got {got})")
-    return 0 if all(ok for _, ok, _ in checks) else 1
+        Check(f"(e) conveyor at the table's rate: {N - exact.ok} failed (target 0)", exact.ok == N),
+        Check(
+            f"(e) conveyor at the table's rate: {ratio:.3f}x ideal (target <= 1.10)", ratio <= 1.10
+        ),
+        Check(
+            f"(e) conveyor stated 20% high: {N - high.ok} failed, throttles retried (target 0)",
+            high.ok == N,
+        ),
+    ]
+    return Outcome(
+        key="e",
+        title="(e) DynamoDB-style throttles (botocore ClientError inside HTTP 400)",
+        about=(
+            f"{N} writes, {CONCURRENCY} at a time, {WRITE_S * 1000:g} ms each, a table taking"
+            f" {RATE:g}/s (a token bucket of {RATE:g}, starting full)"
+        ),
+        ideal_s=ideal,
+        total=N,
+        rows=rows,
+        checks=checks,
+        pushback_label="throttles",
+    )
 
 
-if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+SCENARIO = Scenario(key="e", title="(e) DynamoDB-style throttles", run=run)
