@@ -20,11 +20,14 @@ never let a window exceed its share.
 
 import heapq
 import uuid
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.limits.redis_limiter import RedisLimits, script
+from conveyor.limits.constraints import BUCKET_MARGIN, DEBT_DIMENSIONS
+from conveyor.limits.redis_limiter import RedisLimiter, RedisLimits, script
+from conveyor.policy.rates import Rate
 
 from ..services import redis_url
 
@@ -63,17 +66,31 @@ def _assert_within_shares(sent: list[tuple[float, float, float]]) -> None:
         assert sum(a[2] for a in inside) <= TOKENS_PER_WINDOW + 1e-6
 
 
-@settings(max_examples=100, deadline=None)
-@given(clients=_clients(), skew_rate=st.floats(0.5, 1.5))
-def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(clients, skew_rate):
-    """Across clients (one skewed), calls sent late and re-dated: no 1 s window over its share."""
+def _sync_limiters(count: int, **limits) -> tuple[Any, list[RedisLimiter]]:
+    """`count` limiters on one Redis and one fresh key prefix: `count` simulated processes."""
     import redis
 
     url = redis_url()
     sync = redis.Redis.from_url(url)
-    limits = RedisLimits(url, prefix=f"conveyor-test:{uuid.uuid4().hex}", client=sync)
-    limiter = limits.limiter(
-        "api",
+    prefix = f"conveyor-test:{uuid.uuid4().hex}"
+    made = [
+        RedisLimits(url, prefix=prefix, client=sync).limiter("api", **limits) for _ in range(count)
+    ]
+    return sync, made
+
+
+def _forget(sync: Any, limiter: RedisLimiter) -> None:
+    for key in sync.scan_iter(f"{limiter.redis.prefix}:*"):
+        sync.delete(key)
+    sync.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(clients=_clients(), skew_rate=st.floats(0.5, 1.5))
+def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(clients, skew_rate):
+    """Across clients (one skewed), calls sent late and re-dated: no 1 s window over its share."""
+    sync, limiters = _sync_limiters(
+        len(clients),
         requests_per_second=REQUESTS_PER_WINDOW,
         tokens_per_second=TOKENS_PER_WINDOW,
         window_s=WINDOW_S,
@@ -81,7 +98,6 @@ def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(client
     admit = sync.register_script(script("admit"))
     settle = sync.register_script(script("settle"))
     redate = sync.register_script(script("redate"))
-    logs = [key for key in limiter.keys if key.endswith(":log")]
     # (server time, sequence, what, client, call index, slot id): "try" is a client's next
     # admission attempt, "redate" the re-dating of an admitted call Redis runs at that time.
     queue: list[tuple[float, int, str, int, int, str]] = []
@@ -95,19 +111,20 @@ def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(client
         while queue and steps < 5000:
             steps += 1
             now, _, what, k, i, key = heapq.heappop(queue)
+            shared = limiters[k].admission
             if what == "redate":
-                redate(keys=logs, args=[key, repr(now)])
+                redate(keys=shared.logs, args=[key, repr(now)])
                 seq += 1
                 continue
             estimate, used, gap, delay, lag = clients[k][1][i]
             key = f"c{k}-{i}-{steps}"
-            ok, value = admit(keys=limiter.keys, args=limiter.admit_args(key, estimate, repr(now)))
+            units = {"requests": 1.0, "tokens": float(estimate)}
+            ok, value = admit(keys=shared.keys, args=shared.admit_args(key, units, repr(now)))
             rate = skew_rate if k == 0 else 1.0
             if int(ok) == 1:
                 real = round(estimate * used)
-                settle(
-                    keys=limiter.token_keys, args=limiter.settle_args(key, real, real - estimate)
-                )
+                keys, args = shared.settle_args(key, {"tokens": (real, real - estimate)})
+                settle(keys=keys, args=args)
                 # The call leaves `delay` later (a connection, a busy event loop: real time,
                 # whatever the client's clock says); the re-dating reaches Redis after that
                 # (it is sent once the headers are out).
@@ -128,6 +145,90 @@ def test_no_window_admits_more_than_its_share_whatever_the_clients_clocks(client
         _assert_within_shares(sent)
         assert len(sent) == sum(len(c[1]) for c in clients)
     finally:
-        for key in sync.scan_iter(f"{limits.prefix}:*"):
-            sync.delete(key)
-        sync.close()
+        _forget(sync, limiters[0])
+
+
+#: The bucket test's limits: Anthropic's shape, small: per second, each bucket holding 1 s.
+BUCKET_RATES = {"requests": 10.0, "input_tokens": 300.0, "output_tokens": 100.0}
+
+#: One call: input tokens, output bound (max_tokens), fraction of the input really counted
+#: (a refund), fraction of the bound really produced, gap before the client's next call.
+BucketCall = tuple[int, int, float, float, float]
+
+
+def _bucket_clients() -> st.SearchStrategy[list[tuple[float, list[BucketCall]]]]:
+    calls = st.lists(
+        st.tuples(
+            st.integers(1, 300),  # input tokens (at most the bucket's capacity)
+            st.integers(1, 400),  # output bound: may exceed the output bucket (a debt)
+            st.floats(0.0, 1.0),  # input really counted, x the estimate
+            st.floats(0.0, 1.0),  # output really produced, x the bound
+            st.floats(0.0, 0.3),  # gap before the client's next call, seconds
+        ),
+        min_size=1,
+        max_size=12,
+    )
+    return st.lists(st.tuples(st.floats(0.0, 1.0), calls), min_size=2, max_size=4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(clients=_bucket_clients())
+def test_no_interval_admits_more_than_each_bucket_allows_across_processes(clients):
+    """Anthropic-like buckets shared by 2-4 limiters (processes), each call settled at once.
+
+    Over any interval [a, b] of admissions, per dimension: requests and input tokens (at
+    their real, refunded costs) <= capacity + refill * (b - a); output tokens (a debt: a call
+    only needs the bucket to hold a margin, then its real output is taken as it answers,
+    here at once) <= the same + the last call's output, the one overdraw. Refunds settled by
+    one process let the others in sooner.
+    """
+    rates = [Rate(limit * 60, per="minute", unit=dim) for dim, limit in BUCKET_RATES.items()]
+    sync, limiters = _sync_limiters(len(clients), rates=rates, bucket_s=1.0)
+    admit = sync.register_script(script("admit"))
+    settle = sync.register_script(script("settle"))
+    queue: list[tuple[float, int, int, int]] = []  # (server time, sequence, client, call)
+    for k, (start, _) in enumerate(clients):
+        heapq.heappush(queue, (start, k, k, 0))
+    seq = len(clients)
+    admitted: list[tuple[float, dict[str, float]]] = []  # (server time, real units)
+    steps = 0
+    try:
+        while queue and steps < 5000:
+            steps += 1
+            now, _, k, i = heapq.heappop(queue)
+            limiter = limiters[k]
+            inp, bound, in_used, out_used, gap = clients[k][1][i]
+            units = limiter._units({"input_tokens": inp, "output_tokens": bound})
+            key = f"c{k}-{i}-{steps}"
+            shared = limiter.admission
+            reply = admit(keys=shared.keys, args=shared.admit_args(key, units, repr(now)))
+            if int(reply[0]) == 1:
+                real = {
+                    "input_tokens": round(inp * in_used),
+                    "output_tokens": round(bound * out_used),
+                }
+                booked = {d: units[d] for d in real}
+                settled = limiter.costs.real(booked, real)  # and the output estimate learns
+                changes = {d: (settled[d], settled[d] - booked[d]) for d in settled}
+                keys, args = shared.settle_args(key, changes, {}, repr(now))
+                settle(keys=keys, args=args)
+                admitted.append((now, {"requests": 1.0, **settled}))
+                if i + 1 < len(clients[k][1]):
+                    heapq.heappush(queue, (now + gap, seq, k, i + 1))
+            else:
+                assert int(reply[0]) == 0, reply
+                heapq.heappush(queue, (now + max(float(reply[1]), 1e-4), seq, k, i))
+            seq += 1
+        assert steps < 5000, "the simulation did not finish"
+        assert len(admitted) == sum(len(c[1]) for c in clients)
+        refill = {dim: limit * (1 - BUCKET_MARGIN) for dim, limit in BUCKET_RATES.items()}
+        for dim, capacity in BUCKET_RATES.items():
+            for i, (start, _) in enumerate(admitted):
+                inside = 0.0
+                for end, cost in admitted[i:]:
+                    inside += cost[dim]
+                    overdraw = cost[dim] if dim in DEBT_DIMENSIONS else 0.0
+                    bound = capacity + refill[dim] * (end - start) + overdraw
+                    assert inside <= bound + 1e-6, (dim, start, end, inside, bound)
+    finally:
+        _forget(sync, limiters[0])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _clock
 from ..errors import CircuitOpen, InvalidAnswer, QuotaExhausted
@@ -35,7 +35,45 @@ if TYPE_CHECKING:
     from ..policy.classify import Verdict
     from .spec import LimiterConfig
 
-__all__ = ["Learning"]
+__all__ = ["Learning", "LearningListener"]
+
+
+class LearningListener(Protocol):
+    """What admission hears of learning, as it is learned.
+
+    A backend that holds its state elsewhere (Redis) passes each change on to every process;
+    the local one reads most of it from `Learning` directly.
+    """
+
+    def changed(self) -> None:
+        """Something admission depends on changed (a wait may be shorter now)."""
+        ...
+
+    def halted(self, error: QuotaExhausted) -> None:
+        """The quota is exhausted: fail every waiting caller with `error`."""
+        ...
+
+    def paused(self, seconds: float) -> None:
+        """The API asked everyone to wait `seconds` from now."""
+        ...
+
+    def capped(self, dim: str, cap: ServerCap) -> None:
+        """The API said what is left of `dim`'s budget (`cap`)."""
+        ...
+
+    def adopted(self, constraint: Constraint, limit: float) -> None:
+        """`constraint` now holds the API's stricter `limit` (per its rate's period)."""
+        ...
+
+
+class _Nobody:
+    """The listener until a limiter's admission is set up."""
+
+    def changed(self) -> None: ...
+    def halted(self, error: QuotaExhausted) -> None: ...
+    def paused(self, seconds: float) -> None: ...
+    def capped(self, dim: str, cap: ServerCap) -> None: ...
+    def adopted(self, constraint: Constraint, limit: float) -> None: ...
 
 
 class Learning:
@@ -49,17 +87,17 @@ class Learning:
         breaker: CircuitBreaker | None,
         adaptive: AdaptiveConcurrency | None,
         classifier: Callable[..., Verdict] | None,
-        on_change: Callable[[], None],
-        on_halt: Callable[[QuotaExhausted], None],
     ) -> None:
         self._name = config.name
         self._costed = config.costed
         self._constraints = constraints
         self.breaker = breaker
         self.adaptive = adaptive
+        #: The classifier given to the limiter, or None (the built-in one).
+        self.classifier = classifier
         self._classify = classifier if classifier is not None else classify
-        self._on_change = on_change
-        self._on_halt = on_halt
+        #: Who hears of what is learned: the limiter's admission.
+        self.listener: LearningListener = _Nobody()
         window_s = config.window_s
         self.dating = (
             AnswerDating(window_s=window_s, margin_s=window_s * WINDOW_MARGIN)
@@ -128,12 +166,13 @@ class Learning:
         """Admit no more calls: the API's quota is exhausted (`message` is what it said)."""
         if self.halted is None:
             self.halted = QuotaExhausted(self._name, message)
-        self._on_halt(self.halted)
+        self.listener.halted(self.halted)
 
     def pause_for(self, seconds: float) -> None:
         """Admit no one for `seconds` (the API said "retry after")."""
         if seconds > 0:
             self.paused_until = max(self.paused_until, _clock.now() + seconds)
+            self.listener.paused(seconds)
 
     # -- headers --------------------------------------------------------------------------
 
@@ -175,10 +214,11 @@ class Learning:
             if budget.refills and budget.limit and budget.limit > budget.remaining:
                 refill = (budget.limit - budget.remaining) / budget.reset_s
             # The reset is counted from the answer: a fixed window is never taken as back early.
-            self.server_caps[dim] = ServerCap(
+            cap = self.server_caps[dim] = ServerCap(
                 dim, remaining, now + budget.reset_s, since=since, refill_per_s=refill
             )
-        self._on_change()
+            self.listener.capped(dim, cap)
+        self.listener.changed()
 
     def _adopt(
         self, constraint: Constraint, stated: float, period_s: float | None, now: float
@@ -203,4 +243,5 @@ class Learning:
         before = self.adopted.get(constraint.unit, (rate.limit, 0.0))[0]
         self.adopted[constraint.unit] = (before, new_limit)
         constraint.set_limit(now, new_limit)
+        self.listener.adopted(constraint, new_limit)
         return True

@@ -1,56 +1,47 @@
 """`Limiter`: the limits of one API, shared by every task, run and job that calls it.
 
-A limiter is two halves. Admission (this module) queues callers and admits the head of the
-queue as soon as every constraint allows it; learning (`conveyor.limits.learning`) changes
-what admission works with, from what each call taught (headers, pauses, quota, answer dating,
-the breaker, adaptive concurrency). The arithmetic of each constraint's shape (sliding window,
-token bucket, paced) lives in `conveyor.policy`; what a call costs in each dimension, in
-`conveyor.limits.costs`; the settings, in one frozen `LimiterConfig`.
+A limiter is three parts around one frozen `LimiterConfig`. Admission decides who goes now,
+in this process (`conveyor.limits.admission`) or for every process at once, in Redis
+(`conveyor.limits.redis_admission`); learning (`conveyor.limits.learning`) changes what
+admission works with, from what each call taught (headers, pauses, quota, answer dating, the
+breaker, adaptive concurrency); the cost model (`conveyor.limits.costs`) turns what a call
+says it costs into units per dimension. The arithmetic of each constraint's shape (sliding
+window, token bucket, paced) lives in `conveyor.policy`.
 
 The engine talks to a limiter through three verbs, as declared by `conveyor.limits.protocol`:
 ``admit`` (wait for the right to call; a `Slot`), the slot's notes of what happened (when it
 was sent and answered, the answer's headers and usage, its error), and ``release``, which
 hands those facts to learning in one place.
-
-Callers are served first come, first served: the head of the queue is admitted as soon as every
-constraint allows it, and the ones behind it wait their turn. A large request therefore cannot
-be starved by a stream of small ones, and no caller spins: one "pump" task sleeps exactly until
-the head fits, or until something changes (a slot released, a cost refunded).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from collections import deque
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from .. import _clock
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
 from ..policy.classify import Classifier
-from .config import collect_rates, concurrency_policy
-from .constraints import BURST_SPREAD, PACED_MARGIN, WINDOW_MARGIN, Constraint, Produced
+from .admission import LOOKAHEAD, LocalAdmission
+from .config import concurrency_policy
+from .constraints import BURST_SPREAD, DEBT_DIMENSIONS, PACED_MARGIN, WINDOW_MARGIN, Constraint
 from .costs import Cost, CostModel
 from .learning import Learning
 from .slot import Acquire, Slot
-from .spec import LimiterConfig
+from .spec import LimiterConfig, limiter_config
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ..policy.answer_dating import AnswerDating
     from ..policy.rates import Rate
-    from ..policy.window import Entry
+    from .admission import Admission, Change
     from .constraints import ServerCap
 
+    #: Builds a limiter's admission backend from the limiter and its constraints.
+    AdmissionFactory = Callable[["Limiter", list[Constraint]], Admission]
+
 __all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
-
-
-#: How many callers behind the head may pass it when they fit and it does not (exact mode).
-LOOKAHEAD = 32
-
-_Waiter = tuple[dict[str, float], "asyncio.Future[Slot]", float, Cost]
 
 
 class Limiter:
@@ -103,31 +94,24 @@ class Limiter:
         breaker: CircuitBreaker | Literal[False] | None = None,
         classifier: Classifier | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
-            raise ConfigError(msg)
-        all_rates = collect_rates(
+        config = limiter_config(
             name,
-            rates,
             requests_per_minute=requests_per_minute,
             requests_per_second=requests_per_second,
             tokens_per_minute=tokens_per_minute,
             tokens_per_second=tokens_per_second,
             input_tokens_per_minute=input_tokens_per_minute,
             output_tokens_per_minute=output_tokens_per_minute,
-        )
-        config = LimiterConfig(
-            name=name,
-            rates=tuple(all_rates),
+            rates=rates,
+            concurrency=concurrency,
+            concurrency_bounds=concurrency_bounds,
             window_s=window_s,
             bucket_s=bucket_s,
             burst=burst,
-            concurrency=concurrency,
-            concurrency_bounds=concurrency_bounds,
             output_estimate=output_estimate,
             output_reserve=output_reserve,
         )
-        self._setup(config, breaker, classifier)
+        self._setup(config, breaker, classifier, LocalAdmission)
 
     @classmethod
     def from_config(
@@ -138,11 +122,8 @@ class Limiter:
         classifier: Classifier | None = None,
     ) -> Self:
         """A limiter enforcing `config` (with its own breaker and state)."""
-        if not isinstance(config, LimiterConfig):
-            msg = f"Limiter.from_config({config!r}): give a conveyor.LimiterConfig"
-            raise ConfigError(msg)
         limiter = cls.__new__(cls)
-        limiter._setup(config, breaker, classifier)  # noqa: SLF001 - its own set-up
+        limiter._setup(config, breaker, classifier, LocalAdmission)  # noqa: SLF001 - its own
         return limiter
 
     def _setup(
@@ -150,7 +131,12 @@ class Limiter:
         config: LimiterConfig,
         breaker: CircuitBreaker | Literal[False] | None,
         classifier: Classifier | None,
+        admission: AdmissionFactory,
     ) -> None:
+        """Build the parts around `config`; `admission` makes the backend that admits calls."""
+        if not isinstance(config, LimiterConfig):
+            msg = f"Limiter.from_config({config!r}): give a conveyor.LimiterConfig"
+            raise ConfigError(msg)
         self.config = config
         self.name = config.name
         self.window_s = config.window_s
@@ -172,6 +158,8 @@ class Limiter:
             )
             raise ConfigError(msg)
         classify_fn = classifier.classify if classifier is not None else None
+        #: The classifier given, or None (the built-in one).
+        self.classifier = classifier
         self.learning = Learning(
             config,
             self._constraints,
@@ -182,15 +170,11 @@ class Limiter:
             else CircuitBreaker(),
             adaptive=adaptive,
             classifier=classify_fn,
-            on_change=self._poke,
-            on_halt=self._fail_waiters,
         )
-        self._in_flight = 0
-        self._queue: deque[_Waiter] = deque()
-        self._pump_task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Future[None] | None = None
         #: Calls admitted so far, for summaries and progress.
         self.admitted = 0
+        self._admission = admission(self, self._constraints)
+        self.learning.listener = self._admission
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{r.limit:g} {r.unit}/{r.per}" for r in self.rates)
@@ -247,6 +231,11 @@ class Limiter:
         """How calls are dated by their answers (window shape), with what it moved so far."""
         return self.learning.dating
 
+    @property
+    def adopted(self) -> dict[str, tuple[float, float]]:
+        """Limits adopted from what the API stated: dimension -> (ours before, the API's)."""
+        return dict(self.learning.adopted)
+
     # -- admission ------------------------------------------------------------------------
 
     def acquire(self, cost: Cost = 1.0) -> Acquire:
@@ -265,132 +254,34 @@ class Limiter:
         for c in self._constraints:
             need = units[c.unit]
             if need > c.largest_cost() + 1e-9:
-                what = "per window" if c.window is not None else "at once"
-                msg = (
-                    f"{self.name}: a call costing {need:g} {c.unit} can never be admitted: the"
-                    f" limit allows {c.largest_cost():g} {c.unit} {what}. Split the request or"
-                    " raise the limit."
-                )
-                raise ConfigError(msg)
+                raise self.never_admitted(c.unit, need, c.largest_cost(), c.window is not None)
         return units
 
-    def _wait_s(self, now: float, units: dict[str, float]) -> float:
-        learning = self.learning
-        wait = learning.paused_until - now
-        limit = self.concurrency_limit
-        if limit is not None and self._in_flight >= limit:
-            return math.inf  # until a slot is released
-        if learning.breaker is not None:
-            wait = max(wait, 0.0)  # the breaker fails fast in `admit`, it does not queue
-        for c in self._constraints:
-            wait = max(wait, c.wait_s(now, units[c.unit]))
-        for dim, cap in learning.server_caps.items():
-            wait = max(wait, cap.wait_s(now, units.get(dim, 0.0)))
-        return max(wait, 0.0)
-
-    def _commit(self, now: float, units: dict[str, float], cost: Cost) -> Slot:
-        self.learning.started(now)
-        entries: list[tuple[Constraint, Entry | Produced | None]] = [
-            (c, c.admit(now, units[c.unit])) for c in self._constraints
-        ]
-        caps = self.learning.server_caps
-        for dim, cap in list(caps.items()):
-            if now >= cap.until:
-                del caps[dim]
-            else:
-                cap.remaining -= units.get(dim, 0.0)
-        self._in_flight += 1
-        self.admitted += 1
-        return Slot(self, cost, now, entries, units)
+    def never_admitted(self, unit: str, need: float, most: float, window: bool) -> ConfigError:
+        """The error for a call costing `need` `unit` where a call may cost `most` at most."""
+        what = "per window" if window else "at once"
+        msg = (
+            f"{self.name}: a call costing {need:g} {unit} can never be admitted: the limit"
+            f" allows {most:g} {unit} {what}. Split the request or raise the limit."
+        )
+        return ConfigError(msg)
 
     async def admit(self, cost: Cost = 1.0) -> Slot:
         """Wait until a call costing `cost` may start; return its `Slot` (release it after)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self.halted is not None:
-            raise self.halted
-        breaker = self.breaker
+        now = asyncio.get_running_loop().time()
+        if self.learning.halted is not None:
+            raise self.learning.halted
+        breaker = self.learning.breaker
         if breaker is not None:
             wait = breaker.wait_s(now)
             if wait > 0:
                 raise CircuitOpen(self.name, wait)
         units = self._units(cost)
-        if not self._queue and self._wait_s(now, units) <= 0:
-            return self._commit(now, units, cost)
-        future: asyncio.Future[Slot] = loop.create_future()
-        self._queue.append((units, future, now, cost))
-        if self._pump_task is None or self._pump_task.done():
-            self._pump_task = loop.create_task(self._pump(), name=f"conveyor-limiter-{self.name}")
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                # Granted just as we were cancelled: nothing was sent, give it all back.
-                future.result().give_back()
-            raise
-
-    async def _pump(self) -> None:
-        """Admit the head of the queue whenever it fits; sleep exactly until it might."""
-        loop = asyncio.get_running_loop()
-        queue = self._queue
-        while queue:
-            units, future, queued_at, cost = queue[0]
-            if future.done():  # its caller gave up
-                queue.popleft()
-                continue
-            now = loop.time()
-            wait = self._wait_s(now, units)
-            if wait <= 0:
-                queue.popleft()
-                future.set_result(self._commit(now, units, cost))
-                continue
-            horizon = self.window_s if self.window_s is not None else self.config.bucket_s
-            if horizon is not None and now - queued_at < horizon:
-                wait = min(wait, self._backfill(now))
-                if wait <= 0:
-                    continue
-            wakeup = self._wakeup = loop.create_future()
-            timer = loop.call_at(now + wait, _wake, wakeup) if math.isfinite(wait) else None
-            try:
-                await wakeup
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                self._wakeup = None
-
-    def _backfill(self, now: float) -> float:
-        """Let a cheaper caller behind the head go if it fits now; else say when one might.
-
-        When several dimensions bind, strict first-come-first-served wastes budget: a large
-        call waiting for tokens holds back small ones that the requests budget still has room
-        for. So the first `LOOKAHEAD` callers may pass the head while it has waited less than
-        one window (or one bucket's worth). Each one that passes uses little of what the head
-        waits for, and after that the head goes first again: no caller waits forever.
-        """
-        best = math.inf
-        for position in range(1, min(len(self._queue), LOOKAHEAD + 1)):
-            units, future, _, cost = self._queue[position]
-            if future.done():
-                continue
-            wait = self._wait_s(now, units)
-            if wait <= 0:
-                del self._queue[position]
-                future.set_result(self._commit(now, units, cost))
-                return 0.0
-            best = min(best, wait)
-        return best
-
-    def _poke(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None:
-            _wake(wakeup)
-
-    def _fail_waiters(self, error: QuotaExhausted) -> None:
-        while self._queue:
-            _, future, _, _ = self._queue.popleft()
-            if not future.done():
-                future.set_exception(error)
-        self._poke()
+        admission = self._admission
+        slot = admission.ready(now, units, cost)
+        if slot is None:
+            slot = await admission.wait(now, units, cost)
+        return slot
 
     # -- what a call teaches: one path, from its slot's facts, at its release ---------------
 
@@ -400,31 +291,26 @@ class Limiter:
 
     def _settle(self, slot: Slot, real: dict[str, float]) -> None:
         """Book what each dimension of `slot`'s call really cost instead of its estimate."""
-        refund = False
         settled = slot.settled
-        now = _clock.now()
-        for c, entry in slot._entries:  # noqa: SLF001
-            dim = c.unit
-            if dim == "requests" or dim not in real:
-                continue
-            delta = real[dim] - settled.get(dim, 0.0)
-            if delta or isinstance(entry, Produced):
-                c.settle(entry, real[dim], delta, now)
-                refund = refund or delta < 0
+        changes: dict[str, Change] = {}
+        for dim, cost in real.items():
+            delta = cost - settled.get(dim, 0.0)
+            # A debt bucket takes an answer's output when it is settled, whatever the estimate.
+            if dim != "requests" and (delta or dim in DEBT_DIMENSIONS):
+                changes[dim] = (cost, delta)
         settled.update(real)
-        if refund:
-            self._poke()
+        if changes:
+            self._admission.settle(slot, changes)
 
     def _release(
         self, slot: Slot, error: BaseException | None, latency_s: float | None, *, sent_at: float
     ) -> None:
-        del slot  # the Redis limiter's needs it
-        self._in_flight -= 1
+        admission = self._admission
+        admission.released(slot)
         if error is None:
-            self.learning.succeeded(latency_s, self._in_flight + 1)
+            self.learning.succeeded(latency_s, admission.in_flight + 1)
         else:
             self.learn_from_error(error, sent_at=sent_at)
-        self._poke()
 
     def learn_from_error(self, error: BaseException, *, sent_at: float | None = None) -> None:
         """Learn from a failed call (`conveyor.policy.classify`, or the limiter's classifier).
@@ -435,7 +321,7 @@ class Limiter:
         other retryable failures count toward the breaker.
         """
         self.learning.failed(error, sent_at=sent_at, admitted_since=self._admitted_since)
-        self._poke()
+        self._admission.changed()
 
     def halt(self, message: str = "") -> None:
         """Admit no more calls: the API's quota is exhausted (`message` is what it said).
@@ -458,13 +344,3 @@ class Limiter:
             if c.unit == dim and c.window is not None:
                 return c.admitted_since(since)
         return 0.0
-
-    @property
-    def adopted(self) -> dict[str, tuple[float, float]]:
-        """Limits adopted from what the API stated: dimension -> (ours before, the API's)."""
-        return dict(self.learning.adopted)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

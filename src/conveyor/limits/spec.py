@@ -17,9 +17,56 @@ from .config import check_window, collect_rates, concurrency_policy
 from .constraints import DEBT_DIMENSIONS, Shape
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..policy.rates import Rate
 
-__all__ = ["LimiterConfig"]
+__all__ = ["LimiterConfig", "limiter_config"]
+
+
+def limiter_config(
+    name: str,
+    *,
+    requests_per_minute: float | None = None,
+    requests_per_second: float | None = None,
+    tokens_per_minute: float | None = None,
+    tokens_per_second: float | None = None,
+    input_tokens_per_minute: float | None = None,
+    output_tokens_per_minute: float | None = None,
+    rates: Sequence[Rate] = (),
+    concurrency: int | Literal["auto"] | None = None,
+    concurrency_bounds: tuple[int, int] = (1, 100),
+    window_s: float | None = None,
+    bucket_s: float | None = None,
+    burst: float = 0.0,
+    output_estimate: float | None = None,
+    output_reserve: Literal["learned", "bound"] = "learned",
+) -> LimiterConfig:
+    """The `LimiterConfig` of `Limiter`'s keyword arguments (the shortcuts become rates)."""
+    if not isinstance(name, str) or not name:
+        msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
+        raise ConfigError(msg)
+    all_rates = collect_rates(
+        name,
+        rates,
+        requests_per_minute=requests_per_minute,
+        requests_per_second=requests_per_second,
+        tokens_per_minute=tokens_per_minute,
+        tokens_per_second=tokens_per_second,
+        input_tokens_per_minute=input_tokens_per_minute,
+        output_tokens_per_minute=output_tokens_per_minute,
+    )
+    return LimiterConfig(
+        name=name,
+        rates=tuple(all_rates),
+        window_s=window_s,
+        bucket_s=bucket_s,
+        burst=burst,
+        concurrency=concurrency,
+        concurrency_bounds=concurrency_bounds,
+        output_estimate=output_estimate,
+        output_reserve=output_reserve,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

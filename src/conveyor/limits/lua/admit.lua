@@ -1,37 +1,63 @@
 -- Admit one call over ALL of a limiter's constraints at once, atomically, on Redis's clock.
 --
--- The same rules as the local limiter (conveyor.limits.constraints), run where every process
--- sees the same state: a call is admitted only if, at the moment of Redis's TIME,
+-- The same rules as the local limiter (conveyor.limits.constraints and conveyor.policy), run
+-- where every process sees the same state: a call is admitted only if, at Redis's TIME,
+--   * no process saw the API's quota exhausted (KEYS[5]),
 --   * no Retry-After pause is running (KEYS[2]),
 --   * fewer than the concurrency limit hold a lease (KEYS[1]: slot id -> lease expiry),
---   * what the server said is left covers it (KEYS[3]: the header-learned budgets),
---   * for each constraint, its pacer (GCRA "virtual scheduling": the TAT key) lets it start,
---     and its sliding log (exact mode) holds at most `share` in (now - window, now].
+--   * what the server said is left of each dimension covers it (KEYS[3]),
+--   * every constraint lets it start, in its shape:
+--       'w' window: its pacer (GCRA) lets it start, and its sliding log holds at most `share`
+--           in (now - window, now] with it;
+--       'p' paced: its GCRA lets it start (tat - tolerance <= now);
+--       'b' bucket: a token bucket kept as a TAT, `tat - now <= (capacity - cost) / rate`
+--           (policy/bucket.py); a debt bucket (output tokens) mirrors the API's: it needs to
+--           hold a margin (the call's reservation, at most half the bucket), takes nothing
+--           now, and takes the answer's output when it is settled (settle.lua), which may
+--           leave it below zero. A call let in from a full bucket is booked as of `late` s
+--           later (BUCKET_LATE_S: the API's bucket, still full, wastes that refill).
+--     A limit some process adopted from the API's headers (KEYS[4], per dimension and period)
+--     scales the constraint's figures, exactly as Constraint.set_limit does locally.
 -- Then it is booked in all of them; otherwise nothing is written and the reply says how long
--- to wait (exact for the windows and pacers; a short poll for a concurrency slot).
+-- to wait (exact for windows, pacers and buckets; a short poll for a concurrency slot).
 --
--- KEYS: 1 leases (zset), 2 pause (string), 3 server caps (hash), then per constraint three:
---       log (zset: slot id -> admission time), costs (hash: slot id -> cost, "_sum"), tat.
--- ARGV: 1 slot id, 2 cost (tokens), 3 concurrency limit (0: none), 4 lease seconds,
---       5 the time to use instead of TIME ('' except in tests, which drive a virtual clock),
---       6 number of constraints, then per constraint five: unit ('requests'|'tokens'), share
---       (0: paced mode, no log), window seconds, pacer interval seconds per unit, tolerance s.
--- Reply: {1, admitted_at} or {0, wait_seconds} (numbers as strings: Lua would truncate).
+-- Each constraint's state is a hash: `tat` and `per`, the units per second its TAT is counted
+-- in (a pacer: 1 / interval; a bucket: its refill rate), so that settling moves it by
+-- delta / per, and a bucket whose rate changed is carried over as TokenBucket.set_rate does.
+--
+-- KEYS: 1 leases (zset), 2 pause (string), 3 server caps (hash), 4 adopted limits (hash),
+--       5 quota halt (string), then per constraint three: log (zset: slot id -> admission
+--       time), costs (hash: slot id -> cost, and "_sum"), state (hash: tat, per).
+-- ARGV: 1 slot id, 2 concurrency limit (0: none), 3 lease seconds, 4 the time to use instead
+--       of TIME ('' except in tests, which drive a virtual clock), 5 number of constraints,
+--       6 number of dimensions, then per dimension two: name, units; then per constraint
+--       eight: kind, units, limit (per its period), adopted-limit field, and four figures:
+--       'w': share, window s, pacer interval s per unit, 1 if every entry costs 1 else 0;
+--       'p': limit, 0, interval s per unit, tolerance s;
+--       'b': refill per s, capacity, 1 for a debt bucket else 0, late s.
+-- Reply: {1, admitted_at}, {0, wait_seconds}, {-1, the halt's message}, or {-2, constraint
+--        index (0-based), the largest cost it allows now} (numbers as strings: Lua truncates).
 
 local function clock()
-    if ARGV[5] ~= '' then return tonumber(ARGV[5]) end
+    if ARGV[4] ~= '' then return tonumber(ARGV[4]) end
     local t = redis.call('TIME')
     return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-local EPS = 1e-9
+local function num(x) return string.format('%.17g', x) end
+
+local EPS, PAD = 1e-9, 1e-9
 local now = clock()
 local id = ARGV[1]
-local cost = tonumber(ARGV[2])
-local conc_limit = tonumber(ARGV[3])
-local lease_s = tonumber(ARGV[4])
-local n = tonumber(ARGV[6])
+local conc_limit = tonumber(ARGV[2])
+local lease_s = tonumber(ARGV[3])
+local n = tonumber(ARGV[5])
+local ndims = tonumber(ARGV[6])
+local first = 7 + 2 * ndims
 local wait = 0.0
+
+local halt = redis.call('GET', KEYS[5])
+if halt then return {-1, halt} end
 
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 if pause > now then wait = pause - now end
@@ -40,17 +66,16 @@ if conc_limit > 0 then
     -- Leases not renewed in time belong to dead processes: their slots come back here.
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
     if redis.call('ZCARD', KEYS[1]) >= conc_limit then
-        local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-        wait = math.max(wait, math.min(tonumber(first[2]) - now, 0.02))
+        local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+        wait = math.max(wait, math.min(tonumber(oldest[2]) - now, 0.02))
     end
 end
 
-for _, unit in ipairs({'requests', 'tokens'}) do
+for d = 0, ndims - 1 do
+    local unit, units = ARGV[7 + 2 * d], tonumber(ARGV[8 + 2 * d])
     local cap = redis.call('HMGET', KEYS[3], unit .. ':left', unit .. ':since',
                           unit .. ':until', unit .. ':refill')
     if cap[1] then
-        local units = 1
-        if unit == 'tokens' then units = cost end
         local until_ = tonumber(cap[3])
         if now < until_ then
             local refill = tonumber(cap[4])
@@ -84,79 +109,114 @@ local function expire(log, costs, window)
     return tonumber(redis.call('HGET', costs, '_sum') or '0')
 end
 
+-- The moment enough of a log's oldest admissions leave the window for `excess` to fit: the
+-- time of the last one that must leave (the log is in time order).
+local function freed_at(log, costs, excess, unit_costs)
+    if unit_costs then  -- every entry costs 1: the k-th oldest, read directly
+        local k = math.ceil(excess - EPS)
+        local entry = redis.call('ZRANGE', log, k - 1, k - 1, 'WITHSCORES')
+        if entry[2] then return tonumber(entry[2]) end
+        return nil
+    end
+    local freed, start = 0, 0
+    while true do
+        local entries = redis.call('ZRANGE', log, start, start + 63, 'WITHSCORES')
+        if #entries == 0 then return nil end
+        local ids = {}
+        for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
+        local found = redis.call('HMGET', costs, unpack(ids))
+        for j = 1, #ids do
+            freed = freed + (tonumber(found[j]) or 0)
+            if freed >= excess - EPS then return tonumber(entries[2 * j]) end
+        end
+        start = start + 64
+    end
+end
+
+local plan = {}
 for i = 0, n - 1 do
-    local a = 7 + i * 5
-    local unit, share = ARGV[a], tonumber(ARGV[a + 1])
-    local window, tol = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 4])
-    local log, costs, tatkey = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-    local units = 1
-    if unit == 'tokens' then units = cost end
-    local tat = tonumber(redis.call('GET', tatkey) or '-1e18')
-    wait = math.max(wait, tat - tol - now)
-    if share > 0 then
-        local used = expire(log, costs, window)
-        local excess = used + units - share
-        if excess > EPS then
-            -- The exact wait: the moment enough of the oldest admissions leave the window.
-            -- The log is in time order, so that is the time of the last one that must leave.
-            local latest = nil
-            if unit ~= 'tokens' then
-                -- Requests cost 1 each: the k-th oldest, read directly.
-                local k = math.ceil(excess - EPS)
-                local entry = redis.call('ZRANGE', log, k - 1, k - 1, 'WITHSCORES')
-                if entry[2] then latest = tonumber(entry[2]) end
-            else
-                local freed, start = 0, 0
-                while latest == nil do
-                    local entries = redis.call('ZRANGE', log, start, start + 63, 'WITHSCORES')
-                    if #entries == 0 then break end
-                    local ids = {}
-                    for j = 1, #entries, 2 do ids[#ids + 1] = entries[j] end
-                    local found = redis.call('HMGET', costs, unpack(ids))
-                    for j = 1, #ids do
-                        freed = freed + (tonumber(found[j]) or 0)
-                        if freed >= excess - EPS then
-                            latest = tonumber(entries[2 * j])
-                            break
-                        end
-                    end
-                    start = start + 64
-                end
+    local a = first + i * 8
+    local kind, units, limit = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local p1, p2 = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+    local p3, p4 = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+    local scale = 1
+    local adopted = redis.call('HGET', KEYS[4], ARGV[a + 3])
+    if adopted and tonumber(adopted) < limit then scale = tonumber(adopted) / limit end
+    local log, costs, state = KEYS[6 + i * 3], KEYS[7 + i * 3], KEYS[8 + i * 3]
+    local st = redis.call('HMGET', state, 'tat', 'per')
+    local tat = tonumber(st[1]) or -1e18
+    local step = {kind = kind, units = units, log = log, costs = costs, state = state}
+    if kind == 'b' then
+        local rate, capacity, debt = p1 * scale, p2 * scale, p3 == 1
+        step.debt, step.late = debt, p4
+        local old = tonumber(st[2])
+        if old and math.abs(old - rate) > 1e-12 * rate then
+            -- The rate changed (an adopted limit): keep what is owed, as TokenBucket.set_rate.
+            local owed = math.max(tat - now, 0) * old
+            if owed > 0 then tat = now + owed / rate else tat = math.min(tat, now) end
+        end
+        local need = units
+        if debt then need = math.min(units, capacity / 2) end
+        if need > capacity + EPS then return {-2, i, num(capacity)} end
+        local w = tat - (capacity - need) / rate - now
+        if debt then
+            if w >= 0 then wait = math.max(wait, w + PAD) end
+        elseif w > EPS then
+            wait = math.max(wait, w + PAD)
+        end
+        step.tat, step.per = tat, rate
+    else
+        local interval, tol = p3 / scale, 0
+        if kind == 'p' then
+            tol = p4 / scale
+            if units > p1 * scale + EPS then return {-2, i, num(p1 * scale)} end
+        end
+        wait = math.max(wait, tat - tol - now)
+        step.tat, step.per = tat, 1 / interval
+        if kind == 'w' then
+            local share, window = p1 * scale, p2
+            if units > share + EPS then return {-2, i, num(share)} end
+            step.window = window
+            local excess = expire(log, costs, window) + units - share
+            if excess > EPS then
+                local latest = freed_at(log, costs, excess, p4 == 1) or now
+                wait = math.max(wait, latest + window - now + EPS)
             end
-            if latest == nil then latest = now end
-            wait = math.max(wait, latest + window - now + EPS)
         end
     end
+    plan[i + 1] = step
 end
 
 if wait > 0 then
     return {0, tostring(wait)}
 end
 
-for i = 0, n - 1 do
-    local a = 7 + i * 5
-    local unit, share = ARGV[a], tonumber(ARGV[a + 1])
-    local window, interval = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local log, costs, tatkey = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-    local units = 1
-    if unit == 'tokens' then units = cost end
-    local tat = tonumber(redis.call('GET', tatkey) or '-1e18')
-    tat = math.max(tat, now) + units * interval
-    redis.call('SET', tatkey, tostring(tat), 'PX', math.ceil((tat - now + 60) * 1000))
-    if share > 0 then
-        redis.call('ZADD', log, now, id)
-        redis.call('HSET', costs, id, tostring(units))
-        redis.call('HINCRBYFLOAT', costs, '_sum', units)
-        local ttl = math.ceil((window + 60) * 1000)
-        redis.call('PEXPIRE', log, ttl)
-        redis.call('PEXPIRE', costs, ttl)
+for _, step in ipairs(plan) do
+    -- GCRA and the bucket book alike: the TAT moves by the cost, in the state's units/s;
+    -- a debt bucket books nothing now (its output is taken when settled).
+    local tat = math.max(step.tat, now) + step.units / step.per
+    if step.kind == 'b' then
+        if step.debt then
+            tat = step.tat
+        else
+            tat = math.max(step.tat, now + step.late) + step.units / step.per
+        end
+    end
+    redis.call('HSET', step.state, 'tat', num(tat), 'per', num(step.per))
+    redis.call('PEXPIRE', step.state, math.ceil((math.max(tat, now) - now + 3600) * 1000))
+    if step.kind == 'w' then
+        redis.call('ZADD', step.log, now, id)
+        redis.call('HSET', step.costs, id, num(step.units))
+        redis.call('HINCRBYFLOAT', step.costs, '_sum', step.units)
+        local ttl = math.ceil((step.window + 60) * 1000)
+        redis.call('PEXPIRE', step.log, ttl)
+        redis.call('PEXPIRE', step.costs, ttl)
     end
 end
 
-for _, unit in ipairs({'requests', 'tokens'}) do
+for d = 0, ndims - 1 do
+    local unit, units = ARGV[7 + 2 * d], tonumber(ARGV[8 + 2 * d])
     if redis.call('HEXISTS', KEYS[3], unit .. ':left') == 1 then
-        local units = 1
-        if unit == 'tokens' then units = cost end
         redis.call('HINCRBYFLOAT', KEYS[3], unit .. ':left', -units)
     end
 end
@@ -164,4 +224,4 @@ end
 if conc_limit > 0 then
     redis.call('ZADD', KEYS[1], now + lease_s, id)
 end
-return {1, tostring(now)}
+return {1, num(now)}

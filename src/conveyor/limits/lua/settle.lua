@@ -1,25 +1,43 @@
--- Replace one admission's token cost by the real one, in every token constraint that still
--- holds it (a window it already left has nothing to correct), and move each pacer by the gap.
+-- Replace one admission's cost by the real one in each constraint of the dimensions that
+-- changed: the window's log entry, if the window still holds it (one it already left has
+-- nothing to correct), and the TAT of its pacer or bucket, moved by the gap (a refund moves
+-- it back, a charge forward). A debt bucket (output tokens) booked nothing at admission: the
+-- answer's output is taken now, on Redis's clock, as TokenBucket.produce does (mode 'p'),
+-- which may leave it below zero.
 --
--- KEYS: per token constraint three: log, costs, tat (as in admit.lua).
--- ARGV: 1 slot id, 2 the real cost, 3 the gap (real - booked), 4 n, then per constraint the
---       pacer interval in seconds per unit.
+-- KEYS: per changed constraint two: costs, state (as in admit.lua).
+-- ARGV: 1 slot id, 2 the time to use instead of TIME ('' except in tests), then per changed
+--       constraint three: mode ('s' settle, 'p' produce), the real cost, the amount to move
+--       (settle: real - booked; produce: real - produced so far).
 
-local id, cost, delta, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for i = 0, n - 1 do
-    local costs, tatkey = KEYS[2 + i * 3], KEYS[3 + i * 3]
+local function num(x) return string.format('%.17g', x) end
+
+local function clock()
+    if ARGV[2] ~= '' then return tonumber(ARGV[2]) end
+    local t = redis.call('TIME')
+    return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local id = ARGV[1]
+local now = clock()
+for i = 0, #KEYS / 2 - 1 do
+    local costs, state = KEYS[1 + i * 2], KEYS[2 + i * 2]
+    local mode = ARGV[3 + i * 3]
+    local cost, amount = tonumber(ARGV[4 + i * 3]), tonumber(ARGV[5 + i * 3])
     local old = redis.call('HGET', costs, id)
     if old then
-        redis.call('HSET', costs, id, tostring(cost))
+        redis.call('HSET', costs, id, num(cost))
         redis.call('HINCRBYFLOAT', costs, '_sum', cost - tonumber(old))
     end
-    local tat = redis.call('GET', tatkey)
-    if tat then
-        local ttl = redis.call('PTTL', tatkey)
-        local moved = tonumber(tat) + delta * tonumber(ARGV[5 + i])
-        if ttl > 0 then
-            redis.call('SET', tatkey, tostring(moved), 'PX', ttl)
-        end
+    local st = redis.call('HMGET', state, 'tat', 'per')
+    if st[1] and st[2] then
+        local tat, per = tonumber(st[1]), tonumber(st[2])
+        local new = tat + amount / per
+        if mode == 'p' then new = math.max(tat, now) + amount / per end
+        local ttl = redis.call('PTTL', state)
+        redis.call('HSET', state, 'tat', num(new))
+        local until_ms = math.ceil((new - now + 3600) * 1000)
+        if ttl < until_ms then redis.call('PEXPIRE', state, until_ms) end
     end
 end
 return 1
