@@ -344,7 +344,8 @@ ANTHROPIC: dict[str, Any] = {"rates": ANTHROPIC_RATES, "bucket_s": 1.0}
 def test_token_buckets_are_shared_exactly_and_a_refused_call_books_nothing():
     """A takes the whole input bucket; B's 495 tokens wait the exact refill (0.5 s).
 
-    Plus the 20 ms a call let in from a full bucket is booked late (BUCKET_LATE_S). B's refused attempt leaves every dimension's state as it was (one atomic script).
+    Plus the 20 ms a call let in from a full bucket is booked late (BUCKET_LATE_S). B's
+    refused attempt leaves every dimension's state as it was (one atomic script).
     """
     url, clock = redis_url(), ServerClock()
 
