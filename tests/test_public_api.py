@@ -15,6 +15,7 @@ EXPECTED = {
     "CircuitOpen",
     "Classifier",
     "Limiter",
+    "LimiterConfig",
     "Rate",
     "Slot",
     "ConfigError",

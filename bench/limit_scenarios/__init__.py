@@ -14,7 +14,7 @@ measure does not exist yet; when it does, each becomes a module like the others:
 
 from __future__ import annotations
 
-from . import anthropic_buckets, chat_costs, slow_answers, throttles
+from . import anthropic_buckets, chat_costs, shared_redis, slow_answers, throttles
 from .common import Budget, Outcome, Scenario
 
 __all__ = ["SCENARIOS", "Budget", "Outcome", "Scenario"]
@@ -24,9 +24,5 @@ SCENARIOS: list[Scenario] = [
     *slow_answers.SCENARIOS,  # b, c
     anthropic_buckets.SCENARIO,  # d
     throttles.SCENARIO,  # e
-    Scenario(
-        key="f",
-        title="(f) 4 workers sharing a limit through Redis",
-        pending="the limiter's token-bucket kind does not exist yet (nor in Redis)",
-    ),
+    shared_redis.SCENARIO,  # f
 ]

@@ -233,9 +233,9 @@ async def run_aiometer(url: str, calls: list[Call]) -> int:
     return sum(1 for ok in results if ok)
 
 
-def _run(budget: Budget) -> Outcome:
-    calls = make_calls()
-    config = MockConfig(
+def mock_config() -> MockConfig:
+    """The mock API of (d) (and of (f), which shares its limits across processes)."""
+    return MockConfig(
         latency_ms=LATENCY_MS,
         latency="fixed",
         window_s=1.0,
@@ -244,6 +244,11 @@ def _run(budget: Budget) -> Outcome:
         ),
         seed=5,
     )
+
+
+def _run(budget: Budget) -> Outcome:
+    calls = make_calls()
+    config = mock_config()
     ideal = ideal_s(calls)
     rows = against_mock(
         config,

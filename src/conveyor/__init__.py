@@ -35,6 +35,7 @@ from .jobs.model import JobOptions as JobOptions
 from .jobs.worker import Worker as Worker
 from .limits.limiter import Limiter as Limiter
 from .limits.limiter import Slot as Slot
+from .limits.spec import LimiterConfig as LimiterConfig
 from .policy.breaker import CircuitBreaker as CircuitBreaker
 from .policy.classify import Classifier as Classifier
 from .policy.classify import rule_for as rule_for
@@ -62,6 +63,7 @@ __all__ = [
     "JobOptions",
     "Jobs",
     "Limiter",
+    "LimiterConfig",
     "Outcome",
     "QuotaExhausted",
     "Rate",
