@@ -81,6 +81,7 @@ class Constraint:
         "pacer",
         "rate",
         "shape",
+        "spread",
         "unit",
         "window",
         "window_s",
@@ -103,6 +104,8 @@ class Constraint:
         self.window: SlidingWindow | None = None
         self.pacer: Gcra | None = None
         self.bucket: TokenBucket | None = None
+        #: With a debt bucket: the reservations, spread at the rate (`TokenBucket.mirror`).
+        self.spread: TokenBucket | None = None
         self.rate = rate
         self._build(rate)
 
@@ -116,12 +119,20 @@ class Constraint:
         elif self.shape == "bucket":
             assert self.burst_s is not None
             per_s = rate.limit / rate.period_s
+            debt = self.unit in DEBT_DIMENSIONS
             self.bucket = TokenBucket(
                 rate_per_s=per_s * (1.0 - BUCKET_MARGIN),
                 capacity=per_s * self.burst_s,
-                debt=self.unit in DEBT_DIMENSIONS,
+                debt=debt,
                 late_s=BUCKET_LATE_S,
             )
+            if debt:
+                self.spread = TokenBucket(
+                    rate_per_s=per_s * (1.0 - BUCKET_MARGIN),
+                    capacity=per_s * self.burst_s,
+                    debt=True,
+                    mirror=False,
+                )
         else:
             limit = rate.limit * (1.0 - PACED_MARGIN)
             self.pacer = Gcra(limit=limit, period_s=rate.period_s, burst=self.burst)
@@ -139,7 +150,9 @@ class Constraint:
             self.pacer.interval_s = self.window_s * BURST_SPREAD / self.window.share
         elif self.bucket is not None and self.burst_s is not None:
             per_s = limit / rate.period_s
-            self.bucket.set_rate(now, per_s * (1.0 - BUCKET_MARGIN), per_s * self.burst_s)
+            for bucket in (self.bucket, self.spread):
+                if bucket is not None:
+                    bucket.set_rate(now, per_s * (1.0 - BUCKET_MARGIN), per_s * self.burst_s)
         else:
             assert self.pacer is not None
             tolerance_units = self.pacer.tolerance_s / self.pacer.interval_s
@@ -161,7 +174,10 @@ class Constraint:
     def wait_s(self, now: float, units: float) -> float:
         """Seconds until `units` may be admitted."""
         if self.bucket is not None:
-            return self.bucket.wait_s(now, units)
+            wait = self.bucket.wait_s(now, units)
+            if self.spread is not None:
+                wait = max(wait, self.spread.wait_s(now, units))
+            return wait
         assert self.pacer is not None
         wait = self.pacer.wait_s(now, units)
         if self.window is not None:
@@ -172,6 +188,8 @@ class Constraint:
         """Book `units` at `now`; what settling it later needs (a window's entry, a debt's)."""
         if self.bucket is not None:
             self.bucket.admit(now, units)
+            if self.spread is not None:
+                self.spread.admit(now, units)
             return Produced() if self.bucket.debt else None
         assert self.pacer is not None
         self.pacer.admit(now, units)
@@ -186,6 +204,8 @@ class Constraint:
         if self.bucket is not None:
             if isinstance(entry, Produced):
                 self.bucket.produce(now, cost - entry.taken)
+                if self.spread is not None:
+                    self.spread.settle(delta)
                 entry.taken = cost
             else:
                 self.bucket.settle(delta)

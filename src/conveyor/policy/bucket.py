@@ -8,8 +8,11 @@ than a margin: the API counts output tokens as they are produced, so a call need
 above zero when it arrives, and what it produces is taken when its answer is written
 (`produce`), which may take the bucket below zero, a debt that refills like the rest. Such a
 bucket is the API's own, mirrored: nothing is taken when a call is let in, and the margin
-(one call's expected output, at most half the bucket) covers answers the API has written and
-we have not read yet.
+(half the bucket) covers answers the API has written and we have not read yet. A second
+debt bucket with `mirror` off takes each call's reservation when it is let in and corrects
+it at the answer: it spreads calls at the rate, so that a mirror refilled past its margin
+does not let every waiting call in at once (a burst whose answers, written together, then
+outran what we had read: 429s).
 
 The level is kept as a "theoretical arrival time" (`tat`): the moment the bucket would be
 full again. At `now` the bucket holds ``capacity - (tat - now) * rate`` (never more than the
@@ -36,10 +39,16 @@ _EPS = 1e-9
 class TokenBucket:
     """At most `capacity` at once, refilled at `rate_per_s`; see the module docstring."""
 
-    __slots__ = ("capacity", "debt", "late_s", "rate_per_s", "tat")
+    __slots__ = ("capacity", "debt", "late_s", "mirror", "rate_per_s", "tat")
 
     def __init__(
-        self, *, rate_per_s: float, capacity: float, debt: bool = False, late_s: float = 0.0
+        self,
+        *,
+        rate_per_s: float,
+        capacity: float,
+        debt: bool = False,
+        late_s: float = 0.0,
+        mirror: bool = True,
     ) -> None:
         if not (math.isfinite(rate_per_s) and rate_per_s > 0):
             msg = f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
@@ -53,6 +62,11 @@ class TokenBucket:
         #: How late the API may see a call after it was let in: a call let in from a full
         #: bucket is taken as of then, since the API's bucket, still full, wastes that refill.
         self.late_s = late_s
+        #: With `debt`: True mirrors the API (nothing taken at admission, `produce` at the
+        #: answer); False takes each call's reservation at admission and corrects it with
+        #: `settle` (a call needs the bucket above zero): this spreads calls at the rate, so
+        #: that a bucket refilled past its margin does not let every waiting call in at once.
+        self.mirror = mirror
         self.tat = -math.inf  # full
 
     def level(self, now: float) -> float:
@@ -65,7 +79,9 @@ class TokenBucket:
 
     def wait_s(self, now: float, cost: float) -> float:
         """Seconds from `now` until `cost` fits (0.0: now; inf: never)."""
-        need = min(cost, self.capacity / 2) if self.debt else cost
+        need = cost
+        if self.debt:
+            need = self.capacity / 2 if self.mirror else 0.0
         if need > self.capacity + _EPS:
             return math.inf
         # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > need.
@@ -82,6 +98,8 @@ class TokenBucket:
         """
         if not self.debt:
             self.tat = max(self.tat, now + self.late_s) + cost / self.rate_per_s
+        elif not self.mirror:
+            self.tat = max(self.tat, now) + cost / self.rate_per_s
 
     def produce(self, now: float, cost: float) -> None:
         """Take `cost` at `now`, when an answer was written (`debt`): the API's own moment."""

@@ -156,7 +156,7 @@ for i = 0, n - 1 do
             if owed > 0 then tat = now + owed / rate else tat = math.min(tat, now) end
         end
         local need = units
-        if debt then need = math.min(units, capacity / 2) end
+        if debt then need = capacity / 2 end
         if need > capacity + EPS then return {-2, i, num(capacity)} end
         local w = tat - (capacity - need) / rate - now
         if debt then
