@@ -9,7 +9,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: Pages whose every Python block is a complete program (the others show fragments).
-RUNNABLE = ["howto/dynamodb-bulk-writes.md"]
+RUNNABLE = ["howto/dynamodb-bulk-writes.md", "howto/limit-claude.md"]
 
 
 def _blocks() -> list[tuple[str, int, str]]:
