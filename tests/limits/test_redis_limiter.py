@@ -367,8 +367,9 @@ def test_token_buckets_are_shared_exactly_and_a_refused_call_books_nothing():
 def test_output_tokens_are_a_debt_settled_for_every_process():
     """Output tokens are taken when answered, for every process: B waits out A's debt.
 
-    A's call books nothing of the 200 bucket when admitted (B could go at once); its answer
-    produced 1,000, a debt of 800: B waits until the bucket holds its margin (half of it) again.
+    A's call reserves 1,000 (its bound: nothing learned yet): the reservations, spread at the
+    rate, hold B 800 / 198 s. Its answer produced 1,000, taken from the API's bucket as
+    mirrored, a debt of 800: B then waits until it holds its margin (half of it) again.
     """
     url, clock = redis_url(), ServerClock()
 
@@ -376,7 +377,8 @@ def test_output_tokens_are_a_debt_settled_for_every_process():
         a, b = two_processes(url, clock, **ANTHROPIC)
         slot = await a.admit({"input_tokens": 10, "output_tokens": 1000})
         assert slot.settled["output_tokens"] == 1000
-        assert await ask(b, "b1", {"input_tokens": 10, "output_tokens": 50}) is None
+        wait = await ask(b, "b1", {"input_tokens": 10, "output_tokens": 50})
+        assert wait == pytest.approx(800 / 198, abs=1e-6)
         slot.settle({"input_tokens": 10, "output_tokens": 1000})
         await a.drain()
         wait = await ask(b, "b2", {"input_tokens": 10, "output_tokens": 50})

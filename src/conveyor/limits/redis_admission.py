@@ -368,9 +368,9 @@ class RedisAdmission:
             if c.bucket is not None and c.bucket.debt:
                 amount = cost - taken.get(c.unit, 0.0)
                 taken[c.unit] = cost
-                args += ["p", repr(cost), repr(amount)]
+                args += ["p", repr(cost), repr(amount), repr(delta)]
             else:
-                args += ["s", repr(cost), repr(delta)]
+                args += ["s", repr(cost), repr(delta), repr(delta)]
         return keys, args
 
     def settle(self, slot: Slot, changes: dict[str, Change]) -> None:

@@ -12,9 +12,10 @@
 --       'p' paced: its GCRA lets it start (tat - tolerance <= now);
 --       'b' bucket: a token bucket kept as a TAT, `tat - now <= (capacity - cost) / rate`
 --           (policy/bucket.py); a debt bucket (output tokens) mirrors the API's: it needs to
---           hold a margin (the call's reservation, at most half the bucket), takes nothing
---           now, and takes the answer's output when it is settled (settle.lua), which may
---           leave it below zero. A call let in from a full bucket is booked as of `late` s
+--           hold a margin (half the bucket), takes nothing now, and takes the answer's output
+--           when it is settled (settle.lua), which may leave it below zero; beside it, the
+--           reservations are booked on a second TAT (`spread`: above zero to admit, taken
+--           now, corrected at the answer) that spreads calls at the rate. A call let in from a full bucket is booked as of `late` s
 --           later (BUCKET_LATE_S: the API's bucket, still full, wastes that refill).
 --     A limit some process adopted from the API's headers (KEYS[4], per dimension and period)
 --     scales the constraint's figures, exactly as Constraint.set_limit does locally.
@@ -143,8 +144,9 @@ for i = 0, n - 1 do
     local adopted = redis.call('HGET', KEYS[4], ARGV[a + 3])
     if adopted and tonumber(adopted) < limit then scale = tonumber(adopted) / limit end
     local log, costs, state = KEYS[6 + i * 3], KEYS[7 + i * 3], KEYS[8 + i * 3]
-    local st = redis.call('HMGET', state, 'tat', 'per')
+    local st = redis.call('HMGET', state, 'tat', 'per', 'spread')
     local tat = tonumber(st[1]) or -1e18
+    local spread = tonumber(st[3]) or -1e18
     local step = {kind = kind, units = units, log = log, costs = costs, state = state}
     if kind == 'b' then
         local rate, capacity, debt = p1 * scale, p2 * scale, p3 == 1
@@ -154,6 +156,8 @@ for i = 0, n - 1 do
             -- The rate changed (an adopted limit): keep what is owed, as TokenBucket.set_rate.
             local owed = math.max(tat - now, 0) * old
             if owed > 0 then tat = now + owed / rate else tat = math.min(tat, now) end
+            owed = math.max(spread - now, 0) * old
+            if owed > 0 then spread = now + owed / rate else spread = math.min(spread, now) end
         end
         local need = units
         if debt then need = capacity / 2 end
@@ -161,6 +165,10 @@ for i = 0, n - 1 do
         local w = tat - (capacity - need) / rate - now
         if debt then
             if w >= 0 then wait = math.max(wait, w + PAD) end
+            -- The reservations, spread at the rate: above zero before this one is taken.
+            local sw = spread - capacity / rate - now
+            if sw >= 0 then wait = math.max(wait, sw + PAD) end
+            step.spread = spread
         elseif w > EPS then
             wait = math.max(wait, w + PAD)
         end
@@ -203,6 +211,11 @@ for _, step in ipairs(plan) do
         end
     end
     redis.call('HSET', step.state, 'tat', num(tat), 'per', num(step.per))
+    if step.spread then
+        local spread = math.max(step.spread, now) + step.units / step.per
+        redis.call('HSET', step.state, 'spread', num(spread))
+        tat = math.max(tat, spread)  -- the key lives as long as either
+    end
     redis.call('PEXPIRE', step.state, math.ceil((math.max(tat, now) - now + 3600) * 1000))
     if step.kind == 'w' then
         redis.call('ZADD', step.log, now, id)

@@ -7,8 +7,9 @@
 --
 -- KEYS: per changed constraint two: costs, state (as in admit.lua).
 -- ARGV: 1 slot id, 2 the time to use instead of TIME ('' except in tests), then per changed
---       constraint three: mode ('s' settle, 'p' produce), the real cost, the amount to move
---       (settle: real - booked; produce: real - produced so far).
+--       constraint four: mode ('s' settle, 'p' produce), the real cost, the amount to move
+--       (settle: real - booked; produce: real - produced so far), and real - booked (which
+--       corrects a debt bucket's `spread` of reservations).
 
 local function num(x) return string.format('%.17g', x) end
 
@@ -22,14 +23,18 @@ local id = ARGV[1]
 local now = clock()
 for i = 0, #KEYS / 2 - 1 do
     local costs, state = KEYS[1 + i * 2], KEYS[2 + i * 2]
-    local mode = ARGV[3 + i * 3]
-    local cost, amount = tonumber(ARGV[4 + i * 3]), tonumber(ARGV[5 + i * 3])
+    local mode = ARGV[3 + i * 4]
+    local cost, amount = tonumber(ARGV[4 + i * 4]), tonumber(ARGV[5 + i * 4])
+    local delta = tonumber(ARGV[6 + i * 4])
     local old = redis.call('HGET', costs, id)
     if old then
         redis.call('HSET', costs, id, num(cost))
         redis.call('HINCRBYFLOAT', costs, '_sum', cost - tonumber(old))
     end
-    local st = redis.call('HMGET', state, 'tat', 'per')
+    local st = redis.call('HMGET', state, 'tat', 'per', 'spread')
+    if mode == 'p' and st[3] and st[2] and delta ~= 0 then
+        redis.call('HSET', state, 'spread', num(tonumber(st[3]) + delta / tonumber(st[2])))
+    end
     if st[1] and st[2] then
         local tat, per = tonumber(st[1]), tonumber(st[2])
         local new = tat + amount / per
