@@ -136,7 +136,7 @@ def test_input_and_output_are_separate_budgets():
 
 
 def test_output_is_reserved_by_what_answers_produce_once_some_were_seen():
-    """After eight answers of 100 tokens under max_tokens=1,000, a call reserves 100."""
+    """After three answers of 100 tokens under max_tokens=1,000, a call reserves 100."""
     clock = VirtualClock()
     limiter = Limiter("claude", output_tokens_per_minute=6_000_000, bucket_s=1.0)
 
@@ -149,8 +149,8 @@ def test_output_is_reserved_by_what_answers_produce_once_some_were_seen():
         return reserved
 
     reserved = clock.run(main())
-    assert reserved[:8] == [1000.0] * 8
-    assert reserved[8:] == [100.0, 100.0]
+    assert reserved[:3] == [1000.0] * 3
+    assert reserved[3:] == [100.0] * 7
 
 
 def test_a_cost_that_never_fits_fails_at_once_and_names_the_fix():

@@ -15,7 +15,7 @@ from collections import deque
 __all__ = ["MIN_SEEN", "QUANTILE", "OutputEstimate"]
 
 #: Answers seen before the learned estimate replaces the first guess.
-MIN_SEEN = 8
+MIN_SEEN = 3
 #: The quantile of recent outputs reserved (0.9: one call in ten reserves less than it uses).
 QUANTILE = 0.9
 #: How many recent outputs are remembered.
