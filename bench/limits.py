@@ -10,13 +10,14 @@ SKIP with the reason.
   "faults" and "hangs", the same work with 500s and hangs, and without a limit;
 - (b) 120 slow answers (2.5 s) through the ``openai`` client, 500 rpm / 200k tpm;
 - (c) the same, every contender told limits 20% above what the mock enforces;
-- (d) Anthropic token buckets: pending;
+- (d) Anthropic token buckets (1 s), separate input and output token limits, 3% 529s, on the
+  mock API's Messages route;
 - (e) a DynamoDB-style table throttling above 40 writes/s (botocore-shaped errors);
-- (f) 4 workers through Redis: pending.
+- (f) (d)'s work split across 4 worker processes sharing one limiter through Redis.
 
 Each ideal is a lower bound the limits allow (bench/limit_scenarios/ideal.py derives them).
 Every contender has a deadline, and the whole run a time budget (``--budget-s``), so the run
-ends in bounded time even when a contender stalls; about 5 minutes on 2 cores.
+ends in bounded time even when a contender stalls; about 9 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -138,9 +138,14 @@ def test_the_table_shows_529s_only_where_an_api_can_answer_them():
     assert with_529s[3].split()[3] == "2.000"
 
 
-def test_the_registry_holds_every_scenario_and_marks_the_pending_ones():
+def test_the_registry_holds_every_scenario_and_each_runs():
     keys = [s.key for s in scenarios.SCENARIOS]
     assert keys == ["a", "faults", "hangs", "b", "c", "d", "e", "f"]
-    pending = {s.key for s in scenarios.SCENARIOS if s.run is None}
-    assert pending == {"d", "f"}
-    assert all(s.pending for s in scenarios.SCENARIOS if s.run is None)
+    assert all(s.run is not None for s in scenarios.SCENARIOS)
+
+
+def test_the_anthropic_ideal_is_the_binding_budget_plus_one_latency():
+    from limit_scenarios import anthropic_buckets as d  # noqa: PLC0415
+
+    calls = [d.Call(0, 300, 10), d.Call(1, 300, 10)]  # input binds: 600 / 1,500 a second
+    assert d.ideal_s(calls) == pytest.approx(max(2 / 10, 600 / 1500, 20 / 200) + 0.4)

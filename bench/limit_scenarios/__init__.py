@@ -2,14 +2,8 @@
 
 ``SCENARIOS`` is the registry, in the order ``python bench/limits.py`` runs them; ``--only``
 selects by key. A scenario is added by writing a module that returns an `Outcome` (see
-common.py) and listing its `Scenario` here. Two are registered without a run because what they
-measure does not exist yet; when it does, each becomes a module like the others:
-
-- (d) Anthropic's token buckets: needs the mock API's Anthropic route (``/v1/messages``, its
-  ``anthropic-ratelimit-*`` headers, 529 overloaded; the table then shows a 529s column, see
-  `Row.overloaded`) and the limiter's token-bucket kind.
-- (f) 4 workers sharing one limit through Redis: needs the same token-bucket kind in the
-  Redis limiter.
+common.py) and listing its `Scenario` here; one whose parts do not exist yet may be listed
+with `Scenario.pending` instead of a run (printed as SKIP with the reason).
 """
 
 from __future__ import annotations

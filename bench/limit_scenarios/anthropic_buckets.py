@@ -19,7 +19,7 @@ Target: Conveyor draws no 429, every call succeeds, <= 1.15x the ideal.
 Contenders, all with aiohttp at concurrency 50, retrying 429 and 529 up to 10 attempts:
 
 - conveyor: ``conveyor.map`` through one ``Limiter("claude", requests_per_minute=600,
-  input_tokens_per_minute=120_000, output_tokens_per_minute=24_000, bucket_s=1)``, each call's
+  input_tokens_per_minute=90_000, output_tokens_per_minute=12_000, bucket_s=1)``, each call's
   cost ``{"input_tokens": ..., "output_tokens": 256}`` (its bound; answers teach the limiter
   what to reserve), settled from the answer's usage;
 - conveyor, output by max_tokens: the same with ``output_reserve="bound"`` (each call reserves

@@ -151,7 +151,8 @@ class CircuitOpen(ConveyorError):
 class QuotaExhausted(ConveyorError):
     """The API says the account's quota (credit, monthly spend) is used up: not a rate limit.
 
-    OpenAI answers it with HTTP 429 and the error code ``insufficient_quota``. Waiting does not
+    OpenAI answers it with HTTP 429 and the error code ``insufficient_quota``, Anthropic with a
+    429 naming the spend limit and no ``retry-after``. Waiting does not
     help, so it is never retried, and the limiter that saw it admits no more calls: the run or
     job stops starting work at once. `limiter` names the limiter; `message` is the API's.
     """
@@ -161,9 +162,9 @@ class QuotaExhausted(ConveyorError):
         self.api_message = message
         said = f" (it said: {message})" if message else ""
         super().__init__(
-            f"the API behind limiter {limiter!r} says its quota is exhausted"
-            f" (insufficient_quota){said}: this is not a rate limit, so nothing more is sent;"
-            " add credit or raise the quota with the provider, then resume"
+            f"the API behind limiter {limiter!r} says its quota or spend limit is used up"
+            f"{said}: this is not a rate limit, so nothing more is sent; add credit or raise"
+            " the quota or spend limit with the provider, then resume"
         )
 
 

@@ -294,3 +294,30 @@ def test_a_failed_call_gives_back_the_output_it_reserved():
 
     # Kept, the 100 reserved would hold the next call ~9 s (10 a second, a bucket of 10).
     assert clock.run(main()) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"requests_per_second": 100, "window_s": 1.0},
+        {"requests_per_second": 100, "bucket_s": 1.0},
+        {"requests_per_second": 100},
+    ],
+)
+def test_a_stated_limit_too_low_for_one_call_still_admits_one(kwargs):
+    """Ours 100 a second, the API states 50 a minute: one a window (bucket, second), not none.
+
+    Adopted as is, 0.83 a second leaves no call admissible ever ("can never be admitted").
+    """
+    clock = VirtualClock()
+    limiter = Limiter("api", **kwargs)
+    headers = {"x-ratelimit-limit-requests": "50", "x-ratelimit-remaining-requests": "49"}
+
+    async def main() -> float:
+        async with limiter.acquire() as slot:
+            slot.observe(headers)
+        async with limiter.acquire():
+            return clock.now
+
+    clock.run(main())
+    assert limiter.rates[0].limit == pytest.approx(1.0)  # per second

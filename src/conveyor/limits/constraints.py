@@ -140,8 +140,17 @@ class Constraint:
     def set_limit(self, now: float, limit: float) -> None:
         """Hold this dimension to `limit` per period from `now` (the API stated less).
 
-        What was admitted stays booked: a window keeps its log, a bucket its level.
+        What was admitted stays booked: a window keeps its log, a bucket its level. A limit of
+        requests too low for one call in a window or a bucket is raised to one: the API's
+        own 429s then pace the calls, where the limiter would otherwise admit none ever.
         """
+        if self.unit == "requests":
+            span = self.rate.period_s  # paced: what one period admits
+            if self.window is not None and self.window_s is not None:
+                span = self.window_s
+            elif self.bucket is not None and self.burst_s is not None:
+                span = self.burst_s
+            limit = max(limit, self.rate.period_s / span)
         rate = Rate(limit, per=self.rate.per, unit=self.unit)
         self.rate = rate
         if self.window is not None and self.window_s is not None:

@@ -241,7 +241,7 @@ class Learning:
             return False
         new_limit = stated * rate.period_s / period_s
         before = self.adopted.get(constraint.unit, (rate.limit, 0.0))[0]
-        self.adopted[constraint.unit] = (before, new_limit)
-        constraint.set_limit(now, new_limit)
-        self.listener.adopted(constraint, new_limit)
+        constraint.set_limit(now, new_limit)  # at least one call a window or bucket
+        self.adopted[constraint.unit] = (before, constraint.rate.limit)
+        self.listener.adopted(constraint, constraint.rate.limit)
         return True

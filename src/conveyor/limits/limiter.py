@@ -260,9 +260,13 @@ class Limiter:
     def never_admitted(self, unit: str, need: float, most: float, window: bool) -> ConfigError:
         """The error for a call costing `need` `unit` where a call may cost `most` at most."""
         what = "per window" if window else "at once"
+        fix = "Split the request or raise the limit."
+        if self.config.shape == "bucket":
+            what = f"at once (a bucket holds bucket_s={self.config.bucket_s:g} s of the rate)"
+            fix = "Split the request, or raise the limit or bucket_s."
         msg = (
             f"{self.name}: a call costing {need:g} {unit} can never be admitted: the limit"
-            f" allows {most:g} {unit} {what}. Split the request or raise the limit."
+            f" allows {most:g} {unit} {what}. {fix}"
         )
         return ConfigError(msg)
 
