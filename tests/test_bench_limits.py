@@ -145,7 +145,7 @@ def test_the_registry_holds_every_scenario_and_each_runs():
 
 
 def test_the_anthropic_ideal_is_the_binding_budget_plus_one_latency():
-    from limit_scenarios import anthropic_buckets as d  # noqa: PLC0415
+    from limit_scenarios import anthropic_buckets as d
 
     calls = [d.Call(0, 300, 10), d.Call(1, 300, 10)]  # input binds: 600 / 1,500 a second
     assert d.ideal_s(calls) == pytest.approx(max(2 / 10, 600 / 1500, 20 / 200) + 0.4)
