@@ -162,9 +162,9 @@ class QuotaExhausted(ConveyorError):
         self.api_message = message
         said = f" (it said: {message})" if message else ""
         super().__init__(
-            f"the API behind limiter {limiter!r} says its quota or spend limit is used up"
-            f"{said}: this is not a rate limit, so nothing more is sent; add credit or raise"
-            " the quota or spend limit with the provider, then resume"
+            f"the API behind limiter {limiter!r} says its quota is exhausted (a quota or a"
+            f" spend limit used up){said}: this is not a rate limit, so nothing more is sent;"
+            " add credit or raise the quota or spend limit with the provider, then resume"
         )
 
 

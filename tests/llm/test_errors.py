@@ -106,7 +106,7 @@ def test_a_halted_limiter_refuses_every_caller_at_once(clock):
 
     messages = clock.run(scenario())
     assert len(messages) == 2
-    assert "insufficient_quota" in messages[0]
+    assert "quota is exhausted" in messages[0]
     assert "not a rate limit" in messages[0]
     assert clock.now == 0.0  # nobody waited for the window
 
