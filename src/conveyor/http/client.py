@@ -13,7 +13,6 @@ Two layers, so that tests can replace the network:
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -158,7 +157,6 @@ class HttpTask:
         tally = self._tally
         tally.sent += 1
         tally.tokens_sent += request.cost
-        sent_at = asyncio.get_running_loop().time()
         try:
             raw = await self._transport(request.method, request.url, headers, request.body)
         except TransportError as exc:
@@ -171,13 +169,12 @@ class HttpTask:
             too_deep, body = True, raw.body.decode("utf-8", errors="replace")
         response = Response(raw.status, kept_headers(raw.headers.items()), body)
         if 200 <= raw.status < 300:
-            # The engine holds this attempt's slot; the limiter learns from the headers directly,
-            # counting as unseen by the server what it admitted after this request was sent.
+            # The engine holds this attempt's slot: the headers reach the limiter through it,
+            # as every fact of a call does (dated by when the request left, the trace's mark).
             # Every header family it reads has "ratelimit" in its name: answers without one
             # skip the parser (a fifth of this task's own CPU time per request).
-            limiter = self._limiter
             if self._observe and any("ratelimit" in name for name in raw.headers):
-                limiter.observe_headers(raw.headers, sent_at=sent_at)
+                attempt_slot(self._limiter).observe(raw.headers)
             if too_deep:
                 msg = (
                     f"the answer (HTTP {raw.status}) is JSON nested more than {MAX_DEPTH} deep,"

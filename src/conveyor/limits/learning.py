@@ -24,7 +24,6 @@ from .. import _clock
 from ..errors import CircuitOpen, InvalidAnswer, QuotaExhausted
 from ..policy.answer_dating import AnswerDating
 from ..policy.classify import classify
-from ..policy.llm_errors import api_error_fields
 from .constraints import WINDOW_MARGIN, Constraint, ServerCap
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ class Learning:
         now = _clock.now()
         verdict = self._classify(error, now_wall_s=_clock.wall())
         if verdict.kind == "quota":
-            self.halt(api_error_fields(error)[2] or verdict.reason)
+            self.halt(verdict.reason)  # the classifier's reading: what the API said
             return
         pushback = verdict.kind in ("rate_limited", "overloaded")
         if (pushback or isinstance(error, TimeoutError)) and self.adaptive is not None:

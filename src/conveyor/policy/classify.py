@@ -241,8 +241,10 @@ def _ours(exc: BaseException) -> Verdict | None:
         return Verdict("transient", None, type(exc).__name__)
     if isinstance(exc, DeadlineExceeded):
         return Verdict("permanent", None, "the item's deadline passed")
-    if isinstance(exc, QuotaExhausted) or quota_exhausted(exc):
-        return Verdict("quota", None, "the quota is used up")
+    if isinstance(exc, QuotaExhausted):
+        return Verdict("quota", None, exc.api_message or "the quota is used up")
+    if quota_exhausted(exc):  # the reason is what the API said: the limiter halts with it
+        return Verdict("quota", None, api_error_fields(exc)[2] or "the quota is used up")
     return None
 
 
