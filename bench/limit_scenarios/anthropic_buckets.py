@@ -133,6 +133,11 @@ async def run_conveyor(url: str, calls: list[Call], *, learned: bool = True) -> 
         bucket_s=BURST_S,
         output_reserve="learned" if learned else "bound",
     )
+    return await run_through(claude, url, calls)
+
+
+async def run_through(claude: conveyor.Limiter, url: str, calls: list[Call]) -> int:
+    """Conveyor's way: ``conveyor.map`` through `claude`, each call settled from its usage."""
     async with aiohttp.ClientSession() as session:
 
         async def one(call: Call) -> None:

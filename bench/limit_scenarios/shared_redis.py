@@ -19,10 +19,7 @@ import multiprocessing
 import os
 import time
 
-import aiohttp
-
 import conveyor
-from conveyor.limits.costs import usage_costs
 from conveyor.limits.redis_limiter import redis_limiter
 from conveyor.mockapi import run_in_process
 
@@ -49,26 +46,9 @@ async def _worker(url: str, calls: list[d.Call], prefix: str, start_at: float) -
     await asyncio.sleep(max(start_at - time.time(), 0.0))  # all four start together
     started = time.time()
     try:
-        async with aiohttp.ClientSession() as session:
-
-            async def one(call: d.Call) -> None:
-                answer = await d.post(session, url, call)
-                slot = conveyor.attempt_slot(claude)
-                slot.observe(answer["headers"])
-                usage = usage_costs(answer["usage"])
-                if usage is not None:
-                    slot.settle(usage)
-
-            report = await conveyor.map(
-                one,
-                calls,
-                concurrency=d.CONCURRENCY,
-                limiters=[claude],
-                cost=lambda c: {"input_tokens": c.input_tokens, "output_tokens": d.MAX_TOKENS},
-                retry=conveyor.Retry(attempts=d.ATTEMPTS, base_delay_s=0.05, max_delay_s=1.0),
-            )
+        ok = await d.run_through(claude, url, calls)
         await claude.drain()
-        return report.summary.succeeded, started
+        return ok, started
     finally:
         await claude.redis.aclose()
 
