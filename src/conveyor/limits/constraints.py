@@ -168,10 +168,6 @@ class Constraint:
             self.pacer.interval_s = rate.period_s / (limit * (1.0 - PACED_MARGIN))
             self.pacer.tolerance_s = tolerance_units * self.pacer.interval_s
 
-    def per_period(self) -> float:
-        """The limit, per the rate's own period."""
-        return self.rate.limit
-
     def largest_cost(self) -> float:
         """The largest cost one call may have (a window's share, a bucket's capacity)."""
         if self.window is not None:

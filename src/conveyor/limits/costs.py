@@ -56,11 +56,6 @@ class CostModel:
             else None
         )
 
-    @property
-    def costed(self) -> tuple[str, ...]:
-        """The dimensions a call must say its cost in."""
-        return self._costed
-
     def reserve(self, cost: Cost) -> dict[str, float]:
         """The units `cost` books in each costed dimension; `ConfigError` if one is unsaid."""
         owner = self._name

@@ -244,8 +244,7 @@ class Limiter:
         ``async with limiter.acquire(cost=estimate) as slot: ...``. Raises `CircuitOpen` at once
         if the circuit is open, and `ConfigError` for a cost no constraint could ever admit.
         """
-        self._units(cost)
-        return Acquire(self, cost)
+        return Acquire(self, cost, self._units(cost))
 
     def _units(self, cost: Cost) -> dict[str, float]:
         """The units `cost` books per dimension; `ConfigError` if it could never be admitted."""
@@ -272,6 +271,10 @@ class Limiter:
 
     async def admit(self, cost: Cost = 1.0) -> Slot:
         """Wait until a call costing `cost` may start; return its `Slot` (release it after)."""
+        return await self._admit(cost, None)
+
+    async def _admit(self, cost: Cost, units: dict[str, float] | None) -> Slot:
+        """`admit`, with the units `acquire` already worked out (None: work them out)."""
         now = asyncio.get_running_loop().time()
         if self.learning.halted is not None:
             raise self.learning.halted
@@ -280,7 +283,8 @@ class Limiter:
             wait = breaker.wait_s(now)
             if wait > 0:
                 raise CircuitOpen(self.name, wait)
-        units = self._units(cost)
+        if units is None:
+            units = self._units(cost)
         admission = self._admission
         slot = admission.ready(now, units, cost)
         if slot is None:

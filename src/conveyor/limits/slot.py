@@ -154,19 +154,20 @@ class Slot:
 class Acquire:
     """``async with limiter.acquire(cost) as slot``, or ``slot = await limiter.acquire(cost)``."""
 
-    __slots__ = ("_cost", "_limiter", "_slot", "_started")
+    __slots__ = ("_cost", "_limiter", "_slot", "_started", "_units")
 
-    def __init__(self, limiter: Limiter, cost: Cost) -> None:
+    def __init__(self, limiter: Limiter, cost: Cost, units: dict[str, float]) -> None:
         self._limiter = limiter
         self._cost = cost
+        self._units = units  # worked out (and checked) by `Limiter.acquire`
         self._slot: Slot | None = None
         self._started = 0.0
 
     def __await__(self) -> Any:
-        return self._limiter.admit(self._cost).__await__()
+        return self._limiter._admit(self._cost, self._units).__await__()  # noqa: SLF001
 
     async def __aenter__(self) -> Slot:
-        slot = self._slot = await self._limiter.admit(self._cost)
+        slot = self._slot = await self._limiter._admit(self._cost, self._units)  # noqa: SLF001
         self._started = _clock.now()
         slot.mark_sent(self._started)
         return slot
