@@ -4,6 +4,7 @@
 >>> report.summary.failed, [o.error for o in report.failed]  # doctest: +SKIP
 """
 
+from ._version import __version__ as __version__
 from .engine.api import Stream as Stream
 from .engine.api import map as map  # noqa: A004 - `conveyor.map` is the name users expect
 from .engine.api import run_sync as run_sync
@@ -85,4 +86,3 @@ __all__ = [
     "run_sync",
     "stream",
 ]
-__version__ = "0.1.0"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 
 __all__ = ["main"]
 

@@ -11,6 +11,7 @@ last answer.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
 __all__ = ["DemoOptions", "demo_requests", "ideal_line", "run_demo"]
@@ -121,13 +124,22 @@ def _stats(base_url: str) -> dict[str, Any]:
         return stats
 
 
+def _run_parser(
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+) -> argparse.ArgumentParser:
+    """``conveyor run``'s own parser (the demo runs that command, nothing else)."""
+    parser = argparse.ArgumentParser(prog="conveyor run")
+    add_arguments(parser)
+    return parser
+
+
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo; return ``conveyor run``'s exit status."""
     from rich.console import Console
 
     from ..mockapi import Faults, MockConfig, run_in_process
-    from . import build_parser
     from .run import run_command
+    from .run_args import add_arguments
 
     console = console or Console(highlight=False)
     faults = Faults(fail_rate=0.02, hang_rate=0.002, drop_rate=0.003, hang_s=30.0)
@@ -159,7 +171,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                 soft_wrap=True,
             )
             argv = [
-                "run",
                 str(requests),
                 "-o",
                 str(results),
@@ -178,8 +189,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                 "--summary-json",
                 str(summary),
             ]
-            console.print(f"$ conveyor {' '.join(argv)}", soft_wrap=True, markup=False)
-            status = run_command(build_parser().parse_args(argv), console=console)
+            console.print(f"$ conveyor run {' '.join(argv)}", soft_wrap=True, markup=False)
+            status = run_command(_run_parser(add_arguments).parse_args(argv), console=console)
             stats = _stats(base_url)
         record = json.loads(summary.read_text(encoding="utf-8"))
         console.print(

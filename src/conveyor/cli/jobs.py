@@ -14,7 +14,13 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .jobs_worker import WORKER_DESCRIPTION, WORKER_EPILOG, add_worker_arguments, worker_command
+from .jobs_worker import (
+    EXIT_UNAVAILABLE,
+    WORKER_DESCRIPTION,
+    WORKER_EPILOG,
+    add_worker_arguments,
+    worker_command,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
@@ -135,11 +141,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _store_here(parser: argparse.ArgumentParser) -> None:
     # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
     parser.add_argument("--store", default=argparse.SUPPRESS, help="job store URL")
-
-
-#: The exit status when the store cannot be reached: a temporary failure, to try again
-#: (``EX_TEMPFAIL`` of sysexits.h).
-EXIT_UNAVAILABLE = 75
 
 
 def jobs_command(args: argparse.Namespace) -> int:

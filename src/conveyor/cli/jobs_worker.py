@@ -47,6 +47,11 @@ examples:
 """
 
 
+#: The exit status when the store cannot be reached: a temporary failure, to try again
+#: (``EX_TEMPFAIL`` of sysexits.h).
+EXIT_UNAVAILABLE = 75
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) -> None:
     """The options of ``conveyor worker``."""
     parser.add_argument("--store", default=store_default, help=f"job store URL ({store_default})")
@@ -196,7 +201,6 @@ def worker_command(args: argparse.Namespace) -> int:
     from ..jobs.client import open_store
     from ..jobs.errors import StoreUnavailable
     from ..jobs.worker import Worker, WorkerOptions
-    from .jobs import EXIT_UNAVAILABLE
 
     try:
         app = load_app(args.app)

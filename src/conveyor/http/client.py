@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .. import __version__
 from .._json import MAX_DEPTH, BadJSON
+from .._version import __version__
 from ..engine.context import attempt_slot
 from ..errors import InvalidAnswer
 from .errors import HTTPStatusError, TransportError

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
+from .._version import __version__
 from .schemas import (
     BatchCreate,
     BatchList,

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .. import __version__
 from .._json import BadJSON, loads
+from .._version import __version__
 from ..jobs.model import JobOptions
 from .problems import Problem
 from .schemas import BudgetIn, JobCreate, JobOptionsIn
