@@ -15,7 +15,7 @@ import httpx2
 from aiohttp import web
 from multidict import CIMultiDict
 
-from conveyor import Retry
+from conveyor import Limiter, Retry
 from conveyor.mockapi.app import MockHandler
 
 FAST_RETRY = Retry(attempts=3, base_delay_s=0.001, max_delay_s=0.001)
@@ -24,6 +24,13 @@ MODEL = "claude-mock"
 
 def user(text: str) -> list[Any]:
     return [{"role": "user", "content": text}]
+
+
+def outputs(limiter: Limiter) -> list[float]:
+    """The output tokens of the answers the limiter was settled with, oldest first."""
+    estimate = limiter.costs.output
+    assert estimate is not None
+    return list(estimate._recent)
 
 
 class _Request:
@@ -54,8 +61,9 @@ class InProcess(httpx2.AsyncBaseTransport):
         answer = await self.handler(cast("web.BaseRequest", _Request(request, body)))
         assert isinstance(answer, web.Response)
         assert isinstance(answer.body, bytes)
-        return httpx2.Response(answer.status, headers=list(answer.headers.items()),
-                               content=answer.body)  # fmt: skip
+        return httpx2.Response(
+            answer.status, headers=list(answer.headers.items()), content=answer.body
+        )
 
 
 def in_process(transport: httpx2.AsyncBaseTransport, **options: Any) -> anthropic.AsyncAnthropic:
@@ -67,24 +75,37 @@ def in_process(transport: httpx2.AsyncBaseTransport, **options: Any) -> anthropi
 
 def sse(events: list[dict[str, Any]]) -> bytes:
     """A Messages stream's body: one server-sent event per event, named by its type."""
-    return b"".join(
-        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events
-    )
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
 def stream_events(text: str, *, input_tokens: int, output_tokens: int) -> list[dict[str, Any]]:
     """A whole Messages stream: start (the input), one text delta, the final usage, stop."""
-    usage = {"input_tokens": input_tokens, "output_tokens": 1,
-             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}  # fmt: skip
-    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL,
-               "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": 1,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    message: dict[str, Any] = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
     return [
         {"type": "message_start", "message": message},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": output_tokens}},  # fmt: skip
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        },
         {"type": "message_stop"},
     ]
 

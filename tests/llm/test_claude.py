@@ -8,6 +8,8 @@ latency; a 60 s retry-after no test outlasts): the sync client from threads, and
 """
 
 import asyncio
+import json
+import math
 from typing import Any
 
 import anthropic
@@ -20,7 +22,7 @@ from conveyor.mockapi import AnthropicLimits, MockAPI, MockConfig
 from conveyor.mockapi.app import MockHandler
 from conveyor.testing import VirtualClock
 
-from .claude_kit import FAST_RETRY, MODEL, InProcess, in_process, user
+from .claude_kit import FAST_RETRY, MODEL, InProcess, in_process, outputs, user
 
 OUT_25 = {"x-mock-output-tokens": "25"}
 
@@ -47,8 +49,14 @@ def test_many_calls_share_the_buckets_with_no_429_and_settle_their_usage():
     (64) of output until answered; settled at the 25 it used, the run takes the ~20 s the
     limits allow. Unsettled, the output reserved would take 40 x 64 / 50 = 51 s.
     """
-    limiter = Limiter("claude", requests_per_minute=120, input_tokens_per_minute=6_000,
-                      output_tokens_per_minute=3_000, bucket_s=1, output_reserve="bound")  # fmt: skip
+    limiter = Limiter(
+        "claude",
+        requests_per_minute=120,
+        input_tokens_per_minute=6_000,
+        output_tokens_per_minute=3_000,
+        bucket_s=1,
+        output_reserve="bound",
+    )
 
     async def scenario(make: Any) -> list[Any]:
         client = limit_anthropic(make(), limiters=[limiter])
@@ -67,7 +75,7 @@ def test_many_calls_share_the_buckets_with_no_429_and_settle_their_usage():
     assert all(a.usage.output_tokens == 25 for a in answers)
     assert (stats.ok, stats.rate_limited, limiter.admitted) == (40, 0, 40)
     assert (stats.messages_input_tokens, stats.messages_output_tokens) == (2_000, 1_000)
-    assert list(limiter.costs.output._recent) == [25.0] * 40  # every answer settled
+    assert outputs(limiter) == [25.0] * 40  # every answer settled
     assert 19.0 < clock.now < 21.0  # (40 - 2) / 2 per s + 0.2 s latency = 19.2 s ideal
 
 
@@ -80,15 +88,17 @@ def test_a_429_from_the_mock_pauses_every_sharer_until_its_retry_after():
     """
     limiter = Limiter("claude", requests_per_minute=600, bucket_s=1)
 
-    async def scenario(make: Any) -> list[Any]:
+    async def scenario(make: Any) -> tuple[Any, ...]:
         client = limit_anthropic(make(), limiters=[limiter], retry=Retry(attempts=2))
 
         async def call(at: float, output: int) -> Any:
             await asyncio.sleep(at)
             return await client.messages.create(
-                model=MODEL, max_tokens=200, messages=user("hi"),
+                model=MODEL,
+                max_tokens=200,
+                messages=user("hi"),
                 extra_headers={"x-mock-output-tokens": str(output)},
-            )  # fmt: skip
+            )
 
         return await asyncio.gather(call(0, 200), call(0.01, 1), call(5, 1), call(10, 1))
 
@@ -97,7 +107,8 @@ def test_a_429_from_the_mock_pauses_every_sharer_until_its_retry_after():
     assert [a.usage.output_tokens for a in answers] == [200, 1, 1, 1]
     assert (stats.ok, stats.messages_rate_limited, limiter.pushbacks) == (4, 1, 1)
     first, refused, *later = transport.sent
-    assert (first, refused) == (0.0, pytest.approx(0.01))
+    assert first == 0.0
+    assert refused == pytest.approx(0.01)
     assert limiter.paused_until >= 19.0
     assert len(later) == 3
     assert all(at >= limiter.paused_until for at in later)  # B's retry, C and D
@@ -110,8 +121,10 @@ def test_529s_are_retried_with_backoff_and_counted_as_push_back():
 
     async def scenario(make: Any) -> list[Any]:
         client = limit_anthropic(make(), limiters=[limiter], retry=retry)
-        calls = (client.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
-                 for _ in range(20))  # fmt: skip
+        calls = (
+            client.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
+            for _ in range(20)
+        )
         return await asyncio.gather(*calls)
 
     answers, handler, transport, _ = against(AnthropicLimits(overloaded_rate=0.33), scenario)
@@ -129,8 +142,12 @@ def test_the_spend_cap_halts_every_caller_at_once_and_nothing_more_is_sent():
 
     async def scenario(make: Any) -> list[Any]:
         client = limit_anthropic(make(), limiters=[limiter], retry=FAST_RETRY)
-        calls = (client.messages.create(model=MODEL, max_tokens=64, messages=user("x" * 20),
-                                        extra_headers=OUT_25) for _ in range(6))  # fmt: skip
+        calls = (
+            client.messages.create(
+                model=MODEL, max_tokens=64, messages=user("x" * 20), extra_headers=OUT_25
+            )
+            for _ in range(6)
+        )
         return await asyncio.gather(*calls, return_exceptions=True)
 
     # Each call spends 5 input and 25 output tokens; the fourth's input would pass 90.
@@ -147,7 +164,7 @@ def test_the_spend_cap_halts_every_caller_at_once_and_nothing_more_is_sent():
 def test_the_sdks_own_retries_are_off():
     """A 529 reaches our policy after one request; the same client unwrapped sends three."""
 
-    async def scenario(make: Any) -> tuple[Any, Any]:
+    async def scenario(make: Any) -> list[int]:
         limited = limit_anthropic(make(), limiters=[Limiter("c")], retry=Retry(attempts=1))
         errors = []
         for client in (limited, make()):  # the SDK's default: max_retries=2
@@ -164,8 +181,14 @@ def test_the_sdks_own_retries_are_off():
 
 def test_a_sync_client_from_many_threads_goes_through_the_limiter():
     """anthropic.Anthropic from 8 threads: 8 admissions, at most 2 in flight, usage settled."""
-    limiter = Limiter("claude", requests_per_minute=600, input_tokens_per_minute=60_000,
-                      output_tokens_per_minute=60_000, bucket_s=1, concurrency=2)  # fmt: skip
+    limiter = Limiter(
+        "claude",
+        requests_per_minute=600,
+        input_tokens_per_minute=60_000,
+        output_tokens_per_minute=60_000,
+        bucket_s=1,
+        concurrency=2,
+    )
     limits = AnthropicLimits(rpm=600, itpm=60_000, otpm=60_000)
 
     async def main() -> Any:
@@ -187,7 +210,7 @@ def test_a_sync_client_from_many_threads_goes_through_the_limiter():
     assert all(a.content[0].text.startswith("Mock answer") for a in answers)
     assert (limiter.admitted, stats.ok, stats.rate_limited) == (8, 8, 0)
     assert stats.peak_in_flight <= 2
-    assert list(limiter.costs.output._recent) == [25.0] * 8
+    assert outputs(limiter) == [25.0] * 8
 
 
 def test_a_429_over_real_sockets_pauses_the_limiter_and_is_not_retried_by_the_sdk():
@@ -198,8 +221,10 @@ def test_a_429_over_real_sockets_pauses_the_limiter_and_is_not_retried_by_the_sd
         async with MockAPI(MockConfig(latency_ms=1.0, anthropic=AnthropicLimits(rpm=1))) as api:
             raw = anthropic.AsyncAnthropic(api_key="sk-test", base_url=api.base_url)
             client = limit_anthropic(raw, limiters=[limiter], retry=Retry(attempts=1))
-            calls = (client.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
-                     for _ in range(3))  # fmt: skip
+            calls = (
+                client.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
+                for _ in range(3)
+            )
             answers = await asyncio.gather(*calls, return_exceptions=True)
             await raw.close()
             return answers, api.stats(), limiter.paused_until - asyncio.get_running_loop().time()
@@ -224,8 +249,13 @@ def test_a_non_client_or_a_single_limiter_is_refused_with_the_fix():
 
 def test_a_call_that_can_never_fit_the_input_bucket_fails_alone_at_once():
     """A prompt above the input bucket's size is a ConfigError before anything is sent."""
-    limiter = Limiter("claude", requests_per_minute=600, input_tokens_per_minute=6_000,
-                      output_tokens_per_minute=6_000, bucket_s=1)  # fmt: skip
+    limiter = Limiter(
+        "claude",
+        requests_per_minute=600,
+        input_tokens_per_minute=6_000,
+        output_tokens_per_minute=6_000,
+        bucket_s=1,
+    )
 
     async def scenario(make: Any) -> Any:
         client = limit_anthropic(make(), limiters=[limiter], retry=FAST_RETRY)
@@ -240,27 +270,21 @@ def test_a_call_that_can_never_fit_the_input_bucket_fails_alone_at_once():
 
 def test_the_estimate_counts_the_system_prompt_and_tools():
     """The input estimate is what the mock counts: system prompt and messages, chars / 4."""
-    tools = [{"name": "get_weather", "description": "The weather in a city.",
-              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     plain = messages_cost({"max_tokens": 64, "messages": user("x" * 40)})
     full = messages_cost(
         {"max_tokens": 64, "system": "y" * 40, "tools": tools, "messages": user("x" * 40)}
     )
     assert plain == {"tokens": 74.0, "input_tokens": 10.0, "output_tokens": 64.0}
-    assert full["input_tokens"] > 20 + 10  # the system prompt's 10 and the tools' JSON
-    assert full["output_tokens"] == 64.0
-
-
-def test_only_messages_create_and_stream_are_replaced():
-    """count_tokens, batches and the rest are the client's own; with_options stays limited."""
-    client = anthropic.AsyncAnthropic(api_key="sk-test", base_url="http://127.0.0.1:9")
-    limited = limit_anthropic(client, limiters=[Limiter("a")])
-    assert limited.messages.batches is client.messages.batches
-    assert limited.messages.count_tokens.__self__ is client.messages
-    assert limited.models is client.models
-    assert limited.base_url == client.base_url
-    assert limited.messages.create is not client.messages.create
-    again = limited.with_options(timeout=5.0)
-    assert again.timeout == 5.0
-    assert again.messages.create.__qualname__ == limited.messages.create.__qualname__
-
+    chars = 40 + 40 + len(json.dumps(tools))  # the system prompt, the message, the tools' JSON
+    assert full == {
+        "tokens": math.ceil(chars / 4) + 64.0,
+        "input_tokens": math.ceil(chars / 4),
+        "output_tokens": 64.0,
+    }
