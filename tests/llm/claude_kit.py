@@ -3,10 +3,12 @@
 `InProcess` is the SDK's HTTP seam (an ``httpx2`` transport) calling the mock's own handler
 (`conveyor.mockapi.app.MockHandler`): the mock's token buckets, 429s, 529s, spend cap and
 headers, on whatever clock the loop has. On a `VirtualClock` a run of many seconds is exact
-and instant. `Scripted` answers a fixed list instead (streams, which the mock does not send).
+and instant. `Scripted` answers a fixed list instead: streams (which the mock does not send),
+usage with prompt caching, other endpoints.
 """
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -110,20 +112,54 @@ def stream_events(text: str, *, input_tokens: int, output_tokens: int) -> list[d
     ]
 
 
+Answer = tuple[int, dict[str, str], bytes]
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def as_json(body: dict[str, Any], status: int = 200) -> Answer:
+    return status, {"content-type": "application/json"}, json.dumps(body).encode()
+
+
+def as_stream(events: list[dict[str, Any]]) -> Answer:
+    return 200, {"content-type": "text/event-stream"}, sse(events)
+
+
+def message(usage: dict[str, int], stop_reason: str = "end_turn") -> dict[str, Any]:
+    """A whole answer (a ``message``) with this usage."""
+    return {
+        "id": "msg_2",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": "Done."}],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
 class Scripted(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
-    """Answers each request with the next (status, headers, body) of a script; counts them."""
+    """Answers each request with the next answer of a script; notes when each was sent."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
-        self._answers: Iterator[tuple[int, dict[str, str], bytes]] = iter(answers)
-        self.requests = 0
+    def __init__(self, answers: list[Answer], clock: Callable[[], float] = time.monotonic) -> None:
+        self._answers: Iterator[Answer] = iter(answers)
+        self._clock = clock
+        self.sent: list[float] = []
+        self.paths: list[str] = []
 
-    def _next(self) -> httpx2.Response:
-        self.requests += 1
+    def _next(self, request: httpx2.Request) -> httpx2.Response:
+        self.sent.append(self._clock())
+        self.paths.append(request.url.path)
         status, headers, body = next(self._answers)
         return httpx2.Response(status, headers=headers, content=body)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return self._next()
+        return self._next(request)
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        return self._next()
+        return self._next(request)
+
+
+def sync_client(transport: httpx2.BaseTransport) -> anthropic.Anthropic:
+    http = httpx2.Client(transport=transport)
+    return anthropic.Anthropic(api_key="sk-test", base_url="http://mock.test", http_client=http)
