@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from conveyor import InvalidAnswer, Limiter
+from conveyor import InvalidAnswer, Limiter, QuotaExhausted
 from conveyor.limits.constraints import BUCKET_LATE_S
 from conveyor.llm import limit_anthropic
 from conveyor.testing import VirtualClock
@@ -227,3 +227,27 @@ def test_an_answer_check_retries_a_cut_off_answer_through_the_limiter():
     answer, _ = run([cut, as_json(message(USAGE))], scenario)
     assert answer.stop_reason == "end_turn"
     assert limiter.admitted == 2
+
+
+def test_a_refusal_by_a_later_limiter_gives_the_earlier_slots_back():
+    """The second limiter halted: the call fails at once, the first is not halted nor charged.
+
+    The first limiter's input bucket holds 1,000 tokens; the refused call had reserved 900 of
+    it. Given back, the next call of 900 goes at once.
+    """
+    first = Limiter("org", input_tokens_per_minute=60_000, bucket_s=1)
+    second = Limiter("model")
+    second.halt("This request would exceed your organization's monthly spend limit.")
+    prompt = user("x" * 3_600)  # 900 tokens
+
+    async def scenario(raw: Any, transport: Scripted) -> None:
+        both = limit_anthropic(raw, limiters=[first, second], retry=FAST_RETRY)
+        with pytest.raises(QuotaExhausted) as caught:
+            await both.messages.create(model=MODEL, max_tokens=64, messages=prompt)
+        assert caught.value is second.halted
+        only_first = limit_anthropic(raw, limiters=[first], retry=FAST_RETRY)
+        await only_first.messages.create(model=MODEL, max_tokens=64, messages=prompt)
+
+    _, transport = run([as_json(message(USAGE))], scenario)
+    assert first.halted is None
+    assert transport.sent == [0.0]
