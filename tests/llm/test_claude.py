@@ -288,3 +288,21 @@ def test_the_estimate_counts_the_system_prompt_and_tools():
         "input_tokens": math.ceil(chars / 4),
         "output_tokens": 64.0,
     }
+
+
+def test_the_answers_rate_limit_headers_are_read_and_a_lower_limit_adopted():
+    """The mock states 120 requests and 6,000 output tokens a minute; ours said more."""
+    limiter = Limiter(
+        "claude",
+        requests_per_minute=600,
+        input_tokens_per_minute=60_000,
+        output_tokens_per_minute=60_000,
+        bucket_s=1,
+    )
+
+    async def scenario(make: Any) -> Any:
+        client = limit_anthropic(make(), limiters=[limiter], retry=FAST_RETRY)
+        return await client.messages.create(model=MODEL, max_tokens=16, messages=user("hi"))
+
+    against(AnthropicLimits(rpm=120, itpm=60_000, otpm=6_000), scenario)
+    assert limiter.adopted == {"requests": (600.0, 120.0), "output_tokens": (60_000.0, 6_000.0)}
