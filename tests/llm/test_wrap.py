@@ -134,6 +134,7 @@ def test_an_exhausted_quota_halts_the_limiter_for_every_caller():
 
     first, second = asyncio.run(main())
     assert "You exceeded your current quota." in str(first)
+    assert first is limiter.halted  # the call that met it raises the limiter's error too
     assert second is limiter.halted  # refused at admission: the transport saw one call only
     assert limiter.admitted == 1
 

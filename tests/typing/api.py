@@ -3,10 +3,11 @@
 import asyncio
 from typing import Protocol
 
+import anthropic
 import openai
 
 import conveyor
-from conveyor.llm import limit_openai
+from conveyor.llm import limit_anthropic, limit_openai
 
 
 async def release(message_id: int) -> str:
@@ -117,3 +118,35 @@ async def triage_main(mail_api: MailAPI, pool: Pool, message_ids: list[str]) -> 
     async for outcome in conveyor.stream(triage, message_ids, concurrency=50):
         if outcome.ok:
             print(outcome.value)
+
+
+async def summarise_main(tickets: list[str]) -> None:
+    haiku = conveyor.Limiter(
+        "claude-haiku",
+        requests_per_minute=50,
+        input_tokens_per_minute=50_000,
+        output_tokens_per_minute=10_000,
+        bucket_s=1.2,
+    )
+    claude = limit_anthropic(anthropic.AsyncAnthropic(), limiters=[haiku])
+
+    async def summarise(ticket: str) -> str:
+        answer = await claude.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=256,
+            system="Summarise the ticket in one sentence.",
+            messages=[{"role": "user", "content": ticket}],
+        )
+        block = answer.content[0]
+        return block.text if block.type == "text" else ""
+
+    async def summarise_streamed(ticket: str) -> str:
+        async with claude.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=256,
+            messages=[{"role": "user", "content": ticket}],
+        ) as stream:
+            return await stream.get_final_text()
+
+    report = await conveyor.map(summarise, tickets, concurrency=20)
+    print(report.summary.succeeded, await summarise_streamed(tickets[0]))

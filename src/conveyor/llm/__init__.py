@@ -1,10 +1,15 @@
-"""LLM batches: answer checks, the response cache, prices and budgets, the wrapped openai client.
+"""LLM batches: answer checks, the response cache, prices and budgets, the wrapped SDK clients.
 
 >>> client = conveyor.llm.limit_openai(openai.AsyncOpenAI(), limiters=[llm])  # doctest: +SKIP
 >>> answer = await client.chat.completions.create(
 ...     model="gpt-4o-mini", messages=[...])  # doctest: +SKIP
+>>> claude = conveyor.llm.limit_anthropic(
+...     anthropic.AsyncAnthropic(), limiters=[haiku])  # doctest: +SKIP
+>>> answer = await claude.messages.create(
+...     model="claude-haiku-4-5", max_tokens=256, messages=[...])  # doctest: +SKIP
 
-The ``openai`` package is imported only by `limit_openai` (``pip install 'conveyor[llm]'``).
+Neither SDK is imported by Conveyor: you bring the client (``pip install 'conveyor[llm]'`` for
+``openai``, ``'conveyor[anthropic]'`` for ``anthropic``).
 """
 
 from .cache import CACHE_HEADER as CACHE_HEADER
@@ -13,6 +18,7 @@ from .cache import RedisCache as RedisCache
 from .cache import ResponseCache as ResponseCache
 from .cache import cache_key as cache_key
 from .cache import open_cache as open_cache
+from .claude import limit_anthropic as limit_anthropic
 from .hooks import AnswerHooks as AnswerHooks
 from .hooks import LlmOptions as LlmOptions
 from .pricing import Price as Price
@@ -34,6 +40,7 @@ __all__ = [
     "ResponseCache",
     "Usage",
     "cache_key",
+    "limit_anthropic",
     "limit_openai",
     "open_cache",
     "usage_of",

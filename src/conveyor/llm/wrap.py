@@ -16,42 +16,32 @@ User code keeps calling ``client.chat.completions.create(...)``; every call then
 6. is retried by `conveyor.Retry`'s policy (`is_transient`, which honours ``x-should-retry``),
    each retry taking its slots again, so retries are paced like first attempts.
 
-Everything else on the client is the client's own, unchanged.
+Everything else on the client is the client's own, unchanged. A ``stream=True`` call is
+admitted and sent like any other; its slots are released when its headers come, unsettled.
+The engine is `conveyor.llm.limited`'s, shared with `limit_anthropic`.
 
 A sync client's calls wait in the calling thread while the limiters, which are asyncio's,
-admit them on one private event loop, run by a daemon thread for the process (`_Bridge`):
-every admission, settlement and release of a sync call happens there, so threads calling
-one wrapped client (or several, sharing limiters) are paced together. The limiters a sync
-client uses must therefore not be used at the same time by async code on another loop (a
-limiter belongs to the loop it admits on); share them among sync clients, or use
-``AsyncOpenAI`` everywhere.
+admit them on one private event loop, run by a daemon thread for the process
+(`conveyor.llm.bridge`): threads calling one wrapped client (or several, sharing limiters)
+are paced together. The limiters a sync client uses must therefore not be used at the same
+time by async code on another loop (a limiter belongs to the loop it admits on); share them
+among sync clients, or use ``AsyncOpenAI`` everywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
-import threading
-import time
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _clock
-from ..engine.context import current_slots
-from ..errors import ConfigError, QuotaExhausted
 from ..http.request import estimate_tokens
-from ..http.sendtime import date_httpx_sends
-from ..limits.limiter import Limiter
-from ..policy.llm_errors import api_error_fields, quota_exhausted
-from ..policy.retry import Retry, decide
-from .pricing import usage_of
+from .provider import Provider, limit_client
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Sequence
+    from collections.abc import Callable, Sequence
 
-    from ..limits.slot import Slot
+    from ..limits.limiter import Limiter
+    from ..policy.retry import Retry
 
-__all__ = ["limit_openai"]
+__all__ = ["OPENAI", "call_cost", "limit_openai"]
 
 C = TypeVar("C")
 
@@ -77,119 +67,14 @@ def limit_openai(
     >>> llm = conveyor.Limiter("openai", requests_per_minute=500, tokens_per_minute=200_000)
     >>> client = limit_openai(openai.AsyncOpenAI(), limiters=[llm])  # doctest: +SKIP
     """
-    if isinstance(limiters, Limiter) or not all(isinstance(x, Limiter) for x in limiters):
-        msg = "limit_openai(limiters=...): pass a list of conveyor.Limiter, e.g. limiters=[llm]"
-        raise ConfigError(msg)
-    with_options = getattr(client, "with_options", None)
-    chat = getattr(client, "chat", None)
-    completions = getattr(chat, "completions", None)
-    create = getattr(completions, "create", None)
-    if with_options is None or not callable(create):
-        msg = (
-            f"limit_openai({type(client).__name__}): pass an openai.AsyncOpenAI or"
-            " openai.OpenAI client (or an Azure one)"
-        )
-        raise ConfigError(msg)
-    # The SDK wraps `create` in a plain decorator: look at the function beneath it.
-    is_async = inspect.iscoroutinefunction(inspect.unwrap(create))
-    quiet = with_options(max_retries=0)
-    if is_async:
-        date_httpx_sends(getattr(quiet, "_client", None))
-    kind = _LimitedCompletions if is_async else _SyncLimitedCompletions
-    limited = kind(
-        quiet.chat.completions,
-        limiters=tuple(limiters),
-        retry=retry or Retry(attempts=5),
+    return limit_client(
+        OPENAI,
+        client,
+        limiters=limiters,
+        retry=retry,
         validate=validate,
         refund=refund_unused_tokens,
     )
-    return cast("C", _Proxy(client, chat=_Proxy(chat, completions=limited)))
-
-
-class _Proxy:
-    """An object whose named attributes are replaced, everything else its target's."""
-
-    def __init__(self, target: object, **replaced: object) -> None:
-        self._target = target
-        self.__dict__.update(replaced)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
-
-
-class _LimitedCompletions:
-    """``chat.completions`` whose `create` goes through the limiters (see the module doc)."""
-
-    def __init__(
-        self,
-        completions: Any,
-        *,
-        limiters: tuple[Limiter, ...],
-        retry: Retry,
-        validate: Callable[[Any], object] | None,
-        refund: bool,
-    ) -> None:
-        self._completions = completions
-        self._limiters = limiters
-        self._retry = retry
-        self._validate = validate
-        self._refund = refund
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._completions, name)
-
-    async def create(self, **kwargs: Any) -> Any:
-        """Create a chat completion through the limiters; retried by the policy."""
-        cost = call_cost(kwargs)
-        started = _clock.now()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = await self._attempt(kwargs, cost)
-                if self._validate is not None:
-                    self._validate(answer)
-            except Exception as exc:
-                await asyncio.sleep(self._retry_delay(exc, attempt, _clock.now() - started))
-            else:
-                return answer
-
-    def _retry_delay(self, exc: Exception, attempt: int, elapsed_s: float) -> float:
-        """Seconds before the next attempt after `exc`; raises if there is none to make.
-
-        An exhausted quota is never retried: it raises `QuotaExhausted`. Otherwise the retry
-        policy decides, and an error it does not retry is raised again.
-        """
-        if quota_exhausted(exc):
-            name = self._limiters[0].name if self._limiters else "openai"
-            raise QuotaExhausted(name, api_error_fields(exc)[2] or "") from exc
-        policy = self._retry
-        decision = decide(
-            policy,
-            attempt=attempt,
-            exc=exc,
-            elapsed_s=elapsed_s,
-            now_wall_s=_clock.wall(),
-            u=policy.rng.random(),
-        )
-        if not decision.retry:
-            raise exc
-        return decision.delay_s
-
-    async def _attempt(self, kwargs: dict[str, Any], cost: dict[str, float]) -> Any:
-        async with contextlib.AsyncExitStack() as stack:
-            slots = [
-                await stack.enter_async_context(limiter.acquire(cost)) for limiter in self._limiters
-            ]
-            outer = current_slots.get()
-            token = current_slots.set((*outer, *slots))  # dated as the request leaves
-            try:
-                raw = await self._completions.with_raw_response.create(**kwargs)
-            finally:
-                current_slots.reset(token)
-            answer = raw.parse()
-            _learn(slots, raw.headers, answer, cost, refund=self._refund)
-            return answer
 
 
 def call_cost(kwargs: dict[str, Any]) -> dict[str, float]:
@@ -209,127 +94,10 @@ def call_cost(kwargs: dict[str, Any]) -> dict[str, float]:
     return cost
 
 
-def _learn(
-    slots: list[Slot], headers: Any, answer: Any, cost: dict[str, float], *, refund: bool
-) -> None:
-    """Show the slots the answer's rate-limit headers; settle them with its ``usage``.
-
-    OpenAI charges a call's ``max_tokens`` against its token limit whatever the answer
-    used, so ``tokens`` is settled below the estimate only with `refund`; input and output
-    tokens (separate budgets, counted as used) are always settled from the usage.
-    """
-    observe = any("ratelimit" in str(name).lower() for name in headers)
-    usage = usage_of(answer)
-    real: dict[str, float] | None = None
-    if usage is not None:
-        inp, out = float(usage.tokens_in), float(usage.tokens_out)
-        real = {"input_tokens": inp, "output_tokens": out, "tokens": inp + out}
-        if not refund:
-            real["tokens"] = max(real["tokens"], cost["tokens"])
-    for slot in slots:
-        if observe:
-            slot.observe(headers)
-        if real is not None and slot.limiter.limits_tokens:
-            slot.settle(real)
-
-
-T = TypeVar("T")
-
-
-class _Bridge:
-    """One private event loop in a daemon thread, where sync calls use the limiters."""
-
-    _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def loop(cls) -> asyncio.AbstractEventLoop:
-        with cls._lock:
-            if cls._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="conveyor-limiter-bridge", daemon=True
-                )
-                thread.start()
-                cls._loop = loop
-            return cls._loop
-
-    @classmethod
-    def run(
-        cls,
-        coro: Coroutine[Any, Any, T],
-        undo: Callable[[T], Coroutine[Any, Any, None]] | None = None,
-    ) -> T:
-        """Run `coro` on the bridge's loop; wait for it in this thread.
-
-        Interrupted while waiting (``KeyboardInterrupt``), the coroutine is cancelled; if it
-        had just finished, `undo` is run on its result (slots taken are given back).
-        """
-        loop = cls.loop()
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            return future.result()
-        except BaseException:
-            if not future.cancel() and undo is not None and not future.exception():
-                asyncio.run_coroutine_threadsafe(undo(future.result()), loop)
-            raise
-
-
-async def _admit(limiters: tuple[Limiter, ...], cost: dict[str, float]) -> list[Slot]:
-    """Take a slot of each limiter, in order, as ``async with limiter.acquire`` does."""
-    slots: list[Slot] = []
-    try:
-        for limiter in limiters:
-            slot = await limiter.admit(cost)
-            slot.mark_sent(_clock.now())
-            slots.append(slot)
-    except BaseException as exc:
-        await _release(slots, exc)
-        raise
-    return slots
-
-
-async def _release(slots: list[Slot], error: BaseException | None) -> None:
-    now = _clock.now()
-    for slot in reversed(slots):
-        slot.release(error, now - slot.admitted_at)
-
-
-async def _learn_and_release(
-    slots: list[Slot], headers: Any, answer: Any, cost: dict[str, float], *, refund: bool
-) -> None:
-    try:
-        _learn(slots, headers, answer, cost, refund=refund)
-    finally:
-        await _release(slots, None)
-
-
-class _SyncLimitedCompletions(_LimitedCompletions):
-    """A sync client's ``chat.completions``: the calling thread waits, the bridge admits."""
-
-    def create(self, **kwargs: Any) -> Any:
-        """Create a chat completion through the limiters; retried by the policy."""
-        cost = call_cost(kwargs)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = self._attempt_sync(kwargs, cost)
-                if self._validate is not None:
-                    self._validate(answer)
-            except Exception as exc:
-                time.sleep(self._retry_delay(exc, attempt, time.monotonic() - started))
-            else:
-                return answer
-
-    def _attempt_sync(self, kwargs: dict[str, Any], cost: dict[str, float]) -> Any:
-        slots = _Bridge.run(_admit(self._limiters, cost), lambda taken: _release(taken, None))
-        try:
-            raw = self._completions.with_raw_response.create(**kwargs)
-            answer = raw.parse()
-        except BaseException as exc:
-            _Bridge.run(_release(slots, exc))
-            raise
-        _Bridge.run(_learn_and_release(slots, raw.headers, answer, cost, refund=self._refund))
-        return answer
+#: OpenAI's chat completions.
+OPENAI = Provider(
+    wrapper="limit_openai",
+    clients="an openai.AsyncOpenAI or openai.OpenAI (or an Azure one)",
+    path=("chat", "completions"),
+    cost=call_cost,
+)
