@@ -43,12 +43,12 @@ from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
 from .routes_batches import (
     batch_endpoint,
-    batch_sweeper,
     batches_endpoint,
     cancel_batch,
     file_content,
     file_endpoint,
     files_endpoint,
+    sweep_batches,
 )
 from .routes_jobs import (
     cancel_job,
@@ -62,6 +62,7 @@ from .routes_stream import job_events, job_results, jobs_events
 from .spend import JobSpend
 from .state import Service, json_response
 from .supervisor import WorkerSupervisor
+from .sweeps import sweeper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -158,13 +159,14 @@ def create_app(
             service.worker = WorkerSupervisor(jobs.store, tasks, options)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
         # Batches past their completion window expire whether or not anyone reads them.
-        sweeper = asyncio.get_running_loop().create_task(batch_sweeper(service, cfg.batch_sweep_s))
+        sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches])
+        sweeping = asyncio.get_running_loop().create_task(sweeps)
         try:
             yield
         finally:
-            sweeper.cancel()
+            sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await sweeping
             if runner is not None and service.worker is not None:
                 service.worker.stop()
                 await runner
