@@ -59,6 +59,9 @@ class Service:
     def tenant(self, request: Request) -> str:
         """The caller's tenant: from its API key, or ``default`` when the service has none.
 
+        The key comes as ``Authorization: Bearer KEY`` or, as Anthropic's SDK sends it,
+        ``x-api-key: KEY``.
+
         Fails closed: an unreadable keys file answers 503, and a service that needs keys
         (bound beyond loopback) answers 401 when none is left, never ``default``.
         """
@@ -79,15 +82,16 @@ class Service:
                 " one (`conveyor keys add --tenant NAME`)",
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _api_key(request)
+        if token is None:
             raise Problem(
                 401,
                 "this service needs an API key: send the header 'Authorization: Bearer <key>'"
-                " (the operator makes keys with `conveyor keys add --tenant NAME`)",
+                " or 'x-api-key: <key>' (the operator makes keys with `conveyor keys add"
+                " --tenant NAME`)",
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
-        tenant = self.keys.tenant_of(token.strip())
+        tenant = self.keys.tenant_of(token)
         if tenant is None:
             raise Problem(
                 401,
@@ -132,6 +136,19 @@ class Service:
         """Tell the in-process worker (if any) there is work now."""
         if self.worker is not None:
             self.worker.worker.wake()
+
+
+def _api_key(request: Request) -> str | None:
+    """The key of the call: ``Authorization: Bearer KEY``, else ``x-api-key: KEY``, else None.
+
+    ``x-api-key`` is what Anthropic's SDK sends; a bearer token, when there is one, wins. The
+    key is only hashed (`KeyRing.tenant_of`): it is never logged nor kept.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    key = request.headers.get("x-api-key", "").strip()
+    return key or None
 
 
 def service_of(request: Request) -> Service:
