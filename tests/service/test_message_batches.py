@@ -458,15 +458,30 @@ def test_api_keys_come_from_x_api_key_or_bearer_and_nothing_else_passes(tmp_path
                 await wrong.messages.batches.list()
             bare = await s.http.get("/v1/messages/batches")
             jobs = await s.http.get("/v1/jobs", headers={"x-api-key": secret})
-            return made, seen, refused.value, bare, jobs
+            mixed = [
+                await s.http.get("/v1/messages/batches", headers=h)
+                for h in (
+                    {"x-api-key": secret, "Authorization": "Basic eDp5"},
+                    {"x-api-key": secret, "Authorization": "Bearer cvy_0000_other"},
+                    {"x-api-key": "", "Authorization": f"Bearer {secret}"},
+                )
+            ]
+            both = await s.http.get(
+                "/v1/jobs", headers={"x-api-key": secret, "Authorization": f"Bearer {secret}"}
+            )
+            return made, seen, refused.value, bare, jobs, mixed, both
 
-    made, seen, refused, bare, jobs = asyncio.run(main())
+    made, seen, refused, bare, jobs, mixed, both = asyncio.run(main())
     assert seen.id == made.id
     assert refused.body["error"]["type"] == "authentication_error"
     assert bare.status_code == 401
     assert bare.json()["error"]["type"] == "authentication_error"
     assert "x-api-key" in bare.json()["error"]["message"]
     assert jobs.status_code == 200  # every route takes the key either way
+    # A header that is there must be right: a wrong one is never passed over for the other.
+    assert [a.status_code for a in mixed] == [401, 401, 401]
+    assert {a.json()["error"]["type"] for a in mixed} == {"authentication_error"}
+    assert both.status_code == 200
     assert secret not in caplog.text
 
 
@@ -550,3 +565,45 @@ def test_each_request_carries_the_create_calls_anthropic_headers(tmp_path):
     assert sdk["headers"] == {"anthropic-version": version, "anthropic-beta": "some-beta-1"}
     assert plain["headers"] == {"anthropic-version": "2023-06-01"}
     assert sdk["url"] == plain["url"] == "/v1/messages"
+
+
+def test_an_openai_batch_may_target_v1_messages(tmp_path):
+    """OpenAI's Batch API takes endpoint /v1/messages: each line's body a Messages request."""
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/messages",
+            "body": request("x")["params"],
+        }
+        for i in range(3)
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+    async def main() -> Any:
+        async with service(tmp_path) as s:
+            upload = await s.http.post(
+                "/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"}
+            )
+            made = await s.http.post(
+                "/v1/batches",
+                json={
+                    "input_file_id": upload.json()["id"],
+                    "endpoint": "/v1/messages",
+                    "completion_window": "24h",
+                },
+            )
+            url = f"/v1/batches/{made.json()['id']}"
+            async with asyncio.timeout(10):
+                while (batch := (await s.http.get(url)).json())["status"] != "completed":  # noqa: ASYNC110 - polls
+                    await asyncio.sleep(0.02)
+            output = await s.http.get(f"/v1/files/{batch['output_file_id']}/content")
+            return batch, output.text
+
+    batch, output = asyncio.run(main())
+    assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+    answers = [json.loads(x) for x in output.splitlines()]
+    assert sorted(a["custom_id"] for a in answers) == ["r0", "r1", "r2"]
+    for answer in answers:
+        assert answer["response"]["body"]["type"] == "message"
+        assert answer["response"]["body"]["usage"]["output_tokens"] > 0

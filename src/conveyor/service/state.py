@@ -139,16 +139,36 @@ class Service:
 
 
 def _api_key(request: Request) -> str | None:
-    """The key of the call: ``Authorization: Bearer KEY``, else ``x-api-key: KEY``, else None.
+    """The key of the call, from ``Authorization: Bearer KEY`` or ``x-api-key: KEY``; or None.
 
-    ``x-api-key`` is what Anthropic's SDK sends; a bearer token, when there is one, wins. The
-    key is only hashed (`KeyRing.tenant_of`): it is never logged nor kept.
+    ``x-api-key`` is what Anthropic's SDK sends. Each header that is there must carry a key
+    (an ``Authorization`` of another scheme is refused, not passed over), and both, if both are
+    there, the same one: a call never passes on one header while the other is wrong. The key is
+    only hashed (`KeyRing.tenant_of`): it is never logged nor kept.
     """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    key = request.headers.get("x-api-key", "").strip()
-    return key or None
+    keys: list[str] = []
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("the Authorization header must read 'Bearer <key>'")
+        keys.append(token.strip())
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        if not key.strip():
+            raise _unauthorized("the x-api-key header is empty: send the key in it")
+        keys.append(key.strip())
+    if len(set(keys)) > 1:
+        raise _unauthorized("Authorization and x-api-key carry different keys: send one key")
+    return keys[0] if keys else None
+
+
+def _unauthorized(why: str) -> Problem:
+    return Problem(
+        401,
+        f"{why} (the operator makes keys with `conveyor keys add --tenant NAME`)",
+        headers={"WWW-Authenticate": 'Bearer realm="conveyor", error="invalid_token"'},
+    )
 
 
 def service_of(request: Request) -> Service:
