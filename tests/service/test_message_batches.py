@@ -21,6 +21,8 @@ import anthropic
 import httpx2
 import pytest
 from anthropic.types.messages import MessageBatchRequestCounts
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from conveyor import _clock
 from conveyor.jobs import App, MemoryStore
@@ -148,10 +150,12 @@ def test_a_batch_round_trips_through_the_official_sdk(tmp_path):
         assert message.usage.input_tokens > 0
         assert message.usage.output_tokens > 0
     assert stats.messages_admitted == 20
-    # Underneath, a job of the connection's http task, like any other.
+    # Underneath, a job of the connection's http task, like any other, its spend counted.
     [job] = jobs
     assert (job["task"], job["status"]) == ("http:mock", "completed")
     assert job["counts"]["succeeded"] == 20
+    assert job["summary"]["tokens_in"] == sum(r.result.message.usage.input_tokens for r in lines)
+    assert job["summary"]["tokens_out"] == sum(r.result.message.usage.output_tokens for r in lines)
 
 
 def test_a_malformed_request_errors_alone_and_is_never_sent(tmp_path):
@@ -607,3 +611,35 @@ def test_an_openai_batch_may_target_v1_messages(tmp_path):
     for answer in answers:
         assert answer["response"]["body"]["type"] == "message"
         assert answer["response"]["body"]["usage"]["output_tokens"] > 0
+
+
+def test_mounted_under_a_prefix_the_results_url_and_errors_follow_the_mount(tmp_path):
+    """Mounted in another app at /conveyor: results_url has the prefix; errors keep their shape."""
+
+    async def main() -> Any:
+        async with MockAPI(MockConfig(latency_ms=1.0)) as upstream:
+            cfg = ServiceConfig(
+                store="memory:",
+                keys_file=None,
+                files_dir=tmp_path / "files",
+                connections=(Connection(name="mock", base_url=upstream.base_url),),
+            )
+            inner = create_app(cfg, app=App(), store=MemoryStore(), worker_options=FAST_WORKER)
+            outer = Starlette(routes=[Mount("/conveyor", app=inner)])
+            async with inner.router.lifespan_context(inner):
+                http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=outer))
+                client = anthropic.AsyncAnthropic(
+                    api_key="unused", base_url="http://localhost/conveyor", http_client=http
+                )
+                made = await client.messages.batches.create(requests=[request("a")])
+                done = await until_ended(client, made.id)
+                lines = await results(client, made.id)
+                with pytest.raises(anthropic.BadRequestError) as bad:
+                    await client.messages.batches.list(limit=0)
+                await client.close()
+                return done, lines, bad.value
+
+    done, lines, bad = asyncio.run(main())
+    assert done.results_url == f"http://localhost/conveyor/v1/messages/batches/{done.id}/results"
+    assert [r.result.type for r in lines] == ["succeeded"]
+    assert bad.body["error"]["type"] == "invalid_request_error"

@@ -45,8 +45,17 @@ def _params(request: Request, *allowed: str) -> None:
         raise Problem(400, f"{unknown[0]}: unknown query parameter; this takes {known}")
 
 
+def _base_url(request: Request) -> str:
+    """The service's URL as the caller reached it, with the point it is mounted at, if any.
+
+    Not ``request.base_url``: that is the outermost app's, without the mount's path.
+    """
+    url = request.url
+    return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}"
+
+
 def _shown(request: Request, record: MessageBatchRecord, job: Job | None) -> Response:
-    return json_response(batches.batch_object(record, job, str(request.base_url)))
+    return json_response(batches.batch_object(record, job, _base_url(request)))
 
 
 async def _found(request: Request) -> tuple[Service, str, MessageBatchRecord]:
@@ -99,7 +108,7 @@ async def _list(request: Request) -> Response:
         record = await asyncio.to_thread(records.get, batch_id)
         if record is not None:  # deleted meanwhile
             shown = await batches.current(service, tenant, record)
-            data.append(batches.batch_object(*shown, str(request.base_url)))
+            data.append(batches.batch_object(*shown, _base_url(request)))
     first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
     body = {"data": data, "has_more": cut.has_more, "first_id": first, "last_id": last}
     return json_response(body)
