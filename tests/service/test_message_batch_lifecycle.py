@@ -33,7 +33,7 @@ from conveyor.service.paging import page
 from conveyor.service.problems import Problem, handlers
 from conveyor.testing import VirtualClock
 
-from .test_message_batches import request
+from .anthropic_kit import request
 
 # -- paging ---------------------------------------------------------------------------------
 
