@@ -134,7 +134,7 @@ LLM_FROM_HTTP = {
     "conveyor.llm.pricing -> conveyor.http.request",
     "conveyor.llm.scoped_cache -> conveyor.http.response",
     "conveyor.llm.wrap -> conveyor.http.request",
-    "conveyor.llm.wrap -> conveyor.http.sendtime",
+    "conveyor.llm.provider -> conveyor.http.sendtime",
 }
 
 

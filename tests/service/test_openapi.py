@@ -22,6 +22,11 @@ from conveyor.jobs.model import ItemResult, JobOptions, NewJob
 from conveyor.service import ServiceConfig, create_app
 from conveyor.service.batches import BatchRecord, BatchRecords
 from conveyor.service.keys import add_key
+from conveyor.service.message_batch_records import (
+    MessageBatchRecord,
+    MessageBatchRecords,
+    Refused,
+)
 
 from .conftest import make_app
 
@@ -79,6 +84,17 @@ async def _seed_batch() -> tuple[str, str]:
 FILE_ID, BATCH_ID = asyncio.run(_seed_batch())
 
 
+def _seed_message_batch() -> str:
+    """An ended Message Batch of tenant acme: its one request was refused, so it has no job."""
+    record = MessageBatchRecord.new(now=1.0, total=1)
+    record.refused, record.ended_at = [Refused(0, "a", "requests.0.params: x")], 1.0
+    MessageBatchRecords(ASGI.state.service.files.folder("acme")).put(record)
+    return record.id
+
+
+MESSAGE_BATCH_ID = _seed_message_batch()
+
+
 # Uploads are JSONL text: a generated string is sent as it is, anything else as its JSON.
 schemathesis.serializer.alias("application/jsonl", "text/plain")
 
@@ -132,5 +148,21 @@ def test_operations_on_an_existing_file_and_batch_answer_as_documented(case):
     case.path_parameters = {k: ids.get(k, v) for k, v in params.items()}
     case.call_and_validate(
         headers={"Authorization": f"Bearer {KEY}"},
+        excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
+    )
+
+
+@schema.include(path_regex=r"^/v1/messages/batches/\{batch_id\}").parametrize()
+@hypothesis.settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    derandomize=True,
+)
+def test_operations_on_an_existing_message_batch_answer_as_documented(case):
+    """A real Message Batch's read, cancel, results and delete match the document."""
+    case.path_parameters = {**(case.path_parameters or {}), "batch_id": MESSAGE_BATCH_ID}
+    case.call_and_validate(
+        headers={"x-api-key": KEY},
         excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
     )

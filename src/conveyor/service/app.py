@@ -31,6 +31,7 @@ from ..jobs.worker import WorkerOptions
 from ..limits.limiter import Limiter
 from ..limits.redis_limiter import RedisLimits, share_limits
 from ..llm.cache import open_cache
+from .anthropic_errors import AnthropicErrors
 from .body import BodyLimit
 from .clean_url import CleanUrl
 from .config import ServiceConfig
@@ -39,16 +40,17 @@ from .files import Files
 from .health import healthz
 from .hosts import HostGuard
 from .keys import KeyRing
+from .message_batches import sweep_message_batches
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
 from .routes_batches import (
     batch_endpoint,
-    batch_sweeper,
     batches_endpoint,
     cancel_batch,
     file_content,
     file_endpoint,
     files_endpoint,
+    sweep_batches,
 )
 from .routes_jobs import (
     cancel_job,
@@ -58,10 +60,17 @@ from .routes_jobs import (
     service_info,
     set_budget,
 )
+from .routes_message_batches import (
+    cancel_message_batch,
+    message_batch_endpoint,
+    message_batch_results,
+    message_batches_endpoint,
+)
 from .routes_stream import job_events, job_results, jobs_events
 from .spend import JobSpend
 from .state import Service, json_response
 from .supervisor import WorkerSupervisor
+from .sweeps import sweeper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -158,13 +167,14 @@ def create_app(
             service.worker = WorkerSupervisor(jobs.store, tasks, options)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
         # Batches past their completion window expire whether or not anyone reads them.
-        sweeper = asyncio.get_running_loop().create_task(batch_sweeper(service, cfg.batch_sweep_s))
+        sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
+        sweeping = asyncio.get_running_loop().create_task(sweeps)
         try:
             yield
         finally:
-            sweeper.cancel()
+            sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await sweeping
             if runner is not None and service.worker is not None:
                 service.worker.stop()
                 await runner
@@ -202,6 +212,10 @@ def create_app(
         Route("/v1/batches", batches_endpoint, methods=["GET", "POST"]),
         Route("/v1/batches/{batch_id}", batch_endpoint, methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+        Route("/v1/messages/batches", message_batches_endpoint, methods=["GET", "POST"]),
+        Route("/v1/messages/batches/{batch_id}", message_batch_endpoint, methods=["GET", "DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", cancel_message_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", message_batch_results, methods=["GET"]),
         Route("/v1/events", jobs_events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
     ]
@@ -210,7 +224,10 @@ def create_app(
         exception_handlers=handlers(),
         lifespan=lifespan,
         middleware=[
-            # Outermost: without keys, a foreign Host (DNS rebinding) reaches nothing.
+            # Outermost: every refusal under /v1/messages, the Host guard's too, in Anthropic's
+            # error shape (the official SDK reads it).
+            Middleware(AnthropicErrors),
+            # Without keys, a foreign Host (DNS rebinding) reaches nothing.
             Middleware(HostGuard, keys=service.keys, allowed_hosts=cfg.allowed_hosts),
             Middleware(AnswerUnexpected),  # each 500 logged once, not twice
             Middleware(CleanUrl),  # no control character in a path or query reaches a route

@@ -51,8 +51,15 @@ __all__ = [
     "result_line",
 ]
 
-#: The endpoints a batch may target (OpenAI's list).
-ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+#: The endpoints a batch may target: OpenAI's list, and Anthropic's Messages (for a connection
+#: to a Messages-compatible API; each line's body is then a Messages request).
+ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/messages",
+)
 #: The completion windows a batch may ask for, in seconds (OpenAI's: ``24h`` only).
 WINDOWS = {"24h": 86_400.0}
 #: The longest line of a batch input: the largest item a job takes (`Jobs.max_item_bytes`).

@@ -8,7 +8,8 @@ buffers a body (``POST /v1/batches``) or spools a multipart upload holds at most
 
 Which limit: uploads (``POST /v1/files``) get ``max_file_bytes`` (plus a little room for a
 multipart envelope: the file part itself is held to ``max_file_bytes`` by `Files.save`);
-every other request ``max_body_bytes``.
+a Message Batch (``POST /v1/messages/batches``, its requests inline) Anthropic's 256 MB, or
+``max_file_bytes`` if that is less; every other request ``max_body_bytes``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ if TYPE_CHECKING:
 
     from .config import Limits
 
-__all__ = ["MULTIPART_ROOM", "BodyLimit", "body_limit"]
+__all__ = ["MESSAGE_BATCH_BYTES", "MULTIPART_ROOM", "BodyLimit", "body_limit"]
 
 #: What a multipart upload may add to ``max_file_bytes``: boundaries, part headers, the
 #: ``purpose`` field (a few hundred bytes in practice).
 MULTIPART_ROOM = 64 * 1024
+#: The largest Message Batch (``POST /v1/messages/batches``): Anthropic's 256 MB.
+MESSAGE_BATCH_BYTES = 256 * 1024 * 1024
 
 
 def body_limit(limits: Limits, method: str, path: str) -> tuple[int, str]:
@@ -41,6 +44,13 @@ def body_limit(limits: Limits, method: str, path: str) -> tuple[int, str]:
         return limit + MULTIPART_ROOM, (
             f"the file is over max_file_bytes={limit:,}: split it into several files, or ask"
             " the operator to raise [limits] max_file_bytes"
+        )
+    if method == "POST" and path.rstrip("/") == "/v1/messages/batches":
+        # Anthropic's limit, within the operator's for files: a batch's requests come inline.
+        limit = min(MESSAGE_BATCH_BYTES, limits.max_file_bytes)
+        return limit, (
+            f"the batch is over {limit:,} bytes, the most a Message Batch may be: split its"
+            " requests into several batches"
         )
     limit = limits.max_body_bytes
     return limit, (

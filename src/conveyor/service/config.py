@@ -23,6 +23,10 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
                                          # (a SQLite file, or "redis://127.0.0.1:6379/0")
     window_s = 1.0                       # optional: the window the API enforces limits over
 
+    [connections.anthropic]              # Message Batches (/v1/messages/batches) run here
+    base_url = "https://api.anthropic.com"
+    headers_env = { "x-api-key" = "ANTHROPIC_API_KEY" }
+
 Credentials are named by environment variable, read when the service starts, and held only
 in the worker's memory: never in the config file, the store, results, events or logs.
 """

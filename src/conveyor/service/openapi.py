@@ -11,6 +11,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .._version import __version__
+from .openapi_messages import MODELS as MESSAGE_MODELS
+from .openapi_messages import message_batch_paths
 from .schemas import (
     BatchCreate,
     BatchList,
@@ -30,9 +32,11 @@ from .schemas import (
     RetryOut,
     ServiceOut,
 )
+from .schemas_messages import MessageBatchCreate
 
 __all__ = ["build_openapi"]
 
+_INPUTS = (JobCreate, BatchCreate, BudgetIn, MessageBatchCreate)
 _REF = "#/components/schemas/{model}"
 
 
@@ -317,10 +321,10 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi(*, secured: bool) -> dict[str, Any]:
-    """The document; `secured`: the job endpoints need a bearer API key."""
+    """The document; `secured`: the endpoints need an API key (bearer, or ``x-api-key``)."""
     _, defs = models_json_schema(
         [
-            (m, "validation" if m in (JobCreate, BatchCreate, BudgetIn) else "serialization")
+            (m, "validation" if m in _INPUTS else "serialization")
             for m in (
                 JobCreate,
                 JobOut,
@@ -339,6 +343,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 BatchOut,
                 BatchList,
                 BudgetIn,
+                *MESSAGE_MODELS,
             )
         ],
         ref_template=_REF,
@@ -563,6 +568,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
             }
         },
         **_openai_paths(common),
+        **message_batch_paths(secured=secured),
         "/v1/events": {
             "get": {
                 "operationId": "jobsEvents",
@@ -605,7 +611,13 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
     }
     if secured:
         doc["components"]["securitySchemes"] = {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "a Conveyor API key"}
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "a Conveyor API key"},
+            "xApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "the same key, as Anthropic's SDK sends it",
+            },
         }
-        doc["security"] = [{"apiKey": []}]
+        doc["security"] = [{"apiKey": []}, {"xApiKey": []}]
     return doc

@@ -10,7 +10,7 @@ other body is a job input, checked line by line as before (`routes_jobs.create_f
 
 A batch's output and error files are written when its job has ended, by the first read of the
 batch that finds it ended (``finalizing`` until then), under a lock so that they are written
-once. `sweep_batches` (run every few seconds by the app, `batch_sweeper`) does for the batches
+once. `sweep_batches` (run every few seconds by the app: `.sweeps`) does for the batches
 past their completion window what a read does: a batch nobody reads expires all the same.
 """
 
@@ -28,7 +28,6 @@ from starlette.responses import FileResponse, Response
 from .. import _clock
 from .._json import BadJSON, loads
 from ..jobs.errors import InvalidJob, TooManyActiveJobs
-from ..jobs.model import JobOptions
 from .batches import (
     CONNECTION_KEY,
     ENDPOINTS,
@@ -41,9 +40,11 @@ from .batches import (
     read_lines,
     result_line,
 )
+from .paging import page
 from .problems import too_many_active_detail
 from .routes_jobs import create_file
 from .state import json_response, service_of
+from .upstream import BATCH_OPTIONS, pick_connection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "batch_endpoint",
-    "batch_sweeper",
     "batches_endpoint",
     "cancel_batch",
     "file_content",
@@ -68,10 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Attempts per request of a batch (transient errors only: 408, 425, 429, 5xx, timeouts).
-BATCH_ATTEMPTS = 6
-#: Requests of one batch in flight at most (the connection's limiter paces them).
-BATCH_CONCURRENCY = 64
 _FINALIZING: dict[str, asyncio.Lock] = {}
 #: The statuses a job and a batch end in (a batch also in ``expired``).
 _ENDED = frozenset({"completed", "cancelled", "failed", "expired"})
@@ -147,16 +143,14 @@ def _limit(request: Request, default: int, most: int) -> int | Response:
 
 def _page(objects: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
     """OpenAI's list object: the `limit` objects after the one of id `after`."""
-    if after is not None:
-        ids = [o["id"] for o in objects]
-        objects = objects[ids.index(after) + 1 :] if after in ids else []
-    page = objects[:limit]
+    cut = page([o["id"] for o in objects], limit=limit, after=after)
+    shown = objects[cut.start : cut.stop]
     return {
         "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(objects) > limit,
+        "data": shown,
+        "first_id": shown[0]["id"] if shown else None,
+        "last_id": shown[-1]["id"] if shown else None,
+        "has_more": cut.has_more,
     }
 
 
@@ -223,24 +217,6 @@ async def file_content(request: Request) -> Response:
 # -- batches -------------------------------------------------------------------------------
 
 
-def _connection(service: Service, metadata: dict[str, str] | None) -> tuple[str | None, str]:
-    """The http task of the batch's connection, or None and why not."""
-    names = sorted(t.removeprefix("http:") for t in service.base_urls if t.startswith("http:"))
-    chosen = (metadata or {}).get(CONNECTION_KEY)
-    if chosen is None:
-        if len(names) == 1:
-            return f"http:{names[0]}", ""
-        if not names:
-            return None, "this service has no connection to send batches to; ask the operator"
-        return None, (
-            f"this service has several connections ({', '.join(names)}): choose one with"
-            f" metadata={{'{CONNECTION_KEY}': NAME}}"
-        )
-    if chosen not in names:
-        return None, f"no connection {chosen!r}: this service has {', '.join(names) or 'none'}"
-    return f"http:{chosen}", ""
-
-
 def _lines(path: Path, max_line_bytes: int) -> Iterator[bytes]:
     with path.open("rb") as file:
         yield from read_lines(file, max_line_bytes)
@@ -300,7 +276,7 @@ async def _start(service: Service, tenant: str, task: str, record: BatchRecord) 
         return await service.jobs.submit(
             task,
             _items(path, longest, numbers),
-            options=JobOptions(concurrency=BATCH_CONCURRENCY, attempts=BATCH_ATTEMPTS),
+            options=BATCH_OPTIONS,
             tenant=tenant,
             # A batch is a job of the tenant: it counts against the same limit, in the store.
             max_active_jobs=service.limits.max_active_jobs_per_tenant,
@@ -337,7 +313,10 @@ async def create_batch(request: Request) -> Response:  # noqa: PLR0911 - one per
     file_id = spec.get("input_file_id")
     if not isinstance(file_id, str) or service.files.info(tenant, file_id) is None:
         return openai_error(400, f"No such File object: {file_id}", param="input_file_id")
-    task, why = _connection(service, metadata)
+    chosen = (metadata or {}).get(CONNECTION_KEY)
+    task, why = pick_connection(
+        service.base_urls, chosen, how=f"metadata={{'{CONNECTION_KEY}': NAME}}"
+    )
     if task is None:
         return openai_error(400, why, param="metadata")
     now = _clock.wall()
@@ -423,20 +402,6 @@ async def sweep_batches(service: Service) -> float | None:
             except Exception:  # one batch must not stop the others' expiry
                 log.exception("could not expire batch %s", record.id)
     return earliest
-
-
-async def batch_sweeper(service: Service, interval_s: float) -> None:
-    """`sweep_batches` every `interval_s` (sooner when a batch expires sooner), until cancelled."""
-    while True:
-        try:
-            earliest = await sweep_batches(service)
-        except Exception:  # a folder that cannot be read now: try again next time
-            log.exception("the batch expiry sweep failed")
-            earliest = None
-        wait = interval_s
-        if earliest is not None:
-            wait = min(wait, max(earliest - _clock.wall(), 0.0))
-        await asyncio.sleep(wait)
 
 
 async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job) -> None:
@@ -536,20 +501,18 @@ async def list_batches(request: Request) -> Response:
     limit = _unknown_param(request, "after", "limit") or _limit(request, 20, 100)
     if isinstance(limit, Response):
         return limit
-    after = request.query_params.get("after")
     records = list(BatchRecords(service.files.folder(tenant)).all())
-    if after is not None:
-        ids = [r.id for r in records]
-        records = records[ids.index(after) + 1 :] if after in ids else []
-    page = records[:limit]
-    data = [batch_object(r, await _refresh(service, tenant, r)) for r in page]
+    cut = page([r.id for r in records], limit=limit, after=request.query_params.get("after"))
+    data = [
+        batch_object(r, await _refresh(service, tenant, r)) for r in records[cut.start : cut.stop]
+    ]
     return json_response(
         {
             "object": "list",
             "data": data,
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-            "has_more": len(records) > limit,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": cut.has_more,
         }
     )
 

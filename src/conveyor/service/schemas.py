@@ -354,7 +354,9 @@ class BatchCreate(BaseModel):
     """A batch to create (OpenAI's fields; others are ignored)."""
 
     input_file_id: str = Field(description="a file uploaded with purpose=batch")
-    endpoint: Literal["/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"]
+    endpoint: Literal[
+        "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/messages"
+    ]
     completion_window: Literal["24h"]
     metadata: (
         dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None

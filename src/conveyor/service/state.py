@@ -59,6 +59,9 @@ class Service:
     def tenant(self, request: Request) -> str:
         """The caller's tenant: from its API key, or ``default`` when the service has none.
 
+        The key comes as ``Authorization: Bearer KEY`` or, as Anthropic's SDK sends it,
+        ``x-api-key: KEY``.
+
         Fails closed: an unreadable keys file answers 503, and a service that needs keys
         (bound beyond loopback) answers 401 when none is left, never ``default``.
         """
@@ -79,15 +82,16 @@ class Service:
                 " one (`conveyor keys add --tenant NAME`)",
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _api_key(request)
+        if token is None:
             raise Problem(
                 401,
                 "this service needs an API key: send the header 'Authorization: Bearer <key>'"
-                " (the operator makes keys with `conveyor keys add --tenant NAME`)",
+                " or 'x-api-key: <key>' (the operator makes keys with `conveyor keys add"
+                " --tenant NAME`)",
                 headers={"WWW-Authenticate": 'Bearer realm="conveyor"'},
             )
-        tenant = self.keys.tenant_of(token.strip())
+        tenant = self.keys.tenant_of(token)
         if tenant is None:
             raise Problem(
                 401,
@@ -132,6 +136,39 @@ class Service:
         """Tell the in-process worker (if any) there is work now."""
         if self.worker is not None:
             self.worker.worker.wake()
+
+
+def _api_key(request: Request) -> str | None:
+    """The key of the call, from ``Authorization: Bearer KEY`` or ``x-api-key: KEY``; or None.
+
+    ``x-api-key`` is what Anthropic's SDK sends. Each header that is there must carry a key
+    (an ``Authorization`` of another scheme is refused, not passed over), and both, if both are
+    there, the same one: a call never passes on one header while the other is wrong. The key is
+    only hashed (`KeyRing.tenant_of`): it is never logged nor kept.
+    """
+    keys: list[str] = []
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("the Authorization header must read 'Bearer <key>'")
+        keys.append(token.strip())
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        if not key.strip():
+            raise _unauthorized("the x-api-key header is empty: send the key in it")
+        keys.append(key.strip())
+    if len(set(keys)) > 1:
+        raise _unauthorized("Authorization and x-api-key carry different keys: send one key")
+    return keys[0] if keys else None
+
+
+def _unauthorized(why: str) -> Problem:
+    return Problem(
+        401,
+        f"{why} (the operator makes keys with `conveyor keys add --tenant NAME`)",
+        headers={"WWW-Authenticate": 'Bearer realm="conveyor", error="invalid_token"'},
+    )
 
 
 def service_of(request: Request) -> Service:
