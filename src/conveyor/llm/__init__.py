@@ -5,7 +5,12 @@
 ...     model="gpt-4o-mini", messages=[...])  # doctest: +SKIP
 
 The ``openai`` package is imported only by `limit_openai` (``pip install 'conveyor[llm]'``).
+`limit_openai` itself is imported when first used: it sends through `conveyor.http`, whose
+request format counts tokens with `conveyor.llm.tokens`, and the two packages must not import
+each other while they load.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .cache import CACHE_HEADER as CACHE_HEADER
 from .cache import AnswerCache as AnswerCache
@@ -20,7 +25,9 @@ from .pricing import PriceTable as PriceTable
 from .pricing import Usage as Usage
 from .pricing import usage_of as usage_of
 from .validate import AnswerCheck as AnswerCheck
-from .wrap import limit_openai as limit_openai
+
+if TYPE_CHECKING:
+    from .wrap import limit_openai as limit_openai
 
 __all__ = [
     "CACHE_HEADER",
@@ -38,3 +45,13 @@ __all__ = [
     "open_cache",
     "usage_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`limit_openai`, imported on first use (see the module docstring)."""
+    if name == "limit_openai":
+        from .wrap import limit_openai  # noqa: PLC0415 - lazily, to keep the packages apart
+
+        return limit_openai
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._json import BadJSON, loads
 from ..errors import ConfigError
-from ..http.request import DEFAULT_MAX_TOKENS, estimate_tokens
+from .tokens import DEFAULT_MAX_TOKENS, estimate_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
