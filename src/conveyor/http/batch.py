@@ -85,6 +85,12 @@ def _cost(request: Request) -> float:
     return request.cost
 
 
+def _cost_by_dimension(request: Request) -> dict[str, float]:
+    """A request's cost when input and output tokens are limited apart."""
+    out = request.output_tokens
+    return {"tokens": request.cost, "input_tokens": request.cost - out, "output_tokens": out}
+
+
 def _usage_policy(limits: BatchLimits, limiter: Limiter) -> Literal["raise", "both"] | None:
     """How answers' ``usage`` settles token costs: only with a token limit to keep."""
     if not limiter.limits_tokens:
@@ -120,7 +126,10 @@ class Batch:
             "api",
             requests_per_minute=limits.requests_per_minute,
             tokens_per_minute=limits.tokens_per_minute,
+            input_tokens_per_minute=limits.input_tokens_per_minute,
+            output_tokens_per_minute=limits.output_tokens_per_minute,
             window_s=limits.window_s,
+            bucket_s=limits.bucket_s,
         )
         self._transport = transport
         self._redact = Redactor(plan.endpoint.secrets())
@@ -229,7 +238,7 @@ class Batch:
             retry=self.retry,
             on_event=self._on_event,
             limiters=[self.limiter],
-            cost=_cost,
+            cost=_cost_by_dimension if self.limits.splits_tokens else _cost,
         )
         assert self._closing is not None
         closing = self._closing

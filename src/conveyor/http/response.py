@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from .redact import Redactor
 
-__all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers", "usage_tokens"]
+__all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers"]
 
 #: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
 #: so that nothing the API sends about the caller lands on disk by accident.
@@ -118,35 +118,3 @@ def decode_body(data: bytes, content_type: str | None) -> Any:
             if exc.too_deep:
                 raise
     return data.decode("utf-8", errors="replace")
-
-
-def usage_tokens(body: Any) -> int | None:
-    """Return the tokens an answer says it used, or None when it does not say.
-
-    OpenAI's answers (chat, completions, embeddings, responses) give ``usage.total_tokens``;
-    Anthropic's give ``usage.input_tokens`` and ``usage.output_tokens``.
-
-    >>> usage_tokens({"usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}})
-    12
-    >>> usage_tokens({"usage": {"input_tokens": 9, "output_tokens": 3}})
-    12
-    >>> usage_tokens({"choices": []}) is None
-    True
-    """
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    total = _count(usage.get("total_tokens"))
-    if total is not None:
-        return total
-    given = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
-    if given[0] is not None and given[1] is not None:
-        return given[0] + given[1]
-    return None
-
-
-def _count(value: object) -> int | None:
-    """`value` if it is a count of tokens (a whole number >= 0), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None

@@ -25,7 +25,10 @@ class BatchTally:
         invalid: lines that could not be sent (written as failed).
         cancelled: stopped in flight by an interrupt (not written: they re-run on resume).
         retrying: waiting to be retried now.
-        sent, tokens_sent: HTTP attempts made, and their estimated tokens.
+        sent, tokens_sent: HTTP attempts made, and their estimated tokens (with a token
+            limit, an answer's ``usage`` replaces its estimate).
+        input_sent: the prompt tokens of the attempts made: estimated when sent, replaced by
+            the answer's ``usage`` when it comes (Anthropic: input plus cache writes).
         rate_limited: HTTP 429 answers seen.
         skipped: requests already in the results file when the run started.
         tokens_in, tokens_out: the prompt and completion tokens the answers' ``usage`` gave.
@@ -43,6 +46,7 @@ class BatchTally:
     retrying: int = 0
     sent: int = 0
     tokens_sent: float = 0.0
+    input_sent: float = 0.0
     rate_limited: int = 0
     skipped: int = 0
     tokens_in: int = 0
