@@ -44,6 +44,21 @@ example:
   conveyor run requests.jsonl -o results.jsonl --base-url https://api.openai.com \\
       --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s"""
 
+# The reasons --require-finish-reason takes: OpenAI's and Claude's, as `AnswerCheck` knows them.
+_REASONS = (
+    "stop",
+    "length",
+    "content_filter",
+    "tool_calls",
+    "function_call",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
@@ -191,16 +206,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--require-finish-reason",
         action="append",
         default=[],
-        choices=("stop", "length", "content_filter", "tool_calls", "function_call"),
+        choices=_REASONS,
         metavar="REASON",
-        help="an answer must end with this finish_reason (repeatable), e.g. stop; otherwise"
-        " it fails as answer_length / answer_content_filter and is retried",
+        help="an answer must end with this reason (repeatable): OpenAI's finish_reason (stop,"
+        " length, content_filter, tool_calls, function_call) or Claude's stop_reason"
+        " (end_turn, max_tokens, stop_sequence, tool_use, pause_turn, refusal,"
+        " model_context_window_exceeded), e.g. stop or end_turn; otherwise it fails as"
+        " answer_length / answer_content_filter / answer_refusal / answer_finish_reason and"
+        " is retried. A file whose requests go to an API none of the reasons belong to is"
+        " refused before anything is sent",
     )
     llm.add_argument(
         "--require-json",
         action="store_true",
-        help="an answer's content must parse as JSON; otherwise it fails as answer_not_json"
-        " and is retried",
+        help="an answer's content (OpenAI: each choice's message; Claude: the text blocks,"
+        " joined) must parse as JSON; otherwise it fails as answer_not_json and is retried",
     )
     llm.add_argument(
         "--cache",

@@ -41,7 +41,7 @@ from ..limits.budget import BudgetHolds, Refusal
 from ..limits.limiter import Limiter
 from ..policy.llm_errors import api_error_fields, quota_exhausted
 from .client import AiohttpTransport, HttpTask
-from .errors import BatchError, OutputError
+from .errors import BatchError, InputError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result, result_line
@@ -143,6 +143,7 @@ class Batch:
         from ..llm.hooks import AnswerHooks, LlmOptions  # noqa: PLC0415
 
         self.llm = llm or LlmOptions()
+        _refuse_a_check_that_cannot_pass(self.llm, plan)
         self._prices = self.llm.price_table()
         self._cache = open_cache(self.llm.cache) if self.llm.cache is not None else None
         self._hooks = AnswerHooks(
@@ -404,6 +405,27 @@ class Batch:
         except OutputError as exc:
             self._error = exc
             self.stop()
+
+
+def _refuse_a_check_that_cannot_pass(llm: LlmOptions, plan: Plan) -> None:
+    """Raise `InputError` if the answer check can never pass on the answers of some lines.
+
+    Such a check would fail and retry every one of those requests, each attempt paid for.
+    """
+    from ..llm.validate import AnswerCheck  # noqa: PLC0415 - conveyor.llm imports this package
+
+    check = llm.validate
+    if not isinstance(check, AnswerCheck):
+        return
+    mismatch = check.problem(plan.apis)
+    if mismatch is None:
+        return
+    where = ", ".join(f"{api} from line {line}" for api, line in sorted(plan.apis.items()) if api)
+    msg = (
+        f"the answer check (--require-finish-reason) can never pass on {plan.files.input}'s"
+        f" requests ({where}): {mismatch}; nothing was sent"
+    )
+    raise InputError(msg)
 
 
 async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, Response]) -> None:

@@ -232,10 +232,12 @@ def classify(exc: BaseException, *, now_wall_s: float | None = None) -> Verdict:
 DEFAULT_CLASSIFIER = Classifier()
 
 
-def _ours(exc: BaseException) -> Verdict | None:
+def _ours(exc: BaseException) -> Verdict | None:  # noqa: PLR0911 - one return per kind
     """Conveyor's own errors, and an exhausted quota (which no hint can make retryable)."""
     if isinstance(exc, RetryAfter):
         return Verdict("rate_limited", exc.seconds if exc.seconds >= 0 else None, "RetryAfter")
+    if isinstance(exc, InvalidAnswer) and not exc.retryable:
+        return Verdict("permanent", None, f"InvalidAnswer ({exc.reason}): retrying cannot help")
     if isinstance(exc, AttemptTimeout | CircuitOpen | InvalidAnswer):
         return Verdict("transient", None, type(exc).__name__)
     if isinstance(exc, DeadlineExceeded):
