@@ -153,3 +153,12 @@ def test_odd_blocks_are_skipped_not_fatal():
 def test_the_docstring_examples_hold():
     """The module's examples are right."""
     assert doctest.testmod(tokens_module).failed == 0
+
+
+def test_the_estimate_is_on_conveyor_llm_for_limiters_of_your_own():
+    """conveyor.llm.request_cost gives a Limiter's cost= per dimension (and the estimate)."""
+    import conveyor.llm
+
+    assert conveyor.llm.request_cost is request_cost
+    assert conveyor.llm.estimate_tokens is estimate_tokens
+    assert {"estimate_tokens", "request_cost", "limit_openai"} <= set(conveyor.llm.__all__)

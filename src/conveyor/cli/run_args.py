@@ -24,7 +24,8 @@ __all__ = ["DESCRIPTION", "EPILOG", "RunOptions", "add_arguments", "options_from
 
 DESCRIPTION = """\
 Send every request of a JSONL file (the OpenAI Batch API's line format: custom_id, method,
-url, body) to an HTTP API, as fast as --concurrency, --rpm and --tpm allow and never faster;
+url, body; or Anthropic's Message Batches format: custom_id, params, sent to /v1/messages) to
+an HTTP API, as fast as --concurrency, --rpm and the token limits allow and never faster;
 write one result line per request to the output as each settles. Run the same command again
 to resume: requests already in the output are skipped."""
 
@@ -33,16 +34,22 @@ exit status: 0 every request succeeded; 1 the run finished and some failed (see 
 "error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
 or file), or stopped because a result could not be written (what was written is kept: fix the
 cause and run again to resume); 3 stopped admitting before the end: --max-cost reached, or the
-API's quota exhausted (the rest stays pending: run again to resume); 130 interrupted by
-Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run on resume).
+API's quota or spend limit exhausted (the rest stays pending: run again to resume); 130
+interrupted by Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run
+on resume).
 
 request lines may also carry "headers" (sent with that request only) and "cost" (its tokens,
 instead of the estimate); a line without "custom_id" is named line-N after its number.
 
-example:
+requests to Anthropic (/v1/messages...) carry "anthropic-version: 2023-06-01" unless --header
+or the line's own headers name another.
+
+examples:
   export OPENAI_AUTH="Bearer $OPENAI_API_KEY"
   conveyor run requests.jsonl -o results.jsonl --base-url https://api.openai.com \\
-      --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s"""
+      --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s
+  conveyor run claude.jsonl -o results.jsonl --base-url https://api.anthropic.com \\
+      --header-env x-api-key=ANTHROPIC_API_KEY --rpm 50 --input-tpm 50000 --output-tpm 10000"""
 
 # The reasons --require-finish-reason takes: OpenAI's and Claude's, as `AnswerCheck` knows them.
 _REASONS = (
@@ -167,13 +174,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rpm", type=_positive_number, metavar="N", help="requests per minute (none)"
     )
     limits.add_argument(
-        "--tpm", type=_positive_number, metavar="N", help="tokens per minute (none)"
+        "--tpm",
+        type=_positive_number,
+        metavar="N",
+        help="tokens per minute, prompt and answer together (OpenAI's TPM; none)",
     )
     limits.add_argument(
+        "--input-tpm",
+        type=_positive_number,
+        metavar="N",
+        help="prompt (input) tokens per minute, a budget of its own (Anthropic's ITPM; none):"
+        " a request reserves its prompt's estimate, settled from the answer's usage",
+    )
+    limits.add_argument(
+        "--output-tpm",
+        type=_positive_number,
+        metavar="N",
+        help="answer (output) tokens per minute, a budget of its own (Anthropic's OTPM; none):"
+        " a request reserves at most its max_tokens, settled from the answer's usage",
+    )
+    shape = limits.add_mutually_exclusive_group()
+    shape.add_argument(
         "--limit-window",
         type=_duration_s,
         metavar="DURATION",
-        help="the window the API enforces its limits over, e.g. 1s; unset: even pacing",
+        help="the API enforces its limits over a sliding window this long (OpenAI: 1s); no"
+        " such window ever admits more than its share",
+    )
+    shape.add_argument(
+        "--limit-bucket",
+        type=_duration_s,
+        metavar="DURATION",
+        help="the API enforces its limits as token buckets refilling continuously, each"
+        " holding DURATION of its rate (Anthropic: 1s). The default with --input-tpm or"
+        " --output-tpm (Anthropic's limits): 1s, or the time of one request at --rpm if"
+        " longer; otherwise, with neither shape given, requests are paced evenly",
     )
     limits.add_argument(
         "--refund-unused-tokens",
@@ -251,7 +286,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress",
         choices=("auto", "rich", "plain", "none"),
         default="auto",
-        help="live bar on a terminal (rich), a line per interval (plain), or none (auto)",
+        help="live bar on a terminal (rich), a line per interval (plain), or none (auto);"
+        " with --input-tpm or --output-tpm it shows each rate against its limit: input"
+        " tokens as estimated when sent (replaced by the answer's usage when it comes, so"
+        " marked ~), output tokens as the answers report them",
     )
     show.add_argument(
         "--progress-interval",
@@ -279,7 +317,7 @@ class RunOptions:
 def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOptions:
     """Build the run's configuration; `ConfigError` names a wrong option and the fix."""
     from ..errors import ConfigError
-    from ..http import BatchFiles, BatchLimits, Endpoint
+    from ..http import BatchFiles, Endpoint
     from ..policy.retry import Retry
 
     secret: list[tuple[str, str]] = []
@@ -303,18 +341,42 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
             headers=tuple(args.header),
             secret_headers=tuple(secret),
         ),
-        limits=BatchLimits(
-            concurrency=args.concurrency,
-            requests_per_minute=args.rpm,
-            tokens_per_minute=args.tpm,
-            window_s=args.limit_window,
-            refund_unused_tokens=args.refund_unused_tokens,
-        ),
+        limits=_limits(args),
         retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
         progress=args.progress,
         progress_interval_s=args.progress_interval,
         summary_json=args.summary_json,
         llm=_llm_options(args),
+    )
+
+
+def _limits(args: argparse.Namespace) -> BatchLimits:
+    """The run's limits; the token-bucket shape by default under input or output limits."""
+    from ..errors import ConfigError
+    from ..http import BatchLimits
+
+    rpm: float | None = args.rpm
+    input_tpm: float | None = getattr(args, "input_tpm", None)
+    output_tpm: float | None = getattr(args, "output_tpm", None)
+    bucket_s: float | None = getattr(args, "limit_bucket", None)
+    least = 60.0 / rpm if rpm is not None else 0.0  # a bucket must hold one request
+    if bucket_s is None and args.limit_window is None and (input_tpm or output_tpm):
+        bucket_s = max(1.0, least)
+    elif bucket_s is not None and bucket_s < least - 1e-9:
+        msg = (
+            f"--limit-bucket {bucket_s:g}s holds {bucket_s / least:.2f} of a request at --rpm"
+            f" {rpm:g}: no request could ever start; give --limit-bucket {least:.3g}s or more"
+        )
+        raise ConfigError(msg)
+    return BatchLimits(
+        concurrency=args.concurrency,
+        requests_per_minute=rpm,
+        tokens_per_minute=args.tpm,
+        input_tokens_per_minute=input_tpm,
+        output_tokens_per_minute=output_tpm,
+        window_s=args.limit_window,
+        bucket_s=bucket_s,
+        refund_unused_tokens=args.refund_unused_tokens,
     )
 
 

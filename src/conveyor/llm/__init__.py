@@ -1,4 +1,4 @@
-"""LLM batches: answer checks, the response cache, prices and budgets, the wrapped openai client.
+"""LLM batches: token estimates, answer checks, the response cache, prices, the openai wrapper.
 
 >>> client = conveyor.llm.limit_openai(openai.AsyncOpenAI(), limiters=[llm])  # doctest: +SKIP
 >>> answer = await client.chat.completions.create(
@@ -24,6 +24,8 @@ from .pricing import Price as Price
 from .pricing import PriceTable as PriceTable
 from .pricing import Usage as Usage
 from .pricing import usage_of as usage_of
+from .tokens import estimate_tokens as estimate_tokens
+from .tokens import request_cost as request_cost
 from .validate import AnswerCheck as AnswerCheck
 
 if TYPE_CHECKING:
@@ -41,8 +43,10 @@ __all__ = [
     "ResponseCache",
     "Usage",
     "cache_key",
+    "estimate_tokens",
     "limit_openai",
     "open_cache",
+    "request_cost",
     "usage_of",
 ]
 
