@@ -75,6 +75,25 @@ def test_window_and_bucket_together_are_refused(capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["x-api-key", "X-Api-Key", "Authorization"])
+def test_a_credential_in_a_plain_header_is_refused_with_the_fix(name):
+    """--header x-api-key: ... would be in ps and unredacted: refused, naming --header-env."""
+    from conveyor import ConfigError
+
+    with pytest.raises(ConfigError, match=f"--header-env {name}=") as refused:
+        options_from_args(args_of("--header", f"{name}: {KEY}"), {})
+    assert KEY not in str(refused.value)
+
+
+def test_the_api_key_comes_from_the_environment():
+    """--header-env x-api-key=ANTHROPIC_API_KEY: a secret header, never in the repr."""
+    options = options_from_args(
+        args_of("--header-env", "x-api-key=ANTHROPIC_API_KEY"), {"ANTHROPIC_API_KEY": KEY}
+    )
+    assert options.endpoint.all_headers() == {"x-api-key": KEY}
+    assert KEY not in repr(options)
+
+
 def test_the_start_line_names_the_split_limits_and_their_shape():
     """Before sending: input and output limits, and the buckets they are kept in."""
 

@@ -151,7 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=_header,
         metavar="'NAME: VALUE'",
-        help="a header for every request (repeatable)",
+        help="a header for every request (repeatable); not for credentials (Authorization,"
+        " x-api-key...), which go with --header-env",
     )
     where.add_argument(
         "--header-env",
@@ -318,8 +319,19 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
     """Build the run's configuration; `ConfigError` names a wrong option and the fix."""
     from ..errors import ConfigError
     from ..http import BatchFiles, Endpoint
+    from ..http.redact import CREDENTIAL_HEADERS
     from ..policy.retry import Retry
 
+    for name, _ in args.header:
+        if name.lower() in CREDENTIAL_HEADERS:
+            # Its value would be in the shell's history and `ps`, and not redacted if echoed.
+            msg = (
+                f"--header {name}: this header carries a credential, which --header would"
+                " leave in your shell history and process list and not redact from the"
+                f" results; pass it with --header-env {name}=ENV_VAR (e.g."
+                f" --header-env {name}={_example_variable(name)})"
+            )
+            raise ConfigError(msg)
     secret: list[tuple[str, str]] = []
     for name, variable in args.header_env:
         value = environ.get(variable)
@@ -348,6 +360,11 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
         summary_json=args.summary_json,
         llm=_llm_options(args),
     )
+
+
+def _example_variable(header: str) -> str:
+    """The environment variable the docs' examples keep a credential header's value in."""
+    return "ANTHROPIC_API_KEY" if header.lower() == "x-api-key" else "OPENAI_AUTH"
 
 
 def _limits(args: argparse.Namespace) -> BatchLimits:

@@ -16,9 +16,13 @@ if TYPE_CHECKING:
 
 __all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers"]
 
-#: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
-#: so that nothing the API sends about the caller lands on disk by accident.
-KEPT_HEADERS = frozenset({"content-type", "retry-after", "retry-after-ms", "x-request-id"})
+#: Headers written to the results (besides every ``x-ratelimit-*`` and Anthropic's
+#: ``anthropic-ratelimit-*``); nothing else is kept, so that nothing the API sends about the
+#: caller lands on disk by accident. ``request-id`` is Anthropic's name for ``x-request-id``.
+KEPT_HEADERS = frozenset(
+    {"content-type", "retry-after", "retry-after-ms", "x-request-id", "request-id"}
+)
+_KEPT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 # The error text of a non-JSON answer is cut to this many characters in error messages.
 _TEXT_IN_MESSAGE = 200
 
@@ -84,7 +88,7 @@ class Response:
 
 
 def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Return the headers a result keeps (`KEPT_HEADERS` and ``x-ratelimit-*``), lower-cased.
+    """Return the headers a result keeps (`KEPT_HEADERS`, the rate limits'), lower-cased.
 
     >>> kept_headers([("Content-Type", "application/json"), ("Set-Cookie", "a=b"),
     ...               ("x-ratelimit-remaining-requests", "9")])
@@ -93,7 +97,7 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in headers:
         lower = name.lower()
-        if lower in KEPT_HEADERS or lower.startswith("x-ratelimit-"):
+        if lower in KEPT_HEADERS or lower.startswith(_KEPT_PREFIXES):
             kept[lower] = value
     return kept
 
