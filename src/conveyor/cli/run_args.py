@@ -6,14 +6,15 @@ Kept apart from the command (`run.py`) so that each stays small; like the mock A
 
 from __future__ import annotations
 
-import argparse
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .arg_types import count, duration_s, header, header_env, positive_number, timeout
+from .run_limits import add_limit_arguments, limits_from_args
+
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping
 
     from ..http import BatchFiles, BatchLimits, Endpoint
@@ -66,68 +67,6 @@ _REASONS = (
     "refusal",
     "model_context_window_exceeded",
 )
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
-
-
-def _duration_s(text: str) -> float:
-    match = _DURATION.match(text)
-    if match is None:
-        msg = f"{text!r} is not a duration: write it like 1s, 500ms or 1m"
-        raise argparse.ArgumentTypeError(msg)
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        msg = f"{text!r}: the duration must be > 0"
-        raise argparse.ArgumentTypeError(msg)
-    return seconds
-
-
-def _timeout(text: str) -> float | Literal["auto"]:
-    if text.strip() == "auto":
-        return "auto"
-    return _duration_s(text)
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        msg = f"{text!r} must be a number > 0"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _count(text: str, *, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        msg = f"{text!r} is not a whole number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < least:
-        msg = f"{value} must be at least {least}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or " " in name.strip():
-        msg = f"{text!r} is not a header: write it as 'Name: value'"
-        raise argparse.ArgumentTypeError(msg)
-    return name.strip(), value.strip()
-
-
-def _header_env(text: str) -> tuple[str, str]:
-    name, sep, variable = text.partition("=")
-    if not sep or not name.strip() or not variable.strip():
-        msg = (
-            f"{text!r}: write it as Header-Name=ENV_VAR, e.g. Authorization=OPENAI_AUTH (the"
-            " header's value is read from the environment variable)"
-        )
-        raise argparse.ArgumentTypeError(msg)
-    return name.strip(), variable.strip()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--header",
         action="append",
         default=[],
-        type=_header,
+        type=header,
         metavar="'NAME: VALUE'",
         help="a header for every request (repeatable); not for credentials (Authorization,"
         " x-api-key...), which go with --header-env",
@@ -158,78 +97,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--header-env",
         action="append",
         default=[],
-        type=_header_env,
+        type=header_env,
         metavar="NAME=ENV_VAR",
         help="a header whose value is read from an environment variable; kept out of every"
         " output and message (repeatable)",
     )
-    limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--concurrency",
-        type=lambda t: _count(t, least=1),
-        default=50,
-        metavar="N",
-        help="requests in flight at most (50)",
-    )
-    limits.add_argument(
-        "--rpm", type=_positive_number, metavar="N", help="requests per minute (none)"
-    )
-    limits.add_argument(
-        "--tpm",
-        type=_positive_number,
-        metavar="N",
-        help="tokens per minute, prompt and answer together (OpenAI's TPM; none)",
-    )
-    limits.add_argument(
-        "--input-tpm",
-        type=_positive_number,
-        metavar="N",
-        help="prompt (input) tokens per minute, a budget of its own (Anthropic's ITPM; none):"
-        " a request reserves its prompt's estimate, settled from the answer's usage",
-    )
-    limits.add_argument(
-        "--output-tpm",
-        type=_positive_number,
-        metavar="N",
-        help="answer (output) tokens per minute, a budget of its own (Anthropic's OTPM; none):"
-        " a request reserves at most its max_tokens, settled from the answer's usage",
-    )
-    shape = limits.add_mutually_exclusive_group()
-    shape.add_argument(
-        "--limit-window",
-        type=_duration_s,
-        metavar="DURATION",
-        help="the API enforces its limits over a sliding window this long (OpenAI: 1s); no"
-        " such window ever admits more than its share",
-    )
-    shape.add_argument(
-        "--limit-bucket",
-        type=_duration_s,
-        metavar="DURATION",
-        help="the API enforces its limits as token buckets refilling continuously, each"
-        " holding DURATION of its rate (Anthropic: 1s). The default with --input-tpm or"
-        " --output-tpm (Anthropic's limits): 1s, or the time of one request at --rpm if"
-        " longer; otherwise, with neither shape given, requests are paced evenly",
-    )
-    limits.add_argument(
-        "--refund-unused-tokens",
-        action="store_true",
-        help=(
-            "with --tpm, give back to the budget the tokens an answer's usage shows unused"
-            " (for APIs that count tokens used; OpenAI charges max_tokens up front)"
-        ),
-    )
+    add_limit_arguments(parser)
     retries = parser.add_argument_group("retries")
     retries.add_argument(
         "--retries",
-        type=lambda t: _count(t, least=0),
+        type=lambda t: count(t, least=0),
         default=5,
         metavar="N",
         help="retries per request after the first attempt (5)",
     )
     retries.add_argument(
         "--timeout",
-        type=_timeout,
+        type=timeout,
         default=600.0,
         metavar="S|auto",
         help="time limit of one attempt, e.g. 60s; auto: 4 x p95 of recent ones (600s)",
@@ -267,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     llm.add_argument(
         "--max-cost",
-        type=_positive_number,
+        type=positive_number,
         metavar="USD",
         help="stop starting requests before the spend could pass this many US dollars; the"
         " rest stays pending (run again to resume)",
@@ -294,7 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     show.add_argument(
         "--progress-interval",
-        type=_duration_s,
+        type=duration_s,
         default=2.0,
         metavar="DURATION",
         help="time between plain progress lines (2s)",
@@ -353,7 +237,7 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
             headers=tuple(args.header),
             secret_headers=tuple(secret),
         ),
-        limits=_limits(args),
+        limits=limits_from_args(args),
         retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
         progress=args.progress,
         progress_interval_s=args.progress_interval,
@@ -365,36 +249,6 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
 def _example_variable(header: str) -> str:
     """The environment variable the docs' examples keep a credential header's value in."""
     return "ANTHROPIC_API_KEY" if header.lower() == "x-api-key" else "OPENAI_AUTH"
-
-
-def _limits(args: argparse.Namespace) -> BatchLimits:
-    """The run's limits; the token-bucket shape by default under input or output limits."""
-    from ..errors import ConfigError
-    from ..http import BatchLimits
-
-    rpm: float | None = args.rpm
-    input_tpm: float | None = getattr(args, "input_tpm", None)
-    output_tpm: float | None = getattr(args, "output_tpm", None)
-    bucket_s: float | None = getattr(args, "limit_bucket", None)
-    least = 60.0 / rpm if rpm is not None else 0.0  # a bucket must hold one request
-    if bucket_s is None and args.limit_window is None and (input_tpm or output_tpm):
-        bucket_s = max(1.0, least)
-    elif bucket_s is not None and bucket_s < least - 1e-9:
-        msg = (
-            f"--limit-bucket {bucket_s:g}s holds {bucket_s / least:.2f} of a request at --rpm"
-            f" {rpm:g}: no request could ever start; give --limit-bucket {least:.3g}s or more"
-        )
-        raise ConfigError(msg)
-    return BatchLimits(
-        concurrency=args.concurrency,
-        requests_per_minute=rpm,
-        tokens_per_minute=args.tpm,
-        input_tokens_per_minute=input_tpm,
-        output_tokens_per_minute=output_tpm,
-        window_s=args.limit_window,
-        bucket_s=bucket_s,
-        refund_unused_tokens=args.refund_unused_tokens,
-    )
 
 
 def _llm_options(args: argparse.Namespace) -> LlmOptions:
