@@ -51,7 +51,9 @@ def estimate_tokens(body: Any, encoded: bytes | None) -> int:
 
 
 def output_bound(body: Any) -> int:
-    """The most output tokens a body asks for: its ``max_tokens`` (0 if not a conversation).
+    """The most output tokens a body asks for: its ``max_tokens``.
+
+    `DEFAULT_MAX_TOKENS` for a conversation that sets none; 0 for a body that is not one.
 
     >>> output_bound({"messages": [], "max_tokens": 300}), output_bound({"n": 1})
     (300, 0)
