@@ -169,15 +169,20 @@ class QuotaExhausted(ConveyorError):
 
 
 class InvalidAnswer(ConveyorError):
-    """A successful (2xx) answer that fails validation; retryable by default.
+    """A successful (2xx) answer that fails validation; retryable unless `retryable` is False.
 
     `reason` is one of ``"length"`` (cut off at ``max_tokens``), ``"content_filter"``
-    (filtered), ``"finish_reason"`` (another unexpected finish reason) or ``"not_json"`` (the
-    content does not parse as the JSON asked for). `answer` is the answer, when there is one
-    (not named ``response``: the retry policy would read its 2xx status as the error's).
+    (filtered), ``"refusal"`` (Claude declined), ``"finish_reason"`` (another unexpected
+    finish or stop reason), ``"not_json"`` (the content does not parse as the JSON asked for)
+    or ``"check_mismatch"`` (the check can never pass on this API's answers: not retryable).
+    `answer` is the answer, when there is one (not named ``response``: the retry policy would
+    read its 2xx status as the error's).
     """
 
-    def __init__(self, reason: str, message: str, *, answer: Any = None) -> None:
+    def __init__(
+        self, reason: str, message: str, *, answer: Any = None, retryable: bool = True
+    ) -> None:
         self.reason = reason
         self.answer = answer
+        self.retryable = retryable
         super().__init__(message)

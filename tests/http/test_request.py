@@ -34,6 +34,8 @@ def test_a_batch_api_line_becomes_a_request():
         headers=(),
         cost=2 + 16,
         named_by_line=False,
+        output_tokens=16,
+        api="chat",
     )
 
 

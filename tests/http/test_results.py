@@ -132,6 +132,19 @@ def test_only_the_documented_headers_are_kept():
     }
 
 
+def test_anthropics_request_id_and_rate_limit_headers_are_kept():
+    """Claude's answers: request-id and anthropic-ratelimit-* are kept like OpenAI's."""
+    headers = [
+        ("request-id", "req_011"),
+        ("anthropic-ratelimit-input-tokens-remaining", "49000"),
+        ("anthropic-organization-id", "org-1"),
+    ]
+    assert kept_headers(headers) == {
+        "request-id": "req_011",
+        "anthropic-ratelimit-input-tokens-remaining": "49000",
+    }
+
+
 def test_error_text_of_long_or_odd_bodies():
     """The error message of an answer is the API's message, or its body, cut and on one line."""
     assert Response(500, {}, "x" * 300).error_text() == "x" * 200 + "..."

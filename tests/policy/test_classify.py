@@ -96,6 +96,49 @@ def test_anthropics_spend_cap_is_a_quota_and_its_rate_limit_is_not():
     )
 
 
+def anthropic_error(status: int, kind: str, message: str, **headers: str) -> Http:
+    body = {"type": "error", "error": {"type": kind, "message": message}}
+    return Http(status, body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (
+            anthropic_error(
+                400,
+                "invalid_request_error",
+                "You have reached your specified workspace API usage limits. You will regain"
+                " access on 2026-01-01 at 00:00 UTC.",
+            ),
+            "quota",
+        ),
+        (
+            anthropic_error(
+                400,
+                "invalid_request_error",
+                "Your credit balance is too low to access the Anthropic API. Please go to Plans"
+                " & Billing to upgrade or purchase credits.",
+            ),
+            "quota",
+        ),
+        (anthropic_error(400, "invalid_request_error", "max_tokens: Field required"), "permanent"),
+        (
+            anthropic_error(
+                429, "rate_limit_error", "over your monthly spend limit", **{"retry-after": "30"}
+            ),
+            "rate_limited",
+        ),
+        (anthropic_error(500, "api_error", "usage limit of the cache"), "transient"),
+    ],
+    ids=["workspace-usage-limit", "credit-balance", "bad-request", "spend-words-but-wait", "500"],
+)
+def test_anthropics_400s_that_mean_no_more_spending_are_a_quota(error, kind):
+    """A workspace's usage limit and an empty balance stop; other 400s fail; a wait waits."""
+    assert classify(error, now_wall_s=0.0).kind == kind
+    assert classify(error).kind == kind  # whether or not a retry-after could be dated
+
+
 @pytest.mark.parametrize(
     ("code", "kind"),
     [

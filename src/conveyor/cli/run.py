@@ -206,7 +206,8 @@ async def _show(batch: Batch, mode: str, console: Console, options: RunOptions) 
     loop = asyncio.get_running_loop()
     started = loop.time()
     limits = options.limits
-    meter = RateMeter(window_s=limits.window_s)
+    # The run's first window, or its full buckets, go at once: the meter counts them in.
+    meter = RateMeter(window_s=limits.window_s or limits.bucket_s)
 
     def frame() -> Progress:
         return snapshot(
@@ -216,6 +217,8 @@ async def _show(batch: Batch, mode: str, console: Console, options: RunOptions) 
             started=started,
             rpm_limit=limits.requests_per_minute,
             tpm_limit=limits.tokens_per_minute,
+            itpm_limit=limits.input_tokens_per_minute,
+            otpm_limit=limits.output_tokens_per_minute,
         )
 
     frame()  # the first sample: rates count from the start

@@ -6,14 +6,15 @@ Kept apart from the command (`run.py`) so that each stays small; like the mock A
 
 from __future__ import annotations
 
-import argparse
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .arg_types import count, duration_s, header, header_env, positive_number, timeout
+from .run_limits import add_limit_arguments, limits_from_args
+
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping
 
     from ..http import BatchFiles, BatchLimits, Endpoint
@@ -24,7 +25,8 @@ __all__ = ["DESCRIPTION", "EPILOG", "RunOptions", "add_arguments", "options_from
 
 DESCRIPTION = """\
 Send every request of a JSONL file (the OpenAI Batch API's line format: custom_id, method,
-url, body) to an HTTP API, as fast as --concurrency, --rpm and --tpm allow and never faster;
+url, body; or Anthropic's Message Batches format: custom_id, params, sent to /v1/messages) to
+an HTTP API, as fast as --concurrency, --rpm and the token limits allow and never faster;
 write one result line per request to the output as each settles. Run the same command again
 to resume: requests already in the output are skipped."""
 
@@ -33,79 +35,38 @@ exit status: 0 every request succeeded; 1 the run finished and some failed (see 
 "error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
 or file), or stopped because a result could not be written (what was written is kept: fix the
 cause and run again to resume); 3 stopped admitting before the end: --max-cost reached, or the
-API's quota exhausted (the rest stays pending: run again to resume); 130 interrupted by
-Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run on resume).
+API's quota or spend limit exhausted (the rest stays pending: run again to resume); 130
+interrupted by Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run
+on resume).
 
 request lines may also carry "headers" (sent with that request only) and "cost" (its tokens,
 instead of the estimate); a line without "custom_id" is named line-N after its number.
 
-example:
+requests to Anthropic (/v1/messages...) carry "anthropic-version: 2023-06-01" unless --header
+or the line's own headers name another.
+
+examples:
   export OPENAI_AUTH="Bearer $OPENAI_API_KEY"
   conveyor run requests.jsonl -o results.jsonl --base-url https://api.openai.com \\
-      --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s"""
+      --header-env Authorization=OPENAI_AUTH --rpm 500 --tpm 200000 --limit-window 1s
+  conveyor run claude.jsonl -o results.jsonl --base-url https://api.anthropic.com \\
+      --header-env x-api-key=ANTHROPIC_API_KEY --rpm 50 --input-tpm 50000 --output-tpm 10000"""
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
-
-
-def _duration_s(text: str) -> float:
-    match = _DURATION.match(text)
-    if match is None:
-        msg = f"{text!r} is not a duration: write it like 1s, 500ms or 1m"
-        raise argparse.ArgumentTypeError(msg)
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        msg = f"{text!r}: the duration must be > 0"
-        raise argparse.ArgumentTypeError(msg)
-    return seconds
-
-
-def _timeout(text: str) -> float | Literal["auto"]:
-    if text.strip() == "auto":
-        return "auto"
-    return _duration_s(text)
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        msg = f"{text!r} must be a number > 0"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _count(text: str, *, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        msg = f"{text!r} is not a whole number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < least:
-        msg = f"{value} must be at least {least}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or " " in name.strip():
-        msg = f"{text!r} is not a header: write it as 'Name: value'"
-        raise argparse.ArgumentTypeError(msg)
-    return name.strip(), value.strip()
-
-
-def _header_env(text: str) -> tuple[str, str]:
-    name, sep, variable = text.partition("=")
-    if not sep or not name.strip() or not variable.strip():
-        msg = (
-            f"{text!r}: write it as Header-Name=ENV_VAR, e.g. Authorization=OPENAI_AUTH (the"
-            " header's value is read from the environment variable)"
-        )
-        raise argparse.ArgumentTypeError(msg)
-    return name.strip(), variable.strip()
+# The reasons --require-finish-reason takes: OpenAI's and Claude's, as `AnswerCheck` knows them.
+_REASONS = (
+    "stop",
+    "length",
+    "content_filter",
+    "tool_calls",
+    "function_call",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,58 +88,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--header",
         action="append",
         default=[],
-        type=_header,
+        type=header,
         metavar="'NAME: VALUE'",
-        help="a header for every request (repeatable)",
+        help="a header for every request (repeatable); not for credentials (Authorization,"
+        " x-api-key...), which go with --header-env",
     )
     where.add_argument(
         "--header-env",
         action="append",
         default=[],
-        type=_header_env,
+        type=header_env,
         metavar="NAME=ENV_VAR",
         help="a header whose value is read from an environment variable; kept out of every"
         " output and message (repeatable)",
     )
-    limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--concurrency",
-        type=lambda t: _count(t, least=1),
-        default=50,
-        metavar="N",
-        help="requests in flight at most (50)",
-    )
-    limits.add_argument(
-        "--rpm", type=_positive_number, metavar="N", help="requests per minute (none)"
-    )
-    limits.add_argument(
-        "--tpm", type=_positive_number, metavar="N", help="tokens per minute (none)"
-    )
-    limits.add_argument(
-        "--limit-window",
-        type=_duration_s,
-        metavar="DURATION",
-        help="the window the API enforces its limits over, e.g. 1s; unset: even pacing",
-    )
-    limits.add_argument(
-        "--refund-unused-tokens",
-        action="store_true",
-        help=(
-            "with --tpm, give back to the budget the tokens an answer's usage shows unused"
-            " (for APIs that count tokens used; OpenAI charges max_tokens up front)"
-        ),
-    )
+    add_limit_arguments(parser)
     retries = parser.add_argument_group("retries")
     retries.add_argument(
         "--retries",
-        type=lambda t: _count(t, least=0),
+        type=lambda t: count(t, least=0),
         default=5,
         metavar="N",
         help="retries per request after the first attempt (5)",
     )
     retries.add_argument(
         "--timeout",
-        type=_timeout,
+        type=timeout,
         default=600.0,
         metavar="S|auto",
         help="time limit of one attempt, e.g. 60s; auto: 4 x p95 of recent ones (600s)",
@@ -191,16 +126,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--require-finish-reason",
         action="append",
         default=[],
-        choices=("stop", "length", "content_filter", "tool_calls", "function_call"),
+        choices=_REASONS,
         metavar="REASON",
-        help="an answer must end with this finish_reason (repeatable), e.g. stop; otherwise"
-        " it fails as answer_length / answer_content_filter and is retried",
+        help="an answer must end with this reason (repeatable): OpenAI's finish_reason (stop,"
+        " length, content_filter, tool_calls, function_call) or Claude's stop_reason"
+        " (end_turn, max_tokens, stop_sequence, tool_use, pause_turn, refusal,"
+        " model_context_window_exceeded), e.g. stop or end_turn; otherwise it fails as"
+        " answer_length / answer_content_filter / answer_refusal / answer_finish_reason and"
+        " is retried. A file whose requests go to an API none of the reasons belong to is"
+        " refused before anything is sent",
     )
     llm.add_argument(
         "--require-json",
         action="store_true",
-        help="an answer's content must parse as JSON; otherwise it fails as answer_not_json"
-        " and is retried",
+        help="an answer's content (OpenAI: each choice's message; Claude: the text blocks,"
+        " joined) must parse as JSON; otherwise it fails as answer_not_json and is retried",
     )
     llm.add_argument(
         "--cache",
@@ -211,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     llm.add_argument(
         "--max-cost",
-        type=_positive_number,
+        type=positive_number,
         metavar="USD",
         help="stop starting requests before the spend could pass this many US dollars; the"
         " rest stays pending (run again to resume)",
@@ -231,11 +171,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress",
         choices=("auto", "rich", "plain", "none"),
         default="auto",
-        help="live bar on a terminal (rich), a line per interval (plain), or none (auto)",
+        help="live bar on a terminal (rich), a line per interval (plain), or none (auto);"
+        " with --input-tpm or --output-tpm it shows each rate against its limit: input"
+        " tokens as estimated when sent (replaced by the answer's usage when it comes, so"
+        " marked ~), output tokens as the answers report them",
     )
     show.add_argument(
         "--progress-interval",
-        type=_duration_s,
+        type=duration_s,
         default=2.0,
         metavar="DURATION",
         help="time between plain progress lines (2s)",
@@ -259,9 +202,20 @@ class RunOptions:
 def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOptions:
     """Build the run's configuration; `ConfigError` names a wrong option and the fix."""
     from ..errors import ConfigError
-    from ..http import BatchFiles, BatchLimits, Endpoint
+    from ..http import BatchFiles, Endpoint
+    from ..http.redact import CREDENTIAL_HEADERS
     from ..policy.retry import Retry
 
+    for name, _ in args.header:
+        if name.lower() in CREDENTIAL_HEADERS:
+            # Its value would be in the shell's history and `ps`, and not redacted if echoed.
+            msg = (
+                f"--header {name}: this header carries a credential, which --header would"
+                " leave in your shell history and process list and not redact from the"
+                f" results; pass it with --header-env {name}=ENV_VAR (e.g."
+                f" --header-env {name}={_example_variable(name)})"
+            )
+            raise ConfigError(msg)
     secret: list[tuple[str, str]] = []
     for name, variable in args.header_env:
         value = environ.get(variable)
@@ -283,19 +237,18 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
             headers=tuple(args.header),
             secret_headers=tuple(secret),
         ),
-        limits=BatchLimits(
-            concurrency=args.concurrency,
-            requests_per_minute=args.rpm,
-            tokens_per_minute=args.tpm,
-            window_s=args.limit_window,
-            refund_unused_tokens=args.refund_unused_tokens,
-        ),
+        limits=limits_from_args(args),
         retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
         progress=args.progress,
         progress_interval_s=args.progress_interval,
         summary_json=args.summary_json,
         llm=_llm_options(args),
     )
+
+
+def _example_variable(header: str) -> str:
+    """The environment variable the docs' examples keep a credential header's value in."""
+    return "ANTHROPIC_API_KEY" if header.lower() == "x-api-key" else "OPENAI_AUTH"
 
 
 def _llm_options(args: argparse.Namespace) -> LlmOptions:

@@ -25,6 +25,7 @@ __all__ = [
     "progress_line",
     "progress_view",
     "spend_text",
+    "split_rates",
     "start_line",
     "summary_record",
 ]
@@ -83,14 +84,41 @@ def spend_text(progress: Progress) -> str:
     return text
 
 
+def split_rates(progress: Progress) -> str:
+    """Input and output tokens a minute against their limits; empty when neither is set.
+
+    The input figure is marked ``~``: it is each request's estimate until its answer's usage
+    replaces it. The output figure is the answers' own.
+
+    >>> from conveyor.http import Progress
+    >>> p = Progress(done=0, total=None, succeeded=0, failed=0, retrying=0,
+    ...              requests_per_minute=0.0, tokens_per_minute=0.0, rpm_limit=None,
+    ...              tpm_limit=None, rate_limited=0, elapsed_s=0.0, eta_s=None,
+    ...              input_tokens_per_minute=1950.4, output_tokens_per_minute=240.0,
+    ...              itpm_limit=2000, otpm_limit=250)
+    >>> split_rates(p)
+    'in ~1,950/2,000 tpm, out 240/250 tpm'
+    """
+    p = progress
+    if p.itpm_limit is None and p.otpm_limit is None:
+        return ""
+    return (
+        f"in ~{_rate(p.input_tokens_per_minute, p.itpm_limit)} tpm,"
+        f" out {_rate(p.output_tokens_per_minute, p.otpm_limit)} tpm"
+    )
+
+
 def progress_line(progress: Progress) -> str:
     """One plain line of progress, for output that is not a terminal."""
     p = progress
     spend = spend_text(p)
+    split = split_rates(p)
     return (
         f"{_count(p)} done: {p.succeeded:,} ok, {p.failed:,} failed, {p.retrying:,} retrying;"
         f" {_rate(p.requests_per_minute, p.rpm_limit)} rpm,"
-        f" {_rate(p.tokens_per_minute, p.tpm_limit)} tpm; {p.rate_limited:,} 429s;"
+        f" {_rate(p.tokens_per_minute, p.tpm_limit)} tpm;"
+        + (f" {split} (~ estimated until answered);" if split else "")
+        + f" {p.rate_limited:,} 429s;"
         + (f" {spend};" if spend else "")
         + f" {format_duration(p.elapsed_s)} elapsed, ETA {_eta(p)}"
     )
@@ -114,10 +142,14 @@ def progress_view(progress: Progress) -> Group:
     )
     line.append(f"{p.rate_limited:,} 429s", style="red" if p.rate_limited else "")
     line.append(f"  {format_duration(p.elapsed_s)}")
+    rows: list[Table | Text] = [grid, line]
+    split = split_rates(p)
+    if split:
+        rows.append(Text(f"{split}  (~ estimated until answered; out: the answers' usage)"))
     spend = spend_text(p)
     if spend:
-        return Group(grid, line, Text(spend))
-    return Group(grid, line)
+        rows.append(Text(spend))
+    return Group(*rows)
 
 
 def start_line(plan: Plan, limits: BatchLimits, endpoint: Endpoint) -> str:
@@ -128,8 +160,14 @@ def start_line(plan: Plan, limits: BatchLimits, endpoint: Endpoint) -> str:
         rates.append(f"{limits.requests_per_minute:,g} rpm")
     if limits.tokens_per_minute is not None:
         rates.append(f"{limits.tokens_per_minute:,g} tpm")
+    if limits.input_tokens_per_minute is not None:
+        rates.append(f"{limits.input_tokens_per_minute:,g} input tpm")
+    if limits.output_tokens_per_minute is not None:
+        rates.append(f"{limits.output_tokens_per_minute:,g} output tpm")
     if rates and limits.window_s is not None:
         rates[-1] += f" (enforced over {limits.window_s:g}s windows)"
+    if rates and limits.bucket_s is not None:
+        rates[-1] += f" (token buckets holding {limits.bucket_s:g}s of each)"
     limits_text = ", ".join(rates) if rates else "no rate limits set"
     return (
         f"conveyor run: {plan.to_run:,} request(s) to send from {plan.files.input} to {where};"

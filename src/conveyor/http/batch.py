@@ -31,20 +31,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from ..engine.api import stream
 from ..engine.events import Event, ItemFinished, ItemRetrying, ItemStarted
 from ..engine.report import CANCELLED, SUCCEEDED
 from ..errors import QuotaExhausted, SourceError
 from ..limits.budget import BudgetHolds, Refusal
-from ..limits.limiter import Limiter
 from ..policy.llm_errors import api_error_fields, quota_exhausted
 from .client import AiohttpTransport, HttpTask
 from .errors import BatchError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result, result_line
+from .setup import (
+    cost_function,
+    open_session,
+    refuse_a_check_that_cannot_pass,
+    run_limiter,
+    usage_policy,
+)
 from .tally import BatchTally
 
 if TYPE_CHECKING:
@@ -63,9 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Batch", "BatchResult"]
 
-#: The longest a connection may take to open; past it, the attempt fails (and is retried).
-CONNECT_TIMEOUT_S = 30.0
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class BatchResult:
@@ -79,17 +82,6 @@ class BatchResult:
     tally: BatchTally
     interrupted: bool
     halted: str | None = None
-
-
-def _cost(request: Request) -> float:
-    return request.cost
-
-
-def _usage_policy(limits: BatchLimits, limiter: Limiter) -> Literal["raise", "both"] | None:
-    """How answers' ``usage`` settles token costs: only with a token limit to keep."""
-    if not limiter.limits_tokens:
-        return None
-    return "both" if limits.refund_unused_tokens else "raise"
 
 
 class Batch:
@@ -116,12 +108,7 @@ class Batch:
         self.limits = limits
         self.retry = retry
         self.tally = BatchTally(total=plan.to_run, skipped=plan.already_done)
-        self.limiter = Limiter(
-            "api",
-            requests_per_minute=limits.requests_per_minute,
-            tokens_per_minute=limits.tokens_per_minute,
-            window_s=limits.window_s,
-        )
+        self.limiter = run_limiter(limits)
         self._transport = transport
         self._redact = Redactor(plan.endpoint.secrets())
         self._task: HttpTask | None = None
@@ -134,6 +121,7 @@ class Batch:
         from ..llm.hooks import AnswerHooks, LlmOptions  # noqa: PLC0415
 
         self.llm = llm or LlmOptions()
+        refuse_a_check_that_cannot_pass(self.llm, plan)
         self._prices = self.llm.price_table()
         self._cache = open_cache(self.llm.cache) if self.llm.cache is not None else None
         self._hooks = AnswerHooks(
@@ -173,7 +161,7 @@ class Batch:
         session: aiohttp.ClientSession | None = None
         transport = self._transport
         if transport is None:
-            session = _session(self.limits.concurrency, dated=self.limits.window_s is not None)
+            session = open_session(self.limits.concurrency, dated=self.limits.window_s is not None)
             transport = AiohttpTransport(session)
         try:
             if self._cache is not None:
@@ -216,7 +204,7 @@ class Batch:
             limiter=self.limiter,
             observe=True,
             tally=self.tally,
-            usage=_usage_policy(self.limits, self.limiter),
+            usage=usage_policy(self.limits, self.limiter),
             redact=self._redact or None,
             hooks=self._hooks,
         )
@@ -229,7 +217,7 @@ class Batch:
             retry=self.retry,
             on_event=self._on_event,
             limiters=[self.limiter],
-            cost=_cost,
+            cost=cost_function(self.limits),
         )
         assert self._closing is not None
         closing = self._closing
@@ -400,18 +388,3 @@ class Batch:
 async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, Response]) -> None:
     await closing
     await outcomes.aclose()
-
-
-def _session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
-    """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
-    import aiohttp  # noqa: PLC0415 - only the batch runner needs it
-
-    from .sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
-
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency),
-        trace_configs=[send_time_trace()] if dated else None,
-        # The engine times attempts (--timeout); only opening a connection is bounded here.
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
-        raise_for_status=False,
-    )

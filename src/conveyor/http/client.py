@@ -5,7 +5,8 @@ Two layers, so that tests can replace the network:
 - a *transport* does the I/O: ``await transport(method, url, headers, body)`` returns a
   `RawAnswer` (status, headers, bytes) or raises. `AiohttpTransport` is the real one; a test
   passes any async function of the same shape (like httpx's ``MockTransport``).
-- `HttpTask` is what the engine calls once per attempt: it adds the headers, decodes the answer,
+- `HttpTask` is what the engine calls once per attempt: it adds the headers (and, on a request
+  to Anthropic, ``anthropic-version``: `conveyor.http.apis`), decodes the answer,
   raises `HTTPStatusError` for a non-2xx one (so the retry policy and the limiter read its
   status and ``Retry-After``), tells the limiter the rate-limit headers of a 2xx one when asked
   to, and counts what it sent for the progress display.
@@ -20,8 +21,10 @@ from .._json import MAX_DEPTH, BadJSON
 from .._version import __version__
 from ..engine.context import attempt_slot
 from ..errors import InvalidAnswer
+from ..limits.costs import usage_costs
+from .apis import ANTHROPIC_VERSION, is_anthropic
 from .errors import HTTPStatusError, TransportError
-from .response import Response, decode_body, kept_headers, usage_tokens
+from .response import Response, decode_body, kept_headers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -97,21 +100,26 @@ class HttpTask:
 
     Args:
         transport: does the I/O.
-        headers: sent with every request (a line's own headers win over them).
+        headers: sent with every request (a line's own headers win over them); a request to
+            Anthropic also gets ``anthropic-version: 2023-06-01`` unless one of them, or the
+            line's own, names another.
         limiter: the engine gives it every non-2xx answer through the error (429 / 503 with
             Retry-After pause it, and it reads their rate-limit headers).
         observe: also tell `limiter` the rate-limit headers of every 2xx answer. Worth it when
             the limits are unknown; when they are configured, see `Batch` for why not.
         tally: counts requests and tokens sent and 429s seen, for progress.
         usage: settle each estimated token cost with the answer's ``usage``: ``"raise"``
-            charges a use above the estimate, ``"both"`` also refunds a use below it,
-            ``None`` leaves the estimate (no token limit).
+            charges a total above the estimate, ``"both"`` also refunds a total below it
+            (input and output tokens, separate budgets counted as used, are settled either
+            way), ``None`` leaves the estimate (no token limit).
         redact: keeps secrets out of the error messages made from answers.
         hooks: count, check and cache each 2xx answer (`conveyor.llm.AnswerHooks`); a check
             that fails raises `InvalidAnswer` after the usage is settled.
     """
 
     __slots__ = (
+        "_anthropic_headers",
+        "_anthropic_json_headers",
         "_headers",
         "_hooks",
         "_json_headers",
@@ -143,7 +151,12 @@ class HttpTask:
         self._headers = {"User-Agent": USER_AGENT, **headers}
         # The same with the body's type, built once: most requests send exactly these.
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._kept: dict[tuple[tuple[str, ...], bool], dict[str, str]] = {}
+        # And for Anthropic's routes, with the API version unless the run's headers name one.
+        named = any(name.lower() == "anthropic-version" for name in self._headers)
+        version = {} if named else {"anthropic-version": ANTHROPIC_VERSION}
+        self._anthropic_headers = {**version, **self._headers}
+        self._anthropic_json_headers = {**version, **self._json_headers}
+        self._kept: dict[tuple[tuple[str, ...], bool, bool], dict[str, str]] = {}
         self._limiter = limiter
         self._observe = observe
         self._usage = usage
@@ -157,6 +170,7 @@ class HttpTask:
         tally = self._tally
         tally.sent += 1
         tally.tokens_sent += request.cost
+        tally.input_sent += request.cost - request.output_tokens
         try:
             raw = await self._transport(request.method, request.url, headers, request.body)
         except TransportError as exc:
@@ -181,7 +195,7 @@ class HttpTask:
                     " the most Conveyor keeps: it was not kept"
                 )
                 raise InvalidAnswer("too_deep", msg)
-            if self._usage is not None and not request.cost_given:
+            if not request.cost_given:
                 self._settle_usage(request, response)
             if self._hooks is not None:
                 await self._hooks.on_answer(request.method, request.url, request.body, response)
@@ -194,29 +208,44 @@ class HttpTask:
 
     def _headers_of(self, request: Request) -> Mapping[str, str]:
         """The headers to send `request` with: the run's, and the line's own over them."""
-        headers = self._headers if request.body is None else self._json_headers
+        bare = request.body is None
+        anthropic = is_anthropic(request.api)
+        if anthropic:
+            headers = self._anthropic_headers if bare else self._anthropic_json_headers
+        else:
+            headers = self._headers if bare else self._json_headers
         if not request.headers:
             return headers
         # A line's own header wins over the run's, whatever the case of its name: both
         # would be sent otherwise. The run's headers left by each set of a line's own
         # names are worked out once (a file's lines mostly name the same headers).
         names = tuple(name for name, _ in request.headers)
-        base = self._kept.get((names, request.body is None))
+        key = (names, bare, anthropic)
+        base = self._kept.get(key)
         if base is None:
             own = {name.lower() for name in names}
             base = {k: v for k, v in headers.items() if k.lower() not in own}
             if len(self._kept) < _KEPT_SETS:
-                self._kept[names, request.body is None] = base
+                self._kept[key] = base
         mine = base.copy()
         mine.update(request.headers)
         return mine
 
     def _settle_usage(self, request: Request, response: Response) -> None:
-        """Replace the estimated token cost by the answer's ``usage`` (see `usage`)."""
-        used = usage_tokens(response.body)
-        if used is None or used == request.cost:
+        """Replace the estimated token cost by the answer's ``usage`` (see `usage`).
+
+        `conveyor.limits.costs.usage_costs` reads it: OpenAI's and Anthropic's shapes, an
+        Anthropic cache write counted as input and a cache read as neither.
+        """
+        body = response.body
+        real = usage_costs(body.get("usage")) if isinstance(body, dict) else None
+        if real is None:
             return
-        if used < request.cost and self._usage != "both":
+        tally = self._tally
+        tally.input_sent += real["input_tokens"] - (request.cost - request.output_tokens)
+        if self._usage is None:
             return
-        attempt_slot(self._limiter).settle(used)
-        self._tally.tokens_sent += used - request.cost
+        if self._usage != "both":  # the total is charged up front: a use below it stands
+            real["tokens"] = max(real["tokens"], request.cost)
+        attempt_slot(self._limiter).settle(real)
+        tally.tokens_sent += real["tokens"] - request.cost

@@ -118,8 +118,14 @@ class BatchLimits:
         concurrency: requests in flight at most (also the HTTP connection pool's size).
         requests_per_minute, tokens_per_minute: the API's limits (None: not limited here; the
             run still slows down when the API answers 429 with Retry-After).
-        window_s: the window the API enforces its limits over, when known (OpenAI: about 1 s);
-            None spreads the requests evenly over the minute instead.
+        input_tokens_per_minute, output_tokens_per_minute: separate budgets for the prompt's
+            tokens and the answer's (Anthropic's ITPM and OTPM). A request reserves its
+            prompt's estimate and its ``max_tokens`` (at most; see `conveyor.Limiter`'s
+            ``output_reserve``), and its answer's ``usage`` settles both.
+        window_s: the window the API enforces its limits over, when known (OpenAI: about 1 s).
+        bucket_s: the API enforces its limits as token buckets refilling continuously, each
+            holding this many seconds of its rate (Anthropic: about 1 s). With neither
+            `window_s` nor `bucket_s`, the requests are spread evenly over the minute.
         refund_unused_tokens: with a token limit, an answer whose ``usage`` is below the
             estimate gives the difference back to the budget. Off by default: OpenAI's
             limiter charges ``max_tokens`` when the request arrives and does not refund, so a
@@ -130,7 +136,10 @@ class BatchLimits:
     concurrency: int = 50
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    input_tokens_per_minute: float | None = None
+    output_tokens_per_minute: float | None = None
     window_s: float | None = None
+    bucket_s: float | None = None
     refund_unused_tokens: bool = False
 
     def __post_init__(self) -> None:
@@ -138,8 +147,13 @@ class BatchLimits:
         if isinstance(c, bool) or not isinstance(c, int) or c < 1:
             msg = f"BatchLimits(concurrency={c!r}): concurrency must be a whole number >= 1"
             raise ConfigError(msg)
-        _rate("requests_per_minute", self.requests_per_minute)
-        _rate("tokens_per_minute", self.tokens_per_minute)
+        for name in (
+            "requests_per_minute",
+            "tokens_per_minute",
+            "input_tokens_per_minute",
+            "output_tokens_per_minute",
+        ):
+            _rate(name, getattr(self, name))
         w = self.window_s
         if w is not None and (
             isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 60
@@ -149,3 +163,24 @@ class BatchLimits:
                 " (a minute, the period of the limits), or None"
             )
             raise ConfigError(msg)
+        b = self.bucket_s
+        if b is not None and (
+            isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b <= 60
+        ):
+            msg = (
+                f"BatchLimits(bucket_s={b!r}): the seconds of its rate each bucket holds, > 0"
+                " and at most 60 (Anthropic's: about 1), or None"
+            )
+            raise ConfigError(msg)
+        if w is not None and b is not None:
+            msg = (
+                f"BatchLimits(window_s={w!r}, bucket_s={b!r}): an API enforces its limits over"
+                " a sliding window (OpenAI) or as token buckets (Anthropic): give window_s or"
+                " bucket_s, not both"
+            )
+            raise ConfigError(msg)
+
+    @property
+    def splits_tokens(self) -> bool:
+        """Whether input and output tokens are limited apart (a request's cost is split)."""
+        return self.input_tokens_per_minute is not None or self.output_tokens_per_minute is not None

@@ -46,6 +46,8 @@ class Plan:
     dropped: int = 0  # failed results removed to re-run them (retry_failed)
     torn_bytes: int = 0  # a torn last line cut off the results
     warnings: list[str] = field(default_factory=list)
+    # The APIs the input's requests call (`conveyor.http.apis.api_of`), each with its first line.
+    apis: dict[str, int] = field(default_factory=dict)
     # The ids in the results (flag: succeeded), and the failed ones to run again.
     results_ids: IdDigests = field(default_factory=IdDigests, repr=False)
     rerun: IdDigests | None = field(default=None, repr=False)
@@ -156,14 +158,18 @@ def _scan_input(plan: Plan) -> IdDigests | None:
     rerun = IdDigests() if files.retry_failed else None
     unnamed: list[int] = []
     unnamed_count = 0
+    apis = plan.apis
     for item in _parsed(files.input, plan.endpoint):
         plan.requests += 1
         key = digest(item.custom_id)
         ids.add(key)
-        if isinstance(item, Request) and item.named_by_line:
-            unnamed_count += 1
-            if len(unnamed) < _EXAMPLES:
-                unnamed.append(item.line)
+        if isinstance(item, Request):
+            if item.api not in apis:
+                apis[item.api] = item.line
+            if item.named_by_line:
+                unnamed_count += 1
+                if len(unnamed) < _EXAMPLES:
+                    unnamed.append(item.line)
         ok = known.get(key)
         if ok is None:
             continue

@@ -4,34 +4,44 @@ A line is a request in the OpenAI Batch API's format::
 
     {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
 
-with optional ``"headers": {"Name": "value"}`` and ``"cost": N`` (tokens, replacing the
-estimate). A line may not set a header that chooses where its request lands or how it is framed
-(`is_routing_header`: ``Host``, ``Forwarded``, ``X-Forwarded-*``, hop-by-hop headers, ...): the
-base URL names the host, and the client frames the message. When a default url is given
+or in Anthropic's Message Batches format, a POST of ``params`` to ``/v1/messages``::
+
+    {"custom_id": "req-1", "params": {"model": ..., "max_tokens": ..., "messages": [...]}}
+
+either with optional ``"headers": {"Name": "value"}`` and ``"cost": N`` (tokens, replacing the
+estimate). A Messages line is checked before it is sent (`conveyor.http.apis`). A line may
+not set a header that chooses where its request lands or how it is framed
+(`conveyor.http.headers`: ``Host``, ``Forwarded``, ``X-Forwarded-*``, hop-by-hop headers,
+...): the base URL names the host, and the client frames the message. When a default url is given
 (``--url``), a line may instead be a bare JSON body, sent to that url. A line without a
 ``custom_id`` is named ``line-N`` after its line number.
 
-Token estimate (what OpenAI's rate limiter charges before it knows the answer's length): for a
-chat body, ``ceil(characters of all message contents / 4)`` plus ``max_completion_tokens`` or
-``max_tokens`` (16 when absent); for any other body, ``ceil(len(body JSON) / 4)``.
+Token estimate (what rate limiters charge before they know the answer's length): the prompt's
+``ceil(characters / 4)`` plus ``max_tokens`` for a conversation, ``ceil(len(body JSON) / 4)``
+for any other body (`conveyor.llm.tokens`, re-exported here as `estimate_tokens`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from .._json import BadJSON, loads
+from ..llm.tokens import DEFAULT_MAX_TOKENS, estimate_tokens, output_bound
+from .apis import MESSAGES_URL, Api, api_of, messages_problem
 from .errors import InputError
-from .redact import CREDENTIAL_HEADERS
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from .headers import (
+    CREDENTIAL_HEADERS,
+    ROUTING_HEADERS,
+    ROUTING_PREFIXES,
+    credential_headers,
+    headers_problem,
+    is_routing_header,
+)
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -49,57 +59,13 @@ __all__ = [
     "parse_line",
 ]
 
-#: What a chat request is charged for its answer when it sets no ``max_tokens``.
-DEFAULT_MAX_TOKENS = 16
 #: The HTTP methods a line may use.
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-#: Headers (lower case) no request line may set, on any path (``conveyor run``, a job's items,
-#: a batch's lines): each lets the line choose where its request lands behind a shared gateway
-#: or proxy (and so reach a virtual host outside the base URL with its credentials), claim a
-#: client address, or frame the message (request smuggling). The base URL names the host; the
-#: client sets Host, Content-Length and the hop-by-hop headers itself.
-ROUTING_HEADERS = frozenset(
-    {
-        # Where the request lands: the virtual host, the path a gateway really routes by.
-        "host",
-        "forwarded",
-        "x-host",
-        "x-http-host-override",
-        "x-proxy-url",
-        # The client's address, which gateways trust for allowlists and per-client limits.
-        "x-real-ip",
-        "x-client-ip",
-        "client-ip",
-        "true-client-ip",
-        "x-cluster-client-ip",
-        "cf-connecting-ip",
-        "fastly-client-ip",
-        "x-originating-ip",
-        "x-remote-ip",
-        "x-remote-addr",
-        # Hop-by-hop (RFC 9110 section 7.6.1) and framing: the client's, never the line's.
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
-#: Prefixes of header names refused as `ROUTING_HEADERS` are (lower case): X-Forwarded-For,
-#: -Host, -Proto, -Prefix...; X-Original-URL, -Host...; X-Rewrite-URL; Proxy-Authorization,
-#: Proxy-Connection...
-ROUTING_PREFIXES = ("x-forwarded", "x-original-", "x-rewrite-", "proxy-")
 _FIELDS = frozenset({"custom_id", "method", "url", "body", "headers", "cost"})
+# Anthropic's Message Batches request: {"custom_id", "params"}, with our headers and cost.
+_PARAMS_FIELDS = frozenset({"custom_id", "params", "headers", "cost"})
 # A custom_id longer than this is surely a mistake (and would bloat every structure keyed by it).
 _MAX_ID = 512
-# RFC 9110 token characters: what a header name may be made of (as config.py checks --header).
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# Header names already found valid: a file's lines mostly repeat the same few (bounded, as a
-# file could also give every line names of its own).
-_GOOD_NAMES: set[str] = set()
-_GOOD_NAMES_KEPT = 1024
 # Each line's url joined to the base URL, remembered: most lines of a file repeat one url.
 _JOINED: dict[tuple[str, str | None], str] = {}
 _JOINED_KEPT = 1024
@@ -115,8 +81,10 @@ class Request:
     """One request to send, read from line `line` (1-based) of the requests file.
 
     `body` is the JSON to send, already encoded (``None``: no body); `cost` is the token
-    estimate (or the line's own ``"cost"``); `named_by_line` says the id was made up from the
-    line number because the line had none.
+    estimate (or the line's own ``"cost"``), of which `output_tokens` are the answer's bound
+    (``max_tokens``) and the rest its prompt; `api` is the API the url calls
+    (`conveyor.http.apis.api_of`); `named_by_line` says the id was made up from the line
+    number because the line had none.
     """
 
     line: int
@@ -128,6 +96,8 @@ class Request:
     cost: float
     named_by_line: bool = False
     cost_given: bool = False  # the line's own "cost": the answer's usage does not replace it
+    output_tokens: float = 0.0
+    api: Api = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,44 +108,6 @@ class InvalidLine:
     custom_id: str
     message: str
     named_by_line: bool = False
-
-
-def estimate_tokens(body: Any, encoded: bytes | None) -> int:
-    """Return the tokens a body is likely to be charged (see the module docstring).
-
-    >>> estimate_tokens({"messages": [{"role": "user", "content": "12345678"}]}, None)
-    18
-    >>> estimate_tokens({"n": 1}, b'{"n":1}')
-    2
-    """
-    if isinstance(body, dict) and isinstance(body.get("messages"), list):
-        chars = sum(_content_chars(m) for m in body["messages"])
-        return math.ceil(chars / 4) + _max_tokens(body)
-    return math.ceil(len(encoded or b"") / 4)
-
-
-def _content_chars(message: object) -> int:
-    if not isinstance(message, dict):
-        return 0
-    content = message.get("content")
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(part["text"])
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return 0
-
-
-def _max_tokens(body: dict[str, Any]) -> int:
-    # max_completion_tokens is OpenAI's newer name and wins when both are set.
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return DEFAULT_MAX_TOKENS
 
 
 def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
@@ -189,9 +121,11 @@ def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
             return url
         return None
     if base_url is None:
+        anthropic = api_of(url) in ("messages", "anthropic")
+        example = "https://api.anthropic.com" if anthropic else "https://api.openai.com"
         msg = (
             f"line {line}: the url {url!r} is relative and no --base-url was given; pass"
-            " --base-url with the API's address, e.g. --base-url https://api.openai.com"
+            f" --base-url with the API's address, e.g. --base-url {example}"
         )
         raise InputError(msg)
     base = base_url.rstrip("/")
@@ -243,17 +177,45 @@ def parse_line(
         return _request_line(
             data, line, base_url=base_url, default_url=default_url, encode=not identify_only
         )
+    if "params" in data and data.keys() <= _PARAMS_FIELDS:
+        return _params_line(data, line, base_url=base_url, encode=not identify_only)
     if default_url is None:
-        return _invalid(
-            line,
-            data.get("custom_id"),
-            'is not a request: expected {"custom_id", "method", "url", "body"} (the OpenAI'
-            " Batch format); to send bare JSON bodies, pass --url PATH",
-        )
+        return _invalid(line, data.get("custom_id"), _not_a_request(data))
     # A bare body, sent as it is to the default url.
     return _build(
         line, None, "POST", default_url, data, (), None, base_url=base_url, encode=not identify_only
     )
+
+
+def _not_a_request(data: dict[str, Any]) -> str:
+    """Why a line with neither format's fields is not a request, and how to write one."""
+    formats = (
+        '{"custom_id", "method", "url", "body"} (the OpenAI Batch format) or'
+        ' {"custom_id", "params"} (the Anthropic Message Batches format)'
+    )
+    if "params" in data and "body" in data:
+        return f'has both "params" and "body": a line is one of {formats}'
+    extra = sorted(data.keys() - (_PARAMS_FIELDS if "params" in data else _FIELDS))
+    if ("params" in data or "body" in data) and extra:
+        shown = ", ".join(json.dumps(k)[:40] for k in extra[:3])
+        return f"has the field(s) {shown}, which no request line has: expected {formats}"
+    return f"is not a request: expected {formats}; to send bare JSON bodies, pass --url PATH"
+
+
+def _params_line(
+    data: dict[str, Any], line: int, *, base_url: str | None, encode: bool
+) -> Request | InvalidLine:
+    """A line in Anthropic's batch format: a POST of its ``params`` to /v1/messages."""
+    if not isinstance(data["params"], dict):
+        return _invalid(
+            line,
+            data.get("custom_id"),
+            'has "params" that are not a JSON object: give the Messages request, as in'
+            ' {"custom_id": "a", "params": {"model": ..., "max_tokens": ..., "messages": [...]}}',
+        )
+    request = {k: v for k, v in data.items() if k != "params"}
+    request |= {"method": "POST", "url": MESSAGES_URL, "body": data["params"]}
+    return _request_line(request, line, base_url=base_url, default_url=None, encode=encode)
 
 
 def _request_line(
@@ -323,15 +285,23 @@ def _build(
             " --base-url, so that its headers (credentials) go nowhere else; make the url"
             " relative",
         )
+    api = api_of(target)
+    if api == "messages" and method == "POST":
+        problem = messages_problem(body)
+        if problem is not None:
+            return _invalid(line, custom_id, problem)
     encoded = None
     estimate: float = 0.0
+    output: float = 0.0
     if encode:
         encoded = None if body is None else _encode(body)
         estimate = estimate_tokens(body, encoded) if cost is None else cost
-        if not _finite(estimate):  # an integer max_tokens past the range of a float
+        output = output_bound(body)
+        if not _finite(estimate) or not _finite(output):  # a max_tokens past a float's range
             return _invalid(
                 line, custom_id, "asks for more tokens than any limit can count: lower max_tokens"
             )
+        output = min(float(output), float(estimate))
     return Request(
         line=line,
         custom_id=custom_id or f"line-{line}",
@@ -342,6 +312,8 @@ def _build(
         cost=float(estimate),
         named_by_line=custom_id is None,
         cost_given=cost is not None,
+        output_tokens=output,
+        api=api,
     )
 
 
@@ -351,53 +323,6 @@ def _finite(number: float) -> bool:
         return math.isfinite(number)
     except OverflowError:
         return False
-
-
-def is_routing_header(name: str) -> bool:
-    """Whether a request line may not set the header `name` (any case): see `ROUTING_HEADERS`.
-
-    >>> is_routing_header("X-Forwarded-Host"), is_routing_header("OpenAI-Beta")
-    (True, False)
-    """
-    lower = name.lower()
-    return lower in ROUTING_HEADERS or lower.startswith(ROUTING_PREFIXES)
-
-
-def credential_headers(names: Iterable[str]) -> list[str]:
-    """The names among `names` that carry credentials (`CREDENTIAL_HEADERS`, any case), sorted."""
-    return sorted(name for name in names if name.lower() in CREDENTIAL_HEADERS)
-
-
-def headers_problem(headers: object) -> str | None:
-    """What is wrong with a line's own headers (``"has ..."``), or None.
-
-    Refused: anything but ``{"Name": "value"}`` strings, a name aiohttp would refuse, a value
-    with a line break or NUL, and a header that chooses where the request lands
-    (`is_routing_header`).
-
-    >>> headers_problem({"X-Forwarded-Host": "admin.internal"})[:40]
-    'has the header X-Forwarded-Host: a reque'
-    """
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        return 'has "headers" that are not {"Name": "value"} strings'
-    for name, value in headers.items():
-        if name not in _GOOD_NAMES:
-            if not _HEADER_NAME.match(name):
-                return f"has the header name {name[:40]!r}: use letters, digits and '-'"
-            if is_routing_header(name):
-                return (
-                    f"has the header {name}: a request may not choose where it is delivered or"
-                    " how it is framed (Host, Forwarded, X-Forwarded-*, X-Real-IP, Connection,"
-                    " Content-Length, Proxy-* and the like are refused); remove it: the base"
-                    " URL names the host, and the client sets the rest"
-                )
-            if len(_GOOD_NAMES) < _GOOD_NAMES_KEPT:
-                _GOOD_NAMES.add(name)
-        if "\r" in value or "\n" in value or "\0" in value:
-            return f"has a line break or NUL in the value of the header {name}: remove it"
-    return None
 
 
 def _invalid(line: int, custom_id: object, problem: str) -> InvalidLine:

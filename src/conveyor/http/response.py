@@ -14,11 +14,15 @@ if TYPE_CHECKING:
 
     from .redact import Redactor
 
-__all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers", "usage_tokens"]
+__all__ = ["KEPT_HEADERS", "Response", "decode_body", "kept_headers"]
 
-#: Headers written to the results (besides every ``x-ratelimit-*`` one); nothing else is kept,
-#: so that nothing the API sends about the caller lands on disk by accident.
-KEPT_HEADERS = frozenset({"content-type", "retry-after", "retry-after-ms", "x-request-id"})
+#: Headers written to the results (besides every ``x-ratelimit-*`` and Anthropic's
+#: ``anthropic-ratelimit-*``); nothing else is kept, so that nothing the API sends about the
+#: caller lands on disk by accident. ``request-id`` is Anthropic's name for ``x-request-id``.
+KEPT_HEADERS = frozenset(
+    {"content-type", "retry-after", "retry-after-ms", "x-request-id", "request-id"}
+)
+_KEPT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 # The error text of a non-JSON answer is cut to this many characters in error messages.
 _TEXT_IN_MESSAGE = 200
 
@@ -84,7 +88,7 @@ class Response:
 
 
 def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Return the headers a result keeps (`KEPT_HEADERS` and ``x-ratelimit-*``), lower-cased.
+    """Return the headers a result keeps (`KEPT_HEADERS`, the rate limits'), lower-cased.
 
     >>> kept_headers([("Content-Type", "application/json"), ("Set-Cookie", "a=b"),
     ...               ("x-ratelimit-remaining-requests", "9")])
@@ -93,7 +97,7 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in headers:
         lower = name.lower()
-        if lower in KEPT_HEADERS or lower.startswith("x-ratelimit-"):
+        if lower in KEPT_HEADERS or lower.startswith(_KEPT_PREFIXES):
             kept[lower] = value
     return kept
 
@@ -118,35 +122,3 @@ def decode_body(data: bytes, content_type: str | None) -> Any:
             if exc.too_deep:
                 raise
     return data.decode("utf-8", errors="replace")
-
-
-def usage_tokens(body: Any) -> int | None:
-    """Return the tokens an answer says it used, or None when it does not say.
-
-    OpenAI's answers (chat, completions, embeddings, responses) give ``usage.total_tokens``;
-    Anthropic's give ``usage.input_tokens`` and ``usage.output_tokens``.
-
-    >>> usage_tokens({"usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}})
-    12
-    >>> usage_tokens({"usage": {"input_tokens": 9, "output_tokens": 3}})
-    12
-    >>> usage_tokens({"choices": []}) is None
-    True
-    """
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    total = _count(usage.get("total_tokens"))
-    if total is not None:
-        return total
-    given = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
-    if given[0] is not None and given[1] is not None:
-        return given[0] + given[1]
-    return None
-
-
-def _count(value: object) -> int | None:
-    """`value` if it is a count of tokens (a whole number >= 0), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None

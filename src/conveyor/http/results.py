@@ -20,9 +20,10 @@ resuming reads only the start of each line (and so do people scanning the file).
 ``cost_too_large``     not sent: the request costs more tokens than ``--tpm`` allows
 ``answer_<reason>``    a 2xx answer that failed the check (``--require-finish-reason``,
                        ``--require-json``): ``answer_length``, ``answer_content_filter``,
-                       ``answer_finish_reason``, ``answer_not_json`` (the answer is in
-                       ``response``); ``answer_too_deep``: its JSON nests more than 128
-                       deep (not kept)
+                       ``answer_refusal``, ``answer_finish_reason``, ``answer_not_json``
+                       (the answer is in ``response``); ``answer_check_mismatch``: the
+                       check names no reason this API gives (not retried);
+                       ``answer_too_deep``: its JSON nests more than 128 deep (not kept)
 ``insufficient_quota`` the API's quota is exhausted (in the jobs' items; ``conveyor run``
                        stops instead and writes nothing for the requests it did not finish)
 ``invalid_line``       not sent: the line is not a request (the message says why)

@@ -1,4 +1,4 @@
-"""LLM batches: answer checks, the response cache, prices and budgets, the wrapped SDK clients.
+"""LLM batches: token estimates, answer checks, cache, prices, budgets, wrapped SDK clients.
 
 >>> client = conveyor.llm.limit_openai(openai.AsyncOpenAI(), limiters=[llm])  # doctest: +SKIP
 >>> answer = await client.chat.completions.create(
@@ -25,6 +25,8 @@ from .pricing import Price as Price
 from .pricing import PriceTable as PriceTable
 from .pricing import Usage as Usage
 from .pricing import usage_of as usage_of
+from .tokens import estimate_tokens as estimate_tokens
+from .tokens import request_cost as request_cost
 from .validate import AnswerCheck as AnswerCheck
 from .wrap import limit_openai as limit_openai
 
@@ -40,8 +42,10 @@ __all__ = [
     "ResponseCache",
     "Usage",
     "cache_key",
+    "estimate_tokens",
     "limit_anthropic",
     "limit_openai",
     "open_cache",
+    "request_cost",
     "usage_of",
 ]

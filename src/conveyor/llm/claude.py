@@ -34,7 +34,6 @@ must not be used at the same time by async code on another loop.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -90,17 +89,7 @@ def messages_cost(kwargs: dict[str, Any]) -> dict[str, float]:
     ...     "messages": [{"role": "user", "content": "Say hello, twice."}]})
     {'tokens': 71.0, 'input_tokens': 7.0, 'output_tokens': 64.0}
     """
-    messages = kwargs.get("messages")
-    counted: list[Any] = list(messages) if isinstance(messages, list | tuple) else []
-    system = kwargs.get("system")
-    if isinstance(system, tuple):
-        system = list(system)
-    if isinstance(system, str | list):
-        counted.insert(0, {"content": system})
-    tools = kwargs.get("tools")
-    if isinstance(tools, list | tuple) and tools:
-        counted.insert(0, {"content": json.dumps(tools, default=str)})
-    return call_cost({"messages": counted, "max_tokens": kwargs.get("max_tokens")})
+    return call_cost(kwargs)
 
 
 _USAGE_FIELDS = (

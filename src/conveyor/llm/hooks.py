@@ -123,7 +123,7 @@ class AnswerHooks:
         if usage is None:
             return
         tally = self.tally
-        tally.tokens_in += usage.tokens_in
+        tally.tokens_in += usage.prompt_tokens  # Anthropic's cache reads and writes included
         tally.tokens_out += usage.tokens_out
         cost = self.prices.answer_cost_usd(usage)
         if cost is None:

@@ -4,7 +4,7 @@
 
 User code keeps calling ``client.chat.completions.create(...)``; every call then:
 
-1. estimates its token cost from the request (`conveyor.http.estimate_tokens`: the messages'
+1. estimates its token cost from the request (`conveyor.llm.tokens.request_cost`: the messages'
    characters / 4 plus ``max_tokens``, with no tokenizer to download);
 2. takes a slot of each limiter, in order (a token limiter is charged the estimate);
 3. is sent once by the SDK, whose own retries are turned off (``max_retries=0``): they would
@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..http.request import estimate_tokens
 from .provider import Provider, limit_client
+from .tokens import request_cost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -78,20 +78,16 @@ def limit_openai(
 
 
 def call_cost(kwargs: dict[str, Any]) -> dict[str, float]:
-    """A chat call's cost per dimension, before it is sent (`conveyor.limits.costs`).
+    """An SDK call's cost per dimension, before it is sent (`conveyor.llm.tokens.request_cost`).
 
-    ``tokens`` is what OpenAI's limiter charges up front: the prompt's estimate plus
-    ``max_tokens``; ``input_tokens`` the prompt's; ``output_tokens`` the bound, when set.
+    The SDKs take sequences where a request line has lists (``messages``, ``system``,
+    ``tools`` given as tuples): they are counted the same.
+
+    >>> call_cost({"messages": ({"role": "user", "content": "12345678"},), "max_tokens": 5})
+    {'tokens': 7.0, 'input_tokens': 2.0, 'output_tokens': 5.0}
     """
-    total = float(estimate_tokens(kwargs, None))
-    bound = kwargs.get("max_completion_tokens", kwargs.get("max_tokens"))
-    cost = {"tokens": total}
-    if isinstance(bound, int) and not isinstance(bound, bool) and 0 <= bound <= total:
-        cost["input_tokens"] = total - bound
-        cost["output_tokens"] = float(bound)
-    else:
-        cost["input_tokens"] = total
-    return cost
+    body = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return request_cost(body)
 
 
 #: OpenAI's chat completions.

@@ -14,8 +14,9 @@ attributes), and answers one `Verdict`:
   began with HTTP 200).
 - ``quota``: the account's quota or spend cap is used up; never retried, and the limiter
   admits no more calls. OpenAI's ``insufficient_quota``, Anthropic's 429 naming the spend
-  limit (without a ``retry-after``), Google's per-day quota and ``RESOURCE_QUOTA_EXCEEDED``,
-  AWS quota codes.
+  limit (without a ``retry-after``) and its 400s for a workspace's usage limit or an empty
+  credit balance (`conveyor.policy.llm_errors.quota_exhausted`), Google's per-day quota and
+  ``RESOURCE_QUOTA_EXCEEDED``, AWS quota codes.
 - ``transient``: worth another try (timeouts, dropped connections, 5xx, 408/425).
 - ``permanent``: anything else (a bug or a bad request does not get better by retrying).
 
@@ -27,7 +28,6 @@ no registry to add rules to: a classifier is a value, handed to what uses it
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +79,6 @@ _TRANSIENT_CLASS_NAMES = frozenset(
         "APIConnectionError",  # openai (and APITimeoutError below it)
     }
 )
-_SPEND_LIMIT = re.compile(r"spend(ing)? limit|usage limit|credit balance", re.IGNORECASE)
 _OVERLOADED_TYPE = "overloaded_error"  # Anthropic's error type for a 529, also sent mid-stream
 
 
@@ -233,10 +232,12 @@ def classify(exc: BaseException, *, now_wall_s: float | None = None) -> Verdict:
 DEFAULT_CLASSIFIER = Classifier()
 
 
-def _ours(exc: BaseException) -> Verdict | None:
+def _ours(exc: BaseException) -> Verdict | None:  # noqa: PLR0911 - one return per kind
     """Conveyor's own errors, and an exhausted quota (which no hint can make retryable)."""
     if isinstance(exc, RetryAfter):
         return Verdict("rate_limited", exc.seconds if exc.seconds >= 0 else None, "RetryAfter")
+    if isinstance(exc, InvalidAnswer) and not exc.retryable:
+        return Verdict("permanent", None, f"InvalidAnswer ({exc.reason}): retrying cannot help")
     if isinstance(exc, AttemptTimeout | CircuitOpen | InvalidAnswer):
         return Verdict("transient", None, type(exc).__name__)
     if isinstance(exc, DeadlineExceeded):
@@ -261,10 +262,7 @@ def _overloaded(exc: BaseException, hint: float | None) -> Verdict | None:
 
 def _by_status(exc: BaseException, hint: float | None) -> Verdict:
     status = http_status_of(exc)
-    if status == 429:
-        _, _, message = api_error_fields(exc)
-        if hint is None and message is not None and _SPEND_LIMIT.search(message):
-            return Verdict("quota", None, message)  # Anthropic's spend cap: no retry-after
+    if status == 429:  # a spend cap's 429 was read by `_ours` (quota_exhausted)
         return Verdict("rate_limited", hint, "HTTP 429")
     if status in (503, 529):
         return Verdict("overloaded", hint, f"HTTP {status}")

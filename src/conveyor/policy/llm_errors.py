@@ -2,7 +2,10 @@
 
 - **An exhausted quota.** OpenAI answers HTTP 429 both when a rate limit is hit (wait and it
   passes) and when the account's quota is used up (``"code": "insufficient_quota"``: waiting
-  never helps). `quota_exhausted` tells them apart.
+  never helps). Anthropic says "you can spend no more" three ways: a 429 naming the spend
+  limit with no ``retry-after`` (the monthly spend cap), and a 400 ``invalid_request_error``
+  saying the workspace's API usage limit is reached or the credit balance is too low.
+  `quota_exhausted` tells them all from passing rate limits and ordinary bad requests.
 - **``x-should-retry``.** OpenAI sends ``x-should-retry: true|false`` to say whether an
   error is worth retrying, whatever its status; `should_retry_hint` reads it (the OpenAI SDK
   honours it the same way).
@@ -14,9 +17,10 @@ The error object is looked for where the HTTP clients keep it: Conveyor's
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from .retry_after import http_status_of
+from .retry_after import http_status_of, retry_after_s
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,6 +29,14 @@ __all__ = ["QUOTA_CODES", "api_error_fields", "quota_exhausted", "should_retry_h
 
 #: Error codes (or types) that mean the quota is used up, not that a rate limit was hit.
 QUOTA_CODES = frozenset({"insufficient_quota"})
+# A 429's message naming a spend cap (Anthropic's has no retry-after; a rate limit's has one).
+_SPEND_LIMIT_429 = re.compile(r"spend(ing)? limit|usage limit|credit balance", re.IGNORECASE)
+# A 400's message saying the account can spend no more: Anthropic's workspace usage limit, and
+# an empty credit balance. Any other 400 is a bad request, failed alone.
+_SPEND_LIMIT_400 = re.compile(
+    r"reached your specified (workspace )?API usage limit|credit balance is too low",
+    re.IGNORECASE,
+)
 
 
 def _error_object(data: object) -> Mapping[str, Any] | None:
@@ -62,19 +74,36 @@ def _text(value: object) -> str | None:
 
 
 def quota_exhausted(exc: BaseException) -> bool:
-    """Whether `exc` says the account's quota is used up (not a passing rate limit).
+    """Whether `exc` says the account's quota or spend limit is used up (see the docstring).
 
     >>> class E(Exception):
     ...     status_code = 429
     ...     body = {"error": {"code": "insufficient_quota"}}
     >>> quota_exhausted(E())
     True
+    >>> class Workspace(Exception):
+    ...     status_code = 400
+    ...     body = {"type": "error", "error": {"type": "invalid_request_error",
+    ...             "message": "You have reached your specified workspace API usage limits."}}
+    >>> quota_exhausted(Workspace())
+    True
     """
     status = http_status_of(exc)
-    if status is not None and status != 429:
+    if status is not None and status not in (400, 429):
         return False
-    code, kind, _ = api_error_fields(exc)
-    return code in QUOTA_CODES or kind in QUOTA_CODES
+    code, kind, message = api_error_fields(exc)
+    if status != 400 and (code in QUOTA_CODES or kind in QUOTA_CODES):
+        return True
+    if message is None:
+        return False
+    if status == 429:
+        # Any retry-after (dated against the epoch: only its presence matters here) says
+        # the limit passes.
+        hinted = retry_after_s(exc, now_wall_s=0.0) is not None
+        return not hinted and _SPEND_LIMIT_429.search(message) is not None
+    if status == 400:
+        return kind in (None, "invalid_request_error") and bool(_SPEND_LIMIT_400.search(message))
+    return False
 
 
 def should_retry_hint(exc: BaseException) -> bool | None:

@@ -1,0 +1,89 @@
+"""The values ``conveyor run``'s options take, parsed: durations, counts, rates, headers.
+
+Each parser raises `argparse.ArgumentTypeError` saying how to write the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from typing import Literal
+
+__all__ = [
+    "count",
+    "duration_s",
+    "header",
+    "header_env",
+    "positive_number",
+    "timeout",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def duration_s(text: str) -> float:
+    """Seconds from ``1s``, ``500ms`` or ``1m`` (a bare number is seconds), > 0."""
+    match = _DURATION.match(text)
+    if match is None:
+        msg = f"{text!r} is not a duration: write it like 1s, 500ms or 1m"
+        raise argparse.ArgumentTypeError(msg)
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        msg = f"{text!r}: the duration must be > 0"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
+def timeout(text: str) -> float | Literal["auto"]:
+    """A duration, or ``auto``."""
+    if text.strip() == "auto":
+        return "auto"
+    return duration_s(text)
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        msg = f"{text!r} must be a number > 0"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def count(text: str, *, least: int) -> int:
+    """A whole number >= `least`."""
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"{text!r} is not a whole number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < least:
+        msg = f"{value} must be at least {least}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def header(text: str) -> tuple[str, str]:
+    """``Name: value`` as ``(name, value)``."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or " " in name.strip():
+        msg = f"{text!r} is not a header: write it as 'Name: value'"
+        raise argparse.ArgumentTypeError(msg)
+    return name.strip(), value.strip()
+
+
+def header_env(text: str) -> tuple[str, str]:
+    """``Name=ENV_VAR`` as ``(name, variable)``."""
+    name, sep, variable = text.partition("=")
+    if not sep or not name.strip() or not variable.strip():
+        msg = (
+            f"{text!r}: write it as Header-Name=ENV_VAR, e.g. Authorization=OPENAI_AUTH (the"
+            " header's value is read from the environment variable)"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return name.strip(), variable.strip()

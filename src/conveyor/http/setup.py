@@ -1,0 +1,107 @@
+"""What a batch run is built of, from its configuration; `conveyor.http.batch` runs the parts.
+
+The limiter, each request's cost for it, how answers' usage settles it, the HTTP session, and
+the refusal, before anything is sent, of an answer check that can never pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from ..limits.limiter import Limiter
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import aiohttp
+
+    from ..llm.hooks import LlmOptions
+    from .config import BatchLimits
+    from .plan import Plan
+    from .request import Request
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "cost_function",
+    "open_session",
+    "refuse_a_check_that_cannot_pass",
+    "run_limiter",
+    "usage_policy",
+]
+
+#: The longest a connection may take to open; past it, the attempt fails (and is retried).
+CONNECT_TIMEOUT_S = 30.0
+
+
+def run_limiter(limits: BatchLimits) -> Limiter:
+    """The run's one limiter, every request's every attempt through it."""
+    return Limiter(
+        "api",
+        requests_per_minute=limits.requests_per_minute,
+        tokens_per_minute=limits.tokens_per_minute,
+        input_tokens_per_minute=limits.input_tokens_per_minute,
+        output_tokens_per_minute=limits.output_tokens_per_minute,
+        window_s=limits.window_s,
+        bucket_s=limits.bucket_s,
+    )
+
+
+def _cost(request: Request) -> float:
+    return request.cost
+
+
+def _cost_by_dimension(request: Request) -> dict[str, float]:
+    out = request.output_tokens
+    return {"tokens": request.cost, "input_tokens": request.cost - out, "output_tokens": out}
+
+
+def cost_function(limits: BatchLimits) -> Callable[[Request], float | dict[str, float]]:
+    """A request's cost for the limiter: its tokens, split when input and output are limited.
+
+    Split, the output part is the answer's bound (``max_tokens``), the input part the rest.
+    """
+    return _cost_by_dimension if limits.splits_tokens else _cost
+
+
+def usage_policy(limits: BatchLimits, limiter: Limiter) -> Literal["raise", "both"] | None:
+    """How answers' ``usage`` settles token costs: only with a token limit to keep."""
+    if not limiter.limits_tokens:
+        return None
+    return "both" if limits.refund_unused_tokens else "raise"
+
+
+def refuse_a_check_that_cannot_pass(llm: LlmOptions, plan: Plan) -> None:
+    """Raise `InputError` if the answer check can never pass on the answers of some lines.
+
+    Such a check would fail and retry every one of those requests, each attempt paid for.
+    """
+    from ..llm.validate import AnswerCheck  # noqa: PLC0415 - conveyor.llm imports this package
+
+    check = llm.validate
+    if not isinstance(check, AnswerCheck):
+        return
+    mismatch = check.problem(plan.apis)
+    if mismatch is None:
+        return
+    where = ", ".join(f"{api} from line {line}" for api, line in sorted(plan.apis.items()) if api)
+    msg = (
+        f"the answer check (--require-finish-reason) can never pass on {plan.files.input}'s"
+        f" requests ({where}): {mismatch}; nothing was sent"
+    )
+    raise InputError(msg)
+
+
+def open_session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
+    """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
+    import aiohttp  # noqa: PLC0415 - only the batch runner needs it
+
+    from .sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency),
+        trace_configs=[send_time_trace()] if dated else None,
+        # The engine times attempts (--timeout); only opening a connection is bounded here.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
+        raise_for_status=False,
+    )
