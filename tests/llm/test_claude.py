@@ -282,7 +282,9 @@ def test_the_estimate_counts_the_system_prompt_and_tools():
         {"max_tokens": 64, "system": "y" * 40, "tools": tools, "messages": user("x" * 40)}
     )
     assert plain == {"tokens": 74.0, "input_tokens": 10.0, "output_tokens": 64.0}
-    chars = 40 + 40 + len(json.dumps(tools))  # the system prompt, the message, the tools' JSON
+    chars = (
+        40 + 40 + len(json.dumps(tools, separators=(",", ":")))
+    )  # the system prompt, the message, the tools' JSON
     assert full == {
         "tokens": math.ceil(chars / 4) + 64.0,
         "input_tokens": math.ceil(chars / 4),
