@@ -20,6 +20,8 @@ import anthropic
 import httpx2
 import pytest
 
+from conveyor.http.request import Request as HttpRequest
+from conveyor.http.request import parse_line
 from conveyor.mockapi.messages import answer_text, parse_messages
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -132,11 +134,39 @@ def test_a_stub_is_pending_and_a_different_charge_fails():
 
 
 def test_every_conveyor_stub_says_what_it_will_call_before_sending_anything(tmp_path):
-    """The stubs raise NotImplementedError naming their call, with no request sent (no URL)."""
+    """The stubs raise NotAvailableYet (a NotImplementedError) naming their call, sending nothing.
+
+    The URL is a closed port: a stub that sent a request would fail with a connection error.
+    """
     for name, stub in run.CONVEYOR:
-        with pytest.raises(NotImplementedError, match=r"conveyor|Conveyor") as caught:
+        with pytest.raises(contenders.NotAvailableYet, match=r"conveyor|Conveyor") as caught:
             asyncio.run(stub("http://127.0.0.1:9", WORK, tmp_path))
         assert str(caught.value), name
+
+
+def test_the_conveyor_run_lines_are_valid_requests_to_the_messages_route(tmp_path):
+    """Each written line reads, for conveyor run, as a POST to the mock's /v1/messages."""
+    path = contenders.write_lines(WORK, tmp_path / "claude.jsonl")
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == len(WORK)
+    for number, (raw, request) in enumerate(zip(lines, WORK, strict=True), start=1):
+        parsed = parse_line(raw, number, base_url="http://127.0.0.1:9")
+        assert isinstance(parsed, HttpRequest), parsed
+        assert (parsed.custom_id, parsed.method) == (request.custom_id, "POST")
+        assert parsed.url == "http://127.0.0.1:9/v1/messages"
+        assert json.loads(raw)["body"] == request.body()
+
+
+def test_the_shared_limiter_has_the_mock_s_shape():
+    """The Conveyor ways' limiter holds the mock's requests, input and output limits."""
+    config = contenders.claude_limiter().config
+    limits = {rate.unit: (rate.limit, rate.per) for rate in config.rates}
+    assert limits == {
+        "requests": (work.RPM, "minute"),
+        "input_tokens": (work.ITPM, "minute"),
+        "output_tokens": (work.OTPM, "minute"),
+    }
+    assert config.bucket_s == work.BURST_S
 
 
 def test_drive_message_batches_creates_polls_and_counts_succeeded_results():

@@ -1,10 +1,11 @@
 """The Claude route's contenders in this interpreter: the SDK baseline and Conveyor's three ways.
 
 Each is a coroutine function of the mock's base URL, the work and a scratch folder that returns
-how many requests were answered. Conveyor's three are stubs until their parts land (they raise
-`NotImplementedError` naming what they will call, before sending anything; the route prints
-them as "not available yet"); the helpers they will use (`settle_all`, `write_lines`,
-`drive_message_batches`) are here and used or tested now, so at merge only their bodies change.
+how many requests were answered. Conveyor's three are stubs until their parts land: they raise
+`NotAvailableYet` (a `NotImplementedError`) naming what they will call, before sending anything,
+and the route prints them as "not available yet". The helpers they will use (`settle_all`,
+`write_lines`, `drive_message_batches`, `claude_limiter`) are here and used or tested now, so at
+merge only the stubs' bodies change.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .work import Request
 
 __all__ = [
+    "NotAvailableYet",
     "claude_limiter",
     "drive_message_batches",
     "run_conveyor_run",
@@ -39,6 +41,13 @@ __all__ = [
 
 ATTEMPTS = 10
 BATCH_DEADLINE_S = 300.0
+
+
+class NotAvailableYet(NotImplementedError):
+    """A Conveyor way whose parts are not in this tree yet; raised before anything is sent.
+
+    Its own class, so that a `NotImplementedError` from a real run is not taken for a stub.
+    """
 
 
 async def settle_all(
@@ -106,7 +115,7 @@ async def run_conveyor_run(base: str, work: list[Request], tmp: Path) -> int:
         "conveyor run on /v1/messages lines: conveyor.http.Batch with BatchLimits("
         "input_tokens_per_minute=..., output_tokens_per_minute=..., bucket_s=...)"
     )
-    raise NotImplementedError(msg)
+    raise NotAvailableYet(msg)
 
 
 async def run_limit_anthropic(base: str, work: list[Request], tmp: Path) -> int:
@@ -123,7 +132,7 @@ async def run_limit_anthropic(base: str, work: list[Request], tmp: Path) -> int:
         " limiters=[Limiter(requests_per_minute=..., input_tokens_per_minute=...,"
         " output_tokens_per_minute=..., bucket_s=1)])"
     )
-    raise NotImplementedError(msg)
+    raise NotAvailableYet(msg)
 
 
 async def run_message_batches(base: str, work: list[Request], tmp: Path) -> int:
@@ -144,7 +153,7 @@ async def run_message_batches(base: str, work: list[Request], tmp: Path) -> int:
         "base_url=mock, input and output tokens per minute),))) in-process, driven by"
         " anthropic.AsyncAnthropic(...).messages.batches"
     )
-    raise NotImplementedError(msg)
+    raise NotAvailableYet(msg)
 
 
 async def drive_message_batches(

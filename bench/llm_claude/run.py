@@ -25,6 +25,7 @@ from conveyor.mockapi import MockConfig, run_in_process
 from conveyor.mockapi.config import AnthropicLimits
 
 from .contenders import (
+    NotAvailableYet,
     run_conveyor_run,
     run_limit_anthropic,
     run_message_batches,
@@ -135,7 +136,7 @@ def _measure_here(name: str, run: Run, base: str, work: list[Request], tmp: Path
     ok: int | None = None
     try:
         ok = asyncio.run(bounded())
-    except NotImplementedError as exc:
+    except NotAvailableYet as exc:
         return Row(contender=name, ok=None, note=f"not available yet: {exc}", available=False)
     except TimeoutError:
         note = f"stopped at its {DEADLINE_S:g} s deadline"
