@@ -1,9 +1,16 @@
 """LLM batches side by side: Conveyor's runner, its OpenAI-compatible Batch API, and Curator.
 
-The work: 2,000 chat-completion requests of varied prompt length and ``max_tokens`` (costs
-20-190 tokens as the mock counts them: the prompt's characters / 4 plus ``max_tokens``), sent to
-the local mock API (its own process, 50 ms latency) whose requests and tokens limits are both
-binding on a strict 1 s sliding window, with OpenAI's ``x-ratelimit-*`` headers on every answer.
+Two routes. ``--route openai`` (the default) is described below. ``--route claude`` sends
+Messages requests to the mock's Anthropic token buckets (separate input and output limits, 3%
+529s, 400 ms latency): Conveyor's three ways (``conveyor run``, ``limit_anthropic``, the Message
+Batches API), the ``anthropic`` SDK with a semaphore, and Curator and LiteLLM in the peers'
+interpreter (``--peers-python``); it lives in bench/llm_claude/ (its package docstring says more).
+
+The OpenAI route's work: 2,000 chat-completion requests of varied prompt length and
+``max_tokens`` (costs 20-190 tokens as the mock counts them: the prompt's characters / 4 plus
+``max_tokens``), sent to the local mock API (its own process, 50 ms latency) whose requests and
+tokens limits are both binding on a strict 1 s sliding window, with OpenAI's ``x-ratelimit-*``
+headers on every answer.
 
 Contenders, one after another against the same mock (its counters reset, and a window's pause,
 between them):
@@ -22,7 +29,8 @@ Time is what the mock measures, from the first request to the last answer (``act
 ``/stats``): nobody's start-up counts (bench/http.py does the same). The ideal is
 `conveyor.policy.ideal.ideal_duration_s` over what was sent.
 
-Run it with ``python bench/llm.py [--n 2000] [--curator-python PATH]``.
+Run it with ``python bench/llm.py [--n 2000] [--curator-python PATH]``, or the Claude route
+with ``python bench/llm.py --route claude [--n 720] [--peers-python PATH]``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # noq
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import random
@@ -236,11 +245,40 @@ def run_curator(python: str, base: str, path: Path) -> dict[str, Any]:
     return {"ok": ok, "returncode": proc.returncode, "wall_s": wall, "tail": tail}
 
 
+def run_claude_route(n: int | None, peers_python: str | None) -> int:
+    """Run the Claude route: bench/llm_claude, imported by its location.
+
+    This folder is off sys.path (above), so the package is registered here under its name; its
+    modules import one another relatively.
+    """
+    if "llm_claude" not in sys.modules:
+        init = Path(_HERE) / "llm_claude" / "__init__.py"
+        spec = importlib.util.spec_from_file_location(
+            "llm_claude", init, submodule_search_locations=[str(init.parent)]
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["llm_claude"] = package
+        spec.loader.exec_module(package)
+    from llm_claude import run  # noqa: PLC0415 - registered just above
+
+    return run.main(n=n, peers_python=peers_python)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=2_000)
+    parser.add_argument("--route", choices=("openai", "claude"), default="openai")
+    parser.add_argument("--n", type=int, help="requests (default: 2,000 openai, 720 claude)")
     parser.add_argument("--curator-python", help="a Python with bespokelabs-curator installed")
+    parser.add_argument(
+        "--peers-python", help="a Python with bespokelabs-curator and litellm installed"
+    )
     args = parser.parse_args()
+    if args.route == "claude":
+        return run_claude_route(args.n, args.peers_python)
+    args.n = 2_000 if args.n is None else args.n
+    args.curator_python = args.curator_python or args.peers_python
     lines = make_lines(args.n)
     tokens = sum(cost_of(x) for x in lines)
     config = MockConfig(latency_ms=LATENCY_MS, rpm=RPM, tpm=TPM, window_s=WINDOW_S, seed=1)
