@@ -34,15 +34,13 @@ class JobStore:
     ) -> Job:
         """Create the job with all its items in one transaction (the limit checked in it)."""
         now = self._connector.now()
-        rules = self._rules
         return await self._connector.transaction(
-            lambda c: rules.create_job(c, job, items, now, max_active_jobs)
+            lambda c: self._rules.create_job(c, job, items, now, max_active_jobs)
         )
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return the job, or None."""
-        rules = self._rules
-        return await self._connector.read(lambda c: rules.get_job(c, job_id))
+        return await self._connector.read(lambda c: self._rules.get_job(c, job_id))
 
     async def list_jobs(
         self,
@@ -54,9 +52,9 @@ class JobStore:
         before: str | None = None,
     ) -> list[Job]:
         """Newest first, filtered, after the cursor `before`."""
-        rules = self._rules
         filters = {"status": status, "limit": limit, "tenant": tenant, "task": task}
-        return await self._connector.read(lambda c: rules.list_jobs(c, **filters, before=before))
+        filters["before"] = before
+        return await self._connector.read(lambda c: self._rules.list_jobs(c, **filters))
 
     async def claim(
         self,
@@ -70,75 +68,76 @@ class JobStore:
         """Claim pending items of one active job (of one of `tasks`, if given)."""
         now = self._connector.now()
         names = None if tasks is None else sorted(tasks)
-        rules = self._rules
         return await self._connector.transaction(
-            lambda c: rules.claim(c, worker_id, limit, lease_s, job_id, names, now)
+            lambda c: self._rules.claim(c, worker_id, limit, lease_s, job_id, names, now)
         )
 
     async def started(self, worker_id: str, items: Sequence[tuple[str, int]]) -> int:
         """Count an attempt for each of the worker's running `items`."""
         if not items:
             return 0
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.started(c, worker_id, items))
+        return await self._connector.transaction(lambda c: self._rules.started(c, worker_id, items))
 
     async def renew(self, worker_id: str, *, lease_s: float) -> bool:
         """Extend the lease if still held."""
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.renew(c, worker_id, lease_s, now))
+        return await self._connector.transaction(
+            lambda c: self._rules.renew(c, worker_id, lease_s, now)
+        )
 
     async def record(self, worker_id: str, results: Sequence[ItemResult]) -> int:
         """Settle a batch in one transaction."""
         if not results:
             return 0
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.record(c, worker_id, results, now))
+        return await self._connector.transaction(
+            lambda c: self._rules.record(c, worker_id, results, now)
+        )
 
     async def release(self, worker_id: str, items: Sequence[tuple[str, int]] | None = None) -> int:
         """Put running items back (all of them, and the lease, with ``items=None``)."""
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.release(c, worker_id, items, now))
+        return await self._connector.transaction(
+            lambda c: self._rules.release(c, worker_id, items, now)
+        )
 
     async def requeue_expired(self) -> int:
         """Release the items of every lapsed lease."""
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.requeue_expired(c, now))
+        return await self._connector.transaction(lambda c: self._rules.requeue_expired(c, now))
 
     async def request_cancel(self, job_id: str) -> Job:
         """Cancel the job: pending items at once, running ones by their workers."""
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.request_cancel(c, job_id, now))
+        return await self._connector.transaction(
+            lambda c: self._rules.request_cancel(c, job_id, now)
+        )
 
     async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
         """Failed items back to pending (a completed job reopened within the limit)."""
         now = self._connector.now()
-        rules = self._rules
         return await self._connector.transaction(
-            lambda c: rules.retry_failed(c, job_id, now, max_active_jobs)
+            lambda c: self._rules.retry_failed(c, job_id, now, max_active_jobs)
         )
 
     async def set_budget(self, job_id: str, max_cost_usd: float | None) -> Job:
         """Set the job's spend budget."""
-        rules = self._rules
         return await self._connector.transaction(
-            lambda c: rules.set_budget(c, job_id, max_cost_usd)
+            lambda c: self._rules.set_budget(c, job_id, max_cost_usd)
         )
 
     async def fail_job(self, job_id: str, error: str) -> Job:
         """The job could not run: failed, its unsettled items cancelled."""
         now = self._connector.now()
-        rules = self._rules
-        return await self._connector.transaction(lambda c: rules.fail_job(c, job_id, error, now))
+        return await self._connector.transaction(
+            lambda c: self._rules.fail_job(c, job_id, error, now)
+        )
 
     async def set_progress(self, job_id: str, *, inflight: float, step: str | None) -> None:
         """Publish in-flight progress and the step."""
-        rules = self._rules
-        await self._connector.transaction(lambda c: rules.set_progress(c, job_id, inflight, step))
+        await self._connector.transaction(
+            lambda c: self._rules.set_progress(c, job_id, inflight, step)
+        )
 
     async def items(
         self,
@@ -149,8 +148,9 @@ class JobStore:
         limit: int = 1000,
     ) -> list[JobItem]:
         """A page of items in index order."""
-        rules = self._rules
-        return await self._connector.read(lambda c: rules.items(c, job_id, state, after, limit))
+        return await self._connector.read(
+            lambda c: self._rules.items(c, job_id, state, after, limit)
+        )
 
     async def close(self) -> None:
         """Release the connector's resources."""
