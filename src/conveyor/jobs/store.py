@@ -2,7 +2,9 @@
 
 Stores: `MemoryStore` (the in-memory twin, for tests and one process), `SqliteStore` (the
 default: one file) and `PostgresStore` (many workers and service instances). All three pass
-the same contract suite (``tests/jobs/test_store_*.py``).
+the same contract suite (``tests/jobs/test_store_*.py``): they are one job store
+(`conveyor.jobs.stores.manager.JobStore`, the rules in `conveyor.jobs.stores.rules`) over a
+connector per backend (`conveyor.jobs.stores.connector`).
 
 What every store guarantees:
 

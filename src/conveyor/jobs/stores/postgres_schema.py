@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._urls import shown_url
 from ..errors import StoreError
-from .migration_files import read_migrations
+from .sql_files import read_migrations, read_queries
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 _SQL = resources.files("conveyor.jobs") / "sql" / "postgres"
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 # A :name parameter, not the second colon of a ``::type`` cast.
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _NOW = "COALESCE(:now::float8, extract(epoch FROM transaction_timestamp())::float8)"
@@ -77,11 +76,7 @@ def _compile(body: str) -> Query:
 @cache
 def queries() -> dict[str, Query]:
     """The named statements of ``sql/postgres/queries.sql``, compiled."""
-    text = (_SQL / "queries.sql").read_text(encoding="utf-8")
-    parts = _NAME.split(text)
-    return {
-        name: _compile(body.strip()) for name, body in zip(parts[1::2], parts[2::2], strict=True)
-    }
+    return {name: _compile(body) for name, body in read_queries(_SQL).items()}
 
 
 @cache

@@ -1,7 +1,7 @@
 """Opening a SQLite store file safely: identify it, refuse what is not ours, migrate.
 
 A Conveyor database carries ``PRAGMA application_id = 0x434E5659`` ("CNVY") and its schema
-version in ``PRAGMA user_version``. Migrations are the files ``sql/migrations/NNNN_*.sql``;
+version in ``PRAGMA user_version``. Migrations are the files ``sql/sqlite/migrations/NNNN_*.sql``:
 version N is reached by applying each file up to N in order, each in one transaction with the
 version bump, so a crash mid-migration leaves the previous version intact.
 
@@ -12,14 +12,13 @@ a SQLite database of another application, or a Conveyor database from a newer sc
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
-from .migration_files import read_migrations
+from .sql_files import read_migrations, read_queries
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,16 +26,13 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "LATEST_VERSION", "connect", "migrations", "queries"]
 
 APPLICATION_ID = 0x434E5659  # "CNVY"
-_SQL = resources.files("conveyor.jobs") / "sql"
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_SQL = resources.files("conveyor.jobs") / "sql" / "sqlite"
 
 
 @cache
 def queries() -> dict[str, str]:
-    """The named statements of ``sql/queries.sql``."""
-    text = (_SQL / "queries.sql").read_text(encoding="utf-8")
-    parts = _NAME.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    """The named statements of ``sql/sqlite/queries.sql``."""
+    return read_queries(_SQL)
 
 
 @cache

@@ -1,7 +1,9 @@
 -- The PostgreSQL store's statements, by name (read by conveyor.jobs.stores.postgres_schema,
--- which turns the :named parameters into asyncpg's $1, $2, ...). :now is the store clock's
--- Unix time, or NULL for the database's own clock (the default: one clock for every machine);
--- the loader turns it into COALESCE(:now, the transaction's time on the database).
+-- which turns the :named parameters into asyncpg's $1, $2, ...). The SQLite dialect
+-- (../sqlite/queries.sql) has the same names, run by the same rules
+-- (conveyor.jobs.stores.rules). :now is the store clock's Unix time, or NULL for the
+-- database's own clock (the default: one clock for every machine); the loader turns it into
+-- COALESCE(:now, the transaction's time on the database).
 --
 -- Lock order, to keep transactions from deadlocking: items first, the job's row last (its
 -- counts), held only until the commit that follows.
@@ -208,18 +210,16 @@ UPDATE conveyor_jobs SET pending = pending - :n, cancelled = cancelled + :n,
        status = 'cancelling'
 WHERE id = :job;
 
--- name: retry_failed_items
--- Returns each item's latency from before the update (RETURNING alone would give the NULL).
-WITH old AS (
-    SELECT idx, latency_s FROM conveyor_items
-    WHERE job_id = :job AND state = 'failed'
-    FOR UPDATE
-)
-UPDATE conveyor_items AS i SET state = 'pending', error_type = NULL, error_message = NULL,
+-- name: failed_items
+-- Locked until the commit: the retry that follows moves exactly these items.
+SELECT idx, latency_s FROM conveyor_items
+WHERE job_id = :job AND state = 'failed'
+FOR UPDATE;
+
+-- name: retry_items
+UPDATE conveyor_items SET state = 'pending', error_type = NULL, error_message = NULL,
        latency_s = NULL, finished_at = NULL
-FROM old
-WHERE i.job_id = :job AND i.idx = old.idx
-RETURNING old.latency_s;
+WHERE job_id = :job AND idx = ANY(:idx::integer[]) AND state = 'failed';
 
 -- name: count_retry
 UPDATE conveyor_jobs SET failed = failed - :n, pending = pending + :n,

@@ -1,8 +1,10 @@
-"""The PostgreSQL store's connections and read side: `PostgresReader`, and statement helpers.
+"""The PostgreSQL store's `Connector`: the pool, transactions, ``LISTEN``, and outages.
 
-`conveyor.jobs.stores.postgres.PostgresStore` is a `PostgresReader` that also writes: the pool,
-the transactions, ``LISTEN`` and the reads of jobs and items live here, the claims, results
-and job changes there. The SQL of both is in the named ``.sql`` files (`postgres_schema`).
+`conveyor.jobs.stores.postgres.PostgresStore` is the job store over a `PostgresConnector`. The
+connector opens (and migrates) on first use, runs each piece of work in one transaction on a
+pooled connection (again if PostgreSQL broke a deadlock with it), tells an outage
+(`StoreUnavailable`) from a bug, and hands notifications to callbacks. The statements are the
+named queries of ``sql/postgres/queries.sql`` (`postgres_schema`), run by `PgConnection`.
 """
 
 from __future__ import annotations
@@ -13,21 +15,20 @@ import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._urls import hide_secrets, shown_url
-from ..errors import JobNotFound, StoreError, StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
+from .postgres_connection import Conn, PgConnection
 from .postgres_listen import Listener
-from .postgres_schema import create_schema, migrate, queries, split_url
-from .sqlite_read import item_from_row, job_from_row
+from .postgres_schema import create_schema, migrate, split_url
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
-    from ..model import ItemState, Job, JobItem, JobStatus
+    from .connector import Connection
 
-__all__ = ["Conn", "PostgresReader", "execute", "fetch", "fetchrow", "fetchval", "import_asyncpg"]
+__all__ = ["PostgresConnector", "import_asyncpg"]
 
 logger = logging.getLogger("conveyor.jobs")
 T = TypeVar("T")
-Q = queries()
 #: A transaction that deadlocked (PostgreSQL aborts one side) is run again, this many times.
 DEADLOCK_TRIES = 5
 #: The longest a connection, a statement or a wait for a pooled connection may take, seconds.
@@ -36,8 +37,6 @@ DEADLOCK_TRIES = 5
 TIMEOUT_S = 10.0
 #: The longest `close` waits for the server to answer its goodbyes, seconds.
 CLOSE_TIMEOUT_S = 2.0
-
-Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 
 
 class _OneLine(logging.Filter):
@@ -71,11 +70,8 @@ def import_asyncpg() -> Any:
     return asyncpg
 
 
-class PostgresReader:
-    """The connections of a PostgreSQL store, its notifications and its reads.
-
-    Made and used as `PostgresStore` (which see for the arguments); this half never writes.
-    """
+class PostgresConnector:
+    """The `Connector` of a PostgreSQL database (see `PostgresStore` for the arguments)."""
 
     def __init__(
         self,
@@ -224,8 +220,17 @@ class PostgresReader:
             if not conn.is_closed():
                 await conn.close(timeout=self._timeout_s)
 
-    def _now(self) -> float | None:
+    def now(self) -> float | None:
+        """The store clock's time, or None: the database's clock (see `postgres_schema`)."""
         return None if self._clock is None else self._clock()
+
+    async def transaction(self, work: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        """`work` in one transaction (see `_tx`)."""
+        return await self._tx(lambda conn: work(PgConnection(conn, self.schema)))
+
+    async def read(self, work: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        """`work` on a pooled connection, outside a transaction."""
+        return await self._read(lambda conn: work(PgConnection(conn, self.schema)))
 
     async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """Run `fn(conn)` in one transaction; again if PostgreSQL broke a deadlock with it.
@@ -292,69 +297,6 @@ class PostgresReader:
         except Exception as exc:
             raise self._unavailable(exc) or exc from exc
 
-    # -- reads ----------------------------------------------------------------------------
-
-    async def _get(self, c: Conn, job_id: str) -> Job:
-        row = await fetchrow(c, "get_job", id=job_id)
-        if row is None:
-            raise JobNotFound(job_id)
-        return job_from_row(tuple(row))
-
-    async def get_job(self, job_id: str) -> Job | None:
-        """The job, or None."""
-
-        async def read(c: Conn) -> Job | None:
-            row = await fetchrow(c, "get_job", id=job_id)
-            return None if row is None else job_from_row(tuple(row))
-
-        return await self._read(read)
-
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | None = None,
-        limit: int = 50,
-        tenant: str | None = None,
-        task: str | None = None,
-        before: str | None = None,
-    ) -> list[Job]:
-        """Newest first, filtered, after the cursor `before`."""
-
-        async def read(c: Conn) -> list[Job]:
-            rows = await fetch(
-                c, "list_jobs", status=status, limit=limit, tenant=tenant, task=task, before=before
-            )
-            return [job_from_row(tuple(r)) for r in rows]
-
-        return await self._read(read)
-
-    async def any_active(self) -> bool:
-        """Whether any job is queued, running or being cancelled (one query)."""
-        return bool(await self._read(lambda c: fetchval(c, "any_active")))
-
-    async def items(
-        self,
-        job_id: str,
-        *,
-        state: ItemState | None = None,
-        after: int = -1,
-        limit: int = 1000,
-    ) -> list[JobItem]:
-        """A page of items in index order."""
-
-        async def read(c: Conn) -> list[JobItem]:
-            if await fetchrow(c, "get_job", id=job_id) is None:
-                raise JobNotFound(job_id)
-            if state is None:
-                rows = await fetch(c, "items_page", job=job_id, after=after, limit=limit)
-            else:
-                rows = await fetch(
-                    c, "items_page_by_state", job=job_id, state=state, after=after, limit=limit
-                )
-            return [item_from_row(job_id, tuple(r)) for r in rows]
-
-        return await self._read(read)
-
     async def close(self) -> None:
         """Close the listening connection and the pool, within `CLOSE_TIMEOUT_S`.
 
@@ -415,30 +357,3 @@ async def _in_transaction(
         raise
     await tr.commit()
     return result
-
-
-# -- statement helpers (named parameters in, asyncpg's positional ones out) ----------------
-
-
-async def execute(c: Conn, name: str, **params: Any) -> str:
-    """Run query `name` with named `params`; its command status (``UPDATE 3``)."""
-    q = Q[name]
-    return str(await c.execute(q.sql, *q.args(params)))
-
-
-async def fetch(c: Conn, name: str, **params: Any) -> list[Any]:
-    """Run query `name` with named `params`; its rows."""
-    q = Q[name]
-    return list(await c.fetch(q.sql, *q.args(params)))
-
-
-async def fetchrow(c: Conn, name: str, **params: Any) -> Any:
-    """Run query `name` with named `params`; its first row, or None."""
-    q = Q[name]
-    return await c.fetchrow(q.sql, *q.args(params))
-
-
-async def fetchval(c: Conn, name: str, **params: Any) -> Any:
-    """Run query `name` with named `params`; the first column of its first row."""
-    q = Q[name]
-    return await c.fetchval(q.sql, *q.args(params))

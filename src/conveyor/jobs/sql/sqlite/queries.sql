@@ -1,19 +1,30 @@
--- The SQLite store's statements, by name (read by conveyor.jobs.stores.sqlite_schema).
--- Parameters are named; :now is the store clock's Unix time.
+-- The SQLite store's statements, by name (read by conveyor.jobs.stores.sqlite_schema). The
+-- PostgreSQL dialect (../postgres/queries.sql) has the same names, run by the same rules
+-- (conveyor.jobs.stores.rules). Parameters are named; a list is bound as JSON text (read with
+-- json_each); :now is the store clock's Unix time.
+--
+-- Every write transaction is BEGIN IMMEDIATE: it runs alone, from its first statement to its
+-- commit, against every other writer of the file. So what a transaction reads stays true
+-- until it commits, and the locks PostgreSQL needs (lock_tenant, lock_budgeted) are no-ops.
 
 -- name: insert_job
+-- The job's id (an idempotency key is looked up first, in the same transaction).
 INSERT INTO jobs (id, task, options, status, created_at, tenant, idempotency_key, request_hash)
-VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash);
+VALUES (:id, :task, :options, 'queued', :now, :tenant, :key, :hash)
+RETURNING id;
 
 -- name: job_by_key
 SELECT id FROM jobs WHERE tenant = :tenant AND idempotency_key = :key;
 
 -- name: unfinished_of_tenant
--- The tenant's active jobs, for its limit (read in the create's write transaction, which
--- BEGIN IMMEDIATE serialises with every other writer of the file). The WHERE clause repeats
--- the partial index jobs_unfinished_by_tenant's word for word, so SQLite uses that index.
+-- The tenant's active jobs other than :id, for its limit. The status list repeats the partial
+-- index jobs_unfinished_by_tenant's word for word, so SQLite uses that index.
 SELECT count(*) FROM jobs
-WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling');
+WHERE tenant = :tenant AND status IN ('queued', 'running', 'cancelling') AND id <> :id;
+
+-- name: lock_tenant
+-- Nothing to lock: the write transaction runs alone (see the top of this file).
+SELECT 1;
 
 -- name: insert_item
 INSERT INTO items (job_id, idx, input) VALUES (?, ?, ?);
@@ -41,25 +52,39 @@ WHERE (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit;
 
 -- name: next_job
--- :tasks is a JSON array of the task names the worker has (NULL: any task). A job with a
--- spend budget runs on one worker at a time: while another worker has items of it running,
--- it is not claimed (so the budget is counted in one place and kept exactly). INDEXED BY: with
--- no statistics (no ANALYZE) SQLite would read every item of the job by its primary key.
-SELECT id FROM jobs
+-- :tasks: the task names the worker has (NULL: any task); :skip: jobs to pass over. A job with
+-- a spend budget runs on one worker at a time: while another worker has items of it running,
+-- it is not claimed (so the budget is counted in one place and kept exactly). The second
+-- column says whether the job has a budget. INDEXED BY: with no statistics (no ANALYZE)
+-- SQLite would read every item of the job by its primary key.
+SELECT id, json_extract(options, '$.max_cost_usd') IS NOT NULL FROM jobs
 WHERE status IN ('queued', 'running') AND pending > 0
   AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)))
+  AND (:skip IS NULL OR id NOT IN (SELECT value FROM json_each(:skip)))
   AND NOT (json_extract(options, '$.max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
       SELECT 1 FROM items INDEXED BY items_by_state
       WHERE items.job_id = jobs.id AND items.state = 'running' AND items.worker != :worker))
 ORDER BY id LIMIT 1;
 
 -- name: this_job
-SELECT id FROM jobs
+SELECT id, json_extract(options, '$.max_cost_usd') IS NOT NULL FROM jobs
 WHERE id = :id AND status IN ('queued', 'running') AND pending > 0
   AND (:tasks IS NULL OR task IN (SELECT value FROM json_each(:tasks)))
   AND NOT (json_extract(options, '$.max_cost_usd') IS NOT NULL AND running > 0 AND EXISTS (
       SELECT 1 FROM items INDEXED BY items_by_state
       WHERE items.job_id = jobs.id AND items.state = 'running' AND items.worker != :worker));
+
+-- name: lock_budgeted
+-- Nothing to lock: the write transaction runs alone (see the top of this file).
+SELECT 1;
+
+-- name: try_lock_budgeted
+SELECT 1;
+
+-- name: held_by_another
+SELECT EXISTS (
+    SELECT 1 FROM items INDEXED BY items_by_state
+    WHERE job_id = :job AND state = 'running' AND worker != :worker);
 
 -- name: claim_items
 UPDATE items SET state = 'running', worker = :worker, started_at = :now
@@ -69,23 +94,26 @@ WHERE job_id = :job AND state = 'pending' AND idx IN (
 RETURNING idx, input, attempts;
 
 -- name: count_claim
-UPDATE jobs SET pending = pending - :n, running = running + :n, status = 'running',
+UPDATE jobs SET pending = pending - :n, running = running + :n,
+                status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
                 started_at = COALESCE(started_at, :now)
 WHERE id = :job;
 
 -- name: hold_lease
-INSERT INTO workers (id, lease_until) VALUES (:worker, :until)
+INSERT INTO workers (id, lease_until) VALUES (:worker, :now + :lease_s)
 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until;
 
 -- name: renew_lease
-UPDATE workers SET lease_until = :until WHERE id = :worker;
+UPDATE workers SET lease_until = :now + :lease_s WHERE id = :worker;
 
 -- name: record_item
+-- One item of a batch (run for each; see SqliteConnection.record_items): written only while
+-- it is still running under this worker, so a worker that lost its lease writes nothing.
 UPDATE items SET state = ?, attempts = attempts + ?, latency_s = ?, result = ?, error_type = ?,
                  error_message = ?, finished_at = ?, worker = NULL
 WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
 
--- name: latency_hist_of
+-- name: lock_hist
 SELECT latency_hist FROM jobs WHERE id = :job;
 
 -- name: count_settled
@@ -104,22 +132,35 @@ UPDATE jobs SET status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE 'co
 WHERE id = :job AND pending = 0 AND running = 0
   AND status IN ('queued', 'running', 'cancelling');
 
--- name: jobs_with_running
-SELECT id, status FROM jobs WHERE running > 0;
-
 -- name: status_of
 SELECT status FROM jobs WHERE id = :job;
 
--- name: running_of_worker
-SELECT idx FROM items WHERE job_id = :job AND state = 'running' AND worker = :worker;
+-- name: jobs_of_worker
+SELECT id FROM jobs WHERE running > 0 AND EXISTS (
+    SELECT 1 FROM items INDEXED BY items_by_state
+    WHERE items.job_id = jobs.id AND items.state = 'running' AND items.worker = :worker);
 
--- name: unrun_to_pending
-UPDATE items SET state = 'pending', worker = NULL
-WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+-- name: count_started
+-- An attempt counts when the item starts (reported in batches by the worker), so items that
+-- were claimed but never started count none when their worker dies.
+UPDATE items SET attempts = attempts + 1
+WHERE job_id = :job AND idx IN (SELECT value FROM json_each(:idx))
+  AND state = 'running' AND worker = :worker;
 
--- name: unrun_to_cancelled
-UPDATE items SET state = 'cancelled', worker = NULL, finished_at = ?
-WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+-- name: unrun_all
+-- Every running item of the worker in one job goes back: to pending, or to cancelled when
+-- the job is being cancelled.
+UPDATE items
+SET state = CASE WHEN :cancel THEN 'cancelled' ELSE 'pending' END, worker = NULL,
+    finished_at = CASE WHEN :cancel THEN :now ELSE NULL END
+WHERE job_id = :job AND state = 'running' AND worker = :worker;
+
+-- name: unrun_some
+UPDATE items
+SET state = CASE WHEN :cancel THEN 'cancelled' ELSE 'pending' END, worker = NULL,
+    finished_at = CASE WHEN :cancel THEN :now ELSE NULL END
+WHERE job_id = :job AND idx IN (SELECT value FROM json_each(:idx))
+  AND state = 'running' AND worker = :worker;
 
 -- name: count_unrun
 -- A running job whose items all went back (its workers stopped or died) is queued again:
@@ -133,14 +174,8 @@ WHERE id = :job;
 -- name: drop_lease
 DELETE FROM workers WHERE id = :worker;
 
--- name: expired_workers
-SELECT id FROM workers WHERE lease_until < :now;
-
--- name: count_started
--- An attempt counts when the item starts (reported in batches by the worker), so items that
--- were claimed but never started count none when their worker dies.
-UPDATE items SET attempts = attempts + 1
-WHERE job_id = ? AND idx = ? AND state = 'running' AND worker = ?;
+-- name: take_expired_workers
+DELETE FROM workers WHERE lease_until < :now RETURNING id;
 
 -- name: cancel_pending
 UPDATE items SET state = 'cancelled', finished_at = :now
@@ -150,13 +185,13 @@ WHERE job_id = :job AND state = 'pending';
 UPDATE jobs SET pending = pending - :n, cancelled = cancelled + :n, status = 'cancelling'
 WHERE id = :job;
 
--- name: failed_latencies
-SELECT latency_s FROM items WHERE job_id = :job AND state = 'failed' AND latency_s IS NOT NULL;
+-- name: failed_items
+SELECT idx, latency_s FROM items WHERE job_id = :job AND state = 'failed';
 
--- name: retry_failed_items
+-- name: retry_items
 UPDATE items SET state = 'pending', error_type = NULL, error_message = NULL, latency_s = NULL,
                  finished_at = NULL
-WHERE job_id = :job AND state = 'failed';
+WHERE job_id = :job AND idx IN (SELECT value FROM json_each(:idx)) AND state = 'failed';
 
 -- name: count_retry
 -- A completed job's start moves forward by its idle time (finished -> now), so the summary's

@@ -1,0 +1,98 @@
+"""An asyncpg connection as a `Connection`: the named queries of ``sql/postgres/queries.sql``.
+
+Named parameters in, asyncpg's positional ones out (`postgres_schema.Query`). A job's items go
+in by COPY, a batch of results in one statement (``unnest`` of arrays).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .postgres_schema import queries
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from ..model import ItemResult
+    from .connector import Row
+
+__all__ = ["CREATE_CHUNK", "Conn", "PgConnection"]
+
+Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
+Q = queries()
+#: Items sent to the database per COPY when a job is created: bounds memory, not speed.
+CREATE_CHUNK = 10_000
+
+
+class PgConnection:
+    """The named queries on `conn`; `schema` is where the tables are (None: the default)."""
+
+    __slots__ = ("conn", "schema")
+
+    def __init__(self, conn: Conn, schema: str | None) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        """Run query `name`; how many rows it changed (from its status, ``UPDATE 3``)."""
+        q = Q[name]
+        status = str(await self.conn.execute(q.sql, *q.args(params)))
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetch(self, name: str, /, **params: Any) -> list[Row]:
+        """Run query `name`; its rows."""
+        q = Q[name]
+        return list(await self.conn.fetch(q.sql, *q.args(params)))
+
+    async def fetchrow(self, name: str, /, **params: Any) -> Row | None:
+        """Run query `name`; its first row, or None."""
+        q = Q[name]
+        row: Row | None = await self.conn.fetchrow(q.sql, *q.args(params))
+        return row
+
+    async def fetchval(self, name: str, /, **params: Any) -> Any:
+        """Run query `name`; the first column of its first row."""
+        q = Q[name]
+        return await self.conn.fetchval(q.sql, *q.args(params))
+
+    async def insert_items(self, job_id: str, items: Iterable[str]) -> int:
+        """Send the items by COPY, `CREATE_CHUNK` at a time."""
+        count = 0
+        chunk: list[tuple[str, int, str]] = []
+        for index, text in enumerate(items):
+            chunk.append((job_id, index, text))
+            count = index + 1
+            if len(chunk) >= CREATE_CHUNK:
+                await self._copy(chunk)
+                chunk = []
+        if chunk:
+            await self._copy(chunk)
+        return count
+
+    async def _copy(self, rows: list[tuple[str, int, str]]) -> None:
+        await self.conn.copy_records_to_table(
+            "conveyor_items",
+            records=rows,
+            columns=("job_id", "idx", "input"),
+            schema_name=self.schema,
+        )
+
+    async def record_items(
+        self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
+    ) -> list[tuple[str, float | None]]:
+        """One statement for the batch; the rows it wrote come back."""
+        rows = await self.fetch(
+            "record_items",
+            now=now,
+            job=job_id,
+            worker=worker,
+            idx=[r.index for r in batch],
+            state=[r.state for r in batch],
+            attempts=[r.attempts for r in batch],
+            latency=[r.latency_s for r in batch],
+            result=[r.result_json for r in batch],
+            etype=[r.error_type for r in batch],
+            emsg=[r.error_message for r in batch],
+        )
+        return [(state, latency_s) for _idx, state, latency_s in rows]
