@@ -45,7 +45,7 @@ import aiohttp
 import asyncpg
 
 from conveyor.engine.context import attempt_slot
-from conveyor.http.sendtime import send_time_trace
+from conveyor.engine.sendtime import send_time_trace
 from conveyor.jobs import App, Jobs
 from conveyor.jobs.stores.postgres import PostgresStore
 from conveyor.jobs.worker import Worker, WorkerOptions

@@ -132,7 +132,6 @@ def test_layer_imports_only_what_is_below_it(layer: str, allowed: set[str]) -> N
 #: What `llm/` still takes from `http/` (to be emptied).
 LLM_FROM_HTTP = {
     "conveyor.llm.scoped_cache -> conveyor.http.response",
-    "conveyor.llm.provider -> conveyor.http.sendtime",
 }
 
 

@@ -4,7 +4,7 @@ import asyncio
 
 from conveyor import Limiter
 from conveyor.engine.context import current_slots
-from conveyor.http.sendtime import send_time_trace
+from conveyor.engine.sendtime import send_time_trace
 from conveyor.testing import VirtualClock
 
 

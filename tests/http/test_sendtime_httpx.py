@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from conveyor.engine.context import current_slots
-from conveyor.http.sendtime import _httpx_request, date_httpx_sends
+from conveyor.engine.sendtime import _httpx_request, date_httpx_sends
 
 
 class Ticket:

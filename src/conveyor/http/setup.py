@@ -96,7 +96,7 @@ def open_session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
     """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
     import aiohttp  # noqa: PLC0415 - only the batch runner needs it
 
-    from .sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
+    from ..engine.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
 
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency),

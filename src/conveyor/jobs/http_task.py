@@ -149,7 +149,7 @@ class HttpJobTask:
             if transport is None:
                 import aiohttp  # noqa: PLC0415 - only workers that run HTTP jobs need it
 
-                from ..http.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
+                from ..engine.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
 
                 # Admissions dated when the headers go out: a strict window counts them then.
                 self._session = aiohttp.ClientSession(trace_configs=[send_time_trace()])

@@ -102,7 +102,7 @@ class RedisSlot(Slot):
     """A `Slot` that knows its id in Redis (its lease, its log entries).
 
     `mark_sent` dates the admission again, in Redis, when the call goes out: the engine calls
-    it as the attempt starts, and `conveyor.http.sendtime` when the request's headers are sent.
+    it as the attempt starts, and `conveyor.engine.sendtime` when the request's headers are sent.
     The new date is Redis's ``TIME`` when ``lua/redate.lua`` runs, never a date computed here:
     the script is sent after the headers were written, so Redis runs it after the request
     left, and the date can only be late (which keeps the call in its windows a little

@@ -13,8 +13,8 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ..engine.sendtime import date_httpx_sends
 from ..errors import ConfigError
-from ..http.sendtime import date_httpx_sends
 from ..limits.limiter import Limiter
 from ..policy.retry import Retry
 from .limited import Calls, SyncCalls

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..engine.context import current_slots
+from .context import current_slots
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
