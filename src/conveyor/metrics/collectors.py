@@ -123,8 +123,7 @@ class LlmCollector:
         """One family per figure, one sample per http task."""
         tokens = CounterMetricFamily(
             "conveyor_llm_tokens",
-            "Tokens the answers' usage reported, by type (input: the whole prompt billed as"
-            " input; output).",
+            "Tokens the answers' usage reported, by type (input, output).",
             labels=["task", "type"],
         )
         cost = CounterMetricFamily(

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -77,13 +79,20 @@ class MetricsListener:
         )
 
     async def start(self) -> None:
-        """Bind and serve; an address in use raises `OSError`."""
+        """Bind and serve; `ConfigError` if the address cannot be listened on (in use)."""
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            msg = (
+                f"metrics: cannot listen on {self._host}:{self._port} ({exc.strerror or exc}):"
+                " pick another --metrics-port (or --metrics-host)"
+            )
+            raise ConfigError(msg) from exc
         except BaseException:
             await runner.cleanup()
             raise
