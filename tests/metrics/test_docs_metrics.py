@@ -18,9 +18,7 @@ ROW = re.compile(r"^\| `(conveyor_\w+)` \| (\w+) \|([^|]*)\|", re.MULTILINE)
 
 def _documented() -> dict[str, tuple[str, frozenset[str]]]:
     rows = ROW.findall(PAGE.read_text(encoding="utf-8"))
-    return {
-        name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows
-    }
+    return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 
 def _scraped(run) -> dict[str, tuple[str, frozenset[str]]]:

@@ -1,4 +1,4 @@
-"""The limiters' state, read at scrape time: admitted, waiting, utilisation, push-backs, remaining."""
+"""The limiters' state, read at scrape time: admitted, waiting, utilisation, push-backs."""
 
 import asyncio
 

@@ -3,6 +3,7 @@
 import pytest
 
 from conveyor.jobs import Jobs, MemoryStore, Worker
+from conveyor.metrics import Metrics
 
 from .kit import FAST, Scrape
 from .llm_kit import line, llm_app
@@ -10,8 +11,6 @@ from .llm_kit import line, llm_app
 
 def test_tokens_and_cost_are_the_answers_usage_priced(run):
     """4 answers of 100 + 10 tokens of gpt-4o-mini: 400 in, 40 out, priced; a 400 is a failure."""
-    from conveyor.metrics import Metrics
-
     store, app = MemoryStore(), llm_app()
     metrics = Metrics(app=app, store=store)
     items = [line(i) for i in range(4)] + [line(4, model="bad")]

@@ -12,7 +12,7 @@ import httpx
 from conveyor.jobs import MemoryStore
 from conveyor.service import create_app
 
-from ..service.conftest import FAST_WORKER, api, config, key_for, make_app
+from ..service.conftest import FAST_WORKER, Api, api, config, key_for, make_app
 from .kit import Scrape
 
 TEN_WITH_TWO_FAILURES = [{"n": i, "fail": i in (3, 7)} for i in range(10)]
@@ -97,12 +97,7 @@ def test_with_api_keys_the_metrics_listener_serves_them(tmp_path):
                 r = await c.post(
                     "/v1/jobs", json={"task": "echo", "items": [1, 2, 3]}, headers=headers
                 )
-                job_id = r.json()["id"]
-                async with asyncio.timeout(5):
-                    while (await c.get(f"/v1/jobs/{job_id}", headers=headers)).json()[
-                        "status"
-                    ] != "completed":
-                        await asyncio.sleep(0.02)
+                await Api(c, asgi).wait_done(r.json()["id"], headers=headers)
             async with httpx.AsyncClient() as outside:
                 url = f"http://127.0.0.1:{port}/metrics"
                 return (

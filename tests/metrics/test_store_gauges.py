@@ -106,9 +106,7 @@ class OverviewStore(MemoryStore):
 
     async def overview(self) -> StoreOverview:
         self.overviews += 1
-        return StoreOverview(
-            jobs={"queued": 3, "completed": 40, "failed": 2}, pending=7, running=1
-        )
+        return StoreOverview(jobs={"queued": 3, "completed": 40, "failed": 2}, pending=7, running=1)
 
     async def list_jobs(self, **kwargs):
         raise AssertionError("a store with overview() is not listed")

@@ -1,6 +1,7 @@
 """OpenTelemetry spans of jobs and attempts, the submitter's trace continued, GenAI attributes."""
 
 import asyncio
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -56,7 +57,7 @@ def test_the_workers_spans_continue_the_trace_the_job_was_submitted_in(run, span
         return job.options.traceparent
 
     traceparent = run(main())
-    by_name: dict[str, list] = {}
+    by_name: dict[str, list[Any]] = {}
     for span in exporter.get_finished_spans():
         by_name.setdefault(span.name, []).append(span)
     (web,) = by_name["POST /analyse"]

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,7 @@ def test_an_observer_that_raises_loses_no_result(run, caplog):
     store, app = MemoryStore(), _app()
     metrics = Metrics(app=app)
 
-    async def main():
+    async def main() -> tuple[Any, bytes]:
         jobs = Jobs(store, app=app)
         job = await jobs.submit("check", range(10), concurrency=5)
         worker = Worker(store, app, options=FAST, observers=[Broken(), metrics.observer])
