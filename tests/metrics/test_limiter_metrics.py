@@ -124,3 +124,33 @@ def test_utilisation_in_the_other_shapes(run, kwargs, admits, expected):
     idle, used = run(main())
     assert idle == {"requests": 0.0}
     assert used["requests"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_limiter_kept_in_redis_shows_its_waiting_callers_and_no_utilisation():
+    """Redis: a caller waiting for the one slot counts until it gives up; utilisation is not known.
+
+    Against the local Redis on real time: the caller is counted before its first Redis call.
+    """
+    import uuid
+
+    from conveyor.limits.redis_limiter import RedisLimits
+
+    from ..services import redis_url
+
+    async def main() -> tuple[int, int, dict[str, float]]:
+        limits = RedisLimits(redis_url(), prefix=f"conveyor-test:{uuid.uuid4().hex}")
+        limiter = limits.limiter("api", requests_per_second=100, concurrency=1)
+        try:
+            slot = await limiter.admit()
+            waiter = asyncio.create_task(limiter.admit())
+            await asyncio.sleep(0)  # the waiter runs up to its first call to Redis
+            waiting = limiter.waiting
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            slot.release()
+            return waiting, limiter.waiting, limiter.utilisation()
+        finally:
+            await limiter.drain()
+            await limits.aclose()
+
+    assert asyncio.run(main()) == (1, 0, {})

@@ -131,3 +131,16 @@ def test_a_traceparent_is_checked_and_stored_only_when_there_is_one():
     assert JobOptions.from_json(JobOptions(traceparent=good).to_json()).traceparent == good
     # Stored by something else, unreadable: dropped, the job still reads.
     assert JobOptions.from_json('{"traceparent": "00-zz"}').traceparent is None
+
+
+def test_until_the_application_sets_up_tracing_no_span_is_made():
+    """The global provider not set up: the observer gives no context (nothing paid per item)."""
+    from opentelemetry import trace
+
+    from conveyor.jobs.model import ClaimedItem, Counts, Job
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    job = Job(id="j", task="t", options=JobOptions(), status="running", counts=Counts(total=1))
+    tracing = Tracing()
+    assert tracing.running("w", job) is None
+    assert tracing.attempt(job, ClaimedItem("j", 0, "1", 0), 1) is None

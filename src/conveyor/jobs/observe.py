@@ -3,26 +3,26 @@
 A `Worker` takes ``observers=``: each is a `JobObserver`, whose hooks it calls as it works:
 
 - `claimed`: it claimed items of a job (one call per claim);
-- `running`: around its run of a job's claimed items (a context manager);
-- `attempt`: around each attempt at an item, with the item's input, parsed; the context
-  gives a callable to hand the attempt's value to (`answered`);
+- `running`: around its run of a job's claimed items: a context manager, or None;
+- `attempt`: around each attempt at an item, with the item's input, parsed: a context manager
+  that gives a callable to hand the attempt's value to, or None (nothing to see this time);
 - `event`: every event of the engine (`conveyor.engine.events`): an attempt started, a retry,
   an item settled.
 
-The hooks run in the event loop, in the worker's path: keep them quick. An observer that
-raises is logged once and otherwise ignored (`Observers`): what is seen of the work is never
-worth losing the work.
+The hooks run in the event loop, in the worker's path: keep them quick (``bench/observers.py``
+measures what they cost). A hook an observer does not override is not called at all. An
+observer that raises is logged once and otherwise ignored (`Observers`): what is seen of the
+work is never worth losing the work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from ..engine.events import Event
@@ -43,23 +43,21 @@ class JobObserver:
     def claimed(self, worker_id: str, claim: Claim) -> None:
         """The worker `worker_id` claimed `claim` (its job as the claim left it)."""
 
-    @contextlib.contextmanager
-    def running(self, worker_id: str, job: Job) -> Iterator[None]:
-        """Around the worker's run of `job`'s claimed items (until it has none left)."""
+    def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any] | None:
+        """A context around the worker's run of `job`'s claimed items, or None."""
         del worker_id, job
-        yield
+        return None
 
-    @contextlib.contextmanager
     def attempt(
         self, job: Job, item: ClaimedItem, item_input: Any
-    ) -> Iterator[Callable[[Any], None]]:
-        """Around one attempt at `item` (`item_input` is its input, parsed).
+    ) -> contextlib.AbstractContextManager[Callable[[Any], None]] | None:
+        """A context around one attempt at `item` (`item_input`: its input, parsed), or None.
 
-        Yields a callable the worker hands the attempt's value to, if the task returned one;
-        an attempt that raised leaves the context with its exception.
+        The context gives a callable the worker hands the attempt's value to, if the task
+        returned one; an attempt that raised leaves the context with its exception.
         """
         del job, item, item_input
-        yield _ignore
+        return None
 
     def event(self, job: Job, event: Event) -> None:
         """An event of the engine running `job`'s items."""
@@ -68,13 +66,13 @@ class JobObserver:
 class _Together:
     """The contexts of several observers as one; each one's failure contained."""
 
-    __slots__ = ("_entered", "_makers", "_owner")
+    __slots__ = ("_contexts", "_entered", "_owner")
 
     def __init__(
-        self, owner: Observers, makers: list[Callable[[], contextlib.AbstractContextManager[Any]]]
+        self, owner: Observers, contexts: list[contextlib.AbstractContextManager[Any]]
     ) -> None:
         self._owner = owner
-        self._makers = makers
+        self._contexts = contexts
         self._entered: list[tuple[contextlib.AbstractContextManager[Any], Any]] = []
 
     def answered(self, value: Any) -> None:
@@ -85,9 +83,8 @@ class _Together:
                 self._owner.failed(exc)
 
     def __enter__(self) -> Callable[[Any], None]:
-        for make in self._makers:
+        for context in self._contexts:
             try:
-                context = make()
                 self._entered.append((context, context.__enter__()))
             except Exception as exc:
                 self._owner.failed(exc)
@@ -106,17 +103,26 @@ class _Together:
                 self._owner.failed(error)
 
 
-#: What `Observers` gives without observers: nothing to enter, nothing to tell.
+#: What `Observers` gives when no observer has a context: nothing to enter, nothing to tell.
 _NOTHING: contextlib.nullcontext[Callable[[Any], None]] = contextlib.nullcontext(_ignore)
+
+
+def _overrides(observer: JobObserver, hook: str) -> bool:
+    return getattr(type(observer), hook) is not getattr(JobObserver, hook)
 
 
 class Observers:
     """Several observers as one, each call guarded: a failing observer is logged, not raised."""
 
-    __slots__ = ("_logged", "observers")
+    __slots__ = ("_attempt", "_claimed", "_event", "_logged", "_running", "observers")
 
     def __init__(self, observers: Sequence[JobObserver] = ()) -> None:
         self.observers = tuple(observers)
+        # Only the observers that have a hook are called for it (the hot path stays short).
+        self._claimed = [o for o in self.observers if _overrides(o, "claimed")]
+        self._running = [o for o in self.observers if _overrides(o, "running")]
+        self._attempt = [o for o in self.observers if _overrides(o, "attempt")]
+        self._event = [o for o in self.observers if _overrides(o, "event")]
         self._logged = False
 
     def failed(self, exc: Exception) -> None:
@@ -129,7 +135,7 @@ class Observers:
 
     def claimed(self, worker_id: str, claim: Claim) -> None:
         """`JobObserver.claimed` of each."""
-        for o in self.observers:
+        for o in self._claimed:
             try:
                 o.claimed(worker_id, claim)
             except Exception as exc:
@@ -137,7 +143,7 @@ class Observers:
 
     def event(self, job: Job, event: Event) -> None:
         """`JobObserver.event` of each."""
-        for o in self.observers:
+        for o in self._event:
             try:
                 o.event(job, event)
             except Exception as exc:
@@ -145,14 +151,28 @@ class Observers:
 
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any]:
         """`JobObserver.running` of each, as one context."""
-        if not self.observers:
-            return _NOTHING
-        return _Together(self, [partial(o.running, worker_id, job) for o in self.observers])
+        contexts = []
+        for o in self._running:
+            try:
+                context = o.running(worker_id, job)
+            except Exception as exc:
+                self.failed(exc)
+                continue
+            if context is not None:
+                contexts.append(context)
+        return _Together(self, contexts) if contexts else _NOTHING
 
     def attempt(
         self, job: Job, item: ClaimedItem, item_input: Any
     ) -> contextlib.AbstractContextManager[Callable[[Any], None]]:
-        """`JobObserver.attempt` of each, as one context."""
-        if not self.observers:
-            return _NOTHING
-        return _Together(self, [partial(o.attempt, job, item, item_input) for o in self.observers])
+        """`JobObserver.attempt` of each, as one context (per attempt: kept short)."""
+        contexts = []
+        for o in self._attempt:
+            try:
+                context = o.attempt(job, item, item_input)
+            except Exception as exc:
+                self.failed(exc)
+                continue
+            if context is not None:
+                contexts.append(context)
+        return _Together(self, contexts) if contexts else _NOTHING

@@ -104,18 +104,27 @@ class Tracing(JobObserver):
     """Spans of a worker's jobs and attempts (see the module docstring).
 
     Args:
-        tracer_provider: where the spans go; ``None``: the application's global provider.
+        tracer_provider: where the spans go; ``None``: the application's global provider,
+            once it set one up (until then, no span is made: that costs nothing per item).
     """
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         from opentelemetry import trace  # noqa: PLC0415 - optional
 
         self._trace = trace
+        self._own = tracer_provider is not None
         self._tracer = trace.get_tracer("conveyor", __version__, tracer_provider=tracer_provider)
 
-    @contextlib.contextmanager
-    def running(self, worker_id: str, job: Job) -> Iterator[None]:
+    def _configured(self) -> bool:
+        """Whether spans go anywhere: a provider given, or one set up by the application."""
+        return self._own or not isinstance(
+            self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
+        )
+
+    def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any] | None:
         """A ``job <task>`` span, the child of the trace the job was submitted in."""
+        if not self._configured():
+            return None
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415 - optional
             TraceContextTextMapPropagator,
         )
@@ -129,19 +138,19 @@ class Tracing(JobObserver):
             "conveyor.job.task": job.task,
             "conveyor.worker.id": worker_id,
         }
-        with self._tracer.start_as_current_span(
+        return self._tracer.start_as_current_span(
             f"job {job.task}",
             context=parent,
             kind=self._trace.SpanKind.CONSUMER,
             attributes=attributes,
-        ):
-            yield
+        )
 
-    @contextlib.contextmanager
     def attempt(
         self, job: Job, item: ClaimedItem, item_input: Any
-    ) -> Iterator[Callable[[Any], None]]:
+    ) -> contextlib.AbstractContextManager[Callable[[Any], None]] | None:
         """A span per attempt, current while the task runs; GenAI attributes for LLM calls."""
+        if not self._configured():
+            return None
         attributes: dict[str, str | int] = {
             "conveyor.job.id": job.id,
             "conveyor.job.task": job.task,
@@ -156,8 +165,17 @@ class Tracing(JobObserver):
             attributes["gen_ai.system"] = system
             attributes["gen_ai.operation.name"] = operation
             attributes["gen_ai.request.model"] = model
-        with self._tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
-            yield lambda value: _answered(span, value, llm=llm is not None)
+        span = self._tracer.start_as_current_span(name, kind=kind, attributes=attributes)
+        return _attempt(span, llm=llm is not None)
+
+
+@contextlib.contextmanager
+def _attempt(
+    span_context: contextlib.AbstractContextManager[Span], *, llm: bool
+) -> Iterator[Callable[[Any], None]]:
+    """The attempt's span, current meanwhile; gives what notes the answer on it."""
+    with span_context as span:
+        yield lambda value: _answered(span, value, llm=llm)
 
 
 def _answered(span: Span, value: Any, *, llm: bool) -> None:

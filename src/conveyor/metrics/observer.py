@@ -32,6 +32,19 @@ DURATION_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 
 QUEUE_WAIT_BUCKETS_S = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14_400, 86_400)
 
 
+class _Task:
+    """One task's children of the counters of every item, looked up once (the hot path)."""
+
+    __slots__ = ("attempts", "failed_s", "started", "succeeded", "succeeded_s")
+
+    def __init__(self, m: ItemMetrics, task: str) -> None:
+        self.started = m.started.labels(task)
+        self.attempts = m.attempts.labels(task)
+        self.succeeded = m.succeeded.labels(task)
+        self.succeeded_s = m.duration.labels(task, "succeeded")
+        self.failed_s = m.duration.labels(task, "failed")
+
+
 def _reason(error: BaseException | None) -> str:
     """The kind of an error, a label of five values (``permanent`` for none)."""
     if error is None:
@@ -85,6 +98,7 @@ class ItemMetrics(JobObserver):
             buckets=QUEUE_WAIT_BUCKETS_S,
             registry=r,
         )
+        self._tasks: dict[str, _Task] = {}
 
     def claimed(self, worker_id: str, claim: Claim) -> None:
         """The first claim of a job (nothing of it ran before) observes its queue wait."""
@@ -102,19 +116,21 @@ class ItemMetrics(JobObserver):
 
     def event(self, job: Job, event: Event) -> None:
         """Count an attempt started, a retry, or an item settled."""
-        task = job.task
+        counts = self._tasks.get(job.task)
+        if counts is None:
+            counts = self._tasks[job.task] = _Task(self, job.task)
         if isinstance(event, ItemStarted):
-            self.attempts.labels(task).inc()
+            counts.attempts.inc()
             if event.attempt == 1:
-                self.started.labels(task).inc()
+                counts.started.inc()
         elif isinstance(event, ItemRetrying):
-            self.retried.labels(task, _reason(event.error)).inc()
+            self.retried.labels(job.task, _reason(event.error)).inc()
         elif isinstance(event, ItemFinished):
             outcome = event.outcome
             if outcome.state == "succeeded":
-                self.succeeded.labels(task).inc()
+                counts.succeeded.inc()
+                counts.succeeded_s.observe(outcome.latency_s)
             elif outcome.state == "failed":
-                self.failed.labels(task, _reason(outcome.error)).inc()
-            else:
-                return  # cancelled: the job's, or given back to pending by a stopping worker
-            self.duration.labels(task, outcome.state).observe(outcome.latency_s)
+                self.failed.labels(job.task, _reason(outcome.error)).inc()
+                counts.failed_s.observe(outcome.latency_s)
+            # cancelled: the job's, or given back to pending by a stopping worker: not counted
