@@ -7,7 +7,9 @@ ways in one run (each on a fresh file, the order rotated over the rounds):
 - ``spans``: the default with ``opentelemetry-api`` installed and no SDK set up (the API's
   no-op spans: what a worker pays when tracing is not configured);
 - ``metrics``: the Prometheus counters and histograms (`conveyor.metrics`);
-- ``both``: metrics and spans (``Metrics.observers()``).
+- ``both``: metrics and spans (``Metrics.observers()``);
+- ``sdk``: spans recorded by the OpenTelemetry SDK (a provider with no exporter: the cost of
+  making them, not of sending them), if the SDK is installed.
 
 Prints items/s per way (the best of the rounds) and the ratio to ``none``.
 ``python bench/observers.py [--items N] [--rounds R]``.
@@ -25,6 +27,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # noq
 
 import argparse
 import asyncio
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +48,10 @@ async def noop(item: Any) -> Any:
 def _observers(way: str) -> list[JobObserver]:
     metrics = Metrics(app=app)
     spans: list[JobObserver] = [Tracing()] if tracing_available() else []
+    if way == "sdk":
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - optional
+
+        return [Tracing(tracer_provider=TracerProvider())]
     ways: dict[str, list[JobObserver]] = {
         "none": [],
         "spans": spans,
@@ -73,6 +80,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     ways = ["none", "spans", "metrics", "both"]
+    if importlib.util.find_spec("opentelemetry.sdk") is not None:
+        ways.append("sdk")
     if not tracing_available():
         print("opentelemetry-api is not installed: 'spans' is the same as 'none'")
     best = dict.fromkeys(ways, 0.0)
