@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from conveyor.jobs import App, Jobs, MemoryStore, SqliteStore, StoreUnavailable
+from conveyor.jobs import App, Jobs, MemoryStore, SqliteStore, Store, StoreUnavailable
 from conveyor.jobs.overview import StoreOverview, read_overview
 from conveyor.metrics import Metrics
 
@@ -25,7 +25,7 @@ def _app() -> App:
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_jobs_by_status_and_the_queue_depth_are_read_at_scrape_time(run, tmp_path, kind):
     """Two queued jobs of 4 and 6 items, one cancelled: queued 2, depth 10, oldest aged 30 s."""
-    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "jobs.db")
+    store: Store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "jobs.db")
     app = _app()
     metrics = Metrics(app=app, store=store)
 
@@ -50,6 +50,31 @@ def test_jobs_by_status_and_the_queue_depth_are_read_at_scrape_time(run, tmp_pat
     assert scrape.value("conveyor_items_running") == 0
     assert scrape.value("conveyor_oldest_queued_job_age_seconds") == pytest.approx(30.0)
     assert scrape.value("conveyor_store_overview_capped") == 0
+
+
+def test_postgresql_is_read_through_the_same_interface(pg):
+    """PostgreSQL (real time: a network driver): the same figures, without waiting for any."""
+    from conveyor.jobs.stores.postgres import PostgresStore
+
+    store, app = PostgresStore(pg), _app()
+    metrics = Metrics(app=app, store=store)
+
+    async def main() -> bytes:
+        try:
+            jobs = Jobs(store, app=app)
+            await jobs.submit("noop", range(4))
+            await jobs.submit("noop", range(6))
+            gone = await jobs.submit("noop", range(3))
+            await jobs.cancel(gone.id)
+            return (await metrics.render())[0]
+        finally:
+            await store.close()
+
+    scrape = Scrape(asyncio.run(main()))
+    assert scrape.value("conveyor_store_up") == 1
+    assert scrape.value("conveyor_jobs", status="queued") == 2
+    assert scrape.value("conveyor_queue_depth") == 10
+    assert scrape.value("conveyor_oldest_queued_job_age_seconds") >= 0
 
 
 class DownStore(MemoryStore):
