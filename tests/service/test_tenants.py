@@ -26,7 +26,9 @@ LINE = {
 }
 # Routes that answer without a key: the dashboard's page and files, the API's description,
 # and the health probe (status only). None of them reads a tenant's data.
-PUBLIC = {"/", "/openapi.json", "/healthz", "/static"}
+# /metrics: refused (403) while the service has keys; served on --metrics-port instead
+# (tests/metrics/test_service_metrics.py).
+PUBLIC = {"/", "/openapi.json", "/healthz", "/static", "/metrics"}
 
 
 @contextlib.asynccontextmanager

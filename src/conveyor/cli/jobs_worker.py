@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
+
 if TYPE_CHECKING:
     import argparse
 
     from ..jobs.app import App
     from ..jobs.store import Store
     from ..jobs.worker import Worker
+    from ..metrics import Metrics
 
 __all__ = ["add_worker_arguments", "load_app", "worker_command"]
 
@@ -105,6 +108,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) ->
     parser.add_argument(
         "--until-idle", action="store_true", help="exit once no job is queued or running"
     )
+    add_metrics_arguments(parser, where="the worker's items, limiters and store")
 
 
 def load_app(spec: str | None) -> App:
@@ -169,7 +173,14 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     return args.store if args.store != args.store_default else config.store
 
 
-async def _work(worker: Worker, store: Store, *, until_idle: bool) -> None:
+async def _work(
+    worker: Worker,
+    store: Store,
+    *,
+    until_idle: bool,
+    metrics: Metrics | None = None,
+    metrics_at: tuple[str, int] = ("127.0.0.1", 0),
+) -> None:
     """Run `worker` until it stops: SIGTERM or Ctrl-C once to stop gracefully, twice at once."""
     loop = asyncio.get_running_loop()
     presses = 0
@@ -189,7 +200,8 @@ async def _work(worker: Worker, store: Store, *, until_idle: bool) -> None:
             # A one-off run: a store it cannot reach at the start is an error, as for
             # `conveyor jobs`. A worker that runs for good waits for its store instead.
             await store.get_job("-")
-        await worker.run(until_idle=until_idle)
+        async with serving_metrics(metrics, metrics_at, who="conveyor worker"):
+            await worker.run(until_idle=until_idle)
     finally:
         await store.close()
 
@@ -219,10 +231,12 @@ def worker_command(args: argparse.Namespace) -> int:
             flush_interval_s=args.flush_interval_s,
         )
         store = open_store(store_url)
+        metrics = metrics_of(args, app, store)
     except ConveyorError as exc:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return 2
-    worker = Worker(store, app, options=options)
+    observers = None if metrics is None else metrics.observers()
+    worker = Worker(store, app, options=options, observers=observers)
     limits = f"; limits in {shown_url(args.limits)}" if args.limits else ""
     print(
         f"conveyor worker {worker.id}: tasks {', '.join(app.task_names) or 'none'};"
@@ -238,7 +252,10 @@ def worker_command(args: argparse.Namespace) -> int:
         )
 
     try:
-        asyncio.run(_work(worker, store, until_idle=args.until_idle))
+        at = (args.metrics_host, args.metrics_port or 0)
+        asyncio.run(
+            _work(worker, store, until_idle=args.until_idle, metrics=metrics, metrics_at=at)
+        )
     except StoreUnavailable as exc:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

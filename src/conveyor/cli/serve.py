@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .metrics_args import add_metrics_arguments
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -102,6 +104,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=30.0,
         help="on SIGTERM, how long in-flight items may finish, seconds (30)",
     )
+    add_metrics_arguments(serve, where="also GET /metrics on the API's port while it has no keys")
     keys = commands.add_parser(
         "keys",
         help="add, list and revoke the service's API keys (one tenant each)",
@@ -208,6 +211,9 @@ def serve_command(args: argparse.Namespace) -> int:
             worker=not args.no_worker,
             worker_options=options,
             shared_limits=shared,
+            metrics_listener=None
+            if args.metrics_port is None
+            else (args.metrics_host, args.metrics_port),
         )
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
@@ -227,6 +233,9 @@ def serve_command(args: argparse.Namespace) -> int:
     store = shown_url(config.store)
     limits = f", limits in {shared.url}" if shared is not None else ""
     print(f"conveyor serve: {where} (dashboard at /), store {store}, {worker}{limits}", flush=True)
+    if args.metrics_port is not None:
+        at = f"http://{args.metrics_host}:{args.metrics_port}/metrics"
+        print(f"conveyor serve: metrics at {at}", flush=True)
     service = asgi.state.service
 
     class Server(uvicorn.Server):

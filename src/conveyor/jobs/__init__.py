@@ -9,7 +9,8 @@
 
 The parts: the model (`Job`, `JobItem`, `JobOptions`), the store interface (`Store`) and its
 two stores (`MemoryStore`, `SqliteStore`), the app of tasks (`App`, `TaskContext`), the
-worker (`Worker`, `WorkerOptions`) and the client (`Jobs`). How it works:
+worker (`Worker`, `WorkerOptions`, observed by `JobObserver`s: metrics, spans) and the client
+(`Jobs`). How it works:
 ``docs/explanations/jobs.md``.
 """
 
@@ -30,6 +31,7 @@ from .model import Job as Job
 from .model import JobItem as JobItem
 from .model import JobOptions as JobOptions
 from .model import JobSummary as JobSummary
+from .observe import JobObserver as JobObserver
 from .store import Store as Store
 from .stores.memory import MemoryStore as MemoryStore
 from .stores.sqlite import SqliteStore as SqliteStore
@@ -44,6 +46,7 @@ __all__ = [
     "JobError",
     "JobItem",
     "JobNotFound",
+    "JobObserver",
     "JobOptions",
     "JobStateError",
     "JobSummary",

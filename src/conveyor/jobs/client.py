@@ -20,6 +20,7 @@ from .ids import new_id
 from .model import JobOptions, NewJob
 from .stores.memory import MemoryStore
 from .stores.sqlite import SqliteStore
+from .tracing import carry_trace
 
 if TYPE_CHECKING:
     import builtins
@@ -152,13 +153,14 @@ class Jobs:
         if isinstance(items, str | bytes | dict) or not hasattr(items, "__iter__"):
             msg = f"items is a {type(items).__name__}: pass a list (or any iterable) of items"
             raise InvalidJob(msg)
-        given = {
+        given: dict[str, Any] = {
             k: v for k, v in (("concurrency", concurrency), ("attempts", attempts)) if v is not None
         }
         if options is not None and (given or timeout_s is not None or limiters):
             msg = "pass either options=JobOptions(...) or the options one by one, not both"
             raise InvalidJob(msg)
         opts = options or JobOptions(timeout_s=timeout_s, limiters=tuple(limiters), **given)
+        opts = carry_trace(opts)  # the workers' spans continue the trace current here
         checker = None
         if self.app is not None:
             found = self.app.get_task(task)

@@ -209,7 +209,9 @@ class JobRun:
             item.job_id, item.index, item.attempts, self._report, tenant=self.job.tenant
         )
         item_input = json.loads(item.input_json)
-        value = await self._task.call(item_input, ctx)
+        with self._worker.observers.attempt(self.job, item, item_input) as answered:
+            value = await self._task.call(item_input, ctx)
+            answered(value)
         if self._budget is not None:
             self._budget.add(value, item_input)
         return _encode(value)  # a value that is not JSON fails the item (TypeError)
@@ -221,6 +223,7 @@ class JobRun:
         self._progress_dirty = True
 
     def _on_event(self, event: Event) -> None:
+        self._worker.observers.event(self.job, event)
         if not isinstance(event, ItemFinished):
             return
         o = event.outcome

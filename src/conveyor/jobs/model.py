@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -55,6 +56,8 @@ ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 #: The stores' SQL spells the same list out (``status IN ('queued', 'running', 'cancelling')``).
 UNFINISHED: frozenset[str] = frozenset({"queued", "running", "cancelling"})
 ITEM_STATES: tuple[ItemState, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+#: A W3C ``traceparent`` (version 00): version, trace id, parent span id, flags.
+TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def _whole(name: str, value: object, least: int, hint: str) -> None:
@@ -77,6 +80,8 @@ class JobOptions:
             an item starts only if the spend so far, plus the most the items in flight and
             it may cost (prompt plus ``max_tokens``, at the price table's prices), stays
             within it; the items left stay pending (``None``: no budget).
+        traceparent: the W3C trace context the job was submitted in, so that the workers'
+            spans continue that trace (set by `Jobs.submit` and the service; ``None``: none).
     """
 
     concurrency: int = 10
@@ -84,6 +89,7 @@ class JobOptions:
     timeout_s: float | None = None
     limiters: tuple[str, ...] = ()
     max_cost_usd: float | None = None
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         _whole("concurrency", self.concurrency, 1, "e.g. concurrency=10")
@@ -108,21 +114,35 @@ class JobOptions:
                 ' app, e.g. limiters=("openai",)'
             )
             raise ConfigError(msg)
+        tp = self.traceparent
+        if tp is not None and not (isinstance(tp, str) and TRACEPARENT.match(tp)):
+            msg = (
+                f"traceparent={tp!r}: pass a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>),"
+                " or None"
+            )
+            raise ConfigError(msg)
 
     def to_json(self) -> str:
-        """The options as stored."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The options as stored (without a trace context, the same text as before it was)."""
+        data = asdict(self)
+        if self.traceparent is None:
+            del data["traceparent"]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> JobOptions:
         """Read options stored by `to_json` (unknown keys from newer versions are ignored)."""
         data = json.loads(text)
+        tp = data.get("traceparent")
+        if not (isinstance(tp, str) and TRACEPARENT.match(tp)):
+            tp = None  # a trace context is only a hint: one that does not read as one goes
         return cls(
             concurrency=data.get("concurrency", 10),
             attempts=data.get("attempts", 1),
             timeout_s=data.get("timeout_s"),
             limiters=tuple(data.get("limiters", ())),
             max_cost_usd=data.get("max_cost_usd"),
+            traceparent=tp,
         )
 
 

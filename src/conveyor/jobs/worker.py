@@ -34,13 +34,16 @@ from ..errors import ConfigError
 from .errors import StoreUnavailable
 from .jobrun import JobRun
 from .model import ACTIVE
+from .observe import Observers
 from .outage import Outage
+from .tracing import default_observers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
 
     from .app import App
     from .model import Claim
+    from .observe import JobObserver
     from .store import Store
 
 __all__ = ["Worker", "WorkerOptions", "new_worker_id"]
@@ -119,6 +122,9 @@ class Worker:
     ``close_app=False``: then whoever made the app closes it (the service, whose supervisor
     may start another worker on the same app).
 
+    `observers` see its work (`conveyor.jobs.observe`: metrics, traces); ``None`` (the
+    default): OpenTelemetry spans when ``opentelemetry-api`` is installed, else none.
+
     >>> worker = Worker(SqliteStore("jobs.db"), app)  # doctest: +SKIP
     >>> await worker.run(until_idle=True)  # doctest: +SKIP
     """
@@ -131,6 +137,7 @@ class Worker:
         options: WorkerOptions | None = None,
         worker_id: str | None = None,
         close_app: bool = True,
+        observers: Sequence[JobObserver] | None = None,
     ) -> None:
         self.store = store
         self.app = app
@@ -151,6 +158,8 @@ class Worker:
         self.over_budget: dict[str, float | None] = {}
         #: The store's outages as this worker sees them (retries, log lines, `back_at`).
         self.outage = Outage(self.id)
+        #: Who sees its work (each call guarded: a failing observer is only logged).
+        self.observers = Observers(default_observers() if observers is None else observers)
 
     def wake(self) -> None:
         """Look for work now instead of at the end of ``poll_interval_s`` (after a submit)."""
@@ -314,12 +323,15 @@ class Worker:
         """
         o = self.options
         try:
-            return await self.store.claim(
+            claim = await self.store.claim(
                 self.id, limit=limit, lease_s=o.lease_s, job_id=job_id, tasks=self.app.task_names
             )
         except (StoreUnavailable, asyncio.CancelledError):
             self._unsure = True  # it may have committed, its answer lost
             raise
+        if claim is not None:
+            self.observers.claimed(self.id, claim)
+        return claim
 
     async def _claim(self) -> Claim | None:
         """Claim items of the oldest active job of this worker's tasks, not over budget."""
@@ -399,7 +411,8 @@ class Worker:
             return
         run = JobRun(self, claim, task, limiters)
         try:
-            await run.run()
+            with self.observers.running(self.id, job):
+                await run.run()
         finally:
             self.settled += run.settled
         if run.halted is not None:

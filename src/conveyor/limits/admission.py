@@ -49,6 +49,18 @@ class Admission(LearningListener, Protocol):
     #: Calls admitted here and not yet released.
     in_flight: int
 
+    @property
+    def waiting(self) -> int:
+        """Callers of this process waiting to be admitted now."""
+        ...
+
+    def utilisation(self, now: float) -> dict[str, float]:
+        """Per dimension, how much of its budget is in use (`Constraint.utilisation`).
+
+        Empty when the budget is not held in this process.
+        """
+        ...
+
     def ready(self, now: float, units: dict[str, float], cost: Cost) -> Slot | None:
         """A slot at once if nothing waits and every constraint allows it now, else None."""
         ...
@@ -121,6 +133,18 @@ class LocalAdmission:
         self.in_flight += 1
         limiter.admitted += 1
         return Slot(limiter, cost, now, entries, units)
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting in the queue now (one that gave up leaves at its turn)."""
+        return sum(1 for _, future, _, _ in self._queue if not future.done())
+
+    def utilisation(self, now: float) -> dict[str, float]:
+        """Per dimension, the highest utilisation of its constraints at `now`."""
+        used: dict[str, float] = {}
+        for c in self._constraints:
+            used[c.unit] = max(used.get(c.unit, 0.0), c.utilisation(now))
+        return used
 
     def ready(self, now: float, units: dict[str, float], cost: Cost) -> Slot | None:
         """A slot at once if nothing waits and every constraint allows it now, else None."""

@@ -225,6 +225,21 @@ class Constraint:
         if isinstance(entry, Entry) and self.window is not None:
             self.window.redate(entry, now)
 
+    def utilisation(self, now: float) -> float:
+        """How much of this rate's budget is in use at `now`: 0 idle, 1 at the limit.
+
+        A window: what it admitted in the last window over its share; a bucket: what is
+        missing from it over its capacity; paced: what is booked ahead of `now` over what a
+        caller may book ahead (one unit and the burst). Above 1, the next caller waits.
+        """
+        if self.window is not None:
+            return self.window.used(now) / self.window.share
+        if self.bucket is not None:
+            return (self.bucket.capacity - self.bucket.level(now)) / self.bucket.capacity
+        assert self.pacer is not None
+        ahead = max(self.pacer.tat - now, 0.0)
+        return ahead / (self.pacer.tolerance_s + self.pacer.interval_s)
+
     def admitted_since(self, since: float) -> float:
         """What a window admitted after `since` (0 for other shapes: they keep no log)."""
         return self.window.cost_since(since) if self.window is not None else 0.0

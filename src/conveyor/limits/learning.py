@@ -106,6 +106,10 @@ class Learning:
         self.paused_until = -math.inf
         self.server_caps: dict[str, ServerCap] = {}
         self.pushbacks = 0  # rate limits and overloads seen
+        #: The same, by the classifier's kind: ``rate_limited`` or ``overloaded`` -> count.
+        self.pushbacks_by_kind: dict[str, int] = {}
+        #: What the API's headers last said is left, per dimension (as stated, unadjusted).
+        self.stated_remaining: dict[str, float] = {}
         self.halted: QuotaExhausted | None = None
         #: Limits adopted from what the API stated: dimension -> (ours before, theirs).
         self.adopted: dict[str, tuple[float, float]] = {}
@@ -148,6 +152,8 @@ class Learning:
             self.adaptive.on_overload()
         if pushback:
             self.pushbacks += 1
+            kinds = self.pushbacks_by_kind
+            kinds[verdict.kind] = kinds.get(verdict.kind, 0) + 1
             if verdict.retry_after_s is not None:
                 self.pause_for(verdict.retry_after_s)
         # An answer that fails its check came from a healthy API: not a failure of it.
@@ -194,6 +200,8 @@ class Learning:
         info = parse_rate_limit_headers(headers, now_wall_s=_clock.wall())
         now = _clock.now()
         for dim, budget in info.budgets.items():
+            if budget.remaining is not None:
+                self.stated_remaining[dim] = budget.remaining  # shown to operators (metrics)
             if dim != "requests" and dim not in self._costed:
                 continue  # no call says its cost in it: nothing to hold them to
             if budget.limit is not None:

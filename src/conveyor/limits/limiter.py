@@ -218,6 +218,23 @@ class Limiter:
         return self._max_in_flight
 
     @property
+    def in_flight(self) -> int:
+        """Calls admitted by this process and not yet released."""
+        return self._admission.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Callers of this process waiting to be admitted now."""
+        return self._admission.waiting
+
+    def utilisation(self) -> dict[str, float]:
+        """Per dimension, how much of the budget is in use now: 0 idle, 1 at the limit.
+
+        Empty when the budget is held in Redis (shared by every process, not known here).
+        """
+        return self._admission.utilisation(asyncio.get_running_loop().time())
+
+    @property
     def paused_until(self) -> float:
         """The loop time until which the API asked everyone to wait (-inf: not paused)."""
         return self.learning.paused_until

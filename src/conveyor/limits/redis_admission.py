@@ -176,6 +176,7 @@ class RedisAdmission:
         self._figures = [_figures(c) for c in constraints]
         self._concurrency = limiter.concurrency_limit or 0
         self.in_flight = 0
+        self._waiting = 0
         self._process = os.urandom(6).hex()
         self._serial = 0
         self._admitting = asyncio.Semaphore(ADMITTING)
@@ -201,6 +202,16 @@ class RedisAdmission:
             args += [figures[0], repr(units[c.unit]), *figures[1:]]
         return args
 
+    @property
+    def waiting(self) -> int:
+        """Callers of this process waiting for Redis to admit them now."""
+        return self._waiting
+
+    def utilisation(self, now: float) -> dict[str, float]:
+        """Not known here: the budget is in Redis, shared with every process."""
+        del now
+        return {}
+
     def ready(self, now: float, units: dict[str, float], cost: Cost) -> Slot | None:
         """Never at once: every admission asks Redis (`wait`)."""
         del now, units, cost
@@ -212,6 +223,21 @@ class RedisAdmission:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
+        self._waiting += 1
+        try:
+            return await self._wait(loop, task, cancels, units, cost)
+        finally:
+            self._waiting -= 1
+
+    async def _wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any] | None,
+        cancels: int,
+        units: dict[str, float],
+        cost: Cost,
+    ) -> Slot:
+        """`wait`'s turn: one caller of this process at a time asks Redis."""
         async with self._admitting:
             while True:
                 if self._learning.halted is not None:

@@ -9,7 +9,9 @@ The app opens the store when it starts (the ASGI lifespan), runs an in-process `
 uploads a killed process left in the files folder (`.parts`), sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
 them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
-name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
+name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`). With the
+metrics extra, it counts its work for Prometheus: ``GET /metrics`` (`.metrics_route`), and a
+listener of its own with ``metrics_listener`` (needed with API keys).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..errors import ConfigError
 from ..jobs.app import App
 from ..jobs.client import Jobs
 from ..jobs.worker import WorkerOptions
@@ -41,6 +44,7 @@ from .health import healthz
 from .hosts import HostGuard
 from .keys import KeyRing
 from .message_batches import sweep_message_batches
+from .metrics_route import metrics_endpoint
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
 from .routes_batches import (
@@ -78,6 +82,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from ..jobs.store import Store
+    from ..metrics import Metrics
     from .config import Connection
 
 __all__ = ["add_connections", "create_app"]
@@ -116,6 +121,21 @@ def add_connections(
     return urls
 
 
+def _metrics(app: App, store: Store, listener: tuple[str, int] | None) -> Metrics | None:
+    """The service's metrics, or None without the metrics extra (then no listener either)."""
+    try:
+        from ..metrics import Metrics  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:
+        if listener is None:
+            return None
+        msg = (
+            f"metrics_listener={listener!r}: the metrics need the metrics extra ({exc.name} is"
+            " missing): pip install 'conveyor[metrics]'"
+        )
+        raise ConfigError(msg) from exc
+    return Metrics(app=app, store=store)
+
+
 def create_app(
     config: ServiceConfig | None = None,
     *,
@@ -125,6 +145,7 @@ def create_app(
     worker_options: WorkerOptions | None = None,
     environ: Mapping[str, str] | None = None,
     shared_limits: RedisLimits | None = None,
+    metrics_listener: tuple[str, int] | None = None,
 ) -> Starlette:
     """The service as an ASGI app.
 
@@ -137,6 +158,8 @@ def create_app(
         environ: where connection credentials are read (default: the process environment).
         shared_limits: a Redis to keep every limiter in (the app's and the connections'),
             shared with the ``conveyor worker --limits`` processes; closed with the app.
+        metrics_listener: ``(host, port)``: also serve ``/metrics`` there, on a listener of
+            its own (with API keys, the only place it is served: `.metrics_route`).
     """
     cfg = config or ServiceConfig()
     tasks = app if app is not None else App()
@@ -155,6 +178,7 @@ def create_app(
         list_events_max_s=cfg.list_events_max_s,
         spend=JobSpend(jobs, frozenset(base_urls)),
         shared_limits=shared_limits,
+        metrics=_metrics(tasks, jobs.store, metrics_listener),
     )
 
     @contextlib.asynccontextmanager
@@ -162,9 +186,18 @@ def create_app(
         # Uploads cut short by a killed process; another process's live ones stay (locked).
         await asyncio.to_thread(service.files.sweep)
         runner: asyncio.Task[None] | None = None
+        listening = contextlib.AsyncExitStack()
+        if metrics_listener is not None and service.metrics is not None:
+            from ..metrics import MetricsListener  # noqa: PLC0415 - an optional extra
+
+            host, port = metrics_listener
+            await listening.enter_async_context(
+                MetricsListener(service.metrics, host=host, port=port)
+            )
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
-            service.worker = WorkerSupervisor(jobs.store, tasks, options)
+            observers = None if service.metrics is None else service.metrics.observers()
+            service.worker = WorkerSupervisor(jobs.store, tasks, options, observers)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
         # Batches past their completion window expire whether or not anyone reads them.
         sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
@@ -179,6 +212,7 @@ def create_app(
                 service.worker.stop()
                 await runner
                 await tasks.aclose()
+            await listening.aclose()
             await jobs.close()
             if shared_limits is not None:
                 await shared_limits.aclose()
@@ -198,6 +232,7 @@ def create_app(
         Route("/", index, methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False),
         Route("/v1/service", service_info, methods=["GET"]),
         Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .._json import BadJSON, loads
 from .._version import __version__
-from ..jobs.model import JobOptions
+from ..jobs.model import TRACEPARENT, JobOptions
 from .problems import Problem
 from .schemas import BudgetIn, JobCreate, JobOptionsIn
 from .state import json_response, only_params, query_choice, query_int, service_of
@@ -135,6 +136,10 @@ async def create_job(request: Request) -> Response:
             422, f"unknown task {spec.task!r}: this service runs {known} (GET /v1/service)"
         )
     options = _options_of(service, spec)
+    traceparent = request.headers.get("traceparent")
+    if traceparent is not None and TRACEPARENT.match(traceparent):
+        # The caller's trace continues in the workers' spans (a malformed one is ignored).
+        options = replace(options, traceparent=traceparent)
     read = False
 
     def tracked() -> Iterator[Any]:

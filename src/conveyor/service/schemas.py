@@ -135,6 +135,11 @@ class OptionsOut(BaseModel):
     timeout_s: float | None
     limiters: list[str]
     max_cost_usd: float | None = None
+    traceparent: str | None = Field(
+        default=None,
+        description="The W3C trace context the job was submitted in (the traceparent header"
+        " of the submit), continued by the workers' spans; null without one",
+    )
 
 
 class LimitOut(BaseModel):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..jobs.client import Jobs
     from ..jobs.model import Job
     from ..limits.redis_limiter import RedisLimits
+    from ..metrics import Metrics
     from .config import Limits
     from .feed import JobFeed
     from .files import Files
@@ -53,6 +54,8 @@ class Service:
     spend: JobSpend | None = None
     #: The Redis the limiters are kept in (``conveyor serve --limits``), or None.
     shared_limits: RedisLimits | None = None
+    #: Its Prometheus metrics (``GET /metrics``), or None without the metrics extra.
+    metrics: Metrics | None = None
     #: Set when the service begins to stop: every event stream ends, so the server can exit.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 

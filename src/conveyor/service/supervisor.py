@@ -22,7 +22,10 @@ from ..jobs.worker import Worker, WorkerOptions
 from ..policy.backoff import backoff_ceiling_s
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..jobs.app import App
+    from ..jobs.observe import JobObserver
     from ..jobs.store import Store
 
 __all__ = ["WorkerSupervisor"]
@@ -37,11 +40,18 @@ MAX_RESTART_S = 60.0
 class WorkerSupervisor:
     """Runs a `Worker` until `stop()`, starting a new one whenever one fails."""
 
-    def __init__(self, store: Store, app: App, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        store: Store,
+        app: App,
+        options: WorkerOptions,
+        observers: Sequence[JobObserver] | None = None,
+    ) -> None:
         self._store = store
         self._app = app
         self._options = options
-        self.worker = Worker(store, app, options=options, close_app=False)
+        self._observers = observers
+        self.worker = self._new_worker()
         #: How many times a failed worker was replaced.
         self.restarts = 0
         #: The last failure, one line, or None.
@@ -49,6 +59,15 @@ class WorkerSupervisor:
         self._stopping = False
         self._restarting = False
         self._wake = asyncio.Event()
+
+    def _new_worker(self) -> Worker:
+        return Worker(
+            self._store,
+            self._app,
+            options=self._options,
+            close_app=False,
+            observers=self._observers,
+        )
 
     @property
     def alive(self) -> bool:
@@ -91,7 +110,7 @@ class WorkerSupervisor:
                 return
             self.restarts += 1
             self._restarting = False
-            self.worker = Worker(self._store, self._app, options=self._options, close_app=False)
+            self.worker = self._new_worker()
             logger.warning(
                 "conveyor service: in-process worker %s started (restart %d)",
                 self.worker.id,
