@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._flags import add_duration
+from .jobs_args import STORE_FALLBACK
+from .subcommands import Action, add_actions, missing_action
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -71,7 +75,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument(
         "--config", type=Path, help="a TOML config file (store, limits, connections)"
     )
-    serve.add_argument("--store", help="job store URL (overrides the config's; default sqlite)")
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="job store URL (else the config's; without --config, $CONVEYOR_STORE, else"
+        f" {STORE_FALLBACK})",
+    )
     serve.add_argument("--keys-file", type=keys_file, help=f"API keys file ({KEYS_DEFAULT})")
     serve.add_argument("--app", metavar="MODULE:NAME", help="a conveyor.App with your tasks")
     serve.add_argument(
@@ -93,35 +102,71 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
     )
-    serve.add_argument(
-        "--lease-s", type=float, default=30.0, help="the worker's lease length, seconds (30)"
-    )
-    serve.add_argument(
-        "--grace-s",
-        type=float,
+    add_duration(
+        serve,
+        "--lease",
+        dest="lease_s",
         default=30.0,
-        help="on SIGTERM, how long in-flight items may finish, seconds (30)",
+        help="the worker's lease: a dead worker's items run elsewhere after it (30s)",
+        old="--lease-s",
+    )
+    add_duration(
+        serve,
+        "--grace",
+        dest="grace_s",
+        default=30.0,
+        help="on SIGTERM, how long in-flight items may finish (30s)",
+        old="--grace-s",
     )
     keys = commands.add_parser(
         "keys",
         help="add, list and revoke the service's API keys (one tenant each)",
         description="API keys of `conveyor serve`: only their hashes are stored.",
     )
-    keys.add_argument("--keys-file", type=keys_file, default=Path(KEYS_DEFAULT), help="keys file")
-    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    add = sub.add_parser("add", help="make a key for a tenant; prints it once")
-    _keys_file_here(add)
+    keys.add_argument(
+        "--keys-file",
+        type=keys_file,
+        default=Path(KEYS_DEFAULT),
+        metavar="FILE",
+        help=f"the keys file ({KEYS_DEFAULT}, or $CONVEYOR_KEYS_FILE)",
+    )
+    parsers = add_actions(keys, "keys_command", KEYS_ACTIONS)
+    for parser in parsers.values():
+        _keys_file_here(parser)
+    add = parsers["add"]
     add.add_argument("--tenant", required=True, help="whose jobs the key reaches, e.g. acme")
     add.add_argument("--name", default="", help="a note: who or what uses the key")
-    _keys_file_here(sub.add_parser("ls", help="list the keys (ids and tenants, never the keys)"))
-    revoke = sub.add_parser("revoke", help="remove a key: it stops working within a second")
-    _keys_file_here(revoke)
-    revoke.add_argument("key_id")
+    parsers["revoke"].add_argument("key_id", metavar="KEY_ID", help="the key's id (`keys ls`)")
+
+
+KEYS_ACTIONS = (
+    Action(
+        "add",
+        "make a key for a tenant; prints it once",
+        "Make an API key for a tenant and print it, once: only its hash is kept.",
+    ),
+    Action(
+        "ls",
+        "list the keys (ids and tenants, never the keys)",
+        "List the keys: their ids, tenants and notes (never the keys themselves).",
+    ),
+    Action(
+        "revoke",
+        "remove a key: it stops working within a second",
+        "Remove a key: a running service stops taking it within a second.",
+    ),
+)
 
 
 def _keys_file_here(parser: argparse.ArgumentParser) -> None:
     # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
-    parser.add_argument("--keys-file", type=keys_file, default=argparse.SUPPRESS, help="keys file")
+    parser.add_argument(
+        "--keys-file",
+        type=keys_file,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"the keys file ({KEYS_DEFAULT})",
+    )
 
 
 def keys_file(text: str) -> Path:
@@ -150,10 +195,13 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
     from dataclasses import replace
 
     from ..service.config import ServiceConfig, load_config
+    from .jobs_args import store_default
 
     config = load_config(args.config) if args.config else ServiceConfig()
     if args.store:
         config = replace(config, store=args.store)
+    elif not args.config:
+        config = replace(config, store=store_default())
     if args.allowed_host:
         config = replace(config, allowed_hosts=(*config.allowed_hosts, *args.allowed_host))
     if args.keys_file:
@@ -181,8 +229,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     from .._urls import shown_url
     from ..errors import ConveyorError
+    from ..jobs.errors import StoreUnavailable
     from ..jobs.worker import WorkerOptions
-    from .jobs_worker import load_app
+    from .jobs_worker import EXIT_UNAVAILABLE, load_app, reach_store
 
     try:
         config = _config(args)
@@ -195,6 +244,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        # A store it cannot reach is refused now, in one line, rather than found by every call.
+        asyncio.run(reach_store(config.store))
         app = load_app(args.app)
         options = WorkerOptions(poll_interval_s=0.5, lease_s=args.lease_s, grace_s=args.grace_s)
         shared = None
@@ -209,6 +260,9 @@ def serve_command(args: argparse.Namespace) -> int:
             worker_options=options,
             shared_limits=shared,
         )
+    except StoreUnavailable as exc:
+        print(f"conveyor serve: {exc}; not started", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
         return 2
@@ -257,6 +311,8 @@ def keys_command(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..service.keys import add_key, read_keys, revoke_key
 
+    if args.keys_command is None:
+        return missing_action("conveyor keys", KEYS_ACTIONS)
     path: Path = args.keys_file
     try:
         if args.keys_command == "add":
