@@ -109,7 +109,7 @@ def add_jobs_arguments(jobs: argparse.ArgumentParser) -> None:
     _submit_arguments(parsers["submit"])
     ls = parsers["ls"]
     ls.add_argument("--status", choices=STATUSES, help="only jobs in this status")
-    ls.add_argument("--limit", type=int, default=20, help="how many (20)")
+    ls.add_argument("--limit", type=int, default=20, metavar="N", help="how many (20)")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     for action in ("show", "watch", "cancel", "retry", "budget", "results"):
         parsers[action].add_argument("job_id", metavar="JOB_ID", help="the job's id")
@@ -144,10 +144,14 @@ def _submit_arguments(submit: argparse.ArgumentParser) -> None:
         "file", type=Path, help="JSONL: one item (any JSON value) per line; - = stdin"
     )
     submit.add_argument(
-        "--concurrency", type=int, default=10, help="items in flight per worker (10)"
+        "--concurrency", type=int, default=10, metavar="N", help="items in flight per worker (10)"
     )
     submit.add_argument(
-        "--attempts", type=int, default=1, help="tries per item, the first included (1: no retry)"
+        "--attempts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tries per item, the first included (1: no retry)",
     )
     add_duration(
         submit,

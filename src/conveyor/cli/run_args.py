@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=timeout,
         default=600.0,
-        metavar="S|auto",
+        metavar="DURATION|auto",
         help="time limit of one attempt, e.g. 60s; auto: 4 x p95 of recent ones (600s)",
     )
     retries.add_argument(

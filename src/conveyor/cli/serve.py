@@ -98,6 +98,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " `conveyor worker --limits` processes; /healthz reports whether it answers",
     )
     serve.add_argument(
+        "--wait-for-store",
+        action="store_true",
+        help="start even if the store cannot be reached now, answering 503 until it can (for a"
+        " service that may start before its database); without it, such a store is refused"
+        " at start, in one line",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
@@ -244,8 +251,10 @@ def serve_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        # A store it cannot reach is refused now, in one line, rather than found by every call.
-        asyncio.run(reach_store(config.store))
+        if not args.wait_for_store:
+            # A store it cannot reach (a wrong URL, a database not started) is said now, in one
+            # line, rather than found by every call as a 503.
+            asyncio.run(reach_store(config.store))
         app = load_app(args.app)
         options = WorkerOptions(poll_interval_s=0.5, lease_s=args.lease_s, grace_s=args.grace_s)
         shared = None
@@ -261,7 +270,11 @@ def serve_command(args: argparse.Namespace) -> int:
             shared_limits=shared,
         )
     except StoreUnavailable as exc:
-        print(f"conveyor serve: {exc}; not started", file=sys.stderr)
+        print(
+            f"conveyor serve: {exc}; not started (--wait-for-store starts anyway and answers"
+            " 503 until the store is back)",
+            file=sys.stderr,
+        )
         return EXIT_UNAVAILABLE
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
