@@ -197,7 +197,6 @@ def test_an_unreachable_store_is_one_line_naming_it_and_the_fix(tmp_path: Path, 
     assert "check that it is running, reachable" in line
     if command[0] == "serve":
         assert line.endswith(
-            "; not started (--wait-for-store starts anyway and answers 503 until the store is"
-            " back)"
+            "; not started (--wait-for-store starts anyway and answers 503 until the store is back)"
         )
         assert "listening" not in out
