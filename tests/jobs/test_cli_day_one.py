@@ -200,3 +200,14 @@ def test_an_unreachable_store_is_one_line_naming_it_and_the_fix(tmp_path: Path, 
             "; not started (--wait-for-store starts anyway and answers 503 until the store is back)"
         )
         assert "listening" not in out
+
+
+def test_serve_reads_the_store_from_conveyor_store_without_a_config(monkeypatch, tmp_path):
+    """`conveyor serve` with neither --store nor --config serves $CONVEYOR_STORE."""
+    from conveyor.cli import build_parser
+    from conveyor.cli.serve import _config
+
+    monkeypatch.setenv("CONVEYOR_STORE", f"sqlite:///{tmp_path}/env.db")
+    assert _config(build_parser().parse_args(["serve"])).store == f"sqlite:///{tmp_path}/env.db"
+    given = build_parser().parse_args(["serve", "--store", "memory:"])
+    assert _config(given).store == "memory:"
