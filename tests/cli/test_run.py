@@ -93,7 +93,8 @@ def test_the_plain_progress_line():
     """The plain line says counts, rates against the limits, 429s, elapsed time and ETA."""
     assert progress_line(PROGRESS) == (
         "1,234/20,000 (6%) done: 1,200 ok, 34 failed, 5 retrying; 498/500 rpm,"
-        " 98,000/200,000 tpm; 3 429s; 12s elapsed, ETA 3m45s"
+        " ~98,000/200,000 tpm (~ estimated when sent, until answered); 3 429s; 12s elapsed,"
+        " ETA 3m45s"
     )
 
 
@@ -114,7 +115,8 @@ def test_the_plain_progress_line_without_limits_or_eta():
         eta_s=None,
     )
     assert progress_line(progress) == (
-        "0 done: 0 ok, 0 failed, 0 retrying; 0 rpm, 0 tpm; 0 429s; 0s elapsed, ETA ?"
+        "0 done: 0 ok, 0 failed, 0 retrying; 0 rpm, ~0 tpm (~ estimated when sent, until"
+        " answered); 0 429s; 0s elapsed, ETA ?"
     )
 
 
@@ -123,8 +125,9 @@ def test_the_live_view_shows_bar_counts_rates_and_eta():
     lines = render(progress_view(PROGRESS)).splitlines()
     assert lines[0].endswith("1,234/20,000 (6%) ETA 3m45s")
     assert lines[1] == (
-        "1,200 ok  34 failed  5 retrying  498/500 rpm  98,000/200,000 tpm  3 429s  12s"
+        "1,200 ok  34 failed  5 retrying  498/500 rpm  ~98,000/200,000 tpm  3 429s  12s"
     )
+    assert lines[2] == "(~ estimated when sent, until answered)"
 
 
 def test_the_start_line_says_what_goes_where_within_which_limits(tmp_path: Path):
@@ -198,12 +201,13 @@ def test_help_describes_the_format_resume_and_exit_status(capsys):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--limit-window", "fast", "'fast' is not a duration: write it like 1s, 500ms or 1m"),
-        ("--limit-window", "0s", "'0s': the duration must be > 0"),
+        ("--limit-window", "fast", "'fast' is not a duration: write it like 30s, 500ms, 2m or"),
+        ("--limit-window", "0s", "'0s': the duration must be more than 0"),
         ("--timeout", "later", "'later' is not a duration"),
         ("--rpm", "-5", "'-5' must be a number > 0"),
         ("--concurrency", "0", "0 must be at least 1"),
         ("--retries", "-1", "-1 must be at least 0"),
+        ("--attempts", "0", "0 must be at least 1"),
         ("--header", "NoColon", "'NoColon' is not a header: write it as 'Name: value'"),
         ("--header-env", "Authorization", "write it as Header-Name=ENV_VAR"),
     ],
@@ -590,6 +594,6 @@ def test_spend_shows_a_cost_only_once_something_was_priced():
     from conveyor.cli.run_view import spend_text
 
     unpriced = dataclasses.replace(PROGRESS, tokens_in=1_000, tokens_out=20)
-    assert spend_text(unpriced) == "1,000 in / 20 out tokens"
+    assert spend_text(unpriced) == "usage 1,000 in / 20 out tokens"
     priced = dataclasses.replace(unpriced, cost_usd=0.0123, projected_cost_usd=0.5)
-    assert spend_text(priced) == "1,000 in / 20 out tokens, $0.0123 (projected $0.5000)"
+    assert spend_text(priced) == "usage 1,000 in / 20 out tokens, $0.0123 (projected $0.5000)"

@@ -138,16 +138,15 @@ PROGRESS = Progress(
 def test_progress_shows_input_and_output_against_their_limits_marking_the_estimate():
     """Input (~: estimated until answered) and output (the answers') rates against limits."""
     assert progress_line(PROGRESS) == (
-        "12/30 (40%) done: 12 ok, 0 failed, 1 retrying; 50/50 rpm, 31,000 tpm;"
-        " in ~48,700/50,000 tpm, out 9,100/10,000 tpm (~ estimated until answered);"
-        " 0 429s; 14s elapsed, ETA 21s"
+        "12/30 (40%) done: 12 ok, 0 failed, 1 retrying; 50/50 rpm, ~31,000 tpm,"
+        " in ~48,700/50,000 tpm, out 9,100/10,000 tpm (~ estimated when sent, until"
+        " answered); 0 429s; 14s elapsed, ETA 21s"
     )
     console = Console(file=io.StringIO(), width=120, color_system=None)
     console.print(progress_view(PROGRESS))
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines[2] == (
-        "in ~48,700/50,000 tpm, out 9,100/10,000 tpm  (~ estimated until answered; out: the"
-        " answers' usage)"
+        "in ~48,700/50,000 tpm, out 9,100/10,000 tpm  (~ estimated when sent, until answered)"
     )
 
 

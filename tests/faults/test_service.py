@@ -14,9 +14,10 @@ The interface these tests expect (written before the service's outage handling; 
   "degraded"``, ``"redis": {"ok": false, "error": "<one line>"}``.
 - Every other route of the API answers 503 ``application/problem+json`` whose ``type`` ends
   with ``store-unavailable`` while the store is unreachable (never a 500).
-- ``conveyor serve`` started while its store is unreachable starts anyway (a service
-  restarted before its database must not crash-loop), answers 503 as above, and recovers
-  when the store comes back.
+- ``conveyor serve --wait-for-store`` started while its store is unreachable starts anyway
+  (a service restarted before its database must not crash-loop), answers 503 as above, and
+  recovers when the store comes back. Without the flag it refuses to start, in one line
+  (``tests/jobs/test_cli_day_one.py``): a wrong URL is said at once.
 - ``conveyor serve --limits redis://...`` holds the app's limiters in Redis, as
   ``conveyor worker --limits`` does (what ``"redis"`` in ``/healthz`` reports on).
 
@@ -230,7 +231,7 @@ def test_the_api_answers_503_problem_json_while_the_store_is_cut(served, to_pg):
 def test_serve_on_an_unreachable_store_starts_reports_it_and_recovers(pg, to_pg, tmp_path):
     """Started while the store is refused: it serves 503s, then works once the store is back."""
     to_pg.cut()
-    service = Served(to_pg.url(_with_password(pg)), tmp_path)
+    service = Served(to_pg.url(_with_password(pg)), tmp_path, "--wait-for-store")
     try:
         service.wait_up()
         _assert_store_down(service.get("/healthz"))

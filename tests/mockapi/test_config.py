@@ -127,9 +127,9 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_cli_options_build_the_config():
     """The command-line options map one to one onto MockConfig and Faults."""
     args = parse(
-        "--latency-ms", "5", "--latency", "lognormal", "--latency-sigma", "0.3",
-        "--rpm", "600", "--tpm", "1000", "--window-s", "10",
-        "--fail", "0.05", "--hang", "0.01", "--drop", "0.02", "--hang-s", "30", "--seed", "7",
+        "--latency", "5ms", "--latency-shape", "lognormal", "--latency-sigma", "0.3",
+        "--rpm", "600", "--tpm", "1000", "--window", "10s",
+        "--fail", "0.05", "--hang", "0.01", "--drop", "0.02", "--hang-for", "30s", "--seed", "7",
     )  # fmt: skip
     assert config_from_args(args) == MockConfig(
         latency_ms=5.0,
@@ -144,10 +144,35 @@ def test_cli_options_build_the_config():
     assert (args.host, args.port, args.allow_remote) == ("127.0.0.1", 8765, False)
 
 
+def test_the_old_spellings_still_work_and_say_what_to_write(capsys):
+    """The old spellings (--latency-ms, --window-s, ...) give the same config, a note each."""
+    old = parse(
+        "--latency-ms", "5", "--latency", "lognormal", "--window-s", "10", "--hang-s", "30",
+        "--burst-s", "2",
+    )  # fmt: skip
+    new = parse(
+        "--latency", "5ms", "--latency-shape", "lognormal", "--window", "10s", "--hang-for",
+        "30s", "--burst", "2s",
+    )  # fmt: skip
+    assert config_from_args(old) == config_from_args(new)
+    err = capsys.readouterr().err
+    for note in (
+        "--latency-ms is deprecated; write --latency 5ms",
+        (
+            "--latency lognormal is deprecated (--latency takes the time now); write"
+            " --latency-shape lognormal"
+        ),
+        "--window-s is deprecated; write --window 10s",
+        "--hang-s is deprecated; write --hang-for 30s",
+        "--burst-s is deprecated; write --burst 2s",
+    ):
+        assert note in err
+
+
 def test_cli_options_build_the_anthropic_limits():
     """The Messages route's options map onto AnthropicLimits."""
     args = parse(
-        "--anthropic-rpm", "50", "--itpm", "30000", "--otpm", "8000", "--burst-s", "2",
+        "--anthropic-rpm", "50", "--itpm", "30000", "--otpm", "8000", "--burst", "2s",
         "--overloaded-rate", "0.03", "--spend-cap-tokens", "1000000",
     )  # fmt: skip
     assert config_from_args(args).anthropic == AnthropicLimits(
@@ -167,10 +192,10 @@ def test_cli_help_explains_the_anthropic_options():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     text = " ".join(parser.format_help().split())
-    for option in ("--anthropic-rpm", "--itpm", "--otpm", "--burst-s", "--overloaded-rate"):
+    for option in ("--anthropic-rpm", "--itpm", "--otpm", "--burst", "--overloaded-rate"):
         assert option in text
     assert "--spend-cap-tokens" in text
-    assert "1 enforces 60 RPM as 1 request a second" in text
+    assert "1s enforces 60 RPM as 1 request a second" in text
     assert "answered 529 overloaded_error" in text
 
 

@@ -139,7 +139,7 @@ def test_input_that_can_never_fit_is_a_400_not_a_429():
     assert answer.status == 400
     assert answer.body["error"]["type"] == "invalid_request_error"
     assert "501 input tokens can never fit" in answer.body["error"]["message"]
-    assert "--burst-s" in answer.body["error"]["message"]
+    assert "raise --itpm or --burst." in answer.body["error"]["message"]
     assert "retry-after" not in answer.headers
     assert "anthropic-ratelimit-input-tokens-remaining" in answer.headers
     assert (stats.bad_requests, stats.rate_limited, stats.messages_admitted) == (1, 0, 0)

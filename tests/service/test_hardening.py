@@ -336,7 +336,8 @@ def test_the_serve_start_up_line_shows_the_store_without_its_password(
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
     store = f"postgresql://app:{PASSWORD}@127.0.0.1:1/jobs?sslpassword={PASSWORD}"
     keys = tmp_path / "keys.json"
-    assert main(["serve", "--store", store, "--keys-file", str(keys), "--no-worker"]) == 0
+    argv = ["serve", "--store", store, "--keys-file", str(keys), "--no-worker"]
+    assert main([*argv, "--wait-for-store"]) == 0  # port 1: nothing there, start anyway
     out, err = capsys.readouterr()
     assert "store postgresql://***@127.0.0.1:1/jobs?sslpassword=***" in out
     assert PASSWORD not in out + err

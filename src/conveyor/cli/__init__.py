@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+from .._flags import add_duration
 from .._version import __version__
 
 __all__ = ["main"]
@@ -24,18 +24,6 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(msg) from None
     if value < 1:
         msg = f"{value} must be at least 1"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _latency_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number of milliseconds"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not math.isfinite(value) or value < 0:
-        msg = f"{text} must be a number of milliseconds >= 0"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -77,7 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=3_300_000,
         help="the API's tokens per minute (3300000)",
     )
-    demo.add_argument("--latency-ms", type=_latency_ms, default=150.0, help="median latency (150)")
+    add_duration(
+        demo,
+        "--latency",
+        dest="latency_s",
+        default=0.15,
+        help="the API's median latency (150ms)",
+        old="--latency-ms",
+        old_unit_s=0.001,
+        allow_zero=True,
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed of the requests and faults (7)")
     demo.add_argument(
         "--keep",
@@ -151,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return 
             concurrency=args.concurrency,
             rpm=args.rpm,
             tpm=args.tpm,
-            latency_ms=args.latency_ms,
+            latency_ms=args.latency_s * 1000.0,
             seed=args.seed,
             keep=args.keep,
         )

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from typing import Literal
+
+from .._flags import parse_duration
 
 __all__ = [
     "count",
@@ -19,21 +20,10 @@ __all__ = [
     "timeout",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
-
 
 def duration_s(text: str) -> float:
-    """Seconds from ``1s``, ``500ms`` or ``1m`` (a bare number is seconds), > 0."""
-    match = _DURATION.match(text)
-    if match is None:
-        msg = f"{text!r} is not a duration: write it like 1s, 500ms or 1m"
-        raise argparse.ArgumentTypeError(msg)
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        msg = f"{text!r}: the duration must be > 0"
-        raise argparse.ArgumentTypeError(msg)
-    return seconds
+    """Seconds from ``30s``, ``500ms``, ``2m`` or a bare number of seconds, > 0."""
+    return parse_duration(text)
 
 
 def timeout(text: str) -> float | Literal["auto"]:

@@ -11,9 +11,9 @@ import re
 import sys
 import time
 from array import array
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .jobs_args import JOBS_ACTIONS, JOBS_EPILOG, add_jobs_arguments, store_default
 from .jobs_worker import (
     EXIT_UNAVAILABLE,
     WORKER_DESCRIPTION,
@@ -21,30 +21,16 @@ from .jobs_worker import (
     add_worker_arguments,
     worker_command,
 )
+from .subcommands import missing_action
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterator
+    from pathlib import Path
 
     from ..jobs.client import Jobs
     from ..jobs.model import JobOptions
 
 __all__ = ["add_commands", "jobs_command"]
-
-STORE_DEFAULT = os.environ.get("CONVEYOR_STORE", "sqlite:///conveyor-jobs.db")
-STATUSES = ("queued", "running", "cancelling", "completed", "failed", "cancelled")
-STATES = ("pending", "running", "succeeded", "failed", "cancelled")
-
-JOBS_EPILOG = """\
-examples:
-  conveyor jobs submit analyze emails.jsonl --concurrency 20 --attempts 3
-  conveyor jobs submit http requests.jsonl --limiter openai
-  conveyor jobs watch 0190b1d2-...            # live bar; a line per change when piped
-  conveyor jobs results 0190b1d2-... --state failed -o failed.jsonl
-  conveyor jobs retry 0190b1d2-...            # run only the failed items again
-  conveyor jobs budget 0190b1d2-... 25        # raise the spend budget to $25: it goes on
-
-The store is --store, or $CONVEYOR_STORE, or sqlite:///conveyor-jobs.db.
-"""
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +42,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=WORKER_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_worker_arguments(worker, STORE_DEFAULT)
+    add_worker_arguments(worker, store_default())
     jobs = commands.add_parser(
         "jobs",
         help="submit, list, show, watch, cancel and retry durable jobs",
@@ -64,94 +50,26 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=JOBS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    jobs.add_argument("--store", default=STORE_DEFAULT, help=f"job store URL ({STORE_DEFAULT})")
-    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
-    submit = sub.add_parser("submit", help="create a job: one item per line of a JSONL file")
-    _store_here(submit)
-    submit.add_argument("task", help="the task's name (`http` for request lines)")
-    submit.add_argument(
-        "file", type=Path, help="JSONL: one item (any JSON value) per line; - = stdin"
-    )
-    submit.add_argument(
-        "--concurrency", type=int, default=10, help="items in flight per worker (10)"
-    )
-    submit.add_argument("--attempts", type=int, default=1, help="attempts per item (1: no retries)")
-    submit.add_argument("--timeout-s", type=float, help="one attempt's limit in seconds (none)")
-    submit.add_argument(
-        "--limiter", action="append", default=[], help="a shared limiter's name (repeatable)"
-    )
-    submit.add_argument(
-        "--max-cost",
-        type=float,
-        metavar="USD",
-        help="http tasks (LLM jobs): stop starting items before the spend could pass this many"
-        " US dollars; the rest stays pending (none)",
-    )
-    submit.add_argument(
-        "--idempotency-key",
-        metavar="KEY",
-        help="submit at most once: a submit again with this key (after a lost answer or an"
-        " unreachable store) prints the first job instead of creating another",
-    )
-    submit.add_argument(
-        "--app",
-        metavar="MODULE:NAME",
-        help="check the task name and the items before writing (without it the task is not"
-        " checked: a job for a task no worker has waits, queued, until one does)",
-    )
-    ls = sub.add_parser("ls", help="list jobs, newest first")
-    _store_here(ls)
-    ls.add_argument("--status", choices=STATUSES, help="only jobs in this status")
-    ls.add_argument("--limit", type=int, default=20, help="how many (20)")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = sub.add_parser("show", help="status, progress, counts and summary of one job")
-    _store_here(show)
-    show.add_argument("job_id")
-    show.add_argument("--json", action="store_true", help="print the job as JSON")
-    watch = sub.add_parser("watch", help="follow a job's progress live until it is done")
-    _store_here(watch)
-    watch.add_argument("job_id")
-    watch.add_argument("--interval-s", type=float, default=0.5, help="poll interval (0.5)")
-    watch.add_argument(
-        "--progress",
-        choices=("auto", "rich", "plain"),
-        default="auto",
-        help="a live bar on a terminal, else a line per change (auto)",
-    )
-    cancel = sub.add_parser("cancel", help="cancel a job: in-flight items are cancelled")
-    _store_here(cancel)
-    cancel.add_argument("job_id")
-    retry = sub.add_parser("retry", help="run a job's failed items again, under the same job")
-    _store_here(retry)
-    retry.add_argument("job_id")
-    budget = sub.add_parser(
-        "budget",
-        help="set a job's spend budget (max_cost_usd): a job that reached it goes on",
-    )
-    _store_here(budget)
-    budget.add_argument("job_id")
-    budget.add_argument("usd", type=float, metavar="USD", help="the new budget in US dollars (> 0)")
-    results = sub.add_parser("results", help="the items and their results, as JSONL")
-    _store_here(results)
-    results.add_argument("job_id")
-    results.add_argument("--state", choices=STATES, help="only items in this state")
-    results.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
-
-
-def _store_here(parser: argparse.ArgumentParser) -> None:
-    # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
-    parser.add_argument("--store", default=argparse.SUPPRESS, help="job store URL")
+    add_jobs_arguments(jobs)
 
 
 def jobs_command(args: argparse.Namespace) -> int:
     """Run ``conveyor worker`` or ``conveyor jobs ...``."""
     if args.command == "worker":
         return worker_command(args)
+    if args.jobs_command is None:
+        return missing_action("conveyor jobs", JOBS_ACTIONS)
+    return _action(args)
+
+
+def _action(args: argparse.Namespace) -> int:
+    """Run one action; its errors are one line and an exit status, never a traceback."""
     from ..errors import ConveyorError
     from ..jobs.errors import StoreUnavailable
 
     try:
-        return _run(_ACTIONS[args.jobs_command](args))
+        code = _run(_ACTIONS[args.jobs_command](args))
+        sys.stdout.flush()  # a reader gone away is found here, not at exit
     except StoreUnavailable as exc:
         print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -160,6 +78,19 @@ def jobs_command(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader stopped (`ls --json | head -1`): not an error of ours. Nothing more goes
+        # to stdout, not even Python's flush at exit. 141 = 128 + SIGPIPE, as a shell tool ends.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return code
+
+
+def _shown(url: str) -> str:
+    from .._urls import shown_url
+
+    return shown_url(url)
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
@@ -209,6 +140,7 @@ def _at_line(exc: Exception, path: Path, numbers: array[int]) -> str:
 
 async def _submit(args: argparse.Namespace) -> int:
     from ..jobs.model import JobOptions
+    from .jobs_view import unchecked_task_note
     from .jobs_worker import load_app
 
     if str(args.file) != "-" and not args.file.is_file():
@@ -244,6 +176,8 @@ async def _submit(args: argparse.Namespace) -> int:
             )
         except InvalidJob as exc:
             raise InvalidJob(_at_line(exc, args.file, numbers)) from None
+        # Without --app the name is not checked: the tasks jobs of this store ran tell a typo.
+        ran = None if app is not None else await _tasks_that_ran(jobs)
     if digest is not None and job.request_hash != digest:
         print(
             f"conveyor jobs submit: --idempotency-key {key!r} was used for another submit"
@@ -252,14 +186,17 @@ async def _submit(args: argparse.Namespace) -> int:
         )
         return 2
     print(job.id)
-    if app is None:
+    if app is None and ran is not None and job.task not in ran:
         print(
-            f"conveyor jobs submit: warning: task {job.task!r} was not checked (no --app):"
-            " if no worker has it, the job waits, queued, until one does",
-            file=sys.stderr,
+            f"conveyor jobs submit: warning: {unchecked_task_note(job.task, ran)}", file=sys.stderr
         )
     print(f"submitted: {job.counts.total:,} item(s) for task {job.task!r}", file=sys.stderr)
     return 0
+
+
+async def _tasks_that_ran(jobs: Jobs) -> set[str]:
+    """The tasks of the store's recent jobs that a worker started: some worker had them."""
+    return {job.task for job in await jobs.list(limit=200) if job.started_at is not None}
 
 
 def _request_digest(args: argparse.Namespace, options: JobOptions) -> str | None:
@@ -287,8 +224,11 @@ async def _ls(args: argparse.Namespace) -> int:
     if args.json:
         for job in found:
             print(json.dumps(job.to_dict()))
+    elif not found:
+        print("no jobs" + (f" {args.status}" if args.status else "") + f" in {_shown(args.store)}")
     else:
-        Console().print(jobs_table(found, time.time()))
+        console = Console()
+        console.print(jobs_table(found, time.time(), width=console.width), soft_wrap=True)
     return 0
 
 
@@ -313,18 +253,24 @@ async def _watch(args: argparse.Namespace) -> int:
     from .jobs_view import job_line, watch_view
 
     console = Console()
-    rich = args.progress == "rich" or (args.progress == "auto" and console.is_terminal)
+    mode = args.progress
+    if mode == "auto":
+        mode = "rich" if console.is_terminal else "plain"
     async with _open(args) as jobs:
         last = None
-        if rich:
+        updates = jobs.watch(args.job_id, interval_s=args.interval_s)
+        if mode == "rich":
             with Live(console=console, auto_refresh=False) as live:
-                async for job in jobs.watch(args.job_id, interval_s=args.interval_s):
+                async for job in updates:
                     live.update(watch_view(job, time.time()), refresh=True)
                     last = job
         else:
-            async for job in jobs.watch(args.job_id, interval_s=args.interval_s):
-                print(job_line(job, time.time()), flush=True)
+            async for job in updates:
+                if mode == "plain":
+                    print(job_line(job, time.time()), flush=True)
                 last = job
+            if mode == "none" and last is not None:  # the outcome only, once done
+                print(job_line(last, time.time()), flush=True)
     assert last is not None
     return 0 if last.status == "completed" and not last.counts.failed else 1
 
@@ -368,12 +314,6 @@ async def _results(args: argparse.Namespace) -> int:
             async for item in jobs.results(args.job_id, state=args.state):
                 out.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
         out.flush()
-    except BrokenPipeError:
-        # The reader stopped (`| head`): not an error of ours. Nothing more goes to stdout,
-        # not even Python's flush at exit. 141 = 128 + SIGPIPE, as a shell tool would end.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
     finally:
         if out is not sys.stdout:
             out.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 from typing import TYPE_CHECKING
 
 from rich.console import Group
@@ -14,7 +16,15 @@ from .run_view import format_duration
 if TYPE_CHECKING:
     from ..jobs.model import Job
 
-__all__ = ["counts_text", "job_line", "job_table", "jobs_table", "watch_view"]
+__all__ = [
+    "counts_text",
+    "job_line",
+    "job_table",
+    "jobs_table",
+    "step_text",
+    "unchecked_task_note",
+    "watch_view",
+]
 
 _STYLE = {
     "queued": "cyan",
@@ -42,6 +52,45 @@ def counts_text(job: Job) -> str:
     )
 
 
+def step_text(job: Job) -> str | None:
+    """The job's step; for a queued job with none, what it waits for (a worker with its task).
+
+    A worker claims only the jobs whose task it has: until one with this task starts, the
+    job stays queued, and this says why rather than nothing.
+
+    >>> from conveyor.jobs.model import Counts, Job, JobOptions
+    >>> step_text(Job(id="j", task="extarct", options=JobOptions(), status="queued",
+    ...               counts=Counts(total=1, pending=1)))
+    "waiting for a worker with task 'extarct'"
+    """
+    if job.step:
+        return job.step
+    if job.status == "queued":
+        return f"waiting for a worker with task {job.task!r}"
+    return None
+
+
+def unchecked_task_note(task: str, ran: set[str]) -> str:
+    """What ``jobs submit`` without ``--app`` says of a task no recent job of the store ran.
+
+    >>> unchecked_task_note("extarct", {"extract", "analyze"})  # doctest: +NORMALIZE_WHITESPACE
+    "task 'extarct' was not checked (no --app) and no recent job here ran it (these did:
+    analyze, extract; did you mean 'extract'?): the job waits, queued, until a worker with task
+    'extarct' starts; check the name, or pass --app MODULE:NAME to check it"
+    """
+    if ran:
+        close = difflib.get_close_matches(task, sorted(ran), n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        seen = f" and no recent job here ran it (these did: {', '.join(sorted(ran))}{guess})"
+    else:
+        seen = " and no job here has run yet"
+    return (
+        f"task {task!r} was not checked (no --app){seen}: the job waits, queued, until a"
+        f" worker with task {task!r} starts; check the name, or pass --app MODULE:NAME to"
+        " check it"
+    )
+
+
 def _elapsed(job: Job, now_s: float) -> str:
     if job.started_at is None:
         return "not started"
@@ -51,7 +100,8 @@ def _elapsed(job: Job, now_s: float) -> str:
 
 def job_line(job: Job, now_s: float) -> str:
     """One plain line of a job's progress, for output that is not a terminal."""
-    step = f" [{job.step}]" if job.step else ""
+    step = step_text(job)
+    step = f" [{step}]" if step else ""
     return (
         f"{job.id} {job.status} {job.progress:.0f}%{step}: {counts_text(job)};"
         f" {_elapsed(job, now_s)}"
@@ -65,38 +115,77 @@ def watch_view(job: Job, now_s: float) -> Group:
     status = Text(job.status, style=_STYLE.get(job.status, ""))
     grid.add_row(bar, Text(f"{job.progress:5.1f}%"), status, Text(_elapsed(job, now_s)))
     lines: list[Table | Text] = [grid]
-    if job.step:
-        lines.append(Text(job.step, style="bold"))
+    step = step_text(job)
+    if step:
+        lines.append(Text(step, style="bold"))
     lines.append(Text(counts_text(job)))
     if job.error:
         lines.append(Text(job.error, style="red"))
     return Group(*lines)
 
 
-def jobs_table(jobs: list[Job], now_s: float) -> Table:
-    """``conveyor jobs ls``: one row per job."""
-    table = Table(title="jobs", title_justify="left")
-    table.add_column("id", no_wrap=True, min_width=36)
-    for name, justify in (
-        ("task", "left"),
-        ("status", "left"),
-        ("progress", "right"),
-        ("items", "right"),
-        ("failed", "right"),
-        ("elapsed", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for job in jobs:
-        table.add_row(
+#: The narrowest the task column of ``jobs ls`` gets before the time column gives way.
+_TASK_MIN = 16
+
+
+def _ls_status(job: Job) -> str:
+    """The status, with the percentage (rounded down: 100% is done) while the job runs."""
+    if job.status == "running":
+        return f"running {math.floor(job.progress)}%"
+    return job.status
+
+
+def jobs_table(jobs: list[Job], now_s: float, *, width: int = 80) -> Text:
+    """``conveyor jobs ls``: one line per job, no line wider than `width`.
+
+    Columns: the full id (what the other actions take), status (with the percentage while
+    running), items, failed, time, task. When they do not fit, the time column goes first,
+    then the task's name is cut (with ``…``): ``show`` has every fact.
+    """
+    rows = [
+        (
             job.id,
-            job.task,
-            Text(job.status, style=_STYLE.get(job.status, "")),
-            f"{job.progress:.0f}%",
+            _ls_status(job),
             f"{job.counts.total:,}",
             f"{job.counts.failed:,}",
-            _elapsed(job, now_s),
+            _elapsed(job, now_s) if job.started_at is not None else "-",
+            job.task,
         )
-    return table
+        for job in jobs
+    ]
+    header = ("id", "status", "items", "failed", "time", "task")
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    right = (False, False, True, True, True, False)
+    shown = [0, 1, 2, 3, 4, 5]
+    gap = "  "
+
+    def fixed() -> int:  # every shown column but the task, with the gaps
+        return sum(widths[i] + len(gap) for i in shown if i != 5)
+
+    if width - fixed() < min(widths[5], _TASK_MIN):
+        shown.remove(4)
+    widths[5] = max(min(widths[5], width - fixed()), 1)
+
+    def cell(i: int, value: str) -> str:
+        if len(value) > widths[i]:
+            value = value[: max(widths[i] - 1, 0)] + "…"
+        return value.rjust(widths[i]) if right[i] else value.ljust(widths[i])
+
+    text = Text()
+    text.append(gap.join(cell(i, header[i]) for i in shown).rstrip() + "\n", style="bold")
+    for job, row in zip(jobs, rows, strict=True):
+        for position, i in enumerate(shown):
+            if position:
+                text.append(gap)
+            value = cell(i, row[i])
+            text.append(value.rstrip() if i == 5 else value, style=_ls_style(job) if i == 1 else "")
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+def _ls_style(job: Job) -> str:
+    return _STYLE.get(job.status, "")
 
 
 def job_table(job: Job, now_s: float) -> Table:
@@ -110,7 +199,7 @@ def job_table(job: Job, now_s: float) -> Table:
         ("task", job.task),
         ("status", job.status),
         ("progress", f"{job.progress:.1f}%"),
-        ("step", job.step or ""),
+        ("step", step_text(job) or ""),
         ("items", counts_text(job)),
         ("elapsed", _elapsed(job, now_s)),
         ("throughput", f"{s.throughput_per_s:,.1f} items/s" if s.duration_s else ""),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._flags import add_duration
 from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
 
 if TYPE_CHECKING:
@@ -20,33 +21,29 @@ if TYPE_CHECKING:
     from ..jobs.worker import Worker
     from ..metrics import Metrics
 
-__all__ = ["add_worker_arguments", "load_app", "worker_command"]
+__all__ = ["EXIT_UNAVAILABLE", "add_worker_arguments", "load_app", "reach_store", "worker_command"]
 
 WORKER_DESCRIPTION = """\
 Run durable jobs from a store: claim items under a lease, run them with the job's options and
 the app's shared limiters, write results in batches, renew the lease, and take over the items
 of workers that died. Start as many as you like on one store.
 
+A worker claims only the jobs whose task it has (from --app, --base-url or --config); other
+jobs wait, queued, for a worker that has theirs.
+
 SIGTERM or Ctrl-C stops gracefully: nothing new is claimed, in-flight items may finish for
---grace-s, the rest go back to pending for another worker. A second Ctrl-C stops at once
+--grace, the rest go back to pending for another worker. A second Ctrl-C stops at once
 (in-flight items then run again elsewhere: at-least-once).
 """
 
 WORKER_EPILOG = """\
-tasks:
-  --app MODULE:NAME     a conveyor.App with your tasks (like uvicorn: myproject.jobs:app)
-  --base-url URL        also register the built-in `http` task, calling only URL; items are
-                        request lines of `conveyor run` ({"custom_id","method","url","body"})
-  --config FILE         the `http:<name>` tasks of the service's connections (the same TOML
-                        `conveyor serve --config` reads), for workers beside `serve --no-worker`
-
-A worker claims only jobs whose task it has; other jobs wait for a worker that has theirs.
-
 examples:
   conveyor worker --app myproject.jobs:app --store sqlite:///jobs.db
-  conveyor worker --app myproject.jobs:app --store postgresql://db/conveyor \
+  conveyor worker --app myproject.jobs:app --store postgresql://db/conveyor \\
                   --limits redis://redis:6379/0      # one of many, on many machines
   conveyor worker --base-url https://api.openai.com --header-env Authorization=OPENAI_AUTH
+
+Durations are written 30s, 500ms, 2m or in seconds.
 """
 
 
@@ -57,55 +54,88 @@ EXIT_UNAVAILABLE = 75
 
 def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) -> None:
     """The options of ``conveyor worker``."""
-    parser.add_argument("--store", default=store_default, help=f"job store URL ({store_default})")
-    parser.set_defaults(store_default=store_default)
-    parser.add_argument("--app", metavar="MODULE:NAME", help="the conveyor.App with your tasks")
     parser.add_argument(
+        "--store", default=store_default, metavar="URL", help=f"job store URL ({store_default})"
+    )
+    parser.set_defaults(store_default=store_default)
+    tasks = parser.add_argument_group("tasks (what this worker can run)")
+    tasks.add_argument(
+        "--app",
+        metavar="MODULE:NAME",
+        help="a conveyor.App with your tasks, imported like uvicorn's: myproject.jobs:app",
+    )
+    tasks.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="also register the built-in `http` task, calling only URL; its items are the"
+        ' request lines of `conveyor run` ({"custom_id", "method", "url", "body"})',
+    )
+    tasks.add_argument(
         "--config",
         type=Path,
+        metavar="FILE",
         help="the TOML config of `conveyor serve`: its connections' http:<name> tasks (and"
-        " its store, unless --store is given)",
+        " its store, unless --store is given), for workers beside `serve --no-worker`",
     )
-    parser.add_argument("--base-url", metavar="URL", help="register the `http` task for URL")
-    parser.add_argument(
+    tasks.add_argument(
         "--header",
         action="append",
         default=[],
         metavar="'Name: value'",
         help="a header for every request of the http task (repeatable)",
     )
-    parser.add_argument(
+    tasks.add_argument(
         "--header-env",
         action="append",
         default=[],
         metavar="Name=ENV_VAR",
         help="a header read from the environment, never stored or shown (repeatable)",
     )
-    parser.add_argument(
+    run = parser.add_argument_group("how it runs")
+    run.add_argument(
         "--limits",
         metavar="URL",
         help="hold the app's limiters in Redis (redis://host:6379/0), shared by every worker",
     )
-    parser.add_argument(
+    run.add_argument(
         "--claim-size",
         type=int,
         default=None,
+        metavar="N",
         help="items claimed per store call (default: the job's concurrency and a little more)",
     )
-    parser.add_argument("--lease-s", type=float, default=30.0, help="lease length, seconds (30)")
-    parser.add_argument(
-        "--grace-s", type=float, default=30.0, help="in-flight time after SIGTERM, seconds (30)"
+    add_duration(
+        run,
+        "--lease",
+        dest="lease_s",
+        default=30.0,
+        help="how long a claim holds unrenewed: a dead worker's items run elsewhere after it (30s)",
+        old="--lease-s",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=1000, help="results written per transaction (1000)"
+    add_duration(
+        run,
+        "--grace",
+        dest="grace_s",
+        default=30.0,
+        help="how long in-flight items may finish after SIGTERM (30s)",
+        old="--grace-s",
     )
-    parser.add_argument(
-        "--flush-interval-s",
-        type=float,
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="results written per transaction (1000)",
+    )
+    add_duration(
+        run,
+        "--flush-interval",
+        dest="flush_interval_s",
         default=0.2,
-        help="results are written at least this often, seconds (0.2)",
+        help="results are written at least this often (200ms)",
+        old="--flush-interval-s",
     )
-    parser.add_argument(
+    run.add_argument(
         "--until-idle", action="store_true", help="exit once no job is queued or running"
     )
     add_metrics_arguments(parser, where="the worker's items, limiters and store")
@@ -171,6 +201,21 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     add_connections(app, config.connections)
     # --store given on the command line wins over the config's.
     return args.store if args.store != args.store_default else config.store
+
+
+async def reach_store(url: str) -> None:
+    """Open the store at `url` and read from it once: `StoreUnavailable` if it cannot be reached.
+
+    A SQLite file is created (with its folder's errors said as `StoreError`), as the command
+    that calls this would create it anyway.
+    """
+    from ..jobs.client import open_store
+
+    store = open_store(url)
+    try:
+        await store.get_job("-")
+    finally:
+        await store.close()
 
 
 async def _work(

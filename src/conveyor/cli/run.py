@@ -275,12 +275,20 @@ def _finish(
             soft_wrap=True,
         )
         return EXIT_INTERRUPTED if signal_number in (None, signal.SIGINT) else 128 + signal_number
-    failed = result.summary.failed + plan.failed_before
+    invalid = tally.invalid
+    failed = result.summary.failed - invalid + plan.failed_before
+    if invalid:
+        # Sending it again cannot help a line that cannot be sent: the line must change first.
+        console.print(
+            f"{invalid:,} line(s) of {files.input} could not be sent (error"
+            f' "invalid_line" in {files.output}, with the reason): fix them in {files.input},'
+            " then run the same command with --retry-failed.",
+            soft_wrap=True,
+        )
     if failed:
         console.print(
             f"{failed:,} request(s) have failed results in {files.output} (see their"
             ' "error"); run the same command with --retry-failed to send them again.',
             soft_wrap=True,
         )
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if failed or invalid else EXIT_OK

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .._flags import add_renamed
 from .arg_types import count, duration_s, header, header_env, positive_number, timeout
 from .run_limits import add_limit_arguments, limits_from_args
 
@@ -32,12 +33,16 @@ to resume: requests already in the output are skipped."""
 
 EPILOG = """\
 exit status: 0 every request succeeded; 1 the run finished and some failed (see their
-"error" in the output; --retry-failed sends them again); 2 refused before sending (bad option
-or file), or stopped because a result could not be written (what was written is kept: fix the
-cause and run again to resume); 3 stopped admitting before the end: --max-cost reached, or the
-API's quota or spend limit exhausted (the rest stays pending: run again to resume); 130
-interrupted by Ctrl-C, 143 by SIGTERM (in-flight requests are cancelled, not written, and run
-on resume).
+"error" in the output; --retry-failed sends them again, once any invalid line is fixed);
+2 refused before sending (bad option or file), or stopped because a result could not be
+written (what was written is kept: fix the cause and run again to resume); 3 stopped
+admitting before the end: --max-cost reached, or the API's quota or spend limit exhausted
+(the rest stays pending: run again to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM
+(in-flight requests are cancelled, not written, and run on resume).
+
+durations (--timeout, --limit-window, --progress-interval...) are written 30s, 500ms, 2m or
+in seconds. --attempts counts every try, the first included (--retries N, its old form, is
+--attempts N+1).
 
 request lines may also carry "headers" (sent with that request only) and "cost" (its tokens,
 instead of the estimate); a line without "custom_id" is named line-N after its number.
@@ -105,17 +110,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_limit_arguments(parser)
     retries = parser.add_argument_group("retries")
     retries.add_argument(
-        "--retries",
-        type=lambda t: count(t, least=0),
-        default=5,
+        "--attempts",
+        type=lambda t: count(t, least=1),
+        default=6,
         metavar="N",
-        help="retries per request after the first attempt (5)",
+        help="tries per request in all, the first included, as jobs count them (6: 5 retries)",
+    )
+    # The old way to say it counted retries only: --retries N is --attempts N+1.
+    add_renamed(
+        retries, "--retries", "--attempts", dest="attempts", type=lambda t: count(t, least=0) + 1
     )
     retries.add_argument(
         "--timeout",
         type=timeout,
         default=600.0,
-        metavar="S|auto",
+        metavar="DURATION|auto",
         help="time limit of one attempt, e.g. 60s; auto: 4 x p95 of recent ones (600s)",
     )
     retries.add_argument(
@@ -238,7 +247,7 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> R
             secret_headers=tuple(secret),
         ),
         limits=limits_from_args(args),
-        retry=Retry(attempts=args.retries + 1, timeout_s=args.timeout),
+        retry=Retry(attempts=args.attempts, timeout_s=args.timeout),
         progress=args.progress,
         progress_interval_s=args.progress_interval,
         summary_json=args.summary_json,

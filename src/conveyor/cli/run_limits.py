@@ -90,6 +90,16 @@ def limits_from_args(args: argparse.Namespace) -> BatchLimits:
     input_tpm: float | None = getattr(args, "input_tpm", None)
     output_tpm: float | None = getattr(args, "output_tpm", None)
     bucket_s: float | None = getattr(args, "limit_bucket", None)
+    shape = "--limit-window" if args.limit_window is not None else "--limit-bucket"
+    given = args.limit_window if args.limit_window is not None else bucket_s
+    if given is not None and not (rpm or args.tpm or input_tpm or output_tpm):
+        # A shape with no rate to shape limits nothing: the run would go unpaced into the API.
+        msg = (
+            f"{shape} {given:g}s says how the API enforces its limits, but no limit is given:"
+            " add the API's limits (--rpm N, --tpm N, or --input-tpm N / --output-tpm N), or"
+            f" drop {shape}"
+        )
+        raise ConfigError(msg)
     least = 60.0 / rpm if rpm is not None else 0.0  # a bucket must hold one request
     if bucket_s is None and args.limit_window is None and (input_tpm or output_tpm):
         bucket_s = max(1.0, least)

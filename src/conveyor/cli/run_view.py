@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from ..http import BatchLimits, BatchResult, Endpoint, Plan, Progress
 
 __all__ = [
+    "ESTIMATED",
     "batch_summary_table",
     "empty_summary",
+    "format_amount",
     "format_duration",
     "format_usd",
     "progress_line",
@@ -60,6 +62,15 @@ def _count(progress: Progress) -> str:
     return f"{progress.done:,}/{progress.total:,}{pct}"
 
 
+def format_amount(value: float) -> str:
+    """A rate as a person writes it: ``3,300,000``, never ``3.3e+06``.
+
+    >>> format_amount(3_300_000.0), format_amount(0.5), format_amount(1234.5)
+    ('3,300,000', '0.5', '1,234.5')
+    """
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.6g}"
+
+
 def format_usd(value: float) -> str:
     """Dollars with enough digits to see small LLM costs.
 
@@ -70,15 +81,21 @@ def format_usd(value: float) -> str:
 
 
 def spend_text(progress: Progress) -> str:
-    """Tokens in/out, cost and projected cost; cache hits. Empty before any of them."""
+    """The answers' usage (tokens in/out), cost and projected cost; cache hits.
+
+    Empty before any of them. The projection is shown only when it says more than the cost
+    (the run is not over, and it rounds to more): never a projection below what is spent.
+    """
     p = progress
     if not (p.tokens_in or p.tokens_out or p.cache_hits):
         return ""
-    text = f"{p.tokens_in:,} in / {p.tokens_out:,} out tokens"
+    text = f"usage {p.tokens_in:,} in / {p.tokens_out:,} out tokens"
     if p.cost_usd > 0:  # nothing priced yet (or a model with no price): no cost to show
-        text += f", {format_usd(p.cost_usd)}"
-        if p.projected_cost_usd is not None:
-            text += f" (projected {format_usd(p.projected_cost_usd)})"
+        spent = format_usd(p.cost_usd)
+        text += f", {spent}"
+        projected = p.projected_cost_usd
+        if projected is not None and projected > p.cost_usd and format_usd(projected) != spent:
+            text += f" (projected {format_usd(projected)})"
     if p.cache_hits:
         text += f", {p.cache_hits:,} cached"
     return text
@@ -108,17 +125,26 @@ def split_rates(progress: Progress) -> str:
     )
 
 
+#: What ``~`` marks: tokens as the limiter counts them, each request's estimate until its
+#: answer's usage replaces it. Real usage is in the spend part (``usage N in / M out``).
+ESTIMATED = "~ estimated when sent, until answered"
+
+
 def progress_line(progress: Progress) -> str:
-    """One plain line of progress, for output that is not a terminal."""
+    """One plain line of progress, for output that is not a terminal.
+
+    The token rates are the limiter's (marked ``~``: estimated when sent); the tokens counted
+    from the answers come after ``usage``.
+    """
     p = progress
     spend = spend_text(p)
     split = split_rates(p)
     return (
         f"{_count(p)} done: {p.succeeded:,} ok, {p.failed:,} failed, {p.retrying:,} retrying;"
         f" {_rate(p.requests_per_minute, p.rpm_limit)} rpm,"
-        f" {_rate(p.tokens_per_minute, p.tpm_limit)} tpm;"
-        + (f" {split} (~ estimated until answered);" if split else "")
-        + f" {p.rate_limited:,} 429s;"
+        f" ~{_rate(p.tokens_per_minute, p.tpm_limit)} tpm"
+        + (f", {split}" if split else "")
+        + f" ({ESTIMATED}); {p.rate_limited:,} 429s;"
         + (f" {spend};" if spend else "")
         + f" {format_duration(p.elapsed_s)} elapsed, ETA {_eta(p)}"
     )
@@ -138,14 +164,16 @@ def progress_view(progress: Progress) -> Group:
     line.append(f"{p.retrying:,} retrying", style="yellow" if p.retrying else "")
     line.append(
         f"  {_rate(p.requests_per_minute, p.rpm_limit)} rpm"
-        f"  {_rate(p.tokens_per_minute, p.tpm_limit)} tpm  "
+        f"  ~{_rate(p.tokens_per_minute, p.tpm_limit)} tpm  "
     )
     line.append(f"{p.rate_limited:,} 429s", style="red" if p.rate_limited else "")
     line.append(f"  {format_duration(p.elapsed_s)}")
     rows: list[Table | Text] = [grid, line]
     split = split_rates(p)
     if split:
-        rows.append(Text(f"{split}  (~ estimated until answered; out: the answers' usage)"))
+        rows.append(Text(f"{split}  ({ESTIMATED})"))
+    elif p.tokens_per_minute or p.tpm_limit is not None:
+        rows.append(Text(f"({ESTIMATED})", style="dim"))
     spend = spend_text(p)
     if spend:
         rows.append(Text(spend))
@@ -156,14 +184,14 @@ def start_line(plan: Plan, limits: BatchLimits, endpoint: Endpoint) -> str:
     """The line printed before sending: what will be sent, where, and within which limits."""
     where = endpoint.base_url or "the urls in the file"
     rates = []
-    if limits.requests_per_minute is not None:
-        rates.append(f"{limits.requests_per_minute:,g} rpm")
-    if limits.tokens_per_minute is not None:
-        rates.append(f"{limits.tokens_per_minute:,g} tpm")
-    if limits.input_tokens_per_minute is not None:
-        rates.append(f"{limits.input_tokens_per_minute:,g} input tpm")
-    if limits.output_tokens_per_minute is not None:
-        rates.append(f"{limits.output_tokens_per_minute:,g} output tpm")
+    for value, unit in (
+        (limits.requests_per_minute, "rpm"),
+        (limits.tokens_per_minute, "tpm"),
+        (limits.input_tokens_per_minute, "input tpm"),
+        (limits.output_tokens_per_minute, "output tpm"),
+    ):
+        if value is not None:
+            rates.append(f"{format_amount(value)} {unit}")
     if rates and limits.window_s is not None:
         rates[-1] += f" (enforced over {limits.window_s:g}s windows)"
     if rates and limits.bucket_s is not None:

@@ -10,11 +10,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._flags import add_duration
+from .jobs_args import STORE_FALLBACK
 from .metrics_args import add_metrics_arguments
+from .subcommands import Action, add_actions, missing_action
 
 if TYPE_CHECKING:
     from types import FrameType
 
+    from ..limits.redis_limiter import RedisLimits
     from ..service.config import ServiceConfig
 
 __all__ = ["add_commands", "is_loopback", "keys_command", "serve_command"]
@@ -73,7 +77,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument(
         "--config", type=Path, help="a TOML config file (store, limits, connections)"
     )
-    serve.add_argument("--store", help="job store URL (overrides the config's; default sqlite)")
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="job store URL (else the config's; without --config, $CONVEYOR_STORE, else"
+        f" {STORE_FALLBACK})",
+    )
     serve.add_argument("--keys-file", type=keys_file, help=f"API keys file ({KEYS_DEFAULT})")
     serve.add_argument("--app", metavar="MODULE:NAME", help="a conveyor.App with your tasks")
     serve.add_argument(
@@ -91,18 +100,32 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " `conveyor worker --limits` processes; /healthz reports whether it answers",
     )
     serve.add_argument(
+        "--wait-for-store",
+        action="store_true",
+        help="start even if the store cannot be reached now, answering 503 until it can (for a"
+        " service that may start before its database); without it, such a store is refused"
+        " at start, in one line",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="run no worker here (separate `conveyor worker` processes run the jobs)",
     )
-    serve.add_argument(
-        "--lease-s", type=float, default=30.0, help="the worker's lease length, seconds (30)"
-    )
-    serve.add_argument(
-        "--grace-s",
-        type=float,
+    add_duration(
+        serve,
+        "--lease",
+        dest="lease_s",
         default=30.0,
-        help="on SIGTERM, how long in-flight items may finish, seconds (30)",
+        help="the worker's lease: a dead worker's items run elsewhere after it (30s)",
+        old="--lease-s",
+    )
+    add_duration(
+        serve,
+        "--grace",
+        dest="grace_s",
+        default=30.0,
+        help="on SIGTERM, how long in-flight items may finish (30s)",
+        old="--grace-s",
     )
     add_metrics_arguments(serve, where="also GET /metrics on the API's port while it has no keys")
     keys = commands.add_parser(
@@ -110,21 +133,50 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="add, list and revoke the service's API keys (one tenant each)",
         description="API keys of `conveyor serve`: only their hashes are stored.",
     )
-    keys.add_argument("--keys-file", type=keys_file, default=Path(KEYS_DEFAULT), help="keys file")
-    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    add = sub.add_parser("add", help="make a key for a tenant; prints it once")
-    _keys_file_here(add)
+    keys.add_argument(
+        "--keys-file",
+        type=keys_file,
+        default=Path(KEYS_DEFAULT),
+        metavar="FILE",
+        help=f"the keys file ({KEYS_DEFAULT}, or $CONVEYOR_KEYS_FILE)",
+    )
+    parsers = add_actions(keys, "keys_command", KEYS_ACTIONS)
+    for parser in parsers.values():
+        _keys_file_here(parser)
+    add = parsers["add"]
     add.add_argument("--tenant", required=True, help="whose jobs the key reaches, e.g. acme")
     add.add_argument("--name", default="", help="a note: who or what uses the key")
-    _keys_file_here(sub.add_parser("ls", help="list the keys (ids and tenants, never the keys)"))
-    revoke = sub.add_parser("revoke", help="remove a key: it stops working within a second")
-    _keys_file_here(revoke)
-    revoke.add_argument("key_id")
+    parsers["revoke"].add_argument("key_id", metavar="KEY_ID", help="the key's id (`keys ls`)")
+
+
+KEYS_ACTIONS = (
+    Action(
+        "add",
+        "make a key for a tenant; prints it once",
+        "Make an API key for a tenant and print it, once: only its hash is kept.",
+    ),
+    Action(
+        "ls",
+        "list the keys (ids and tenants, never the keys)",
+        "List the keys: their ids, tenants and notes (never the keys themselves).",
+    ),
+    Action(
+        "revoke",
+        "remove a key: it stops working within a second",
+        "Remove a key: a running service stops taking it within a second.",
+    ),
+)
 
 
 def _keys_file_here(parser: argparse.ArgumentParser) -> None:
     # Also accepted after the action; SUPPRESS keeps the value given before it otherwise.
-    parser.add_argument("--keys-file", type=keys_file, default=argparse.SUPPRESS, help="keys file")
+    parser.add_argument(
+        "--keys-file",
+        type=keys_file,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"the keys file ({KEYS_DEFAULT})",
+    )
 
 
 def keys_file(text: str) -> Path:
@@ -153,10 +205,13 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
     from dataclasses import replace
 
     from ..service.config import ServiceConfig, load_config
+    from .jobs_args import store_default
 
     config = load_config(args.config) if args.config else ServiceConfig()
     if args.store:
         config = replace(config, store=args.store)
+    elif not args.config:
+        config = replace(config, store=store_default())
     if args.allowed_host:
         config = replace(config, allowed_hosts=(*config.allowed_hosts, *args.allowed_host))
     if args.keys_file:
@@ -166,6 +221,20 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
     # Beyond loopback, keys are needed for the whole life of the process: revoking the last
     # one (or deleting the file) then refuses every call rather than opening the service.
     return replace(config, require_keys=not is_loopback(args.host))
+
+
+def _shared_limits(args: argparse.Namespace) -> RedisLimits | None:
+    """The limiters held in Redis (``--limits URL``), or None: each in this process."""
+    if not args.limits:
+        return None
+    from ..limits.redis_limiter import RedisLimits
+
+    return RedisLimits(args.limits, lease_s=args.lease_s)
+
+
+def _metrics_listener(args: argparse.Namespace) -> tuple[str, int] | None:
+    """Where ``/metrics`` listens on its own (``--metrics-port``), or None: not apart."""
+    return None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -184,8 +253,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     from .._urls import shown_url
     from ..errors import ConveyorError
+    from ..jobs.errors import StoreUnavailable
     from ..jobs.worker import WorkerOptions
-    from .jobs_worker import load_app
+    from .jobs_worker import EXIT_UNAVAILABLE, load_app, reach_store
 
     try:
         config = _config(args)
@@ -198,23 +268,28 @@ def serve_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if not args.wait_for_store:
+            # A store it cannot reach (a wrong URL, a database not started) is said now, in one
+            # line, rather than found by every call as a 503.
+            asyncio.run(reach_store(config.store))
         app = load_app(args.app)
         options = WorkerOptions(poll_interval_s=0.5, lease_s=args.lease_s, grace_s=args.grace_s)
-        shared = None
-        if args.limits:
-            from ..limits.redis_limiter import RedisLimits
-
-            shared = RedisLimits(args.limits, lease_s=args.lease_s)
+        shared = _shared_limits(args)
         asgi = create_app(
             config,
             app=app,
             worker=not args.no_worker,
             worker_options=options,
             shared_limits=shared,
-            metrics_listener=None
-            if args.metrics_port is None
-            else (args.metrics_host, args.metrics_port),
+            metrics_listener=_metrics_listener(args),
         )
+    except StoreUnavailable as exc:
+        print(
+            f"conveyor serve: {exc}; not started (--wait-for-store starts anyway and answers"
+            " 503 until the store is back)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
         print(f"conveyor serve: {exc}", file=sys.stderr)
         return 2
@@ -266,6 +341,8 @@ def keys_command(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..service.keys import add_key, read_keys, revoke_key
 
+    if args.keys_command is None:
+        return missing_action("conveyor keys", KEYS_ACTIONS)
     path: Path = args.keys_file
     try:
         if args.keys_command == "add":

@@ -12,6 +12,7 @@ is kept as a 16-byte digest (`IdDigests`), whatever its length.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,10 +119,15 @@ def prepare(files: BatchFiles, endpoint: Endpoint) -> Plan:
     if same:
         msg = f"-o {files.output} is the requests file itself: write the results to another file"
         raise OutputError(msg)
+    created = not files.output.exists()
     results = ResultFile.open(files.output)
     try:
         return _plan(files, endpoint, results)
     except BaseException:
+        if created:  # refused before sending: leave no empty results file behind
+            with contextlib.suppress(OSError):
+                if files.output.stat().st_size == 0:
+                    files.output.unlink()
         results.close()
         raise
 

@@ -60,11 +60,15 @@ class BatchTally:
     def projected_cost_usd(self) -> float | None:
         """The cost the whole run is heading for: the mean cost so far times the total.
 
-        None until something settled with a ``usage``, or when the total is unknown.
+        None until something settled with a ``usage``, or when the total is unknown. Never
+        below what is spent already (answers are counted before their request settles, and
+        the mean over the settled ones can be lower than the spend over all of them).
         """
         if self.total is None or self.done == 0 or not (self.tokens_in or self.tokens_out):
             return None
-        return self.cost_usd / self.done * self.total
+        if self.done >= self.total:
+            return self.cost_usd
+        return max(self.cost_usd, self.cost_usd / self.done * self.total)
 
     @property
     def done(self) -> int:

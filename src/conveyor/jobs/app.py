@@ -157,11 +157,12 @@ class App:
         *,
         check: Callable[[Any], object] | None = None,
         limiters: Sequence[str] = (),
+        cost: Callable[[Any], float] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as task `name` (see `add_task`)."""
 
         def register(fn: F) -> F:
-            self.add_task(name, fn, check=check, limiters=limiters)
+            self.add_task(name, fn, check=check, limiters=limiters, cost=cost)
             return fn
 
         return register

@@ -79,8 +79,8 @@ class Jobs:
     Args:
         store: a store URL (``sqlite:///jobs.db``, a path, ``memory:``) or a `Store`.
         app: the `App` whose tasks jobs run; when given, `submit` checks the task name and
-            each item's input before anything is written. Without it, a job with an unknown
-            task fails when a worker picks it up.
+            each item's input before anything is written. Without it, a job for a task no
+            worker has waits, queued, until a worker with that task starts.
         max_item_bytes: the largest item accepted, as JSON.
     """
 

@@ -5,19 +5,26 @@ Importing this module does not import aiohttp: a command line can build its pars
 >>> import argparse
 >>> parser = argparse.ArgumentParser()
 >>> add_arguments(parser)
->>> args = parser.parse_args(["--latency-ms", "5", "--rpm", "600", "--fail", "0.05"])
->>> config_from_args(args).faults.fail_rate
-0.05
+>>> args = parser.parse_args(["--latency", "5ms", "--rpm", "600", "--fail", "0.05"])
+>>> config_from_args(args).faults.fail_rate, config_from_args(args).latency_ms
+(0.05, 5.0)
+
+Durations are written as every ``conveyor`` command takes them (``50ms``, ``1s``, ``2m``, or
+seconds); the old spellings (``--latency-ms``, ``--window-s``, ``--burst-s``, ``--hang-s``, and
+``--latency fixed|lognormal`` for the shape) still work, with a note.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
 
+from .._flags import add_duration, add_renamed, duration_text, parse_duration
 from .config import DEFAULT_PORT, AnthropicLimits, Faults, MockConfig
 
 if TYPE_CHECKING:
-    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["add_arguments", "config_from_args"]
 
@@ -42,16 +49,62 @@ def _add_where_and_latency(parser: argparse.ArgumentParser) -> None:
         help="allow a --host other than loopback (the mock is then reachable from elsewhere)",
     )
     speed = parser.add_argument_group("latency")
-    speed.add_argument("--latency-ms", type=float, default=50.0, help="answer latency (50)")
     speed.add_argument(
         "--latency",
-        choices=("fixed", "lognormal"),
+        dest="latency_s",
+        type=_latency_or_shape,
+        action=_LatencyOrShape,
+        default=0.05,
+        metavar="DURATION",
+        help="answer latency, e.g. 50ms (the median when lognormal; 50ms)",
+    )
+    add_renamed(
+        speed,
+        "--latency-ms",
+        "--latency",
+        dest="latency_s",
+        type=lambda text: parse_duration(text, bare_unit_s=0.001, allow_zero=True),
+        shown=duration_text,
+    )
+    speed.add_argument(
+        "--latency-shape",
+        choices=_SHAPES,
         default="fixed",
-        help="fixed, or lognormal with median --latency-ms (fixed)",
+        help="fixed, or lognormal around --latency (fixed)",
     )
     speed.add_argument(
         "--latency-sigma", type=float, default=0.5, help="sigma of the lognormal latency (0.5)"
     )
+
+
+_SHAPES = ("fixed", "lognormal")
+
+
+def _latency_or_shape(text: str) -> float | str:
+    """A duration; or a shape, as ``--latency fixed|lognormal`` named it before."""
+    if text.strip() in _SHAPES:
+        return text.strip()
+    return parse_duration(text, allow_zero=True)
+
+
+class _LatencyOrShape(argparse.Action):
+    """``--latency``: a time, stored; an old shape word goes to ``--latency-shape``, noted."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,  # noqa: ARG002 - argparse's signature
+    ) -> None:
+        if isinstance(values, str):
+            namespace.latency_shape = values
+            sys.stderr.write(
+                f"{parser.prog}: note: --latency {values} is deprecated (--latency takes the"
+                f" time now); write --latency-shape {values} (it still works for now)\n"
+            )
+        else:
+            setattr(namespace, self.dest, values)
 
 
 def _add_openai_limits(parser: argparse.ArgumentParser) -> None:
@@ -60,11 +113,13 @@ def _add_openai_limits(parser: argparse.ArgumentParser) -> None:
     )
     limits.add_argument("--rpm", type=float, default=None, help="requests per minute")
     limits.add_argument("--tpm", type=float, default=None, help="tokens per minute")
-    limits.add_argument(
-        "--window-s",
-        type=float,
+    add_duration(
+        limits,
+        "--window",
+        dest="window_s",
         default=60.0,
-        help="enforcement window: any WINDOW_S seconds admit rpm*WINDOW_S/60 requests (60)",
+        help="enforcement window: any WINDOW admits rpm*WINDOW/1m requests (1m)",
+        old="--window-s",
     )
 
 
@@ -84,11 +139,13 @@ def _add_anthropic_limits(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="output tokens per minute, taken as each answer is produced (may go into debt)",
     )
-    limits.add_argument(
-        "--burst-s",
-        type=float,
+    add_duration(
+        limits,
+        "--burst",
+        dest="burst_s",
         default=1.0,
-        help="seconds of each rate a bucket holds: 1 enforces 60 RPM as 1 request a second (1)",
+        help="how much of each rate a bucket holds: 1s enforces 60 RPM as 1 request a second (1s)",
+        old="--burst-s",
     )
     limits.add_argument(
         "--overloaded-rate",
@@ -109,8 +166,13 @@ def _add_faults(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--fail", type=float, default=0.0, help="answered 500 (0)")
     faults.add_argument("--hang", type=float, default=0.0, help="never answered (0)")
     faults.add_argument("--drop", type=float, default=0.0, help="connection closed (0)")
-    faults.add_argument(
-        "--hang-s", type=float, default=300.0, help="longest a hung request is held (300)"
+    add_duration(
+        faults,
+        "--hang-for",
+        dest="hang_s",
+        default=300.0,
+        help="longest a hung request is held (5m)",
+        old="--hang-s",
     )
     faults.add_argument("--seed", type=int, default=None, help="seed of the draws (random)")
 
@@ -118,8 +180,8 @@ def _add_faults(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> MockConfig:
     """Build the `MockConfig` the parsed options describe (`ConfigError` if one is wrong)."""
     return MockConfig(
-        latency_ms=args.latency_ms,
-        latency=args.latency,
+        latency_ms=args.latency_s * 1000.0,
+        latency=args.latency_shape,
         latency_sigma=args.latency_sigma,
         rpm=args.rpm,
         tpm=args.tpm,

@@ -200,7 +200,7 @@ class MessagesRoute:
             f"prompt is too long: {parsed.input_tokens:,} input tokens can never fit the"
             f" input-token bucket of {bucket.capacity:,g} ({limits.itpm:,g} input tokens per"
             f" minute, burst_s={limits.burst_s:g}). Send a shorter prompt, or raise --itpm or"
-            " --burst-s."
+            " --burst."
         )
 
     def _over(self, decision: Decision) -> str:
