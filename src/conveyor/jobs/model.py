@@ -50,7 +50,7 @@ JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "c
 ItemState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 SettledState = Literal["succeeded", "failed", "cancelled"]
 
-#: The statuses a job never leaves on its own (retry-failed may reopen a completed job).
+#: The statuses a job never leaves on its own (retry-failed may reopen a completed or failed one).
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 #: The statuses in which workers claim the job's pending items.
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})

@@ -540,7 +540,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     "202": _json("how many items were put back, and the job", "RetryOut"),
                     **common,
                     "404": job_404,
-                    "409": _problem("the job was cancelled or failed: nothing to retry"),
+                    "409": _problem("the job was cancelled or could not run: nothing to retry"),
                     "429": _problem(
                         "the job is completed and its tenant has the most active jobs"
                         " allowed: retrying would reopen it"
@@ -561,7 +561,9 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     "202": _json("the job, with its new budget", "JobOut"),
                     **common,
                     "404": job_404,
-                    "409": _problem("the job was cancelled or failed: its items will not run"),
+                    "409": _problem(
+                        "the job was cancelled or could not run: its items will not run"
+                    ),
                     "415": _problem("the body is not application/json"),
                     "422": _problem("the body is not a budget (a number > 0, or null)"),
                 },
