@@ -10,16 +10,20 @@ uploads a killed process left in the files folder (`.parts`), sweeps the
 batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
 them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
 name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
+
+Mounted in a FastAPI or Starlette app, the host runs its lifespan (`JobService.lifespan`), its
+links follow the mount's path, and browsers on ``cors_origins`` may call it (`.embed`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -35,6 +39,7 @@ from .anthropic_errors import AnthropicErrors
 from .body import BodyLimit
 from .clean_url import CleanUrl
 from .config import ServiceConfig
+from .embed import JobService, cors
 from .feed import JobFeed
 from .files import Files
 from .health import healthz
@@ -66,15 +71,17 @@ from .routes_message_batches import (
     message_batch_results,
     message_batches_endpoint,
 )
-from .routes_stream import job_events, job_results, jobs_events
+from .routes_stream import job_events, job_results, jobs_events, stream_token
 from .spend import JobSpend
-from .state import Service, json_response
+from .state import Service, json_response, root_of
+from .stream_tokens import RedactTokens, StreamTokens
 from .supervisor import WorkerSupervisor
 from .sweeps import sweeper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
+    from starlette.applications import Starlette
     from starlette.requests import Request
 
     from ..jobs.store import Store
@@ -125,8 +132,8 @@ def create_app(
     worker_options: WorkerOptions | None = None,
     environ: Mapping[str, str] | None = None,
     shared_limits: RedisLimits | None = None,
-) -> Starlette:
-    """The service as an ASGI app.
+) -> JobService:
+    """The service as an ASGI app; to mount it in another, see `JobService.lifespan`.
 
     Args:
         config: the store, keys file, files folder, limits and connections.
@@ -137,6 +144,9 @@ def create_app(
         environ: where connection credentials are read (default: the process environment).
         shared_limits: a Redis to keep every limiter in (the app's and the connections'),
             shared with the ``conveyor worker --limits`` processes; closed with the app.
+
+    Raises `ConfigError` for a connection's missing credential, or a
+    ``CONVEYOR_STREAM_TOKEN_SECRET`` in `environ` shorter than 32 characters.
     """
     cfg = config or ServiceConfig()
     tasks = app if app is not None else App()
@@ -155,10 +165,16 @@ def create_app(
         list_events_max_s=cfg.list_events_max_s,
         spend=JobSpend(jobs, frozenset(base_urls)),
         shared_limits=shared_limits,
+        tokens=StreamTokens.from_environ(os.environ if environ is None else environ),
+        needs_start=worker,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if service.started:
+            msg = "the job service is running already: enter its lifespan once"
+            raise RuntimeError(msg)
+        service.started = True
         # Uploads cut short by a killed process; another process's live ones stay (locked).
         await asyncio.to_thread(service.files.sweep)
         runner: asyncio.Task[None] | None = None
@@ -169,9 +185,15 @@ def create_app(
         # Batches past their completion window expire whether or not anyone reads them.
         sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
         sweeping = asyncio.get_running_loop().create_task(sweeps)
+        # A stream token in a uvicorn access log (a host app's) shows as [redacted].
+        access_log = logging.getLogger("uvicorn.access")
+        redact = RedactTokens()
+        access_log.addFilter(redact)
         try:
             yield
         finally:
+            access_log.removeFilter(redact)
+            service.started = False
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping
@@ -188,8 +210,10 @@ def create_app(
         False: build_openapi(secured=False),
     }
 
-    async def openapi_json(_: Request) -> Response:
-        return json_response(openapi[service.keys.enabled])
+    async def openapi_json(request: Request) -> Response:
+        doc = openapi[service.keys.enabled]
+        root = root_of(request)
+        return json_response({**doc, "servers": [{"url": root}]} if root else doc)
 
     async def index(_: Request) -> Response:
         return FileResponse(str(DASHBOARD / "index.html"), media_type="text/html")
@@ -202,6 +226,7 @@ def create_app(
         Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/stream-token", stream_token, methods=["POST"]),
         Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
@@ -219,11 +244,13 @@ def create_app(
         Route("/v1/events", jobs_events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
     ]
-    asgi = Starlette(
+    asgi = JobService(
         routes=routes,
         exception_handlers=handlers(),
         lifespan=lifespan,
         middleware=[
+            # Outermost: a refusal too carries the CORS headers, so a page can read it.
+            *cors(cfg.cors_origins),
             # Outermost: every refusal under /v1/messages, the Host guard's too, in Anthropic's
             # error shape (the official SDK reads it).
             Middleware(AnthropicErrors),
