@@ -64,7 +64,7 @@ def test_mounted_with_the_hosts_lifespan_jobs_run_and_links_carry_the_prefix(tmp
     host = FastAPI(lifespan=jobs_api.lifespan)
 
     @host.get("/hello")
-    async def hello() -> dict[str, str]:
+    async def say_hello() -> dict[str, str]:
         return {"hello": "world"}
 
     host.mount("/jobs", jobs_api)
