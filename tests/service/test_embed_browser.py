@@ -60,7 +60,8 @@ def howto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
         monkeypatch.setenv("FRONT_END_ORIGIN", allowed.server.url)
         (tmp_path / "main.py").write_text(_block("python"), encoding="utf-8")
         spec = importlib.util.spec_from_file_location("howto_main", tmp_path / "main.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         with LiveServer(module.app) as app:
