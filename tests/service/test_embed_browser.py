@@ -29,7 +29,8 @@ HOWTO = Path(__file__).resolve().parents[2] / "docs" / "howto" / "add-jobs-to-a-
 
 
 def _block(kind: str) -> str:
-    [code] = re.findall(rf"```{kind}\n(.*?)```", HOWTO.read_text(encoding="utf-8"), re.DOTALL)
+    found: list[str] = re.findall(rf"```{kind}\n(.*?)```", HOWTO.read_text("utf-8"), re.DOTALL)
+    [code] = found
     return code
 
 
