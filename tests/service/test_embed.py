@@ -6,6 +6,7 @@ Each wait polls the job, bounded by 5 s, far above the milliseconds these jobs t
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from conveyor.errors import ConfigError
 from conveyor.jobs import MemoryStore
 from conveyor.service import JobService, ServiceConfig, create_app, load_config
 from conveyor.service.config import Limits
+from conveyor.service.stream_tokens import RedactTokens
 
 from .conftest import FAST_WORKER, key_for, make_app
 
@@ -94,7 +96,7 @@ def test_mounted_with_the_hosts_lifespan_jobs_run_and_links_carry_the_prefix(tmp
 
 
 def test_the_lifespan_composes_into_the_hosts_own_and_runs_once(tmp_path):
-    """``async with jobs_api.lifespan():`` inside the host's lifespan; entered twice: an error."""
+    """``async with jobs_api.lifespan():`` in the host's; twice at once: an error; logs redacted."""
     jobs_api = service(config(tmp_path))
     entered: list[str] = []
 
@@ -107,8 +109,12 @@ def test_the_lifespan_composes_into_the_hosts_own_and_runs_once(tmp_path):
     host = FastAPI(lifespan=lifespan)
     host.mount("/jobs", jobs_api)
 
+    def redacting() -> bool:
+        return any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)
+
     async def main() -> dict[str, Any]:
         async with host_client(host) as c:
+            assert redacting()  # a stream token in the host's access log shows redacted
             with pytest.raises(RuntimeError, match="running already"):
                 async with jobs_api.lifespan():
                     pass
@@ -116,6 +122,7 @@ def test_the_lifespan_composes_into_the_hosts_own_and_runs_once(tmp_path):
             return await until_done(c, posted.json()["links"]["self"])
 
     done = asyncio.run(main())
+    assert not redacting()
     assert entered == ["host"]
     assert done["status"] == "completed"
 
