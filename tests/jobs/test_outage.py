@@ -213,7 +213,7 @@ def test_a_result_is_written_as_soon_as_the_writer_is_free(run, clock: VirtualCl
 
 
 def test_a_wait_for_redis_leaves_no_step_once_it_is_over(run, clock: VirtualClock):
-    """A limiter's "waiting: ..." step goes when the wait is over, even if the job then ends."""
+    """A limiter's "waiting: ..." step goes when the wait is over: the end's step replaces it."""
     shared = MemoryStore()
     limiter = conveyor.Limiter("api", concurrency=5)
     app = App(limiters=[limiter])
@@ -237,7 +237,7 @@ def test_a_wait_for_redis_leaves_no_step_once_it_is_over(run, clock: VirtualCloc
         await task
         done = await jobs.get(job.id)
         assert done.status == "completed"
-        assert done.step is None
+        assert done.step == "Completed: 3 of 3 items succeeded"
 
     run(main())
 
@@ -383,7 +383,7 @@ def test_writes_failing_with_a_bug_neither_lose_the_lease_nor_flood_the_log(
 
 
 def test_a_nul_in_a_tasks_error_or_step_is_kept_by_every_store(kit, run):
-    """A task's error message or step with a NUL is stored (as U+FFFD) and the job completes.
+    """A task's error message or step with a NUL is stored (as U+FFFD) and the job ends.
 
     Before, PostgreSQL refused the write ("invalid byte sequence ... 0x00") and the error
     ended the worker.
@@ -403,8 +403,9 @@ def test_a_nul_in_a_tasks_error_or_step_is_kept_by_every_store(kit, run):
         async with asyncio.timeout(60):
             await Worker(store, app, options=options).run(until_idle=True)
         done = await jobs.get(job.id)
-        assert done.status == "completed"
+        assert done.status == "failed"  # every item failed
         assert done.counts.failed == 3
+        assert done.error == "all 3 items failed; the first, item 0: ValueError: bad\ufffdbyte"
         items = await store.items(job.id)
         assert {i.error_message for i in items} == {"bad\ufffdbyte"}
 

@@ -139,6 +139,12 @@ def test_the_rules_run_only_queries_that_both_dialects_have(run):
         assert [j.id for j in await store.list_jobs(limit=5)] == ["b", "a"]
         assert len(await store.items("a", state="cancelled")) == 1
         assert len(await store.items("a", after=1)) == 2
+        # A job whose only item fails ends failed, its error read from the item.
+        await store.create_job(new_job("c"), texts(1))
+        assert await store.claim("w4", limit=1, lease_s=10, job_id="c") is not None
+        failure = ItemResult("c", 0, "failed", 1, 0.1, error_type="E", error_message="boom")
+        await store.record("w4", [failure])
+        assert (await store.get_job("c")).error == "E: boom"  # type: ignore[union-attr]
         await store.close()
 
     run(main())

@@ -178,16 +178,16 @@ def test_creates_racing_with_one_key_under_a_limit_of_one_are_never_refused(kit:
 
 
 async def finished_with_a_failure(store: Store, job_id: str) -> None:
-    """Create `job_id` (one item) and settle its item as failed: the job is completed."""
+    """Create `job_id` (one item) and settle its item as failed: the job is failed."""
     await store.create_job(new_job(job_id), texts(1))
     claim = await store.claim("w", limit=1, lease_s=10, job_id=job_id)
     assert claim is not None
     await store.record("w", [ItemResult(job_id, 0, "failed", 1, 0.1, None, "E", "boom")])
-    assert (await store.get_job(job_id)).status == "completed"  # type: ignore[union-attr]
+    assert (await store.get_job(job_id)).status == "failed"  # type: ignore[union-attr]
 
 
-def test_retrying_a_completed_job_counts_against_the_limit(kit: StoreKit, run):
-    """Retry reopens a completed job: refused at the limit (nothing changes), else allowed."""
+def test_retrying_an_ended_job_counts_against_the_limit(kit: StoreKit, run):
+    """Retry reopens a job failed by its items: refused at the limit (nothing changes), else not."""
 
     async def main() -> None:
         store = kit.open()
@@ -197,7 +197,7 @@ def test_retrying_a_completed_job_counts_against_the_limit(kit: StoreKit, run):
             await store.retry_failed("a", max_active_jobs=1)
         job = await store.get_job("a")
         assert job is not None
-        assert (job.status, job.counts.failed) == ("completed", 1)
+        assert (job.status, job.counts.failed) == ("failed", 1)
         # A job still active reopens nothing: its retry is never refused.
         assert await store.retry_failed("b", max_active_jobs=1) == 0
         await store.request_cancel("b")
@@ -208,7 +208,7 @@ def test_retrying_a_completed_job_counts_against_the_limit(kit: StoreKit, run):
 
 
 def test_retries_and_creates_racing_never_pass_the_limit(kit: StoreKit, run):
-    """Five completed jobs retried and five creates, all at once, limit 3: 3 active after."""
+    """Five failed jobs retried and five creates, all at once, limit 3: 3 active after."""
 
     async def main() -> None:
         handles = await connected(kit, 10)

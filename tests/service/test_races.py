@@ -111,11 +111,15 @@ def test_a_retry_that_reopens_a_completed_job_is_429_at_the_limit(tmp_path: Path
     async def main() -> tuple[Any, Any, Any]:
         cfg = config(tmp_path, max_active_jobs_per_tenant=2)
         async with api(cfg, worker=False, store=store) as a:
-            body = {"task": "echo", "items": [1]}
+            body = {"task": "echo", "items": [1, 2]}
             done = (await a.client.post("/v1/jobs", json=body)).json()["id"]
-            claim = await store.claim("w", limit=1, lease_s=60, job_id=done)
+            claim = await store.claim("w", limit=2, lease_s=60, job_id=done)
             assert claim is not None
-            await store.record("w", [ItemResult(done, 0, "failed", 1, 0.1, None, "E", "x")])
+            results = [
+                ItemResult(done, 0, "succeeded", 1, 0.1, "1"),
+                ItemResult(done, 1, "failed", 1, 0.1, None, "E", "x"),
+            ]
+            await store.record("w", results)
             others = [(await a.client.post("/v1/jobs", json=body)).json()["id"] for _ in "ab"]
             refused = await a.client.post(f"/v1/jobs/{done}/retry")
             after = (await a.client.get(f"/v1/jobs/{done}")).json()

@@ -94,6 +94,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " name a reverse proxy forwards); loopback names are always answered",
     )
     serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages on this origin call the API from a browser (repeatable; e.g."
+        " http://localhost:5173; never '*'); adds to the config's [cors] origins",
+    )
+    serve.add_argument(
         "--limits",
         metavar="URL",
         help="hold every limiter in Redis (redis://host:6379/0), shared with the"
@@ -214,6 +222,8 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         config = replace(config, store=store_default())
     if args.allowed_host:
         config = replace(config, allowed_hosts=(*config.allowed_hosts, *args.allowed_host))
+    if args.cors_origin:
+        config = replace(config, cors_origins=(*config.cors_origins, *args.cors_origin))
     if args.keys_file:
         config = replace(config, keys_file=args.keys_file)
     elif not args.config:

@@ -294,7 +294,7 @@ class Jobs:
     async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
         """Run the job's failed items again, under the same job; return how many.
 
-        With `max_active_jobs`, reopening a completed job is refused (`TooManyActiveJobs`,
+        With `max_active_jobs`, reopening a completed or failed job is refused (`TooManyActiveJobs`,
         nothing changed) when its tenant already has that many other active jobs.
         """
         return await self.store.retry_failed(job_id, max_active_jobs=max_active_jobs)
@@ -304,6 +304,6 @@ class Jobs:
 
         A job that reached its budget keeps its items pending: raise the budget and a worker
         starts them again, under the same job. Raises `JobNotFound`, `ConfigError` for a
-        budget not > 0, `JobStateError` for a job cancelled, being cancelled or failed.
+        budget not > 0, `JobStateError` for a job cancelled, being cancelled or that could not run.
         """
         return await self.store.set_budget(job_id, max_cost_usd)

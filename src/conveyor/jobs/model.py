@@ -2,13 +2,15 @@
 
 A job runs one task over many items::
 
-    queued ──> running ──> completed     every item settled (the counts say how many failed)
-                   │  └──> failed        the job itself could not run (unknown task, ...)
+    queued ──> running ──> completed     every item settled, at least one succeeded
+                   │  └──> failed        no item succeeded and one failed, or the job itself
+                   │                     could not run (unknown task, ...): see `settle`
                    └─────> cancelling ──> cancelled
 
 An item is ``pending`` (waiting for a worker), ``running`` (claimed by a worker under a
 lease), or settled for good: ``succeeded``, ``failed`` or ``cancelled``. Retry-failed puts
-failed items back to ``pending`` and the job back to ``queued``.
+failed items back to ``pending`` and the job (completed, or failed by its items) back to
+``queued``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .. import _clock
 from ..errors import ConfigError
 from . import latency
 from .errors import JobStateError, TooManyActiveJobs
+from .settle import failed_by_items
 
 __all__ = [
     "ACTIVE",
@@ -48,7 +51,7 @@ JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "c
 ItemState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 SettledState = Literal["succeeded", "failed", "cancelled"]
 
-#: The statuses a job never leaves on its own (retry-failed may reopen a completed job).
+#: The statuses a job never leaves on its own (retry-failed may reopen a completed or failed one).
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 #: The statuses in which workers claim the job's pending items.
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
@@ -160,23 +163,27 @@ def admit(tenant: str, active: int, max_active_jobs: int | None) -> None:
 def reopens(job: Job) -> bool:
     """Whether retrying `job`'s failed items makes it active again (then `admit` applies).
 
-    A completed job with failed items goes back to queued; a queued or running one is
-    active already, and a job with no failed item does not change.
+    A completed job with failed items, or one failed by its items (`settle.failed_by_items`),
+    goes back to queued; a queued or running one is active already, and a job with no failed
+    item does not change.
     """
-    return job.status == "completed" and job.counts.failed > 0
+    ended = job.status == "completed" or failed_by_items(job)
+    return ended and job.counts.failed > 0
 
 
 def budget_options(job: Job, max_cost_usd: float | None) -> JobOptions:
     """The options of `job` with the spend budget `max_cost_usd` (None: none); stores use it.
 
     Raises `ConfigError` for a budget that is not a number > 0, and `JobStateError` for a job
-    cancelled, being cancelled or failed (its items will not run again).
+    cancelled, being cancelled or that could not run (its items will not run again).
     """
     options = replace(job.options, max_cost_usd=max_cost_usd)
-    if job.status in {"cancelled", "cancelling", "failed"}:
+    if job.status in {"cancelled", "cancelling"} or (
+        job.status == "failed" and not failed_by_items(job)
+    ):
         msg = (
-            f"job {job.id} is {job.status}: only a queued, running or completed job can have"
-            " its budget changed"
+            f"job {job.id} is {job.status}: only a queued, running, completed or failed (by its"
+            " items) job can have its budget changed"
         )
         raise JobStateError(msg)
     return options

@@ -21,10 +21,11 @@ What every store guarantees:
   the same transaction: a reader that saw version v knows nothing changed while it reads v.
 - **Admission.** `create_job` checks an idempotency key and the tenant's active-jobs limit
   in the transaction that inserts the job (and `retry_failed` the limit, in the one that
-  reopens a completed job), so concurrent calls behave as if made one after the other: one
+  reopens an ended job), so concurrent calls behave as if made one after the other: one
   job per (tenant, key), never more active jobs than the limit.
 - **Settling the job.** Whenever a call leaves a job with nothing pending or running, the job
-  becomes ``completed`` (or ``cancelled`` when it was ``cancelling``) in the same transaction.
+  ends in the same transaction, by the settle rule (`conveyor.jobs.settle`): ``cancelled`` when
+  it was ``cancelling``, ``failed`` when no item succeeded, else ``completed``.
 
 Times are Unix seconds from the store's ``clock`` (by default `conveyor._clock.wall`, which
 follows `conveyor.testing.VirtualClock`), read once per call.
@@ -158,12 +159,13 @@ class Store(Protocol):
     async def retry_failed(self, job_id: str, *, max_active_jobs: int | None = None) -> int:
         """Put the job's failed items back to pending (the job back to queued); return how many.
 
-        A completed job so reopened becomes active again: with `max_active_jobs`, that is
-        refused (`TooManyActiveJobs`, nothing changed) when its tenant already has that many
-        other active jobs, counted in the same transaction as the retry, as `create_job`
-        counts them. The retry of a job still active reopens nothing and is never refused.
+        A completed job, or one failed by its items, so reopened becomes active again: with
+        `max_active_jobs`, that is refused (`TooManyActiveJobs`, nothing changed) when its
+        tenant already has that many other active jobs, counted in the same transaction as the
+        retry, as `create_job` counts them. The retry of a job still active reopens nothing
+        and is never refused.
 
-        Raises `JobNotFound`, or `JobStateError` if the job was cancelled or failed.
+        Raises `JobNotFound`, or `JobStateError` if the job was cancelled or could not run.
         """
         ...
 

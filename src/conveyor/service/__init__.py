@@ -2,6 +2,8 @@
 
 >>> from conveyor.service import ServiceConfig, create_app  # doctest: +SKIP
 >>> asgi = create_app(ServiceConfig(), app=my_app)  # doctest: +SKIP
+>>> fastapi_app = FastAPI(lifespan=asgi.lifespan)  # in your own app  # doctest: +SKIP
+>>> fastapi_app.mount("/jobs", asgi)  # doctest: +SKIP
 
 Needs the ``service`` extra (``pip install 'conveyor[service]'``); ``conveyor serve`` runs it.
 How it works: ``docs/explanations/service.md``.
@@ -12,5 +14,6 @@ from .config import Connection as Connection
 from .config import Limits as Limits
 from .config import ServiceConfig as ServiceConfig
 from .config import load_config as load_config
+from .embed import JobService as JobService
 
-__all__ = ["Connection", "Limits", "ServiceConfig", "create_app", "load_config"]
+__all__ = ["Connection", "JobService", "Limits", "ServiceConfig", "create_app", "load_config"]

@@ -12,19 +12,23 @@ them all when it stops. Without API keys it answers only requests whose ``Host``
 name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`). With the
 metrics extra, it counts its work for Prometheus: ``GET /metrics`` (`.metrics_route`), and a
 listener of its own with ``metrics_listener`` (needed with API keys).
+
+Mounted in a FastAPI or Starlette app, the host runs its lifespan (`JobService.lifespan`), its
+links follow the mount's path, and browsers on ``cors_origins`` may call it (`.embed`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ConfigError
@@ -38,6 +42,7 @@ from .anthropic_errors import AnthropicErrors
 from .body import BodyLimit
 from .clean_url import CleanUrl
 from .config import ServiceConfig
+from .embed import JobService, cors
 from .feed import JobFeed
 from .files import Files
 from .health import healthz
@@ -70,15 +75,17 @@ from .routes_message_batches import (
     message_batch_results,
     message_batches_endpoint,
 )
-from .routes_stream import job_events, job_results, jobs_events
+from .routes_stream import job_events, job_results, jobs_events, stream_token
 from .spend import JobSpend
-from .state import Service, json_response
+from .state import Service, json_response, root_of
+from .stream_tokens import RedactTokens, StreamTokens
 from .supervisor import WorkerSupervisor
 from .sweeps import sweeper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
+    from starlette.applications import Starlette
     from starlette.requests import Request
 
     from ..jobs.store import Store
@@ -136,6 +143,50 @@ def _metrics(app: App, store: Store, listener: tuple[str, int] | None) -> Metric
     return Metrics(app=app, store=store)
 
 
+def _routes(service: Service) -> list[BaseRoute]:
+    """The service's routes: its API, the OpenAPI document and the dashboard."""
+    openapi = {
+        True: build_openapi(secured=True),
+        False: build_openapi(secured=False),
+    }
+
+    async def openapi_json(request: Request) -> Response:
+        doc = openapi[service.keys.enabled]
+        root = root_of(request)
+        return json_response({**doc, "servers": [{"url": root}]} if root else doc)
+
+    async def index(_: Request) -> Response:
+        return FileResponse(str(DASHBOARD / "index.html"), media_type="text/html")
+
+    return [
+        Route("/", index, methods=["GET"], include_in_schema=False),
+        Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False),
+        Route("/v1/service", service_info, methods=["GET"]),
+        Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
+        Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/stream-token", stream_token, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/budget", set_budget, methods=["POST"]),
+        Route("/v1/files", files_endpoint, methods=["GET", "POST"]),
+        Route("/v1/files/{file_id}", file_endpoint, methods=["GET", "DELETE"]),
+        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
+        Route("/v1/batches", batches_endpoint, methods=["GET", "POST"]),
+        Route("/v1/batches/{batch_id}", batch_endpoint, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+        Route("/v1/messages/batches", message_batches_endpoint, methods=["GET", "POST"]),
+        Route("/v1/messages/batches/{batch_id}", message_batch_endpoint, methods=["GET", "DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", cancel_message_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", message_batch_results, methods=["GET"]),
+        Route("/v1/events", jobs_events, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
+    ]
+
+
 def create_app(
     config: ServiceConfig | None = None,
     *,
@@ -146,8 +197,8 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     shared_limits: RedisLimits | None = None,
     metrics_listener: tuple[str, int] | None = None,
-) -> Starlette:
-    """The service as an ASGI app.
+) -> JobService:
+    """The service as an ASGI app; to mount it in another, see `JobService.lifespan`.
 
     Args:
         config: the store, keys file, files folder, limits and connections.
@@ -160,6 +211,9 @@ def create_app(
             shared with the ``conveyor worker --limits`` processes; closed with the app.
         metrics_listener: ``(host, port)``: also serve ``/metrics`` there, on a listener of
             its own (with API keys, the only place it is served: `.metrics_route`).
+
+    Raises `ConfigError` for a connection's missing credential, or a
+    ``CONVEYOR_STREAM_TOKEN_SECRET`` in `environ` shorter than 32 characters.
     """
     cfg = config or ServiceConfig()
     tasks = app if app is not None else App()
@@ -179,10 +233,16 @@ def create_app(
         spend=JobSpend(jobs, frozenset(base_urls)),
         shared_limits=shared_limits,
         metrics=_metrics(tasks, jobs.store, metrics_listener),
+        tokens=StreamTokens.from_environ(os.environ if environ is None else environ),
+        needs_start=worker,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if service.started:
+            msg = "the job service is running already: enter its lifespan once"
+            raise RuntimeError(msg)
+        service.started = True
         # Uploads cut short by a killed process; another process's live ones stay (locked).
         await asyncio.to_thread(service.files.sweep)
         runner: asyncio.Task[None] | None = None
@@ -202,9 +262,15 @@ def create_app(
         # Batches past their completion window expire whether or not anyone reads them.
         sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
         sweeping = asyncio.get_running_loop().create_task(sweeps)
+        # A stream token in a uvicorn access log (a host app's) shows as [redacted].
+        access_log = logging.getLogger("uvicorn.access")
+        redact = RedactTokens()
+        access_log.addFilter(redact)
         try:
             yield
         finally:
+            access_log.removeFilter(redact)
+            service.started = False
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping
@@ -217,48 +283,14 @@ def create_app(
             if shared_limits is not None:
                 await shared_limits.aclose()
 
-    openapi = {
-        True: build_openapi(secured=True),
-        False: build_openapi(secured=False),
-    }
-
-    async def openapi_json(_: Request) -> Response:
-        return json_response(openapi[service.keys.enabled])
-
-    async def index(_: Request) -> Response:
-        return FileResponse(str(DASHBOARD / "index.html"), media_type="text/html")
-
-    routes = [
-        Route("/", index, methods=["GET"], include_in_schema=False),
-        Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False),
-        Route("/v1/service", service_info, methods=["GET"]),
-        Route("/v1/jobs", jobs_endpoint, methods=["GET", "POST"]),
-        Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/results", job_results, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-        Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
-        Route("/v1/jobs/{job_id}/budget", set_budget, methods=["POST"]),
-        Route("/v1/files", files_endpoint, methods=["GET", "POST"]),
-        Route("/v1/files/{file_id}", file_endpoint, methods=["GET", "DELETE"]),
-        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
-        Route("/v1/batches", batches_endpoint, methods=["GET", "POST"]),
-        Route("/v1/batches/{batch_id}", batch_endpoint, methods=["GET"]),
-        Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
-        Route("/v1/messages/batches", message_batches_endpoint, methods=["GET", "POST"]),
-        Route("/v1/messages/batches/{batch_id}", message_batch_endpoint, methods=["GET", "DELETE"]),
-        Route("/v1/messages/batches/{batch_id}/cancel", cancel_message_batch, methods=["POST"]),
-        Route("/v1/messages/batches/{batch_id}/results", message_batch_results, methods=["GET"]),
-        Route("/v1/events", jobs_events, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
-    ]
-    asgi = Starlette(
+    routes = _routes(service)
+    asgi = JobService(
         routes=routes,
         exception_handlers=handlers(),
         lifespan=lifespan,
         middleware=[
+            # Outermost: a refusal too carries the CORS headers, so a page can read it.
+            *cors(cfg.cors_origins),
             # Outermost: every refusal under /v1/messages, the Host guard's too, in Anthropic's
             # error shape (the official SDK reads it).
             Middleware(AnthropicErrors),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .._json import BadJSON, loads
 from ..http.request import credential_headers, headers_problem
 from ..jobs.client import DEFAULT_MAX_ITEM_BYTES
+from ..jobs.settle import failed_by_items
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -272,6 +273,10 @@ def batch_status(record: BatchRecord, job: Job | None) -> str:
         return record.status
     if "expired_at" in record.times:
         return "finalizing"  # expired: its job is being stopped, then the files are written
+    if failed_by_items(job):
+        # OpenAI's "failed" is a batch that could not run; requests that failed complete it
+        # (their lines go to the error file).
+        return "finalizing"
     return _JOB_TO_BATCH[job.status]
 
 

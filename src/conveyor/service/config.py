@@ -7,6 +7,9 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
     files_dir = "conveyor-files"
     allowed_hosts = ["jobs.internal"]    # without keys: Host names answered besides loopback
 
+    [cors]                               # browser pages on these origins may call the API
+    origins = ["https://app.example.com", "http://localhost:5173"]
+
     [limits]
     max_body_bytes = 10_485_760          # a request body (413 above)
     max_file_bytes = 1_073_741_824       # an uploaded JSONL file (413 above)
@@ -209,6 +212,9 @@ class ServiceConfig:
     #: a request reached (`conveyor.service.hosts`): the name a reverse proxy in front of the
     #: service forwards. Names or addresses, no port; any other ``Host`` is answered 421.
     allowed_hosts: tuple[str, ...] = ()
+    #: The origins (``scheme://host[:port]``) whose web pages may call the API from a browser
+    #: (CORS); none by default. Never ``*``: list your front end's origins.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.connections]
@@ -232,6 +238,42 @@ class ServiceConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         object.__setattr__(self, "allowed_hosts", checked)
+        origins = self.cors_origins
+        if isinstance(origins, str) or not isinstance(origins, tuple | list):
+            msg = f"cors origins={origins!r}: pass a list, e.g. ['https://app.example.com']"
+            raise ConfigError(msg)
+        object.__setattr__(self, "cors_origins", tuple(_origin(o) for o in origins))
+
+
+def _origin(value: object) -> str:
+    """A CORS origin as a browser sends it (``scheme://host[:port]``); `ConfigError` else."""
+    example = "e.g. https://app.example.com or http://localhost:5173"
+    if value == "*":
+        msg = (
+            "cors origin '*': a wildcard lets every web page call the service with whatever"
+            f" key it gets; list your front end's origins instead ({example})"
+        )
+        raise ConfigError(msg)
+    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        port_ok = parts is not None and (parts.port is None or parts.port > 0)
+    except ValueError:
+        port_ok = False
+    if (
+        parts is None
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or not port_ok
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or value != f"{parts.scheme}://{parts.netloc}"
+    ):
+        msg = f"cors origin {value!r}: pass scheme://host[:port], with no path ({example})"
+        raise ConfigError(msg)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -260,6 +302,7 @@ def load_config(path: Path) -> ServiceConfig:
         "connections",
         "events_interval_s",
         "allowed_hosts",
+        "cors",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -276,6 +319,10 @@ def load_config(path: Path) -> ServiceConfig:
     except TypeError as exc:
         msg = f"{str(path)!r}: {exc}; see `conveyor serve --help` for the keys"
         raise ConfigError(msg) from exc
+    cors = _table(data, "cors")
+    if set(cors) - {"origins"}:
+        msg = f"{str(path)!r}: [cors] takes only origins = [...], not {', '.join(sorted(cors))}"
+        raise ConfigError(msg)
     base = ServiceConfig()
     keys_file = data.get("keys_file", base.keys_file)
     return ServiceConfig(
@@ -286,4 +333,5 @@ def load_config(path: Path) -> ServiceConfig:
         connections=connections,
         events_interval_s=data.get("events_interval_s", base.events_interval_s),
         allowed_hosts=data.get("allowed_hosts", base.allowed_hosts),
+        cors_origins=cors.get("origins", ()),
     )

@@ -31,6 +31,7 @@ from .schemas import (
     ProblemOut,
     RetryOut,
     ServiceOut,
+    StreamTokenOut,
 )
 from .schemas_messages import MessageBatchCreate
 
@@ -331,6 +332,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 JobPage,
                 ItemPage,
                 RetryOut,
+                StreamTokenOut,
                 FileOut,
                 ServiceOut,
                 HealthOut,
@@ -459,10 +461,17 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "description": (
                     "Each event's id is the job's version: reconnect with Last-Event-ID to"
                     " resume. Events: `progress` (data: the job), then one `done` (data: the"
-                    " job in its final status)."
+                    " job in its final status). A browser's EventSource, which cannot send"
+                    " the API key, passes a stream token instead (?token=)."
                 ),
                 "parameters": [
                     _JOB_ID,
+                    {
+                        "name": "token",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 200},
+                        "description": "a stream token of this job (POST .../stream-token)",
+                    },
                     {
                         "name": "Last-Event-ID",
                         "in": "header",
@@ -472,8 +481,21 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "responses": {
                     "200": _sse("the event stream", ["progress", "done"], _ref("JobOut")),
                     **common,
+                    "401": _problem("no API key nor a valid stream token of this job"),
                     "404": job_404,
                     "422": bad,
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/stream-token": {
+            "post": {
+                "operationId": "jobStreamToken",
+                "summary": "A short-lived token that opens this job's event stream, and only it",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "201": _json("the token, and the stream's URL with it", "StreamTokenOut"),
+                    **common,
+                    "404": job_404,
                 },
             }
         },
@@ -540,7 +562,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     "202": _json("how many items were put back, and the job", "RetryOut"),
                     **common,
                     "404": job_404,
-                    "409": _problem("the job was cancelled or failed: nothing to retry"),
+                    "409": _problem("the job was cancelled or could not run: nothing to retry"),
                     "429": _problem(
                         "the job is completed and its tenant has the most active jobs"
                         " allowed: retrying would reopen it"
@@ -561,7 +583,9 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     "202": _json("the job, with its new budget", "JobOut"),
                     **common,
                     "404": job_404,
-                    "409": _problem("the job was cancelled or failed: its items will not run"),
+                    "409": _problem(
+                        "the job was cancelled or could not run: its items will not run"
+                    ),
                     "415": _problem("the body is not application/json"),
                     "422": _problem("the body is not a budget (a number > 0, or null)"),
                 },

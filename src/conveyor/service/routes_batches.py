@@ -28,6 +28,7 @@ from starlette.responses import FileResponse, Response
 from .. import _clock
 from .._json import BadJSON, loads
 from ..jobs.errors import InvalidJob, TooManyActiveJobs
+from ..jobs.settle import failed_by_items
 from .batches import (
     CONNECTION_KEY,
     ENDPOINTS,
@@ -408,7 +409,7 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
     """Write the output and error files of an ended job; set the final status."""
     now = _clock.wall()
     record.times.setdefault("finalizing_at", now)
-    if job.status == "failed":
+    if job.status == "failed" and not failed_by_items(job):  # it could not run
         record.status, record.times["failed_at"] = "failed", now
         record.errors = [
             {"code": "batch_failed", "message": job.error or "", "param": None, "line": None}

@@ -14,7 +14,7 @@ from .._version import __version__
 from ..jobs.model import TRACEPARENT, JobOptions
 from .problems import Problem
 from .schemas import BudgetIn, JobCreate, JobOptionsIn
-from .state import json_response, only_params, query_choice, query_int, service_of
+from .state import json_response, only_params, query_choice, query_int, root_of, service_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -157,12 +157,12 @@ async def create_job(request: Request) -> Response:
         request_hash=_digest(body),
         max_active_jobs=limits.max_active_jobs_per_tenant,
     )
-    headers = {"Location": f"/v1/jobs/{job.id}"}
+    headers = {"Location": f"{root_of(request)}/v1/jobs/{job.id}"}
     if not read:  # a replay (the store reads the items of a new job only)
         _same_request(job, key, body)
         headers["Idempotent-Replayed"] = "true"
     service.wake_worker()
-    return json_response(await service.view(job, fresh=False), 202, headers)
+    return json_response(await service.view(job, request, fresh=False), 202, headers)
 
 
 def _job_spec(body: bytes) -> JobCreate:
@@ -199,7 +199,7 @@ async def get_job(request: Request) -> Response:
     service = service_of(request)
     _, job = await service.job(request)
     only_params(request)
-    return json_response(await service.view(job))
+    return json_response(await service.view(job, request))
 
 
 async def list_jobs(request: Request) -> Response:
@@ -221,7 +221,7 @@ async def list_jobs(request: Request) -> Response:
         before=cursor,
     )
     next_cursor = jobs[-1].id if len(jobs) == limit else None
-    data = [await service.view(j) for j in jobs]
+    data = [await service.view(j, request) for j in jobs]
     return json_response({"data": data, "next_cursor": next_cursor})
 
 
@@ -232,7 +232,7 @@ async def cancel_job(request: Request) -> Response:
     only_params(request)
     job = await service.jobs.cancel(job.id)
     service.feed.poke(job.id)
-    return json_response(await service.view(job, fresh=False), 202)
+    return json_response(await service.view(job, request, fresh=False), 202)
 
 
 async def retry_job(request: Request) -> Response:
@@ -246,7 +246,7 @@ async def retry_job(request: Request) -> Response:
     service.wake_worker()
     service.feed.poke(job.id)
     job = await service.jobs.get(job.id)
-    view = await service.view(job, fresh=False)
+    view = await service.view(job, request, fresh=False)
     return json_response({"retried": retried, "job": view}, 202)
 
 
@@ -265,7 +265,7 @@ async def set_budget(request: Request) -> Response:
     job = await service.jobs.set_budget(job.id, spec.max_cost_usd)
     service.wake_worker()
     service.feed.poke(job.id)
-    return json_response(await service.view(job, fresh=False), 202)
+    return json_response(await service.view(job, request, fresh=False), 202)
 
 
 async def create_file(request: Request) -> Response:
@@ -287,7 +287,8 @@ async def create_file(request: Request) -> Response:
                 yield chunk
 
     info = await service.files.save(tenant, chunks(), max_bytes=limit)
-    return json_response(info.to_dict(), 201, {"Location": f"/v1/files/{info.id}"})
+    location = f"{root_of(request)}/v1/files/{info.id}"
+    return json_response(info.to_dict(), 201, {"Location": location})
 
 
 async def jobs_endpoint(request: Request) -> Response:

@@ -30,7 +30,7 @@ from starlette.responses import StreamingResponse
 
 from ..jobs.errors import StoreUnavailable
 from .problems import Problem
-from .state import json_response, only_params, query_choice, query_int, service_of
+from .state import json_response, only_params, query_choice, query_int, root_of, service_of
 from .views import item_view
 
 if TYPE_CHECKING:
@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from ..jobs.model import ItemState
+    from ..jobs.model import ItemState, Job
+    from .state import Service
 
-__all__ = ["SSE_HEADERS", "job_events", "job_results", "jobs_events"]
+__all__ = ["SSE_HEADERS", "job_events", "job_results", "jobs_events", "stream_token"]
 
 logger = logging.getLogger("conveyor.service")
 ITEM_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -85,11 +86,37 @@ def _event(name: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+async def _job_by_token(service: Service, request: Request, token: str) -> Job:
+    """The job of the path, opened by a stream token (and by the key too, if one is sent)."""
+    job_id = request.path_params["job_id"]
+    why = service.tokens.check(token, job_id)
+    if why is not None:
+        raise Problem(
+            401,
+            f"{why}: ask a new one with POST /v1/jobs/{{id}}/stream-token (with the API key);"
+            " it opens this job's events for 10 minutes",
+            headers={"WWW-Authenticate": 'Bearer realm="conveyor", error="invalid_token"'},
+        )
+    job = await service.jobs.store.get_job(job_id)
+    sent_key = "authorization" in request.headers or "x-api-key" in request.headers
+    tenant = service.tenant(request) if sent_key else None
+    if job is None or tenant not in {None, job.tenant}:
+        raise Problem(404, f"no job {job_id!r}: check the id (GET /v1/jobs lists yours)")
+    return job
+
+
 async def job_events(request: Request) -> Response:
-    """``GET /v1/jobs/{job_id}/events``: the job's progress as Server-Sent Events."""
+    """``GET /v1/jobs/{job_id}/events``: the job's progress as Server-Sent Events.
+
+    With the API key, or with ``?token=``: a stream token of this job (`stream_token`).
+    """
     service = service_of(request)
-    _, job = await service.job(request)
-    only_params(request)
+    token = request.query_params.get("token")
+    if token is None:
+        _, job = await service.job(request)
+    else:
+        job = await _job_by_token(service, request, token)
+    only_params(request, "token")
     last = request.headers.get("last-event-id")
     after: int | None = None
     if last is not None:
@@ -105,13 +132,29 @@ async def job_events(request: Request) -> Response:
                 continue
             name = "done" if snapshot.done else "progress"
             try:
-                view = await service.view(snapshot)
+                view = await service.view(snapshot, request)
             except StoreUnavailable:  # an LLM job's spend is summed from the store
-                view = await service.view(snapshot, fresh=False)
+                view = await service.view(snapshot, request, fresh=False)
             yield _event(name, view, snapshot.version)
 
     events = _until(service.closing, stream())
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def stream_token(request: Request) -> Response:
+    """``POST /v1/jobs/{job_id}/stream-token``: 201, a token that opens the job's events.
+
+    For a browser page, whose ``EventSource`` cannot send the API key: the key's holder asks
+    for the token and hands it on. It opens this job's stream only, for ten minutes.
+    """
+    service = service_of(request)
+    _, job = await service.job(request)
+    only_params(request)
+    token, expires_at = service.tokens.mint(job.id)
+    events = f"{root_of(request)}/v1/jobs/{job.id}/events?token={token}"
+    # Not cached anywhere on the way: the token is a credential, if a small one.
+    headers = {"Cache-Control": "no-store"}
+    return json_response({"token": token, "expires_at": expires_at, "events": events}, 201, headers)
 
 
 async def jobs_events(request: Request) -> Response:
@@ -137,7 +180,7 @@ async def jobs_events(request: Request) -> Response:
                 jobs = await store.list_jobs(tenant=tenant, limit=limit)
                 marks = tuple((j.id, j.version) for j in jobs)
                 if marks != seen:
-                    views = [await service.view(j) for j in jobs]
+                    views = [await service.view(j, request) for j in jobs]
             except StoreUnavailable as exc:
                 # The list shown stays as it was; read again next interval. Said once per
                 # outage (the other routes' 503s and /healthz say the rest).

@@ -158,6 +158,15 @@ class LinksOut(BaseModel):
     results: str
     cancel: str
     retry: str
+    stream_token: str
+
+
+class StreamTokenOut(BaseModel):
+    """A token that opens one job's event stream without an API key (for a browser)."""
+
+    token: str
+    expires_at: int = Field(description="Unix seconds; the stream must open before then")
+    events: str = Field(description="the job's event stream, with the token: for EventSource")
 
 
 class JobOut(BaseModel):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
 from .problems import Problem
+from .stream_tokens import StreamTokens
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -31,7 +33,15 @@ if TYPE_CHECKING:
     from .spend import JobSpend
     from .supervisor import WorkerSupervisor
 
-__all__ = ["Service", "json_response", "only_params", "query_choice", "query_int", "service_of"]
+__all__ = [
+    "Service",
+    "json_response",
+    "only_params",
+    "query_choice",
+    "query_int",
+    "root_of",
+    "service_of",
+]
 
 
 @dataclass(slots=True)
@@ -58,6 +68,12 @@ class Service:
     metrics: Metrics | None = None
     #: Set when the service begins to stop: every event stream ends, so the server can exit.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What mints and checks the tokens that open one job's event stream (for browsers).
+    tokens: StreamTokens = field(default_factory=lambda: StreamTokens(secrets.token_bytes(32)))
+    #: Whether calls must wait for the lifespan (it starts the in-process worker), and
+    #: whether it ran: a service mounted in a host app whose lifespan does not run it says so.
+    needs_start: bool = False
+    started: bool = False
 
     def tenant(self, request: Request) -> str:
         """The caller's tenant: from its API key, or ``default`` when the service has none.
@@ -113,17 +129,18 @@ class Service:
             raise Problem(404, f"no job {job_id!r}: check the id (GET /v1/jobs lists yours)")
         return tenant, job
 
-    async def view(self, job: Job, *, fresh: bool = True) -> dict[str, Any]:
-        """The job as the API shows it, its LLM tokens and cost in the summary.
+    async def view(self, job: Job, request: Request, *, fresh: bool = True) -> dict[str, Any]:
+        """The job as the API shows it to `request`, its LLM tokens and cost in the summary.
 
         `fresh`: sum its results again if due (`JobSpend.refresh`); else the last figures.
+        Its links start with the path the service is mounted at (`root_of`).
         """
         from .views import job_view  # noqa: PLC0415 - views imports nothing of the state
 
         spend = None
         if self.spend is not None:
             spend = await self.spend.refresh(job) if fresh else self.spend.figures(job)
-        return job_view(job, self.app, spend)
+        return job_view(job, self.app, spend, root=root_of(request))
 
     def begin_shutdown(self) -> None:
         """Begin to stop (SIGTERM): end every event stream and stop the in-process worker.
@@ -175,9 +192,23 @@ def _unauthorized(why: str) -> Problem:
 
 
 def service_of(request: Request) -> Service:
-    """The `Service` of the app that received `request`."""
+    """The `Service` of the app that received `request`; 503 if its lifespan never ran."""
     service: Service = request.app.state.service
+    if service.needs_start and not service.started:
+        raise Problem(
+            503,
+            "the job service is not started: its lifespan, which starts the worker, did not"
+            " run. Mounted in another app, run it in that app's lifespan"
+            " (FastAPI(lifespan=jobs_api.lifespan), or `async with jobs_api.lifespan():`"
+            " in yours); see docs/howto/add-jobs-to-a-fastapi-app.md",
+        )
     return service
+
+
+def root_of(request: Request) -> str:
+    """The path the service is mounted at (``/jobs``), or ``""`` at the root: for links."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -30,9 +30,14 @@ def limits_of(app: App, job: Job) -> list[dict[str, Any]]:
     return out
 
 
-def job_view(job: Job, app: App, spend: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job as ``GET /v1/jobs/{id}`` shows it; `spend`: an LLM job's tokens and cost."""
-    base = f"/v1/jobs/{job.id}"
+def job_view(
+    job: Job, app: App, spend: dict[str, Any] | None = None, *, root: str = ""
+) -> dict[str, Any]:
+    """The job as ``GET /v1/jobs/{id}`` shows it; `spend`: an LLM job's tokens and cost.
+
+    `root`: the path the service is mounted at (``/jobs``), which every link starts with.
+    """
+    base = f"{root}/v1/jobs/{job.id}"
     c = job.counts
     return {
         "id": job.id,
@@ -63,6 +68,7 @@ def job_view(job: Job, app: App, spend: dict[str, Any] | None = None) -> dict[st
             "results": f"{base}/results",
             "cancel": f"{base}/cancel",
             "retry": f"{base}/retry",
+            "stream_token": f"{base}/stream-token",
         },
     }
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
-from ..model import TERMINAL, Claim, ClaimedItem, admit, budget_options, reopens
+from ..model import TERMINAL, UNFINISHED, Claim, ClaimedItem, Counts, admit, budget_options, reopens
+from ..settle import failed_by_items, failure_error, final_step, settled_status
 from .connector import item_from_row, job_from_row
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class JobRules:
             merged = hist.dumps(hist.merge(hist.loads(before), latencies))
             params = {"n": len(written), "job": job_id, "latency": sum(latencies), "hist": merged}
             await c.execute("count_settled", **params, **tally)
-            await c.execute("settle_job", job=job_id, now=now)
+            await self._settle(c, job_id, now)
             recorded += len(written)
         return recorded
 
@@ -240,7 +241,7 @@ class JobRules:
                 pending, cancelled = (0, n) if cancel else (n, 0)
                 counts = {"pending": pending, "cancelled": cancelled}
                 await c.execute("count_unrun", n=n, job=job_id, **counts)
-                await c.execute("settle_job", job=job_id, now=now)
+                await self._settle(c, job_id, now)
                 moved += n
         return moved
 
@@ -261,7 +262,7 @@ class JobRules:
             return job
         n = await c.execute("cancel_pending", job=job_id, now=now)
         await c.execute("count_cancel", n=n, job=job_id)
-        await c.execute("settle_job", job=job_id, now=now)
+        await self._settle(c, job_id, now)
         return await self.get(c, job_id)
 
     async def retry_failed(
@@ -269,9 +270,15 @@ class JobRules:
     ) -> int:
         """Failed items back to pending; a completed job back to queued, within the limit."""
         job = await self.get(c, job_id)
-        if job.status in {"cancelled", "cancelling", "failed"}:
+        if job.status == "failed" and not failed_by_items(job):
             msg = (
-                f"job {job_id} is {job.status}: only a queued, running or completed job"
+                f"job {job_id} is failed: it could not run ({job.error}), so running its items"
+                " again cannot help; fix the cause and submit it again"
+            )
+            raise JobStateError(msg)
+        if job.status in {"cancelled", "cancelling"}:
+            msg = (
+                f"job {job_id} is {job.status}: only a queued, running, completed or failed job"
                 " can retry its failed items"
             )
             raise JobStateError(msg)
@@ -302,10 +309,29 @@ class JobRules:
 
     async def fail_job(self, c: Connection, job_id: str, error: str, now: float | None) -> Job:
         """The job could not run: failed, its unsettled items cancelled."""
-        await self.get(c, job_id)
+        job = await self.get(c, job_id)
         await c.execute("fail_items", job=job_id, now=now)
-        await c.execute("fail_job", job=job_id, error=error, now=now)
+        step = final_step("failed", job.counts, error)
+        await c.execute("fail_job", job=job_id, error=error, step=step, now=now)
         return await self.get(c, job_id)
+
+    async def _settle(self, c: Connection, job_id: str, now: float | None) -> None:
+        """End the job if nothing is left to run, as the settle rule says (`..settle`).
+
+        Called after the job's row was written in this transaction (so it is locked).
+        """
+        row = await c.fetchrow("settle_counts", job=job_id)
+        if row is None or row[0] not in UNFINISHED or row[2] or row[3]:
+            return
+        counts = Counts(row[1], row[2], row[3], row[4], row[5], row[6])
+        status = settled_status(row[0], counts)
+        error = None
+        if status == "failed":
+            first = await c.fetchrow("first_failure", job=job_id)
+            if first is not None:
+                error = failure_error(counts, first[0], first[1], first[2])
+        step = final_step(status, counts, error)
+        await c.execute("settle_job", job=job_id, status=status, error=error, step=step, now=now)
 
     async def set_progress(
         self, c: Connection, job_id: str, inflight: float, step: str | None

@@ -1,11 +1,15 @@
 // The Conveyor dashboard: plain JavaScript, no build step. It talks to the same API as any
 // client: /v1/service, /v1/jobs, /v1/files, and follows Server-Sent Events (/v1/events for
 // the list, /v1/jobs/{id}/events for a job). Events are read with fetch (not EventSource)
-// so that the API key can travel in the Authorization header, never in a URL.
+// so that the API key can travel in the Authorization header, never in a URL. Every path is
+// resolved against the page, so the dashboard works where the service is mounted (/jobs/).
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const state = { key: sessionStorage.getItem("conveyor-key") || "", stream: null, tasks: [] };
+
+// "/v1/jobs" -> "v1/jobs": relative to the page ({mount}/), not to the host's root.
+const here = (path) => path.replace(/^\//, "");
 
 function headers(extra = {}) {
   return state.key ? { ...extra, Authorization: `Bearer ${state.key}` } : extra;
@@ -18,7 +22,7 @@ function notice(text) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  const response = await fetch(here(path), { ...options, headers: headers(options.headers) });
   if (response.status === 401) {
     $("#key-form").hidden = false;
   }
@@ -40,7 +44,7 @@ function follow(path, onEvent) {
     while (!finished && !controller.signal.aborted) {
       try {
         const extra = lastId === null ? {} : { "Last-Event-ID": lastId };
-        const response = await fetch(path, { headers: headers(extra), signal: controller.signal });
+        const response = await fetch(here(path), { headers: headers(extra), signal: controller.signal });
         if (!response.ok) { throw new Error(`HTTP ${response.status}`); }
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
@@ -221,7 +225,9 @@ function showJob(jobId) {
     $("#job-error").textContent = job.error || "";
     const active = ["queued", "running"].includes(job.status);
     $("#cancel").disabled = !active;
-    $("#retry").disabled = job.counts.failed === 0 || ["cancelled", "cancelling", "failed"].includes(job.status);
+    // A failed job with cancelled items could not run (conveyor.jobs.settle): nothing to retry.
+    const couldNotRun = job.status === "failed" && job.counts.cancelled > 0;
+    $("#retry").disabled = job.counts.failed === 0 || couldNotRun || ["cancelled", "cancelling"].includes(job.status);
     chart.limits = job.limits.filter((l) => l.unit === "requests");
     sample(job);
     if (job.counts.failed !== failedSeen) {

@@ -126,9 +126,17 @@ UPDATE jobs SET running = running - :n, succeeded = succeeded + :succeeded,
                               THEN 'queued' ELSE status END
 WHERE id = :job;
 
+-- name: settle_counts
+-- What the settle rule (conveyor.jobs.settle) decides from: the job's status and counts.
+SELECT status, total, pending, running, succeeded, failed, cancelled FROM jobs WHERE id = :job;
+
+-- name: first_failure
+SELECT idx, error_type, error_message FROM items
+WHERE job_id = :job AND state = 'failed' ORDER BY idx LIMIT 1;
+
 -- name: settle_job
-UPDATE jobs SET status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE 'completed' END,
-                finished_at = :now, inflight = 0
+-- The status, error and step the settle rule gave a job with nothing left to run.
+UPDATE jobs SET status = :status, error = :error, step = :step, finished_at = :now, inflight = 0
 WHERE id = :job AND pending = 0 AND running = 0
   AND status IN ('queued', 'running', 'cancelling');
 
@@ -198,7 +206,11 @@ WHERE job_id = :job AND idx IN (SELECT value FROM json_each(:idx)) AND state = '
 -- duration counts the time it ran, not the time it waited for the retry.
 UPDATE jobs SET failed = failed - :n, pending = pending + :n,
                 latency_total_s = latency_total_s - :latency, latency_hist = :hist,
-                status = CASE status WHEN 'completed' THEN 'queued' ELSE status END,
+                -- A job that ended (completed, or failed by its items) reopens: queued,
+                -- without the error and the final step of its end.
+                status = CASE WHEN status IN ('completed', 'failed') THEN 'queued' ELSE status END,
+                error = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE error END,
+                step = CASE WHEN status IN ('completed', 'failed') THEN NULL ELSE step END,
                 started_at = CASE WHEN finished_at IS NULL THEN started_at
                                   ELSE started_at + max(0, :now - finished_at) END,
                 finished_at = NULL
@@ -209,7 +221,7 @@ UPDATE items SET state = 'cancelled', worker = NULL, finished_at = :now
 WHERE job_id = :job AND state IN ('pending', 'running');
 
 -- name: fail_job
-UPDATE jobs SET status = 'failed', error = :error, finished_at = :now,
+UPDATE jobs SET status = 'failed', error = :error, step = :step, finished_at = :now,
                 cancelled = cancelled + pending + running, pending = 0, running = 0, inflight = 0
 WHERE id = :job;
 
