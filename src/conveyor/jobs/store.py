@@ -240,6 +240,10 @@ class FileStore(Protocol):
         """Begin a new file; write it with the returned `Upload`."""
         ...
 
+    async def discard(self, file_id: str) -> None:
+        """Remove an upload whose writer failed, whatever its state (nobody has its id)."""
+        ...
+
     async def file(self, tenant: str, file_id: str) -> StoredFile | None:
         """The tenant's whole file, or None."""
         ...

@@ -5,11 +5,12 @@
 
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
 (supervised: `conveyor.service.supervisor`) unless ``worker=False`` (when separate
-``conveyor worker`` processes run the jobs), answers ``GET /healthz``; it removes the partial
-uploads a killed process left in the files folder (`.parts`), sweeps the
-batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
-them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
-name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
+``conveyor worker`` processes run the jobs), answers ``GET /healthz``; every ``batch_sweep_s``
+it sweeps the batches past their completion window (they expire unread) and the uploads a
+killed process left in the store, and it closes them all when it stops. Files and batch
+records live in the job store, so any number of instances on one store serve them all.
+Without API keys it answers only requests whose ``Host`` is a loopback name, the address
+reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`).
 """
 
 from __future__ import annotations
@@ -36,22 +37,17 @@ from .body import BodyLimit
 from .clean_url import CleanUrl
 from .config import ServiceConfig
 from .feed import JobFeed
-from .files import Files
+from .files import Files, file_store_of
+from .files_import import warn_unimported
 from .health import healthz
 from .hosts import HostGuard
 from .keys import KeyRing
 from .message_batches import sweep_message_batches
+from .openai_batches import sweep_batches
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
-from .routes_batches import (
-    batch_endpoint,
-    batches_endpoint,
-    cancel_batch,
-    file_content,
-    file_endpoint,
-    files_endpoint,
-    sweep_batches,
-)
+from .routes_batches import batch_endpoint, batches_endpoint, cancel_batch
+from .routes_files import file_content, file_endpoint, files_endpoint
 from .routes_jobs import (
     cancel_job,
     get_job,
@@ -70,7 +66,7 @@ from .routes_stream import job_events, job_results, jobs_events
 from .spend import JobSpend
 from .state import Service, json_response
 from .supervisor import WorkerSupervisor
-from .sweeps import sweeper
+from .sweeps import sweep_uploads, sweeper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -129,9 +125,11 @@ def create_app(
     """The service as an ASGI app.
 
     Args:
-        config: the store, keys file, files folder, limits and connections.
+        config: the store, keys file, limits and connections (and the files folder of an
+            earlier version, to warn if it was not imported: ``conveyor db upgrade``).
         app: your tasks and limiters (the connections' http tasks are added to it).
-        store: a `Store` to use instead of ``config.store`` (tests pass a `MemoryStore`).
+        store: a `Store` to use instead of ``config.store`` (tests pass a `MemoryStore`); its
+            ``files`` keep the uploads and batch records.
         worker: run an in-process worker; ``False`` when separate workers run the jobs.
         worker_options: the in-process worker's options.
         environ: where connection credentials are read (default: the process environment).
@@ -148,7 +146,7 @@ def create_app(
         jobs=jobs,
         app=tasks,
         keys=KeyRing(cfg.keys_file, required=cfg.require_keys),
-        files=Files(cfg.files_dir),
+        files=Files(file_store_of(jobs.store)),
         feed=JobFeed(jobs.store, interval_s=cfg.events_interval_s),
         limits=cfg.limits,
         base_urls=base_urls,
@@ -159,15 +157,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # Uploads cut short by a killed process; another process's live ones stay (locked).
-        await asyncio.to_thread(service.files.sweep)
+        # A files folder of an earlier version, not imported into the store: said once.
+        await asyncio.to_thread(warn_unimported, cfg.files_dir)
         runner: asyncio.Task[None] | None = None
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
             service.worker = WorkerSupervisor(jobs.store, tasks, options)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
-        # Batches past their completion window expire whether or not anyone reads them.
-        sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
+        # Batches past their completion window expire whether or not anyone reads them; the
+        # uploads of a process that died are removed.
+        every = [sweep_batches, sweep_message_batches, sweep_uploads]
+        sweeps = sweeper(service, cfg.batch_sweep_s, every)
         sweeping = asyncio.get_running_loop().create_task(sweeps)
         try:
             yield

@@ -39,8 +39,11 @@ class Upload:
     def __init__(self, manager: FileManager, file: StoredFile, chunk_bytes: int) -> None:
         self._manager = manager
         self.file = file
-        self._chunk_bytes = chunk_bytes
-        self._buffer = bytearray()
+        # One chunk's room, filled in place and copied out once whole: memory holds it, the
+        # chunk on its way to the store (and, for a moment, the one before it, which the
+        # store's thread lets go of once it runs again), and the piece being written.
+        self._buffer = bytearray(chunk_bytes)
+        self._filled = 0
         self._seq = 0
         #: The bytes given to `write` so far.
         self.bytes = 0
@@ -52,12 +55,18 @@ class Upload:
 
     async def write(self, data: bytes) -> None:
         """Add `data`; each whole chunk is written to the store (`StoreUnavailable` if it fails)."""
-        self._buffer += data
         self.bytes += len(data)
-        while len(self._buffer) >= self._chunk_bytes:
-            chunk = bytes(self._buffer[: self._chunk_bytes])
-            del self._buffer[: self._chunk_bytes]
-            await self._append(chunk)
+        size = len(self._buffer)
+        with memoryview(data) as view:
+            start = 0
+            while start < len(view):
+                take = min(size - self._filled, len(view) - start)
+                self._buffer[self._filled : self._filled + take] = view[start : start + take]
+                self._filled += take
+                start += take
+                if self._filled == size:
+                    self._filled = 0
+                    await self._append(bytes(self._buffer))
 
     async def _append(self, chunk: bytes) -> None:
         await self._manager.append(self.file.id, self._seq, chunk)
@@ -65,9 +74,10 @@ class Upload:
 
     async def close(self, *, items: int) -> Written:
         """Write what is left; the file as written, not yet visible (`FileManager.change_batch`)."""
-        if self._buffer:
-            chunk = bytes(self._buffer)
-            self._buffer.clear()
+        if self._filled:
+            with memoryview(self._buffer) as view:
+                chunk = bytes(view[: self._filled])
+            self._filled = 0
             await self._append(chunk)
         return Written(self.file.id, self.bytes, items, self._seq)
 
@@ -87,8 +97,12 @@ class Upload:
         )
 
     async def discard(self) -> None:
-        """Remove what was written (nothing if it was published)."""
-        self._buffer.clear()
+        """Remove what was written, published or not: for an upload whose writer failed.
+
+        A publish whose answer was lost (its await cancelled) may have made it visible:
+        nobody was told its id, so it goes too.
+        """
+        self._filled = 0
         await self._manager.discard(self.file.id)
 
 
@@ -134,7 +148,7 @@ class FileManager:
             raise JobStateError(msg)
 
     async def discard(self, file_id: str) -> None:
-        """Remove an upload that is not visible (a published file stays)."""
+        """Remove an upload whose writer failed, whatever its state (nobody has its id)."""
         await self._connector.transaction(lambda c: self._rules.discard(c, file_id))
 
     async def sweep_uploads(self, *, idle_s: float) -> int:

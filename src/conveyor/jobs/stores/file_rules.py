@@ -127,7 +127,7 @@ class FileRules:
         return await c.execute("publish_file", chunks=written.chunks, **params) == 1
 
     async def discard(self, c: Connection, file_id: str) -> None:
-        """Remove an upload that is not ``ready`` (a ready file is left as it is)."""
+        """Remove an upload, whatever its state (its writer failed: nobody has its id)."""
         if await c.execute("discard_upload", id=file_id):
             await c.execute("delete_chunks", id=file_id)
 

@@ -288,7 +288,9 @@ UPDATE conveyor_files SET state = 'ready', bytes = :bytes, items = :items
 WHERE id = :id AND state = 'uploading' AND chunks = :chunks;
 
 -- name: discard_upload
-DELETE FROM conveyor_files WHERE id = :id AND state = 'uploading';
+-- An upload that failed, or whose answer was lost (made visible, then cancelled before its
+-- client heard of it): removed whatever its state, since nobody has its id.
+DELETE FROM conveyor_files WHERE id = :id;
 
 -- name: delete_chunks
 DELETE FROM conveyor_file_chunks WHERE file_id = :id;

@@ -252,7 +252,9 @@ UPDATE files SET state = 'ready', bytes = :bytes, items = :items
 WHERE id = :id AND state = 'uploading' AND chunks = :chunks;
 
 -- name: discard_upload
-DELETE FROM files WHERE id = :id AND state = 'uploading';
+-- An upload that failed, or whose answer was lost (made visible, then cancelled before its
+-- client heard of it): removed whatever its state, since nobody has its id.
+DELETE FROM files WHERE id = :id;
 
 -- name: delete_chunks
 DELETE FROM file_chunks WHERE file_id = :id;
