@@ -13,11 +13,17 @@ import pytest
 from conveyor.jobs import InvalidJob, Jobs, JobStateError
 from conveyor.jobs.file_model import BatchRow, FileItems
 from conveyor.jobs.store import FileStore, Store
+from conveyor.jobs.stores.file_manager import FileManager
 from conveyor.jobs.stores.file_rules import split_lines
 
 from .conftest import Run, StoreKit
 
 T0 = 1_700_000_000.0
+
+
+def conforms(manager: FileManager) -> FileStore:
+    """Every store's `files` is a `FileStore` (checked by mypy, here)."""
+    return manager
 
 
 def files(store: Store) -> FileStore:
