@@ -100,17 +100,25 @@ def test_an_upload_left_by_a_dead_process_is_swept_once_idle(tmp_path):
     clock = VirtualClock(wall_start_s=1_700_000_000.0)
     store = MemoryStore()
 
-    async def main() -> tuple[int, int]:
+    file_id = "file-" + "d" * 32
+
+    async def exists() -> bool:
+        # The row itself: no reader of the store's interface sees an upload.
+        found = await store._connector.read(lambda c: c.fetchval("file_exists", id=file_id))
+        return found is not None
+
+    async def main() -> tuple[bool, bool, int]:
         # What a killed process leaves: an upload begun, a chunk written, never published.
-        dead = await store.files.upload("default", "file-" + "d" * 32, created_at=0.0)
+        dead = await store.files.upload("default", file_id, created_at=0.0)
         await dead.write(b"1\n" * CHUNK_BYTES)
         async with api(config(tmp_path), store=store, worker=False):
             await asyncio.sleep(UPLOAD_IDLE_S - 60)
-            before = await store.files.sweep_uploads(idle_s=UPLOAD_IDLE_S)
+            before = await exists()
             await asyncio.sleep(120)
-            return before, await uploads_left(store)
+            return before, await exists(), await uploads_left(store)
 
-    assert clock.run(main()) == (0, 0)  # not idle long enough at first; swept by the service
+    # Kept while not idle long enough, then swept by the service (none left to count).
+    assert clock.run(main()) == (True, False, 0)
 
 
 def test_a_second_service_starting_mid_upload_leaves_the_first_ones_upload(tmp_path):
