@@ -2,14 +2,16 @@
 
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from conveyor.jobs.file_model import BatchRow, FileItems, StoredFile
 from conveyor.jobs.model import ItemResult, JobOptions, NewJob
 from conveyor.jobs.stores.connector import Connection, Row, run_now
+from conveyor.jobs.stores.file_rules import FileRules
 from conveyor.jobs.stores.manager import JobStore
 from conveyor.jobs.stores.memory import MemoryConnector
 from conveyor.jobs.stores.postgres_schema import queries as postgres_queries
@@ -47,7 +49,7 @@ class Recording:
         self.names.add(name)
         return await self.inner.fetchval(name, **params)
 
-    async def insert_items(self, job_id: str, items: Iterable[str]) -> int:
+    async def insert_items(self, job_id: str, items: Iterable[str] | AsyncIterator[str]) -> int:
         return await self.inner.insert_items(job_id, items)
 
     async def record_items(
@@ -145,6 +147,7 @@ def test_the_rules_run_only_queries_that_both_dialects_have(run):
         failure = ItemResult("c", 0, "failed", 1, 0.1, error_type="E", error_message="boom")
         await store.record("w4", [failure])
         assert (await store.get_job("c")).error == "E: boom"  # type: ignore[union-attr]
+        await files_and_batches(store, connector, wall)
         await store.close()
 
     run(main())
@@ -155,6 +158,40 @@ def test_the_rules_run_only_queries_that_both_dialects_have(run):
     # need a test of its own.
     unused = set(sqlite_queries()) - used - ONLY_SQLITE
     assert unused <= {"try_lock_budgeted"}, unused
+
+
+async def files_and_batches(store: JobStore, connector: MemoryConnector, wall: list[float]) -> None:
+    """Every call of the store's files and batch records, once."""
+    files = store.files
+    files.chunk_bytes = 2
+    upload = await files.upload("default", "file-1", created_at=1.0, filename="in.jsonl")
+    await upload.write(b"1\n2\n")
+    await upload.publish(items=2)
+    stored = await files.file("default", "file-1")
+    assert stored is not None
+    assert b"".join([c async for c in files.chunks(stored)]) == b"1\n2\n"
+    assert [f.id for f in await files.files("default", purpose="")] == ["file-1"]
+    made = await store.create_job(new_job("c"), FileItems("file-1", lambda _n, line: line.decode()))
+    assert made.counts.total == 2
+    gone = await files.upload("default", "file-2", created_at=1.0)
+    await gone.write(b"xyz")
+    await gone.discard()
+    await files.upload("default", "file-3", created_at=1.0)
+    wall[0] += 60
+    assert await files.sweep_uploads(idle_s=30) == 1
+    assert await files.delete_file("default", "file-1")
+    rules = FileRules()
+    whole = StoredFile("file-4", "default", "", "", 1, 1, 1, 1.0)
+    assert await connector.transaction(lambda c: rules.add_whole(c, whole, [b"1"]))
+    assert await connector.read(rules.known_tenants) == ["default"]
+    row = BatchRow("b1", "default", "openai", "c", 1.0, 2.0, False, "{}")
+    await files.add_batch(row)
+    assert await files.batch("default", "openai", "b1") == row
+    assert await files.batches("default", "openai") == [row]
+    assert await files.due_batches("openai", due=5.0) == ([row], None)
+    ended = BatchRow("b1", "default", "openai", "c", 1.0, 2.0, True, "{}")
+    assert await files.change_batch("default", "openai", "b1", lambda _: ended, cancel_job=True)
+    assert await files.delete_batch("default", "openai", "b1")
 
 
 def test_work_on_a_sqlite_connection_that_suspends_is_refused():

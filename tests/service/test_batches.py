@@ -50,6 +50,7 @@ async def service(
     sweep_s: float = 5.0,
     service_limits: Limits | None = None,
     worker: bool = True,
+    store: MemoryStore | None = None,
     **limits: float,
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official client on the service, whose connection is the mock API."""
@@ -63,7 +64,11 @@ async def service(
             limits=service_limits or Limits(),
         )
         asgi = create_app(
-            cfg, app=App(), store=MemoryStore(), worker=worker, worker_options=FAST_WORKER
+            cfg,
+            app=App(),
+            store=store or MemoryStore(),
+            worker=worker,
+            worker_options=FAST_WORKER,
         )
         async with asgi.router.lifespan_context(asgi):
             http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi))
@@ -461,18 +466,19 @@ def test_a_batch_past_its_completion_window_expires_and_its_unfinished_requests_
 def test_a_batch_nobody_reads_expires_by_the_services_sweep(tmp_path, monkeypatch):
     """Past its window and never read: the sweep cancels its job and ends it expired, with files.
 
-    The sweep runs every 20 ms; the wait for it reads the record on disk (never the API, whose
-    reads would expire the batch themselves), every 20 ms, bounded by 10 s.
+    The sweep runs every 20 ms; the wait for it reads the record in the store (never the API,
+    whose reads would expire the batch themselves), every 20 ms, bounded by 10 s.
     """
     lines = [line(f"r{i}", f"q {i}") for i in range(400)]
     real_wall = _clock.wall
+    store = MemoryStore()
 
-    def on_disk() -> dict[str, Any]:
-        [path] = (tmp_path / "files").glob("*/batch_*.json")
-        return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+    async def on_disk() -> dict[str, Any]:
+        [row] = await store.files.batches("default", "openai")
+        return json.loads(row.record)  # type: ignore[no-any-return]
 
     async def main() -> Any:
-        async with service(tmp_path, latency_ms=50.0, sweep_s=0.02) as client:
+        async with service(tmp_path, latency_ms=50.0, sweep_s=0.02, store=store) as client:
             file_id = await upload(client, jsonl(lines))
             batch = await client.batches.create(
                 input_file_id=file_id, endpoint=CHAT, completion_window="24h"
@@ -480,10 +486,10 @@ def test_a_batch_nobody_reads_expires_by_the_services_sweep(tmp_path, monkeypatc
             async with asyncio.timeout(10):
                 while not await _started(client, batch.id):  # noqa: ASYNC110 - polls the API
                     await asyncio.sleep(0.02)
-            before = on_disk()
+            before = await on_disk()
             monkeypatch.setattr(_clock, "wall", lambda: real_wall() + 86_401)
             async with asyncio.timeout(10):
-                while on_disk()["status"] != "expired":  # noqa: ASYNC110 - polls the record
+                while (await on_disk())["status"] != "expired":  # noqa: ASYNC110 - polls the record
                     await asyncio.sleep(0.02)
             done = await client.batches.retrieve(batch.id)
             assert done.error_file_id is not None

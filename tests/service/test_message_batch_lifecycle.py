@@ -312,7 +312,8 @@ def test_the_sweep_expires_a_batch_at_its_24_hours_on_the_virtual_clock(tmp_path
             await asyncio.sleep(86_399)
             before = await client.messages.batches.retrieve(made.id)
             await asyncio.sleep(2)  # the sweep's wake-up is the batch's expiry
-            record = json.loads(next((tmp_path / "files").glob("*/msgbatch_*.json")).read_text())
+            [row] = await asgi.state.service.files.store.batches("default", "anthropic")
+            record = json.loads(row.record)
             after = await client.messages.batches.retrieve(made.id)
             lines = [r async for r in await client.messages.batches.results(made.id)]
             await client.close()

@@ -17,7 +17,16 @@ import pytest
 from conveyor import _clock
 from conveyor.service.config import Limits
 
-from .anthropic_kit import MODEL, added, request, results, service, until_ended, until_started
+from .anthropic_kit import (
+    MODEL,
+    Setup,
+    added,
+    request,
+    results,
+    service,
+    until_ended,
+    until_started,
+)
 
 
 def test_a_batch_round_trips_through_the_official_sdk(tmp_path):
@@ -241,14 +250,14 @@ def test_a_batch_past_its_24_hours_ends_with_its_unfinished_requests_expired(tmp
 def test_a_batch_nobody_reads_expires_by_the_services_sweep(tmp_path, monkeypatch):
     """Past its time and never read: the sweep stops its job and records its end.
 
-    The sweep runs every 20 ms; the wait for it reads the record on disk (never the API, whose
-    reads would expire the batch themselves), every 20 ms, bounded by 10 s.
+    The sweep runs every 20 ms; the wait for it reads the record in the store (never the API,
+    whose reads would expire the batch themselves), every 20 ms, bounded by 10 s.
     """
     real_wall = _clock.wall
 
-    def on_disk() -> dict[str, Any]:
-        [path] = (tmp_path / "files").glob("*/msgbatch_*.json")
-        return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+    async def stored(s: Setup) -> dict[str, Any]:
+        [row] = await s.asgi.state.service.files.store.batches("default", "anthropic")
+        return json.loads(row.record)  # type: ignore[no-any-return]
 
     async def main() -> Any:
         async with service(tmp_path, latency_ms=50.0, sweep_s=0.02) as s:
@@ -256,12 +265,12 @@ def test_a_batch_nobody_reads_expires_by_the_services_sweep(tmp_path, monkeypatc
                 requests=[request(f"r{i}", f"q {i}") for i in range(400)]
             )
             await until_started(s.client, made.id)
-            before = on_disk()
+            before = await stored(s)
             monkeypatch.setattr(_clock, "wall", lambda: real_wall() + 86_401)
             async with asyncio.timeout(10):
-                while on_disk()["ended_at"] is None:  # noqa: ASYNC110 - polls the record
+                while (await stored(s))["ended_at"] is None:  # noqa: ASYNC110 - polls the record
                     await asyncio.sleep(0.02)
-            after = on_disk()
+            after = await stored(s)
             done = await s.client.messages.batches.retrieve(made.id)
             return before, after, done
 

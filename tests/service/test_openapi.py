@@ -77,22 +77,22 @@ async def _seed_batch() -> tuple[str, str]:
     )
     record.status, record.total, record.times["failed_at"] = "failed", 2, 1.0
     record.errors = [{"code": "invalid_json_line", "message": "x", "param": None, "line": 2}]
-    BatchRecords(service.files.folder("acme")).put(record)
+    await BatchRecords(service.files.store, "acme").add(record)
     return info.id, record.id
 
 
 FILE_ID, BATCH_ID = asyncio.run(_seed_batch())
 
 
-def _seed_message_batch() -> str:
+async def _seed_message_batch() -> str:
     """An ended Message Batch of tenant acme: its one request was refused, so it has no job."""
     record = MessageBatchRecord.new(now=1.0, total=1)
     record.refused, record.ended_at = [Refused(0, "a", "requests.0.params: x")], 1.0
-    MessageBatchRecords(ASGI.state.service.files.folder("acme")).put(record)
+    await MessageBatchRecords(ASGI.state.service.files.store, "acme").add(record)
     return record.id
 
 
-MESSAGE_BATCH_ID = _seed_message_batch()
+MESSAGE_BATCH_ID = asyncio.run(_seed_message_batch())
 
 
 # Uploads are JSONL text: a generated string is sent as it is, anything else as its JSON.

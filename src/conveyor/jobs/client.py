@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self
 
 from .. import _clock
 from .._urls import shown_url
 from ..errors import ConfigError
 from .errors import InvalidJob, JobNotFound
+from .file_model import FileItems
 from .ids import new_id
 from .model import JobOptions, NewJob
 from .stores.memory import MemoryStore
@@ -24,7 +27,7 @@ from .tracing import carry_trace
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable
     from types import TracebackType
 
     from .app import App
@@ -118,7 +121,7 @@ class Jobs:
     async def submit(
         self,
         task: str,
-        items: Iterable[Any],
+        items: Iterable[Any] | FileItems,
         *,
         options: JobOptions | None = None,
         concurrency: int | None = None,
@@ -137,6 +140,10 @@ class Jobs:
         raise `InvalidJob` (naming the item), and nothing is written. Pass `options`, or
         the options one by one (see `JobOptions`).
 
+        `items` may be the lines of a file in the store (`FileItems`, a file of `tenant`'s):
+        they are read in the transaction that creates the job, each turned into its item by
+        ``items.item`` then checked as any item; a line that cannot be is refused, as an item.
+
         `tenant` owns the job. With an `idempotency_key`, a second submit with the same
         tenant and key returns the first job (as it is now) and reads none of `items`; pass
         a `request_hash` (of what was asked) to tell a replay from a key reused for another
@@ -150,7 +157,10 @@ class Jobs:
         if not isinstance(task, str) or not task:
             msg = f"task={task!r}: pass the name of a registered task, e.g. 'analyze'"
             raise InvalidJob(msg)
-        if isinstance(items, str | bytes | dict) or not hasattr(items, "__iter__"):
+        from_file = isinstance(items, FileItems)
+        if not from_file and (
+            isinstance(items, str | bytes | dict) or not hasattr(items, "__iter__")
+        ):
             msg = f"items is a {type(items).__name__}: pass a list (or any iterable) of items"
             raise InvalidJob(msg)
         given: dict[str, Any] = {
@@ -195,34 +205,47 @@ class Jobs:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
-        encoded = self._encoded(items, checker)
+        encoded: Iterable[str] | FileItems
+        if isinstance(items, FileItems):
+            encoded = replace(items, item=self._file_encoder(items.item, checker))
+        else:
+            encoded = (self._encode(i, item, checker) for i, item in enumerate(items))
         return await self.store.create_job(new, encoded, max_active_jobs=max_active_jobs)
 
-    def _encoded(self, items: Iterable[Any], checker: Any) -> Iterator[str]:
+    def _file_encoder(self, parse: Callable[[int, bytes], Any], checker: Any) -> Callable[..., str]:
+        """`parse` of a file's lines, each item then checked and encoded, counted from 0."""
+        counter = itertools.count()
+
+        def encode(number: int, line: bytes) -> str:
+            return self._encode(next(counter), parse(number, line), checker)
+
+        return encode
+
+    def _encode(self, index: int, item: Any, checker: Any) -> str:
+        """The item's JSON text, after the task's check; `InvalidJob` naming it otherwise."""
         limit = self.max_item_bytes
-        for index, item in enumerate(items):
-            if checker is not None:
-                checker(index, item)
-            try:
-                # allow_nan=False: NaN and Infinity are not JSON (they would break every read).
-                text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-                # A lone surrogate ("\ud800") is not text: it cannot be stored as UTF-8.
-                text.encode()
-            except (TypeError, ValueError) as exc:
+        if checker is not None:
+            checker(index, item)
+        try:
+            # allow_nan=False: NaN and Infinity are not JSON (they would break every read).
+            text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            # A lone surrogate ("\ud800") is not text: it cannot be stored as UTF-8.
+            text.encode()
+        except (TypeError, ValueError) as exc:
+            msg = (
+                f"item {index} is not JSON ({exc}): items are stored as JSON (finite"
+                " numbers, valid Unicode text)"
+            )
+            raise InvalidJob(msg) from exc
+        if len(text) > limit:  # characters: a lower bound on bytes, then exact below
+            size = len(text.encode())
+            if size > limit:
                 msg = (
-                    f"item {index} is not JSON ({exc}): items are stored as JSON (finite"
-                    " numbers, valid Unicode text)"
+                    f"item {index} is {size:,} bytes of JSON, over max_item_bytes={limit:,}:"
+                    " store large payloads elsewhere and pass a reference (a URL, a key)"
                 )
-                raise InvalidJob(msg) from exc
-            if len(text) > limit:  # characters: a lower bound on bytes, then exact below
-                size = len(text.encode())
-                if size > limit:
-                    msg = (
-                        f"item {index} is {size:,} bytes of JSON, over max_item_bytes={limit:,}:"
-                        " store large payloads elsewhere and pass a reference (a URL, a key)"
-                    )
-                    raise InvalidJob(msg)
-            yield text
+                raise InvalidJob(msg)
+        return text
 
     # -- reading ---------------------------------------------------------------------------
 

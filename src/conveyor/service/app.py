@@ -5,13 +5,14 @@
 
 The app opens the store when it starts (the ASGI lifespan), runs an in-process `Worker` on it
 (supervised: `conveyor.service.supervisor`) unless ``worker=False`` (when separate
-``conveyor worker`` processes run the jobs), answers ``GET /healthz``; it removes the partial
-uploads a killed process left in the files folder (`.parts`), sweeps the
-batches past their completion window every ``batch_sweep_s`` (they expire unread), and closes
-them all when it stops. Without API keys it answers only requests whose ``Host`` is a loopback
-name, the address reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`). With the
-metrics extra, it counts its work for Prometheus: ``GET /metrics`` (`.metrics_route`), and a
-listener of its own with ``metrics_listener`` (needed with API keys).
+``conveyor worker`` processes run the jobs), answers ``GET /healthz``; every ``batch_sweep_s``
+it sweeps the batches past their completion window (they expire unread) and the uploads a
+killed process left in the store, and it closes them all when it stops. Files and batch
+records live in the job store, so any number of instances on one store serve them all.
+Without API keys it answers only requests whose ``Host`` is a loopback name, the address
+reached, or one of ``allowed_hosts`` (421 otherwise: `.hosts`). With the metrics extra, it
+counts its work for Prometheus: ``GET /metrics`` (`.metrics_route`), and a listener of its own
+with ``metrics_listener`` (needed with API keys).
 
 Mounted in a FastAPI or Starlette app, the host runs its lifespan (`JobService.lifespan`), its
 links follow the mount's path, and browsers on ``cors_origins`` may call it (`.embed`).
@@ -44,23 +45,18 @@ from .clean_url import CleanUrl
 from .config import ServiceConfig
 from .embed import JobService, cors
 from .feed import JobFeed
-from .files import Files
+from .files import Files, file_store_of
+from .files_import import warn_unimported
 from .health import healthz
 from .hosts import HostGuard
 from .keys import KeyRing
 from .message_batches import sweep_message_batches
 from .metrics_route import metrics_endpoint
+from .openai_batches import sweep_batches
 from .openapi import build_openapi
 from .problems import AnswerUnexpected, handlers
-from .routes_batches import (
-    batch_endpoint,
-    batches_endpoint,
-    cancel_batch,
-    file_content,
-    file_endpoint,
-    files_endpoint,
-    sweep_batches,
-)
+from .routes_batches import batch_endpoint, batches_endpoint, cancel_batch
+from .routes_files import file_content, file_endpoint, files_endpoint
 from .routes_jobs import (
     cancel_job,
     get_job,
@@ -80,10 +76,10 @@ from .spend import JobSpend
 from .state import Service, json_response, root_of
 from .stream_tokens import RedactTokens, StreamTokens
 from .supervisor import WorkerSupervisor
-from .sweeps import sweeper
+from .sweeps import sweep_uploads, sweeper
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping
 
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -141,6 +137,18 @@ def _metrics(app: App, store: Store, listener: tuple[str, int] | None) -> Metric
         )
         raise ConfigError(msg) from exc
     return Metrics(app=app, store=store)
+
+
+@contextlib.contextmanager
+def _tokens_redacted() -> Iterator[None]:
+    """While in it, stream tokens in uvicorn's access log (a host app's too) show as [redacted]."""
+    access_log = logging.getLogger("uvicorn.access")
+    redact = RedactTokens()
+    access_log.addFilter(redact)
+    try:
+        yield
+    finally:
+        access_log.removeFilter(redact)
 
 
 def _routes(service: Service) -> list[BaseRoute]:
@@ -201,9 +209,11 @@ def create_app(
     """The service as an ASGI app; to mount it in another, see `JobService.lifespan`.
 
     Args:
-        config: the store, keys file, files folder, limits and connections.
+        config: the store, keys file, limits and connections (and the files folder of an
+            earlier version, to warn if it was not imported: ``conveyor db upgrade``).
         app: your tasks and limiters (the connections' http tasks are added to it).
-        store: a `Store` to use instead of ``config.store`` (tests pass a `MemoryStore`).
+        store: a `Store` to use instead of ``config.store`` (tests pass a `MemoryStore`); its
+            ``files`` keep the uploads and batch records.
         worker: run an in-process worker; ``False`` when separate workers run the jobs.
         worker_options: the in-process worker's options.
         environ: where connection credentials are read (default: the process environment).
@@ -225,7 +235,7 @@ def create_app(
         jobs=jobs,
         app=tasks,
         keys=KeyRing(cfg.keys_file, required=cfg.require_keys),
-        files=Files(cfg.files_dir),
+        files=Files(file_store_of(jobs.store)),
         feed=JobFeed(jobs.store, interval_s=cfg.events_interval_s),
         limits=cfg.limits,
         base_urls=base_urls,
@@ -243,8 +253,8 @@ def create_app(
             msg = "the job service is running already: enter its lifespan once"
             raise RuntimeError(msg)
         service.started = True
-        # Uploads cut short by a killed process; another process's live ones stay (locked).
-        await asyncio.to_thread(service.files.sweep)
+        # A files folder of an earlier version, not imported into the store: said once.
+        await asyncio.to_thread(warn_unimported, cfg.files_dir)
         runner: asyncio.Task[None] | None = None
         listening = contextlib.AsyncExitStack()
         if metrics_listener is not None and service.metrics is not None:
@@ -259,29 +269,28 @@ def create_app(
             observers = None if service.metrics is None else service.metrics.observers()
             service.worker = WorkerSupervisor(jobs.store, tasks, options, observers)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
-        # Batches past their completion window expire whether or not anyone reads them.
-        sweeps = sweeper(service, cfg.batch_sweep_s, [sweep_batches, sweep_message_batches])
+        # Batches past their completion window expire whether or not anyone reads them; the
+        # uploads of a process that died are removed.
+        every = [sweep_batches, sweep_message_batches, sweep_uploads]
+        sweeps = sweeper(service, cfg.batch_sweep_s, every)
         sweeping = asyncio.get_running_loop().create_task(sweeps)
         # A stream token in a uvicorn access log (a host app's) shows as [redacted].
-        access_log = logging.getLogger("uvicorn.access")
-        redact = RedactTokens()
-        access_log.addFilter(redact)
-        try:
-            yield
-        finally:
-            access_log.removeFilter(redact)
-            service.started = False
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
-            if runner is not None and service.worker is not None:
-                service.worker.stop()
-                await runner
-                await tasks.aclose()
-            await listening.aclose()
-            await jobs.close()
-            if shared_limits is not None:
-                await shared_limits.aclose()
+        with _tokens_redacted():
+            try:
+                yield
+            finally:
+                service.started = False
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+                if runner is not None and service.worker is not None:
+                    service.worker.stop()
+                    await runner
+                    await tasks.aclose()
+                await listening.aclose()
+                await jobs.close()
+                if shared_limits is not None:
+                    await shared_limits.aclose()
 
     routes = _routes(service)
     asgi = JobService(

@@ -2,7 +2,8 @@
 
 A batch is a Conveyor job of the built-in ``http`` task through an operator's connection: the
 same limits, retries, progress, SSE stream and dashboard as any job. What OpenAI's interface
-adds is kept here, apart from the routes (`routes_batches`):
+adds is kept here, apart from the lifecycle (`openai_batches`) and the routes
+(`routes_batches`):
 
 - `check_input`: the input file read line by line as OpenAI validates it: each line a JSON
   object with a unique ``custom_id``, ``method`` POST, the batch's ``url`` and a ``body``,
@@ -12,9 +13,9 @@ adds is kept here, apart from the routes (`routes_batches`):
   if it has any, are never sent (OpenAI's format has none); still, one that tries to choose
   where its request lands (``Host``, ``X-Forwarded-*``...) or to bring credentials fails its
   line, as it fails a job's item, rather than be dropped without a word.
-- `read_lines`: a file's lines, none held longer than the longest a batch takes.
 - `BatchRecord`: what OpenAI's batch object says beyond the job (its files, metadata and
-  timestamps), kept as a small JSON file beside the tenant's files.
+  timestamps), kept as a row of the job store (`BatchRecords`: one tenant's, changed under
+  the row's lock).
 - `batch_status`: the job's status as OpenAI's (``in_progress``, ``finalizing``, ...);
   `result_line`: one line of the output file (successes) or the error file (the rest).
 
@@ -25,30 +26,34 @@ The upstream is never named by the request: it is the connection given in the ba
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from .._json import BadJSON, loads
 from ..http.request import credential_headers, headers_problem
 from ..jobs.client import DEFAULT_MAX_ITEM_BYTES
+from ..jobs.file_model import BatchRow
 from ..jobs.settle import failed_by_items
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable, Iterable, Sequence
 
+    from ..jobs.file_model import Written
     from ..jobs.model import Job, JobItem
+    from ..jobs.store import FileStore
 
 __all__ = [
+    "ENDED",
     "ENDPOINTS",
     "WINDOWS",
     "BatchRecord",
     "BatchRecords",
+    "InputCheck",
     "batch_object",
     "batch_status",
     "check_input",
-    "read_lines",
     "result_line",
 ]
 
@@ -69,10 +74,50 @@ MAX_LINE_BYTES = DEFAULT_MAX_ITEM_BYTES
 MAX_ERRORS = 100
 #: The metadata key that chooses the connection (the upstream) of a batch.
 CONNECTION_KEY = "conveyor_connection"
+#: The statuses a batch ends in: its record is final (its files written, if any).
+ENDED = frozenset({"completed", "cancelled", "failed", "expired"})
+_ID = re.compile(r"^batch_[0-9A-Za-z]{1,58}$")
 
 
 def _error(line: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": param, "line": line}
+
+
+class InputCheck:
+    """`check_input` a line at a time: `lines` as they come, then `result`. Pure."""
+
+    def __init__(self, endpoint: str, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.endpoint = endpoint
+        self.max_line_bytes = max_line_bytes
+        self.count = 0
+        self.errors: list[dict[str, Any]] = []
+        self._number = 0
+        self._seen: set[str] = set()
+
+    def lines(self, lines: Iterable[bytes]) -> None:
+        """Check the next lines of the file (with or without their newline)."""
+        for raw in lines:
+            self._number += 1
+            if not raw.strip():
+                continue
+            self.count += 1
+            number = self._number
+            if len(raw.rstrip(b"\r\n")) > self.max_line_bytes:
+                msg = (
+                    f"Line {number} is over {self.max_line_bytes:,} bytes, the largest request"
+                    " a batch takes: shorten it, or send it another way"
+                )
+                problem: dict[str, Any] | None = _error(number, "line_too_large", msg)
+            else:
+                problem = _line_problem(raw, number, self.endpoint, self._seen)
+            if problem is not None and len(self.errors) < MAX_ERRORS:
+                self.errors.append(problem)
+
+    def result(self) -> tuple[int, list[dict[str, Any]]]:
+        """(requests, errors) of the whole file: an empty one is an error too."""
+        if self.count == 0:
+            return 0, [*self.errors, _error(1, "empty_file", "The batch input file is empty.")]
+        return self.count, list(self.errors)
 
 
 def check_input(
@@ -81,7 +126,8 @@ def check_input(
     """Check every line of a batch input; return (requests, errors). Pure.
 
     A line longer than `max_line_bytes` (the largest item a job takes) is an error of its
-    own; the reader may give only its first ``max_line_bytes + 1`` bytes (`read_lines`).
+    own; the reader may give only its first ``max_line_bytes + 1`` bytes
+    (`conveyor.jobs.stores.file_rules.split_lines`).
 
     >>> check_input([b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings",'
     ...              b' "body": {"input": "x"}}'], "/v1/embeddings")
@@ -89,44 +135,9 @@ def check_input(
     >>> check_input([b"{oops"], "/v1/embeddings")[1][0]["code"]
     'invalid_json_line'
     """
-    seen: set[str] = set()
-    count = 0
-    errors: list[dict[str, Any]] = []
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        count += 1
-        if len(raw.rstrip(b"\r\n")) > max_line_bytes:
-            msg = (
-                f"Line {number} is over {max_line_bytes:,} bytes, the largest request a batch"
-                " takes: shorten it, or send it another way"
-            )
-            problem: dict[str, Any] | None = _error(number, "line_too_large", msg)
-        else:
-            problem = _line_problem(raw, number, endpoint, seen)
-        if problem is not None and len(errors) < MAX_ERRORS:
-            errors.append(problem)
-    if count == 0:
-        errors.append(_error(1, "empty_file", "The batch input file is empty."))
-    return count, errors
-
-
-def read_lines(file: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
-    r"""The lines of `file`; of one longer than `max_line_bytes`, only its first bytes.
-
-    Memory holds one line of at most ``max_line_bytes + 1`` bytes, however long the file's
-    lines are: the rest of a longer one is read past in chunks (it is an error anyway).
-
-    >>> import io
-    >>> list(read_lines(io.BytesIO(b"ab\nabcdef\ncd"), 3))
-    [b'ab\n', b'abcd', b'cd']
-    """
-    while line := file.readline(max_line_bytes + 1):
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            while (rest := file.readline(1 << 20)) and not rest.endswith(b"\n"):
-                pass
-            line = line[: max_line_bytes + 1]
-        yield line
+    check = InputCheck(endpoint, max_line_bytes=max_line_bytes)
+    check.lines(lines)
+    return check.result()
 
 
 def _line_problem(  # noqa: PLR0911 - one return per kind of problem
@@ -177,7 +188,7 @@ def _headers_error(headers: object, number: int) -> dict[str, Any] | None:
 
 @dataclass(kw_only=True)
 class BatchRecord:
-    """What a batch is beyond its job; stored as JSON."""
+    """What a batch is beyond its job; stored as JSON (a `BatchRow` of the job store)."""
 
     id: str
     endpoint: str
@@ -194,6 +205,10 @@ class BatchRecord:
     completed: int = 0
     failed: int = 0
     times: dict[str, float] = field(default_factory=dict)  # in_progress_at, failed_at, ...
+    #: Who writes the batch's files now (a random token), and since when: one service
+    #: instance at a time, taken under the row's lock (`openai_batches`); None: nobody.
+    finalizer: str | None = None
+    finalizer_at: float | None = None
 
     @classmethod
     def new(
@@ -214,46 +229,70 @@ class BatchRecord:
         """When the batch expires if it has not finished (its completion window ends)."""
         return self.created_at + WINDOWS.get(self.completion_window, 86_400.0)
 
+    def to_row(self, tenant: str) -> BatchRow:
+        """The record as the job store keeps it."""
+        record = json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        ended = self.status in ENDED
+        return BatchRow(
+            self.id, tenant, "openai", self.job_id, self.created_at, self.expires_at, ended, record
+        )
+
+    @classmethod
+    def from_row(cls, row: BatchRow) -> BatchRecord:
+        """A record read back from the store."""
+        return cls(**json.loads(row.record))
+
 
 class BatchRecords:
-    """The batch records of one tenant, as JSON files in its folder."""
+    """The OpenAI batch records of one tenant, in the job store.
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    A made-up or foreign id is simply not found: ids are checked against their pattern, and
+    every read names the tenant.
+    """
 
-    def _path(self, batch_id: str) -> Path | None:
-        if not batch_id.startswith("batch_") or not batch_id[6:].isalnum() or len(batch_id) > 64:
-            return None
-        return self.folder / f"{batch_id}.json"
+    def __init__(self, store: FileStore, tenant: str) -> None:
+        self.store = store
+        self.tenant = tenant
 
-    def get(self, batch_id: str) -> BatchRecord | None:
+    async def get(self, batch_id: str) -> BatchRecord | None:
         """The record, or None."""
-        path = self._path(batch_id)
-        if path is None:
+        if not _ID.match(batch_id):
             return None
-        try:
-            return BatchRecord(**json.loads(path.read_text("utf-8")))
-        except (OSError, ValueError, TypeError):
-            return None
+        row = await self.store.batch(self.tenant, "openai", batch_id)
+        return None if row is None else BatchRecord.from_row(row)
 
-    def put(self, record: BatchRecord) -> None:
-        """Write the record whole (a temporary file renamed over the old one)."""
-        path = self._path(record.id)
-        assert path is not None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(record)), "utf-8")
-        tmp.replace(path)
+    async def add(self, record: BatchRecord) -> None:
+        """Store a new record."""
+        await self.store.add_batch(record.to_row(self.tenant))
 
-    def all(self) -> Iterator[BatchRecord]:
+    async def all(self) -> list[BatchRecord]:
         """Every record, newest first."""
-        found = []
-        for path in self.folder.glob("batch_*.json"):
-            record = self.get(path.stem)
-            if record is not None:
-                found.append(record)
-        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        yield from found
+        rows = await self.store.batches(self.tenant, "openai")
+        return [BatchRecord.from_row(r) for r in rows]
+
+    async def change(
+        self,
+        batch_id: str,
+        change: Callable[[BatchRecord], bool],
+        *,
+        cancel_job: bool = False,
+        publish: Sequence[Written] = (),
+    ) -> tuple[BatchRecord | None, Job | None]:
+        """Change the record as it stands, under its row's lock; see `FileStore.change_batch`.
+
+        `change` changes the record it is given and says whether it did (it may run again:
+        it must depend on nothing but the record and what it closes over). Returns the record
+        as it now is (None: gone) and the job, when `cancel_job` cancelled it.
+        """
+
+        def on_row(row: BatchRow) -> BatchRow | None:
+            record = BatchRecord.from_row(row)
+            return record.to_row(row.tenant) if change(record) else None
+
+        row, job = await self.store.change_batch(
+            self.tenant, "openai", batch_id, on_row, cancel_job=cancel_job, publish=publish
+        )
+        return (None if row is None else BatchRecord.from_row(row)), job
 
 
 #: A job's status as OpenAI's batch status, before the output files are written.
@@ -269,7 +308,7 @@ _JOB_TO_BATCH = {
 
 def batch_status(record: BatchRecord, job: Job | None) -> str:
     """OpenAI's status of a batch, from its record and (while it runs) its job."""
-    if record.status in {"failed", "completed", "cancelled", "expired"} or job is None:
+    if record.status in ENDED or job is None:
         return record.status
     if "expired_at" in record.times:
         return "finalizing"  # expired: its job is being stopped, then the files are written

@@ -1,49 +1,57 @@
-"""Uploaded JSONL files: streamed to disk as they arrive, checked line by line, per tenant.
+"""Uploaded JSONL files, in the job store: streamed in as they arrive, checked, per tenant.
 
-``POST /v1/files`` writes the body chunk by chunk to a temporary file, checking each complete
-line is JSON and counting them, and stops at ``max_file_bytes`` (413): memory holds one chunk
-and one line at a time, never the file. The file is then renamed into place, so a job never
-sees half a file. A job made from it (``file_id``) reads its items lazily, line by line. An
-upload that fails or is cancelled (the client went away) removes its part file and any trace
-of the file at once; one whose process was killed is removed at the next start (`.parts`).
+``POST /v1/files`` writes the body to the store chunk by chunk (`conveyor.jobs.store.FileStore`,
+1 MiB chunks, each in a transaction of its own), checking each complete line is JSON and
+counting them, and stops at ``max_file_bytes`` (413): memory holds a chunk and a line at a
+time, never the file. The file becomes visible whole, in one step, once its last chunk is
+written: no reader, on any service instance, ever sees half of it. A job made from it
+(``file_id``) reads its lines in the transaction that creates the job.
+
+An upload that fails (413, 422, the client gone, the store unreachable: a 503) or is cancelled
+is removed at once, as far as the store can be reached; what is left of one whose process died
+is removed by the sweep once it has been idle for `UPLOAD_IDLE_S` (`Files.sweep`).
 
 OpenAI's Files API shares the store: an upload with ``purpose=batch`` (multipart) is kept as
 it is, unchecked, since a malformed line must become a per-line error of the batch made from
-it, as OpenAI answers it; the batches' output and error files are written here too.
+it, as OpenAI answers it; the batches' output and error files are written here too
+(`Files.write`: made visible with the batch's final state).
 
-Each tenant has its own folder, named by a hash of the tenant (tenant names never become
-paths), and ids are checked against their pattern before any path is built: another
-tenant's file id, or a made-up one, is simply not found.
+Each file belongs to its tenant, and every read names the tenant: another tenant's file id, or
+a made-up one (checked against its pattern first), is simply not found.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
-import json
 import re
-import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from .._json import BadJSON, loads
-from .parts import open_part, sweep_parts
+from ..errors import ConfigError
+from ..jobs.errors import InvalidJob
+from ..jobs.file_model import FileItems, StoredFile
+from ..jobs.stores.file_rules import split_lines
 from .problems import Problem
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
-    from pathlib import Path
-    from typing import BinaryIO
+    from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 
-__all__ = ["FileInfo", "Files"]
+    from ..jobs.file_model import Written
+    from ..jobs.store import FileStore, Store
+    from ..jobs.stores.file_manager import Upload
 
-_T = TypeVar("_T")
+__all__ = ["UPLOAD_IDLE_S", "FileInfo", "Files", "file_store_of", "quietly"]
+
 FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
 #: One line (one item) may not be longer than this while uploading.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+#: An upload that wrote no chunk for this long is given up and removed (its process died, or
+#: its client sends less than a chunk an hour), in seconds.
+UPLOAD_IDLE_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,11 @@ class FileInfo:
     #: The OpenAI Files API's fields: the upload's name and purpose (empty for job inputs).
     filename: str = ""
     purpose: str = ""
+
+    @classmethod
+    def of(cls, file: StoredFile) -> FileInfo:
+        """The file as the store keeps it."""
+        return cls(file.id, file.bytes, file.items, file.created_at, file.filename, file.purpose)
 
     def to_dict(self) -> dict[str, Any]:
         """As the API shows it."""
@@ -144,146 +157,168 @@ class _LineChecker:
             self.partial = b""
 
 
-async def _settled(call: Callable[[], _T]) -> _T:
-    """Run `call` in a thread; if cancelled meanwhile, let it finish before raising.
-
-    The upload's clean-up then never races a write, a rename or a close still running in the
-    thread (which cancelling the await does not stop).
-    """
-    running = asyncio.ensure_future(asyncio.to_thread(call))
-    try:
-        return await asyncio.shield(running)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await running
-        raise
+def _too_big(max_bytes: int) -> Problem:
+    return Problem(
+        413,
+        f"the file is over max_file_bytes={max_bytes:,}: split it into several jobs, or ask the"
+        " operator to raise [limits] max_file_bytes",
+    )
 
 
-async def _copy(
-    chunks: AsyncIterator[bytes], out: BinaryIO, checker: _LineChecker | _Counter, max_bytes: int
-) -> int:
-    """Write and check the chunks; return the size. `Problem` 413 or 422 on the way."""
-    size = 0
+async def _fill(
+    upload: Upload,
+    chunks: AsyncIterable[bytes],
+    checker: _LineChecker | _Counter,
+    max_bytes: int,
+) -> None:
+    """Write and check the chunks. `Problem` 413 or 422 on the way."""
     async for chunk in chunks:
-        size += len(chunk)
-        if size > max_bytes:
-            msg = (
-                f"the file is over max_file_bytes={max_bytes:,}: split it into several jobs,"
-                " or ask the operator to raise [limits] max_file_bytes"
-            )
-            raise Problem(413, msg)
+        if upload.bytes + len(chunk) > max_bytes:
+            raise _too_big(max_bytes)
         checker.feed(chunk)
-        await _settled(functools.partial(out.write, chunk))
+        await upload.write(chunk)
     checker.close()
     if checker.items == 0 and isinstance(checker, _LineChecker):
         raise Problem(422, "the file has no items: send one JSON value per line")
-    return size
+
+
+async def quietly(step: Awaitable[object]) -> None:
+    """Await a clean-up `step` to its end, even if cancelled meanwhile; its failure is let go.
+
+    For what a failure leaves behind: the store may be gone (its sweep, or a lapse, mends
+    it later), and the error that matters is the one being raised.
+    """
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(step)
+
+
+async def _give_up(upload: Upload) -> None:
+    """Remove a failed upload now, as far as the store can be reached (else the sweep will).
+
+    Shielded: an upload cancelled (its client gone) still removes what it wrote.
+    """
+    await quietly(upload.discard())
+
+
+def _parse_line(number: int, line: bytes) -> Any:
+    """A job input's line as its item; `InvalidJob` naming the line if it is not JSON."""
+    try:
+        return loads(line)
+    except BadJSON as exc:  # a multipart upload is kept unchecked: its lines are read here
+        msg = f"line {number} of the file {exc.problem}: each line must be one JSON value"
+        raise InvalidJob(msg) from None
+
+
+def file_store_of(store: Store) -> FileStore:
+    """The files and batch records kept beside `store`'s jobs (its ``files``)."""
+    found: FileStore | None = getattr(store, "files", None)
+    if found is None:
+        msg = (
+            f"the store {type(store).__name__} keeps no files: the service needs one of"
+            " Conveyor's stores (MemoryStore, SqliteStore, PostgresStore, or a subclass)"
+        )
+        raise ConfigError(msg)
+    return found
 
 
 class Files:
-    """The uploaded files under `root`."""
+    """The tenants' files in the job store's `FileStore` (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, store: FileStore) -> None:
+        self.store = store
 
-    def sweep(self) -> int:
-        """Remove the part files of uploads whose process died (`.parts`); return how many."""
-        return sweep_parts(self.root)
+    async def sweep(self) -> int:
+        """Remove the uploads idle for `UPLOAD_IDLE_S` (their process died); return how many."""
+        return await self.store.sweep_uploads(idle_s=UPLOAD_IDLE_S)
 
-    def _dir(self, tenant: str) -> Path:
-        return self.root / hashlib.sha256(tenant.encode()).hexdigest()[:24]
-
-    def folder(self, tenant: str) -> Path:
-        """The tenant's own folder (other records, like batches, are kept beside its files)."""
-        return self._dir(tenant)
+    async def _upload(self, tenant: str, filename: str, purpose: str) -> Upload:
+        file_id = f"file-{uuid.uuid4().hex}"
+        return await self.store.upload(
+            tenant, file_id, created_at=_clock.wall(), filename=filename, purpose=purpose
+        )
 
     async def save(
         self,
         tenant: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterable[bytes],
         *,
         max_bytes: int,
         filename: str = "",
         purpose: str = "",
     ) -> FileInfo:
-        """Stream `chunks` to a new file; `Problem` 413 past `max_bytes`, 422 on a bad line.
+        """Stream `chunks` into a new file; `Problem` 413 past `max_bytes`, 422 on a bad line.
 
         With a `purpose` (OpenAI's Files API), lines are counted but not checked.
         """
-        folder = self._dir(tenant)
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        file_id = f"file-{uuid.uuid4().hex}"
-        tmp = folder / f".{file_id}.part"
-        meta_path, data_path = folder / f"{file_id}.json", folder / f"{file_id}.jsonl"
         checker: _LineChecker | _Counter = _Counter() if purpose else _LineChecker()
-        # Created and locked here, not in a thread: a cancelled await cannot leave it behind.
-        out = open_part(tmp)
+        upload = await self._upload(tenant, filename, purpose)
         try:
-            size = await _copy(chunks, out, checker, max_bytes)
-            info = FileInfo(file_id, size, checker.items, time.time(), filename, purpose)
-            meta = json.dumps(info.to_dict())
-
-            def commit() -> None:
-                # The metadata first, then the data renamed into place, the part still locked
-                # (a sweeper then sees either a live part or the whole file, never neither).
-                meta_path.write_text(meta, "utf-8")
-                tmp.replace(data_path)
-                out.close()
-
-            await _settled(commit)
+            await _fill(upload, chunks, checker, max_bytes)
+            stored = await upload.publish(items=checker.items)
         except BaseException:
-            # Failed or cancelled, at any step: no part, and no half-made file, is left.
-            out.close()
-            for path in (tmp, data_path, meta_path):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+            # Failed or cancelled, at any step: nothing of it is left to be seen.
+            await _give_up(upload)
             raise
-        return info
+        return FileInfo.of(stored)
 
-    def info(self, tenant: str, file_id: str) -> FileInfo | None:
+    async def write(
+        self, tenant: str, lines: AsyncIterable[bytes], *, filename: str, purpose: str
+    ) -> Written | None:
+        """Write `lines` (whole lines) as a new file not yet visible; None if there are none.
+
+        The file becomes visible with the change that publishes it (a batch's final state).
+        """
+        upload = await self._upload(tenant, filename, purpose)
+        count = 0
+        try:
+            async for line in lines:
+                count += 1
+                await upload.write(line)
+            written = await upload.close(items=count)
+        except BaseException:
+            await _give_up(upload)
+            raise
+        if count == 0:
+            await upload.discard()
+            return None
+        return written
+
+    async def discard(self, written: Written) -> None:
+        """Remove a file written but not made visible."""
+        await self.store.discard(written.id)
+
+    async def info(self, tenant: str, file_id: str) -> FileInfo | None:
         """The file's record, or ``None`` (a bad id, another tenant's, or gone)."""
         if not FILE_ID.match(file_id):
             return None
-        try:
-            data = json.loads((self._dir(tenant) / f"{file_id}.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not (self._dir(tenant) / f"{file_id}.jsonl").exists():
-            return None
-        return FileInfo(
-            data["id"],
-            data["bytes"],
-            data["items"],
-            data["created_at"],
-            data.get("filename", ""),
-            data.get("purpose", ""),
-        )
+        found = await self.store.file(tenant, file_id)
+        return None if found is None else FileInfo.of(found)
 
-    def list(self, tenant: str, purpose: str | None = None) -> list[FileInfo]:
+    async def list(self, tenant: str, purpose: str | None = None) -> list[FileInfo]:
         """The tenant's files (of `purpose`, if given), newest first."""
-        found = []
-        for meta in self._dir(tenant).glob("file-*.json"):
-            info = self.info(tenant, meta.stem)
-            if info is not None and (purpose is None or info.purpose == purpose):
-                found.append(info)
-        found.sort(key=lambda f: (f.created_at, f.id), reverse=True)
-        return found
+        return [FileInfo.of(f) for f in await self.store.files(tenant, purpose=purpose)]
 
-    def path(self, tenant: str, file_id: str) -> Path:
-        """Where the file's bytes are (call only after `info` found it)."""
-        return self._dir(tenant) / f"{file_id}.jsonl"
-
-    def delete(self, tenant: str, file_id: str) -> bool:
+    async def delete(self, tenant: str, file_id: str) -> bool:
         """Remove the file; return whether there was one."""
-        if self.info(tenant, file_id) is None:
-            return False
-        (self._dir(tenant) / f"{file_id}.jsonl").unlink(missing_ok=True)
-        (self._dir(tenant) / f"{file_id}.json").unlink(missing_ok=True)
-        return True
+        return FILE_ID.match(file_id) is not None and await self.store.delete_file(tenant, file_id)
 
-    def items(self, tenant: str, file_id: str) -> Iterator[Any]:
-        """The file's items, read line by line (call only after `info` found it)."""
-        with (self._dir(tenant) / f"{file_id}.jsonl").open("rb") as lines:
-            for raw in lines:
-                if raw.strip():
-                    yield loads(raw)  # checked when uploaded
+    async def content(self, tenant: str, file_id: str) -> AsyncIterator[bytes]:
+        """The file's bytes, a chunk at a time (nothing if there is no such file)."""
+        found = await self.store.file(tenant, file_id) if FILE_ID.match(file_id) else None
+        if found is None:
+            return
+        async for chunk in self.store.chunks(found):
+            yield chunk
+
+    def lines(self, tenant: str, file_id: str, max_line_bytes: int) -> AsyncIterator[bytes]:
+        """The file's lines without their newline; of a longer one, its first bytes.
+
+        See `conveyor.jobs.stores.file_rules.split_lines`: a line over `max_line_bytes` is
+        given as its first ``max_line_bytes + 1`` bytes, so memory holds a chunk and a line.
+        """
+        return split_lines(self.content(tenant, file_id), max_line_bytes)
+
+    @staticmethod
+    def items(file_id: str) -> FileItems:
+        """A job input file's lines as a job's items (read when the job is created)."""
+        return FileItems(file_id, _parse_line, max_line_bytes=MAX_LINE_BYTES)

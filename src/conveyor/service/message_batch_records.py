@@ -5,10 +5,10 @@ the job's. The record keeps only what the job does not know: when the batch was 
 expires, when a cancel was asked, whether it expired, and the requests refused before the job
 was made (each with its position, its custom_id and why), which never reached the store.
 
-Today the records are small JSON files in the tenant's folder (`Files.folder`), one per batch,
-written whole (a temporary file renamed over the old one), as OpenAI's batch records are
-(`batches.BatchRecords`). Everything that reads or writes them goes through
-`MessageBatchRecords`' four methods, so that they can move into the job store later.
+The records are rows of the job store (`conveyor.jobs.store.FileStore`, kind
+``anthropic``), as OpenAI's batch records are (`batches.BatchRecords`): every service instance
+on one store serves every batch, and each change of a record is made under its row's lock
+(`MessageBatchRecords.change`), so changes from several instances take turns.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..jobs.file_model import BatchRow
 from ..jobs.ids import new_id
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
+    from collections.abc import Callable
+
+    from ..jobs.model import Job
+    from ..jobs.store import FileStore
 
 __all__ = ["EXPIRES_AFTER_S", "MessageBatchRecord", "MessageBatchRecords", "Refused"]
 
@@ -73,6 +76,20 @@ class MessageBatchRecord:
         """The record as stored."""
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
+    def to_row(self, tenant: str) -> BatchRow:
+        """The record as the job store keeps it (ended once its end was recorded)."""
+        ended = self.ended_at is not None
+        return BatchRow(
+            self.id,
+            tenant,
+            "anthropic",
+            self.job_id,
+            self.created_at,
+            self.expires_at,
+            ended,
+            self.to_json(),
+        )
+
     @classmethod
     def from_json(cls, text: str) -> MessageBatchRecord:
         """A record read back (`ValueError`, `TypeError` or `KeyError` if it is not one)."""
@@ -82,51 +99,56 @@ class MessageBatchRecord:
 
 
 class MessageBatchRecords:
-    """The Message Batch records of one tenant, as JSON files in its folder.
+    """The Message Batch records of one tenant, in the job store.
 
-    A made-up or foreign id is simply not found: ids are checked against their pattern
-    before any path is built, and each tenant has its own folder.
+    A made-up or foreign id is simply not found: ids are checked against their pattern, and
+    every read names the tenant.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, store: FileStore, tenant: str) -> None:
+        self.store = store
+        self.tenant = tenant
 
-    def _path(self, batch_id: str) -> Path | None:
-        return self.folder / f"{batch_id}.json" if _ID.match(batch_id) else None
-
-    def get(self, batch_id: str) -> MessageBatchRecord | None:
+    async def get(self, batch_id: str) -> MessageBatchRecord | None:
         """The record, or None."""
-        path = self._path(batch_id)
-        if path is None:
+        if not _ID.match(batch_id):
             return None
-        try:
-            return MessageBatchRecord.from_json(path.read_text("utf-8"))
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+        row = await self.store.batch(self.tenant, "anthropic", batch_id)
+        return None if row is None else MessageBatchRecord.from_json(row.record)
 
-    def put(self, record: MessageBatchRecord) -> None:
-        """Write the record whole (a temporary file renamed over the old one)."""
-        path = self._path(record.id)
-        assert path is not None, record.id
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(record.to_json(), "utf-8")
-        tmp.replace(path)
+    async def add(self, record: MessageBatchRecord) -> None:
+        """Store a new record."""
+        await self.store.add_batch(record.to_row(self.tenant))
 
-    def delete(self, batch_id: str) -> None:
+    async def change(
+        self,
+        batch_id: str,
+        change: Callable[[MessageBatchRecord], bool],
+        *,
+        cancel_job: bool = False,
+    ) -> tuple[MessageBatchRecord | None, Job | None]:
+        """Change the record as it stands, under its row's lock (`FileStore.change_batch`).
+
+        `change` changes the record it is given and says whether it did (it may run again:
+        it must depend on nothing but the record and what it closes over); with
+        `cancel_job`, a change also cancels the batch's job, in the same transaction.
+        Returns the record as it now is (None: gone) and the job, if it cancelled it.
+        """
+
+        def on_row(row: BatchRow) -> BatchRow | None:
+            record = MessageBatchRecord.from_json(row.record)
+            return record.to_row(row.tenant) if change(record) else None
+
+        row, job = await self.store.change_batch(
+            self.tenant, "anthropic", batch_id, on_row, cancel_job=cancel_job
+        )
+        return (None if row is None else MessageBatchRecord.from_json(row.record)), job
+
+    async def delete(self, batch_id: str) -> None:
         """Remove the record (nothing if there is none)."""
-        path = self._path(batch_id)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        if _ID.match(batch_id):
+            await self.store.delete_batch(self.tenant, "anthropic", batch_id)
 
-    def ids(self) -> list[str]:
+    async def ids(self) -> list[str]:
         """The ids of every record, newest first (ids sort by creation time)."""
-        found = (p.stem for p in self.folder.glob("msgbatch_*.json"))
-        return sorted((i for i in found if _ID.match(i)), reverse=True)
-
-    def all(self) -> Iterator[MessageBatchRecord]:
-        """Every record, newest first."""
-        for batch_id in self.ids():
-            record = self.get(batch_id)
-            if record is not None:
-                yield record
+        return [row.id for row in await self.store.batches(self.tenant, "anthropic")]

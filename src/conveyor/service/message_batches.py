@@ -33,12 +33,11 @@ import asyncio
 import json
 import logging
 import re
-import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ..jobs.errors import InvalidJob
+from ..jobs.errors import InvalidJob, StoreError, StoreUnavailable
 from ..jobs.model import TERMINAL
 from .anthropic_errors import anthropic_error, error_type
 from .message_batch_records import MessageBatchRecord, MessageBatchRecords, Refused
@@ -48,7 +47,6 @@ from .upstream import BATCH_OPTIONS, pick_connection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
-    from pathlib import Path
 
     from ..jobs.app import Task
     from ..jobs.model import Job, JobItem
@@ -62,6 +60,7 @@ __all__ = [
     "current",
     "delete",
     "ended",
+    "records",
     "result_lines",
     "sweep_message_batches",
 ]
@@ -73,8 +72,6 @@ DEFAULT_VERSION = "2023-06-01"
 _FORWARDED = ("anthropic-version", "anthropic-beta")
 log = logging.getLogger(__name__)
 _HTTP_ERROR = re.compile(r"^HTTP (\d{3}): (.*)$", re.DOTALL)
-# One lock per batch read-modify-write in this process (the records are whole files).
-_LOCKS: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 # -- create ---------------------------------------------------------------------------------
@@ -96,8 +93,9 @@ def _checker(task: Task, max_item_bytes: int) -> Callable[[Any], str | None]:
     return check
 
 
-def _records(service: Service, tenant: str) -> MessageBatchRecords:
-    return MessageBatchRecords(service.files.folder(tenant))
+def records(service: Service, tenant: str) -> MessageBatchRecords:
+    """The tenant's Message Batch records (in the job store)."""
+    return MessageBatchRecords(service.files.store, tenant)
 
 
 async def create(
@@ -144,7 +142,7 @@ async def create(
         service.wake_worker()
     else:
         record.ended_at = now  # every request refused: nothing to run
-    await asyncio.to_thread(_records(service, tenant).put, record)
+    await records(service, tenant).add(record)
     return record
 
 
@@ -158,19 +156,6 @@ async def _job(service: Service, tenant: str, record: MessageBatchRecord) -> Job
     return job if job is not None and job.tenant == tenant else None
 
 
-async def _update(
-    service: Service, tenant: str, batch_id: str, change: Callable[[MessageBatchRecord], bool]
-) -> MessageBatchRecord | None:
-    """Apply `change` to the record as stored now (written if it says it changed it)."""
-    lock = _LOCKS.setdefault(batch_id, asyncio.Lock())
-    async with lock:
-        records = _records(service, tenant)
-        record = await asyncio.to_thread(records.get, batch_id)
-        if record is not None and change(record):
-            await asyncio.to_thread(records.put, record)
-        return record
-
-
 def ended(job: Job | None) -> bool:
     """Whether a batch of this job has ended (no job: every request was refused, or it is gone)."""
     return job is None or job.status in TERMINAL
@@ -179,9 +164,14 @@ def ended(job: Job | None) -> bool:
 async def current(
     service: Service, tenant: str, record: MessageBatchRecord
 ) -> tuple[MessageBatchRecord, Job | None]:
-    """The batch as it stands now, and its job: expired first if it is past its time."""
+    """The batch as it stands now, and its job: expired first if it is past its time.
+
+    Each change is made under the record's row lock: the expiry cancels the job in the same
+    transaction, so a batch is expired, or cancelled, once, whichever instance sees it first.
+    """
     job = await _job(service, tenant, record)
     now = _clock.wall()
+    mine = records(service, tenant)
     if (
         job is not None
         and not ended(job)
@@ -196,9 +186,10 @@ async def current(
             r.expired_at = now
             return True
 
-        record = await _update(service, tenant, record.id, expire) or record
-        if record.cancel_initiated_at is None:
-            job = await service.jobs.cancel(job.id)
+        changed, cancelled = await mine.change(record.id, expire, cancel_job=True)
+        record = changed or record
+        if cancelled is not None:
+            job = cancelled
             service.feed.poke(job.id)
     if record.ended_at is None and ended(job):
         ended_at = job.finished_at if job is not None and job.finished_at else now
@@ -209,7 +200,7 @@ async def current(
             r.ended_at = ended_at
             return True
 
-        record = await _update(service, tenant, record.id, end) or record
+        record = (await mine.change(record.id, end))[0] or record
     return record, job
 
 
@@ -228,10 +219,10 @@ async def cancel(
         r.cancel_initiated_at = now
         return True
 
-    record = await _update(service, tenant, record.id, initiate) or record
-    job = await service.jobs.cancel(job.id)
-    service.feed.poke(job.id)
-    return await current(service, tenant, record)
+    changed, cancelled = await records(service, tenant).change(record.id, initiate, cancel_job=True)
+    if cancelled is not None:
+        service.feed.poke(cancelled.id)
+    return await current(service, tenant, changed or record)
 
 
 async def delete(service: Service, tenant: str, record: MessageBatchRecord) -> None:
@@ -246,37 +237,23 @@ async def delete(service: Service, tenant: str, record: MessageBatchRecord) -> N
             f"Message Batch {record.id} is still processing: cancel it and wait until it has"
             " ended, then delete it",
         )
-    await asyncio.to_thread(_records(service, tenant).delete, record.id)
+    await records(service, tenant).delete(record.id)
 
 
 async def sweep_message_batches(service: Service) -> float | None:
     """Expire every batch past its time, read or not; return when the next falls due, or None.
 
-    A batch whose end was recorded is passed by. The tenant of a folder is its batches' jobs'
-    (folders are named by a hash of the tenant).
+    A batch whose end was recorded is passed by: the store keeps it as ended.
     """
-    now = _clock.wall()
-    earliest: float | None = None
-    for folder in await asyncio.to_thread(_folders, service.files.root):
-        for record in await asyncio.to_thread(_unended, folder):
-            if now < record.expires_at:
-                earliest = min(record.expires_at, earliest or record.expires_at)
-                continue
-            try:
-                job = await service.jobs.store.get_job(record.job_id or "")
-                if job is not None and service.files.folder(job.tenant) == folder:
-                    await current(service, job.tenant, record)
-            except Exception:  # one batch must not stop the others' expiry
-                log.exception("could not expire message batch %s", record.id)
-    return earliest
-
-
-def _folders(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-
-
-def _unended(folder: Path) -> list[MessageBatchRecord]:
-    return [r for r in MessageBatchRecords(folder).all() if r.ended_at is None]
+    due, following = await service.files.store.due_batches("anthropic", due=_clock.wall())
+    for row in due:
+        try:
+            await current(service, row.tenant, MessageBatchRecord.from_json(row.record))
+        except (StoreUnavailable, StoreError):
+            raise  # the sweeper says it once
+        except Exception:  # one batch must not stop the others' expiry
+            log.exception("could not expire message batch %s", row.id)
+    return following
 
 
 # -- what the API shows ---------------------------------------------------------------------

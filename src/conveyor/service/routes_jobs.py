@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .._json import BadJSON, loads
 from .._version import __version__
+from ..jobs.file_model import FileItems
 from ..jobs.model import TRACEPARENT, JobOptions
 from .problems import Problem
 from .schemas import BudgetIn, JobCreate, JobOptionsIn
@@ -123,7 +124,7 @@ async def create_job(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not _KEY.match(key):
         raise Problem(422, "the Idempotency-Key header must be 1 to 255 visible ASCII characters")
-    items, count = _items_of(service, tenant, spec)
+    items, count = await _items_of(service, tenant, spec)
     if count > limits.max_items_per_job:
         raise Problem(
             413,
@@ -147,10 +148,16 @@ async def create_job(request: Request) -> Response:
         read = True
         yield from items
 
+    def tracked_line(number: int, line: bytes) -> Any:
+        nonlocal read
+        read = True
+        return items.item(number, line)
+
+    source = replace(items, item=tracked_line) if isinstance(items, FileItems) else tracked()
     # Over the tenant's limit of active jobs, the store raises TooManyActiveJobs: a 429.
     job = await service.jobs.submit(
         spec.task,
-        tracked(),
+        source,
         options=options,
         tenant=tenant,
         idempotency_key=key,
@@ -182,16 +189,17 @@ def _job_spec(body: bytes) -> JobCreate:
         raise _validation_problem(exc) from None
 
 
-def _items_of(service: Service, tenant: str, spec: JobCreate) -> tuple[Any, int]:
+async def _items_of(service: Service, tenant: str, spec: JobCreate) -> tuple[Any, int]:
+    """The job's items (inline, or a stored file's lines) and how many there are."""
     if (spec.items is None) == (spec.file_id is None):
         raise Problem(422, "pass the items inline ('items': [...]) or a 'file_id', exactly one")
     if spec.items is not None:
         return spec.items, len(spec.items)
     assert spec.file_id is not None
-    info = service.files.info(tenant, spec.file_id)
+    info = await service.files.info(tenant, spec.file_id)
     if info is None:
         raise Problem(422, f"no file {spec.file_id!r}: upload it first (POST /v1/files)")
-    return service.files.items(tenant, spec.file_id), info.items
+    return service.files.items(spec.file_id), info.items
 
 
 async def get_job(request: Request) -> Response:
@@ -269,7 +277,7 @@ async def set_budget(request: Request) -> Response:
 
 
 async def create_file(request: Request) -> Response:
-    """``POST /v1/files``: a JSONL file, streamed to disk; 201 with its id and item count."""
+    """``POST /v1/files``: a JSONL file, streamed into the store; 201 with its id and item count."""
     service = service_of(request)
     tenant = service.tenant(request)
     only_params(request)

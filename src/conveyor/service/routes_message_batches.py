@@ -8,13 +8,11 @@ error shape by `anthropic_errors.AnthropicErrors`.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.responses import Response, StreamingResponse
 
 from . import message_batches as batches
-from .message_batch_records import MessageBatchRecords
 from .paging import page
 from .problems import Problem
 from .state import json_response, service_of
@@ -63,8 +61,7 @@ async def _found(request: Request) -> tuple[Service, str, MessageBatchRecord]:
     service = service_of(request)
     tenant = service.tenant(request)
     batch_id = request.path_params["batch_id"]
-    records = MessageBatchRecords(service.files.folder(tenant))
-    record = await asyncio.to_thread(records.get, batch_id)
+    record = await batches.records(service, tenant).get(batch_id)
     if record is None:
         # Another tenant's batch answers exactly like one that does not exist.
         raise Problem(404, f"Message Batch {batch_id!r} not found: check the id")
@@ -100,12 +97,12 @@ async def _list(request: Request) -> Response:
     after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
     if after is not None and before is not None:
         raise Problem(400, "pass after_id or before_id, not both")
-    records = MessageBatchRecords(service.files.folder(tenant))
-    ids = await asyncio.to_thread(records.ids)
+    records = batches.records(service, tenant)
+    ids = await records.ids()
     cut = page(ids, limit=limit, after=after, before=before)
     data = []
     for batch_id in ids[cut.start : cut.stop]:
-        record = await asyncio.to_thread(records.get, batch_id)
+        record = await records.get(batch_id)
         if record is not None:  # deleted meanwhile
             shown = await batches.current(service, tenant, record)
             data.append(batches.batch_object(*shown, _base_url(request)))

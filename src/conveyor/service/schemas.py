@@ -303,7 +303,7 @@ class ProblemOut(BaseModel):
     detail: str
 
 
-# -- OpenAI's Files and Batch API (``routes_batches.py``): OpenAI's published object shapes ---
+# -- OpenAI's Files and Batch API (``routes_files.py``, ``routes_batches.py``): OpenAI's shapes ---
 
 BatchStatus = Literal[
     "validating",

@@ -18,18 +18,26 @@ thread, so a transaction costs one hand-over to that thread whatever its number 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from .. import latency
 from ..model import Counts, Job, JobItem, JobOptions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterable
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 
     from ..model import ItemResult
 
-__all__ = ["Connection", "Connector", "Row", "item_from_row", "job_from_row", "run_now"]
+__all__ = [
+    "Connection",
+    "Connector",
+    "Row",
+    "item_from_row",
+    "job_from_row",
+    "run_now",
+    "step_now",
+]
 
 T = TypeVar("T")
 #: A row of a query's result (a tuple, or a driver's record).
@@ -55,8 +63,11 @@ class Connection(Protocol):
         """Run query `name`; the first column of its first row (None without a row)."""
         ...
 
-    async def insert_items(self, job_id: str, items: Iterable[str]) -> int:
-        """Insert the job's items (JSON text each, index 0, 1, ...); how many there were."""
+    async def insert_items(self, job_id: str, items: Iterable[str] | AsyncIterator[str]) -> int:
+        """Insert the job's items (JSON text each, index 0, 1, ...); how many there were.
+
+        An async iterator (a file's items, read on this connection) is closed when done.
+        """
         ...
 
     async def record_items(
@@ -99,6 +110,23 @@ def run_now(step: Coroutine[Any, Any, T]) -> T:
     step.close()
     msg = "work on a SQLite connection awaited something else: it must not suspend"
     raise RuntimeError(msg)
+
+
+def step_now(items: AsyncIterator[T]) -> Iterator[T]:
+    """An async iterator that never suspends (one on a SQLite connection), as an iterator.
+
+    It is closed when the iteration ends, is broken off or fails.
+    """
+    try:
+        while True:
+            try:
+                yield run_now(anext(items))  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
+    finally:
+        closing = getattr(items, "aclose", None)
+        if closing is not None:
+            run_now(closing())
 
 
 def job_from_row(row: Row) -> Job:

@@ -4,17 +4,21 @@ Every `conveyor.jobs.store.Store` call is here once: it reads the time once, ans
 needs no database (nothing to record), and runs the call's rule (`JobRules`) through the
 connector, in one transaction. `MemoryStore`, `SqliteStore` and `PostgresStore` are this class
 with their connector; they add only what is theirs (a file's path, ``LISTEN``, migrations).
+Its ``files`` (`FileManager`, a `conveyor.jobs.store.FileStore`) keeps uploaded files and
+batch records on the same connector.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .file_manager import FileManager
 from .rules import JobRules
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
+    from ..file_model import FileItems
     from ..model import Claim, ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
     from .connector import Connector
 
@@ -28,9 +32,15 @@ class JobStore:
         self._connector = connector
         #: The rules every call runs (one object a store: tests may replace a rule in it).
         self._rules = JobRules()
+        #: Uploaded files and batch records, in the same database (`FileStore`).
+        self.files = FileManager(connector, self._rules)
 
     async def create_job(
-        self, job: NewJob, items: Iterable[str], *, max_active_jobs: int | None = None
+        self,
+        job: NewJob,
+        items: Iterable[str] | FileItems,
+        *,
+        max_active_jobs: int | None = None,
     ) -> Job:
         """Create the job with all its items in one transaction (the limit checked in it)."""
         now = self._connector.now()

@@ -31,8 +31,9 @@ from .manager import JobStore
 from .postgres_connector import TIMEOUT_S, PostgresConnector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
+    from .connector import Connection
     from .postgres_connection import Conn
     from .postgres_listen import Listener
 
@@ -93,12 +94,19 @@ class PostgresStore(JobStore):
         """
         await self._pg.listen(channel, callback)
 
-    async def upgrade(self, *, only_check: bool = False) -> tuple[int, int]:
+    async def upgrade(
+        self,
+        *,
+        only_check: bool = False,
+        then: Callable[[Connection], Awaitable[object]] | None = None,
+    ) -> tuple[int, int]:
         """Create the schema or migrate it to the latest version; ``(before, after)``.
 
-        With `only_check`, raise `StoreError` unless the schema is already current.
+        With `only_check`, raise `StoreError` unless the schema is already current. `then`
+        (an import into the new tables) runs in the transaction of the last migration, or
+        of its own if the schema was current: if it fails, the version stays as it was.
         """
-        return await self._pg.upgrade(only_check=only_check)
+        return await self._pg.upgrade(only_check=only_check, then=then)
 
     async def any_active(self) -> bool:
         """Whether any job is queued, running or being cancelled (one query)."""

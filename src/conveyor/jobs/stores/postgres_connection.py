@@ -6,12 +6,14 @@ in by COPY, a batch of results in one statement (``unnest`` of arrays).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .postgres_schema import queries
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import AsyncGenerator, Iterable, Sequence
 
     from ..model import ItemResult
     from .connector import Row
@@ -22,6 +24,23 @@ Conn = Any  # an asyncpg connection (typed loosely: asyncpg ships no stubs)
 Q = queries()
 #: Items sent to the database per COPY when a job is created: bounds memory, not speed.
 CREATE_CHUNK = 10_000
+#: ... and characters of them: 10,000 large items (up to 1 MiB each) would be gigabytes.
+CREATE_BYTES = 16 * 1024 * 1024
+
+
+async def _each(items: Iterable[str] | AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """The items, from either kind of iterator; an async one is closed when done."""
+    if not isinstance(items, AsyncIterator):
+        for text in items:
+            yield text
+        return
+    try:
+        async for text in items:
+            yield text
+    finally:
+        closing = getattr(items, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 class PgConnection:
@@ -56,16 +75,19 @@ class PgConnection:
         q = Q[name]
         return await self.conn.fetchval(q.sql, *q.args(params))
 
-    async def insert_items(self, job_id: str, items: Iterable[str]) -> int:
-        """Send the items by COPY, `CREATE_CHUNK` at a time."""
+    async def insert_items(self, job_id: str, items: Iterable[str] | AsyncIterator[str]) -> int:
+        """Send the items by COPY, `CREATE_CHUNK` at a time (or `CREATE_BYTES` of them)."""
         count = 0
+        size = 0
         chunk: list[tuple[str, int, str]] = []
-        for index, text in enumerate(items):
-            chunk.append((job_id, index, text))
-            count = index + 1
-            if len(chunk) >= CREATE_CHUNK:
-                await self._copy(chunk)
-                chunk = []
+        async with contextlib.aclosing(_each(items)) as texts:
+            async for text in texts:
+                chunk.append((job_id, count, text))
+                count += 1
+                size += len(text)
+                if len(chunk) >= CREATE_CHUNK or size >= CREATE_BYTES:
+                    await self._copy(chunk)
+                    chunk, size = [], 0
         if chunk:
             await self._copy(chunk)
         return count

@@ -186,10 +186,16 @@ class PostgresConnector:
             return StoreUnavailable(shown_url(self._dsn), exc)
         return None
 
-    async def upgrade(self, *, only_check: bool = False) -> tuple[int, int]:
+    async def upgrade(
+        self,
+        *,
+        only_check: bool = False,
+        then: Callable[[Connection], Awaitable[object]] | None = None,
+    ) -> tuple[int, int]:
         """Create the schema or migrate it to the latest version; ``(before, after)``.
 
-        With `only_check`, raise `StoreError` unless the schema is already current.
+        With `only_check`, raise `StoreError` unless the schema is already current. `then`
+        runs in the last migration's transaction (see `postgres_schema.migrate`).
         """
         from .postgres_schema import LATEST_VERSION, current_version  # noqa: PLC0415
 
@@ -205,7 +211,12 @@ class PostgresConnector:
                     )
                     raise StoreError(msg)
                 return version, version
-            return await migrate(conn, where=f"the database of {shown_url(self._dsn)}")
+            where = f"the database of {shown_url(self._dsn)}"
+            if then is None:
+                return await migrate(conn, where=where)
+            return await migrate(
+                conn, where=where, then=lambda raw: then(PgConnection(raw, self.schema))
+            )
 
         conn = await self._connect_one()
         try:

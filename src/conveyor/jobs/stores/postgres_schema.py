@@ -27,6 +27,8 @@ from ..errors import StoreError
 from .sql_files import read_migrations, read_queries
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import asyncpg
 
 __all__ = [
@@ -136,17 +138,32 @@ def _refuse_newer(version: int, where: str) -> None:
         raise StoreError(msg)
 
 
-async def migrate(conn: asyncpg.Connection, *, where: str = "the database") -> tuple[int, int]:
-    """Bring the schema up to `LATEST_VERSION`; return ``(version before, version after)``."""
+async def migrate(
+    conn: asyncpg.Connection,
+    *,
+    where: str = "the database",
+    then: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
+) -> tuple[int, int]:
+    """Bring the schema up to `LATEST_VERSION`; return ``(version before, version after)``.
+
+    `then` (an import of data into the new tables) runs in the transaction of the last
+    migration, or in one of its own when the schema was current: if it fails, that migration
+    is rolled back with it, and the database stays at the version it had.
+    """
     before = await current_version(conn)
     _refuse_newer(before, where)
     if before == LATEST_VERSION:
+        if then is not None:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await then(conn)
         return before, before
     async with conn.transaction():
         # Held until this transaction ends; the migrations below wait for it in turn.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await conn.execute("CREATE TABLE IF NOT EXISTS conveyor_schema (version integer NOT NULL)")
     version = before
+    done = then is None
     for number, script in migrations():
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
@@ -157,5 +174,12 @@ async def migrate(conn: asyncpg.Connection, *, where: str = "the database") -> t
                 continue
             await conn.execute(script)
             await conn.execute("INSERT INTO conveyor_schema (version) VALUES ($1)", number)
+            if number == LATEST_VERSION and then is not None:
+                await then(conn)
+                done = True
             version = number
+    if not done and then is not None:  # another process made the last migration
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await then(conn)
     return before, version

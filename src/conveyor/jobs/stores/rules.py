@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 
 from .. import latency as hist
 from ..errors import InvalidJob, JobNotFound, JobStateError
+from ..file_model import FileItems
 from ..model import TERMINAL, UNFINISHED, Claim, ClaimedItem, Counts, admit, budget_options, reopens
 from ..settle import failed_by_items, failure_error, final_step, settled_status
 from .connector import item_from_row, job_from_row
+from .file_rules import file_items
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -75,11 +77,14 @@ class JobRules:
         self,
         c: Connection,
         job: NewJob,
-        items: Iterable[str],
+        items: Iterable[str] | FileItems,
         now: float | None,
         max_active_jobs: int | None,
     ) -> Job:
-        """Insert the job and its items, once per idempotency key, within the tenant's limit."""
+        """Insert the job and its items, once per idempotency key, within the tenant's limit.
+
+        Items from a file (`FileItems`) are read on `c`, in this transaction.
+        """
         key, tenant = job.idempotency_key, job.tenant
         # A first count, before any item is read, refuses most creates over the limit at the
         # cost of one query. Where transactions run at once it binds nothing: the count under
@@ -106,7 +111,8 @@ class JobRules:
         if await c.fetchval("insert_job", **params) is None:
             # A create with the same key committed while this one ran: that is the job.
             return await self.get(c, await c.fetchval("job_by_key", tenant=tenant, key=key))
-        count = await c.insert_items(job.id, items)
+        source = file_items(c, items, tenant) if isinstance(items, FileItems) else items
+        count = await c.insert_items(job.id, source)
         if count == 0:
             msg = "the job has no items: pass at least one item"
             raise InvalidJob(msg)

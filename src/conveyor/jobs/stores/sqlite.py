@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .connector import Connection
     from .rules import JobRules
 
-__all__ = ["SqliteConnector", "SqliteStore"]
+__all__ = ["SqliteConnector", "SqliteStore", "check_place"]
 
 T = TypeVar("T")
 _Tx = Tx  # its name here before it moved (tests use it)
@@ -56,7 +56,7 @@ _PASSING = frozenset(
 )
 
 
-def _check_place(path: Path, *, create: bool) -> None:
+def check_place(path: Path, *, create: bool) -> None:
     """`StoreError` naming the path and the fix, before SQLite says "unable to open"."""
     if path.is_dir():
         msg = f"the job store {str(path)!r} is a directory: pass a file's path, e.g. sqlite:///jobs.db"
@@ -90,7 +90,7 @@ class SqliteConnector:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        _check_place(self.path, create=create)
+        check_place(self.path, create=create)
         probe(self.path)
         try:
             write_conn = connect(self.path)

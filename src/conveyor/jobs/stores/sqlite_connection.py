@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from .connector import step_now
 from .sqlite_schema import queries
 
 if TYPE_CHECKING:
@@ -88,13 +90,14 @@ class SqliteConnection:
         row = self.conn.execute(Q[name], _bind(params)).fetchone()
         return None if row is None else row[0]
 
-    async def insert_items(self, job_id: str, items: Iterable[str]) -> int:
-        """One ``executemany`` over the items, read lazily."""
+    async def insert_items(self, job_id: str, items: Iterable[str] | AsyncIterator[str]) -> int:
+        """One ``executemany`` over the items, read lazily (an async iterator step by step)."""
         count = 0
+        texts = step_now(items) if isinstance(items, AsyncIterator) else items
 
         def rows() -> Iterable[tuple[str, int, str]]:
             nonlocal count
-            for index, text in enumerate(items):
+            for index, text in enumerate(texts):
                 count = index + 1
                 yield job_id, index, text
 

@@ -21,6 +21,7 @@ from ..errors import StoreError
 from .sql_files import read_migrations, read_queries
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["APPLICATION_ID", "LATEST_VERSION", "connect", "migrations", "queries"]
@@ -116,9 +117,17 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to `LATEST_VERSION`; return the version found before."""
+def migrate(
+    conn: sqlite3.Connection, then: Callable[[sqlite3.Connection], object] | None = None
+) -> int:
+    """Bring the schema up to `LATEST_VERSION`; return the version found before.
+
+    `then` (an import of data into the new tables) runs in the transaction of the last
+    migration, or in one of its own when the schema was current: if it fails, that migration
+    is rolled back with it, and the file stays at the version it had.
+    """
     before = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    done = then is None
     for version, script in migrations():
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -131,6 +140,17 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {version}")
+            if version == LATEST_VERSION and then is not None:
+                then(conn)
+                done = True
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if not done and then is not None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            then(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

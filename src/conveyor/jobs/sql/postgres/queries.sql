@@ -278,3 +278,107 @@ WHERE job_id = :job AND state = :state AND idx > :after ORDER BY idx LIMIT :limi
 SELECT EXISTS (
     SELECT 1 FROM conveyor_jobs WHERE status IN ('queued', 'running', 'cancelling')
 );
+
+-- Files and batch records (conveyor.jobs.stores.file_rules) ---------------------------------
+
+-- name: insert_upload
+INSERT INTO conveyor_files (id, tenant, filename, purpose, created_at, touched_at)
+VALUES (:id, :tenant, :filename, :purpose, :created, :now);
+
+-- name: touch_upload
+-- Counts the chunk about to be written, if the upload is still there (not swept, not
+-- discarded): the row stays locked until the commit, so a sweep waits for it, then sees it
+-- was touched.
+UPDATE conveyor_files SET chunks = chunks + 1, touched_at = :now
+WHERE id = :id AND state = 'uploading' AND chunks = :seq;
+
+-- name: insert_chunk
+INSERT INTO conveyor_file_chunks (file_id, seq, data) VALUES (:id, :seq, :data);
+
+-- name: publish_file
+UPDATE conveyor_files SET state = 'ready', bytes = :bytes, items = :items
+WHERE id = :id AND state = 'uploading' AND chunks = :chunks;
+
+-- name: discard_upload
+-- An upload that failed, or whose answer was lost (made visible, then cancelled before its
+-- client heard of it): removed whatever its state, since nobody has its id.
+DELETE FROM conveyor_files WHERE id = :id;
+
+-- name: delete_chunks
+DELETE FROM conveyor_file_chunks WHERE file_id = :id;
+
+-- name: insert_ready_file
+-- A whole file at once (`conveyor db upgrade` importing a files folder); its chunks follow.
+INSERT INTO conveyor_files (id, tenant, state, filename, purpose, bytes, items, chunks,
+                            created_at, touched_at)
+VALUES (:id, :tenant, 'ready', :filename, :purpose, :bytes, :items, :chunks, :created,
+        :created);
+
+-- name: file_exists
+SELECT 1 FROM conveyor_files WHERE id = :id;
+
+-- name: get_file
+SELECT id, tenant, filename, purpose, bytes, items, chunks, created_at FROM conveyor_files
+WHERE id = :id AND tenant = :tenant AND state = 'ready';
+
+-- name: list_files
+-- Newest first; :purpose NULL: every purpose.
+SELECT id, tenant, filename, purpose, bytes, items, chunks, created_at FROM conveyor_files
+WHERE tenant = :tenant AND state = 'ready'
+  AND (:purpose::text IS NULL OR purpose = :purpose::text)
+ORDER BY created_at DESC, id DESC;
+
+-- name: delete_file
+DELETE FROM conveyor_files WHERE id = :id AND tenant = :tenant AND state = 'ready';
+
+-- name: file_chunk
+SELECT data FROM conveyor_file_chunks WHERE file_id = :id AND seq = :seq;
+
+-- name: idle_uploads
+-- Uploads whose last chunk is older than :idle_s (their process died, or their client
+-- stalled): removed with their chunks. An upload writing a chunk holds its row: the delete
+-- waits for it, then finds it touched, and leaves it.
+DELETE FROM conveyor_files WHERE state = 'uploading' AND touched_at < :now - :idle_s::float8
+RETURNING id;
+
+-- name: insert_batch
+INSERT INTO conveyor_batches (id, tenant, kind, job_id, created_at, expires_at, ended, record)
+VALUES (:id, :tenant, :kind, :job, :created, :expires, :ended, :record);
+
+-- name: batch_exists
+SELECT 1 FROM conveyor_batches WHERE id = :id;
+
+-- name: get_batch
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM conveyor_batches
+WHERE id = :id AND tenant = :tenant AND kind = :kind;
+
+-- name: lock_batch
+-- Held until the commit: every change of a batch (expiry, cancel, the claim to finalize it,
+-- its final state) reads it under this lock, so changes from any instance take turns.
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM conveyor_batches
+WHERE id = :id AND tenant = :tenant AND kind = :kind
+FOR UPDATE;
+
+-- name: list_batches
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM conveyor_batches
+WHERE tenant = :tenant AND kind = :kind
+ORDER BY created_at DESC, id DESC;
+
+-- name: update_batch
+UPDATE conveyor_batches SET job_id = :job, ended = :ended, record = :record WHERE id = :id;
+
+-- name: delete_batch
+DELETE FROM conveyor_batches WHERE id = :id;
+
+-- name: due_batches
+-- Batches of one kind whose outcome is not final and whose time is up (at :due).
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM conveyor_batches
+WHERE kind = :kind AND NOT ended AND expires_at <= :due
+ORDER BY expires_at, id;
+
+-- name: next_due
+SELECT min(expires_at) FROM conveyor_batches
+WHERE kind = :kind AND NOT ended AND expires_at > :due;
+
+-- name: tenants_of_jobs
+SELECT DISTINCT tenant FROM conveyor_jobs;

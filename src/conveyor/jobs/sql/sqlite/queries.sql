@@ -243,3 +243,101 @@ FROM items WHERE job_id = :job AND idx > :after ORDER BY idx LIMIT :limit;
 SELECT idx, input, state, attempts, result, error_type, error_message, latency_s, started_at,
        finished_at
 FROM items WHERE job_id = :job AND state = :state AND idx > :after ORDER BY idx LIMIT :limit;
+
+-- Files and batch records (conveyor.jobs.stores.file_rules) ---------------------------------
+
+-- name: insert_upload
+INSERT INTO files (id, tenant, filename, purpose, created_at, touched_at)
+VALUES (:id, :tenant, :filename, :purpose, :created, :now);
+
+-- name: touch_upload
+-- Counts the chunk about to be written, if the upload is still there (not swept, not
+-- discarded): no other writer then touches its rows until the commit.
+UPDATE files SET chunks = chunks + 1, touched_at = :now
+WHERE id = :id AND state = 'uploading' AND chunks = :seq;
+
+-- name: insert_chunk
+INSERT INTO file_chunks (file_id, seq, data) VALUES (:id, :seq, :data);
+
+-- name: publish_file
+UPDATE files SET state = 'ready', bytes = :bytes, items = :items
+WHERE id = :id AND state = 'uploading' AND chunks = :chunks;
+
+-- name: discard_upload
+-- An upload that failed, or whose answer was lost (made visible, then cancelled before its
+-- client heard of it): removed whatever its state, since nobody has its id.
+DELETE FROM files WHERE id = :id;
+
+-- name: delete_chunks
+DELETE FROM file_chunks WHERE file_id = :id;
+
+-- name: insert_ready_file
+-- A whole file at once (`conveyor db upgrade` importing a files folder); its chunks follow.
+INSERT INTO files (id, tenant, state, filename, purpose, bytes, items, chunks, created_at,
+                   touched_at)
+VALUES (:id, :tenant, 'ready', :filename, :purpose, :bytes, :items, :chunks, :created,
+        :created);
+
+-- name: file_exists
+SELECT 1 FROM files WHERE id = :id;
+
+-- name: get_file
+SELECT id, tenant, filename, purpose, bytes, items, chunks, created_at FROM files
+WHERE id = :id AND tenant = :tenant AND state = 'ready';
+
+-- name: list_files
+-- Newest first; :purpose NULL: every purpose.
+SELECT id, tenant, filename, purpose, bytes, items, chunks, created_at FROM files
+WHERE tenant = :tenant AND state = 'ready' AND (:purpose IS NULL OR purpose = :purpose)
+ORDER BY created_at DESC, id DESC;
+
+-- name: delete_file
+DELETE FROM files WHERE id = :id AND tenant = :tenant AND state = 'ready';
+
+-- name: file_chunk
+SELECT data FROM file_chunks WHERE file_id = :id AND seq = :seq;
+
+-- name: idle_uploads
+-- Uploads whose last chunk is older than :idle_s (their process died, or their client
+-- stalled): removed with their chunks.
+DELETE FROM files WHERE state = 'uploading' AND touched_at < :now - :idle_s
+RETURNING id;
+
+-- name: insert_batch
+INSERT INTO batches (id, tenant, kind, job_id, created_at, expires_at, ended, record)
+VALUES (:id, :tenant, :kind, :job, :created, :expires, :ended, :record);
+
+-- name: batch_exists
+SELECT 1 FROM batches WHERE id = :id;
+
+-- name: get_batch
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM batches
+WHERE id = :id AND tenant = :tenant AND kind = :kind;
+
+-- name: lock_batch
+-- Nothing to lock: the write transaction runs alone (see the top of this file).
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM batches
+WHERE id = :id AND tenant = :tenant AND kind = :kind;
+
+-- name: list_batches
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM batches
+WHERE tenant = :tenant AND kind = :kind
+ORDER BY created_at DESC, id DESC;
+
+-- name: update_batch
+UPDATE batches SET job_id = :job, ended = :ended, record = :record WHERE id = :id;
+
+-- name: delete_batch
+DELETE FROM batches WHERE id = :id;
+
+-- name: due_batches
+-- Batches of one kind whose outcome is not final and whose time is up (at :due).
+SELECT id, tenant, kind, job_id, created_at, expires_at, ended, record FROM batches
+WHERE kind = :kind AND ended = 0 AND expires_at <= :due
+ORDER BY expires_at, id;
+
+-- name: next_due
+SELECT min(expires_at) FROM batches WHERE kind = :kind AND ended = 0 AND expires_at > :due;
+
+-- name: tenants_of_jobs
+SELECT DISTINCT tenant FROM jobs;
