@@ -149,8 +149,10 @@ def test_db_upgrade_reads_the_store_from_conveyor_store(tmp_path: Path, capsys, 
     monkeypatch.setenv("CONVEYOR_STORE", f"sqlite:///{tmp_path}/from-env.db")
     monkeypatch.chdir(tmp_path)
     assert main(["db", "upgrade"]) == 0
-    assert "the schema is current" in capsys.readouterr().out
+    assert "conveyor db upgrade: schema version 0 -> " in capsys.readouterr().out
     assert (tmp_path / "from-env.db").exists()
+    assert main(["db", "upgrade"]) == 0  # the same store again: nothing left to do
+    assert "the schema is current" in capsys.readouterr().out
     assert not (tmp_path / "conveyor-jobs.db").exists()
 
 

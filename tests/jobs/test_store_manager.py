@@ -171,7 +171,9 @@ async def files_and_batches(store: JobStore, connector: MemoryConnector, wall: l
     assert stored is not None
     assert b"".join([c async for c in files.chunks(stored)]) == b"1\n2\n"
     assert [f.id for f in await files.files("default", purpose="")] == ["file-1"]
-    made = await store.create_job(new_job("c"), FileItems("file-1", lambda _n, line: line.decode()))
+    made = await store.create_job(
+        new_job("from-file"), FileItems("file-1", lambda _n, line: line.decode())
+    )
     assert made.counts.total == 2
     gone = await files.upload("default", "file-2", created_at=1.0)
     await gone.write(b"xyz")
@@ -184,12 +186,12 @@ async def files_and_batches(store: JobStore, connector: MemoryConnector, wall: l
     whole = StoredFile("file-4", "default", "", "", 1, 1, 1, 1.0)
     assert await connector.transaction(lambda c: rules.add_whole(c, whole, [b"1"]))
     assert await connector.read(rules.known_tenants) == ["default"]
-    row = BatchRow("b1", "default", "openai", "c", 1.0, 2.0, False, "{}")
+    row = BatchRow("b1", "default", "openai", "from-file", 1.0, 2.0, False, "{}")
     await files.add_batch(row)
     assert await files.batch("default", "openai", "b1") == row
     assert await files.batches("default", "openai") == [row]
     assert await files.due_batches("openai", due=5.0) == ([row], None)
-    ended = BatchRow("b1", "default", "openai", "c", 1.0, 2.0, True, "{}")
+    ended = BatchRow("b1", "default", "openai", "from-file", 1.0, 2.0, True, "{}")
     assert await files.change_batch("default", "openai", "b1", lambda _: ended, cancel_job=True)
     assert await files.delete_batch("default", "openai", "b1")
 

@@ -182,8 +182,11 @@ def test_a_failure_mid_import_leaves_the_store_at_its_old_version_and_the_folder
 
     monkeypatch.setattr(FileRules, "add_batch", failing)
     argv = ["db", "upgrade", "--store", f"sqlite:///{db}", "--files-dir", str(folder)]
-    assert main([*argv, "--keys-file", str(tmp_path / "keys.json")]) == 2
-    assert "the disk went away mid-import" in capsys.readouterr().err
+    # A temporary failure (75): nothing was changed, and running it again is the fix.
+    assert main([*argv, "--keys-file", str(tmp_path / "keys.json")]) == 75
+    err = capsys.readouterr().err
+    assert "the disk went away mid-import" in err
+    assert "nothing was changed" in err
     assert version_of(db) == 4
     assert tables_of(db) == tables
     assert fingerprint(folder) == before  # not even the note
@@ -269,7 +272,7 @@ def test_db_upgrade_imports_into_postgresql_or_leaves_it_at_its_old_version(
     monkeypatch.setattr(FileRules, "add_whole", fails_second)
     argv = ["db", "upgrade", "--store", pg, "--files-dir", str(folder)]
     argv += ["--keys-file", str(tmp_path / "keys.json")]
-    assert main(argv) == 2
+    assert main(argv) == 75  # temporary: nothing changed, run it again
     assert "went away mid-import" in capsys.readouterr().err
     assert asyncio.run(version()) == 3
     assert fingerprint(folder) == before

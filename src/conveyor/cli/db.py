@@ -88,8 +88,11 @@ def db_command(args: argparse.Namespace) -> int:
     except ConveyorError as exc:
         print(f"conveyor db upgrade: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"conveyor db upgrade: cannot reach the store: {exc}", file=sys.stderr)
+    except OSError as exc:  # the store's disk, or the files folder being imported
+        print(
+            f"conveyor db upgrade: {exc}; nothing was changed: run it again once that is fixed",
+            file=sys.stderr,
+        )
         return EXIT_UNAVAILABLE
     if before == after:
         print(f"conveyor db upgrade: the schema is current (version {after})")
