@@ -62,7 +62,7 @@ def test_demo_runs_the_batch_against_the_mock_api_and_compares_with_the_ideal(tm
     assert "$ conveyor run " in out
     assert "refused 0 with 429" in out
     assert re.search(r"Ideal under these limits for the 1\d\d requests the API saw", out)
-    assert re.search(r": \d\.\d{3}x the ideal\.", out)
+    assert re.search(r": \d+\.\d{3}x the ideal\.", out)  # its speed is bench/s, not this test's
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["custom_id"] for r in results) == [f"email-{i:05d}" for i in range(120)]
     assert all(r["error"] is None for r in results)
