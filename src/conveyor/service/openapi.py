@@ -250,8 +250,12 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "parameters": [_FILE_ID],
                 "responses": {
                     "200": {
-                        "description": "the file as uploaded or written",
-                        "content": {"application/jsonl": {"schema": {"type": "string"}}},
+                        # OpenAI's document gives this media type; the bytes are the file's.
+                        "description": (
+                            "the file's bytes as uploaded or written (a batch's files are"
+                            " JSONL), sent as application/json as OpenAI's document says"
+                        ),
+                        "content": {"application/json": {}},
                     },
                     **common,
                     "404": file_404,
