@@ -91,7 +91,7 @@ _NOT_IN_THE_DOCUMENT = [checks.status_code_conformance, checks.positive_data_acc
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=15,
+    max_examples=25,
     deadline=None,
     suppress_health_check=list(hypothesis.HealthCheck),
     derandomize=True,

@@ -185,6 +185,8 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["file", "purpose"],
+                                # Any other field is a 400, `expires_after` included.
+                                "additionalProperties": False,
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
                                     "purpose": {"type": "string", "enum": ["batch", "user_data"]},
