@@ -148,9 +148,10 @@ def test_db_upgrade_imports_a_files_folder_into_a_sqlite_store(tmp_path, monkeyp
     acme, globex = seen["acme"], seen["globex"]
     assert list(acme["files"]) == [FILE_A]
     assert acme["contents"][FILE_A] == made["data"]
+    # A job input (no purpose of OpenAI's) shows as user_data in OpenAI's file object.
     assert (acme["files"][FILE_A]["bytes"], acme["files"][FILE_A]["purpose"]) == (
         len(made["data"]),
-        "",
+        "user_data",
     )
     assert list(globex["files"]) == [FILE_B]  # the half upload is not imported
     assert globex["files"][FILE_B]["filename"] == "in.jsonl"

@@ -76,6 +76,16 @@ MAX_ERRORS = 100
 CONNECTION_KEY = "conveyor_connection"
 #: The statuses a batch ends in: its record is final (its files written, if any).
 ENDED = frozenset({"completed", "cancelled", "failed", "expired"})
+#: The times of a batch's steps (`BatchRecord.times`), named as OpenAI names them.
+_TIMES = (
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
 _ID = re.compile(r"^batch_[0-9A-Za-z]{1,58}$")
 
 
@@ -363,35 +373,30 @@ def result_line(item: JobItem, *, expired: bool = False) -> tuple[bool, dict[str
 
 
 def batch_object(record: BatchRecord, status: str) -> dict[str, Any]:
-    """The batch as OpenAI's API shows it."""
-    t = record.times
+    """The batch as OpenAI's API shows it, in the shape of OpenAI's OpenAPI document.
 
-    def at(name: str) -> int | None:
-        value = t.get(name)
-        return None if value is None else int(value)
-
-    errors = None
-    if record.errors:
-        errors = {"object": "list", "data": record.errors}
+    What the batch does not have yet (`errors`, the files, the times of steps not taken) is
+    absent: the document allows no ``null`` for these (OpenAI's live API sends ``null``).
+    """
+    shown = {name: int(record.times[name]) for name in _TIMES if name in record.times}
+    if status != "expired":
+        shown.pop("expired_at", None)
+    optional: dict[str, Any] = {
+        "errors": {"object": "list", "data": record.errors} if record.errors else None,
+        "output_file_id": record.output_file_id,
+        "error_file_id": record.error_file_id,
+    }
     return {
         "id": record.id,
         "object": "batch",
         "endpoint": record.endpoint,
-        "errors": errors,
         "input_file_id": record.input_file_id,
         "completion_window": record.completion_window,
         "status": status,
-        "output_file_id": record.output_file_id,
-        "error_file_id": record.error_file_id,
         "created_at": int(record.created_at),
-        "in_progress_at": at("in_progress_at"),
         "expires_at": int(record.expires_at),
-        "finalizing_at": at("finalizing_at"),
-        "completed_at": at("completed_at"),
-        "failed_at": at("failed_at"),
-        "expired_at": at("expired_at") if status == "expired" else None,
-        "cancelling_at": at("cancelling_at"),
-        "cancelled_at": at("cancelled_at"),
+        **shown,
+        **{name: value for name, value in optional.items() if value is not None},
         "request_counts": {
             "total": record.total,
             "completed": record.completed,

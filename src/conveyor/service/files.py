@@ -84,17 +84,20 @@ class FileInfo:
         return data
 
     def to_openai(self) -> dict[str, Any]:
-        """As OpenAI's Files API shows a file."""
+        """As OpenAI's Files API shows a file, in the shape of OpenAI's OpenAPI document.
+
+        A file never expires here, so ``expires_at`` and ``status_details`` are absent (the
+        document allows no ``null`` for them). A job input, which has no purpose of OpenAI's,
+        shows as ``user_data`` (OpenAI's purpose for any other file).
+        """
         return {
             "id": self.id,
             "object": "file",
             "bytes": self.bytes,
             "created_at": int(self.created_at),
             "filename": self.filename,
-            "purpose": self.purpose,
+            "purpose": self.purpose or "user_data",
             "status": "processed",
-            "expires_at": None,
-            "status_details": None,
         }
 
 

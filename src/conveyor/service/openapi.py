@@ -185,6 +185,8 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["file", "purpose"],
+                                # Any other field is a 400, `expires_after` included.
+                                "additionalProperties": False,
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
                                     "purpose": {"type": "string", "enum": ["batch", "user_data"]},
@@ -250,8 +252,12 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "parameters": [_FILE_ID],
                 "responses": {
                     "200": {
-                        "description": "the file as uploaded or written",
-                        "content": {"application/jsonl": {"schema": {"type": "string"}}},
+                        # OpenAI's document gives this media type; the bytes are the file's.
+                        "description": (
+                            "the file's bytes as uploaded or written (a batch's files are"
+                            " JSONL), sent as application/json as OpenAI's document says"
+                        ),
+                        "content": {"application/json": {}},
                     },
                     **common,
                     "404": file_404,

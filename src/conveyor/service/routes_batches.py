@@ -16,7 +16,7 @@ from starlette.responses import Response
 from . import openai_batches as lifecycle
 from .batches import batch_object
 from .paging import page
-from .routes_files import limit_param, openai_error, unknown_param
+from .routes_files import limit_param, openai_error, openai_list, unknown_param
 from .state import json_response, service_of
 
 if TYPE_CHECKING:
@@ -79,15 +79,7 @@ async def list_batches(request: Request) -> Response:
         batch_object(*await lifecycle.current(service, tenant, r))
         for r in records[cut.start : cut.stop]
     ]
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": cut.has_more,
-        }
-    )
+    return json_response(openai_list(data, has_more=cut.has_more))
 
 
 async def batches_endpoint(request: Request) -> Response:

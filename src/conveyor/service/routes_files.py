@@ -31,6 +31,7 @@ __all__ = [
     "files_post",
     "limit_param",
     "openai_error",
+    "openai_list",
     "unknown_param",
 ]
 
@@ -63,6 +64,21 @@ def limit_param(request: Request, default: int, most: int) -> int | Response:
     return limit
 
 
+def _unsupported_field(names: list[str]) -> Response | None:
+    """OpenAI's 400 for a form field the upload does not take, or ``expires_after``.
+
+    A file is kept here until it is deleted: an expiry asked for (``expires_after``, or the
+    SDK's ``expires_after[seconds]``) is refused rather than shown and not kept to.
+    """
+    for name in names:
+        if name == "expires_after" or name.startswith("expires_after["):
+            msg = "expires_after is not supported: a file is kept until it is deleted; leave it out"
+            return openai_error(400, msg, param="expires_after")
+        if name not in {"file", "purpose"}:
+            return openai_error(400, f"Unrecognized request argument: {name!r}", param=name)
+    return None
+
+
 async def files_post(request: Request) -> Response:
     """``POST /v1/files``: OpenAI's multipart upload, or a Conveyor job input."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -76,6 +92,9 @@ async def files_post(request: Request) -> Response:
     except HTTPException as exc:
         return openai_error(400, f"the multipart body cannot be read: {exc.detail}")
     try:
+        refused = _unsupported_field(list(form.keys()))
+        if refused is not None:
+            return refused
         upload = form.get("file")
         purpose = form.get("purpose")
         if not isinstance(purpose, str) or purpose not in {"batch", "user_data"}:
@@ -101,17 +120,26 @@ async def files_post(request: Request) -> Response:
     return json_response(info.to_openai())
 
 
+def openai_list(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    """OpenAI's list object of one page.
+
+    OpenAI's document requires ``first_id`` and ``last_id`` as strings: an empty page has
+    ``""`` for both (OpenAI's live API sends ``null`` there; the document allows none).
+    """
+    first, last = (data[0]["id"], data[-1]["id"]) if data else ("", "")
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": first,
+        "last_id": last,
+        "has_more": has_more,
+    }
+
+
 def _page(objects: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
     """OpenAI's list object: the `limit` objects after the one of id `after`."""
     cut = page([o["id"] for o in objects], limit=limit, after=after)
-    shown = objects[cut.start : cut.stop]
-    return {
-        "object": "list",
-        "data": shown,
-        "first_id": shown[0]["id"] if shown else None,
-        "last_id": shown[-1]["id"] if shown else None,
-        "has_more": cut.has_more,
-    }
+    return openai_list(objects[cut.start : cut.stop], has_more=cut.has_more)
 
 
 async def list_files(request: Request) -> Response:
@@ -126,10 +154,14 @@ async def list_files(request: Request) -> Response:
     order = request.query_params.get("order", "desc")
     if order not in {"asc", "desc"}:
         return openai_error(400, "order must be 'asc' or 'desc'", param="order")
-    found = await service.files.list(tenant, request.query_params.get("purpose"))
+    found = await service.files.list(tenant)
     if order == "asc":
         found.reverse()
+    # Filtered as shown: a job input is listed under ``user_data``, the purpose it shows.
+    purpose = request.query_params.get("purpose")
     objects = [f.to_openai() for f in found]
+    if purpose is not None:
+        objects = [o for o in objects if o["purpose"] == purpose]
     return json_response(_page(objects, request.query_params.get("after"), limit))
 
 
@@ -169,6 +201,6 @@ async def file_content(request: Request) -> Response:
         return _no_such_file(file_id)
     return StreamingResponse(
         service.files.content(tenant, file_id),
-        media_type="application/jsonl",
+        media_type="application/json",
         headers={"Content-Length": str(info.bytes)},
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "BatchCreate",
@@ -333,7 +334,10 @@ class OpenAIErrorOut(BaseModel):
 
 
 class OpenAIFileOut(BaseModel):
-    """A file, as OpenAI's Files API shows it (job inputs have an empty purpose)."""
+    """A file, as OpenAI's Files API shows it (a job input shows purpose ``user_data``).
+
+    It never expires here: ``expires_at`` and ``status_details`` are absent.
+    """
 
     id: str
     object: Literal["file"]
@@ -342,17 +346,15 @@ class OpenAIFileOut(BaseModel):
     filename: str
     purpose: str
     status: Literal["uploaded", "processed", "error"]
-    expires_at: int | None
-    status_details: str | None
 
 
 class OpenAIFileList(BaseModel):
-    """A page of files."""
+    """A page of files (an empty page has ``""`` for `first_id` and `last_id`)."""
 
     object: Literal["list"]
     data: list[OpenAIFileOut]
-    first_id: str | None
-    last_id: str | None
+    first_id: str
+    last_id: str
     has_more: bool
 
 
@@ -405,36 +407,40 @@ class RequestCountsOut(BaseModel):
     failed: int
 
 
+#: A field a batch shows once it has it: absent before, never ``null`` (OpenAI's document).
+_Absent = SkipJsonSchema[None]
+
+
 class BatchOut(BaseModel):
-    """A batch, as OpenAI's Batch API shows it."""
+    """A batch, as OpenAI's Batch API shows it: what it does not have yet is absent."""
 
     id: str
     object: Literal["batch"]
     endpoint: str
-    errors: BatchErrorsOut | None
+    errors: BatchErrorsOut | _Absent = None
     input_file_id: str
     completion_window: str
     status: BatchStatus
-    output_file_id: str | None
-    error_file_id: str | None
+    output_file_id: str | _Absent = None
+    error_file_id: str | _Absent = None
     created_at: int
-    in_progress_at: int | None
-    expires_at: int | None
-    finalizing_at: int | None
-    completed_at: int | None
-    failed_at: int | None
-    expired_at: int | None
-    cancelling_at: int | None
-    cancelled_at: int | None
+    in_progress_at: int | _Absent = None
+    expires_at: int
+    finalizing_at: int | _Absent = None
+    completed_at: int | _Absent = None
+    failed_at: int | _Absent = None
+    expired_at: int | _Absent = None
+    cancelling_at: int | _Absent = None
+    cancelled_at: int | _Absent = None
     request_counts: RequestCountsOut
     metadata: dict[str, str] | None
 
 
 class BatchList(BaseModel):
-    """A page of batches, newest first."""
+    """A page of batches, newest first (an empty page has ``""`` for its ids)."""
 
     object: Literal["list"]
     data: list[BatchOut]
-    first_id: str | None
-    last_id: str | None
+    first_id: str
+    last_id: str
     has_more: bool
