@@ -54,7 +54,7 @@ class Recording:
 
     async def record_items(
         self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[ItemResult]:
         return await self.inner.record_items(job_id, worker, now, batch)
 
 
@@ -99,7 +99,7 @@ def test_each_dialect_is_one_folder_with_its_queries_and_migrations():
     assert sorted(p.name for p in SQL.iterdir() if p.suffix == ".sql") == []
 
 
-def test_the_rules_run_only_queries_that_both_dialects_have(run):
+def test_the_rules_run_only_queries_that_both_dialects_have(run):  # noqa: PLR0915 - one scenario
     """Every store call, run by the one job store, names only queries found in both files."""
     wall = [1_700_000_000.0]
     connector = RecordingConnector(clock=lambda: wall[0])

@@ -57,7 +57,9 @@ def rate_points(
     if not counts:
         return RatePoints(start_s=0, bucket_s=1, per_s=())
     first = min(s for s, _ in counts)
-    last = max(max(s for s, _ in counts), until_s if until_s is not None else first)
+    last = max(s for s, _ in counts)
+    if until_s is not None:
+        last = max(last, until_s)
     span = last - first + 1
     bucket_s = max(1, math.ceil(span / max_points))
     sums = [0] * math.ceil(span / bucket_s)
