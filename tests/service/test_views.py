@@ -44,7 +44,7 @@ async def _service(tmp_path: Path, app: App, work: Any) -> Any:
 async def _done(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     async with asyncio.timeout(600):
         while True:
-            job = (await client.get(f"/v1/jobs/{job_id}")).json()
+            job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
             if job["status"] in {"completed", "failed", "cancelled"}:
                 return job
             await asyncio.sleep(0.25)

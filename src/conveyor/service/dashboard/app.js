@@ -286,7 +286,13 @@ function showJob(jobId) {
           [input.length > 200 ? `${input.slice(0, 200)}…` : input, "clip"],
         ]) {
           const cell = document.createElement("td");
-          cell.textContent = text;
+          if (cls === "wrap") {  // a long error: three lines, all of it on hover
+            const clamp = document.createElement("div");
+            clamp.className = "clamp";
+            clamp.textContent = text;
+            clamp.title = text.slice(0, 4000);
+            cell.appendChild(clamp);
+          } else { cell.textContent = text; }
           if (cls) { cell.className = cls; }
           if (cls === "clip") { cell.title = input.slice(0, 2000); }
           row.appendChild(cell);

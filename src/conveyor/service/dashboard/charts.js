@@ -60,10 +60,12 @@ function drawRates(canvas, steps, limits, options = {}) {
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   if (values.length) {
-    const tStep = niceStep(t1 - t0, Math.max(2, Math.floor(plotW / 90)));
+    // Whole seconds at least (the series has no finer grain), labels clear of the edges.
+    const tStep = Math.max(1, niceStep(t1 - t0, Math.max(2, Math.floor(plotW / 90))));
     for (let t = Math.ceil(t0 / tStep) * tStep; t <= t1; t += tStep) {
       ctx.beginPath(); ctx.moveTo(x(t), topPad + plotH); ctx.lineTo(x(t), topPad + plotH + 4); ctx.stroke();
-      ctx.fillText(clockText(t), x(t), topPad + plotH + 6);
+      const at = Math.min(Math.max(x(t), left + 24), cssW - right - 24);
+      ctx.fillText(clockText(t), at, topPad + plotH + 6);
     }
   } else {
     ctx.fillText(options.empty || "No items settled yet.", left + plotW / 2, topPad + plotH / 2);
