@@ -34,7 +34,7 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chromium, tmp_path):
+def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chromium, tmp_path):  # noqa: PLR0915
     """What the page shows follows the jobs: progress, counts, failed items, cancel, retry."""
     from playwright.sync_api import expect, sync_playwright
 
