@@ -54,7 +54,7 @@ class Recording:
 
     async def record_items(
         self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[ItemResult]:
         return await self.inner.record_items(job_id, worker, now, batch)
 
 
@@ -99,7 +99,7 @@ def test_each_dialect_is_one_folder_with_its_queries_and_migrations():
     assert sorted(p.name for p in SQL.iterdir() if p.suffix == ".sql") == []
 
 
-def test_the_rules_run_only_queries_that_both_dialects_have(run):
+def test_the_rules_run_only_queries_that_both_dialects_have(run):  # noqa: PLR0915 - one scenario
     """Every store call, run by the one job store, names only queries found in both files."""
     wall = [1_700_000_000.0]
     connector = RecordingConnector(clock=lambda: wall[0])
@@ -144,9 +144,13 @@ def test_the_rules_run_only_queries_that_both_dialects_have(run):
         # A job whose only item fails ends failed, its error read from the item.
         await store.create_job(new_job("c"), texts(1))
         assert await store.claim("w4", limit=1, lease_s=10, job_id="c") is not None
-        failure = ItemResult("c", 0, "failed", 1, 0.1, error_type="E", error_message="boom")
+        assert [w.running for w in await store.worker_leases() if w.worker_id == "w4"] == [{"c": 1}]
+        failure = ItemResult(
+            "c", 0, "failed", 1, 0.1, error_type="E", error_message="boom", finished_at=7.9
+        )
         await store.record("w4", [failure])
         assert (await store.get_job("c")).error == "E: boom"  # type: ignore[union-attr]
+        assert await store.rate_counts("c") == [(7, 1)]  # the second it ended in, not now
         await files_and_batches(store, connector, wall)
         await store.close()
 

@@ -34,7 +34,7 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chromium, tmp_path):
+def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chromium, tmp_path):  # noqa: PLR0915
     """What the page shows follows the jobs: progress, counts, failed items, cancel, retry."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -53,7 +53,7 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
         page.set_input_files("#file", str(upload))
         page.fill("#concurrency", "2")
         page.click("#submit")
-        expect(page.locator("#job-status")).to_have_text("completed")
+        expect(page.locator("#job-status")).to_have_text("completed with 2 failed")
         expect(page.locator("#n-total")).to_have_text("40")
         expect(page.locator("#n-failed")).to_have_text("2")
         expect(page.locator("#job-progress")).to_have_text("100%")
@@ -79,6 +79,7 @@ def test_the_dashboard_submits_watches_retries_and_cancels(live: LiveServer, chr
             "n => Number(document.querySelector('#n-succeeded').textContent) > Number(n) + 8",
             arg=first,
         )
+        page.once("dialog", lambda dialog: dialog.accept())  # Cancel asks first
         page.click("#cancel")
         expect(page.locator("#job-status")).to_have_text("cancelled")
         assert int(page.locator("#n-cancelled").inner_text()) > 0

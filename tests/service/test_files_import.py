@@ -137,7 +137,7 @@ def test_db_upgrade_imports_a_files_folder_into_a_sqlite_store(tmp_path, monkeyp
     argv = ["db", "upgrade", "--store", f"sqlite:///{db}", "--files-dir", str(folder)]
     assert main([*argv, "--keys-file", str(tmp_path / "keys.json")]) == 0
     out = capsys.readouterr().out
-    assert "schema version 4 -> 5" in out
+    assert f"schema version 4 -> {sqlite_schema.LATEST_VERSION}" in out
     assert "2 file(s), 1 batch(es), 1 message batch(es) imported" in out
     assert "1 unreadable record(s) passed over" in out
     after = fingerprint(folder)
@@ -193,7 +193,7 @@ def test_a_failure_mid_import_leaves_the_store_at_its_old_version_and_the_folder
     assert fingerprint(folder) == before  # not even the note
     monkeypatch.setattr(FileRules, "add_batch", real)
     assert main([*argv, "--keys-file", str(tmp_path / "keys.json")]) == 0
-    assert version_of(db) == 5
+    assert version_of(db) == sqlite_schema.LATEST_VERSION
 
 
 def test_a_folder_of_a_tenant_nobody_names_refuses_the_import_untouched(
@@ -230,7 +230,7 @@ def test_tenants_of_the_stores_jobs_are_found_without_a_keys_file(tmp_path, monk
     conn.commit()
     conn.close()
     assert main(["db", "upgrade", "--store", f"sqlite:///{db}", "--files-dir", str(folder)]) == 0
-    assert version_of(db) == 5
+    assert version_of(db) == sqlite_schema.LATEST_VERSION
 
 
 def test_db_upgrade_imports_into_postgresql_or_leaves_it_at_its_old_version(
@@ -279,7 +279,7 @@ def test_db_upgrade_imports_into_postgresql_or_leaves_it_at_its_old_version(
     assert fingerprint(folder) == before
     monkeypatch.setattr(FileRules, "add_whole", real)
     assert main(argv) == 0
-    assert asyncio.run(version()) == 4
+    assert asyncio.run(version()) == postgres_schema.LATEST_VERSION
     seen = asyncio.run(served(pg, tmp_path, keys))
     assert seen["acme"]["contents"][FILE_A] == made["data"]
     assert [b["id"] for b in seen["globex"]["batches"]] == [made["batch"]]

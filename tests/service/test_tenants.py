@@ -28,7 +28,7 @@ LINE = {
 # and the health probe (status only). None of them reads a tenant's data.
 # /metrics: refused (403) while the service has keys; served on --metrics-port instead
 # (tests/metrics/test_service_metrics.py).
-PUBLIC = {"/", "/openapi.json", "/healthz", "/static", "/metrics"}
+PUBLIC = {"/", "/openapi.json", "/healthz", "/static", "/metrics", "/favicon.ico"}  # icon: no data
 
 
 @contextlib.asynccontextmanager

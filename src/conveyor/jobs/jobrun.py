@@ -244,7 +244,15 @@ class JobRun:
         self._to_write.set()
         if o.state == "succeeded":
             self._buffer.append(
-                ItemResult(item.job_id, item.index, "succeeded", attempts, o.latency_s, o.value)
+                ItemResult(
+                    item.job_id,
+                    item.index,
+                    "succeeded",
+                    attempts,
+                    o.latency_s,
+                    o.value,
+                    finished_at=_clock.wall(),  # the second it ended in, for the rate series
+                )
             )
         elif o.state == "failed":
             self._buffer.append(
@@ -256,6 +264,7 @@ class JobRun:
                     o.latency_s,
                     error_type=o.error_type and _text(o.error_type),
                     error_message=_text((o.error_message or "")[:MAX_ERROR_CHARS]),
+                    finished_at=_clock.wall(),
                 )
             )
         elif self._cancelling:

@@ -411,7 +411,11 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
-    """How a claimed item ended, to record. `result_json` is set only when it succeeded."""
+    """How a claimed item ended, to record. `result_json` is set only when it succeeded.
+
+    `finished_at`: when it ended by the worker's clock (Unix seconds), not when it is written:
+    the job's rate series counts it in that second (`conveyor.jobs.series`).
+    """
 
     job_id: str
     index: int
@@ -421,3 +425,4 @@ class ItemResult:
     result_json: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    finished_at: float | None = None

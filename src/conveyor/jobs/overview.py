@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .store import Store
 
-__all__ = ["CAP", "HasOverview", "StoreOverview", "read_overview"]
+__all__ = ["CAP", "HasOverview", "HasViews", "StoreOverview", "WorkerLease", "read_overview"]
 
 #: Jobs of each unfinished status read at most, for a store without ``overview()``.
 CAP = 1000
@@ -48,6 +48,35 @@ class StoreOverview:
     oldest_queued_at: float | None = None
     finished_known: bool = True
     capped: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerLease:
+    """A worker as the store knows it: its lease, and the items it runs now.
+
+    Attributes:
+        worker_id: the worker's id.
+        lease_until: when its lease lapses unless renewed (Unix seconds, the store's clock);
+            past it, its items go back to other workers.
+        running: job id -> the items of that job the worker holds now (claimed, running).
+    """
+
+    worker_id: str
+    lease_until: float
+    running: Mapping[str, int]
+
+
+@runtime_checkable
+class HasViews(Protocol):
+    """A store that tells its jobs' rate series and its workers' leases (`JobStore`)."""
+
+    async def rate_counts(self, job_id: str) -> list[tuple[int, int]]:
+        """``(second, items settled)`` of the job, oldest first (`conveyor.jobs.series`)."""
+        ...
+
+    async def worker_leases(self) -> list[WorkerLease]:
+        """The workers holding a lease now, by id."""
+        ...
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ConfigError
 from ..jobs.app import App
 from ..jobs.client import Jobs
+from ..jobs.tracing import default_observers
 from ..jobs.worker import WorkerOptions
 from ..limits.limiter import Limiter
 from ..limits.redis_limiter import RedisLimits, share_limits
@@ -72,6 +73,7 @@ from .routes_message_batches import (
     message_batches_endpoint,
 )
 from .routes_stream import job_events, job_results, jobs_events, stream_token
+from .routes_views import favicon, job_series, limiters_endpoint, workers_endpoint
 from .spend import JobSpend
 from .state import Service, json_response, root_of
 from .stream_tokens import RedactTokens, StreamTokens
@@ -191,6 +193,10 @@ def _routes(service: Service) -> list[BaseRoute]:
         Route("/v1/messages/batches/{batch_id}/cancel", cancel_message_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", message_batch_results, methods=["GET"]),
         Route("/v1/events", jobs_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/series", job_series, methods=["GET"]),
+        Route("/v1/limiters", limiters_endpoint, methods=["GET"]),
+        Route("/v1/workers", workers_endpoint, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False),
         Mount("/static", StaticFiles(directory=str(DASHBOARD)), name="static"),
     ]
 
@@ -266,7 +272,8 @@ def create_app(
             )
         if worker:
             options = worker_options or WorkerOptions(poll_interval_s=0.5)
-            observers = None if service.metrics is None else service.metrics.observers()
+            seen = default_observers() if service.metrics is None else service.metrics.observers()
+            observers = [service.inflight, *seen]  # in flight per job: for the dashboard
             service.worker = WorkerSupervisor(jobs.store, tasks, options, observers)
             runner = asyncio.get_running_loop().create_task(service.worker.run())
         # Batches past their completion window expire whether or not anyone reads them; the

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from .inflight import InFlight
+from .limiter_view import LimiterSeries
 from .problems import Problem
 from .stream_tokens import StreamTokens
 
@@ -74,6 +76,10 @@ class Service:
     #: whether it ran: a service mounted in a host app whose lifespan does not run it says so.
     needs_start: bool = False
     started: bool = False
+    #: The calls in flight in the in-process worker, per job (an observer of it).
+    inflight: InFlight = field(default_factory=InFlight)
+    #: The shared limiters' admitted counts over time, sampled when read (``/v1/limiters``).
+    limiter_series: LimiterSeries = field(default_factory=LimiterSeries)
 
     def tenant(self, request: Request) -> str:
         """The caller's tenant: from its API key, or ``default`` when the service has none.

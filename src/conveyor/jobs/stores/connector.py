@@ -72,11 +72,11 @@ class Connection(Protocol):
 
     async def record_items(
         self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[ItemResult]:
         """Write the results of `batch` (one job's) still running under `worker`.
 
-        Returns ``(state, latency_s)`` of each item written: the others were no longer the
-        worker's (its lease lapsed), and are left as they are.
+        Returns the results written: the others were no longer the worker's (its lease
+        lapsed), and are left as they are.
         """
         ...
 

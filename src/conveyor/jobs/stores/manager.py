@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..overview import WorkerLease
 from .file_manager import FileManager
 from .rules import JobRules
 
@@ -161,6 +162,23 @@ class JobStore:
         return await self._connector.read(
             lambda c: self._rules.items(c, job_id, state, after, limit)
         )
+
+    async def rate_counts(self, job_id: str) -> list[tuple[int, int]]:
+        """``(second, items settled)`` of the job, oldest first (`conveyor.jobs.series`)."""
+        rows = await self._connector.read(lambda c: c.fetch("rate_series", job=job_id))
+        return [(int(second), int(n)) for second, n in rows]
+
+    async def worker_leases(self) -> list[WorkerLease]:
+        """The workers holding a lease now (expired ones too, until they are swept), by id."""
+        rows = await self._connector.read(lambda c: c.fetch("worker_leases"))
+        running: dict[str, dict[str, int]] = {}
+        until: dict[str, float] = {}
+        for worker_id, lease_until, job_id, n in rows:
+            until[worker_id] = float(lease_until)
+            jobs = running.setdefault(worker_id, {})
+            if job_id is not None:
+                jobs[job_id] = int(n)
+        return [WorkerLease(worker_id=w, lease_until=until[w], running=running[w]) for w in until]
 
     async def close(self) -> None:
         """Release the connector's resources."""

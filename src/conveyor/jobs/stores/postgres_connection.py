@@ -102,7 +102,7 @@ class PgConnection:
 
     async def record_items(
         self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[ItemResult]:
         """One statement for the batch; the rows it wrote come back."""
         rows = await self.fetch(
             "record_items",
@@ -117,4 +117,5 @@ class PgConnection:
             etype=[r.error_type for r in batch],
             emsg=[r.error_message for r in batch],
         )
-        return [(state, latency_s) for _idx, state, latency_s in rows]
+        by_index = {r.index: r for r in batch}
+        return [by_index[row[0]] for row in rows]

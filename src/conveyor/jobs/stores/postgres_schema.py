@@ -146,9 +146,9 @@ async def migrate(
 ) -> tuple[int, int]:
     """Bring the schema up to `LATEST_VERSION`; return ``(version before, version after)``.
 
-    `then` (an import of data into the new tables) runs in the transaction of the last
-    migration, or in one of its own when the schema was current: if it fails, that migration
-    is rolled back with it, and the database stays at the version it had.
+    `then` (an import of data into the new tables) runs in one transaction with every
+    migration due: if it fails, they are rolled back with it, and the database stays at the
+    version it had (the tables it needs may come from any of the migrations).
     """
     before = await current_version(conn)
     _refuse_newer(before, where)
@@ -162,6 +162,17 @@ async def migrate(
         # Held until this transaction ends; the migrations below wait for it in turn.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await conn.execute("CREATE TABLE IF NOT EXISTS conveyor_schema (version integer NOT NULL)")
+    if then is not None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            version = await current_version(conn)
+            _refuse_newer(version, where)
+            for number, script in migrations():
+                if version < number:
+                    await conn.execute(script)
+                    await conn.execute("INSERT INTO conveyor_schema (version) VALUES ($1)", number)
+            await then(conn)
+        return before, LATEST_VERSION
     version = before
     done = then is None
     for number, script in migrations():

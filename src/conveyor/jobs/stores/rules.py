@@ -15,6 +15,8 @@ transaction runs alone, and those locks are no-ops (``SELECT 1``).
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from itertools import groupby
 from typing import TYPE_CHECKING
 
@@ -205,10 +207,17 @@ class JobRules:
                 continue
             tally = {"succeeded": 0, "failed": 0, "cancelled": 0}
             latencies: list[float] = []
-            for state, latency_s in written:
-                tally[state] += 1
-                if latency_s is not None and state != "cancelled":
-                    latencies.append(latency_s)
+            per_second: Counter[int] = Counter()
+            for r in written:
+                tally[r.state] += 1
+                if r.state == "cancelled":
+                    continue
+                if r.latency_s is not None:
+                    latencies.append(r.latency_s)
+                if r.finished_at is not None:
+                    per_second[math.floor(r.finished_at)] += 1
+            for second, n in sorted(per_second.items()):
+                await c.execute("add_rate", job=job_id, second=second, n=n)
             before = await c.fetchval("lock_hist", job=job_id)
             merged = hist.dumps(hist.merge(hist.loads(before), latencies))
             params = {"n": len(written), "job": job_id, "latency": sum(latencies), "hist": merged}

@@ -106,7 +106,7 @@ class SqliteConnection:
 
     async def record_items(
         self, job_id: str, worker: str, now: float | None, batch: Sequence[ItemResult]
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[ItemResult]:
         """One ``executemany``; one statement an item only if some were not the worker's."""
         rows = [
             (r.state, r.attempts, r.latency_s, r.result_json, r.error_type, r.error_message, now,
@@ -125,4 +125,4 @@ class SqliteConnection:
             c.execute("RELEASE batch")
             kept = [r for r, row in zip(batch, rows, strict=True) if c.execute(
                 Q["record_item"], row).rowcount]  # fmt: skip
-        return [(r.state, r.latency_s) for r in kept]
+        return list(kept)

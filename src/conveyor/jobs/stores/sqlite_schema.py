@@ -122,11 +122,14 @@ def migrate(
 ) -> int:
     """Bring the schema up to `LATEST_VERSION`; return the version found before.
 
-    `then` (an import of data into the new tables) runs in the transaction of the last
-    migration, or in one of its own when the schema was current: if it fails, that migration
-    is rolled back with it, and the file stays at the version it had.
+    `then` (an import of data into the new tables) runs in one transaction with every
+    migration due: if it fails, they are rolled back with it, and the file stays at the
+    version it had (the tables it needs may come from any of the migrations).
     """
     before = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if then is not None:
+        _migrate_with(conn, then)
+        return before
     done = then is None
     for version, script in migrations():
         conn.execute("BEGIN IMMEDIATE")
@@ -156,3 +159,22 @@ def migrate(
             conn.execute("ROLLBACK")
             raise
     return before
+
+
+def _migrate_with(conn: sqlite3.Connection, then: Callable[[sqlite3.Connection], object]) -> None:
+    """Every migration due and `then`, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for version, script in migrations():
+            if current >= version:
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {version}")
+        then(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

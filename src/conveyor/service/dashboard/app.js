@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const state = { key: sessionStorage.getItem("conveyor-key") || "", stream: null, tasks: [] };
+const state = { key: sessionStorage.getItem("conveyor-key") || "", stream: null, poll: null, tasks: [] };
 
 // "/v1/jobs" -> "v1/jobs": relative to the page ({mount}/), not to the host's root.
 const here = (path) => path.replace(/^\//, "");
@@ -85,29 +85,6 @@ function render(templateId) {
   return view;
 }
 
-function pct(job) { return `${job.progress.toFixed(job.progress < 100 ? 1 : 0)}%`; }
-function fmtS(s) { return s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`; }
-function fmtUsd(x) { return x >= 0.01 ? `$${x.toFixed(2)}` : `$${x.toPrecision(2)}`; }
-
-// An LLM job's tokens and cost, from its summary (service/spend.py): { tokens, cost } as
-// shown, or null for a job without them. Cost: the priced answers' sum ("+ N unpriced" when
-// some models have no price), "no price" when no answer was priced.
-function spendText(s) {
-  if (!s || typeof s.tokens_in !== "number") { return null; }
-  const tokens = `${s.tokens_in.toLocaleString("en")} in / ${s.tokens_out.toLocaleString("en")} out`;
-  const unpriced = s.unpriced_answers || 0;
-  let cost = "$0";
-  if (s.cost_usd > 0) {
-    cost = fmtUsd(s.cost_usd) + (unpriced ? ` + ${unpriced} unpriced` : "");
-  } else if (unpriced > 0) {
-    cost = "no price";
-  }
-  if (typeof s.projected_cost_usd === "number" && s.projected_cost_usd > 0) {
-    cost += ` (projected ${fmtUsd(s.projected_cost_usd)})`;
-  }
-  return { tokens, cost };
-}
-
 // ---- the jobs list ----------------------------------------------------------------------
 
 async function showList() {
@@ -127,19 +104,25 @@ function showJobs(jobs) {
   const body = $("#jobs tbody");
   if (!body) { return; }
   $("#no-jobs").hidden = jobs.length > 0;
+  const now = Date.now() / 1000;
   body.replaceChildren(...jobs.map((job) => {
     const row = document.createElement("tr");
     row.dataset.job = job.id;
+    const pill = statusPill(job);
     row.innerHTML = `<td><a href="#/jobs/${job.id}"><code>${job.id.slice(0, 13)}</code></a></td>
-      <td></td><td><span class="status ${job.status}">${job.status}</span></td>
-      <td><div class="bar"><div style="width:${job.progress}%"></div><span>${pct(job)}</span></div></td>
+      <td class="clip"></td><td><span class="status ${pill.kind}"></span></td>
+      <td><div class="bar"><div style="width:${doneFraction(job)}%"></div><span>${pct(job)}</span></div></td>
       <td>${job.counts.succeeded}</td><td>${job.counts.failed}</td><td>${job.counts.total}</td>
-      <td class="spend"></td>`;
+      <td class="when"></td><td class="when"></td><td class="spend"></td>`;
     row.children[1].textContent = job.task;
+    row.children[1].title = job.task;
+    row.children[2].firstChild.textContent = pill.text;
+    row.children[7].textContent = createdText(job.created_at);
+    row.children[8].textContent = durationText(jobDuration(job, now));
     const spend = spendText(job.summary);
     if (spend) {
-      row.children[7].textContent = spend.cost;
-      row.children[7].title = `tokens: ${spend.tokens}`;
+      row.children[9].textContent = spend.cost;
+      row.children[9].title = `tokens: ${spend.tokens}`;
     }
     return row;
   }));
@@ -181,19 +164,31 @@ async function submitJob(event) {
 
 function showJob(jobId) {
   const view = render("job-view");
-  const chart = { points: [], last: null, limits: [] };
+  const chart = { steps: [], limits: [], series: null };
   let failedSeen = -1;
+  let current = null;
   $("#cancel", view).addEventListener("click", async () => {
-    try { update(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" })); }
-    catch (error) { notice(error.message); }
+    const left = current ? current.counts.pending + current.counts.running : 0;
+    if (!window.confirm(`Cancel job ${jobId}? Its ${left} unfinished items will not run.`)) { return; }
+    try {
+      update(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" }));
+      flash("Cancelling: items in flight finish, the others will not run.");
+    } catch (error) { notice(error.message); }
   });
   $("#retry", view).addEventListener("click", async () => {
     try {
       const answer = await api(`/v1/jobs/${jobId}/retry`, { method: "POST" });
       update(answer.job);
+      flash(`Retrying ${answer.retried} failed item${answer.retried === 1 ? "" : "s"}.`);
       if (!state.stream) { state.stream = follow(`/v1/jobs/${jobId}/events`, onEvent); }
+      watchSeries();
     } catch (error) { notice(error.message); }
   });
+
+  function flash(text) {
+    const el = $("#action-status");
+    if (el) { el.textContent = text; }
+  }
 
   function onEvent(name, job) {
     update(job);
@@ -202,21 +197,25 @@ function showJob(jobId) {
 
   function update(job) {
     if (!$("#job-id")) { return; }
+    current = job;
     $("#job-id").textContent = job.id;
     const badge = $("#job-status");
-    badge.textContent = job.status;
-    badge.className = `status ${job.status}`;
+    const pill = statusPill(job);
+    badge.textContent = pill.text;
+    badge.className = `status ${pill.kind}`;
     $("#job-task").textContent = job.task;
     $("#job-step").textContent = job.step || "";
-    $("#job-bar").style.width = `${job.progress}%`;
+    $("#job-created").textContent = createdText(job.created_at);
+    $("#job-duration").textContent = durationText(jobDuration(job, Date.now() / 1000));
+    $("#job-bar").style.width = `${doneFraction(job)}%`;
     $("#job-progress").textContent = pct(job);
-    for (const k of ["succeeded", "failed", "cancelled", "running", "pending", "total"]) {
+    for (const k of ["succeeded", "failed", "cancelled", "pending", "total"]) {
       $(`#n-${k}`).textContent = job.counts[k];
     }
+    $("#n-claimed").textContent = job.counts.running;
     const s = job.summary;
     $("#throughput").textContent = `${s.throughput_per_s.toFixed(1)} /s`;
-    $("#latency").textContent = s.latency_p50_s
-      ? `${fmtS(s.latency_p50_s)} / ${fmtS(s.latency_p95_s)} / ${fmtS(s.latency_p99_s)}` : "-";
+    $("#latency").textContent = latencyText(s);
     const spend = spendText(s);
     $("#spend-tokens").hidden = $("#spend-cost").hidden = !spend;
     $("#tokens").textContent = spend ? spend.tokens : "-";
@@ -229,63 +228,46 @@ function showJob(jobId) {
     const couldNotRun = job.status === "failed" && job.counts.cancelled > 0;
     $("#retry").disabled = job.counts.failed === 0 || couldNotRun || ["cancelled", "cancelling"].includes(job.status);
     chart.limits = job.limits.filter((l) => l.unit === "requests");
-    sample(job);
     if (job.counts.failed !== failedSeen) {
       failedSeen = job.counts.failed;
       loadFailed();
     }
   }
 
-  function sample(job) {
-    const now = performance.now() / 1000;
-    const settled = job.counts.succeeded + job.counts.failed;  // cancelled items are not work done
-    if (chart.last && now > chart.last.t) {
-      const rate = Math.max(0, (settled - chart.last.settled) / (now - chart.last.t));
-      chart.points.push({ t: now, rate });
-      if (chart.points.length > 300) { chart.points.shift(); }
-    }
-    chart.last = { t: now, settled };
-    draw();
+  // The rate series, from the service: read every second while the job is active, once more
+  // when it is done (its whole history is kept with it).
+  async function loadSeries() {
+    try {
+      const series = await api(`/v1/jobs/${jobId}/series`);
+      if (!$("#chart")) { return; }
+      chart.series = series;
+      chart.steps = jobSteps(series);
+      chart.limits = series.limits.filter((l) => l.unit === "requests");
+      const flying = series.in_flight;
+      $("#n-running").textContent = flying === null ? "?" : flying;
+      $("#n-running").title = flying === null ? "run by another process: only the claimed count is known" : "";
+      draw();
+      if (["completed", "failed", "cancelled"].includes(series.status) && state.poll) {
+        clearInterval(state.poll);
+        state.poll = null;
+      }
+    } catch (error) { notice(error.message); }
+  }
+  function watchSeries() {
+    if (state.poll) { clearInterval(state.poll); }
+    state.poll = setInterval(loadSeries, 1000);
+    loadSeries();
   }
 
   function draw() {
     const canvas = $("#chart");
     if (!canvas) { return; }
-    const ctx = canvas.getContext("2d");
-    const w = canvas.width;
-    const h = canvas.height;
-    ctx.clearRect(0, 0, w, h);
-    const limitTop = Math.max(0, ...chart.limits.map((l) => l.per_second));
-    const top = Math.max(1, limitTop * 1.1, ...chart.points.map((p) => p.rate * 1.1));
-    const y = (v) => h - 4 - (v / top) * (h - 20);
-    ctx.font = "11px system-ui";
-    ctx.fillStyle = "#6b7280";
-    ctx.fillText(`${top.toFixed(0)}/s`, 4, 12);
-    for (const limit of chart.limits) {
-      ctx.strokeStyle = "#dc2626";
-      ctx.setLineDash([6, 4]);
-      ctx.beginPath();
-      ctx.moveTo(0, y(limit.per_second));
-      ctx.lineTo(w, y(limit.per_second));
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
-    if (chart.points.length > 1) {
-      const t0 = chart.points[0].t;
-      const span = Math.max(1, chart.points[chart.points.length - 1].t - t0);
-      ctx.strokeStyle = "#2563eb";
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      chart.points.forEach((p, i) => {
-        const x = ((p.t - t0) / span) * (w - 8) + 4;
-        if (i === 0) { ctx.moveTo(x, y(p.rate)); } else { ctx.lineTo(x, y(p.rate)); }
-      });
-      ctx.stroke();
-      ctx.lineWidth = 1;
-    }
-    $("#limits-legend").textContent = chart.limits.length
-      ? chart.limits.map((l) => `limit ${l.limiter}: ${l.per_second.toFixed(1)} requests/s`).join(" · ")
-      : "No rate limit on this job's task.";
+    window.lastChart = drawRates(canvas, chart.steps, chart.limits);
+    const s = chart.series;
+    const per = s && s.bucket_s > 1 ? `each point: the mean over ${s.bucket_s} s` : "one point a second";
+    $("#limits-legend").textContent = (chart.limits.length
+      ? chart.limits.map((l) => `limit ${l.limiter}: ${+l.per_second.toFixed(2)} requests/s (dashed)`).join(" · ")
+      : "No rate limit on this job's task.") + ` · ${per}; busiest second: ${s ? s.busiest_second : 0} items`;
   }
 
   async function loadFailed() {
@@ -296,14 +278,23 @@ function showJob(jobId) {
       $("#no-failed").hidden = page.data.length > 0;
       body.replaceChildren(...page.data.map((item) => {
         const row = document.createElement("tr");
-        for (const text of [
-          String(item.index),
-          item.error ? `${item.error.type}: ${item.error.message}` : "",
-          String(item.attempts),
-          JSON.stringify(item.input).slice(0, 80),
+        const input = JSON.stringify(item.input);
+        for (const [text, cls] of [
+          [String(item.index), ""],
+          [item.error ? `${item.error.type}: ${item.error.message}` : "", "wrap"],
+          [String(item.attempts), ""],
+          [input.length > 200 ? `${input.slice(0, 200)}…` : input, "clip"],
         ]) {
           const cell = document.createElement("td");
-          cell.textContent = text;
+          if (cls === "wrap") {  // a long error: three lines, all of it on hover
+            const clamp = document.createElement("div");
+            clamp.className = "clamp";
+            clamp.textContent = text;
+            clamp.title = text.slice(0, 4000);
+            cell.appendChild(clamp);
+          } else { cell.textContent = text; }
+          if (cls) { cell.className = cls; }
+          if (cls === "clip") { cell.title = input.slice(0, 2000); }
           row.appendChild(cell);
         }
         return row;
@@ -314,6 +305,7 @@ function showJob(jobId) {
   api(`/v1/jobs/${jobId}`).then((job) => {
     update(job);
     state.stream = follow(`/v1/jobs/${jobId}/events`, onEvent);
+    watchSeries();
   }).catch((error) => notice(error.message));
 }
 
@@ -321,8 +313,12 @@ function showJob(jobId) {
 
 function route() {
   notice("");
+  if (state.poll) { clearInterval(state.poll); state.poll = null; }
   const match = location.hash.match(/^#\/jobs\/([\w-]+)$/);
-  if (match) { showJob(match[1]); } else { showList(); }
+  if (match) { showJob(match[1]); }
+  else if (location.hash === "#/limiters") { showLimiters(); }
+  else if (location.hash === "#/workers") { showWorkers(); }
+  else { showList(); }
 }
 
 $("#key-form").addEventListener("submit", (event) => {

@@ -382,3 +382,20 @@ WHERE kind = :kind AND NOT ended AND expires_at > :due;
 
 -- name: tenants_of_jobs
 SELECT DISTINCT tenant FROM conveyor_jobs;
+
+-- name: add_rate
+INSERT INTO conveyor_job_rates (job_id, second, settled) VALUES (:job, :second, :n)
+ON CONFLICT (job_id, second) DO UPDATE SET settled = conveyor_job_rates.settled + excluded.settled;
+
+-- name: rate_series
+SELECT second, settled FROM conveyor_job_rates WHERE job_id = :job ORDER BY second;
+
+-- name: worker_leases
+-- Each worker holding a lease, with each job it runs items of now and how many (a worker with
+-- none: one row, job NULL). Read through the running jobs, whose running items are indexed.
+SELECT w.id, w.lease_until, r.job_id, count(r.idx)
+FROM conveyor_workers AS w LEFT JOIN (
+    SELECT items.worker, items.job_id, items.idx FROM conveyor_jobs AS jobs
+    JOIN conveyor_items AS items ON items.job_id = jobs.id AND items.state = 'running'
+    WHERE jobs.running > 0) AS r ON r.worker = w.id
+GROUP BY w.id, w.lease_until, r.job_id ORDER BY w.id, r.job_id;

@@ -341,3 +341,20 @@ SELECT min(expires_at) FROM batches WHERE kind = :kind AND ended = 0 AND expires
 
 -- name: tenants_of_jobs
 SELECT DISTINCT tenant FROM jobs;
+
+-- name: add_rate
+INSERT INTO job_rates (job_id, second, settled) VALUES (:job, :second, :n)
+ON CONFLICT (job_id, second) DO UPDATE SET settled = settled + excluded.settled;
+
+-- name: rate_series
+SELECT second, settled FROM job_rates WHERE job_id = :job ORDER BY second;
+
+-- name: worker_leases
+-- Each worker holding a lease, with each job it runs items of now and how many (a worker with
+-- none: one row, job NULL). Read through the running jobs, whose running items are indexed.
+SELECT w.id, w.lease_until, r.job_id, count(r.idx)
+FROM workers AS w LEFT JOIN (
+    SELECT items.worker, items.job_id, items.idx FROM jobs
+    JOIN items INDEXED BY items_by_state ON items.job_id = jobs.id AND items.state = 'running'
+    WHERE jobs.running > 0) AS r ON r.worker = w.id
+GROUP BY w.id, w.lease_until, r.job_id ORDER BY w.id, r.job_id;
