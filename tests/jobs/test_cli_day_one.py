@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.cli import main
-from conveyor.cli.jobs_view import job_line, jobs_table, step_text
-from conveyor.jobs.model import Counts, Job, JobOptions
+from conveyor.cli.jobs_view import job_line, jobs_table
+from conveyor.jobs.model import Counts, Job, JobOptions, step_text
 
 from ..services import free_port
 

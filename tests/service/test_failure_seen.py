@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 
 from conveyor.cli import main as cli
-from conveyor.jobs import App, MemoryStore
+from conveyor.jobs import App, Jobs, MemoryStore
 from conveyor.jobs.model import ItemResult, JobOptions, NewJob
 from conveyor.jobs.stores.sqlite import SqliteStore
 from conveyor.service import create_app
 
-from .conftest import FAST_WORKER, config
+from .conftest import FAST_WORKER, api, config
 from .test_batches import jsonl, line, service, until, upload
 
 
@@ -155,3 +155,24 @@ def test_an_openai_batch_whose_every_request_failed_completes_with_an_error_file
     assert done.output_file_id is None
     assert (done.request_counts.completed, done.request_counts.failed) == (0, 2)
     assert sorted(json.loads(x)["custom_id"] for x in errors.splitlines()) == ["a", "b"]
+
+
+def test_a_job_no_worker_claimed_says_what_it_waits_for(tmp_path):
+    """A queued job with no step says which worker it waits for, never nothing.
+
+    Its task was submitted elsewhere (`conveyor jobs submit` without ``--app``) and no worker
+    has it yet.
+    """
+    store = MemoryStore()
+
+    async def main() -> tuple[Any, Any]:
+        job = await Jobs(store).submit("extarct", [1])  # as `conveyor jobs submit` without --app
+        async with api(config(tmp_path), worker=False, store=store) as s:
+            shown = await s.client.get(f"/v1/jobs/{job.id}")
+            listed = await s.client.get("/v1/jobs")
+            return shown.json(), listed.json()["data"][0]
+
+    shown, listed = asyncio.run(main())
+    assert shown["status"] == "queued"
+    assert shown["step"] == "waiting for a worker with task 'extarct'"
+    assert listed["step"] == shown["step"]

@@ -11,6 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..jobs.model import step_text
 from .run_view import format_duration
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ __all__ = [
     "job_line",
     "job_table",
     "jobs_table",
-    "step_text",
     "unchecked_task_note",
     "watch_view",
 ]
@@ -50,24 +50,6 @@ def counts_text(job: Job) -> str:
         f"{c.settled:,}/{c.total:,} settled: {c.succeeded:,} succeeded, {c.failed:,} failed,"
         f" {c.cancelled:,} cancelled, {c.running:,} running, {c.pending:,} pending"
     )
-
-
-def step_text(job: Job) -> str | None:
-    """The job's step; for a queued job with none, what it waits for (a worker with its task).
-
-    A worker claims only the jobs whose task it has: until one with this task starts, the
-    job stays queued, and this says why rather than nothing.
-
-    >>> from conveyor.jobs.model import Counts, Job, JobOptions
-    >>> step_text(Job(id="j", task="extarct", options=JobOptions(), status="queued",
-    ...               counts=Counts(total=1, pending=1)))
-    "waiting for a worker with task 'extarct'"
-    """
-    if job.step:
-        return job.step
-    if job.status == "queued":
-        return f"waiting for a worker with task {job.task!r}"
-    return None
 
 
 def unchecked_task_note(task: str, ran: set[str]) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "admit",
     "budget_options",
     "reopens",
+    "step_text",
 ]
 
 JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
@@ -426,3 +427,21 @@ class ItemResult:
     error_type: str | None = None
     error_message: str | None = None
     finished_at: float | None = None
+
+
+def step_text(job: Job) -> str | None:
+    """The job's step; for a queued job with none, what it waits for (a worker with its task).
+
+    A worker claims only the jobs whose task it has: until one with this task starts, the
+    job stays queued, and this says why rather than nothing.
+
+    >>> from conveyor.jobs.model import Counts, Job, JobOptions
+    >>> step_text(Job(id="j", task="extarct", options=JobOptions(), status="queued",
+    ...               counts=Counts(total=1, pending=1)))
+    "waiting for a worker with task 'extarct'"
+    """
+    if job.step:
+        return job.step
+    if job.status == "queued":
+        return f"waiting for a worker with task {job.task!r}"
+    return None

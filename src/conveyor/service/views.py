@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..jobs.model import step_text
 from ..policy.rates import period_s
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def job_view(
         "task": job.task,
         "status": job.status,
         "progress": round(job.progress, 2),
-        "step": job.step,
+        "step": step_text(job),
         "counts": {
             "total": c.total,
             "pending": c.pending,
