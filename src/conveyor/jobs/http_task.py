@@ -19,6 +19,14 @@ same tenant through the same task is not sent: the stored answer is the item's r
 by the ``x-conveyor-cache: hit`` header. Only successful answers are stored, and only as they
 are stored as results: redacted (`conveyor.llm.scoped_cache.ScopedCache`). The task counts
 tokens and cost in `tally`.
+
+Limits: an item costs what ``conveyor run`` charges its line (`conveyor.http.setup.request_costs`):
+its tokens, input tokens (the prompt's estimate) and output tokens (``max_tokens``), or its
+line's own ``cost``; each limiter of the job takes the dimensions it limits (an OpenAI-shaped
+connection its tokens, an Anthropic-shaped one its input and output apart). The answer's
+``usage`` then settles them in every limiter of the attempt, as ``conveyor run`` does by
+default: input and output tokens to what was used, a total above the estimate charged, one
+below it kept (OpenAI charges ``max_tokens`` up front).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from ..errors import ConfigError
 from ..http.client import AiohttpTransport, HttpTask
 from ..http.redact import CREDENTIAL_HEADERS, Redactor
 from ..http.request import InvalidLine, credential_headers, parse_line
+from ..http.setup import request_costs
 from ..http.tally import BatchTally
 from ..limits.limiter import Limiter
 
@@ -48,6 +57,9 @@ if TYPE_CHECKING:
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
+
+#: The dimensions an item's cost names (`request_costs`).
+_DIMENSIONS = ("tokens", "input_tokens", "output_tokens")
 
 
 class HttpJobTask:
@@ -124,9 +136,16 @@ class HttpJobTask:
             raise ValueError(msg)
         return parsed
 
-    def cost(self, item: Any) -> float:
-        """The item's token estimate (its line's ``cost``, else the request's estimate)."""
-        return self._parse(item, 0).cost
+    def cost(self, item: Any) -> dict[str, float]:
+        """The item's cost per token dimension (`request_costs`); nothing for one not sendable.
+
+        An item the task cannot send fails when called, without a call: it costs no limiter
+        anything, in any of its dimensions.
+        """
+        try:
+            return request_costs(self._parse(item, 0))
+        except ValueError:
+            return dict.fromkeys(_DIMENSIONS, 0.0)
 
     def bound_usd(self, item: Any) -> tuple[str | None, float | None]:
         """The item's model and the most it may cost: its prompt plus all of max_tokens."""
@@ -160,6 +179,7 @@ class HttpJobTask:
                 limiter=Limiter("http"),
                 observe=False,
                 tally=self.tally,
+                usage="raise",
                 redact=self._redact or None,
                 hooks=self._hooks,
             )

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
     from ..engine.api import Stream
     from ..engine.events import Event
+    from ..limits.costs import Cost
     from ..limits.limiter import Limiter
     from .app import Task
     from .model import Claim, ClaimedItem, Job
@@ -506,15 +508,19 @@ class JobRun:
                         await asyncio.gather(self._write, return_exceptions=True)
             await self._finish()
 
-    def _cost_of(self) -> Callable[[ClaimedItem], float] | None:
-        """The task's cost estimate of a claimed item (tokens, for token limiters), if any."""
+    def _cost_of(self) -> Callable[[ClaimedItem], Cost] | None:
+        """The task's cost estimate of a claimed item (for token limiters), if any.
+
+        A number of tokens, or units per dimension (the http task's: tokens, input, output).
+        """
         estimate = self._task.cost
         if estimate is None:
             return None
 
-        def cost(item: ClaimedItem) -> float:
+        def cost(item: ClaimedItem) -> Cost:
             try:
-                return float(estimate(json.loads(item.input_json)))
+                value = estimate(json.loads(item.input_json))
+                return value if isinstance(value, Mapping) else float(value)
             except Exception:  # an item the task refuses is failed by the task, not here
                 return 0.0
 
