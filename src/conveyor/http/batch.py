@@ -304,7 +304,7 @@ class Batch:
         """Hold the budget `request` may use: None, or why not and whether waiting can't help."""
         budget = self.llm.max_cost_usd
         assert budget is not None
-        model, bound = self._prices.request_bound_usd(request.body)
+        model, bound = request.model, self._prices.bound_usd(request.model, *request.most_tokens)
         if bound is None:
             why = (
                 f"no price for the model {model!r} of {request.custom_id}: the budget"
