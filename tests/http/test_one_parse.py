@@ -1,43 +1,18 @@
 """`conveyor run` parses each request once and each answer once, however many attempts."""
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from conveyor import Retry
-from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, RawAnswer, prepare
+from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
 from conveyor.llm import LlmOptions, PriceTable
 
-from ..parse_counts import PARSE, count_parses
+from ..parse_counts import PARSE, EveryThirdFailsOnce, count_parses
 from .helpers import id_counts, write_requests
 
 N = 100
 PRICES = PriceTable.parse('[models."mock-1"]\ninput = 1.0\noutput = 2.0\n')
-_OK = RawAnswer(
-    200,
-    {"content-type": "application/json"},
-    b'{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}',
-)
-_BUSY = RawAnswer(503, {"content-type": "application/json"}, b'{"error": {"message": "busy"}}')
-
-
-class _EveryThirdFailsOnce:
-    """Answers 503 to the first attempt of every third request, 200 to everything else."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.seen: set[bytes] = set()
-
-    async def __call__(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> RawAnswer:
-        self.calls += 1
-        assert body is not None
-        if self.calls % 3 == 0 and body not in self.seen:
-            self.seen.add(body)
-            return _BUSY
-        return _OK
 
 
 @pytest.mark.parametrize("budget", [None, 100.0], ids=["plain", "budget"])
@@ -53,7 +28,7 @@ def test_each_request_is_parsed_and_encoded_once_and_each_answer_parsed_once(
         BatchFiles(input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl"),
         Endpoint(base_url="http://api.test"),
     )
-    api = _EveryThirdFailsOnce()
+    api = EveryThirdFailsOnce()
     batch = Batch(
         plan,
         limits=BatchLimits(concurrency=10),

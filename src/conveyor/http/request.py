@@ -57,6 +57,7 @@ __all__ = [
     "is_routing_header",
     "join_url",
     "parse_line",
+    "parse_value",
 ]
 
 #: The HTTP methods a line may use.
@@ -178,6 +179,24 @@ def parse_line(
         except UnicodeDecodeError:
             blank = False
         return None if blank else _invalid(line, None, exc.problem)
+    return parse_value(
+        data, line, base_url=base_url, default_url=default_url, identify_only=identify_only
+    )
+
+
+def parse_value(
+    data: Any,
+    line: int,
+    *,
+    base_url: str | None = None,
+    default_url: str | None = None,
+    identify_only: bool = False,
+) -> Request | InvalidLine:
+    """`parse_line` for a line already parsed from JSON (a job's stored item): no JSON is read.
+
+    `data` must come from JSON text read by `conveyor._json.loads` (or checked by
+    `parse_line` before it was stored): its depth is not checked again.
+    """
     if not isinstance(data, dict):
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     if "body" in data and data.keys() <= _FIELDS:

@@ -98,6 +98,9 @@ def _claim_target(concurrency: int) -> int:
     return concurrency + max(1, concurrency // 4)
 
 
+_UNREAD = object()  # an item whose input was not read for its next attempt yet
+
+
 class JobRun:
     """Runs the claimed items of one job on one worker; see the module docstring."""
 
@@ -138,6 +141,9 @@ class JobRun:
         self._marked: set[int] = set()
         self._yielded = 0
         self._finished = 0
+        # An item's input read for its next attempt's cost or budget, taken by the attempt:
+        # one parse per attempt, and each attempt still gets a value of its own.
+        self._read: dict[int, Any] = {}
         #: Why the run stopped admitting items early (the budget), or None.
         self.halted: str | None = None
         max_usd = claim.job.options.max_cost_usd
@@ -156,7 +162,7 @@ class JobRun:
             item = self._queue.popleft()
             if self._budget is not None:
                 try:
-                    why = await self._budget.admit(item, stopped=self._stopped)
+                    why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
                 except BaseException:  # the run closed while it waited
                     self._queue.appendleft(item)
                     raise
@@ -210,7 +216,9 @@ class JobRun:
         ctx = TaskContext(
             item.job_id, item.index, item.attempts, self._report, tenant=self.job.tenant
         )
-        item_input = json.loads(item.input_json)
+        item_input = self._read.pop(item.index, _UNREAD)
+        if item_input is _UNREAD:
+            item_input = json.loads(item.input_json)
         with self._worker.observers.attempt(self.job, item, item_input) as answered:
             value = await self._task.call(item_input, ctx)
             answered(value)
@@ -231,6 +239,7 @@ class JobRun:
         o = event.outcome
         item: ClaimedItem = o.item
         self._finished += 1
+        self._read.pop(item.index, None)
         if self._budget is not None:
             self._budget.release(item.index)
         attempts = o.attempts
@@ -519,12 +528,19 @@ class JobRun:
 
         def cost(item: ClaimedItem) -> Cost:
             try:
-                value = estimate(json.loads(item.input_json))
+                value = estimate(self._input(item))
                 return value if isinstance(value, Mapping) else float(value)
             except Exception:  # an item the task refuses is failed by the task, not here
                 return 0.0
 
         return cost
+
+    def _input(self, item: ClaimedItem) -> Any:
+        """`item`'s input for its next attempt, parsed once (`_call` takes it)."""
+        value = self._read.get(item.index, _UNREAD)
+        if value is _UNREAD:
+            value = self._read[item.index] = json.loads(item.input_json)
+        return value
 
     async def _finish(self) -> None:
         """Write what is left and give back what never ran; through an outage, however long.
