@@ -29,7 +29,9 @@ strict sliding window's "0 left, full again in 1 s", cost 11-15% of the throughp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import importlib.util
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,7 @@ from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result, result_line
 from .setup import (
+    CONNECT_TIMEOUT_S,
     cost_function,
     open_session,
     refuse_a_check_that_cannot_pass,
@@ -55,8 +58,6 @@ from .tally import BatchTally
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-
-    import aiohttp
 
     from ..engine.api import Stream
     from ..engine.report import Summary
@@ -158,20 +159,12 @@ class Batch:
         self._closing = asyncio.get_running_loop().create_future()
         if self._stopped:
             self._closing.set_result(None)
-        session: aiohttp.ClientSession | None = None
-        transport = self._transport
-        if transport is None:
-            session = open_session(self.limits.concurrency, dated=self.limits.window_s is not None)
-            transport = AiohttpTransport(session)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            transport = self._transport or await _open_transport(self.limits, stack)
             if self._cache is not None:
+                stack.push_async_callback(self._cache.aclose)
                 await self._cache.check()  # an unreachable Redis stops the run before it starts
             summary = await self._run(transport)
-        finally:
-            if session is not None:
-                await session.close()
-            if self._cache is not None:
-                await self._cache.aclose()
         if self._error is not None:
             raise self._error
         invalid = self.tally.invalid
@@ -383,6 +376,22 @@ class Batch:
         except OutputError as exc:
             self._error = exc
             self.stop()
+
+
+async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
+    """The run's transport, closed with `stack`: pyreqwest's where it serves, else aiohttp's.
+
+    Admissions dated when the headers go out (``--window``) need aiohttp's trace hooks; every
+    other run goes through pyreqwest when it is installed (`conveyor.http.reqwest`).
+    """
+    if limits.window_s is None and importlib.util.find_spec("pyreqwest") is not None:
+        from .reqwest import ReqwestTransport, open_client  # noqa: PLC0415 - optional
+
+        client = open_client(limits.concurrency, connect_timeout_s=CONNECT_TIMEOUT_S)
+        return ReqwestTransport(await stack.enter_async_context(client))
+    session = open_session(limits.concurrency, dated=limits.window_s is not None)
+    stack.push_async_callback(session.close)
+    return AiohttpTransport(session)
 
 
 async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, Response]) -> None:
