@@ -161,7 +161,10 @@ class Batch:
         session: aiohttp.ClientSession | None = None
         transport = self._transport
         if transport is None:
-            session = open_session(self.limits.concurrency, dated=self.limits.window_s is not None)
+            # A window dates its admissions when the headers go out; a bucket learns how late
+            # they go out (conveyor.policy.lateness). Paced limits need neither.
+            shaped = self.limits.window_s is not None or self.limits.bucket_s is not None
+            session = open_session(self.limits.concurrency, dated=shaped)
             transport = AiohttpTransport(session)
         try:
             if self._cache is not None:
