@@ -92,7 +92,8 @@ class Batch:
         plan: what to run (from `prepare`); the batch writes to its results file.
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
-        transport: the HTTP I/O; default: aiohttp, one session for the run.
+        transport: the HTTP I/O; default: one client for the run, pyreqwest's for paced limits
+            when installed (`conveyor.http.reqwest`), else aiohttp's.
         llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
@@ -381,15 +382,17 @@ class Batch:
 async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
     """The run's transport, closed with `stack`: pyreqwest's where it serves, else aiohttp's.
 
-    Admissions dated when the headers go out (``--window``) need aiohttp's trace hooks; every
-    other run goes through pyreqwest when it is installed (`conveyor.http.reqwest`).
+    A window dates its admissions when the headers go out; a bucket learns how late they go
+    out (`conveyor.policy.lateness`): both need aiohttp's trace hooks. Paced limits need
+    neither, and go through pyreqwest when it is installed (`conveyor.http.reqwest`).
     """
-    if limits.window_s is None and importlib.util.find_spec("pyreqwest") is not None:
+    shaped = limits.window_s is not None or limits.bucket_s is not None
+    if not shaped and importlib.util.find_spec("pyreqwest") is not None:
         from .reqwest import ReqwestTransport, open_client  # noqa: PLC0415 - optional
 
         client = open_client(limits.concurrency, connect_timeout_s=CONNECT_TIMEOUT_S)
         return ReqwestTransport(await stack.enter_async_context(client))
-    session = open_session(limits.concurrency, dated=limits.window_s is not None)
+    session = open_session(limits.concurrency, dated=shaped)
     stack.push_async_callback(session.close)
     return AiohttpTransport(session)
 

@@ -4,8 +4,9 @@ Chosen by the numbers (docs/decisions.md, ``bench/clients.py``, ``bench/http.py`
 4): at 200 requests in flight on a 2-core machine, the same request and answer cost about
 60-90 us of the client process's CPU through pyreqwest against 140-170 us through aiohttp,
 and the runner is CPU-bound there. `conveyor.http.Batch` uses it when pyreqwest is installed
-and admissions need not be dated when their headers leave (``--window``: only aiohttp's trace
-hooks tell that moment, `conveyor.engine.sendtime`); aiohttp otherwise.
+and the limits are paced: a window (``--window``) dates admissions when their headers leave and
+a bucket (``--bucket``) learns how late they leave, which only aiohttp's trace hooks tell
+(`conveyor.engine.sendtime`); those runs go through aiohttp.
 
 As `AiohttpTransport`: redirects are not followed (a redirect would carry the run's headers,
 its credentials, wherever it points); the engine times each attempt (``--timeout``), only

@@ -102,7 +102,11 @@ def refuse_a_check_that_cannot_pass(llm: LlmOptions, plan: Plan) -> None:
 
 
 def open_session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
-    """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
+    """The run's session; `dated`: calls are dated when their headers go out.
+
+    A window counts its admissions from then (exact mode); a bucket learns how late calls go
+    out (`conveyor.policy.lateness`).
+    """
     import aiohttp  # noqa: PLC0415 - only the batch runner needs it
 
     from ..engine.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
