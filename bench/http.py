@@ -16,6 +16,12 @@ Scenarios (issue: batch runner):
 2. The rate-limited work of bench/limits.py (token costs 10-390, 3,600 rpm and 540,000 tpm
    over a strict 1 s window): zero 429s, within 3% of the ideal.
 3. 5% 500s and 1% hangs, no rate limit (2,000 requests): every item settled.
+4. CPU per request: 200,000 requests, concurrency 200, 5 ms latency, no limit: the client's
+   CPU is the bottleneck. ``conveyor run``'s runner (on the loop ``conveyor run`` runs,
+   `conveyor._loop`) against the aiohttp + Semaphore loop (on asyncio's loop, as written by
+   hand), each run in a fresh process of its own (so that its peak memory, ``ru_maxrss``, is
+   its own), interleaved over ``--big-rounds`` rounds (default 2). Target: Conveyor at >= 1.5x
+   the loop's requests a second (median of rounds), under 200 MB peak.
 
 Time is measured the way the issue defines it, "from the first request to the last answer", by
 the mock API itself (``active_s`` of ``/stats``): the same clock for every contender, and
@@ -40,7 +46,8 @@ HTTP library, no JSON, nothing written) each round: the floor of the work on thi
 which shows what part of the distance to the ideal no client can close. Scenario 1 starts with
 a round of every contender that is not counted: the first round of each ran 1-4% slow.
 
-Run it with ``python bench/http.py [--rounds N]``; each scenario prints a table and the checks.
+Run it with ``python bench/http.py [--rounds N] [--only 1,4]``; each scenario prints a table
+and the checks.
 """
 
 from __future__ import annotations
@@ -60,7 +67,9 @@ import gc
 import importlib.util
 import json
 import math
+import resource
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +81,7 @@ import tenacity
 from aiolimiter import AsyncLimiter
 
 import conveyor
+from conveyor._loop import run as run_on_conveyors_loop
 from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
 from conveyor.mockapi import Faults, MockConfig, run_in_process
 
@@ -474,15 +484,106 @@ def versus_peers(number: str, results: list[list[dict[str, Any]]]) -> tuple[str,
     return text, worst_bound <= TOLERANCE
 
 
+BIG_CONTENDERS = ("conveyor run", "aiohttp+Semaphore")
+
+
+def _one_big_run(name: str, base: str, path: Path, c: int) -> None:
+    """Run one contender of scenario 4 in this (fresh) process; print its figures as JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.jsonl"
+        started, cpu = time.perf_counter(), time.process_time()
+        if name == "conveyor run":
+            gc.collect()
+            gc.freeze()  # as `conveyor run` does
+            ok = run_on_conveyors_loop(run_conveyor(base, path, out, c, False, False))
+        else:
+            lines = read_requests(path)
+            ok = asyncio.run(run_semaphore(base, lines, out, c, False))
+        wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"ok": ok, "wall_s": wall_s, "cpu_s": cpu_s, "peak_mb": peak_mb}))
+
+
+def scenario_cpu(n: int, c: int, latency_ms: float, rounds: int) -> list[tuple[str, bool]]:
+    """Scenario 4: requests a second and peak memory, Conveyor against the hand-written loop."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in BIG_CONTENDERS}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "requests.jsonl"
+        write_requests(path, [1] * n)
+        with run_in_process(MockConfig(latency_ms=latency_ms, seed=1), processes=2) as base:
+            for round_number in range(rounds):
+                start = round_number % len(BIG_CONTENDERS)
+                for name in BIG_CONTENDERS[start:] + BIG_CONTENDERS[:start]:
+                    asyncio.run(_reset(base))
+                    argv = [sys.executable, __file__, "--one", name, base, str(path), str(c)]
+                    # This very script, with arguments it made itself: nothing untrusted.
+                    done = subprocess.run(argv, capture_output=True, text=True, check=True)  # noqa: S603
+                    run = json.loads(done.stdout.strip().splitlines()[-1])
+                    run["seconds"] = asyncio.run(_stats(base))["active_s"]
+                    run["rps"] = n / run["seconds"]
+                    runs[name].append(run)
+                    print(
+                        f"  round {round_number + 1} {name:<20} {run['rps']:>7.0f} req/s"
+                        f" cpu {run['cpu_s'] / n * 1e6:>4.0f} us/req"
+                        f" peak {run['peak_mb']:>5.0f} MB",
+                        flush=True,
+                    )
+    print(f"\nscenario 4: {n:,} requests, concurrency {c}, {latency_ms:g} ms; {rounds} rounds")
+    print(f"{'contender':<22} {'settled ok':>10} {'req/s':>8} {'cpu us/req':>10} {'peak MB':>8}")
+    medians = {}
+    for name, rs in runs.items():
+        rps = statistics.median(r["rps"] for r in rs)
+        cpu = statistics.median(r["cpu_s"] for r in rs) / n * 1e6
+        peak = max(r["peak_mb"] for r in rs)
+        medians[name] = (rps, peak)
+        print(f"{name:<22} {rs[-1]['ok']:>10} {rps:>8.0f} {cpu:>10.0f} {peak:>8.0f}")
+    ours, loop = medians["conveyor run"], medians["aiohttp+Semaphore"]
+    ratio = ours[0] / loop[0]
+    return [
+        (f"4: conveyor run at {ratio:.2f}x the loop's requests/s (target >= 1.5)", ratio >= 1.5),
+        (f"4: conveyor run peak {ours[1]:.0f} MB (target < 200)", ours[1] < 200),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--rounds", type=int, default=12, help="rounds of scenarios 1 and 3 (12; at least 5)"
     )
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--big-rounds", type=int, default=2, help="rounds of scenario 4 (2)")
+    parser.add_argument("--only", default="1,2,3,4", help="the scenarios to run (1,2,3,4)")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # scenario 4's child
+    args = parser.parse_args()
+    if args.one:
+        name, base, path, c = args.one
+        _one_big_run(name, base, Path(path), int(c))
+        return 0
+    rounds, only = args.rounds, set(args.only.split(","))
     if rounds < 5:
         parser.error(f"--rounds {rounds}: at least 5 rounds are needed to bound the difference")
     checks: list[tuple[str, bool]] = []
+    if "4" in only:
+        checks += scenario_cpu(200_000, 200, 5.0, args.big_rounds)
+    results: list[tuple[str, list[list[dict[str, Any]]]]] = []
+    if "1" in only:
+        _scenario_1(rounds, checks, results)
+    if "2" in only:
+        _scenario_2(checks, results)
+    if "3" in only:
+        _scenario_3(rounds, checks, results)
+    for number, result in results:
+        checks.append(versus_peers(number, result))
+    print()
+    for text, ok in checks:
+        print(("PASS  " if ok else "FAIL  ") + text)
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+def _scenario_1(
+    rounds: int,
+    checks: list[tuple[str, bool]],
+    results: list[tuple[str, list[list[dict[str, Any]]]]],
+) -> None:
     # 1: throughput, no limit.
     n, c, latency = 5_000, 100, 50.0
     ideal = n / c * latency / 1000
@@ -506,6 +607,12 @@ def main() -> int:
             share >= 0.93,
         )
     )
+    results.append(("1", r1))
+
+
+def _scenario_2(
+    checks: list[tuple[str, bool]], results: list[tuple[str, list[list[dict[str, Any]]]]]
+) -> None:
     # 2: the rate-limited work.
     reqs = shared.make_requests()
     costs = [r.cost for r in reqs]
@@ -532,6 +639,14 @@ def main() -> int:
         )
     )
     checks.append((f"2: conveyor run {ratio:.3f}x ideal (target <= 1.03)", ratio <= 1.03))
+    results.append(("2", r2))
+
+
+def _scenario_3(
+    rounds: int,
+    checks: list[tuple[str, bool]],
+    results: list[tuple[str, list[list[dict[str, Any]]]]],
+) -> None:
     # 3: faults.
     n3 = 2_000
     ideal = n3 / 50 * shared.LATENCY_MS / 1000
@@ -557,12 +672,7 @@ def main() -> int:
             settled == n3,
         )
     )
-    for number, results in (("1", r1), ("2", r2), ("3", r3)):
-        checks.append(versus_peers(number, results))
-    print()
-    for text, ok in checks:
-        print(("PASS  " if ok else "FAIL  ") + text)
-    return 0 if all(ok for _, ok in checks) else 1
+    results.append(("3", r3))
 
 
 if __name__ == "__main__":

@@ -30,14 +30,15 @@ MODULES = _modules()
 
 
 class _Imports(ast.NodeVisitor):
-    def __init__(self, module: str) -> None:
+    def __init__(self, module: str, *, typing_too: bool = False) -> None:
         self.module = module
+        self.typing_too = typing_too
         is_package = MODULES[module].name == "__init__.py"
         self.package = module.split(".") if is_package else module.split(".")[:-1]
         self.found: set[str] = set()
 
     def visit_If(self, node: ast.If) -> None:
-        if "TYPE_CHECKING" in ast.unparse(node.test):
+        if not self.typing_too and "TYPE_CHECKING" in ast.unparse(node.test):
             for statement in node.orelse:
                 self.visit(statement)
             return
@@ -60,16 +61,18 @@ class _Imports(ast.NodeVisitor):
         self.found.update(alias.name for alias in node.names if alias.name in MODULES)
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(*, typing_too: bool = False) -> dict[str, set[str]]:
     graph = {}
     for module, path in MODULES.items():
-        visitor = _Imports(module)
+        visitor = _Imports(module, typing_too=typing_too)
         visitor.visit(ast.parse(path.read_text(encoding="utf-8")))
         graph[module] = visitor.found - {module}
     return graph
 
 
 GRAPH = _graph()
+#: The same, with the imports made for the type checker only (under ``if TYPE_CHECKING:``).
+TYPED_GRAPH = _graph(typing_too=True)
 
 
 def _circle(graph: dict[str, set[str]]) -> list[str]:
@@ -86,10 +89,10 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _breaks(layer: str, allowed: set[str]) -> list[str]:
+def _breaks(layer: str, allowed: set[str], graph: dict[str, set[str]] | None = None) -> list[str]:
     return sorted(
         f"{module} -> {target}"
-        for module, targets in GRAPH.items()
+        for module, targets in (GRAPH if graph is None else graph).items()
         if _layer(module) == layer
         for target in targets
         if _layer(target) not in allowed | {layer}
@@ -123,18 +126,21 @@ def test_no_import_circle() -> None:
             "limits",
             {"errors", "_clock", "_json", "_urls", "policy", "engine", "_version", "testing"},
         ),
+        # The answer value, shared by the HTTP runner and the LLM layer: below both.
+        ("wire", {"_json"}),
     ],
 )
 def test_layer_imports_only_what_is_below_it(layer: str, allowed: set[str]) -> None:
     assert _breaks(layer, allowed) == []
 
 
-#: What `llm/` still takes from `http/` (to be emptied).
-LLM_FROM_HTTP = {
-    "conveyor.llm.scoped_cache -> conveyor.http.response",
-}
-
-
 def test_llm_needs_nothing_of_the_http_runner() -> None:
+    """No module of `llm/` imports `http/`, not even for the type checker."""
     every_layer = {_layer(module) for module in MODULES}
-    assert set(_breaks("llm", every_layer - {"http"})) == LLM_FROM_HTTP
+    assert _breaks("llm", every_layer - {"http"}, TYPED_GRAPH) == []
+
+
+def test_the_typed_graph_is_read() -> None:
+    """The check above means something only if imports under TYPE_CHECKING are read too."""
+    assert "conveyor.llm.cache" in TYPED_GRAPH["conveyor.llm.hooks"]
+    assert "conveyor.llm.cache" not in GRAPH["conveyor.llm.hooks"]

@@ -1,11 +1,10 @@
 """The Claude route's contenders in this interpreter: the SDK baseline and Conveyor's three ways.
 
 Each is a coroutine function of the mock's base URL, the work and a scratch folder that returns
-how many requests were answered. Conveyor's three are stubs until their parts land: they raise
-`NotAvailableYet` (a `NotImplementedError`) naming what they will call, before sending anything,
-and the route prints them as "not available yet". The helpers they will use (`settle_all`,
-`write_lines`, `drive_message_batches`, `claude_limiter`) are here and used or tested now, so at
-merge only the stubs' bodies change.
+how many requests were answered. Conveyor's three (``conveyor run``'s runner, the wrapped
+``anthropic`` client, the Message Batches API) keep the mock's limits: requests, input and output
+tokens a minute, in buckets of a second. A way not in a tree yet may raise `NotAvailableYet` (a
+`NotImplementedError`) before sending anything; the route prints it as "not available yet".
 """
 
 from __future__ import annotations
@@ -16,8 +15,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anthropic
+import httpx2
 
 import conveyor
+from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
+from conveyor.jobs import App
+from conveyor.jobs.worker import WorkerOptions
+from conveyor.llm import limit_anthropic
+from conveyor.service import ServiceConfig, create_app
+from conveyor.service.config import Connection
 
 from .work import BURST_S, CONCURRENCY, ITPM, OTPM, RPM
 
@@ -41,6 +47,9 @@ __all__ = [
 
 ATTEMPTS = 10
 BATCH_DEADLINE_S = 300.0
+#: How Conveyor's runner and wrapped client retry (bench/llm.py's OpenAI route's): 529s after
+#: a short backoff, 429s after their retry-after.
+RETRY = conveyor.Retry(attempts=ATTEMPTS, base_delay_s=0.05, max_delay_s=1.0, timeout_s=30.0)
 
 
 class NotAvailableYet(NotImplementedError):
@@ -103,57 +112,73 @@ def write_lines(work: list[Request], path: Path) -> Path:
 async def run_conveyor_run(base: str, work: list[Request], tmp: Path) -> int:
     """``conveyor run``'s runner on the work's lines (url ``/v1/messages``), Anthropic's limits.
 
-    At merge: ``plan = prepare(BatchFiles(input=write_lines(work, tmp / "claude.jsonl"),
-    output=tmp / "claude-out.jsonl"), Endpoint(base_url=base))``, then
-    ``Batch(plan, limits=BatchLimits(concurrency=CONCURRENCY, requests_per_minute=RPM,
-    input_tokens_per_minute=ITPM, output_tokens_per_minute=OTPM, bucket_s=BURST_S),
-    retry=conveyor.Retry(attempts=ATTEMPTS, ...)).run()``; return ``summary.succeeded``
-    (bench/llm.py's `run_runner` does the same on the OpenAI route).
+    What ``conveyor run claude.jsonl --base-url MOCK --rpm ... --input-tpm ... --output-tpm
+    ... --limit-bucket 1s --concurrency 50`` does (bench/llm.py's `run_runner` does the same
+    on the OpenAI route); returns the requests that succeeded.
     """
-    del base, work, tmp
-    msg = (
-        "conveyor run on /v1/messages lines: conveyor.http.Batch with BatchLimits("
-        "input_tokens_per_minute=..., output_tokens_per_minute=..., bucket_s=...)"
+    files = BatchFiles(
+        input=write_lines(work, tmp / "claude.jsonl"), output=tmp / "claude-out.jsonl"
     )
-    raise NotAvailableYet(msg)
+    plan = prepare(files, Endpoint(base_url=base))
+    limits = BatchLimits(
+        concurrency=CONCURRENCY,
+        requests_per_minute=RPM,
+        input_tokens_per_minute=ITPM,
+        output_tokens_per_minute=OTPM,
+        bucket_s=BURST_S,
+    )
+    try:
+        result = await Batch(plan, limits=limits, retry=RETRY).run()
+    finally:
+        plan.close()
+    return result.summary.succeeded
 
 
-async def run_limit_anthropic(base: str, work: list[Request], tmp: Path) -> int:
+async def run_limit_anthropic(base: str, work: list[Request], tmp: Path) -> int:  # noqa: ARG001
     """The wrapped client: ``conveyor.llm.limit_anthropic`` over ``AsyncAnthropic``, one limiter.
 
-    At merge: ``async with anthropic.AsyncAnthropic(base_url=base, api_key="unused",
-    max_retries=0) as raw: client = limit_anthropic(raw, limiters=[claude_limiter()],
-    retry=conveyor.Retry(attempts=ATTEMPTS, ...))``, then ``settle_all(lambda r:
-    client.messages.create(**r.body()), work, concurrency=CONCURRENCY)``.
+    The SDK's own retries are off (the wrapper retries through the limiter); 50 calls at a
+    time, as the baseline.
     """
-    del base, work, tmp
-    msg = (
-        "conveyor.llm.limit_anthropic(anthropic.AsyncAnthropic(base_url=mock, max_retries=0),"
-        " limiters=[Limiter(requests_per_minute=..., input_tokens_per_minute=...,"
-        " output_tokens_per_minute=..., bucket_s=1)])"
-    )
-    raise NotAvailableYet(msg)
+    async with anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0) as raw:
+        client = limit_anthropic(raw, limiters=[claude_limiter()], retry=RETRY)
+
+        async def call(request: Request) -> object:
+            return await client.messages.create(**request.body())
+
+        return await settle_all(call, work, concurrency=CONCURRENCY)
 
 
 async def run_message_batches(base: str, work: list[Request], tmp: Path) -> int:
     """Conveyor's Message Batches API, in-process, driven by the ``anthropic`` SDK.
 
-    At merge: ``create_app(ServiceConfig(store=f"sqlite:///{tmp / 'claude-jobs.db'}",
-    keys_file=None, files_dir=tmp / "claude-files", connections=(Connection(name="claude",
-    base_url=base, <the mock's limits: RPM, ITPM, OTPM, BURST_S>),)), app=App(),
-    worker_options=WorkerOptions(poll_interval_s=0.05, flush_interval_s=0.1))``, its lifespan
-    entered, then ``drive_message_batches(anthropic.AsyncAnthropic(api_key="unused",
-    base_url="http://localhost", http_client=httpx2.AsyncClient(
-    transport=httpx2.ASGITransport(app=asgi))), work)`` (bench/llm.py's `run_batch_api` does
-    the same with the ``openai`` SDK).
+    ``conveyor serve`` as an ASGI app (its worker in this process, the SQLite store), its one
+    connection the mock with the mock's limits; the SDK creates the batch, polls it until it
+    ends and reads its results (bench/llm.py's `run_batch_api` does the same with ``openai``).
     """
-    del base, work, tmp
-    msg = (
-        "Conveyor's Message Batches API: create_app(ServiceConfig(connections=(Connection("
-        "base_url=mock, input and output tokens per minute),))) in-process, driven by"
-        " anthropic.AsyncAnthropic(...).messages.batches"
+    connection = Connection(
+        name="claude",
+        base_url=base,
+        requests_per_minute=RPM,
+        input_tokens_per_minute=ITPM,
+        output_tokens_per_minute=OTPM,
+        bucket_s=BURST_S,
+        concurrency=CONCURRENCY,
     )
-    raise NotAvailableYet(msg)
+    config = ServiceConfig(
+        store=f"sqlite:///{tmp / 'claude-jobs.db'}",
+        keys_file=None,
+        files_dir=tmp / "claude-files",
+        connections=(connection,),
+    )
+    worker = WorkerOptions(poll_interval_s=0.05, flush_interval_s=0.1)
+    asgi = create_app(config, app=App(), worker_options=worker)
+    async with asgi.router.lifespan_context(asgi):
+        http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=asgi), timeout=60)
+        async with anthropic.AsyncAnthropic(
+            api_key="unused", base_url="http://localhost", http_client=http
+        ) as client:
+            return await drive_message_batches(client, work)
 
 
 async def drive_message_batches(

@@ -36,6 +36,8 @@ def test_a_batch_api_line_becomes_a_request():
         named_by_line=False,
         output_tokens=16,
         api="chat",
+        model="m",
+        most_tokens=(2, 16),
     )
 
 

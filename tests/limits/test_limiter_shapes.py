@@ -153,6 +153,33 @@ def test_output_is_reserved_by_what_answers_produce_once_some_were_seen():
     assert reserved[3:] == [100.0] * 7
 
 
+def test_calls_queued_before_anything_was_learned_reserve_what_was_learned_since():
+    """Calls that queued with their bound (1,000) reserve the learned 10 once admitted.
+
+    Fifty calls arrive at once, before any answer: each would reserve its bound, and a bound
+    of 1,000 holds the output bucket (100 a second) for ten seconds. The first answers come
+    0.1 s later with 10 tokens each: the calls still waiting are admitted at the reservation
+    learned since, 10 calls a second, not one every ten seconds.
+    """
+    clock = VirtualClock()
+    limiter = Limiter("claude", output_tokens_per_minute=6_000, bucket_s=1.0)
+    reserved: list[float] = []
+
+    async def one() -> None:
+        async with limiter.acquire({"output_tokens": 1000}) as slot:
+            reserved.append(slot.settled["output_tokens"])
+            await asyncio.sleep(0.1)
+            slot.settle({"output_tokens": 10})
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(50)))
+
+    clock.run(main())
+    assert reserved.count(1000.0) <= 3
+    assert reserved[-1] == 10.0
+    assert clock.now < 8.0  # 500 tokens of output at 100 a second, with the first burst
+
+
 def test_a_cost_that_never_fits_fails_at_once_and_names_the_fix():
     limiter = Limiter("claude", input_tokens_per_minute=30_000, bucket_s=1.0)
     with pytest.raises(ConfigError, match=r"600 input_tokens can never be admitted.*500"):

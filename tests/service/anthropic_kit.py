@@ -7,7 +7,7 @@ the batch every 20 ms, bounded by 10 s, far above the tenths of a second these b
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,14 +53,23 @@ async def service(
     api_key: str | None = None,
     keys: bool = False,
     connections: tuple[str, ...] = ("mock",),
+    mock: MockConfig | None = None,
+    connection_limits: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Setup]:
-    """The service, whose connection(s) are the mock API, and the official client on it."""
-    async with MockAPI(MockConfig(latency_ms=latency_ms)) as upstream:
+    """The service, whose connection(s) are the mock API, and the official client on it.
+
+    `mock` replaces the mock's configuration (`latency_ms` is then its own); each connection
+    gets `connection_limits` (``input_tokens_per_minute=...``...).
+    """
+    limits_of: dict[str, Any] = dict(connection_limits or {})
+    async with MockAPI(mock or MockConfig(latency_ms=latency_ms)) as upstream:
         cfg = ServiceConfig(
             store="memory:",
             keys_file=tmp_path / "keys.json" if keys else None,
             files_dir=tmp_path / "files",
-            connections=tuple(Connection(name=n, base_url=upstream.base_url) for n in connections),
+            connections=tuple(
+                Connection(name=n, base_url=upstream.base_url, **limits_of) for n in connections
+            ),
             batch_sweep_s=sweep_s,
             limits=limits or Limits(),
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._flags import add_duration
+from .._loop import run as run_loop
 from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
 
 if TYPE_CHECKING:
@@ -298,9 +299,7 @@ def worker_command(args: argparse.Namespace) -> int:
 
     try:
         at = (args.metrics_host, args.metrics_port or 0)
-        asyncio.run(
-            _work(worker, store, until_idle=args.until_idle, metrics=metrics, metrics_at=at)
-        )
+        run_loop(_work(worker, store, until_idle=args.until_idle, metrics=metrics, metrics_at=at))
     except StoreUnavailable as exc:
         print(f"conveyor worker: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

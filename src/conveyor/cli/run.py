@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from .._loop import run as run_loop
 from .run_args import DESCRIPTION, EPILOG, RunOptions, add_arguments, options_from_args
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _run_plan(plan: Plan, options: RunOptions, console: Console) -> int:
 def _run_batch(batch: Batch, plan: Plan, options: RunOptions, console: Console) -> int:
     interrupt = _Interrupt(batch)
     try:
-        result = asyncio.run(_drive(batch, options, console, interrupt))
+        result = run_loop(_drive(batch, options, console, interrupt))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (every line written is whole)
         _error("stopped at once; run the same command again to resume")
         return EXIT_INTERRUPTED

@@ -29,7 +29,9 @@ strict sliding window's "0 left, full again in 1 s", cost 11-15% of the throughp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import importlib.util
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,7 @@ from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result, result_line
 from .setup import (
+    CONNECT_TIMEOUT_S,
     cost_function,
     open_session,
     refuse_a_check_that_cannot_pass,
@@ -55,8 +58,6 @@ from .tally import BatchTally
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-
-    import aiohttp
 
     from ..engine.api import Stream
     from ..engine.report import Summary
@@ -91,7 +92,8 @@ class Batch:
         plan: what to run (from `prepare`); the batch writes to its results file.
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
-        transport: the HTTP I/O; default: aiohttp, one session for the run.
+        transport: the HTTP I/O; default: one client for the run, pyreqwest's for paced limits
+            when installed (`conveyor.http.reqwest`), else aiohttp's.
         llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
@@ -158,20 +160,12 @@ class Batch:
         self._closing = asyncio.get_running_loop().create_future()
         if self._stopped:
             self._closing.set_result(None)
-        session: aiohttp.ClientSession | None = None
-        transport = self._transport
-        if transport is None:
-            session = open_session(self.limits.concurrency, dated=self.limits.window_s is not None)
-            transport = AiohttpTransport(session)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            transport = self._transport or await _open_transport(self.limits, stack)
             if self._cache is not None:
+                stack.push_async_callback(self._cache.aclose)
                 await self._cache.check()  # an unreachable Redis stops the run before it starts
             summary = await self._run(transport)
-        finally:
-            if session is not None:
-                await session.close()
-            if self._cache is not None:
-                await self._cache.aclose()
         if self._error is not None:
             raise self._error
         invalid = self.tally.invalid
@@ -304,7 +298,7 @@ class Batch:
         """Hold the budget `request` may use: None, or why not and whether waiting can't help."""
         budget = self.llm.max_cost_usd
         assert budget is not None
-        model, bound = self._prices.request_bound_usd(request.body)
+        model, bound = request.model, self._prices.bound_usd(request.model, *request.most_tokens)
         if bound is None:
             why = (
                 f"no price for the model {model!r} of {request.custom_id}: the budget"
@@ -383,6 +377,24 @@ class Batch:
         except OutputError as exc:
             self._error = exc
             self.stop()
+
+
+async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
+    """The run's transport, closed with `stack`: pyreqwest's where it serves, else aiohttp's.
+
+    A window dates its admissions when the headers go out; a bucket learns how late they go
+    out (`conveyor.policy.lateness`): both need aiohttp's trace hooks. Paced limits need
+    neither, and go through pyreqwest when it is installed (`conveyor.http.reqwest`).
+    """
+    shaped = limits.window_s is not None or limits.bucket_s is not None
+    if not shaped and importlib.util.find_spec("pyreqwest") is not None:
+        from .reqwest import ReqwestTransport, open_client  # noqa: PLC0415 - optional
+
+        client = open_client(limits.concurrency, connect_timeout_s=CONNECT_TIMEOUT_S)
+        return ReqwestTransport(await stack.enter_async_context(client))
+    session = open_session(limits.concurrency, dated=shaped)
+    stack.push_async_callback(session.close)
+    return AiohttpTransport(session)
 
 
 async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, Response]) -> None:

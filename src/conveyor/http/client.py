@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from .._json import MAX_DEPTH, BadJSON
 from .._version import __version__
-from ..engine.context import attempt_slot
+from ..engine.context import attempt_slot, current_slots
 from ..errors import InvalidAnswer
 from ..limits.costs import usage_costs
 from .apis import ANTHROPIC_VERSION, is_anthropic
@@ -108,10 +108,11 @@ class HttpTask:
         observe: also tell `limiter` the rate-limit headers of every 2xx answer. Worth it when
             the limits are unknown; when they are configured, see `Batch` for why not.
         tally: counts requests and tokens sent and 429s seen, for progress.
-        usage: settle each estimated token cost with the answer's ``usage``: ``"raise"``
-            charges a total above the estimate, ``"both"`` also refunds a total below it
-            (input and output tokens, separate budgets counted as used, are settled either
-            way), ``None`` leaves the estimate (no token limit).
+        usage: settle each estimated token cost with the answer's ``usage``, in every limiter
+            of the attempt that limits tokens (the run's one; a job's connection's and those
+            its options name): ``"raise"`` charges a total above the estimate, ``"both"``
+            also refunds a total below it (input and output tokens, separate budgets counted
+            as used, are settled either way), ``None`` leaves the estimate (no token limit).
         redact: keeps secrets out of the error messages made from answers.
         hooks: count, check and cache each 2xx answer (`conveyor.llm.AnswerHooks`); a check
             that fails raises `InvalidAnswer` after the usage is settled.
@@ -247,5 +248,7 @@ class HttpTask:
             return
         if self._usage != "both":  # the total is charged up front: a use below it stands
             real["tokens"] = max(real["tokens"], request.cost)
-        attempt_slot(self._limiter).settle(real)
+        for slot in current_slots.get():
+            if slot.limiter.limits_tokens:
+                slot.settle(real)
         tally.tokens_sent += real["tokens"] - request.cost

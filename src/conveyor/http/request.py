@@ -57,6 +57,7 @@ __all__ = [
     "is_routing_header",
     "join_url",
     "parse_line",
+    "parse_value",
 ]
 
 #: The HTTP methods a line may use.
@@ -84,7 +85,12 @@ class Request:
     estimate (or the line's own ``"cost"``), of which `output_tokens` are the answer's bound
     (``max_tokens``) and the rest its prompt; `api` is the API the url calls
     (`conveyor.http.apis.api_of`); `named_by_line` says the id was made up from the line
-    number because the line had none.
+    number because the line had none. `model` is the body's ``"model"`` and `most_tokens` the
+    most input and output tokens its body may use (its prompt, its ``max_tokens``), whatever
+    its ``"cost"``: what a spend budget prices (`conveyor.llm.PriceTable.bound_usd`).
+
+    Everything is computed once, when the line is read: an attempt, a retry, the limiter's
+    cost and the budget's bound all read this value, never the line or the body again.
     """
 
     line: int
@@ -98,6 +104,8 @@ class Request:
     cost_given: bool = False  # the line's own "cost": the answer's usage does not replace it
     output_tokens: float = 0.0
     api: Api = ""
+    model: str | None = None
+    most_tokens: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,24 @@ def parse_line(
         except UnicodeDecodeError:
             blank = False
         return None if blank else _invalid(line, None, exc.problem)
+    return parse_value(
+        data, line, base_url=base_url, default_url=default_url, identify_only=identify_only
+    )
+
+
+def parse_value(
+    data: Any,
+    line: int,
+    *,
+    base_url: str | None = None,
+    default_url: str | None = None,
+    identify_only: bool = False,
+) -> Request | InvalidLine:
+    """`parse_line` for a line already parsed from JSON (a job's stored item): no JSON is read.
+
+    `data` must come from JSON text read by `conveyor._json.loads` (or checked by
+    `parse_line` before it was stored): its depth is not checked again.
+    """
     if not isinstance(data, dict):
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     if "body" in data and data.keys() <= _FIELDS:
@@ -293,15 +319,20 @@ def _build(
     encoded = None
     estimate: float = 0.0
     output: float = 0.0
+    most = (0.0, 0.0)
     if encode:
         encoded = None if body is None else _encode(body)
-        estimate = estimate_tokens(body, encoded) if cost is None else cost
+        from_body = estimate_tokens(body, encoded)
+        estimate = from_body if cost is None else cost
         output = output_bound(body)
-        if not _finite(estimate) or not _finite(output):  # a max_tokens past a float's range
+        if not _finite(estimate) or not _finite(output) or not _finite(from_body):
+            # a max_tokens past a float's range
             return _invalid(
                 line, custom_id, "asks for more tokens than any limit can count: lower max_tokens"
             )
+        most = (max(float(from_body) - float(output), 0.0), float(output))
         output = min(float(output), float(estimate))
+    model = body.get("model") if isinstance(body, dict) else None
     return Request(
         line=line,
         custom_id=custom_id or f"line-{line}",
@@ -314,6 +345,8 @@ def _build(
         cost_given=cost is not None,
         output_tokens=output,
         api=api,
+        model=model if isinstance(model, str) else None,
+        most_tokens=most,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "cost_function",
     "open_session",
     "refuse_a_check_that_cannot_pass",
+    "request_costs",
     "run_limiter",
     "usage_policy",
 ]
@@ -51,17 +52,25 @@ def _cost(request: Request) -> float:
     return request.cost
 
 
-def _cost_by_dimension(request: Request) -> dict[str, float]:
+def request_costs(request: Request) -> dict[str, float]:
+    """A request's cost in each token dimension: ``tokens``, ``input_tokens``, ``output_tokens``.
+
+    ``tokens`` is its estimate (or its line's own ``cost``), ``output_tokens`` the answer's
+    bound (``max_tokens``, at most the whole), ``input_tokens`` the rest. A limiter takes the
+    dimensions it limits and ignores the others, so one mapping serves an OpenAI limiter
+    (tokens) and an Anthropic one (input and output) alike: the jobs' http task charges it.
+    """
     out = request.output_tokens
     return {"tokens": request.cost, "input_tokens": request.cost - out, "output_tokens": out}
 
 
 def cost_function(limits: BatchLimits) -> Callable[[Request], float | dict[str, float]]:
-    """A request's cost for the limiter: its tokens, split when input and output are limited.
+    """A request's cost for the run's limiter: its tokens, split when input and output are limited.
 
-    Split, the output part is the answer's bound (``max_tokens``), the input part the rest.
+    Split, the output part is the answer's bound (``max_tokens``), the input part the rest
+    (`request_costs`); otherwise one number, which the run's one limiter books as tokens.
     """
-    return _cost_by_dimension if limits.splits_tokens else _cost
+    return request_costs if limits.splits_tokens else _cost
 
 
 def usage_policy(limits: BatchLimits, limiter: Limiter) -> Literal["raise", "both"] | None:
@@ -93,7 +102,11 @@ def refuse_a_check_that_cannot_pass(llm: LlmOptions, plan: Plan) -> None:
 
 
 def open_session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
-    """The run's session; `dated`: admissions are dated when the headers go out (exact mode)."""
+    """The run's session; `dated`: calls are dated when their headers go out.
+
+    A window counts its admissions from then (exact mode); a bucket learns how late calls go
+    out (`conveyor.policy.lateness`).
+    """
     import aiohttp  # noqa: PLC0415 - only the batch runner needs it
 
     from ..engine.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from ..http.client import Transport
+    from ..limits.costs import Cost
     from ..llm.cache import AnswerCache
 
 __all__ = ["App", "Task", "TaskContext"]
@@ -84,8 +85,9 @@ class Task:
     limiters: tuple[str, ...]
     takes_ctx: bool
     is_async: bool
-    #: Estimates an item's cost in tokens, for token limiters (the http task's: its request's).
-    cost: Callable[[Any], float] | None = None
+    #: Estimates an item's cost for token limiters: tokens, or units per dimension (the http
+    #: task's: its request's tokens, input and output tokens, `conveyor.limits.costs`).
+    cost: Callable[[Any], Cost] | None = None
     #: For a spend budget (the http task's): an item -> (its model, the most it may cost in
     #: US dollars, None if the model has no price), and a result -> what it cost (or None).
     bound_usd: Callable[[Any], tuple[str | None, float | None]] | None = None
@@ -174,7 +176,7 @@ class App:
         *,
         check: Callable[[Any], object] | None = None,
         limiters: Sequence[str] = (),
-        cost: Callable[[Any], float] | None = None,
+        cost: Callable[[Any], Cost] | None = None,
     ) -> Task:
         """Register `fn` as task `name`.
 
@@ -185,7 +187,9 @@ class App:
             check: called with each item at submit; raising (or returning False) refuses the
                 job, naming the item.
             limiters: names of registered limiters every attempt goes through.
-            cost: a function item -> estimated tokens, needed with a token limiter.
+            cost: a function item -> its estimated cost, needed with a token limiter: a
+                number of tokens, or units per dimension (``{"input_tokens": ...,
+                "output_tokens": max_tokens}``) for a limiter of input and output tokens.
         """
         if not isinstance(name, str) or not name:
             msg = f"task name {name!r}: give the task a non-empty name, e.g. 'analyze'"

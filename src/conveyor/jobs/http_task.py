@@ -19,6 +19,19 @@ same tenant through the same task is not sent: the stored answer is the item's r
 by the ``x-conveyor-cache: hit`` header. Only successful answers are stored, and only as they
 are stored as results: redacted (`conveyor.llm.scoped_cache.ScopedCache`). The task counts
 tokens and cost in `tally`.
+
+Limits: an item costs what ``conveyor run`` charges its line (`conveyor.http.setup.request_costs`):
+its tokens, input tokens (the prompt's estimate) and output tokens (``max_tokens``), or its
+line's own ``cost``; each limiter of the job takes the dimensions it limits (an OpenAI-shaped
+connection its tokens, an Anthropic-shaped one its input and output apart). The answer's
+``usage`` then settles them in every limiter of the attempt, as ``conveyor run`` does by
+default: input and output tokens to what was used, a total above the estimate charged, one
+below it kept (OpenAI charges ``max_tokens`` up front).
+
+One parse per attempt: the worker reads a stored item once per attempt and hands that one
+value to `cost`, `bound_usd` and the call; the task turns it into its `Request` (body encoded,
+costs computed) the first time it sees that value, and every later stage of the attempt reads
+the same `Request` (`_requests`, keyed by the value's identity: the latest few thousand).
 """
 
 from __future__ import annotations
@@ -32,7 +45,8 @@ from .._urls import shown_url
 from ..errors import ConfigError
 from ..http.client import AiohttpTransport, HttpTask
 from ..http.redact import CREDENTIAL_HEADERS, Redactor
-from ..http.request import InvalidLine, credential_headers, parse_line
+from ..http.request import InvalidLine, credential_headers, parse_line, parse_value
+from ..http.setup import request_costs
 from ..http.tally import BatchTally
 from ..limits.limiter import Limiter
 
@@ -48,6 +62,11 @@ if TYPE_CHECKING:
     from .app import TaskContext
 
 __all__ = ["CREDENTIAL_HEADERS", "HttpJobTask"]
+
+#: The dimensions an item's cost names (`request_costs`).
+_DIMENSIONS = ("tokens", "input_tokens", "output_tokens")
+#: The item values whose requests are kept (the latest read): more than a worker has in flight.
+_READ_KEPT = 4096
 
 
 class HttpJobTask:
@@ -91,6 +110,8 @@ class HttpJobTask:
         self.prices = PriceTable.default()
         # Counts tokens and cost; the cache is this task's own, whose keys need the tenant.
         self._hooks = AnswerHooks(tally=self.tally, prices=self.prices)
+        # The item values read lately, by identity: (the value, its request or why not).
+        self._requests: dict[int, tuple[Any, Request | ValueError]] = {}
         self._cache: ScopedCache | None = None
         if cache is not None:
             self._cache = ScopedCache(
@@ -100,9 +121,32 @@ class HttpJobTask:
                 secret_headers=self._secret,
             )
 
-    def _parse(self, item: Any, index: int) -> Request:
-        raw = json.dumps(item, separators=(",", ":")).encode()
-        parsed = parse_line(raw, index + 1, base_url=self._base_url)
+    def _read(self, item: Any) -> Request:
+        """The request of `item`, read once per value.
+
+        An entry holds its value, so that its id cannot be another value's while it is kept.
+        """
+        key = id(item)
+        found = self._requests.get(key)
+        if found is None or found[0] is not item:
+            try:
+                found = (item, self._parse(item, 0, raw=False))
+            except ValueError as exc:
+                found = (item, exc)
+            if len(self._requests) >= _READ_KEPT:
+                del self._requests[next(iter(self._requests))]  # the oldest
+            self._requests[key] = found
+        if isinstance(found[1], ValueError):
+            raise found[1]
+        return found[1]
+
+    def _parse(self, item: Any, index: int, *, raw: bool = True) -> Request:
+        """The request of `item`; `raw`: read from its JSON text (depth checked: on submission)."""
+        if raw:
+            text = json.dumps(item, separators=(",", ":")).encode()
+            parsed = parse_line(text, index + 1, base_url=self._base_url)
+        else:
+            parsed = parse_value(item, index + 1, base_url=self._base_url)
         if parsed is None or isinstance(parsed, InvalidLine):
             detail = "is empty" if parsed is None else parsed.message.split(" ", 2)[-1]
             msg = f"the request {detail}"
@@ -124,13 +168,21 @@ class HttpJobTask:
             raise ValueError(msg)
         return parsed
 
-    def cost(self, item: Any) -> float:
-        """The item's token estimate (its line's ``cost``, else the request's estimate)."""
-        return self._parse(item, 0).cost
+    def cost(self, item: Any) -> dict[str, float]:
+        """The item's cost per token dimension (`request_costs`); nothing for one not sendable.
+
+        An item the task cannot send fails when called, without a call: it costs no limiter
+        anything, in any of its dimensions.
+        """
+        try:
+            return request_costs(self._read(item))
+        except ValueError:
+            return dict.fromkeys(_DIMENSIONS, 0.0)
 
     def bound_usd(self, item: Any) -> tuple[str | None, float | None]:
         """The item's model and the most it may cost: its prompt plus all of max_tokens."""
-        return self.prices.request_bound_usd(self._parse(item, 0).body)
+        request = self._read(item)
+        return request.model, self.prices.bound_usd(request.model, *request.most_tokens)
 
     def spent_usd(self, result: Any) -> float | None:
         """What a stored answer cost, from its ``usage`` (None: no usage, or no price)."""
@@ -160,6 +212,7 @@ class HttpJobTask:
                 limiter=Limiter("http"),
                 observe=False,
                 tally=self.tally,
+                usage="raise",
                 redact=self._redact or None,
                 hooks=self._hooks,
             )
@@ -167,7 +220,7 @@ class HttpJobTask:
 
     async def __call__(self, item: Any, ctx: TaskContext) -> dict[str, Any]:
         """Send the item's request once; return the 2xx answer as a dict or raise."""
-        request = self._parse(item, ctx.index)
+        request = self._read(item)
         if self._idempotency_header is not None:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)

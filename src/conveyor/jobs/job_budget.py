@@ -13,7 +13,6 @@ budgeted job to one worker at a time (`Store.claim`), so this count is the only 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from ..limits.budget import BudgetHolds, Refusal
@@ -63,19 +62,21 @@ class JobBudget:
                 return
             after = page[-1].index
 
-    async def admit(self, item: ClaimedItem, *, stopped: Callable[[], bool]) -> str | None:
-        """Hold the budget `item` may use, or wait for room.
+    async def admit(
+        self, item: ClaimedItem, item_input: Any, *, stopped: Callable[[], bool]
+    ) -> str | None:
+        """Hold the budget `item` (whose input, parsed, is `item_input`) may use, or wait.
 
         None once held; ``""`` if `stopped()` became true while it waited; else why it cannot
         fit (the run then stops admitting items).
         """
-        return await self._holds.admit(lambda: self._reserve(item), stopped=stopped)
+        return await self._holds.admit(lambda: self._reserve(item, item_input), stopped=stopped)
 
-    def _reserve(self, item: ClaimedItem) -> Refusal | None:
+    def _reserve(self, item: ClaimedItem, item_input: Any) -> Refusal | None:
         """Hold the budget `item` may use: None, or why not and whether waiting can't help."""
         budget = self.max_usd
         try:
-            model, bound = self._bound_usd(json.loads(item.input_json))
+            model, bound = self._bound_usd(item_input)
         except Exception:
             return None  # an item the task refuses fails in the task, sending nothing
         if bound is None:

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
     from ..engine.api import Stream
     from ..engine.events import Event
+    from ..limits.costs import Cost
     from ..limits.limiter import Limiter
     from .app import Task
     from .model import Claim, ClaimedItem, Job
@@ -94,6 +96,9 @@ async def _first_of(*events: asyncio.Event) -> None:
 def _claim_target(concurrency: int) -> int:
     """Items a run holds at most (in flight plus claimed): the concurrency and a prefetch."""
     return concurrency + max(1, concurrency // 4)
+
+
+_UNREAD = object()  # an item whose input was not read for its next attempt yet
 
 
 class JobRun:
@@ -136,6 +141,9 @@ class JobRun:
         self._marked: set[int] = set()
         self._yielded = 0
         self._finished = 0
+        # An item's input read for its next attempt's cost or budget, taken by the attempt:
+        # one parse per attempt, and each attempt still gets a value of its own.
+        self._read: dict[int, Any] = {}
         #: Why the run stopped admitting items early (the budget), or None.
         self.halted: str | None = None
         max_usd = claim.job.options.max_cost_usd
@@ -154,7 +162,7 @@ class JobRun:
             item = self._queue.popleft()
             if self._budget is not None:
                 try:
-                    why = await self._budget.admit(item, stopped=self._stopped)
+                    why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
                 except BaseException:  # the run closed while it waited
                     self._queue.appendleft(item)
                     raise
@@ -208,7 +216,9 @@ class JobRun:
         ctx = TaskContext(
             item.job_id, item.index, item.attempts, self._report, tenant=self.job.tenant
         )
-        item_input = json.loads(item.input_json)
+        item_input = self._read.pop(item.index, _UNREAD)
+        if item_input is _UNREAD:
+            item_input = json.loads(item.input_json)
         with self._worker.observers.attempt(self.job, item, item_input) as answered:
             value = await self._task.call(item_input, ctx)
             answered(value)
@@ -229,6 +239,7 @@ class JobRun:
         o = event.outcome
         item: ClaimedItem = o.item
         self._finished += 1
+        self._read.pop(item.index, None)
         if self._budget is not None:
             self._budget.release(item.index)
         attempts = o.attempts
@@ -515,19 +526,30 @@ class JobRun:
                         await asyncio.gather(self._write, return_exceptions=True)
             await self._finish()
 
-    def _cost_of(self) -> Callable[[ClaimedItem], float] | None:
-        """The task's cost estimate of a claimed item (tokens, for token limiters), if any."""
+    def _cost_of(self) -> Callable[[ClaimedItem], Cost] | None:
+        """The task's cost estimate of a claimed item (for token limiters), if any.
+
+        A number of tokens, or units per dimension (the http task's: tokens, input, output).
+        """
         estimate = self._task.cost
         if estimate is None:
             return None
 
-        def cost(item: ClaimedItem) -> float:
+        def cost(item: ClaimedItem) -> Cost:
             try:
-                return float(estimate(json.loads(item.input_json)))
+                value = estimate(self._input(item))
+                return value if isinstance(value, Mapping) else float(value)
             except Exception:  # an item the task refuses is failed by the task, not here
                 return 0.0
 
         return cost
+
+    def _input(self, item: ClaimedItem) -> Any:
+        """`item`'s input for its next attempt, parsed once (`_call` takes it)."""
+        value = self._read.get(item.index, _UNREAD)
+        if value is _UNREAD:
+            value = self._read[item.index] = json.loads(item.input_json)
+        return value
 
     async def _finish(self) -> None:
         """Write what is left and give back what never ran; through an outage, however long.

@@ -172,11 +172,13 @@ class LocalAdmission:
         """Admit the head of the queue whenever it fits; sleep exactly until it might."""
         loop = asyncio.get_running_loop()
         queue = self._queue
+        costs = self._limiter.costs
         while queue:
             units, future, queued_at, cost = queue[0]
             if future.done():  # its caller gave up
                 queue.popleft()
                 continue
+            costs.refresh(units, cost)  # what was learned while it waited
             now = loop.time()
             wait = self._wait_s(now, units)
             if wait <= 0:
@@ -211,6 +213,7 @@ class LocalAdmission:
             units, future, _, cost = self._queue[position]
             if future.done():
                 continue
+            self._limiter.costs.refresh(units, cost)
             wait = self._wait_s(now, units)
             if wait <= 0:
                 del self._queue[position]

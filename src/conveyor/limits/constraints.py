@@ -168,6 +168,15 @@ class Constraint:
             self.pacer.interval_s = rate.period_s / (limit * (1.0 - PACED_MARGIN))
             self.pacer.tolerance_s = tolerance_units * self.pacer.interval_s
 
+    def set_late(self, late_s: float) -> None:
+        """Count a call let in from a full bucket as reaching the API `late_s` later.
+
+        Only buckets that take a call's cost when it arrives (requests, input tokens): output
+        is taken when the answer is written.
+        """
+        if self.bucket is not None and not self.bucket.debt:
+            self.bucket.late_s = late_s
+
     def largest_cost(self) -> float:
         """The largest cost one call may have (a window's share, a bucket's capacity)."""
         if self.window is not None:

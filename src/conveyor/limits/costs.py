@@ -89,6 +89,24 @@ class CostModel:
                 raise ConfigError(msg)
         return reserved
 
+    def refresh(self, units: dict[str, float], cost: Cost) -> None:
+        """Set `units`' output reservation to what is learned now (a call that waited).
+
+        A call's units are worked out when it asks; one that waits in the queue meanwhile
+        would keep the reservation of that moment: before any answer, its whole bound. Fifty
+        calls queued at the start then each held the output budget for their ``max_tokens``
+        (a second or more each) long after the answers had shown they produce a few tokens.
+        Only a learned reservation of a cost stated per dimension changes; never above its
+        bound.
+        """
+        output = self.output
+        if output is None or not self._learned or "output_tokens" not in units:
+            return
+        if not isinstance(cost, Mapping) or output.seen == 0:
+            return
+        bound = cost.get("output_tokens")
+        units["output_tokens"] = self._reserve_output(None if bound is None else float(bound))
+
     def _reserve_output(self, bound: float | None) -> float:
         assert self.output is not None
         guess = self.output.estimate() if self._learned or bound is None else None

@@ -11,7 +11,9 @@ waiting queue; this module changes what admission works with, from what each cal
   spend cap halts the limiter; other retryable failures count toward the circuit breaker;
 - a success: the breaker closes, adaptive concurrency follows the latency;
 - when the answer came: in window shape, a call the API saw late is dated by its answer
-  (`conveyor.policy.answer_dating`).
+  (`conveyor.policy.answer_dating`);
+- when the request went out: in bucket shape, buckets count a call let in from a full bucket
+  as reaching the API as late as calls lately did (`conveyor.policy.lateness`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .. import _clock
 from ..errors import CircuitOpen, InvalidAnswer, QuotaExhausted
 from ..policy.answer_dating import AnswerDating
 from ..policy.classify import classify
-from .constraints import WINDOW_MARGIN, Constraint, ServerCap
+from ..policy.lateness import SendLateness
+from .constraints import BUCKET_LATE_S, WINDOW_MARGIN, Constraint, ServerCap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,6 +106,9 @@ class Learning:
             if window_s is not None
             else None
         )
+        #: How late calls went out after they were let in (bucket shape only).
+        self.lateness = SendLateness() if config.shape == "bucket" else None
+        self._late_s = BUCKET_LATE_S
         self.paused_until = -math.inf
         self.server_caps: dict[str, ServerCap] = {}
         self.pushbacks = 0  # rate limits and overloads seen
@@ -122,6 +128,18 @@ class Learning:
             self.dating.admitted(now)
         if self.breaker is not None:
             self.breaker.on_start(now)
+
+    def sent(self, delay_s: float) -> None:
+        """A call's request went out `delay_s` after it was let in (bucket shape: learned)."""
+        lateness = self.lateness
+        if lateness is None:
+            return
+        lateness.observe(delay_s)
+        late_s = lateness.allowance_s(floor_s=BUCKET_LATE_S)
+        if late_s != self._late_s:
+            self._late_s = late_s
+            for constraint in self._constraints:
+                constraint.set_late(late_s)
 
     def answer_date(self, admitted_at: float, answered_at: float, *, ok: bool) -> float | None:
         """The date a call gets now that its answer came, or None (kept); window shape only."""

@@ -244,6 +244,7 @@ class RedisAdmission:
                     raise self._learning.halted
                 self._serial += 1
                 key = f"{self._process}:{self._serial}"
+                self._limiter.costs.refresh(units, cost)  # what was learned while it waited
                 told = await self.try_once(key, units)
                 if task is not None and task.cancelling() > cancels:
                     # Cancelled while the command was written, and the cancellation was lost

@@ -42,6 +42,7 @@ class Slot:
         "admitted_at",
         "answered_at",
         "cost",
+        "granted_at",
         "limiter",
         "settled",
         "units",
@@ -63,6 +64,8 @@ class Slot:
         #: What each costed dimension is booked at now (the estimate, then the real cost).
         self.settled: dict[str, float] = {k: v for k, v in self.units.items() if k != "requests"}
         self._used = False  # settled from an answer
+        #: When the limiter let the call in; `admitted_at` moves to when it went out.
+        self.granted_at = admitted_at
         self.admitted_at = admitted_at
         #: When the answer's first bytes were read (`mark_answered`), or None: then the
         #: release's moment stands for it.
@@ -143,6 +146,8 @@ class Slot:
             # No answer, no output: the API counts output tokens as they are produced.
             limiter._settle(self, {"output_tokens": 0.0})  # noqa: SLF001
         if sent:
+            # How late the request went out after it was let in (buckets learn it).
+            limiter.learning.sent(sent_at - self.granted_at)
             answered = self.answered_at if self.answered_at is not None else _clock.now()
             date = limiter.answer_date(self, max(answered, sent_at), ok=error is None)
             if date is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError, InvalidAnswer
 from .pricing import PriceTable, usage_of
@@ -24,12 +24,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
-    from ..http.redact import Redactor
-    from ..http.response import Response
-    from ..http.tally import BatchTally
+    from ..wire.redact import Redactor
+    from ..wire.response import Response
     from .cache import AnswerCache
 
-__all__ = ["AnswerHooks", "LlmOptions"]
+__all__ = ["AnswerHooks", "LlmOptions", "SpendCounts"]
+
+
+class SpendCounts(Protocol):
+    """Where `AnswerHooks` counts what the answers used (a run's `conveyor.http.BatchTally`)."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    unpriced: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -90,7 +98,7 @@ class AnswerHooks:
     def __init__(
         self,
         *,
-        tally: BatchTally,
+        tally: SpendCounts,
         prices: PriceTable,
         validate: Callable[[Any], object] | None = None,
         cache: AnswerCache | None = None,

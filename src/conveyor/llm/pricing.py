@@ -266,9 +266,22 @@ class PriceTable:
             return None, None
         model = data.get("model")
         model = model if isinstance(model, str) else None
-        price = self.price(model)
-        if price is None:
-            return model, None
         total = estimate_tokens(data, body)
         out = output_bound(data)
-        return model, price.cost_usd(max(total - out, 0), out)
+        return model, self.bound_usd(model, max(total - out, 0), out)
+
+    def bound_usd(
+        self, model: str | None, input_tokens: float, output_tokens: float
+    ) -> float | None:
+        """The most a request to `model` may cost with this many tokens in and out at most.
+
+        None when the model has no price. A request already read (`conveyor.http.Request`)
+        carries its `model` and its `most_tokens`: pricing it reads nothing again.
+
+        >>> PriceTable({"m": Price(1, 2)}).bound_usd("m", 1_000_000, 500_000)
+        2.0
+        """
+        price = self.price(model)
+        if price is None:
+            return None
+        return price.cost_usd(input_tokens, output_tokens)

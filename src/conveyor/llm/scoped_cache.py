@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..http.response import Response
+from ..wire.response import Response
 from .cache import CACHE_HEADER, cache_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ..http.redact import Redactor
+    from ..wire.redact import Redactor
     from .cache import AnswerCache
 
 __all__ = ["ScopedCache"]
@@ -40,7 +40,7 @@ class ScopedCache:
         scope: what names the upstream in every key, e.g. ``("connection", name, base_url)``.
         redact: replaces the task's credentials (None: it sends none).
         secret_headers: the names of the headers the task sends its credentials in: never
-            stored, in any case, besides `conveyor.http.redact.CREDENTIAL_HEADERS`.
+            stored, in any case, besides `conveyor.wire.redact.CREDENTIAL_HEADERS`.
     """
 
     __slots__ = ("_redact", "_secret_headers", "backend", "scope")

@@ -105,15 +105,9 @@ def add_connections(
     urls: dict[str, str] = {}
     for c in connections:
         limiters: list[str] = []
-        if c.requests_per_minute or c.tokens_per_minute or c.concurrency:
-            limiter = Limiter(
-                c.name,
-                requests_per_minute=c.requests_per_minute,
-                tokens_per_minute=c.tokens_per_minute,
-                concurrency=c.concurrency,
-                window_s=c.window_s,
-            )
-            app.add_limiter(limiter)
+        config = c.limiter_config()
+        if config is not None:
+            app.add_limiter(Limiter.from_config(config))
             limiters.append(c.name)
         app.add_http_task(
             name=c.task_name,

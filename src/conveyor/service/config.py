@@ -29,6 +29,11 @@ Read from a TOML file (``conveyor serve --config conveyor.toml``), every key opt
     [connections.anthropic]              # Message Batches (/v1/messages/batches) run here
     base_url = "https://api.anthropic.com"
     headers_env = { "x-api-key" = "ANTHROPIC_API_KEY" }
+    requests_per_minute = 4_000
+    input_tokens_per_minute = 2_000_000  # Anthropic's ITPM and OTPM: separate budgets
+    output_tokens_per_minute = 400_000
+    bucket_s = 1.0                       # optional: token buckets holding 1 s of each rate
+                                         # (the default with input or output limits)
 
 Credentials are named by environment variable, read when the service starts, and held only
 in the worker's memory: never in the config file, the store, results, events or logs.
@@ -47,6 +52,7 @@ from urllib.parse import urlsplit
 
 from .._urls import shown_url
 from ..errors import ConfigError
+from ..limits.spec import LimiterConfig, limiter_config
 from .hosts import check_allowed_host
 
 if TYPE_CHECKING:
@@ -56,6 +62,13 @@ __all__ = ["Connection", "Limits", "ServiceConfig", "load_config"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: A connection's per-minute limits, each a rate of its shared limiter.
+_RATES = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+)
 
 
 def _whole(owner: str, name: str, value: object) -> None:
@@ -93,11 +106,19 @@ class Connection:
         auth_env: an environment variable whose value is sent as ``Authorization: Bearer``.
         headers_env: more headers, each read from an environment variable.
         requests_per_minute, tokens_per_minute: the API's limits (a shared limiter).
+        input_tokens_per_minute, output_tokens_per_minute: separate budgets for the prompts'
+            tokens and the answers' (Anthropic's ITPM and OTPM). A request reserves its
+            prompt's estimate and at most its ``max_tokens``; its answer's ``usage`` settles
+            both (`conveyor.jobs.http_task`).
         concurrency: requests in flight at most, all jobs on this worker together.
         cache: where answers are kept (`conveyor.llm.open_cache`): a SQLite file's path, or a
             ``redis://host:port/db`` URL (``?ttl=SECONDS`` to expire them); a request already
             answered through this connection is not sent again. None: no cache.
         window_s: the window the API enforces its limits over (OpenAI: 1 s), for the limiter.
+        bucket_s: the API enforces its limits as token buckets refilling continuously, each
+            holding this many seconds of its rate (Anthropic: 1 s). Not with `window_s`. With
+            input or output limits and neither shape given, buckets of 1 s (or of one
+            request at `requests_per_minute`, if longer): Anthropic's shape (`limiter_bucket_s`).
     """
 
     name: str
@@ -106,11 +127,14 @@ class Connection:
     headers_env: Mapping[str, str] = field(default_factory=dict)
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    input_tokens_per_minute: float | None = None
+    output_tokens_per_minute: float | None = None
     concurrency: int | None = None
     cache: str | None = None
     window_s: float | None = None
+    bucket_s: float | None = None
 
-    def __post_init__(self) -> None:  # noqa: C901 - one check per setting, in order
+    def __post_init__(self) -> None:
         where = f"connections.{self.name}"
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             msg = f"connection name {self.name!r}: use letters, digits and _.- (e.g. openai)"
@@ -138,7 +162,19 @@ class Connection:
             if not _HEADER.match(header) or not isinstance(var, str) or not var:
                 msg = f"{where}: header {header!r} from env {var!r}: use Header-Name = 'ENV_VAR'"
                 raise ConfigError(msg)
-        for name in ("requests_per_minute", "tokens_per_minute"):
+        if self.concurrency is not None:
+            _whole(where, "concurrency", self.concurrency)
+        if self.cache is not None and (not isinstance(self.cache, str) or not self.cache):
+            msg = (
+                f"{where}.cache={self.cache!r}: pass the path of a SQLite file or a redis://"
+                " URL, or leave it out"
+            )
+            raise ConfigError(msg)
+        self._check_limits(where)
+
+    def _check_limits(self, where: str) -> None:
+        """Check the rates and the shape they are kept in; `ConfigError` names the setting."""
+        for name in _RATES:
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool)
@@ -148,20 +184,53 @@ class Connection:
             ):
                 msg = f"{where}.{name}={value!r}: pass a number > 0, or leave it out"
                 raise ConfigError(msg)
-        if self.concurrency is not None:
-            _whole(where, "concurrency", self.concurrency)
-        if self.cache is not None and (not isinstance(self.cache, str) or not self.cache):
+        for name in ("window_s", "bucket_s"):
+            t = getattr(self, name)
+            if t is not None and (
+                isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 60
+            ):
+                msg = f"{where}.{name}={t!r}: pass seconds > 0 and at most 60, or leave it out"
+                raise ConfigError(msg)
+        if self.window_s is not None and self.bucket_s is not None:
             msg = (
-                f"{where}.cache={self.cache!r}: pass the path of a SQLite file or a redis://"
-                " URL, or leave it out"
+                f"{where}: window_s={self.window_s!r} and bucket_s={self.bucket_s!r}: an API"
+                " enforces its limits over a sliding window (OpenAI) or as token buckets"
+                " (Anthropic); give one of them"
             )
             raise ConfigError(msg)
-        w = self.window_s
-        if w is not None and (
-            isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 60
-        ):
-            msg = f"{where}.window_s={w!r}: pass seconds > 0 and at most 60, or leave it out"
-            raise ConfigError(msg)
+        try:  # what only the limits together can say (a bucket too small for one request)
+            self.limiter_config()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @property
+    def limiter_bucket_s(self) -> float | None:
+        """The buckets' seconds the limiter keeps: `bucket_s`, or Anthropic's by default.
+
+        Input or output limits mean Anthropic's token buckets: with no shape given, each holds
+        a second of its rate, or the time of one request at `requests_per_minute` if longer
+        (a bucket must hold one request), as ``conveyor run --input-tpm`` keeps them.
+        """
+        split = self.input_tokens_per_minute or self.output_tokens_per_minute
+        if self.bucket_s is not None or self.window_s is not None or not split:
+            return self.bucket_s
+        rpm = self.requests_per_minute
+        return max(1.0, 60.0 / rpm) if rpm else 1.0
+
+    def limiter_config(self) -> LimiterConfig | None:
+        """The connection's shared limiter, named after it; None with no limit to keep."""
+        if not any(getattr(self, name) for name in _RATES) and not self.concurrency:
+            return None
+        return limiter_config(
+            self.name,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            input_tokens_per_minute=self.input_tokens_per_minute,
+            output_tokens_per_minute=self.output_tokens_per_minute,
+            concurrency=self.concurrency,
+            window_s=self.window_s,
+            bucket_s=self.limiter_bucket_s,
+        )
 
     @property
     def task_name(self) -> str:

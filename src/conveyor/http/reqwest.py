@@ -1,0 +1,90 @@
+"""`ReqwestTransport`: the batch runner's I/O through pyreqwest (Rust's reqwest and hyper).
+
+Chosen by the numbers (docs/decisions.md, ``bench/clients.py``, ``bench/http.py`` scenario
+4): at 200 requests in flight on a 2-core machine, the same request and answer cost about
+60-90 us of the client process's CPU through pyreqwest against 140-170 us through aiohttp,
+and the runner is CPU-bound there. `conveyor.http.Batch` uses it when pyreqwest is installed
+and the limits are paced: a window (``--window``) dates admissions when their headers leave and
+a bucket (``--bucket``) learns how late they leave, which only aiohttp's trace hooks tell
+(`conveyor.engine.sendtime`); those runs go through aiohttp.
+
+As `AiohttpTransport`: redirects are not followed (a redirect would carry the run's headers,
+its credentials, wherever it points); the engine times each attempt (``--timeout``), only
+opening a connection is bounded here; no proxy is taken from the environment (aiohttp takes
+none either: the run calls its base URL and nothing else).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .client import RawAnswer
+from .errors import TransportError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pyreqwest.client import Client
+
+__all__ = ["ReqwestTransport", "open_client"]
+
+
+def open_client(concurrency: int, *, connect_timeout_s: float) -> Client:
+    """A pyreqwest client for one run: `concurrency` connections at most, no redirects."""
+    from pyreqwest.client import ClientBuilder  # noqa: PLC0415 - optional, imported when used
+
+    return (
+        ClientBuilder()
+        .max_connections(concurrency)
+        .follow_redirects(False)  # noqa: FBT003 - the builder takes it positionally
+        .no_proxy()
+        .connect_timeout(dt.timedelta(seconds=connect_timeout_s))
+        .error_for_status(False)  # noqa: FBT003 - the builder takes it positionally
+        .build()
+    )
+
+
+class ReqwestTransport:
+    """Sends through one pyreqwest `Client`, shared by every request of the run."""
+
+    __slots__ = ("_client", "_errors")
+
+    def __init__(self, client: Client) -> None:
+        from pyreqwest.exceptions import PyreqwestError  # noqa: PLC0415 - optional
+
+        self._client = client
+        self._errors = (PyreqwestError, OSError)
+
+    async def __call__(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> RawAnswer:
+        """Send the request and read the whole answer."""
+        try:
+            request = self._client.request(method, url).headers(headers)
+            if body is not None:
+                request = request.body_bytes(body)
+            async with request.build_streamed() as answer:
+                data = bytes(await answer.bytes())
+                # hyper gives header names in lower case, as RawAnswer keeps them.
+                return RawAnswer(answer.status, dict(answer.headers.items()), data)
+        except self._errors as exc:
+            raise TransportError(_reason(exc, url)) from exc
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """What failed, in words: the host for a connection that failed, and the root cause.
+
+    pyreqwest's message is a tuple of every layer's words; the last is the root cause
+    ("Connection refused (os error 111)"). Nothing here names a request header.
+    """
+    from pyreqwest.exceptions import ConnectError, ConnectTimeoutError  # noqa: PLC0415
+
+    details = getattr(exc, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    root = causes[-1].get("message") if causes and isinstance(causes[-1], dict) else None
+    words = str(root or getattr(exc, "message", None) or exc or repr(exc))
+    if isinstance(exc, ConnectError | ConnectTimeoutError):
+        return f"Cannot connect to host {urlsplit(url).netloc}: {words}"
+    return f"{type(exc).__name__}: {words}"
