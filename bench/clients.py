@@ -93,7 +93,7 @@ async def with_pyreqwest(url: str) -> int:
 
 
 async def with_rnet(url: str) -> int:
-    import rnet  # noqa: PLC0415 - optional
+    import rnet  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 - optional
 
     ok = 0
     client = rnet.Client()
