@@ -13,7 +13,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 RUNNABLE = [
     "howto/dynamodb-bulk-writes.md",
     "howto/limit-claude.md",
-    # "howto/run-claude-batches.md",  (once connections take input and output limits)
+    "howto/run-claude-batches.md",
 ]
 #: How each kind of block is run: a fresh interpreter, or bash with this venv's commands.
 RUNNERS = {"python": [sys.executable], "bash": ["bash", "-e"]}
