@@ -47,6 +47,33 @@ def test_a_late_call_from_a_full_bucket_is_counted_from_when_it_went_out():
     assert not any(refused[2:])  # the first late call teaches the rest
 
 
+def test_a_call_from_a_full_bucket_sent_late_holds_the_next_until_the_api_refilled():
+    """Let in from a full bucket, sent 0.5 s later: the next waits for the API's refill.
+
+    The API's bucket (one request a second) stays full until the first call reaches it at
+    0.5 s, so it holds a request again only at 1.5 s. Counted from 0.02 s, the second call
+    would go at 1.03 s and be refused; counted from when the first went out, it waits.
+    """
+    clock = VirtualClock()
+    limiter = Limiter("api", requests_per_minute=60, bucket_s=1.0)
+    api = MessagesLimiter(rpm=60, itpm=None, otpm=None, burst_s=1.0)
+    admitted: list[tuple[float, bool]] = []
+
+    async def call(start_s: float, late_s: float) -> None:
+        await asyncio.sleep(start_s)
+        async with limiter.acquire() as slot:
+            await asyncio.sleep(late_s)
+            slot.mark_sent(clock.now)
+            admitted.append((clock.now, api.try_admit(clock.now, input_tokens=0).admitted))
+
+    async def main() -> None:
+        await asyncio.gather(call(0.0, 0.5), call(0.01, 0.0))
+
+    clock.run(main())
+    assert [ok for _, ok in admitted] == [True, True]
+    assert admitted[1][0] >= 1.5
+
+
 def test_calls_sent_at_once_keep_the_usual_allowance():
     """A client that sends at once: buckets keep BUCKET_LATE_S, and the API refuses nothing."""
     clock = VirtualClock()

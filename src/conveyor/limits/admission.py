@@ -27,7 +27,7 @@ from .slot import Slot
 if TYPE_CHECKING:
     from ..errors import QuotaExhausted
     from ..policy.window import Entry
-    from .constraints import Constraint, Produced, ServerCap
+    from .constraints import Constraint, FromFull, Produced, ServerCap
     from .costs import Cost
     from .limiter import Limiter
 
@@ -121,7 +121,7 @@ class LocalAdmission:
     def _commit(self, now: float, units: dict[str, float], cost: Cost) -> Slot:
         limiter = self._limiter
         self._learning.started(now)
-        entries: list[tuple[Constraint, Entry | Produced | None]] = [
+        entries: list[tuple[Constraint, Entry | Produced | FromFull | None]] = [
             (c, c.admit(now, units[c.unit])) for c in self._constraints
         ]
         caps = self._learning.server_caps

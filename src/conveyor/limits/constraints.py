@@ -59,6 +59,15 @@ class Produced:
         self.taken = 0.0
 
 
+class FromFull:
+    """A bucket admission counted from `start`, when the bucket was full (`TokenBucket.redate`)."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+
 class Constraint:
     """One rate, in one shape, for one cost dimension.
 
@@ -198,18 +207,26 @@ class Constraint:
             wait = max(wait, self.window.wait_s(now, units))
         return wait
 
-    def admit(self, now: float, units: float) -> Entry | Produced | None:
-        """Book `units` at `now`; what settling it later needs (a window's entry, a debt's)."""
+    def admit(self, now: float, units: float) -> Entry | Produced | FromFull | None:
+        """Book `units` at `now`; what settling or redating it later needs.
+
+        A window's entry, a debt bucket's `Produced`, or, for a call let in from a full
+        bucket, the moment it is counted from (`FromFull`).
+        """
         if self.bucket is not None:
-            self.bucket.admit(now, units)
+            start = self.bucket.admit(now, units)
             if self.spread is not None:
                 self.spread.admit(now, units)
-            return Produced() if self.bucket.debt else None
+            if self.bucket.debt:
+                return Produced()
+            return None if start is None else FromFull(start)
         assert self.pacer is not None
         self.pacer.admit(now, units)
         return self.window.admit(now, units) if self.window is not None else None
 
-    def settle(self, entry: Entry | Produced | None, cost: float, delta: float, now: float) -> None:
+    def settle(
+        self, entry: Entry | Produced | FromFull | None, cost: float, delta: float, now: float
+    ) -> None:
         """Replace an admission's cost by the real one (`delta` = real - estimate) at `now`.
 
         A debt bucket took nothing at admission: the answer's output is taken now, when the
@@ -229,10 +246,17 @@ class Constraint:
         assert self.pacer is not None
         self.pacer.settle(delta)
 
-    def redate(self, entry: Entry | Produced | None, now: float) -> None:
-        """Count an admission from `now`, when its call went out (windows only)."""
+    def redate(self, entry: Entry | Produced | FromFull | None, now: float) -> None:
+        """Count an admission from `now`, when its call went out.
+
+        A window moves it in its log. A bucket that was full when the call was let in lost
+        the refill until the call reached the API: it owes that much longer (only the call
+        that found it full: the API's bucket drew on the ones after it from then on).
+        """
         if isinstance(entry, Entry) and self.window is not None:
             self.window.redate(entry, now)
+        elif isinstance(entry, FromFull) and self.bucket is not None:
+            entry.start = self.bucket.redate(entry.start, now)
 
     def utilisation(self, now: float) -> float:
         """How much of this rate's budget is in use at `now`: 0 idle, 1 at the limit.

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ..policy.window import Entry
-    from .constraints import Constraint, Produced
+    from .constraints import Constraint, FromFull, Produced
     from .costs import Cost
     from .limiter import Limiter
 
@@ -53,7 +53,7 @@ class Slot:
         limiter: Limiter,
         cost: Cost,
         admitted_at: float,
-        entries: list[tuple[Constraint, Entry | Produced | None]],
+        entries: list[tuple[Constraint, Entry | Produced | FromFull | None]],
         units: dict[str, float] | None = None,
     ) -> None:
         self.limiter = limiter

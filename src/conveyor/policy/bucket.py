@@ -91,15 +91,33 @@ class TokenBucket:
             return 0.0 if wait < 0 else wait + _PAD_S
         return 0.0 if wait <= _EPS else wait + _PAD_S
 
-    def admit(self, now: float, cost: float) -> None:
+    def admit(self, now: float, cost: float) -> float | None:
         """Take `cost` from the bucket at `now` (call only when `wait_s` said 0).
 
-        With `debt`, nothing is taken now: the call's output is taken when it is produced.
+        Returns the moment the cost is counted from when the bucket is full by then (the
+        API's bucket, full until the call reaches it, loses the refill until it does: see
+        `redate`), else None. With `debt`, nothing is taken now: the call's output is taken
+        when it is produced.
         """
         if not self.debt:
-            self.tat = max(self.tat, now + self.late_s) + cost / self.rate_per_s
-        elif not self.mirror:
+            start = now + self.late_s
+            full = self.tat <= start
+            self.tat = max(self.tat, start) + cost / self.rate_per_s
+            return start if full else None
+        if not self.mirror:
             self.tat = max(self.tat, now) + cost / self.rate_per_s
+        return None
+
+    def redate(self, start: float, now: float) -> float:
+        """A call counted from `start`, when the bucket was full, reached the API at `now`.
+
+        The API's bucket stayed full until then and lost that refill: everything taken since
+        is owed that much longer. Returns the moment the call now counts from.
+        """
+        if now <= start:
+            return start
+        self.tat += now - start
+        return now
 
     def produce(self, now: float, cost: float) -> None:
         """Take `cost` at `now`, when an answer was written (`debt`): the API's own moment."""
