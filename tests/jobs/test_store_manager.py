@@ -151,6 +151,8 @@ def test_the_rules_run_only_queries_that_both_dialects_have(run):  # noqa: PLR09
         await store.record("w4", [failure])
         assert (await store.get_job("c")).error == "E: boom"  # type: ignore[union-attr]
         assert await store.rate_counts("c") == [(7, 1)]  # the second it ended in, not now
+        seen = await store.overview()  # every status counted, in one query
+        assert (seen.jobs["failed"], seen.jobs["cancelled"], seen.jobs["queued"]) == (2, 1, 0)
         await files_and_batches(store, connector, wall)
         await store.close()
 

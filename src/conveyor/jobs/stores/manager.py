@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..overview import WorkerLease
+from ..model import TERMINAL, UNFINISHED
+from ..overview import StoreOverview, WorkerLease
 from .file_manager import FileManager
 from .rules import JobRules
 
@@ -167,6 +168,21 @@ class JobStore:
         """``(second, items settled)`` of the job, oldest first (`conveyor.jobs.series`)."""
         rows = await self._connector.read(lambda c: c.fetch("rate_series", job=job_id))
         return [(int(second), int(n)) for second, n in rows]
+
+    async def overview(self) -> StoreOverview:
+        """The jobs by status and the queue's depth, in one query (`conveyor.jobs.overview`)."""
+        rows = await self._connector.read(lambda c: c.fetch("jobs_overview"))
+        jobs = dict.fromkeys((*UNFINISHED, *TERMINAL), 0)
+        pending = running = 0
+        oldest: float | None = None
+        for status, n, status_pending, status_running, queued_at in rows:
+            jobs[str(status)] = int(n)
+            if status in UNFINISHED:
+                pending += int(status_pending)
+                running += int(status_running)
+            if queued_at is not None:
+                oldest = float(queued_at)
+        return StoreOverview(jobs=jobs, pending=pending, running=running, oldest_queued_at=oldest)
 
     async def worker_leases(self) -> list[WorkerLease]:
         """The workers holding a lease now (expired ones too, until they are swept), by id."""

@@ -399,3 +399,8 @@ FROM conveyor_workers AS w LEFT JOIN (
     JOIN conveyor_items AS items ON items.job_id = jobs.id AND items.state = 'running'
     WHERE jobs.running > 0) AS r ON r.worker = w.id
 GROUP BY w.id, w.lease_until, r.job_id ORDER BY w.id, r.job_id;
+
+-- name: jobs_overview
+SELECT status, COUNT(*), COALESCE(SUM(pending), 0), COALESCE(SUM(running), 0),
+       MIN(CASE WHEN status = 'queued' THEN created_at END)
+FROM conveyor_jobs GROUP BY status;

@@ -358,3 +358,8 @@ FROM workers AS w LEFT JOIN (
     JOIN items INDEXED BY items_by_state ON items.job_id = jobs.id AND items.state = 'running'
     WHERE jobs.running > 0) AS r ON r.worker = w.id
 GROUP BY w.id, w.lease_until, r.job_id ORDER BY w.id, r.job_id;
+
+-- name: jobs_overview
+SELECT status, COUNT(*), COALESCE(SUM(pending), 0), COALESCE(SUM(running), 0),
+       MIN(CASE WHEN status = 'queued' THEN created_at END)
+FROM jobs GROUP BY status;
