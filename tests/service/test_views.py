@@ -136,6 +136,7 @@ def test_the_workers_view_shows_the_in_process_worker_and_its_lease(run, tmp_pat
     assert own["alive"] is True
     assert own["settled"] == 5
     assert own["store_outages"] == 0
+    assert "call" in own["tasks"]  # what it claims: jobs of its tasks only
     (worker,) = answer["data"]
     assert worker["id"] == own["id"]
     assert worker["in_this_process"] is True

@@ -124,6 +124,7 @@ async def workers_endpoint(request: Request) -> Response:
             "store_down": outage.down,
             "store_outages": outage.count,
             "lease_s": lease_s,
+            "tasks": own.worker.app.task_names,  # a worker claims only jobs of these
         }
     return json_response({"now": now, "recorded": isinstance(store, HasViews), "data": workers,
                           "this_process": this})  # fmt: skip

@@ -92,7 +92,7 @@ function showWorkers() {
     }));
     const own = answer.this_process;
     $("#own-worker").textContent = own
-      ? `This process's worker ${own.id}: ${own.alive ? "running" : "restarting"}, ${own.settled} items settled,`
+      ? `This process's worker ${own.id} (tasks: ${(own.tasks || []).join(", ") || "none"}): ${own.alive ? "running" : "restarting"}, ${own.settled} items settled,`
         + ` ${own.restarts} restarts, ${own.store_outages} store outages${own.store_down ? " (the store is down now)" : ""}`
         + (own.last_error ? `; last error: ${own.last_error}` : "")
       : "This process runs no worker (separate `conveyor worker` processes run the jobs).";
