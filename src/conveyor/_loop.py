@@ -1,9 +1,11 @@
-"""The event loop of the processes Conveyor owns (``conveyor run``, ``worker``, ``serve``).
+"""The event loop of the processes Conveyor owns (``conveyor run``, ``worker``): asyncio's.
 
-uvloop where it is installed (a dependency except on Windows, where it does not exist), else
-asyncio's own. Measured in ``bench/http.py`` (scenario 4) and ``bench/clients.py``: the same
-client spends 15-25% less CPU per request on uvloop (docs/decisions.md). A program that embeds
-Conveyor (``conveyor.map``, ``Batch``, a worker in an app's lifespan) keeps whatever loop it runs.
+uvloop was measured for them (``bench/clients.py``, ``bench/http.py`` scenario 4): 10-25% less
+client CPU per request in most rounds, more in one (docs/decisions.md). It is not used: under
+uvloop, a Redis connection cut mid-call (the shared limiters', the answer cache's) raises
+``RuntimeError("... the handler is closed")`` where asyncio raises a connection error, and the
+fault suite's Redis cut then failed an item instead of waiting for Redis to come back
+(``tests/faults/test_outages.py``). One place chooses the loop, should that change.
 """
 
 from __future__ import annotations
@@ -21,9 +23,5 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to completion on a new loop: uvloop's if installed, else asyncio's."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional: absent on Windows
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """Run `main` to completion on a new asyncio loop."""
+    return asyncio.run(main)
