@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor import ConfigError, Limiter, Rate
-from conveyor.limits.constraints import BUCKET_LATE_S, BUCKET_MARGIN
+from conveyor.limits.constraints import BUCKET_LATE_S, BUCKET_MARGIN, BUCKET_RESERVE
 from conveyor.limits.spec import LimiterConfig
 from conveyor.mockapi.bucket import MessagesLimiter
 from conveyor.testing import VirtualClock
@@ -104,10 +104,12 @@ def test_a_bucket_limiter_paces_at_the_rate_after_its_burst():
 
     clock.run(main())
     # A call let in from a full bucket is taken as of BUCKET_LATE_S later (the API's bucket,
-    # still full until it sees the call, wastes that refill): the second waits that long.
+    # still full until it sees the call, wastes that refill), and each call leaves
+    # BUCKET_RESERVE of the bucket in it: the second waits for that much refill too.
     gap = 1.0 / (1.0 - BUCKET_MARGIN)
-    late = BUCKET_LATE_S
-    assert starts == pytest.approx([0.0, late] + [late + gap * k for k in range(1, 9)], abs=1e-6)
+    late, kept = BUCKET_LATE_S, BUCKET_RESERVE * 2
+    expected = [0.0] + [late + gap * (k - 1 + kept) for k in range(1, 10)]
+    assert starts == pytest.approx(expected, abs=1e-6)
 
 
 def test_input_and_output_are_separate_budgets():

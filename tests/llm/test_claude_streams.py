@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from conveyor import InvalidAnswer, Limiter, QuotaExhausted
-from conveyor.limits.constraints import BUCKET_LATE_S
+from conveyor.limits.constraints import BUCKET_LATE_S, BUCKET_RESERVE
 from conveyor.llm import limit_anthropic
 from conveyor.testing import VirtualClock
 
@@ -170,8 +170,9 @@ def test_cache_creation_counts_as_input_and_cache_reads_toward_nothing():
 
     The bucket holds 1,000 (60,000 a minute, bucket_s=1) and refills at 990 a second (1%
     under the rate), the first call taken from it as of BUCKET_LATE_S later (the API sees it
-    late). The next call needs 600: it waits that plus (600 - 490) / 990 = 0.111 s. Counting
-    cache reads, it would wait over 5 s; leaving creation out, not at all.
+    late). The next call needs 600 and leaves BUCKET_RESERVE of the bucket (200): it waits that
+    plus (800 - 490) / 990 = 0.313 s. Counting cache reads, it would wait over 5 s; leaving
+    creation out, 0.111 s less.
     """
     limiter = Limiter("claude", input_tokens_per_minute=60_000, bucket_s=1)
     usage = {
@@ -188,7 +189,8 @@ def test_cache_creation_counts_as_input_and_cache_reads_toward_nothing():
 
     _, transport = run([as_json(message(usage)), as_json(message(USAGE))], scenario)
     assert transport.sent[0] == 0.0
-    assert transport.sent[1] == pytest.approx(BUCKET_LATE_S + 110 / 990, abs=1e-6)
+    kept = BUCKET_RESERVE * 1_000
+    assert transport.sent[1] == pytest.approx(BUCKET_LATE_S + (600 + kept - 490) / 990, abs=1e-6)
 
 
 def test_count_tokens_and_batches_are_the_clients_own_and_with_options_stays_limited():
@@ -232,13 +234,13 @@ def test_an_answer_check_retries_a_cut_off_answer_through_the_limiter():
 def test_a_refusal_by_a_later_limiter_gives_the_earlier_slots_back():
     """The second limiter halted: the call fails at once, the first is not halted nor charged.
 
-    The first limiter's input bucket holds 1,000 tokens; the refused call had reserved 900 of
-    it. Given back, the next call of 900 goes at once.
+    The first limiter's input bucket holds 1,000 tokens; the refused call had reserved 700 of
+    it. Given back, the next call of 700 goes at once (leaving the bucket's reserve).
     """
     first = Limiter("org", input_tokens_per_minute=60_000, bucket_s=1)
     second = Limiter("model")
     second.halt("This request would exceed your organization's monthly spend limit.")
-    prompt = user("x" * 3_600)  # 900 tokens
+    prompt = user("x" * 2_800)  # 700 tokens
 
     async def scenario(raw: Any, transport: Scripted) -> None:
         both = limit_anthropic(raw, limiters=[first, second], retry=FAST_RETRY)

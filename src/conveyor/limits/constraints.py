@@ -43,6 +43,12 @@ BUCKET_MARGIN = 0.01
 #: refill (without it, calls let in from full buckets drew 429s for input tokens).
 BUCKET_LATE_S = 0.02
 
+#: Bucket mode lets a call in only while this share of the bucket stays in it (as far as the
+#: call allows): calls that a busy sender (its event loop, its machine) sends together reach
+#: the API's bucket together, and 0.2 s of each rate takes them. Only a full bucket's first
+#: burst is smaller; the rate is the same.
+BUCKET_RESERVE = 0.2
+
 #: Dimensions whose budget a call needs only to be above zero: the API counts them as the
 #: answer is produced, so the call's cost may take the budget below zero (a debt).
 DEBT_DIMENSIONS = frozenset({"output_tokens"})
@@ -134,6 +140,7 @@ class Constraint:
                 capacity=per_s * self.burst_s,
                 debt=debt,
                 late_s=BUCKET_LATE_S,
+                reserve=BUCKET_RESERVE,
             )
             if debt:
                 self.spread = TokenBucket(

@@ -39,7 +39,7 @@ _EPS = 1e-9
 class TokenBucket:
     """At most `capacity` at once, refilled at `rate_per_s`; see the module docstring."""
 
-    __slots__ = ("capacity", "debt", "late_s", "mirror", "rate_per_s", "tat")
+    __slots__ = ("capacity", "debt", "late_s", "mirror", "rate_per_s", "reserve", "tat")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class TokenBucket:
         debt: bool = False,
         late_s: float = 0.0,
         mirror: bool = True,
+        reserve: float = 0.0,
     ) -> None:
         if not (math.isfinite(rate_per_s) and rate_per_s > 0):
             msg = f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
@@ -67,6 +68,10 @@ class TokenBucket:
         #: `settle` (a call needs the bucket above zero): this spreads calls at the rate, so
         #: that a bucket refilled past its margin does not let every waiting call in at once.
         self.mirror = mirror
+        #: Without `debt`: the share of the capacity a call must leave in the bucket, as far
+        #: as it can (a call costing more than the rest waits for a full bucket). Calls a busy
+        #: sender sends together reach the API's bucket together: this much room takes them.
+        self.reserve = reserve
         self.tat = -math.inf  # full
 
     def level(self, now: float) -> float:
@@ -85,7 +90,8 @@ class TokenBucket:
         if need > self.capacity + _EPS:
             return math.inf
         # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > need.
-        slack_s = (self.capacity - need) / self.rate_per_s
+        kept = 0.0 if self.debt else min(self.reserve * self.capacity, self.capacity - need)
+        slack_s = (self.capacity - need - kept) / self.rate_per_s
         wait = self.tat - slack_s - now
         if self.debt:
             return 0.0 if wait < 0 else wait + _PAD_S
