@@ -54,6 +54,7 @@ __all__ = [
     "batch_object",
     "batch_status",
     "check_input",
+    "could_not_run",
     "result_line",
 ]
 
@@ -316,16 +317,23 @@ _JOB_TO_BATCH = {
 }
 
 
+def could_not_run(job: Job) -> bool:
+    """Whether the batch is OpenAI's ``failed``: its job could not run.
+
+    A batch whose every request failed is ``completed``, with an error file, as OpenAI's is
+    (its job is ``failed`` by its items: `conveyor.jobs.settle.failed_by_items`).
+    """
+    return job.status == "failed" and not failed_by_items(job)
+
+
 def batch_status(record: BatchRecord, job: Job | None) -> str:
     """OpenAI's status of a batch, from its record and (while it runs) its job."""
     if record.status in ENDED or job is None:
         return record.status
     if "expired_at" in record.times:
         return "finalizing"  # expired: its job is being stopped, then the files are written
-    if failed_by_items(job):
-        # OpenAI's "failed" is a batch that could not run; requests that failed complete it
-        # (their lines go to the error file).
-        return "finalizing"
+    if job.status == "failed" and not could_not_run(job):
+        return "finalizing"  # requests that failed complete it: their lines go to the error file
     return _JOB_TO_BATCH[job.status]
 
 

@@ -34,7 +34,6 @@ from .._json import BadJSON, loads
 from ..jobs.errors import InvalidJob, StoreError, StoreUnavailable, TooManyActiveJobs
 from ..jobs.file_model import CHUNK_BYTES, FileItems
 from ..jobs.model import TERMINAL
-from ..jobs.settle import failed_by_items
 from .batches import (
     CONNECTION_KEY,
     ENDED,
@@ -44,6 +43,7 @@ from .batches import (
     BatchRecords,
     InputCheck,
     batch_status,
+    could_not_run,
     result_line,
 )
 from .files import quietly
@@ -267,7 +267,7 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
         return _counted(claimed or record, record)
     written: dict[str, Written] = {}
     try:
-        if not _could_not_run(job):
+        if not could_not_run(job):
             written = await _write_files(service, tenant, claimed, job)
 
         def finish(r: BatchRecord) -> bool:
@@ -322,20 +322,12 @@ async def _write_files(
     return written
 
 
-def _could_not_run(job: Job) -> bool:
-    """Whether the batch is OpenAI's ``failed``: its job could not run.
-
-    A batch whose every request failed is ``completed``, with an error file, as OpenAI's is.
-    """
-    return job.status == "failed" and not failed_by_items(job)
-
-
 def _final(record: BatchRecord, job: Job, files: dict[str, str], now: float) -> None:
     """Set the final status of a batch whose job ended, with its files' ids."""
     record.finalizer = record.finalizer_at = None
     record.times.setdefault("finalizing_at", now)
     record.completed, record.failed = job.counts.succeeded, job.counts.failed
-    if _could_not_run(job):
+    if could_not_run(job):
         record.status, record.times["failed_at"] = "failed", now
         record.errors = [
             {"code": "batch_failed", "message": job.error or "", "param": None, "line": None}
