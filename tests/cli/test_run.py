@@ -31,7 +31,8 @@ from conveyor.cli.run_view import (
     start_line,
     summary_record,
 )
-from conveyor.http import BatchFiles, BatchLimits, BatchResult, BatchTally, Endpoint, Progress
+from conveyor.http import BatchFiles, BatchLimits, BatchResult, BatchTally, Endpoint
+from conveyor.http.tally import Progress
 from conveyor.mockapi import MockAPI, MockConfig, run_in_process
 
 from ..http.helpers import id_counts, read_results, request_line, write_requests
@@ -575,12 +576,12 @@ def test_a_summary_that_cannot_be_written_is_reported_not_raised(
     tmp_path: Path, mock_url: str, capsys, monkeypatch
 ):
     """If writing --summary-json fails at the end, the run says so and keeps its exit status."""
-    import conveyor.http
+    import conveyor.http.output
 
     def fail(path: Path, text: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(conveyor.http, "write_text_atomic", fail)
+    monkeypatch.setattr(conveyor.http.output, "write_text_atomic", fail)
     write_requests(tmp_path / "in.jsonl", 3)
     assert run_cli(tmp_path, mock_url, "--summary-json", str(tmp_path / "s.json")) == 0
     assert "could not write the summary" in capsys.readouterr().err

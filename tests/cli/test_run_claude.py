@@ -22,7 +22,8 @@ from rich.console import Console
 from conveyor.cli import main
 from conveyor.cli.run_args import add_arguments, options_from_args
 from conveyor.cli.run_view import progress_line, progress_view, start_line
-from conveyor.http import BatchFiles, BatchLimits, Endpoint, Progress
+from conveyor.http import BatchFiles, BatchLimits, Endpoint
+from conveyor.http.tally import Progress
 from conveyor.mockapi import AnthropicLimits, MockConfig, run_in_process
 
 from ..http.helpers import read_results

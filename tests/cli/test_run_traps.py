@@ -8,7 +8,8 @@ import pytest
 
 from conveyor.cli import main
 from conveyor.cli.run_view import progress_line, spend_text, start_line
-from conveyor.http import BatchFiles, BatchLimits, BatchTally, Endpoint, Progress
+from conveyor.http import BatchFiles, BatchLimits, BatchTally, Endpoint
+from conveyor.http.tally import Progress
 from conveyor.mockapi import MockConfig, run_in_process
 
 from ..http.helpers import request_line, write_requests

@@ -1,6 +1,7 @@
 """Progress figures from counts and times, exactly: rates over a horizon and the ETA."""
 
-from conveyor.http import BatchTally, Progress, RateMeter, snapshot
+from conveyor.http import BatchTally
+from conveyor.http.tally import Progress, RateMeter, snapshot
 
 
 def test_rates_span_the_horizon_once_the_run_is_that_old():

@@ -4,8 +4,9 @@ import contextlib
 
 import pytest
 
-from conveyor.http import AiohttpTransport, BatchLimits
+from conveyor.http import BatchLimits
 from conveyor.http.batch import _open_transport
+from conveyor.http.client import AiohttpTransport
 from conveyor.http.reqwest import ReqwestTransport
 
 pytest.importorskip("pyreqwest")

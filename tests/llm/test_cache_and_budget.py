@@ -210,7 +210,8 @@ def test_a_user_price_file_overrides_and_a_bad_one_is_explained(tmp_path):
 def test_the_progress_line_shows_tokens_cost_projection_and_cache_hits():
     """The plain progress line adds the spend once there is some; none before."""
     from conveyor.cli.run_view import progress_line
-    from conveyor.http import BatchTally, RateMeter, snapshot
+    from conveyor.http import BatchTally
+    from conveyor.http.tally import RateMeter, snapshot
 
     tally = BatchTally(total=10, succeeded=2, tokens_in=200, tokens_out=50, cost_usd=0.5)
     tally.cache_hits = 1

@@ -62,7 +62,8 @@ def run_command(
     from rich.console import Console
 
     from ..errors import ConfigError
-    from ..http import BatchError, check_writable, prepare
+    from ..http import BatchError, prepare
+    from ..http.output import check_writable
 
     console = console or Console(highlight=False)
     try:
@@ -201,7 +202,7 @@ async def _show(batch: Batch, mode: str, console: Console, options: RunOptions) 
     """Refresh the progress display until cancelled (then show the last frame)."""
     from rich.live import Live
 
-    from ..http import Progress, RateMeter, snapshot
+    from ..http.tally import Progress, RateMeter, snapshot
     from .run_view import progress_line, progress_view
 
     loop = asyncio.get_running_loop()
@@ -248,7 +249,7 @@ def _finish(
     *,
     signal_number: int | None,
 ) -> int:
-    from ..http import write_text_atomic
+    from ..http.output import write_text_atomic
     from .run_view import batch_summary_table, summary_record
 
     files = options.files

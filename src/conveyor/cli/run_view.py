@@ -15,7 +15,8 @@ from .render import summary_table
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..http import BatchLimits, BatchResult, Endpoint, Plan, Progress
+    from ..http import BatchLimits, BatchResult, Endpoint, Plan
+    from ..http.tally import Progress
 
 __all__ = [
     "ESTIMATED",
@@ -107,7 +108,7 @@ def split_rates(progress: Progress) -> str:
     The input figure is marked ``~``: it is each request's estimate until its answer's usage
     replaces it. The output figure is the answers' own.
 
-    >>> from conveyor.http import Progress
+    >>> from conveyor.http.tally import Progress
     >>> p = Progress(done=0, total=None, succeeded=0, failed=0, retrying=0,
     ...              requests_per_minute=0.0, tokens_per_minute=0.0, rpm_limit=None,
     ...              tpm_limit=None, rate_limited=0, elapsed_s=0.0, eta_s=None,
