@@ -16,7 +16,7 @@ import pytest
 
 from conveyor.errors import ConfigError, QuotaExhausted
 from conveyor.jobs.app import App
-from conveyor.limits.constraints import BUCKET_LATE_S
+from conveyor.limits.constraints import BUCKET_LATE_S, BUCKET_RESERVE
 from conveyor.limits.costs import Cost
 from conveyor.limits.limiter import PACED_MARGIN, WINDOW_MARGIN, Limiter
 from conveyor.limits.redis_limiter import (
@@ -27,6 +27,7 @@ from conveyor.limits.redis_limiter import (
     redis_limiter,
     share_limits,
 )
+from conveyor.policy.bucket import TokenBucket
 from conveyor.policy.rates import Rate
 
 from ..services import OwnRedis, redis_url
@@ -342,10 +343,12 @@ ANTHROPIC: dict[str, Any] = {"rates": ANTHROPIC_RATES, "bucket_s": 1.0}
 
 
 def test_token_buckets_are_shared_exactly_and_a_refused_call_books_nothing():
-    """A takes the whole input bucket; B's 495 tokens wait the exact refill (0.5 s).
+    """A takes the whole input bucket; B's 495 tokens wait the exact refill, reserve included.
 
-    Plus the 20 ms a call let in from a full bucket is booked late (BUCKET_LATE_S). B's
-    refused attempt leaves every dimension's state as it was (one atomic script).
+    B's call must leave a fifth of the bucket in it (BUCKET_RESERVE): 495 + 200 refilled at
+    990 a second, plus the 20 ms a call let in from a full bucket is booked late
+    (BUCKET_LATE_S). B's refused attempt leaves every dimension's state as it was (one atomic
+    script).
     """
     url, clock = redis_url(), ServerClock()
 
@@ -355,10 +358,37 @@ def test_token_buckets_are_shared_exactly_and_a_refused_call_books_nothing():
         states = [k for k in a.keys if k.endswith(":state")]
         before = [await a.redis.client.hgetall(k) for k in states]
         wait = await ask(b, "b1", {"input_tokens": 495, "output_tokens": 10})
-        assert wait == pytest.approx(0.5 + BUCKET_LATE_S, abs=1e-6)
+        expected = (495 + BUCKET_RESERVE * 1000) / 990 + BUCKET_LATE_S
+        assert wait == pytest.approx(expected, abs=1e-6)
         assert [await a.redis.client.hgetall(k) for k in states] == before
-        clock.now += 0.5 + BUCKET_LATE_S
+        clock.now += expected
         assert await ask(b, "b2", {"input_tokens": 495, "output_tokens": 10}) is None
+        await close(a, b)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("first", [1000, 600, 150])
+@pytest.mark.parametrize("second", [100, 495, 900, 1000])
+def test_a_shared_bucket_waits_exactly_as_the_local_bucket(first: int, second: int):
+    """The Redis bucket keeps the same rule as `TokenBucket`: the same wait, reserve and all.
+
+    A call that leaves less than the reserve's share only waits for a full bucket.
+    """
+    url, clock = redis_url(), ServerClock()
+    local = TokenBucket(
+        rate_per_s=990.0,
+        capacity=1000.0,
+        late_s=BUCKET_LATE_S,
+        reserve=BUCKET_RESERVE,
+    )
+    local.admit(clock.now, first)
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, **ANTHROPIC)
+        await a.admit({"input_tokens": first, "output_tokens": 10})
+        wait = await ask(b, "b1", {"input_tokens": second, "output_tokens": 10})
+        assert (wait or 0.0) == pytest.approx(local.wait_s(clock.now, second), abs=1e-6)
         await close(a, b)
 
     asyncio.run(main())

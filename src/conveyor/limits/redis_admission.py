@@ -69,7 +69,7 @@ def _unreachable_errors() -> tuple[type[BaseException], ...]:
 
 
 def _figures(c: Constraint) -> list[Any]:
-    """A constraint as admit.lua reads it: kind, limit, adopted field, four figures."""
+    """A constraint as admit.lua reads it: kind, limit, adopted field, five figures."""
     field = f"{c.unit}/{c.rate.period_s:g}"
     head: list[Any] = [repr(c.rate.limit), field]
     if c.bucket is not None:
@@ -82,15 +82,16 @@ def _figures(c: Constraint) -> list[Any]:
             repr(bucket.capacity),
             debt,
             repr(bucket.late_s),
+            repr(bucket.reserve),
         ]
     pacer = c.pacer
     assert pacer is not None
     if c.window is not None:
         unit_costs = 1 if c.unit == "requests" else 0
         window = [repr(c.window.share), repr(c.window.window_s), repr(pacer.interval_s)]
-        return ["w", *head, *window, unit_costs]
+        return ["w", *head, *window, unit_costs, 0]
     limit = repr(c.rate.limit)
-    return ["p", *head, limit, 0, repr(pacer.interval_s), repr(pacer.tolerance_s)]
+    return ["p", *head, limit, 0, repr(pacer.interval_s), repr(pacer.tolerance_s), 0]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -10,13 +10,14 @@
 --       'w' window: its pacer (GCRA) lets it start, and its sliding log holds at most `share`
 --           in (now - window, now] with it;
 --       'p' paced: its GCRA lets it start (tat - tolerance <= now);
---       'b' bucket: a token bucket kept as a TAT, `tat - now <= (capacity - cost) / rate`
---           (policy/bucket.py); a debt bucket (output tokens) mirrors the API's: it needs to
+--       'b' bucket: a token bucket kept as a TAT, `tat - now <= (capacity - cost - kept) /
+--           rate`, where `kept` is the reserve's share of the capacity, as far as the call
+--           leaves room for it (policy/bucket.py, BUCKET_RESERVE); a debt bucket (output tokens) mirrors the API's: it needs to
 --           hold a margin (half the bucket), takes nothing now, and takes the answer's output
 --           when it is settled (settle.lua), which may leave it below zero; beside it, the
 --           reservations are booked on a second TAT (`spread`: above zero to admit, taken
---           now, corrected at the answer) that spreads calls at the rate. A call let in from a full bucket is booked as of `late` s
---           later (BUCKET_LATE_S: the API's bucket, still full, wastes that refill).
+--           now, corrected at the answer) that spreads calls at the rate. A call let in
+--           from a full bucket is booked as of `late` s later (BUCKET_LATE_S: the API's bucket, still full, wastes that refill).
 --     A limit some process adopted from the API's headers (KEYS[4], per dimension and period)
 --     scales the constraint's figures, exactly as Constraint.set_limit does locally.
 -- Then it is booked in all of them; otherwise nothing is written and the reply says how long
@@ -32,10 +33,10 @@
 -- ARGV: 1 slot id, 2 concurrency limit (0: none), 3 lease seconds, 4 the time to use instead
 --       of TIME ('' except in tests, which drive a virtual clock), 5 number of constraints,
 --       6 number of dimensions, then per dimension two: name, units; then per constraint
---       eight: kind, units, limit (per its period), adopted-limit field, and four figures:
---       'w': share, window s, pacer interval s per unit, 1 if every entry costs 1 else 0;
---       'p': limit, 0, interval s per unit, tolerance s;
---       'b': refill per s, capacity, 1 for a debt bucket else 0, late s.
+--       nine: kind, units, limit (per its period), adopted-limit field, and five figures:
+--       'w': share, window s, pacer interval s per unit, 1 if every entry costs 1 else 0, 0;
+--       'p': limit, 0, interval s per unit, tolerance s, 0;
+--       'b': refill per s, capacity, 1 for a debt bucket else 0, late s, reserve share.
 -- Reply: {1, admitted_at}, {0, wait_seconds}, {-1, the halt's message}, or {-2, constraint
 --        index (0-based), the largest cost it allows now} (numbers as strings: Lua truncates).
 
@@ -136,10 +137,10 @@ end
 
 local plan = {}
 for i = 0, n - 1 do
-    local a = first + i * 8
+    local a = first + i * 9
     local kind, units, limit = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local p1, p2 = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-    local p3, p4 = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+    local p3, p4, p5 = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
     local scale = 1
     local adopted = redis.call('HGET', KEYS[4], ARGV[a + 3])
     if adopted and tonumber(adopted) < limit then scale = tonumber(adopted) / limit end
@@ -162,7 +163,10 @@ for i = 0, n - 1 do
         local need = units
         if debt then need = capacity / 2 end
         if need > capacity + EPS then return {-2, i, num(capacity)} end
-        local w = tat - (capacity - need) / rate - now
+        -- What a call must leave in a bucket that is not a debt: TokenBucket.wait_s's `kept`.
+        local kept = 0
+        if not debt then kept = math.min(p5 * capacity, capacity - need) end
+        local w = tat - (capacity - need - kept) / rate - now
         if debt then
             if w >= 0 then wait = math.max(wait, w + PAD) end
             -- The reservations, spread at the rate: above zero before this one is taken.
