@@ -17,8 +17,6 @@ from .report import Outcome, Report, Summary
 from .runner import Run
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from ..limits.costs import Cost
 
 __all__ = ["Stream", "map", "run_sync", "stream"]
@@ -194,12 +192,7 @@ class Stream(Generic[T, R]):
     async def __aenter__(self) -> Stream[T, R]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     @property

@@ -12,9 +12,10 @@ import asyncio
 import itertools
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from .. import _clock
+from .._closing import Closing
 from .._urls import shown_url
 from ..errors import ConfigError
 from .errors import InvalidJob, JobNotFound
@@ -28,7 +29,6 @@ from .tracing import carry_trace
 if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Callable, Iterable
-    from types import TracebackType
 
     from .app import App
     from .model import ItemState, Job, JobItem, JobStatus
@@ -76,7 +76,7 @@ def open_store(url: str | Store, *, create: bool = True) -> Store:
     return SqliteStore(url, create=create)
 
 
-class Jobs:
+class Jobs(Closing):
     """Submit, follow, cancel and retry jobs in a store; every call is async.
 
     Args:
@@ -100,17 +100,6 @@ class Jobs:
         self.store = open_store(store)
         self.app = app
         self.max_item_bytes = max_item_bytes
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the store."""

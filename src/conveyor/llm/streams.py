@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Self
 
+from .._closing import Closing
 from .slots import real_cost, settle_and_release
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Meter:
         self._on_loop(settle_and_release, self._slots, error=error, real=real)
 
 
-class Metered:
+class Metered(Closing):
     """An async event stream that ends its `Meter` when it is read out, closed, or fails."""
 
     def __init__(self, stream: Any, meter: Meter) -> None:
@@ -98,17 +99,6 @@ class Metered:
             await self._stream.close()
         finally:
             self._meter.end()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class SyncMetered:
