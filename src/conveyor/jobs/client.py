@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .. import _clock
 from .._closing import Closing
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
 
     from .app import App
-    from .model import ItemState, Job, JobItem, JobStatus
-    from .store import Store
+    from .model import ItemState, Job, JobItem
+    from .store import JobFilters, Store
 
 __all__ = ["DEFAULT_MAX_ITEM_BYTES", "Jobs", "open_store"]
 
@@ -245,19 +245,12 @@ class Jobs(Closing):
             raise JobNotFound(job_id)
         return job
 
-    async def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        limit: int = 50,
-        tenant: str | None = None,
-        task: str | None = None,
-        before: str | None = None,
-    ) -> builtins.list[Job]:
-        """Jobs, newest first; `before` (a job id) pages on from the previous page's last."""
-        return await self.store.list_jobs(
-            status=status, limit=limit, tenant=tenant, task=task, before=before
-        )
+    async def list(self, **filters: Unpack[JobFilters]) -> builtins.list[Job]:
+        """Jobs, newest first, filtered by `status`, `tenant`, `task`, at most `limit` (50).
+
+        `before` (a job id) pages on from the previous page's last (see `JobFilters`).
+        """
+        return await self.store.list_jobs(**filters)
 
     async def watch(self, job_id: str, *, interval_s: float = 0.5) -> AsyncIterator[Job]:
         """Yield a snapshot now and whenever the job changes; end after it is done."""
