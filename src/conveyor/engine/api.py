@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from ..errors import ConfigError, Interrupted, SourceError
 from ..limits.limiter import Limiter
@@ -17,8 +17,6 @@ from .report import Outcome, Report, Summary
 from .runner import Run
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from ..limits.costs import Cost
 
 __all__ = ["Stream", "map", "run_sync", "stream"]
@@ -94,6 +92,17 @@ def _need_loop(name: str) -> None:
             " (inside asyncio.run(...)), or use conveyor.run_sync(...) from plain code"
         )
         raise ConfigError(msg) from None
+
+
+class RunOptions(TypedDict, Generic[T], total=False):
+    """The keyword options of `stream`, `map` and `run_sync` (see `stream` for each)."""
+
+    concurrency: int
+    retry: Retry | None
+    fail_fast: bool
+    on_event: Hook | None
+    limiters: Sequence[Limiter]
+    cost: Callable[[T], Cost] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +203,7 @@ class Stream(Generic[T, R]):
     async def __aenter__(self) -> Stream[T, R]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     @property
@@ -212,25 +216,13 @@ class Stream(Generic[T, R]):
 def stream(
     fn: Callable[[T], Awaitable[R]],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Stream[T, R]: ...
 @overload
 def stream(
     fn: Callable[[T], R],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Stream[T, R]: ...
 def stream(
     fn: Fn[T, R],
@@ -291,25 +283,13 @@ def _index(outcome: Outcome[Any, Any]) -> int:
 async def map(  # noqa: A001 # type: ignore[overload-overlap]
     fn: Callable[[T], Awaitable[R]],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Report[T, R]: ...
 @overload
 async def map(  # noqa: A001
     fn: Callable[[T], R],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Report[T, R]: ...
 async def map(  # noqa: A001 - `conveyor.map` is the name users expect
     fn: Fn[T, R],
@@ -346,25 +326,13 @@ async def _map(
 def run_sync(
     fn: Callable[[T], Awaitable[R]],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Report[T, R]: ...
 @overload
 def run_sync(
     fn: Callable[[T], R],
     items: Items[T],
-    *,
-    concurrency: int = ...,
-    retry: Retry | None = ...,
-    fail_fast: bool = ...,
-    on_event: Hook | None = ...,
-    limiters: Sequence[Limiter] = ...,
-    cost: Callable[[T], Cost] | None = ...,
+    **options: Unpack[RunOptions[T]],
 ) -> Report[T, R]: ...
 def run_sync(
     fn: Fn[T, R],

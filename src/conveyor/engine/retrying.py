@@ -9,6 +9,7 @@ due time), so the heap is a plain list.
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
@@ -25,19 +26,15 @@ __all__ = ["RetryQueue", "Waiting", "note", "retry_decision"]
 _NOTE = "conveyor: "
 
 
+@dataclass(slots=True, eq=False)
 class Waiting:
     """An item waiting to be retried."""
 
-    __slots__ = ("attempts", "error", "first_start", "index", "item")
-
-    def __init__(
-        self, index: int, item: Any, attempts: int, first_start: float, error: BaseException
-    ) -> None:
-        self.index = index
-        self.item = item
-        self.attempts = attempts
-        self.first_start = first_start
-        self.error = error
+    index: int
+    item: Any
+    attempts: int
+    first_start: float
+    error: BaseException
 
 
 class RetryQueue:

@@ -30,22 +30,26 @@ if TYPE_CHECKING:
 __all__ = ["date_httpx_sends", "send_time_trace"]
 
 
+def _date(tickets: Sequence[Ticket], *, answered: bool = False) -> None:
+    """Date `tickets` at the loop's time now: as sent, or (`answered`) as answered."""
+    now = asyncio.get_running_loop().time()
+    for ticket in tickets:
+        if answered:
+            ticket.mark_answered(now)
+        else:
+            ticket.mark_sent(now)
+
+
 async def _headers_sent(session: Any, context: Any, params: Any) -> None:
     del session, context, params
-    slots = current_slots.get()
-    if slots:
-        now = asyncio.get_running_loop().time()
-        for slot in slots:
-            slot.mark_sent(now)
+    if slots := current_slots.get():
+        _date(slots)
 
 
 async def _answered(session: Any, context: Any, params: Any) -> None:
     del session, context, params
-    slots = current_slots.get()
-    if slots:
-        now = asyncio.get_running_loop().time()
-        for slot in slots:
-            slot.mark_answered(now)
+    if slots := current_slots.get():
+        _date(slots, answered=True)
 
 
 def send_time_trace() -> aiohttp.TraceConfig:
@@ -72,13 +76,9 @@ class _HttpxTrace:
     async def __call__(self, name: str, info: object) -> None:
         del info
         if name.endswith("send_request_headers.started"):
-            now = asyncio.get_running_loop().time()
-            for ticket in self._tickets:
-                ticket.mark_sent(now)
+            _date(self._tickets)
         elif name.endswith("receive_response_headers.complete"):
-            now = asyncio.get_running_loop().time()
-            for ticket in self._tickets:
-                ticket.mark_answered(now)
+            _date(self._tickets, answered=True)
 
 
 async def _httpx_request(request: Any) -> None:

@@ -12,9 +12,10 @@ import asyncio
 import itertools
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .. import _clock
+from .._closing import Closing
 from .._urls import shown_url
 from ..errors import ConfigError
 from .errors import InvalidJob, JobNotFound
@@ -28,11 +29,10 @@ from .tracing import carry_trace
 if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Callable, Iterable
-    from types import TracebackType
 
     from .app import App
-    from .model import ItemState, Job, JobItem, JobStatus
-    from .store import Store
+    from .model import ItemState, Job, JobItem
+    from .store import JobFilters, Store
 
 __all__ = ["DEFAULT_MAX_ITEM_BYTES", "Jobs", "open_store"]
 
@@ -76,7 +76,7 @@ def open_store(url: str | Store, *, create: bool = True) -> Store:
     return SqliteStore(url, create=create)
 
 
-class Jobs:
+class Jobs(Closing):
     """Submit, follow, cancel and retry jobs in a store; every call is async.
 
     Args:
@@ -100,17 +100,6 @@ class Jobs:
         self.store = open_store(store)
         self.app = app
         self.max_item_bytes = max_item_bytes
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the store."""
@@ -256,19 +245,12 @@ class Jobs:
             raise JobNotFound(job_id)
         return job
 
-    async def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        limit: int = 50,
-        tenant: str | None = None,
-        task: str | None = None,
-        before: str | None = None,
-    ) -> builtins.list[Job]:
-        """Jobs, newest first; `before` (a job id) pages on from the previous page's last."""
-        return await self.store.list_jobs(
-            status=status, limit=limit, tenant=tenant, task=task, before=before
-        )
+    async def list(self, **filters: Unpack[JobFilters]) -> builtins.list[Job]:
+        """Jobs, newest first, filtered by `status`, `tenant`, `task`, at most `limit` (50).
+
+        `before` (a job id) pages on from the previous page's last (see `JobFilters`).
+        """
+        return await self.store.list_jobs(**filters)
 
     async def watch(self, job_id: str, *, interval_s: float = 0.5) -> AsyncIterator[Job]:
         """Yield a snapshot now and whenever the job changes; end after it is done."""

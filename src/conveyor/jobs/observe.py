@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["JobObserver", "Observers"]
 
 logger = logging.getLogger("conveyor.jobs")
+T = TypeVar("T")
 
 
 def _ignore(value: Any) -> None:
@@ -133,46 +134,37 @@ class Observers:
         self._logged = True
         logger.error("conveyor worker: an observer failed (ignored; logged once)", exc_info=exc)
 
-    def claimed(self, worker_id: str, claim: Claim) -> None:
-        """`JobObserver.claimed` of each."""
-        for o in self._claimed:
+    def _each(
+        self, observers: list[JobObserver], call: Callable[[JobObserver], T | None]
+    ) -> list[T]:
+        """``call(o)`` for each of `observers`, guarded; what the calls returned, but None."""
+        returned: list[T] = []
+        for o in observers:
             try:
-                o.claimed(worker_id, claim)
-            except Exception as exc:
-                self.failed(exc)
-
-    def event(self, job: Job, event: Event) -> None:
-        """`JobObserver.event` of each."""
-        for o in self._event:
-            try:
-                o.event(job, event)
-            except Exception as exc:
-                self.failed(exc)
-
-    def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any]:
-        """`JobObserver.running` of each, as one context."""
-        contexts = []
-        for o in self._running:
-            try:
-                context = o.running(worker_id, job)
+                value = call(o)
             except Exception as exc:
                 self.failed(exc)
                 continue
-            if context is not None:
-                contexts.append(context)
+            if value is not None:
+                returned.append(value)
+        return returned
+
+    def claimed(self, worker_id: str, claim: Claim) -> None:
+        """`JobObserver.claimed` of each."""
+        self._each(self._claimed, lambda o: o.claimed(worker_id, claim))
+
+    def event(self, job: Job, event: Event) -> None:
+        """`JobObserver.event` of each."""
+        self._each(self._event, lambda o: o.event(job, event))
+
+    def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any]:
+        """`JobObserver.running` of each, as one context."""
+        contexts = self._each(self._running, lambda o: o.running(worker_id, job))
         return _Together(self, contexts) if contexts else _NOTHING
 
     def attempt(
         self, job: Job, item: ClaimedItem, item_input: Any
     ) -> contextlib.AbstractContextManager[Callable[[Any], None]]:
         """`JobObserver.attempt` of each, as one context (per attempt: kept short)."""
-        contexts = []
-        for o in self._attempt:
-            try:
-                context = o.attempt(job, item, item_input)
-            except Exception as exc:
-                self.failed(exc)
-                continue
-            if context is not None:
-                contexts.append(context)
+        contexts = self._each(self._attempt, lambda o: o.attempt(job, item, item_input))
         return _Together(self, contexts) if contexts else _NOTHING

@@ -37,7 +37,7 @@ that any number of service instances sharing a store serve every file and batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
@@ -46,7 +46,24 @@ if TYPE_CHECKING:
     from .model import Claim, ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
     from .stores.file_manager import Upload
 
-__all__ = ["FileStore", "Store"]
+__all__ = ["FileStore", "JobFilters", "Store"]
+
+
+class JobFilters(TypedDict, total=False):
+    """Which jobs `Store.list_jobs` (and `conveyor.jobs.Jobs.list`) return; each is optional.
+
+    Keys:
+        status, tenant, task: only the jobs of this status, tenant, task (``None``: any).
+        limit: at most this many jobs (default 50).
+        before: a job id: only older jobs are returned (the cursor of the next page is the
+            last id of this one).
+    """
+
+    status: JobStatus | None
+    limit: int
+    tenant: str | None
+    task: str | None
+    before: str | None
 
 
 class Store(Protocol):
@@ -81,20 +98,8 @@ class Store(Protocol):
         """Return the job, or ``None``. Never waits behind a worker's writes."""
         ...
 
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | None = None,
-        limit: int = 50,
-        tenant: str | None = None,
-        task: str | None = None,
-        before: str | None = None,
-    ) -> list[Job]:
-        """Return up to `limit` jobs, newest first, optionally of one status, tenant and task.
-
-        `before` is a job id: only older jobs are returned (the cursor of the next page is the
-        last id of this one).
-        """
+    async def list_jobs(self, **filters: Unpack[JobFilters]) -> list[Job]:
+        """Return up to ``limit`` jobs, newest first, filtered as `JobFilters` says."""
         ...
 
     async def claim(

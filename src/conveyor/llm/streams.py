@@ -22,13 +22,14 @@ so use it in ``async with`` / ``with``, as the SDK itself advises.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
+from .._closing import Closing
 from .slots import real_cost, settle_and_release
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
-    from types import TracebackType
+    from collections.abc import Callable, Sequence
 
     from ..limits.slot import Slot
     from .slots import OnLoop
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     Fold = Callable[[dict[str, int], Any], None]
 
 __all__ = ["Managed", "Meter", "Metered", "SyncManaged", "SyncMetered", "snapshot_usage"]
+
+#: What a `Managed` (an awaitable of it) or a `SyncManaged` opens with.
+OpenedT = TypeVar("OpenedT")
 
 
 class Meter:
@@ -57,6 +61,10 @@ class Meter:
         if self._fold is not None:
             self._fold(self.usage, event)
 
+    def stopped(self, exc: BaseException) -> None:
+        """The stream raised `exc`: it was read to its end (``StopIteration``), or failed."""
+        self.end(None if isinstance(exc, StopIteration | StopAsyncIteration) else exc)
+
     def end(self, error: BaseException | None = None, *, usage: Any = None) -> None:
         """Settle the slots with `usage` (else what the events said) and release them; once."""
         if self._done:
@@ -67,8 +75,8 @@ class Meter:
         self._on_loop(settle_and_release, self._slots, error=error, real=real)
 
 
-class Metered:
-    """An async event stream that ends its `Meter` when it is read out, closed, or fails."""
+class _Wrapped:
+    """A stream and its `Meter`; every attribute but the wrapper's own is the stream's."""
 
     def __init__(self, stream: Any, meter: Meter) -> None:
         self._stream = stream
@@ -77,17 +85,18 @@ class Metered:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
+
+class Metered(_Wrapped, Closing):
+    """An async event stream that ends its `Meter` when it is read out, closed, or fails."""
+
     def __aiter__(self) -> Metered:
         return self
 
     async def __anext__(self) -> Any:
         try:
             event = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._meter.end()
-            raise
         except BaseException as exc:
-            self._meter.end(exc)
+            self._meter.stopped(exc)
             raise
         self._meter.see(event)
         return event
@@ -99,27 +108,9 @@ class Metered:
         finally:
             self._meter.end()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class SyncMetered:
+class SyncMetered(_Wrapped):
     """A sync event stream that ends its `Meter` when it is read out, closed, or fails."""
-
-    def __init__(self, stream: Any, meter: Meter) -> None:
-        self._stream = stream
-        self._meter = meter
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
     def __iter__(self) -> SyncMetered:
         return self
@@ -127,11 +118,8 @@ class SyncMetered:
     def __next__(self) -> Any:
         try:
             event = next(self._stream)
-        except StopIteration:
-            self._meter.end()
-            raise
         except BaseException as exc:
-            self._meter.end(exc)
+            self._meter.stopped(exc)
             raise
         self._meter.see(event)
         return event
@@ -146,12 +134,7 @@ class SyncMetered:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -167,53 +150,48 @@ def snapshot_usage(stream: Any) -> Any:
 Opened = tuple[Meter, Any, Any]
 
 
-class Managed:
-    """``async with messages.stream(...) as stream``: the block holds the slots."""
+class _Held(Generic[OpenedT]):
+    """A helper stream opened by `open_stream` on entering the block, settled on leaving it."""
 
-    def __init__(self, open_stream: Callable[[], Awaitable[Opened]]) -> None:
+    def __init__(self, open_stream: Callable[[], OpenedT]) -> None:
         self._open = open_stream
         self._opened: Opened | None = None
+
+    def _settle(self, exc: object) -> None:
+        """End the meter with the usage the helper accumulated, and the block's error if any."""
+        if self._opened is not None:
+            meter, _, stream = self._opened
+            error = exc if isinstance(exc, BaseException) else None
+            meter.end(error, usage=snapshot_usage(stream))
+
+
+class Managed(_Held[Awaitable[Opened]]):
+    """``async with messages.stream(...) as stream``: the block holds the slots."""
 
     async def __aenter__(self) -> Any:
         self._opened = await self._open()
         return self._opened[2]
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._opened is None:
             return
-        meter, manager, stream = self._opened
         try:
-            await manager.__aexit__(exc_type, exc, tb)
+            await self._opened[1].__aexit__(*exc_info)
         finally:
-            meter.end(exc, usage=snapshot_usage(stream))
+            self._settle(exc_info[1])
 
 
-class SyncManaged:
+class SyncManaged(_Held[Opened]):
     """``with messages.stream(...) as stream``: the block holds the slots."""
-
-    def __init__(self, open_stream: Callable[[], Opened]) -> None:
-        self._open = open_stream
-        self._opened: Opened | None = None
 
     def __enter__(self) -> Any:
         self._opened = self._open()
         return self._opened[2]
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._opened is None:
             return
-        meter, manager, stream = self._opened
         try:
-            manager.__exit__(exc_type, exc, tb)
+            self._opened[1].__exit__(*exc_info)
         finally:
-            meter.end(exc, usage=snapshot_usage(stream))
+            self._settle(exc_info[1])

@@ -13,15 +13,14 @@ cannot read it under a name of its own (DNS rebinding), as the service does with
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .._closing import Serving
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .registry import Metrics
 
 __all__ = ["MetricsListener", "is_loopback_host"]
@@ -48,7 +47,7 @@ def is_loopback_host(value: str) -> bool:
         return False
 
 
-class MetricsListener:
+class MetricsListener(Serving):
     """Serves `metrics` at ``http://host:port/metrics`` while running (``async with``).
 
     Args:
@@ -105,18 +104,6 @@ class MetricsListener:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def _is_loopback_address(host: str) -> bool:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..policy.bucket import require_positive
+
 __all__ = ["BucketState", "Decision", "MessagesLimiter", "TokenBucket"]
 
 #: The names of the dimensions, as the refusal messages and the headers say them.
@@ -50,12 +52,10 @@ class TokenBucket:
     """
 
     def __init__(self, *, per_minute: float, burst_s: float) -> None:
-        if not (math.isfinite(per_minute) and per_minute > 0):
-            msg = f"TokenBucket(per_minute={per_minute!r}): per_minute must be > 0"
-            raise ValueError(msg)
-        if not (math.isfinite(burst_s) and burst_s > 0):
-            msg = f"TokenBucket(burst_s={burst_s!r}): burst_s must be > 0 seconds"
-            raise ValueError(msg)
+        require_positive(
+            per_minute, f"TokenBucket(per_minute={per_minute!r}): per_minute must be > 0"
+        )
+        require_positive(burst_s, f"TokenBucket(burst_s={burst_s!r}): burst_s must be > 0 seconds")
         self.per_minute = per_minute
         self.rate_per_s = per_minute / 60.0
         self.capacity = max(self.rate_per_s * burst_s, 1.0)

@@ -9,17 +9,16 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .._closing import Serving
 from ..errors import ConfigError
 from .app import MockHandler
 from .config import MockConfig
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .shared import SharedCounters
     from .stats import MockStats
 
@@ -49,7 +48,7 @@ def check_host(host: str, *, allow_remote: bool) -> None:
         raise ConfigError(msg)
 
 
-class MockAPI:
+class MockAPI(Serving):
     """The mock API on 127.0.0.1, served by the running event loop while the block runs.
 
     It shares the loop (and the CPU) with the client, which suits tests; a benchmark wants
@@ -153,15 +152,3 @@ class MockAPI:
         finally:
             self._runner = None
             self._base_url = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -22,6 +22,8 @@ import bisect
 import math
 from dataclasses import dataclass
 
+from ..policy.bucket import require_positive
+
 __all__ = ["Admission", "ServerWindow"]
 
 
@@ -73,9 +75,9 @@ class ServerWindow:
     def __init__(
         self, *, window_s: float, max_requests: int | None, max_tokens: int | None
     ) -> None:
-        if not (math.isfinite(window_s) and window_s > 0):
-            msg = f"ServerWindow(window_s={window_s!r}): window_s must be > 0 seconds"
-            raise ValueError(msg)
+        require_positive(
+            window_s, f"ServerWindow(window_s={window_s!r}): window_s must be > 0 seconds"
+        )
         for name, share in (("max_requests", max_requests), ("max_tokens", max_tokens)):
             if share is not None and share < 1:
                 msg = f"ServerWindow({name}={share!r}): {name} must be >= 1, or None"

@@ -29,7 +29,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "require_positive"]
+
+
+def require_positive(value: float, message: str) -> None:
+    """Raise `ValueError` with `message` unless `value` is a finite number above zero."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(message)
+
 
 #: Waits end this far past the exact moment, so float rounding cannot leave a call short.
 _PAD_S = 1e-9
@@ -51,12 +58,10 @@ class TokenBucket:
         mirror: bool = True,
         reserve: float = 0.0,
     ) -> None:
-        if not (math.isfinite(rate_per_s) and rate_per_s > 0):
-            msg = f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
-            raise ValueError(msg)
-        if not (math.isfinite(capacity) and capacity > 0):
-            msg = f"TokenBucket(capacity={capacity!r}): the capacity must be > 0"
-            raise ValueError(msg)
+        require_positive(
+            rate_per_s, f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
+        )
+        require_positive(capacity, f"TokenBucket(capacity={capacity!r}): the capacity must be > 0")
         self.rate_per_s = rate_per_s
         self.capacity = capacity
         self.debt = debt

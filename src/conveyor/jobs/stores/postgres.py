@@ -25,10 +25,10 @@ another (the contract tests move a hand-held one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .manager import JobStore
-from .postgres_connector import TIMEOUT_S, PostgresConnector
+from .postgres_connector import PostgresConnector, PostgresOptions
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -51,31 +51,17 @@ class PostgresStore(JobStore):
         url: ``postgresql://user:password@host:port/db``, optionally ``?schema=name`` to keep
             Conveyor's tables in their own schema (created if missing).
         clock: returns Unix seconds; ``None`` (default) uses the database's clock.
-        min_size, max_size: the connection pool's bounds.
+        min_size, max_size: the connection pool's bounds (default 1 and 4).
         migrate: bring the schema up to date on first use (``False``: refuse an old schema,
             and run ``conveyor db upgrade`` instead).
         timeout_s: the longest a connection, a statement or a wait for a pooled connection
-            may take (then `StoreUnavailable`).
+            may take (then `StoreUnavailable`); default 10.
+
+    The keyword arguments are `PostgresOptions` (every one optional).
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        clock: Callable[[], float] | None = None,
-        min_size: int = 1,
-        max_size: int = 4,
-        migrate: bool = True,
-        timeout_s: float = TIMEOUT_S,
-    ) -> None:
-        self._pg = PostgresConnector(
-            url,
-            clock=clock,
-            min_size=min_size,
-            max_size=max_size,
-            migrate=migrate,
-            timeout_s=timeout_s,
-        )
+    def __init__(self, url: str, **options: Unpack[PostgresOptions]) -> None:
+        self._pg = PostgresConnector(url, **options)
         super().__init__(self._pg)
         #: The URL as it may be shown (its password taken out, `conveyor._urls.shown_url`).
         self.url = self._pg.url

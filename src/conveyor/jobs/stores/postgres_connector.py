@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from ..._urls import hide_secrets, shown_url
 from ..errors import StoreError, StoreUnavailable
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from .connector import Connection
 
-__all__ = ["PostgresConnector", "import_asyncpg"]
+__all__ = ["PostgresConnector", "PostgresOptions", "import_asyncpg"]
 
 logger = logging.getLogger("conveyor.jobs")
 T = TypeVar("T")
@@ -68,6 +68,16 @@ def import_asyncpg() -> Any:
         msg = "the PostgreSQL store needs the asyncpg driver: pip install 'conveyor[postgres]'"
         raise StoreError(msg) from None
     return asyncpg
+
+
+class PostgresOptions(TypedDict, total=False):
+    """The keyword options of `PostgresStore` and `PostgresConnector` (see `PostgresStore`)."""
+
+    clock: Callable[[], float] | None
+    min_size: int
+    max_size: int
+    migrate: bool
+    timeout_s: float
 
 
 class PostgresConnector:
