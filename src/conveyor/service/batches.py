@@ -31,12 +31,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._json import BadJSON, loads
+from .._json import BadJSON
 from ..http.request import credential_headers, headers_problem
 from ..jobs.client import DEFAULT_MAX_ITEM_BYTES
 from ..jobs.file_model import BatchRow
 from ..jobs.settle import failed_by_items
 from .batch_records import TenantBatchRecords
+from .json_object import json_object
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -154,11 +155,9 @@ def _line_problem(  # noqa: PLR0911 - one return per kind of problem
     raw: bytes, number: int, endpoint: str, seen: set[str]
 ) -> dict[str, Any] | None:
     try:
-        data = loads(raw)
-    except BadJSON as exc:  # not JSON, NaN, a lone surrogate, nested too deep, not UTF-8
+        data = json_object(raw)
+    except BadJSON as exc:  # not JSON, NaN, a lone surrogate, nested too deep, not UTF-8...
         return _error(number, "invalid_json_line", f"Line {number} {exc.problem}.")
-    if not isinstance(data, dict):
-        return _error(number, "invalid_json_line", f"Line {number} is not a JSON object.")
     custom_id = data.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         msg = f"Line {number} has no custom_id (a non-empty string)."
