@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from .jobs_args import JOBS_ACTIONS, JOBS_EPILOG, add_jobs_arguments, store_default
 from .jobs_worker import (
-    EXIT_UNAVAILABLE,
     WORKER_DESCRIPTION,
     WORKER_EPILOG,
     add_worker_arguments,
+    failed,
     worker_command,
 )
 from .subcommands import missing_action
@@ -65,17 +65,12 @@ def jobs_command(args: argparse.Namespace) -> int:
 def _action(args: argparse.Namespace) -> int:
     """Run one action; its errors are one line and an exit status, never a traceback."""
     from ..errors import ConveyorError
-    from ..jobs.errors import StoreUnavailable
 
     try:
         code = _run(_ACTIONS[args.jobs_command](args))
         sys.stdout.flush()  # a reader gone away is found here, not at exit
-    except StoreUnavailable as exc:
-        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
-        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return 2
+        return failed(f"conveyor jobs {args.jobs_command}", exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
