@@ -207,6 +207,7 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     """Register the ``--config``'s connections (``http:<name>`` tasks); return the store URL."""
     if not args.config:
         return str(args.store)
+    from .._extras import missing_extra
     from ..errors import ConfigError
     from ..service.config import load_config
 
@@ -214,11 +215,7 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     try:
         from ..service.app import add_connections
     except ImportError as exc:
-        msg = (
-            f"--config needs the service extra ({exc.name} is missing):"
-            " pip install 'conveyor[service]'"
-        )
-        raise ConfigError(msg) from exc
+        raise ConfigError(missing_extra("--config", "service", exc)) from exc
     add_connections(app, config.connections)
     # --store given on the command line wins over the config's.
     return args.store if args.store != args.store_default else config.store

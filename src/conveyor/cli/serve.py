@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._flags import add_duration
+from .._loopback import is_loopback
 from .jobs_args import STORE_FALLBACK
 from .metrics_args import add_metrics_arguments
 from .subcommands import Action, add_actions, missing_action
@@ -51,16 +51,6 @@ The config file (TOML) sets the store, limits and upstream connections, e.g.:
   requests_per_minute = 500
 Jobs then run its http task as "http:openai". See docs/howto/serve-jobs-over-http.md.
 """
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -255,11 +245,9 @@ def serve_command(args: argparse.Namespace) -> int:
         from ..service import create_app
         from ..service.keys import KeyRing
     except ImportError as exc:
-        print(
-            f"conveyor serve: the service needs its extra ({exc.name} is missing):"
-            " pip install 'conveyor[service]'",
-            file=sys.stderr,
-        )
+        from .._extras import missing_extra
+
+        print(f"conveyor serve: {missing_extra('the service', 'service', exc)}", file=sys.stderr)
         return 2
     from .._urls import shown_url
     from ..errors import ConveyorError
