@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .._flags import add_duration
 from .._loop import run as run_loop
 from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
+from .subcommands import Action
 
 if TYPE_CHECKING:
     import argparse
@@ -55,6 +56,13 @@ examples:
 Durations are written 30s, 500ms, 2m or in seconds.
 """
 
+#: ``conveyor worker`` as ``conveyor --help`` lists it, and its own help.
+WORKER = Action(
+    "worker",
+    "run durable jobs from a store (SQLite by default) until stopped",
+    WORKER_DESCRIPTION,
+    WORKER_EPILOG,
+)
 
 #: The exit status when the store cannot be reached: a temporary failure, to try again
 #: (``EX_TEMPFAIL`` of sysexits.h).
