@@ -110,16 +110,10 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .run import DESCRIPTION, EPILOG, add_arguments
+    from .run import RUN, add_arguments
+    from .subcommands import add_action
 
-    run = commands.add_parser(
-        "run",
-        help="send a JSONL file of HTTP requests within rate limits; resume where it stopped",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(run)
+    add_arguments(add_action(commands, RUN))
 
 
 def _add_mock_api(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

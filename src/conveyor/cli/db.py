@@ -66,8 +66,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def db_command(args: argparse.Namespace) -> int:
     """Run ``conveyor db upgrade``; 2 with a message for a store that cannot be upgraded."""
     from ..errors import ConveyorError
-    from ..jobs.errors import StoreUnavailable
-    from .jobs_worker import EXIT_UNAVAILABLE
+    from .jobs_worker import EXIT_UNAVAILABLE, failed
 
     if args.db_command is None:
         return missing_action("conveyor db", DB_ACTIONS)
@@ -82,12 +81,8 @@ def db_command(args: argparse.Namespace) -> int:
         return 2
     try:
         before, after, imported = asyncio.run(_upgrade(args.store, files_dir, keys_file))
-    except StoreUnavailable as exc:
-        print(f"conveyor db upgrade: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
-        print(f"conveyor db upgrade: {exc}", file=sys.stderr)
-        return 2
+        return failed("conveyor db upgrade", exc)
     except OSError as exc:  # the store's disk, or the files folder being imported
         print(
             f"conveyor db upgrade: {exc}; nothing was changed: run it again once that is fixed",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -13,17 +12,12 @@ import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from .jobs_args import JOBS_ACTIONS, JOBS_EPILOG, add_jobs_arguments, store_default
-from .jobs_worker import (
-    EXIT_UNAVAILABLE,
-    WORKER_DESCRIPTION,
-    WORKER_EPILOG,
-    add_worker_arguments,
-    worker_command,
-)
-from .subcommands import missing_action
+from .jobs_args import JOBS, JOBS_ACTIONS, add_jobs_arguments, store_default
+from .jobs_worker import WORKER, add_worker_arguments, failed, worker_command
+from .subcommands import add_action, missing_action
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Coroutine, Iterator
     from pathlib import Path
 
@@ -35,22 +29,8 @@ __all__ = ["add_commands", "jobs_command"]
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``worker`` and ``jobs`` on the ``conveyor`` command."""
-    worker = commands.add_parser(
-        "worker",
-        help="run durable jobs from a store (SQLite by default) until stopped",
-        description=WORKER_DESCRIPTION,
-        epilog=WORKER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_worker_arguments(worker, store_default())
-    jobs = commands.add_parser(
-        "jobs",
-        help="submit, list, show, watch, cancel and retry durable jobs",
-        description="Durable jobs: submitted here, run by `conveyor worker` processes.",
-        epilog=JOBS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_jobs_arguments(jobs)
+    add_worker_arguments(add_action(commands, WORKER), store_default())
+    add_jobs_arguments(add_action(commands, JOBS))
 
 
 def jobs_command(args: argparse.Namespace) -> int:
@@ -65,17 +45,12 @@ def jobs_command(args: argparse.Namespace) -> int:
 def _action(args: argparse.Namespace) -> int:
     """Run one action; its errors are one line and an exit status, never a traceback."""
     from ..errors import ConveyorError
-    from ..jobs.errors import StoreUnavailable
 
     try:
         code = _run(_ACTIONS[args.jobs_command](args))
         sys.stdout.flush()  # a reader gone away is found here, not at exit
-    except StoreUnavailable as exc:
-        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     except ConveyorError as exc:
-        print(f"conveyor jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return 2
+        return failed(f"conveyor jobs {args.jobs_command}", exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

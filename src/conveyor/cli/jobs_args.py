@@ -10,6 +10,7 @@ from .._flags import add_duration
 from .subcommands import Action, add_actions
 
 __all__ = [
+    "JOBS",
     "JOBS_ACTIONS",
     "JOBS_EPILOG",
     "STATES",
@@ -43,6 +44,13 @@ The store is --store, or $CONVEYOR_STORE, or sqlite:///conveyor-jobs.db: give wo
 these commands the same one.
 """
 
+#: ``conveyor jobs`` as ``conveyor --help`` lists it, and its own help.
+JOBS = Action(
+    "jobs",
+    "submit, list, show, watch, cancel and retry durable jobs",
+    "Durable jobs: submitted here, run by `conveyor worker` processes.",
+    JOBS_EPILOG,
+)
 JOBS_ACTIONS = (
     Action(
         "submit",

@@ -13,16 +13,25 @@ from typing import TYPE_CHECKING
 from .._flags import add_duration
 from .._loop import run as run_loop
 from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
+from .subcommands import Action
 
 if TYPE_CHECKING:
     import argparse
 
+    from ..errors import ConveyorError
     from ..jobs.app import App
     from ..jobs.store import Store
     from ..jobs.worker import Worker
     from ..metrics import Metrics
 
-__all__ = ["EXIT_UNAVAILABLE", "add_worker_arguments", "load_app", "reach_store", "worker_command"]
+__all__ = [
+    "EXIT_UNAVAILABLE",
+    "add_worker_arguments",
+    "failed",
+    "load_app",
+    "reach_store",
+    "worker_command",
+]
 
 WORKER_DESCRIPTION = """\
 Run durable jobs from a store: claim items under a lease, run them with the job's options and
@@ -47,10 +56,29 @@ examples:
 Durations are written 30s, 500ms, 2m or in seconds.
 """
 
+#: ``conveyor worker`` as ``conveyor --help`` lists it, and its own help.
+WORKER = Action(
+    "worker",
+    "run durable jobs from a store (SQLite by default) until stopped",
+    WORKER_DESCRIPTION,
+    WORKER_EPILOG,
+)
 
 #: The exit status when the store cannot be reached: a temporary failure, to try again
 #: (``EX_TEMPFAIL`` of sysexits.h).
 EXIT_UNAVAILABLE = 75
+
+
+def failed(prog: str, exc: ConveyorError) -> int:
+    """Say `exc` on standard error, after `prog`; return the exit status it means.
+
+    `EXIT_UNAVAILABLE` for a store that cannot be reached now (try again later); 2 for the
+    rest, a wrong setting or a store that refuses for good.
+    """
+    from ..jobs.errors import StoreUnavailable
+
+    print(f"{prog}: {exc}", file=sys.stderr)
+    return EXIT_UNAVAILABLE if isinstance(exc, StoreUnavailable) else 2
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) -> None:
@@ -187,6 +215,7 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     """Register the ``--config``'s connections (``http:<name>`` tasks); return the store URL."""
     if not args.config:
         return str(args.store)
+    from .._extras import missing_extra
     from ..errors import ConfigError
     from ..service.config import load_config
 
@@ -194,11 +223,7 @@ def _add_config(app: App, args: argparse.Namespace) -> str:
     try:
         from ..service.app import add_connections
     except ImportError as exc:
-        msg = (
-            f"--config needs the service extra ({exc.name} is missing):"
-            " pip install 'conveyor[service]'"
-        )
-        raise ConfigError(msg) from exc
+        raise ConfigError(missing_extra("--config", "service", exc)) from exc
     add_connections(app, config.connections)
     # --store given on the command line wins over the config's.
     return args.store if args.store != args.store_default else config.store
@@ -257,7 +282,6 @@ def worker_command(args: argparse.Namespace) -> int:
     from .._urls import shown_url
     from ..errors import ConveyorError
     from ..jobs.client import open_store
-    from ..jobs.errors import StoreUnavailable
     from ..jobs.worker import Worker, WorkerOptions
 
     try:
@@ -300,12 +324,8 @@ def worker_command(args: argparse.Namespace) -> int:
     try:
         at = (args.metrics_host, args.metrics_port or 0)
         run_loop(_work(worker, store, until_idle=args.until_idle, metrics=metrics, metrics_at=at))
-    except StoreUnavailable as exc:
-        print(f"conveyor worker: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except ConveyorError as exc:  # a store that refuses the login or the URL, for good
-        print(f"conveyor worker: {exc}", file=sys.stderr)
-        return 2
+    except ConveyorError as exc:  # unreachable, or refusing the login or the URL for good
+        return failed("conveyor worker", exc)
     except KeyboardInterrupt:
         print("conveyor worker: stopped at once", file=sys.stderr)
         return 130

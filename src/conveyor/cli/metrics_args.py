@@ -49,16 +49,13 @@ def metrics_of(args: argparse.Namespace, app: App, store: Store | None) -> Metri
     """The metrics ``--metrics-port`` asks for, or None; `ConfigError` without the extra."""
     if args.metrics_port is None:
         return None
+    from .._extras import missing_extra
     from ..errors import ConfigError
 
     try:
         from ..metrics import Metrics
     except ImportError as exc:
-        msg = (
-            f"--metrics-port needs the metrics extra ({exc.name} is missing):"
-            " pip install 'conveyor[metrics]'"
-        )
-        raise ConfigError(msg) from exc
+        raise ConfigError(missing_extra("--metrics-port", "metrics", exc)) from exc
     return Metrics(app=app, store=store)
 
 

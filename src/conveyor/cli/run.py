@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .._loop import run as run_loop
-from .run_args import DESCRIPTION, EPILOG, RunOptions, add_arguments, options_from_args
+from .run_args import DESCRIPTION, EPILOG, RUN, RunOptions, add_arguments, options_from_args
 
 if TYPE_CHECKING:
     import argparse
@@ -35,6 +35,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REFUSED",
     "EXIT_STOPPED",
+    "RUN",
     "RunOptions",
     "add_arguments",
     "options_from_args",

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .._flags import add_renamed
+from .._reasons import FINISH_REASONS, STOP_REASONS
 from .arg_types import count, duration_s, header, header_env, positive_number, timeout
 from .run_limits import add_limit_arguments, limits_from_args
+from .subcommands import Action
 
 if TYPE_CHECKING:
     import argparse
@@ -57,21 +59,16 @@ examples:
   conveyor run claude.jsonl -o results.jsonl --base-url https://api.anthropic.com \\
       --header-env x-api-key=ANTHROPIC_API_KEY --rpm 50 --input-tpm 50000 --output-tpm 10000"""
 
-# The reasons --require-finish-reason takes: OpenAI's and Claude's, as `AnswerCheck` knows them.
-_REASONS = (
-    "stop",
-    "length",
-    "content_filter",
-    "tool_calls",
-    "function_call",
-    "end_turn",
-    "max_tokens",
-    "stop_sequence",
-    "tool_use",
-    "pause_turn",
-    "refusal",
-    "model_context_window_exceeded",
+#: ``conveyor run`` as ``conveyor --help`` lists it, and its own help.
+RUN = Action(
+    "run",
+    "send a JSONL file of HTTP requests within rate limits; resume where it stopped",
+    DESCRIPTION,
+    EPILOG,
 )
+
+# The reasons --require-finish-reason takes: OpenAI's and Claude's, as `AnswerCheck` knows them.
+_REASONS = FINISH_REASONS + STOP_REASONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

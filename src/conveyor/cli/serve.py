@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._flags import add_duration
+from .._loopback import is_loopback
 from .jobs_args import STORE_FALLBACK
 from .metrics_args import add_metrics_arguments
-from .subcommands import Action, add_actions, missing_action
+from .subcommands import Action, add_action, add_actions, missing_action
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -52,26 +52,18 @@ The config file (TOML) sets the store, limits and upstream connections, e.g.:
 Jobs then run its http task as "http:openai". See docs/howto/serve-jobs-over-http.md.
 """
 
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+#: ``conveyor serve`` as ``conveyor --help`` lists it, and its own help.
+SERVE = Action(
+    "serve",
+    "serve jobs over HTTP: REST API, live progress (SSE), dashboard",
+    SERVE_DESCRIPTION,
+    SERVE_EPILOG,
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve`` and ``keys`` on the ``conveyor`` command."""
-    serve = commands.add_parser(
-        "serve",
-        help="serve jobs over HTTP: REST API, live progress (SSE), dashboard",
-        description=SERVE_DESCRIPTION,
-        epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    serve = add_action(commands, SERVE)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free one)")
     serve.add_argument(
@@ -255,11 +247,9 @@ def serve_command(args: argparse.Namespace) -> int:
         from ..service import create_app
         from ..service.keys import KeyRing
     except ImportError as exc:
-        print(
-            f"conveyor serve: the service needs its extra ({exc.name} is missing):"
-            " pip install 'conveyor[service]'",
-            file=sys.stderr,
-        )
+        from .._extras import missing_extra
+
+        print(f"conveyor serve: {missing_extra('the service', 'service', exc)}", file=sys.stderr)
         return 2
     from .._urls import shown_url
     from ..errors import ConveyorError

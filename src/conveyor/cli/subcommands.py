@@ -1,7 +1,8 @@
 """Commands made of actions (``conveyor jobs ls``, ``conveyor keys add``): one table of them.
 
 Each action has one line of help (listed by the command's ``--help``, and by the command given
-without an action) and a description (its own ``--help``), written once, here.
+without an action) and a description (its own ``--help``), written once, here. A command of
+``conveyor`` with examples (``conveyor run``) is described the same way (`add_action`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Action", "add_actions", "missing_action"]
+__all__ = ["Action", "add_action", "add_actions", "missing_action"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,24 @@ class Action:
     name: str
     help: str
     description: str
+    #: Examples, shown after the options in its ``--help``.
+    epilog: str = ""
+
+
+def add_action(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], action: Action
+) -> argparse.ArgumentParser:
+    """Add `action` to the subcommands `sub`; return its parser.
+
+    Its description and examples keep their lines as written.
+    """
+    return sub.add_parser(
+        action.name,
+        help=action.help,
+        description=action.description,
+        epilog=action.epilog or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_actions(
@@ -35,15 +54,7 @@ def add_actions(
     (`missing_action`), which says more than "the following arguments are required".
     """
     sub = parser.add_subparsers(dest=dest, metavar="ACTION", title="actions")
-    return {
-        action.name: sub.add_parser(
-            action.name,
-            help=action.help,
-            description=action.description,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        for action in actions
-    }
+    return {action.name: add_action(sub, action) for action in actions}
 
 
 def actions_text(prog: str, actions: Sequence[Action]) -> str:

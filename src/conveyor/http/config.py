@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._urls import shown_url
 from ..errors import ConfigError
+from ..policy._checks import is_positive, is_seconds_in
 
 __all__ = ["BatchFiles", "BatchLimits", "Endpoint"]
 
@@ -99,15 +99,15 @@ class BatchFiles:
                 raise ConfigError(msg)
 
 
-def _rate(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        msg = f"BatchLimits({name}={value!r}): {name} must be a number > 0, or None for no limit"
-        raise ConfigError(msg)
-    if value <= 0:
-        msg = f"BatchLimits({name}={value!r}): {name} must be > 0, or None for no limit"
-        raise ConfigError(msg)
+# What each shape setting of `BatchLimits` is, said when it is out of range.
+_SHAPES = {
+    "window_s": (
+        "the window must be seconds > 0 and at most 60 (a minute, the period of the limits)"
+    ),
+    "bucket_s": (
+        "the seconds of its rate each bucket holds, > 0 and at most 60 (Anthropic's: about 1)"
+    ),
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -153,25 +153,19 @@ class BatchLimits:
             "input_tokens_per_minute",
             "output_tokens_per_minute",
         ):
-            _rate(name, getattr(self, name))
-        w = self.window_s
-        if w is not None and (
-            isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 60
-        ):
-            msg = (
-                f"BatchLimits(window_s={w!r}): the window must be seconds > 0 and at most 60"
-                " (a minute, the period of the limits), or None"
-            )
-            raise ConfigError(msg)
-        b = self.bucket_s
-        if b is not None and (
-            isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b <= 60
-        ):
-            msg = (
-                f"BatchLimits(bucket_s={b!r}): the seconds of its rate each bucket holds, > 0"
-                " and at most 60 (Anthropic's: about 1), or None"
-            )
-            raise ConfigError(msg)
+            value = getattr(self, name)
+            if value is not None and not is_positive(value):
+                msg = (
+                    f"BatchLimits({name}={value!r}): {name} must be a number > 0, or None for no"
+                    " limit"
+                )
+                raise ConfigError(msg)
+        for name, what in _SHAPES.items():
+            value = getattr(self, name)
+            if value is not None and not is_seconds_in(value, 60):
+                msg = f"BatchLimits({name}={value!r}): {what}, or None"
+                raise ConfigError(msg)
+        w, b = self.window_s, self.bucket_s
         if w is not None and b is not None:
             msg = (
                 f"BatchLimits(window_s={w!r}, bucket_s={b!r}): an API enforces its limits over"

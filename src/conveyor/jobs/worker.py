@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import _clock
 from ..errors import ConfigError
+from ..policy._checks import is_positive
 from .errors import StoreUnavailable
 from .jobrun import JobRun
 from .model import ACTIVE
@@ -57,12 +58,7 @@ LAST_CALL_S = 2.0
 
 
 def _positive(name: str, value: object, hint: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_positive(value):
         msg = f"{name}={value!r}: {name} must be a number > 0; {hint}"
         raise ConfigError(msg)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import _reasons
 from .._json import BadJSON, loads
 from ..errors import ConfigError, InvalidAnswer
 
@@ -40,19 +41,9 @@ __all__ = [
 ]
 
 #: The finish reasons OpenAI-compatible APIs give (chat completions).
-FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+FINISH_REASONS = frozenset(_reasons.FINISH_REASONS)
 #: The stop reasons Claude's Messages API gives.
-STOP_REASONS = frozenset(
-    {
-        "end_turn",
-        "max_tokens",
-        "stop_sequence",
-        "tool_use",
-        "pause_turn",
-        "refusal",
-        "model_context_window_exceeded",
-    }
-)
+STOP_REASONS = frozenset(_reasons.STOP_REASONS)
 #: Every reason a check may require.
 REASONS = FINISH_REASONS | STOP_REASONS
 # Each API's name for a cut-off answer and for one that was filtered or refused: the reason

@@ -41,6 +41,7 @@ from ..errors import (
     QuotaExhausted,
     RetryAfter,
 )
+from ._checks import is_exception_match
 from .cloud_errors import AWS_QUOTA_CODES, AWS_THROTTLE_CODES, AWS_TRANSIENT_CODES, aws, google
 from .llm_errors import api_error_fields, quota_exhausted, should_retry_hint
 from .retry_after import http_status_of, retry_after_s
@@ -181,12 +182,7 @@ def rule_for(
     >>> rule_for(ValueError, "quota")(KeyError("k")) is None
     True
     """
-    is_types = (isinstance(match, type) and issubclass(match, BaseException)) or (
-        isinstance(match, tuple)
-        and bool(match)
-        and all(isinstance(t, type) and issubclass(t, BaseException) for t in match)
-    )
-    if not is_types and (isinstance(match, type | tuple) or not callable(match)):
+    if not is_exception_match(match):
         msg = (
             f"rule_for({match!r}, ...): match must be an exception type, a non-empty tuple of"
             " them, or a function (exception) -> bool"

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ._checks import is_number, is_positive
 
 __all__ = ["DIMENSIONS", "PERIODS_S", "Rate", "Unit", "period_s"]
 
@@ -46,11 +47,8 @@ def period_s(per: str | float) -> float:
             msg = f"per={per!r}: unknown period; use one of {names}, or a number of seconds"
             raise ConfigError(msg)
         return PERIODS_S[key]
-    if isinstance(per, bool) or not isinstance(per, int | float) or not math.isfinite(per):
+    if not is_positive(per):
         msg = f"per={per!r}: a period is a name ('minute') or a number of seconds > 0"
-        raise ConfigError(msg)
-    if per <= 0:
-        msg = f"per={per!r}: the period must be > 0 seconds"
         raise ConfigError(msg)
     return float(per)
 
@@ -75,11 +73,7 @@ class Rate:
 
     def __post_init__(self) -> None:
         limit = self.limit
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int | float)
-            or not math.isfinite(limit)
-        ):
+        if not is_number(limit) or not math.isfinite(limit):
             msg = f"Rate(limit={limit!r}): the limit must be a number > 0"
             raise ConfigError(msg)
         if limit <= 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Literal, Protocol
 from ..errors import (
     ConfigError,
 )
+from ._checks import is_exception_match, is_positive
 from .backoff import full_jitter_s
 from .classify import DEFAULT_CLASSIFIER, RETRYABLE_STATUSES, Classifier, classify
 from .retry_after import retry_after_s
@@ -48,8 +48,7 @@ _MAX_WAIT_S = 86_400.0
 def _positive(name: str, value: object, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0:  # type: ignore[operator]
+    if not is_positive(value):
         hint = " or None for no limit" if allow_none else ""
         msg = f"Retry({name}={value!r}): {name} must be a number of seconds > 0{hint}"
         raise ConfigError(msg)
@@ -115,12 +114,7 @@ class Retry:
             _positive("timeout_s", self.timeout_s, allow_none=True)
         _positive("deadline_s", self.deadline_s, allow_none=True)
         on = self.on
-        ok_types = (isinstance(on, type) and issubclass(on, BaseException)) or (
-            isinstance(on, tuple)
-            and bool(on)
-            and all(isinstance(t, type) and issubclass(t, BaseException) for t in on)
-        )
-        if not ok_types and (isinstance(on, type | tuple) or not callable(on)):
+        if not is_exception_match(on):
             msg = (
                 f"Retry(on={on!r}): on must be an exception type, a non-empty tuple of them,"
                 " or a function (exception) -> bool"

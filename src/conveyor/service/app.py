@@ -32,6 +32,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .._extras import missing_extra
 from ..errors import ConfigError
 from ..jobs.app import App
 from ..jobs.client import Jobs
@@ -127,10 +128,7 @@ def _metrics(app: App, store: Store, listener: tuple[str, int] | None) -> Metric
     except ImportError as exc:
         if listener is None:
             return None
-        msg = (
-            f"metrics_listener={listener!r}: the metrics need the metrics extra ({exc.name} is"
-            " missing): pip install 'conveyor[metrics]'"
-        )
+        msg = missing_extra(f"metrics_listener={listener!r}", "metrics", exc)
         raise ConfigError(msg) from exc
     return Metrics(app=app, store=store)
 

@@ -31,18 +31,18 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._json import BadJSON, loads
+from .._json import BadJSON
 from ..http.request import credential_headers, headers_problem
 from ..jobs.client import DEFAULT_MAX_ITEM_BYTES
 from ..jobs.file_model import BatchRow
 from ..jobs.settle import failed_by_items
+from .batch_records import TenantBatchRecords
+from .json_object import json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable
 
-    from ..jobs.file_model import Written
     from ..jobs.model import Job, JobItem
-    from ..jobs.store import FileStore
 
 __all__ = [
     "ENDED",
@@ -155,11 +155,9 @@ def _line_problem(  # noqa: PLR0911 - one return per kind of problem
     raw: bytes, number: int, endpoint: str, seen: set[str]
 ) -> dict[str, Any] | None:
     try:
-        data = loads(raw)
-    except BadJSON as exc:  # not JSON, NaN, a lone surrogate, nested too deep, not UTF-8
+        data = json_object(raw)
+    except BadJSON as exc:  # not JSON, NaN, a lone surrogate, nested too deep, not UTF-8...
         return _error(number, "invalid_json_line", f"Line {number} {exc.problem}.")
-    if not isinstance(data, dict):
-        return _error(number, "invalid_json_line", f"Line {number} is not a JSON object.")
     custom_id = data.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         msg = f"Line {number} has no custom_id (a non-empty string)."
@@ -254,56 +252,19 @@ class BatchRecord:
         return cls(**json.loads(row.record))
 
 
-class BatchRecords:
-    """The OpenAI batch records of one tenant, in the job store.
+class BatchRecords(TenantBatchRecords[BatchRecord]):
+    """The OpenAI batch records of one tenant, in the job store (see `TenantBatchRecords`)."""
 
-    A made-up or foreign id is simply not found: ids are checked against their pattern, and
-    every read names the tenant.
-    """
+    kind = "openai"
+    id_pattern = _ID
 
-    def __init__(self, store: FileStore, tenant: str) -> None:
-        self.store = store
-        self.tenant = tenant
-
-    async def get(self, batch_id: str) -> BatchRecord | None:
-        """The record, or None."""
-        if not _ID.match(batch_id):
-            return None
-        row = await self.store.batch(self.tenant, "openai", batch_id)
-        return None if row is None else BatchRecord.from_row(row)
-
-    async def add(self, record: BatchRecord) -> None:
-        """Store a new record."""
-        await self.store.add_batch(record.to_row(self.tenant))
+    def read(self, row: BatchRow) -> BatchRecord:
+        """The record a row of the store holds."""
+        return BatchRecord.from_row(row)
 
     async def all(self) -> list[BatchRecord]:
         """Every record, newest first."""
-        rows = await self.store.batches(self.tenant, "openai")
-        return [BatchRecord.from_row(r) for r in rows]
-
-    async def change(
-        self,
-        batch_id: str,
-        change: Callable[[BatchRecord], bool],
-        *,
-        cancel_job: bool = False,
-        publish: Sequence[Written] = (),
-    ) -> tuple[BatchRecord | None, Job | None]:
-        """Change the record as it stands, under its row's lock; see `FileStore.change_batch`.
-
-        `change` changes the record it is given and says whether it did (it may run again:
-        it must depend on nothing but the record and what it closes over). Returns the record
-        as it now is (None: gone) and the job, when `cancel_job` cancelled it.
-        """
-
-        def on_row(row: BatchRow) -> BatchRow | None:
-            record = BatchRecord.from_row(row)
-            return record.to_row(row.tenant) if change(record) else None
-
-        row, job = await self.store.change_batch(
-            self.tenant, "openai", batch_id, on_row, cancel_job=cancel_job, publish=publish
-        )
-        return (None if row is None else BatchRecord.from_row(row)), job
+        return [self.read(row) for row in await self.store.batches(self.tenant, self.kind)]
 
 
 #: A job's status as OpenAI's batch status, before the output files are written.

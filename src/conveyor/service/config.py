@@ -41,7 +41,6 @@ in the worker's memory: never in the config file, the store, results, events or 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -53,6 +52,7 @@ from urllib.parse import urlsplit
 from .._urls import shown_url
 from ..errors import ConfigError
 from ..limits.spec import LimiterConfig, limiter_config
+from ..policy._checks import is_number, is_positive, is_seconds_in
 from .hosts import check_allowed_host
 
 if TYPE_CHECKING:
@@ -176,19 +176,12 @@ class Connection:
         """Check the rates and the shape they are kept in; `ConfigError` names the setting."""
         for name in _RATES:
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
+            if value is not None and not is_positive(value):
                 msg = f"{where}.{name}={value!r}: pass a number > 0, or leave it out"
                 raise ConfigError(msg)
         for name in ("window_s", "bucket_s"):
             t = getattr(self, name)
-            if t is not None and (
-                isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 60
-            ):
+            if t is not None and not is_seconds_in(t, 60):
                 msg = f"{where}.{name}={t!r}: pass seconds > 0 and at most 60, or leave it out"
                 raise ConfigError(msg)
         if self.window_s is not None and self.bucket_s is not None:
@@ -291,11 +284,11 @@ class ServiceConfig:
             msg = f"connections {names}: each connection needs its own name"
             raise ConfigError(msg)
         t = self.events_interval_s
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 10:
+        if not is_number(t) or not 0.01 <= t <= 10:
             msg = f"events_interval_s={t!r}: pass a number of seconds from 0.01 to 10"
             raise ConfigError(msg)
         t = self.batch_sweep_s
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.01 <= t <= 3600:
+        if not is_number(t) or not 0.01 <= t <= 3600:
             msg = f"batch_sweep_s={t!r}: pass a number of seconds from 0.01 to 3600"
             raise ConfigError(msg)
         hosts = self.allowed_hosts

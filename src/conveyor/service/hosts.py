@@ -26,6 +26,7 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING
 
+from .._loopback import is_loopback
 from .problems import problem_response
 
 if TYPE_CHECKING:
@@ -66,15 +67,6 @@ def host_of(value: str) -> str | None:
     return host if _NAME.match(host) else None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _same_address(host: str, server: str | None) -> bool:
     """Whether `host` is an IP address and the one the request reached (never a name)."""
     if server is None:
@@ -96,7 +88,7 @@ def host_allowed(host: str, *, server: str | None, allowed: frozenset[str]) -> b
     >>> host_allowed("evil.example", server="127.0.0.1", allowed=frozenset())
     False
     """
-    return _is_loopback(host) or host in allowed or _same_address(host, server)
+    return is_loopback(host) or host in allowed or _same_address(host, server)
 
 
 def check_allowed_host(value: object, *, where: str) -> str:

@@ -16,16 +16,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..jobs.file_model import BatchRow
 from ..jobs.ids import new_id
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from ..jobs.model import Job
-    from ..jobs.store import FileStore
+from .batch_records import TenantBatchRecords
 
 __all__ = ["EXPIRES_AFTER_S", "MessageBatchRecord", "MessageBatchRecords", "Refused"]
 
@@ -98,57 +93,21 @@ class MessageBatchRecord:
         return cls(**data)
 
 
-class MessageBatchRecords:
-    """The Message Batch records of one tenant, in the job store.
+class MessageBatchRecords(TenantBatchRecords[MessageBatchRecord]):
+    """The Message Batch records of one tenant, in the job store (see `TenantBatchRecords`)."""
 
-    A made-up or foreign id is simply not found: ids are checked against their pattern, and
-    every read names the tenant.
-    """
+    kind = "anthropic"
+    id_pattern = _ID
 
-    def __init__(self, store: FileStore, tenant: str) -> None:
-        self.store = store
-        self.tenant = tenant
-
-    async def get(self, batch_id: str) -> MessageBatchRecord | None:
-        """The record, or None."""
-        if not _ID.match(batch_id):
-            return None
-        row = await self.store.batch(self.tenant, "anthropic", batch_id)
-        return None if row is None else MessageBatchRecord.from_json(row.record)
-
-    async def add(self, record: MessageBatchRecord) -> None:
-        """Store a new record."""
-        await self.store.add_batch(record.to_row(self.tenant))
-
-    async def change(
-        self,
-        batch_id: str,
-        change: Callable[[MessageBatchRecord], bool],
-        *,
-        cancel_job: bool = False,
-    ) -> tuple[MessageBatchRecord | None, Job | None]:
-        """Change the record as it stands, under its row's lock (`FileStore.change_batch`).
-
-        `change` changes the record it is given and says whether it did (it may run again:
-        it must depend on nothing but the record and what it closes over); with
-        `cancel_job`, a change also cancels the batch's job, in the same transaction.
-        Returns the record as it now is (None: gone) and the job, if it cancelled it.
-        """
-
-        def on_row(row: BatchRow) -> BatchRow | None:
-            record = MessageBatchRecord.from_json(row.record)
-            return record.to_row(row.tenant) if change(record) else None
-
-        row, job = await self.store.change_batch(
-            self.tenant, "anthropic", batch_id, on_row, cancel_job=cancel_job
-        )
-        return (None if row is None else MessageBatchRecord.from_json(row.record)), job
+    def read(self, row: BatchRow) -> MessageBatchRecord:
+        """The record a row of the store holds."""
+        return MessageBatchRecord.from_json(row.record)
 
     async def delete(self, batch_id: str) -> None:
         """Remove the record (nothing if there is none)."""
-        if _ID.match(batch_id):
-            await self.store.delete_batch(self.tenant, "anthropic", batch_id)
+        if self.id_pattern.match(batch_id):
+            await self.store.delete_batch(self.tenant, self.kind, batch_id)
 
     async def ids(self) -> list[str]:
         """The ids of every record, newest first (ids sort by creation time)."""
-        return [row.id for row in await self.store.batches(self.tenant, "anthropic")]
+        return [row.id for row in await self.store.batches(self.tenant, self.kind)]

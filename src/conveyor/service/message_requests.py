@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .._json import BadJSON, loads
+from .._json import BadJSON
+from .json_object import json_object
 from .message_batch_records import Refused
 from .problems import Problem
 
@@ -29,11 +30,9 @@ _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 def batch_requests(body: bytes, most: int) -> list[Any]:
     """The ``requests`` of a create body, or `Problem` 400 saying what is wrong with it."""
     try:
-        data = loads(body)
+        data = json_object(body)
     except BadJSON as exc:
-        raise Problem(400, f"the body {exc.problem}: send a JSON object") from None
-    if not isinstance(data, dict):
-        raise Problem(400, "the body must be a JSON object with 'requests'")
+        raise Problem(400, f"the body {exc.problem}: send a JSON object with 'requests'") from None
     extra = sorted(set(data) - {"requests"})
     if extra:
         raise Problem(400, f"{extra[0]}: Extra inputs are not permitted (only 'requests')")

@@ -47,6 +47,7 @@ from .batches import (
     result_line,
 )
 from .files import quietly
+from .json_object import json_object
 from .problems import too_many_active_detail
 from .upstream import BATCH_OPTIONS, pick_connection
 
@@ -103,11 +104,9 @@ def _metadata(value: object) -> dict[str, str] | None:
 def _spec(body: bytes) -> tuple[str, str, dict[str, str] | None, object]:
     """The endpoint, window, metadata and input file id a create body asks for."""
     try:
-        spec = loads(body)
+        spec = json_object(body)
     except BadJSON as exc:
         raise BatchRefused(400, f"the body {exc.problem}") from None
-    if not isinstance(spec, dict):
-        raise BatchRefused(400, "the body must be a JSON object")
     endpoint, window = spec.get("endpoint"), spec.get("completion_window")
     if endpoint not in ENDPOINTS:
         msg = f"endpoint must be one of {', '.join(ENDPOINTS)}"

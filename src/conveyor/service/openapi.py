@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from .._version import __version__
 from .openapi_messages import MODELS as MESSAGE_MODELS
 from .openapi_messages import message_batch_paths
+from .openapi_parts import REF, json_answer, path_id, ref
 from .schemas import (
     BatchCreate,
     BatchList,
@@ -38,37 +39,16 @@ from .schemas_messages import MessageBatchCreate
 __all__ = ["build_openapi"]
 
 _INPUTS = (JobCreate, BatchCreate, BudgetIn, MessageBatchCreate)
-_REF = "#/components/schemas/{model}"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(model=name)}
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/problem+json": {"schema": _ref("ProblemOut")}},
+        "content": {"application/problem+json": {"schema": ref("ProblemOut")}},
     }
 
 
-def _json(description: str, model: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _ref(model)}},
-    }
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-_JOB_ID = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "the job's id",
-}
+_JOB_ID = path_id("job_id", "the job's id")
 
 
 def _sse(description: str, events: list[str], data: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +78,8 @@ def _common(secured: bool) -> dict[str, Any]:
             "description": "a bad request: the path or a query parameter holds a control"
             " character (NUL...), or, on the OpenAI routes, what OpenAI answers 400",
             "content": {
-                "application/problem+json": {"schema": _ref("ProblemOut")},
-                "application/json": {"schema": _ref("OpenAIErrorOut")},
+                "application/problem+json": {"schema": ref("ProblemOut")},
+                "application/json": {"schema": ref("OpenAIErrorOut")},
             },
         },
         "503": _problem(
@@ -118,23 +98,11 @@ def _common(secured: bool) -> dict[str, Any]:
 
 
 def _openai(description: str) -> dict[str, Any]:
-    return _json(description, "OpenAIErrorOut")
+    return json_answer(description, "OpenAIErrorOut")
 
 
-_FILE_ID = {
-    "name": "file_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "the file's id (`file-...`)",
-}
-_BATCH_ID = {
-    "name": "batch_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "the batch's id (`batch_...`)",
-}
+_FILE_ID = path_id("file_id", "the file's id (`file-...`)")
+_BATCH_ID = path_id("batch_id", "the batch's id (`batch_...`)")
 
 
 def _page_params(limit_max: int, limit_default: int) -> list[dict[str, Any]]:
@@ -196,8 +164,8 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _json("the file (multipart upload)", "OpenAIFileOut"),
-                    "201": _json("the file (job input)", "FileOut"),
+                    "200": json_answer("the file (multipart upload)", "OpenAIFileOut"),
+                    "201": json_answer("the file (job input)", "FileOut"),
                     "400": bad,
                     **common,
                     "413": _problem("the file is over max_file_bytes"),
@@ -217,7 +185,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                     *_page_params(10_000, 10_000),
                 ],
                 "responses": {
-                    "200": _json("a page of files", "OpenAIFileList"),
+                    "200": json_answer("a page of files", "OpenAIFileList"),
                     "400": bad,
                     **common,
                 },
@@ -229,7 +197,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "summary": "A file's record",
                 "parameters": [_FILE_ID],
                 "responses": {
-                    "200": _json("the file", "OpenAIFileOut"),
+                    "200": json_answer("the file", "OpenAIFileOut"),
                     **common,
                     "404": file_404,
                 },
@@ -239,7 +207,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Delete a file",
                 "parameters": [_FILE_ID],
                 "responses": {
-                    "200": _json("the file, deleted", "OpenAIFileDeleted"),
+                    "200": json_answer("the file, deleted", "OpenAIFileDeleted"),
                     **common,
                     "404": file_404,
                 },
@@ -274,10 +242,10 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 ),
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("BatchCreate")}},
+                    "content": {"application/json": {"schema": ref("BatchCreate")}},
                 },
                 "responses": {
-                    "200": _json(
+                    "200": json_answer(
                         "the batch (in_progress, or failed with per-line errors)", "BatchOut"
                     ),
                     "400": bad,
@@ -294,7 +262,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "summary": "The caller's batches, newest first, a page at a time",
                 "parameters": _page_params(100, 20),
                 "responses": {
-                    "200": _json("a page of batches", "BatchList"),
+                    "200": json_answer("a page of batches", "BatchList"),
                     "400": bad,
                     **common,
                 },
@@ -306,7 +274,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "summary": "A batch: status, request counts, output and error files",
                 "parameters": [_BATCH_ID],
                 "responses": {
-                    "200": _json("the batch", "BatchOut"),
+                    "200": json_answer("the batch", "BatchOut"),
                     **common,
                     "404": batch_404,
                 },
@@ -318,7 +286,7 @@ def _openai_paths(common: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Cancel a batch: what finished is kept, the rest is cancelled",
                 "parameters": [_BATCH_ID],
                 "responses": {
-                    "200": _json("the batch (cancelling, or cancelled)", "BatchOut"),
+                    "200": json_answer("the batch (cancelling, or cancelled)", "BatchOut"),
                     **common,
                     "404": batch_404,
                 },
@@ -354,7 +322,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 *MESSAGE_MODELS,
             )
         ],
-        ref_template=_REF,
+        ref_template=REF,
     )
     schemas = defs["$defs"]
     common = _common(secured)
@@ -368,8 +336,8 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "summary": "Whether the store, Redis and the worker are well (no key needed)",
                 "security": [],
                 "responses": {
-                    "200": _json("ok, or degraded (Redis or the worker)", "HealthOut"),
-                    "503": _json("down: the store cannot be reached", "HealthOut"),
+                    "200": json_answer("ok, or degraded (Redis or the worker)", "HealthOut"),
+                    "503": json_answer("down: the store cannot be reached", "HealthOut"),
                     **({} if secured else {"421": common["421"]}),
                 },
             }
@@ -378,7 +346,10 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
             "get": {
                 "operationId": "getService",
                 "summary": "The tasks jobs can run, the limits, and whether keys are needed",
-                "responses": {"200": _json("what the service offers", "ServiceOut"), **common},
+                "responses": {
+                    "200": json_answer("what the service offers", "ServiceOut"),
+                    **common,
+                },
             }
         },
         "/v1/jobs": {
@@ -396,10 +367,10 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("JobCreate")}},
+                    "content": {"application/json": {"schema": ref("JobCreate")}},
                 },
                 "responses": {
-                    "202": _json(
+                    "202": json_answer(
                         "the job, queued (or the job of this Idempotency-Key)",
                         "JobOut",
                         {
@@ -449,7 +420,11 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                         "description": "the next_cursor of the previous page",
                     },
                 ],
-                "responses": {"200": _json("a page of jobs", "JobPage"), **common, "422": bad},
+                "responses": {
+                    "200": json_answer("a page of jobs", "JobPage"),
+                    **common,
+                    "422": bad,
+                },
             },
         },
         "/v1/jobs/{job_id}": {
@@ -457,7 +432,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "operationId": "getJob",
                 "summary": "Status, progress, step, counts, summary",
                 "parameters": [_JOB_ID],
-                "responses": {"200": _json("the job", "JobOut"), **common, "404": job_404},
+                "responses": {"200": json_answer("the job", "JobOut"), **common, "404": job_404},
             }
         },
         "/v1/jobs/{job_id}/events": {
@@ -485,7 +460,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _sse("the event stream", ["progress", "done"], _ref("JobOut")),
+                    "200": _sse("the event stream", ["progress", "done"], ref("JobOut")),
                     **common,
                     "401": _problem("no API key nor a valid stream token of this job"),
                     "404": job_404,
@@ -499,7 +474,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "summary": "A short-lived token that opens this job's event stream, and only it",
                 "parameters": [_JOB_ID],
                 "responses": {
-                    "201": _json("the token, and the stream's URL with it", "StreamTokenOut"),
+                    "201": json_answer("the token, and the stream's URL with it", "StreamTokenOut"),
                     **common,
                     "404": job_404,
                 },
@@ -542,7 +517,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                         "description": "one item per line (jsonl), or a page (json)",
                         "content": {
                             "application/jsonl": {"schema": {"type": "string"}},
-                            "application/json": {"schema": _ref("ItemPage")},
+                            "application/json": {"schema": ref("ItemPage")},
                         },
                     },
                     **common,
@@ -556,7 +531,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "operationId": "cancelJob",
                 "summary": "Cancel: pending items at once, in-flight ones by their worker",
                 "parameters": [_JOB_ID],
-                "responses": {"202": _json("the job", "JobOut"), **common, "404": job_404},
+                "responses": {"202": json_answer("the job", "JobOut"), **common, "404": job_404},
             }
         },
         "/v1/jobs/{job_id}/retry": {
@@ -565,7 +540,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "summary": "Run the job's failed items again, under the same job",
                 "parameters": [_JOB_ID],
                 "responses": {
-                    "202": _json("how many items were put back, and the job", "RetryOut"),
+                    "202": json_answer("how many items were put back, and the job", "RetryOut"),
                     **common,
                     "404": job_404,
                     "409": _problem("the job was cancelled or could not run: nothing to retry"),
@@ -583,10 +558,10 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 "parameters": [_JOB_ID],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("BudgetIn")}},
+                    "content": {"application/json": {"schema": ref("BudgetIn")}},
                 },
                 "responses": {
-                    "202": _json("the job, with its new budget", "JobOut"),
+                    "202": json_answer("the job, with its new budget", "JobOut"),
                     **common,
                     "404": job_404,
                     "409": _problem(
@@ -617,7 +592,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["data"],
-                            "properties": {"data": {"type": "array", "items": _ref("JobOut")}},
+                            "properties": {"data": {"type": "array", "items": ref("JobOut")}},
                         },
                     ),
                     **common,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .openapi_parts import json_answer, path_id, ref
 from .schemas_messages import (
     AnthropicErrorOut,
     MessageBatchCreate,
@@ -27,25 +28,11 @@ MODELS = (
     MessageBatchList,
     MessageBatchOut,
 )
-_REF = "#/components/schemas/{model}"
-_BATCH_ID = {
-    "name": "batch_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "the batch's id (`msgbatch_...`)",
-}
-
-
-def _json(description: str, model: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
-    }
+_BATCH_ID = path_id("batch_id", "the batch's id (`msgbatch_...`)")
 
 
 def _error(description: str) -> dict[str, Any]:
-    return _json(description, "AnthropicErrorOut")
+    return json_answer(description, "AnthropicErrorOut")
 
 
 def message_batch_paths(*, secured: bool) -> dict[str, Any]:
@@ -79,14 +66,10 @@ def message_batch_paths(*, secured: bool) -> dict[str, Any]:
                 ),
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": _REF.format(model="MessageBatchCreate")}
-                        }
-                    },
+                    "content": {"application/json": {"schema": ref("MessageBatchCreate")}},
                 },
                 "responses": {
-                    "200": _json("the batch (in_progress)", "MessageBatchOut"),
+                    "200": json_answer("the batch (in_progress)", "MessageBatchOut"),
                     **common,
                     "413": _error("request_too_large: the body is over 256 MB"),
                     "429": _error(
@@ -117,7 +100,10 @@ def message_batch_paths(*, secured: bool) -> dict[str, Any]:
                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
                     },
                 ],
-                "responses": {"200": _json("a page of batches", "MessageBatchList"), **common},
+                "responses": {
+                    "200": json_answer("a page of batches", "MessageBatchList"),
+                    **common,
+                },
             },
         },
         "/v1/messages/batches/{batch_id}": {
@@ -126,7 +112,7 @@ def message_batch_paths(*, secured: bool) -> dict[str, Any]:
                 "summary": "A Message Batch: its status and request counts (live)",
                 "parameters": batch,
                 "responses": {
-                    "200": _json("the batch", "MessageBatchOut"),
+                    "200": json_answer("the batch", "MessageBatchOut"),
                     **common,
                     "404": missing,
                 },
@@ -136,7 +122,7 @@ def message_batch_paths(*, secured: bool) -> dict[str, Any]:
                 "summary": "Delete an ended Message Batch (400 while it is processing)",
                 "parameters": batch,
                 "responses": {
-                    "200": _json("the batch, deleted", "MessageBatchDeleted"),
+                    "200": json_answer("the batch, deleted", "MessageBatchDeleted"),
                     **common,
                     "404": missing,
                 },
@@ -148,7 +134,7 @@ def message_batch_paths(*, secured: bool) -> dict[str, Any]:
                 "summary": "Cancel a Message Batch: what finished is kept, the rest is canceled",
                 "parameters": batch,
                 "responses": {
-                    "200": _json("the batch (canceling, or ended)", "MessageBatchOut"),
+                    "200": json_answer("the batch (canceling, or ended)", "MessageBatchOut"),
                     **common,
                     "404": missing,
                 },
