@@ -109,16 +109,19 @@ def error_fields(  # noqa: PLR0911 - one return per kind of error reads best
 
 
 def outcome_result(outcome: Outcome[Request, Response], *, last_failure: str | None) -> str:
-    """Return the result line of a request that settled (succeeded or failed, not cancelled)."""
+    """Return the result line of a request that settled (succeeded or failed, not cancelled).
+
+    One answered by the response cache (no attempt) has no latency.
+    """
     request = outcome.item
     error = outcome.error
-    if error is None:
+    if error is None:  # no attempt: answered by the response cache, never sent
         return result_line(
             request.custom_id,
             response=outcome.value,
             error=None,
             attempts=outcome.attempts,
-            latency_s=outcome.latency_s,
+            latency_s=outcome.latency_s if outcome.attempts else None,
         )
     response = error.response if isinstance(error, HTTPStatusError) else None
     if isinstance(error, InvalidAnswer) and isinstance(error.answer, Response):
