@@ -24,8 +24,9 @@ resuming reads only the start of each line (and so do people scanning the file).
                        (the answer is in ``response``); ``answer_check_mismatch``: the
                        check names no reason this API gives (not retried);
                        ``answer_too_deep``: its JSON nests more than 128 deep (not kept)
-``insufficient_quota`` the API's quota is exhausted (in the jobs' items; ``conveyor run``
-                       stops instead and writes nothing for the requests it did not finish)
+``insufficient_quota`` the API's quota is exhausted: not written by ``conveyor run`` nor
+                       the jobs, which halt instead and leave the requests they did not
+                       finish pending (`conveyor.limits.quota`)
 ``invalid_line``       not sent: the line is not a request (the message says why)
 ``error``              anything else (the message has the exception's type)
 =====================  ===============================================================

@@ -29,6 +29,11 @@ With a spend budget (the job's ``max_cost_usd``, for the http tasks), an item st
 it fits (`conveyor.jobs.job_budget`); one that cannot fit ends the run's admissions: it and
 the items not started go back to pending, the step says why, and `halted` tells the worker
 not to claim the job again (see `conveyor.jobs.worker`).
+
+An error that says the API's quota or spend cap is used up (`conveyor.limits.quota`, the rule
+``conveyor run`` and the wrapped clients follow) halts the run the same way: its item is
+settled as cancelled by the engine and goes back to pending, no item is started after it, and
+the step says why. Running it again after adding credit resumes it.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ..engine.api import stream
+from ..engine.api import halting_stream
 from ..engine.events import ItemFinished
+from ..limits.quota import quota_halt
 from ..policy.retry import Retry
 from .app import TaskContext
 from .errors import StoreUnavailable
@@ -144,7 +150,7 @@ class JobRun:
         # An item's input read for its next attempt's cost or budget, taken by the attempt:
         # one parse per attempt, and each attempt still gets a value of its own.
         self._read: dict[int, Any] = {}
-        #: Why the run stopped admitting items early (the budget), or None.
+        #: Why the run stopped admitting items early (the budget, the quota), or None.
         self.halted: str | None = None
         max_usd = claim.job.options.max_cost_usd
         self._budget = (
@@ -209,6 +215,15 @@ class JobRun:
     def _halt(self, why: str) -> None:
         self.halted = self._step = why
         self._progress_dirty = True
+
+    def _quota(self, error: BaseException) -> bool:
+        """Halt the run if `error` says the quota is used up (the engine cancels its item)."""
+        halted = quota_halt(error, self._limiters)
+        if halted is None:
+            return False
+        if self.halted is None:
+            self._halt(_text(str(halted)))
+        return True
 
     async def _call(self, item: ClaimedItem) -> str:
         if item.index not in self._marked:
@@ -497,9 +512,10 @@ class JobRun:
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
         if self._budget is not None:
             await self._outage.call(self._budget.load, doing="summing the spend", writes=False)
-        self._stream = stream(
+        self._stream = halting_stream(
             self._call,
             self._items(),
+            halt_on=self._quota,
             concurrency=opts.concurrency,
             retry=retry,
             limiters=self._limiters,
