@@ -20,7 +20,7 @@ from conveyor.jobs import App, JobOptions, Jobs
 from conveyor.jobs.stores.memory import MemoryStore
 from conveyor.limits.budget import SpendBudget
 from conveyor.limits.quota import quota_halt
-from conveyor.llm import LlmOptions, Price, PriceTable, limit_openai
+from conveyor.llm import CACHE_HEADER, LlmOptions, Price, PriceTable, ResponseCache, limit_openai
 
 from ..http.fakes import FakeAPI, ok
 from ..http.helpers import read_results, write_requests
@@ -150,3 +150,45 @@ def test_the_wrapped_client_the_run_and_a_job_halt_on_the_same_quota_answer(tmp_
     assert after.step is not None
     assert "You exceeded your current quota." in after.step
     assert after.id in worker.over_budget  # not claimed again by this worker
+
+
+class _CountingCache(ResponseCache):
+    """The SQLite cache, counting its look-ups."""
+
+    fetches = 0
+
+    async def fetch(self, key: str) -> Any:
+        type(self).fetches += 1
+        return await super().fetch(key)
+
+
+def test_a_jobs_cache_hit_takes_no_limiter_slot_and_a_miss_is_looked_up_once(tmp_path):
+    """Two jobs of one item: the second is answered before any slot; each item asks once."""
+    api = FakeAPI(lambda n, body, headers: ok({"choices": []}), latency_s=0.0)
+    limiter = Limiter("upstream")
+    store = MemoryStore()
+
+    async def main() -> list[Any]:
+        results = []
+        for _ in range(2):
+            app = App()
+            app.add_limiter(limiter)
+            app.add_http_task(
+                name="http:mock",
+                base_url="http://api.test",
+                transport=api,
+                cache=_CountingCache(tmp_path / "answers.db"),
+                limiters=["upstream"],
+            )
+            jobs = Jobs(store, app=app)
+            job = await jobs.submit("http:mock", [_line(0)])
+            await _drain(store, app)
+            results.extend([i async for i in jobs.results(job.id)])
+        return results
+
+    first, second = asyncio.run(main())
+    assert api.calls == 1
+    assert limiter.admitted == 1  # the hit took no slot
+    assert _CountingCache.fetches == 2  # one look-up per item: a miss is not asked again
+    assert second.result["headers"][CACHE_HEADER] == "hit"
+    assert (first.attempts, second.attempts) == (1, 0)  # the hit was never sent

@@ -274,8 +274,7 @@ class Batch:
                     yield item
                     continue
                 if cache is not None:
-                    key = cache.key(item.method, item.url, item.body)
-                    hit = await cache.recall(key)
+                    hit = await cache.recall_request(item)
                     if hit is not None:
                         yield Settled(item, hit)
                         continue

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _clock
 from ..engine.api import halting_stream
 from ..engine.events import ItemFinished
+from ..engine.settled import Settled
 from ..limits.quota import quota_halt
 from ..policy.retry import Retry
 from .app import TaskContext
@@ -159,26 +160,59 @@ class JobRun:
 
     # -- what the engine runs --------------------------------------------------------------
 
-    async def _items(self) -> AsyncIterator[ClaimedItem]:
+    async def _items(self) -> AsyncIterator[ClaimedItem | Settled[ClaimedItem, str]]:
         while not self._stopped():
             if not self._queue:
                 if not await self._claim_more():
                     return
                 continue
             item = self._queue.popleft()
-            if self._budget is not None:
-                try:
-                    why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
-                except BaseException:  # the run closed while it waited
-                    self._queue.appendleft(item)
-                    raise
-                if why is not None:  # refused (the run halts), or "": it stopped meanwhile
-                    if why:
-                        self._halt(why)
-                    self._queue.appendleft(item)  # released to pending by `_finish`
-                    return
+            try:
+                ready = await self._ready(item)
+            except BaseException:  # the run closed while it waited
+                self._queue.appendleft(item)
+                raise
+            if ready is None:  # refused by the budget (the run halts), or stopped meanwhile
+                self._queue.appendleft(item)  # released to pending by `_finish`
+                return
             self._yielded += 1
-            yield item
+            yield ready
+
+    async def _ready(self, item: ClaimedItem) -> ClaimedItem | Settled[ClaimedItem, str] | None:
+        """`item` settled by the cache, or itself once the budget it may use is held.
+
+        None if the budget refused it (the run halts: `halted` says why) or the run stopped
+        while it waited. A cache hit takes no budget, no limiter slot and no call.
+        """
+        if self._task.recall is not None:
+            hit = await self._recalled(item)
+            if hit is not None:
+                return hit
+        if self._budget is not None:
+            why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
+            if why is not None:  # refused, or "": it stopped meanwhile
+                if why:
+                    self._halt(why)
+                return None
+        return item
+
+    async def _recalled(self, item: ClaimedItem) -> Settled[ClaimedItem, str] | None:
+        """`item` settled by its task's response cache (`Task.recall`), or None: send it.
+
+        A cache that fails to answer is asked again by the call, which then fails (retried)
+        as it did before the worker asked first.
+        """
+        assert self._task.recall is not None
+        item_input = self._input(item)
+        try:
+            hit = await self._task.recall(item_input, self.job.tenant)
+        except Exception:
+            return None
+        if hit is None:
+            return None
+        if self._budget is not None:  # as a stored result counts when the spend is summed
+            self._budget.add(hit, item_input)
+        return Settled(item, _encode(hit))
 
     async def _claim_more(self) -> bool:
         """Claim more of the job's pending items into the queue; False if there are none."""

@@ -96,7 +96,7 @@ class SpendBudget:
         no_price_fix: said after a refusal for a missing price (how to add one), or "".
     """
 
-    __slots__ = ("_holds", "_items", "_no_price_fix", "_option", "_resume", "_spent", "max_usd")
+    __slots__ = ("_holds", "_spent", "_words", "max_usd")
 
     def __init__(
         self,
@@ -110,10 +110,7 @@ class SpendBudget:
     ) -> None:
         self.max_usd = max_usd
         self._spent = spent_usd
-        self._option = option
-        self._items = items
-        self._resume = resume
-        self._no_price_fix = no_price_fix
+        self._words = (option, items, resume, no_price_fix)
         self._holds = BudgetHolds()
 
     @property
@@ -128,19 +125,20 @@ class SpendBudget:
 
         `who` names the call in the reason (``request req-3``, ``item 3``).
         """
-        budget, option, items = self.max_usd, self._option, self._items
+        budget = self.max_usd
+        option, items, resume, no_price_fix = self._words
         if bound_usd is None:
             why = (
                 f"budget: no price for the model {model!r} of {who}, so the budget of"
                 f" ${budget:g} ({option}) cannot be kept; the {items} not started stay"
-                f" pending{self._no_price_fix}"
+                f" pending{no_price_fix}"
             )
             return why, True
         spent = self._spent()
         if spent + self._holds.held_usd + bound_usd > budget:
             why = (
                 f"budget reached: ${spent:.4f} spent of ${budget:g} ({option}), and {who} may"
-                f" cost up to ${bound_usd:.4f}; the {items} not started stay pending{self._resume}"
+                f" cost up to ${bound_usd:.4f}; the {items} not started stay pending{resume}"
             )
             return why, False
         self._holds.hold(key, bound_usd)
