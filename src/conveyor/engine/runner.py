@@ -15,6 +15,11 @@ How the parts meet:
 - A failed attempt that the retry policy retries does *not* keep its worker: it goes into a heap
   keyed by the time it becomes due, and any free worker takes due retries before new items. The
   retry then runs under the same concurrency cap as a first attempt.
+- A source may hand over an item already settled (`conveyor.engine.settled.Settled`): it is
+  settled as it comes, with no attempt and no limiter slot, and counted like any other.
+- An error the run's ``halt_on`` says halts it (an exhausted quota, for the runners that ask)
+  settles its item as cancelled, not failed; no new item is read after it, and the retries
+  waiting are settled as cancelled too.
 - Stopping (the consumer cancelled or closed, `fail_fast`, an interrupt) cancels the workers;
   each one settles its in-flight item as cancelled on the way out, and retries still waiting are
   settled as cancelled too. Shutdown finishes even if cancelled again meanwhile.
