@@ -303,8 +303,11 @@ def test_stop_cancels_in_flight_requests_without_writing_them(tmp_path: Path, ru
     written = id_counts(tmp_path / "out.jsonl")
     assert len(written) == 7
     assert set(written.values()) == {1}
-    # The 7th answer freed a slot, but no new request started: the other 4 were cancelled.
-    assert (slow.calls, result.summary.cancelled, batch.tally.cancelled) == (11, 4, 4)
+    # Every request sent and not written was cancelled. The results are written by the loop
+    # that reads the stream, after the worker that settled the 7th took its next request: so
+    # at most that one started after the stop was asked.
+    assert slow.calls - 7 == result.summary.cancelled == batch.tally.cancelled
+    assert slow.calls <= 12
     _, resumed = VirtualClock().run(run_batch(tmp_path, FakeAPI()))
     assert resumed.summary.succeeded == 23
     assert id_counts(tmp_path / "out.jsonl") == dict.fromkeys(ids, 1)

@@ -148,7 +148,8 @@ def test_the_budget_stops_admission_and_the_rest_stays_pending(tmp_path, run, co
     batch, result = run(_run(tmp_path, api, llm, concurrency=concurrency))
     assert api.calls == 3
     assert result.halted is not None
-    assert "budget of $50 is reached" in result.halted
+    assert result.halted.startswith("budget reached")
+    assert "of $50 (--max-cost)" in result.halted
     assert (batch.tally.not_started, result.summary.failed) == (7, 0)
     assert batch.tally.cost_usd == 45.0
     more = FakeAPI(answer)
@@ -169,7 +170,8 @@ def test_a_request_waiting_for_its_retry_never_stalls_the_budget(tmp_path, run, 
     llm = LlmOptions(prices=DOLLAR_A_TOKEN, max_cost_usd=30)
     batch, result = run(_run(tmp_path, api, llm, concurrency=concurrency))
     assert result.halted is not None
-    assert "budget of $30 is reached" in result.halted
+    assert result.halted.startswith("budget reached")
+    assert "of $30 (--max-cost)" in result.halted
     assert batch.tally.cost_usd == 15.0  # one answer: $15 + a bound of $18 passes $30
     assert api.calls == 2
 

@@ -97,7 +97,8 @@ def test_max_cost_keeps_a_budget_on_claude_lines(tmp_path: Path, run):
     finally:
         plan.close()
     assert result.halted is not None
-    assert "budget of $0.0006 is reached" in result.halted
+    assert result.halted.startswith("budget reached")
+    assert "of $0.0006 (--max-cost)" in result.halted
     assert api.calls == 4  # $0.00024 spent + a bound of $0.00035 passes $0.0006
     assert batch.tally.cost_usd == pytest.approx(4 * 0.00008)
     assert batch.tally.unpriced == 0

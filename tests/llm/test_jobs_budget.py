@@ -181,7 +181,7 @@ def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
         assert task is not None
         run = JobRun(worker, claim, task, ())
         items = run._items()
-        admitted = [(await anext(items)).index for _ in range(3)]
+        admitted = [(await anext(items)).index for _ in range(3)]  # type: ignore[union-attr]
         assert admitted == [0, 1, 2]
         fourth = asyncio.ensure_future(anext(items))
         for _ in range(5):  # let it run as far as it can: it waits, held by the three
@@ -195,7 +195,7 @@ def test_items_in_flight_hold_their_share_of_the_budget(tmp_path):
             run._on_event(ItemFinished(outcome))
 
         settle(claim.items[0])
-        assert (await asyncio.wait_for(fourth, 5)).index == 3
+        assert (await asyncio.wait_for(fourth, 5)).index == 3  # type: ignore[union-attr]
         assert run.halted is None
         assert run._budget.held_usd == pytest.approx(3 * BOUND)  # type: ignore[union-attr]
         await jobs.close()

@@ -18,6 +18,7 @@ from .runner import Run
 
 if TYPE_CHECKING:
     from ..limits.costs import Cost
+    from .settled import Settled
 
 __all__ = ["Stream", "map", "run_sync", "stream"]
 
@@ -113,6 +114,7 @@ class _Options(Generic[T]):
     on_event: Hook | None
     limiters: tuple[Limiter, ...]
     cost: Callable[[T], Cost] | None
+    halt_on: Callable[[BaseException], bool] | None = None
 
 
 def _new_run(
@@ -133,6 +135,7 @@ def _new_run(
         on_event=o.on_event,
         limiters=o.limiters,
         cost=o.cost,
+        halt_on=o.halt_on,
     )
 
 
@@ -211,6 +214,14 @@ class Stream(Generic[T, R]):
         """The numbers so far (final once the stream is exhausted or closed)."""
         return self._run.summary()
 
+    def drain(self) -> list[Outcome[T, R]]:
+        """Take the outcomes settled but not yielded: once closed, those the loop did not get.
+
+        Closing a stream ends its loop at once; the items that settled meanwhile (the ones in
+        flight, as cancelled) are here, so that a consumer that records every outcome can.
+        """
+        return self._run.drain()
+
 
 @overload
 def stream(
@@ -254,6 +265,38 @@ def stream(
     """
     options = _Options(concurrency, retry, fail_fast, on_event, tuple(limiters), cost)
     run: Run[T, R] = _new_run(fn, items, options, need_loop=True)
+    return Stream(run)
+
+
+def halting_stream(
+    fn: Callable[[T], Awaitable[R]],
+    items: Items[T | Settled[Any, R]],
+    *,
+    halt_on: Callable[[BaseException], bool],
+    concurrency: int,
+    retry: Retry | None,
+    on_event: Hook | None,
+    limiters: Sequence[Limiter],
+    cost: Callable[[T], Cost] | None,
+) -> Stream[Any, R]:
+    """`stream`, where an error for which ``halt_on(error)`` is true halts the run.
+
+    Its item settles as cancelled, not failed (it did not fail: nothing more could run), no
+    new item is read, and the retries waiting are settled as cancelled; the calls in flight
+    end as they do. For the runners that halt on an exhausted quota (`conveyor.http.Batch`,
+    the jobs), not part of the public surface. `items` may hand over items already settled
+    (`conveyor.engine.settled.Settled`): an outcome's item is then the one it carried.
+    """
+    options = _Options(
+        concurrency,
+        retry,
+        fail_fast=False,
+        on_event=on_event,
+        limiters=tuple(limiters),
+        cost=cost,
+        halt_on=halt_on,
+    )
+    run: Run[Any, R] = _new_run(fn, items, options, need_loop=True)
     return Stream(run)
 
 

@@ -15,6 +15,11 @@ How the parts meet:
 - A failed attempt that the retry policy retries does *not* keep its worker: it goes into a heap
   keyed by the time it becomes due, and any free worker takes due retries before new items. The
   retry then runs under the same concurrency cap as a first attempt.
+- A source may hand over an item already settled (`conveyor.engine.settled.Settled`): it is
+  settled as it comes, with no attempt and no limiter slot, and counted like any other.
+- An error the run's ``halt_on`` says halts it (an exhausted quota, for the runners that ask)
+  settles its item as cancelled, not failed; no new item is read after it, and the retries
+  waiting are settled as cancelled too.
 - Stopping (the consumer cancelled or closed, `fail_fast`, an interrupt) cancels the workers;
   each one settles its in-flight item as cancelled on the way out, and retries still waiting are
   settled as cancelled too. Shutdown finishes even if cancelled again meanwhile.
@@ -34,6 +39,7 @@ from .context import current_slots
 from .events import Event, ItemFinished, ItemRetrying, ItemStarted, RunFinished
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome, Summary
 from .retrying import RetryQueue, Waiting, note, retry_decision
+from .settled import Settled
 from .source import BUSY, END, Source
 from .stats import FOLD_AT, LatencyStats
 
@@ -71,6 +77,7 @@ class Run(Generic[T, R]):
         on_event: Callable[[Event], object] | None,
         limiters: Sequence[Limiter] = (),
         cost: Callable[[T], Cost] | None = None,
+        halt_on: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         # The loop's clock. The standard loops read time.monotonic; calling it directly saves a
@@ -83,6 +90,7 @@ class Run(Generic[T, R]):
         self._retry = retry
         self._fail_fast = fail_fast
         self._on_event = on_event
+        self._halt_on = halt_on
         self._attempts = Attempts(
             fn,
             is_async=is_async,
@@ -200,7 +208,10 @@ class Run(Generic[T, R]):
             if item is not END:
                 index = self._next_index
                 self._next_index = index + 1
-                self._settle(Outcome(index, item, CANCELLED, None, None, 0, 0.0, 0.0))
+                if type(item) is Settled:
+                    self._settle_given(index, item)
+                else:
+                    self._settle(Outcome(index, item, CANCELLED, None, None, 0, 0.0, 0.0))
             self._attempts.shutdown()
             await self._source.aclose()
         finally:
@@ -272,6 +283,9 @@ class Run(Generic[T, R]):
                             continue
                     index = self._next_index
                     self._next_index = index + 1
+                    if type(item) is Settled:  # settled by the source: no call, no slot
+                        self._settle_given(index, item)
+                        continue
                     attempt = 1
                     first_start = None
                     if len(self._workers) < self._concurrency:
@@ -406,7 +420,13 @@ class Run(Generic[T, R]):
         first_start: float,
         now: float,
     ) -> None:
-        """Queue a retry, or settle the item as failed (and stop the run if failing fast)."""
+        """Queue a retry, or settle the item as failed (and stop the run if failing fast).
+
+        An error that halts the run (``halt_on``) settles the item as cancelled instead.
+        """
+        if self._halt_on is not None and self._halt_on(exc):
+            self._halt(index, item, attempt, exc, now - started, now - first_start, now)
+            return
         decision = retry_decision(
             self._retry, attempt=attempt, exc=exc, elapsed_s=now - first_start
         )
@@ -427,6 +447,35 @@ class Run(Generic[T, R]):
         )
         if self._fail_fast:
             self._stop(exc)
+
+    def _halt(
+        self,
+        index: int,
+        item: T,
+        attempt: int,
+        exc: BaseException,
+        took: float,
+        elapsed: float,
+        now: float,
+    ) -> None:
+        """Settle the item as cancelled (it did not fail: the run halted), and admit no more.
+
+        No new item is read, and the retries waiting are settled as cancelled too; calls in
+        flight end as they do (each halting error among them is settled the same way).
+        """
+        self._source.exhausted = True
+        self._settle(Outcome(index, item, CANCELLED, None, exc, attempt, took, elapsed))
+        for w in self._retries.drain():
+            self._settle(
+                Outcome(
+                    w.index, w.item, CANCELLED, None, w.error, w.attempts, 0.0, now - w.first_start
+                )
+            )
+
+    def _settle_given(self, index: int, given: Settled[T, R]) -> None:
+        """Settle an item its source handed over settled (no attempt, no latency)."""
+        state = SUCCEEDED if given.error is None else FAILED
+        self._settle(Outcome(index, given.item, state, given.value, given.error, 0, 0.0, 0.0))
 
     def _settle(self, outcome: Outcome[T, R]) -> None:
         if outcome.state == SUCCEEDED:

@@ -2,22 +2,27 @@
 
 How the parts meet:
 
-- Items are read lazily from the input (`Plan.lines`) by ``conveyor.stream``, so memory is what
-  is in flight. A line that cannot be sent is written as a failed result at once, without
-  going through the limiter (it costs the API nothing).
+- Items are read lazily from the input (`Plan.lines`) by the engine's stream, so memory is
+  what is in flight. A line that cannot be sent is handed to the engine already settled, as
+  failed (`conveyor.engine.settled.Settled`): it takes no limiter slot, and costs the API
+  nothing.
 - Every HTTP attempt, retries included, goes through one `conveyor.Limiter` (``limiters=``,
   ``cost=`` the token estimate): the engine takes its slot before the call and gives it back
   after, telling it the error, so a 429 or 503 with ``Retry-After`` pauses every request.
-- Results are written from the engine's ``ItemFinished`` event, the moment each item settles,
-  by this single writer. Items cancelled by `stop` are not written: they run again on resume.
+- Every outcome comes out of the stream, and the loop that reads it is the one writer of
+  results and of the settled counts; the run's summary is the engine's own. Items cancelled
+  by `stop` are not written: they run again on resume. The engine's events only keep the
+  count of requests waiting for a retry, for the progress display.
 
 With `conveyor.llm.LlmOptions` (``llm=``), the run also counts tokens and cost, checks each
-answer, answers repeated requests from the response cache without sending them (written at
-once, like invalid lines, never through the limiter), and keeps to a budget: the input stops
-being read when the next request's most possible cost would pass it, so what was not started
-stays pending for the next run. An answer that says the API's quota is exhausted stops the
-run at once (`BatchResult.halted` says why); the requests it did not finish are not written,
-so running again after adding credit resumes them.
+answer, answers repeated requests from the response cache without sending them (handed to the
+engine settled, like invalid lines, never through the limiter), and keeps to a budget
+(`conveyor.limits.budget.SpendBudget`): the input stops being read when the next request's
+most possible cost would pass it, so what was not started stays pending for the next run. An
+answer that says the API's quota is exhausted (`conveyor.limits.quota.quota_halt`) halts the
+run at once (`BatchResult.halted` says why): the engine settles it as cancelled, not failed,
+and the requests the run did not finish are not written, so running again after adding credit
+resumes them.
 
 Every answer's rate-limit headers reach the limiter, successes' included. It keeps to what
 the server says only where its own limits do not already cover it (see
@@ -33,19 +38,20 @@ import contextlib
 import dataclasses
 import importlib.util
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..engine.api import stream
+from ..engine.api import halting_stream
 from ..engine.events import Event, ItemFinished, ItemRetrying, ItemStarted
 from ..engine.report import CANCELLED, SUCCEEDED
-from ..errors import QuotaExhausted, SourceError
-from ..limits.budget import BudgetHolds, Refusal
-from ..policy.llm_errors import api_error_fields, quota_exhausted
+from ..engine.settled import Settled
+from ..errors import SourceError
+from ..limits.budget import SpendBudget
+from ..limits.quota import quota_halt
 from .client import AiohttpTransport, HttpTask
 from .errors import BatchError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
-from .results import invalid_result, outcome_result, result_line
+from .results import invalid_result, outcome_result
 from .setup import (
     CONNECT_TIMEOUT_S,
     cost_function,
@@ -60,7 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
     from ..engine.api import Stream
-    from ..engine.report import Summary
+    from ..engine.report import Outcome, Summary
     from ..llm.hooks import LlmOptions
     from ..policy.retry import Retry
     from .client import Transport
@@ -73,7 +79,10 @@ __all__ = ["Batch", "BatchResult"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class BatchResult:
-    """How a run ended: `summary` counts invalid lines as failed; `interrupted`: by `stop`.
+    """How a run ended: the engine's `summary`; `interrupted`: by `stop`.
+
+    The summary counts invalid lines as failed, cache hits as succeeded, and the requests an
+    exhausted quota stopped as cancelled.
 
     `halted` says why the run stopped admitting before the end of the input (the budget, an
     exhausted quota, a model with no price under a budget); None when it did not.
@@ -135,8 +144,19 @@ class Batch:
             redact=self._redact,
             secret_headers=[name for name, _ in plan.endpoint.secret_headers],
         )
-        self._holds = BudgetHolds()  # the budget held by requests in flight
-        self._quota_stopped = 0  # failed items the engine counted, stopped by the quota
+        budget = self.llm.max_cost_usd
+        self._budget = (
+            None
+            if budget is None
+            else SpendBudget(
+                budget,
+                spent_usd=lambda: self.tally.cost_usd,
+                option="--max-cost",
+                items="requests",
+                resume=": run again with a larger --max-cost to resume",
+                no_price_fix="; add the model to a price file (--prices FILE)",
+            )
+        )
         #: Why the run stopped admitting early (budget, quota), or None.
         self.halted: str | None = None
 
@@ -148,7 +168,8 @@ class Batch:
     def stop(self) -> None:
         """Stop the run: cancel what is in flight (not written, so it re-runs on resume)."""
         self._stopped = True
-        self._holds.wake()  # an admission waiting for the budget stops waiting
+        if self._budget is not None:
+            self._budget.wake()  # an admission waiting for the budget stops waiting
         if self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
 
@@ -168,19 +189,6 @@ class Batch:
             summary = await self._run(transport)
         if self._error is not None:
             raise self._error
-        invalid = self.tally.invalid
-        hits = self.tally.cache_hits
-        # Requests stopped by an exhausted quota are not failures: they stay pending.
-        stopped = self._quota_stopped
-        settled = summary.succeeded + summary.failed - stopped + invalid + hits
-        summary = dataclasses.replace(
-            summary,
-            total=summary.total + invalid + hits,
-            succeeded=summary.succeeded + hits,
-            failed=summary.failed - stopped + invalid,
-            cancelled=summary.cancelled + stopped,
-            throughput_per_s=settled / summary.duration_s if summary.duration_s else 0.0,
-        )
         if self.halted is not None:
             tally = self.tally
             tally.not_started = max((tally.total or 0) - tally.done - tally.cancelled, 0)
@@ -202,11 +210,12 @@ class Batch:
             redact=self._redact or None,
             hooks=self._hooks,
         )
-        sync = self._cache is None and self.llm.max_cost_usd is None
+        sync = self._cache is None and self._budget is None
         items = self._items() if sync else self._items_async()
-        outcomes = stream(
+        outcomes = halting_stream(
             task,
             items,
+            halt_on=self._quota,
             concurrency=self.limits.concurrency,
             retry=self.retry,
             on_event=self._on_event,
@@ -220,8 +229,8 @@ class Batch:
         closer = asyncio.ensure_future(_close_when(closing, outcomes))
         try:
             async with outcomes:
-                async for _ in outcomes:  # results are written by the event hook
-                    pass
+                async for outcome in outcomes:
+                    self._settled(outcome)
         except SourceError as exc:
             if isinstance(exc.__cause__, BatchError):
                 raise exc.__cause__ from None
@@ -230,6 +239,9 @@ class Batch:
             if not closing.done():
                 closing.set_result(None)
             await closer
+            # What settled after the loop ended (closed by `stop`): counted, and written.
+            for outcome in outcomes.drain():
+                self._settled(outcome)
             # Closes the input file now, not when garbage collected.
             if isinstance(items, AsyncGenerator):
                 await items.aclose()
@@ -237,133 +249,112 @@ class Batch:
                 items.close()
         return outcomes.summary
 
-    def _items(self) -> Generator[Request, None, None]:
-        """The requests to send; invalid lines are written as failures on the way."""
-        tally = self.tally
+    def _items(self) -> Generator[Request | Settled[InvalidLine, Response], None, None]:
+        """The requests to send; a line that is none comes settled, as failed."""
         for item in self.plan.lines():
             if self._stopped:
                 return
             if isinstance(item, InvalidLine):
-                tally.invalid += 1
-                tally.failed += 1
-                self._write(invalid_result(item))
+                yield Settled(item, error=ValueError(item.message))
                 continue
             yield item
 
-    async def _items_async(self) -> AsyncGenerator[Request, None]:
+    async def _items_async(
+        self,
+    ) -> AsyncGenerator[Request | Settled[Any, Response], None]:
         """`_items` with the response cache and the budget, when either is on.
 
-        A request answered by the cache is written, not sent; under a budget, a request
-        starts once the most it may cost fits (`_admit`).
+        A request answered by the cache comes settled, as succeeded, with no slot taken;
+        under a budget, a request starts once the most it may cost fits (`_admit`).
         """
-        tally = self.tally
-        for item in self.plan.lines():
-            if self._stopped:
-                return
-            if isinstance(item, InvalidLine):
-                tally.invalid += 1
-                tally.failed += 1
-                self._write(invalid_result(item))
-                continue
-            if self._cache is not None and await self._answer_from_cache(item):
-                continue
-            if self.llm.max_cost_usd is not None and not await self._admit(item):
-                return
-            yield item
-
-    async def _answer_from_cache(self, request: Request) -> bool:
-        """Write the cached answer of `request`, if there is one; return whether there was."""
         cache = self._hooks.cache
-        assert cache is not None
-        hit = await cache.recall(cache.key(request.method, request.url, request.body))
-        if hit is None:
-            return False
-        self.tally.cache_hits += 1
-        self.tally.succeeded += 1
-        line = result_line(request.custom_id, response=hit, error=None, attempts=0, latency_s=None)
-        self._write(line)
-        return True
+        with contextlib.closing(self._items()) as items:
+            for item in items:
+                if isinstance(item, Settled):
+                    yield item
+                    continue
+                if cache is not None:
+                    hit = await cache.recall_request(item)
+                    if hit is not None:
+                        yield Settled(item, hit)
+                        continue
+                if self._budget is not None and not await self._admit(item):
+                    return
+                yield item
 
     async def _admit(self, request: Request) -> bool:
-        """Hold the budget `request` may use, or wait for room (`conveyor.limits.budget`).
+        """Hold the budget `request` may use, or wait for room (`SpendBudget`).
 
         False if it would pass the budget (`halted` then says why), or the run stopped.
         """
-        why = await self._holds.admit(lambda: self._reserve(request), stopped=lambda: self._stopped)
+        assert self._budget is not None
+        model = request.model
+        bound = self._prices.bound_usd(model, *request.most_tokens)
+        who = f"request {request.custom_id}"
+        why = await self._budget.admit(
+            request.custom_id, who, model, bound, stopped=lambda: self._stopped
+        )
         if why:
             self.halted = why
         return why is None
 
-    def _reserve(self, request: Request) -> Refusal | None:
-        """Hold the budget `request` may use: None, or why not and whether waiting can't help."""
-        budget = self.llm.max_cost_usd
-        assert budget is not None
-        model, bound = request.model, self._prices.bound_usd(request.model, *request.most_tokens)
-        if bound is None:
-            why = (
-                f"no price for the model {model!r} of {request.custom_id}: the budget"
-                f" (--max-cost {budget:g}) cannot be kept; add the model to a price file"
-                " (--prices FILE)"
-            )
-            return why, True
-        spent = self.tally.cost_usd
-        if spent + self._holds.held_usd + bound > budget:
-            why = (
-                f"the budget of ${budget:g} is reached: ${spent:.4f} spent, and the next"
-                f" request ({request.custom_id}) may cost up to ${bound:.4f}; the requests not"
-                " started stay pending: run again with a larger --max-cost to resume"
-            )
-            return why, False
-        self._holds.hold(request.custom_id, bound)
-        return None
+    def _settled(self, outcome: Outcome[Any, Response]) -> None:
+        """Count and write one settled item: the run's one writer of results.
 
-    def _on_event(self, event: Event) -> None:
-        # The engine logs a hook's exception with the event, whose answer could hold a secret
-        # the API echoed: so nothing may escape from here.
+        Nothing may escape from here: an error's text could hold a secret the API echoed.
+        """
         try:
-            self._count_and_write(event)
+            self._count_and_write(outcome)
         except Exception as exc:
             if self._error is None:
                 text = self._redact(f"{type(exc).__name__}: {exc}")
                 self._error = OutputError(f"writing a result failed: {text}")
                 self.stop()
 
-    def _count_and_write(self, event: Event) -> None:
+    def _count_and_write(self, outcome: Outcome[Any, Response]) -> None:
         tally = self.tally
+        item = outcome.item
+        if self._budget is not None:
+            self._budget.release(item.custom_id)
+        if outcome.state == CANCELLED:
+            tally.cancelled += 1  # not written: it runs again on resume
+            return
+        if isinstance(item, InvalidLine):
+            tally.invalid += 1
+            tally.failed += 1
+            self._write(invalid_result(item))
+            return
+        if outcome.state == SUCCEEDED:
+            tally.succeeded += 1
+            if not outcome.attempts:
+                tally.cache_hits += 1  # answered by the cache: never sent
+        else:
+            tally.failed += 1
+        assert self._task is not None
+        self._write(outcome_result(outcome, last_failure=self._task.last_failure))
+
+    def _on_event(self, event: Event) -> None:
+        """Keep the count of requests waiting for a retry, for the progress display."""
         if isinstance(event, ItemFinished):
-            outcome = event.outcome
-            self._waiting.discard(outcome.index)
-            tally.retrying = len(self._waiting)
-            self._holds.release(outcome.item.custom_id)
-            error = outcome.error
-            if outcome.state == CANCELLED:
-                tally.cancelled += 1
-                return
-            if error is not None and self._quota(error):
-                tally.cancelled += 1
-                self._quota_stopped += 1
-                return
-            if outcome.state == SUCCEEDED:
-                tally.succeeded += 1
-            else:
-                tally.failed += 1
-            assert self._task is not None
-            self._write(outcome_result(outcome, last_failure=self._task.last_failure))
+            self._waiting.discard(event.outcome.index)
         elif isinstance(event, ItemRetrying):
             self._waiting.add(event.index)
-            tally.retrying = len(self._waiting)
         elif isinstance(event, ItemStarted) and event.attempt > 1:
             self._waiting.discard(event.index)
-            tally.retrying = len(self._waiting)
+        else:
+            return
+        self.tally.retrying = len(self._waiting)
 
     def _quota(self, error: BaseException) -> bool:
-        """Stop the run if `error` says the quota is exhausted; return whether it did."""
-        if not isinstance(error, QuotaExhausted):
-            if not quota_exhausted(error):
-                return False
-            error = QuotaExhausted(self.limiter.name, api_error_fields(error)[2] or "")
+        """Halt the run if `error` says the quota is exhausted; return whether it did.
+
+        The engine then settles the item as cancelled, and reads no more items.
+        """
+        halted = quota_halt(error, [self.limiter], classifier=self.retry.classifier)
+        if halted is None:
+            return False
         if self.halted is None:
-            self.halted = self._redact(str(error)) if self._redact else str(error)
+            self.halted = self._redact(str(halted)) if self._redact else str(halted)
         self.stop()
         return True
 
@@ -397,6 +388,6 @@ async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack)
     return AiohttpTransport(session)
 
 
-async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Request, Response]) -> None:
+async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Any, Response]) -> None:
     await closing
     await outcomes.aclose()

@@ -24,8 +24,9 @@ resuming reads only the start of each line (and so do people scanning the file).
                        (the answer is in ``response``); ``answer_check_mismatch``: the
                        check names no reason this API gives (not retried);
                        ``answer_too_deep``: its JSON nests more than 128 deep (not kept)
-``insufficient_quota`` the API's quota is exhausted (in the jobs' items; ``conveyor run``
-                       stops instead and writes nothing for the requests it did not finish)
+``insufficient_quota`` the API's quota is exhausted: not written by ``conveyor run`` nor
+                       the jobs, which halt instead and leave the requests they did not
+                       finish pending (`conveyor.limits.quota`)
 ``invalid_line``       not sent: the line is not a request (the message says why)
 ``error``              anything else (the message has the exception's type)
 =====================  ===============================================================
@@ -109,16 +110,19 @@ def error_fields(  # noqa: PLR0911 - one return per kind of error reads best
 
 
 def outcome_result(outcome: Outcome[Request, Response], *, last_failure: str | None) -> str:
-    """Return the result line of a request that settled (succeeded or failed, not cancelled)."""
+    """Return the result line of a request that settled (succeeded or failed, not cancelled).
+
+    One answered by the response cache (no attempt) has no latency.
+    """
     request = outcome.item
     error = outcome.error
-    if error is None:
+    if error is None:  # no attempt: answered by the response cache, never sent
         return result_line(
             request.custom_id,
             response=outcome.value,
             error=None,
             attempts=outcome.attempts,
-            latency_s=outcome.latency_s,
+            latency_s=outcome.latency_s if outcome.attempts else None,
         )
     response = error.response if isinstance(error, HTTPStatusError) else None
     if isinstance(error, InvalidAnswer) and isinstance(error.answer, Response):

@@ -92,6 +92,9 @@ class Task:
     #: US dollars, None if the model has no price), and a result -> what it cost (or None).
     bound_usd: Callable[[Any], tuple[str | None, float | None]] | None = None
     spent_usd: Callable[[Any], float | None] | None = None
+    #: With a response cache (the http task's): an item and its tenant -> the stored answer,
+    #: the item's result, or None. Asked before the item takes a limiter slot.
+    recall: Callable[[Any, str], Awaitable[Any]] | None = None
 
     async def call(self, item: Any, ctx: TaskContext) -> Any:
         """Run the task on one item (a plain function runs in a thread)."""
@@ -250,7 +253,12 @@ class App:
         )
         self._closers.append(http.aclose)
         task = self.add_task(name, http, check=http.check, limiters=limiters, cost=http.cost)
-        task = replace(task, bound_usd=http.bound_usd, spent_usd=http.spent_usd)
+        task = replace(
+            task,
+            bound_usd=http.bound_usd,
+            spent_usd=http.spent_usd,
+            recall=http.recall if cache is not None else None,
+        )
         self._tasks[name] = task
         return task
 

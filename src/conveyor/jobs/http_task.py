@@ -16,9 +16,11 @@ credentials (``user:password@``): it is named in errors.
 
 With a response cache (a connection's ``cache`` setting), a request already answered for the
 same tenant through the same task is not sent: the stored answer is the item's result, marked
-by the ``x-conveyor-cache: hit`` header. Only successful answers are stored, and only as they
-are stored as results: redacted (`conveyor.llm.scoped_cache.ScopedCache`). The task counts
-tokens and cost in `tally`.
+by the ``x-conveyor-cache: hit`` header. The worker asks before the item takes a limiter slot
+(`recall`), as ``conveyor run`` does, and a call whose value was asked about does not ask
+again. Only successful answers are stored, and only as they are stored as results: redacted
+(`conveyor.llm.scoped_cache.ScopedCache`, the one cache stage of both). The task counts tokens
+and cost in `tally`.
 
 Limits: an item costs what ``conveyor run`` charges its line (`conveyor.http.setup.request_costs`):
 its tokens, input tokens (the prompt's estimate) and output tokens (``max_tokens``), or its
@@ -112,6 +114,8 @@ class HttpJobTask:
         self._hooks = AnswerHooks(tally=self.tally, prices=self.prices)
         # The item values read lately, by identity: (the value, its request or why not).
         self._requests: dict[int, tuple[Any, Request | ValueError]] = {}
+        # The item values `recall` found no answer for, by identity: their call sends at once.
+        self._missed: dict[int, Any] = {}
         self._cache: ScopedCache | None = None
         if cache is not None:
             self._cache = ScopedCache(
@@ -218,19 +222,44 @@ class HttpJobTask:
             )
         return self._task
 
+    async def recall(self, item: Any, tenant: str) -> dict[str, Any] | None:
+        """The cached answer to `item` sent by `tenant`, as its result; None: send it.
+
+        The worker asks before the item takes a limiter slot; the call of that same value
+        then sends at once. An item the task cannot send is left to its call (which fails).
+        """
+        try:
+            request = self._read(item)
+        except ValueError:
+            return None
+        hit = await self._recall(request, tenant)
+        if hit is None:
+            if len(self._missed) >= _READ_KEPT:
+                del self._missed[next(iter(self._missed))]  # the oldest
+            self._missed[id(item)] = item
+        return hit
+
+    async def _recall(self, request: Request, tenant: str) -> dict[str, Any] | None:
+        """The cache stage's recall, with the hit counted; None without a cache or a hit."""
+        if self._cache is None:
+            return None
+        hit = await self._cache.recall_request(request, tenant=tenant)
+        if hit is None:
+            return None
+        self.tally.cache_hits += 1
+        return hit.to_dict()
+
     async def __call__(self, item: Any, ctx: TaskContext) -> dict[str, Any]:
         """Send the item's request once; return the 2xx answer as a dict or raise."""
         request = self._read(item)
         if self._idempotency_header is not None:
             extra = ((self._idempotency_header, ctx.idempotency_key),)
             request = replace(request, headers=request.headers + extra)
-        cache, key = self._cache, ""
-        if cache is not None:
-            key = cache.key(request.method, request.url, request.body, tenant=ctx.tenant)
-            hit = await cache.recall(key)
+        cache = self._cache
+        if cache is not None and self._missed.pop(id(item), None) is not item:
+            hit = await self._recall(request, ctx.tenant)
             if hit is not None:
-                self.tally.cache_hits += 1
-                return hit.to_dict()
+                return hit
         try:
             response = await self._http()(request)
         except Exception as exc:
@@ -241,7 +270,7 @@ class HttpJobTask:
             raise
         # The result and the cached answer are one value: redacted once, stored twice.
         if cache is not None:
-            return (await cache.keep(key, response)).to_dict()
+            return (await cache.keep_answer(request, response, tenant=ctx.tenant)).to_dict()
         return response.redacted(self._redact or None, secret_headers=self._secret).to_dict()
 
     async def aclose(self) -> None:

@@ -8,14 +8,15 @@ survives a restart), then grows with each answer (`add`). An item that would pas
 waits while items are in flight (their answers usually cost less than their bounds: the
 waiting is `conveyor.limits.budget.BudgetHolds`'s); with none in flight, `admit` refuses it,
 saying why, and the run stops admitting items (`conveyor.jobs.jobrun`). The store gives a
-budgeted job to one worker at a time (`Store.claim`), so this count is the only one.
+budgeted job to one worker at a time (`Store.claim`), so this count is the only one. The rule
+and its reasons are `conveyor.limits.budget.SpendBudget`'s, the one ``conveyor run`` keeps.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..limits.budget import BudgetHolds, Refusal
+from ..limits.budget import SpendBudget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,7 +48,9 @@ class JobBudget:
         self._store = store
         #: What the job's answers cost so far.
         self.spent = 0.0
-        self._holds = BudgetHolds()  # the budget held by items in flight
+        self._budget = SpendBudget(
+            max_usd, spent_usd=lambda: self.spent, option="max_cost_usd", items="items"
+        )
 
     async def load(self) -> None:
         """Set `spent` to the cost of the job's stored answers (read a page at a time)."""
@@ -70,30 +73,12 @@ class JobBudget:
         None once held; ``""`` if `stopped()` became true while it waited; else why it cannot
         fit (the run then stops admitting items).
         """
-        return await self._holds.admit(lambda: self._reserve(item, item_input), stopped=stopped)
-
-    def _reserve(self, item: ClaimedItem, item_input: Any) -> Refusal | None:
-        """Hold the budget `item` may use: None, or why not and whether waiting can't help."""
-        budget = self.max_usd
         try:
             model, bound = self._bound_usd(item_input)
         except Exception:
             return None  # an item the task refuses fails in the task, sending nothing
-        if bound is None:
-            why = (
-                f"budget: no price for the model {model!r} of item {item.index}, so"
-                f" max_cost_usd ${budget:g} cannot be kept; the items not started stay pending"
-            )
-            return why, True
-        if self.spent + self._holds.held_usd + bound > budget:
-            why = (
-                f"budget reached: ${self.spent:.4f} spent of max_cost_usd ${budget:g}, and"
-                f" item {item.index} may cost up to ${bound:.4f}; the items not started stay"
-                " pending"
-            )
-            return why, False
-        self._holds.hold(item.index, bound)
-        return None
+        who = f"item {item.index}"
+        return await self._budget.admit(item.index, who, model, bound, stopped=stopped)
 
     def cost_of(self, result: Any, item_input: Any) -> float:
         """What an answer cost; with no price for it, the most its request could cost."""
@@ -112,12 +97,12 @@ class JobBudget:
     @property
     def held_usd(self) -> float:
         """The bounds held by the items in flight, together."""
-        return self._holds.held_usd
+        return self._budget.held_usd
 
     def release(self, index: int) -> None:
         """Let go of what item `index` held (it settled)."""
-        self._holds.release(index)
+        self._budget.release(index)
 
     def wake(self) -> None:
         """Wake an admission waiting for room (the run stops)."""
-        self._holds.wake()
+        self._budget.wake()

@@ -29,6 +29,11 @@ With a spend budget (the job's ``max_cost_usd``, for the http tasks), an item st
 it fits (`conveyor.jobs.job_budget`); one that cannot fit ends the run's admissions: it and
 the items not started go back to pending, the step says why, and `halted` tells the worker
 not to claim the job again (see `conveyor.jobs.worker`).
+
+An error that says the API's quota or spend cap is used up (`conveyor.limits.quota`, the rule
+``conveyor run`` and the wrapped clients follow) halts the run the same way: its item is
+settled as cancelled by the engine and goes back to pending, no item is started after it, and
+the step says why. Running it again after adding credit resumes it.
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ..engine.api import stream
+from ..engine.api import halting_stream
 from ..engine.events import ItemFinished
+from ..engine.settled import Settled
+from ..limits.quota import quota_halt
 from ..policy.retry import Retry
 from .app import TaskContext
 from .errors import StoreUnavailable
@@ -144,7 +151,7 @@ class JobRun:
         # An item's input read for its next attempt's cost or budget, taken by the attempt:
         # one parse per attempt, and each attempt still gets a value of its own.
         self._read: dict[int, Any] = {}
-        #: Why the run stopped admitting items early (the budget), or None.
+        #: Why the run stopped admitting items early (the budget, the quota), or None.
         self.halted: str | None = None
         max_usd = claim.job.options.max_cost_usd
         self._budget = (
@@ -153,26 +160,59 @@ class JobRun:
 
     # -- what the engine runs --------------------------------------------------------------
 
-    async def _items(self) -> AsyncIterator[ClaimedItem]:
+    async def _items(self) -> AsyncIterator[ClaimedItem | Settled[ClaimedItem, str]]:
         while not self._stopped():
             if not self._queue:
                 if not await self._claim_more():
                     return
                 continue
             item = self._queue.popleft()
-            if self._budget is not None:
-                try:
-                    why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
-                except BaseException:  # the run closed while it waited
-                    self._queue.appendleft(item)
-                    raise
-                if why is not None:  # refused (the run halts), or "": it stopped meanwhile
-                    if why:
-                        self._halt(why)
-                    self._queue.appendleft(item)  # released to pending by `_finish`
-                    return
+            try:
+                ready = await self._ready(item)
+            except BaseException:  # the run closed while it waited
+                self._queue.appendleft(item)
+                raise
+            if ready is None:  # refused by the budget (the run halts), or stopped meanwhile
+                self._queue.appendleft(item)  # released to pending by `_finish`
+                return
             self._yielded += 1
-            yield item
+            yield ready
+
+    async def _ready(self, item: ClaimedItem) -> ClaimedItem | Settled[ClaimedItem, str] | None:
+        """`item` settled by the cache, or itself once the budget it may use is held.
+
+        None if the budget refused it (the run halts: `halted` says why) or the run stopped
+        while it waited. A cache hit takes no budget, no limiter slot and no call.
+        """
+        if self._task.recall is not None:
+            hit = await self._recalled(item)
+            if hit is not None:
+                return hit
+        if self._budget is not None:
+            why = await self._budget.admit(item, self._input(item), stopped=self._stopped)
+            if why is not None:  # refused, or "": it stopped meanwhile
+                if why:
+                    self._halt(why)
+                return None
+        return item
+
+    async def _recalled(self, item: ClaimedItem) -> Settled[ClaimedItem, str] | None:
+        """`item` settled by its task's response cache (`Task.recall`), or None: send it.
+
+        A cache that fails to answer is asked again by the call, which then fails (retried)
+        as it did before the worker asked first.
+        """
+        assert self._task.recall is not None
+        item_input = self._input(item)
+        try:
+            hit = await self._task.recall(item_input, self.job.tenant)
+        except Exception:
+            return None
+        if hit is None:
+            return None
+        if self._budget is not None:  # as a stored result counts when the spend is summed
+            self._budget.add(hit, item_input)
+        return Settled(item, _encode(hit))
 
     async def _claim_more(self) -> bool:
         """Claim more of the job's pending items into the queue; False if there are none."""
@@ -209,6 +249,15 @@ class JobRun:
     def _halt(self, why: str) -> None:
         self.halted = self._step = why
         self._progress_dirty = True
+
+    def _quota(self, error: BaseException) -> bool:
+        """Halt the run if `error` says the quota is used up (the engine cancels its item)."""
+        halted = quota_halt(error, self._limiters)
+        if halted is None:
+            return False
+        if self.halted is None:
+            self._halt(_text(str(halted)))
+        return True
 
     async def _call(self, item: ClaimedItem) -> str:
         if item.index not in self._marked:
@@ -497,9 +546,10 @@ class JobRun:
         retry = Retry(attempts=opts.attempts, timeout_s=opts.timeout_s)
         if self._budget is not None:
             await self._outage.call(self._budget.load, doing="summing the spend", writes=False)
-        self._stream = stream(
+        self._stream = halting_stream(
             self._call,
             self._items(),
+            halt_on=self._quota,
             concurrency=opts.concurrency,
             retry=retry,
             limiters=self._limiters,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-__all__ = ["BudgetHolds", "Refusal"]
+__all__ = ["BudgetHolds", "Refusal", "SpendBudget"]
 
 #: Why a call may not start, and whether that is final (no price: waiting cannot help).
 Refusal = tuple[str, bool]
@@ -76,3 +76,96 @@ class BudgetHolds:
             await self._freed.wait()
             if stopped():
                 return ""
+
+
+class SpendBudget:
+    """A spend budget: what was spent, the bounds held in flight, and the rule that admits a call.
+
+    One class for every path that keeps a budget (``conveyor run --max-cost``, a job's
+    ``max_cost_usd``): a call starts only if ``spent + held + its bound <= max_usd``; one with
+    no price cannot be kept within any budget, and is refused for good. Each path names its
+    own option and items in the reasons, which are otherwise worded once, here.
+
+    Args:
+        max_usd: the budget, in US dollars.
+        spent_usd: what was spent so far (read at every admission: the answers' costs are
+            counted where they land).
+        option: how the user set the budget (``--max-cost``, ``max_cost_usd``).
+        items: what the calls are called (``requests``, ``items``).
+        resume: said after "the ... not started stay pending" (how to resume), or "".
+        no_price_fix: said after a refusal for a missing price (how to add one), or "".
+    """
+
+    __slots__ = ("_holds", "_spent", "_words", "max_usd")
+
+    def __init__(
+        self,
+        max_usd: float,
+        *,
+        spent_usd: Callable[[], float],
+        option: str,
+        items: str,
+        resume: str = "",
+        no_price_fix: str = "",
+    ) -> None:
+        self.max_usd = max_usd
+        self._spent = spent_usd
+        self._words = (option, items, resume, no_price_fix)
+        self._holds = BudgetHolds()
+
+    @property
+    def held_usd(self) -> float:
+        """The bounds held by the calls in flight, together."""
+        return self._holds.held_usd
+
+    def reserve(
+        self, key: Hashable, who: str, model: str | None, bound_usd: float | None
+    ) -> Refusal | None:
+        """Hold `bound_usd` for the call `key` if it fits: None, or why not and if for good.
+
+        `who` names the call in the reason (``request req-3``, ``item 3``).
+        """
+        budget = self.max_usd
+        option, items, resume, no_price_fix = self._words
+        if bound_usd is None:
+            why = (
+                f"budget: no price for the model {model!r} of {who}, so the budget of"
+                f" ${budget:g} ({option}) cannot be kept; the {items} not started stay"
+                f" pending{no_price_fix}"
+            )
+            return why, True
+        spent = self._spent()
+        if spent + self._holds.held_usd + bound_usd > budget:
+            why = (
+                f"budget reached: ${spent:.4f} spent of ${budget:g} ({option}), and {who} may"
+                f" cost up to ${bound_usd:.4f}; the {items} not started stay pending{resume}"
+            )
+            return why, False
+        self._holds.hold(key, bound_usd)
+        return None
+
+    async def admit(
+        self,
+        key: Hashable,
+        who: str,
+        model: str | None,
+        bound_usd: float | None,
+        *,
+        stopped: Callable[[], bool],
+    ) -> str | None:
+        """Hold the call's bound, waiting while calls in flight may free room (`BudgetHolds`).
+
+        None once held; ``""`` if `stopped()` became true while it waited; else why it cannot
+        fit (the run then stops admitting).
+        """
+        return await self._holds.admit(
+            lambda: self.reserve(key, who, model, bound_usd), stopped=stopped
+        )
+
+    def release(self, key: Hashable) -> None:
+        """The call `key` settled: let its hold go."""
+        self._holds.release(key)
+
+    def wake(self) -> None:
+        """Wake an admission waiting for room (the run stops)."""
+        self._holds.wake()

@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["AnswerHooks", "LlmOptions", "SpendCounts"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """The parts of a request a cache key covers (`ScopedCache.keep_answer` reads them)."""
+
+    method: str
+    url: str
+    body: bytes | None
+
+
 class SpendCounts(Protocol):
     """Where `AnswerHooks` counts what the answers used (a run's `conveyor.http.BatchTally`)."""
 
@@ -151,4 +160,4 @@ class AnswerHooks:
                 exc.answer = response
                 raise
         if self.cache is not None:
-            await self.cache.keep(self.cache.key(method, url, body), response)
+            await self.cache.keep_answer(_Sent(method, url, body), response)

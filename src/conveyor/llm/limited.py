@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _clock
 from ..engine.context import current_slots
-from ..errors import QuotaExhausted
-from ..policy.classify import DEFAULT_CLASSIFIER
-from ..policy.llm_errors import api_error_fields
+from ..limits.quota import quota_halt
 from ..policy.retry import Retry, decide
 from .bridge import Bridge
 from .slots import (
@@ -75,18 +73,17 @@ class Tries:
     def wait_after(self, exc: Exception, now_s: float) -> float:
         """Seconds before the next attempt after `exc`; raises if there is none to make.
 
-        An exhausted quota or spend cap (the policy's classifier says ``quota``) is never
+        An exhausted quota or spend cap (`conveyor.limits.quota.quota_halt`) is never
         retried: it raises `QuotaExhausted`, the one the limiter halted with. Otherwise the
         retry policy decides, and an error it does not retry is raised again.
         """
         self.attempt += 1
         policy = self._policy
-        if (policy.classifier or DEFAULT_CLASSIFIER).classify(exc).kind == "quota":
-            if isinstance(exc, QuotaExhausted):
-                raise exc
-            halted = next((x.halted for x in self._limiters if x.halted is not None), None)
-            name = self._limiters[0].name if self._limiters else "the API"
-            raise (halted or QuotaExhausted(name, api_error_fields(exc)[2] or "")) from exc
+        halted = quota_halt(exc, self._limiters, classifier=policy.classifier)
+        if halted is exc:
+            raise exc
+        if halted is not None:
+            raise halted from exc
         decision = decide(
             policy,
             attempt=self.attempt,

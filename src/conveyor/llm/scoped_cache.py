@@ -14,11 +14,16 @@ through this front instead, which holds the three rules that keep a cache from l
   Conveyor, or by a process with other credentials, cannot bring a credential back.
 
 Credentials are never part of a key: keys cover the method, url and body, not the headers.
+
+It is also the cache stage of an item's pipeline, the same for ``conveyor run`` and a job's
+``http`` task: `recall_request` before the call (a hit is never sent, and the runners hand it
+to the engine settled, so it takes no limiter slot), `keep_answer` after an answer that passed
+its check.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..wire.response import Response
 from .cache import CACHE_HEADER, cache_key
@@ -29,7 +34,26 @@ if TYPE_CHECKING:
     from ..wire.redact import Redactor
     from .cache import AnswerCache
 
-__all__ = ["ScopedCache"]
+__all__ = ["ScopedCache", "Sendable"]
+
+
+class Sendable(Protocol):
+    """What a key is made of: a request's method, url and encoded body (`conveyor.http.Request`)."""
+
+    @property
+    def method(self) -> str:
+        """The HTTP method."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """The absolute URL."""
+        ...
+
+    @property
+    def body(self) -> bytes | None:
+        """The encoded body (None: no body)."""
+        ...
 
 
 class ScopedCache:
@@ -79,6 +103,17 @@ class ScopedCache:
         stored = self.redacted(response)
         await self.backend.store(key, stored.status_code, stored.headers, stored.body)
         return stored
+
+    async def recall_request(self, request: Sendable, *, tenant: str = "") -> Response | None:
+        """The answer stored for `request` sent by `tenant` (redacted, marked), or None."""
+        return await self.recall(self.key(request.method, request.url, request.body, tenant=tenant))
+
+    async def keep_answer(
+        self, request: Sendable, response: Response, *, tenant: str = ""
+    ) -> Response:
+        """Store a passed answer to `request` sent by `tenant`; return it as stored (redacted)."""
+        key = self.key(request.method, request.url, request.body, tenant=tenant)
+        return await self.keep(key, response)
 
     async def check(self) -> None:
         """Raise `ConfigError` if the backend cannot be reached (a Redis that does not answer)."""
