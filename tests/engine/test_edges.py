@@ -375,3 +375,12 @@ def test_a_source_that_raises_cancelled_error_fails_the_run(clock: VirtualClock)
     with pytest.raises(conveyor.SourceError) as info:
         clock.run(main())
     assert isinstance(info.value.__cause__, asyncio.CancelledError)
+
+
+def test_an_empty_summary_is_all_zeros_but_its_concurrency():
+    """Summary.empty: every count 0, every time and rate 0.0, and the concurrency given."""
+    summary = conveyor.Summary.empty(concurrency=8).to_dict()
+    assert summary.pop("concurrency") == 8
+    assert set(summary.values()) == {0}
+    assert isinstance(summary["duration_s"], float)
+    assert isinstance(summary["total"], int)

@@ -120,7 +120,9 @@ def test_the_answer_has_anthropics_message_shape_and_is_deterministic():
 
 def test_a_small_max_tokens_cuts_the_answer():
     """The answer is cut to 4 * max_tokens characters and stops for max_tokens."""
-    text, tokens, reason = answer_text(MessagesRequest("m", 1, 2, "0123456789ab"))
+    text, tokens, reason = answer_text(
+        MessagesRequest(model="m", input_tokens=1, max_tokens=2, digest="0123456789ab")
+    )
     assert (text, tokens, reason) == ("Mock ans", 2, "max_tokens")
 
 

@@ -252,19 +252,4 @@ def summary_record(result: BatchResult, *, input_path: Path, output: Path) -> di
 
 def empty_summary(concurrency: int) -> Summary:
     """The summary of a run that had nothing to send."""
-    return Summary(
-        total=0,
-        succeeded=0,
-        failed=0,
-        cancelled=0,
-        retries=0,
-        duration_s=0.0,
-        latency_mean_s=0.0,
-        latency_p50_s=0.0,
-        latency_p95_s=0.0,
-        latency_p99_s=0.0,
-        latency_max_s=0.0,
-        throughput_per_s=0.0,
-        max_concurrency=0,
-        concurrency=concurrency,
-    )
+    return Summary.empty(concurrency=concurrency)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
@@ -125,6 +125,12 @@ class Summary:
     throughput_per_s: float
     max_concurrency: int
     concurrency: int
+
+    @classmethod
+    def empty(cls, *, concurrency: int = 0) -> Summary:
+        """The summary of a run with no items: every figure is zero but `concurrency`."""
+        zeros: dict[str, Any] = {f.name: 0.0 if f.type == "float" else 0 for f in fields(cls)}
+        return cls(**{**zeros, "concurrency": concurrency})
 
     def to_dict(self) -> dict[str, int | float]:
         """Return the summary as a plain dict."""

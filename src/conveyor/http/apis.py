@@ -70,8 +70,7 @@ def messages_problem(body: Any) -> str | None:
             "has a Messages body that is not a JSON object: send"
             ' {"model": ..., "max_tokens": ..., "messages": [...]}'
         )
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if _empty(body, "model", str):
         return (
             'has a Messages body without "model": name the Claude model, e.g.'
             ' "model": "claude-haiku-4-5"'
@@ -83,10 +82,15 @@ def messages_problem(body: Any) -> str | None:
             f'has a Messages body {shown} "max_tokens", which Claude requires (the most'
             ' tokens the answer may hold): add "max_tokens": N, a whole number >= 1'
         )
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
+    if _empty(body, "messages", list):
         return (
             'has a Messages body without "messages": give a non-empty list of'
             ' {"role": "user", "content": ...} objects'
         )
     return None
+
+
+def _empty(body: dict[Any, Any], key: str, kind: type) -> bool:
+    """Whether `body` lacks a non-empty `key` of type `kind` (a string or a list)."""
+    value = body.get(key)
+    return not isinstance(value, kind) or not value

@@ -58,14 +58,8 @@ class Ticket(Protocol):
         """What the call really cost (a number, or units per dimension)."""
         ...
 
-    def release(
-        self,
-        error: BaseException | None = None,
-        latency_s: float | None = None,
-        *,
-        sent: bool = True,
-    ) -> None:
-        """End the call; the limit learns from how it ended."""
+    def release(self, error: BaseException | None = None, latency_s: float | None = None) -> None:
+        """End the call; the limit learns from how it ended (a call never sent: `give_back`)."""
         ...
 
     def give_back(self) -> None:

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import BadRequest, estimate_tokens, parse_json, token_header
+from .protocol import BadRequest, ParsedRequest, estimate_tokens, parse_object, token_header
 
 __all__ = [
     "MessagesRequest",
@@ -30,14 +30,11 @@ __all__ = [
 _ROLES = frozenset({"user", "assistant"})
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesRequest:
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessagesRequest(ParsedRequest):
     """What the mock needs from a Messages request (headers applied)."""
 
-    model: str
     input_tokens: int
-    max_tokens: int
-    digest: str  # a short hash of the prompt: the answer names it, so it is deterministic
     output_tokens: int | None = None  # set by x-mock-output-tokens; None: from the answer
 
 
@@ -54,10 +51,8 @@ def parse_messages(
     body: bytes, *, input_header: str | None = None, output_header: str | None = None
 ) -> MessagesRequest:
     """Read a ``/v1/messages`` body and the cost headers, or raise `BadRequest` saying why."""
-    data = parse_json(body)
-    if not isinstance(data, dict):
-        msg = "The request body must be a JSON object with 'model', 'max_tokens' and 'messages'."
-        raise BadRequest(msg, code="invalid_request_error")
+    keys = "'model', 'max_tokens' and 'messages'"
+    data = parse_object(body, keys=keys, code="invalid_request_error")
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model: Field required (a non-empty string).")
@@ -132,19 +127,18 @@ def _text(content: object) -> str | None:
 def answer_text(request: MessagesRequest) -> tuple[str, int, str]:
     """Return the answer's text, its output tokens and its stop reason.
 
-    >>> answer_text(MessagesRequest("m", 5, 3, "0123456789ab"))
+    >>> answer_text(MessagesRequest(model="m", input_tokens=5, max_tokens=3, digest="0123abcd"))
     ('Mock answer ', 3, 'max_tokens')
     """
-    sentence = f"Mock answer {request.digest}."
     if request.output_tokens is not None:
         # Exactly 4 characters per token, so that the text's own estimate agrees.
         n = request.output_tokens
+        sentence = request.sentence
         text = (sentence + " ") * (4 * n // (len(sentence) + 1) + 1)
         reason = "max_tokens" if n == request.max_tokens else "end_turn"
         return text[: 4 * n], n, reason
-    if len(sentence) > 4 * request.max_tokens:
-        return sentence[: 4 * request.max_tokens], request.max_tokens, "max_tokens"
-    return sentence, min(estimate_tokens(len(sentence)), request.max_tokens), "end_turn"
+    text, tokens, cut = request.answer()
+    return text, tokens, "max_tokens" if cut else "end_turn"
 
 
 def message_answer(request: MessagesRequest, *, message_id: str) -> dict[str, Any]:

@@ -19,12 +19,14 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "BadRequest",
     "ChatRequest",
+    "ParsedRequest",
     "chat_completion",
     "cost_override",
     "error_body",
     "estimate_tokens",
     "parse_chat",
     "parse_json",
+    "parse_object",
     "token_header",
 ]
 
@@ -49,14 +51,36 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """What the mock needs from a chat request."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParsedRequest:
+    """What the mock needs from every request it answers, a chat or a Messages one.
+
+    The answer is a short sentence naming `digest`, cut to ``4 * max_tokens`` characters when
+    that is shorter: the same prompt always gets the same answer.
+    """
 
     model: str
-    prompt_tokens: int
     max_tokens: int
-    digest: str  # a short hash of the messages: the answer echoes it, so it is deterministic
+    digest: str  # a short hash of the prompt: the answer names it, so it is deterministic
+
+    @property
+    def sentence(self) -> str:
+        """The whole answer, before ``max_tokens`` cuts it."""
+        return f"Mock answer {self.digest}."
+
+    def answer(self) -> tuple[str, int, bool]:
+        """Return the answer's text, its tokens, and whether ``max_tokens`` cut it."""
+        sentence, most = self.sentence, self.max_tokens
+        if len(sentence) > 4 * most:
+            return sentence[: 4 * most], most, True
+        return sentence, min(estimate_tokens(len(sentence)), most), False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChatRequest(ParsedRequest):
+    """What the mock needs from a chat request."""
+
+    prompt_tokens: int
 
     @property
     def cost(self) -> int:
@@ -82,12 +106,18 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(msg, code="invalid_json") from None
 
 
-def parse_chat(body: bytes) -> ChatRequest:
-    """Read a ``/v1/chat/completions`` body, or raise `BadRequest` saying what is wrong."""
+def parse_object(body: bytes, *, keys: str, code: str) -> dict[str, Any]:
+    """Return the JSON object in `body`, or raise `BadRequest` naming the `keys` it needs."""
     data = parse_json(body)
     if not isinstance(data, dict):
-        msg = "The request body must be a JSON object with 'model' and 'messages'."
-        raise BadRequest(msg, code="invalid_request")
+        msg = f"The request body must be a JSON object with {keys}."
+        raise BadRequest(msg, code=code)
+    return data
+
+
+def parse_chat(body: bytes) -> ChatRequest:
+    """Read a ``/v1/chat/completions`` body, or raise `BadRequest` saying what is wrong."""
+    data = parse_object(body, keys="'model' and 'messages'", code="invalid_request")
     model = data.get("model")
     if not isinstance(model, str) or not model:
         msg = "You must provide a model parameter (a non-empty string)."
@@ -169,12 +199,8 @@ def chat_completion(request: ChatRequest, *, completion_id: str, created: int) -
     The answer is a short sentence naming the prompt's hash, cut to ``4 * max_tokens``
     characters (``finish_reason: "length"``) when ``max_tokens`` is smaller than it.
     """
-    content = f"Mock answer {request.digest}."
-    finish_reason = "stop"
-    if len(content) > 4 * request.max_tokens:
-        content = content[: 4 * request.max_tokens]
-        finish_reason = "length"
-    completion_tokens = min(math.ceil(len(content) / 4), request.max_tokens)
+    content, completion_tokens, cut = request.answer()
+    finish_reason = "length" if cut else "stop"
     return {
         "id": completion_id,
         "object": "chat.completion",

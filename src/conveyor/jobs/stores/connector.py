@@ -25,7 +25,7 @@ from .. import latency
 from ..model import Counts, Job, JobItem, JobOptions
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 
     from ..model import ItemResult
 
@@ -79,6 +79,12 @@ class Connection(Protocol):
         lapsed), and are left as they are.
         """
         ...
+
+
+if TYPE_CHECKING:
+    #: What a schema upgrade may run in the transaction of its last migration (its ``then``):
+    #: an import of what an earlier version kept elsewhere, written through the connection.
+    Import: TypeAlias = Callable[[Connection], Awaitable[object]]
 
 
 class Connector(Protocol):

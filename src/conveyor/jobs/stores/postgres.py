@@ -31,9 +31,9 @@ from .manager import JobStore
 from .postgres_connector import PostgresConnector, PostgresOptions
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
-    from .connector import Connection
+    from .connector import Import
     from .postgres_connection import Conn
     from .postgres_listen import Listener
 
@@ -81,10 +81,7 @@ class PostgresStore(JobStore):
         await self._pg.listen(channel, callback)
 
     async def upgrade(
-        self,
-        *,
-        only_check: bool = False,
-        then: Callable[[Connection], Awaitable[object]] | None = None,
+        self, *, only_check: bool = False, then: Import | None = None
     ) -> tuple[int, int]:
         """Create the schema or migrate it to the latest version; ``(before, after)``.
 

@@ -23,7 +23,7 @@ from .postgres_schema import create_schema, migrate, split_url
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
-    from .connector import Connection
+    from .connector import Connection, Import
 
 __all__ = ["PostgresConnector", "PostgresOptions", "import_asyncpg"]
 
@@ -197,16 +197,9 @@ class PostgresConnector:
         return None
 
     async def upgrade(
-        self,
-        *,
-        only_check: bool = False,
-        then: Callable[[Connection], Awaitable[object]] | None = None,
+        self, *, only_check: bool = False, then: Import | None = None
     ) -> tuple[int, int]:
-        """Create the schema or migrate it to the latest version; ``(before, after)``.
-
-        With `only_check`, raise `StoreError` unless the schema is already current. `then`
-        runs in the last migration's transaction (see `postgres_schema.migrate`).
-        """
+        """`PostgresStore.upgrade`; `then` runs as `postgres_schema.migrate` says."""
         from .postgres_schema import LATEST_VERSION, current_version  # noqa: PLC0415
 
         async def upgrade(conn: Conn) -> tuple[int, int]:
