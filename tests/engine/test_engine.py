@@ -327,6 +327,33 @@ def test_attempt_timeout_is_reported(clock: VirtualClock):
     assert clock.now == 2.0
 
 
+def test_attempts_started_apart_each_time_out_at_their_own_limit(clock: VirtualClock):
+    """Under one fixed limit, each hung attempt is cut exactly timeout_s after its own start."""
+
+    async def one_a_second() -> AsyncIterator[int]:
+        for n in range(6):
+            yield n
+            await asyncio.sleep(1)  # item n starts at n s
+
+    async def work(n: int) -> int:
+        if n % 2:
+            await asyncio.sleep(3600)  # the odd ones hang; the even ones end at once
+        return n
+
+    async def main() -> list[tuple[int, float]]:
+        cut: list[tuple[int, float]] = []
+        async for outcome in conveyor.stream(
+            work, one_a_second(), concurrency=6, retry=Retry(attempts=1, timeout_s=4.5)
+        ):
+            if isinstance(outcome.error, AttemptTimeout):
+                cut.append((outcome.item, clock.now))
+            else:
+                assert outcome.value == outcome.item
+        return cut
+
+    assert clock.run(main()) == [(1, 5.5), (3, 7.5), (5, 9.5)]
+
+
 def test_own_timeout_error_is_not_mistaken_for_ours(run):
     """A TimeoutError raised by the function is its own error, not an AttemptTimeout."""
 

@@ -1,5 +1,6 @@
 """The results file: whole lines, a torn last line cut, atomic rewrites, one run at a time."""
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -179,3 +180,64 @@ def test_results_are_read_in_the_order_written_here_or_any_other(tmp_path: Path)
     seen, _ = load(results)  # read by its head: a line is only ever written whole
     results.close()
     assert seen == [("d", True)]
+
+
+def test_results_of_one_pass_of_the_loop_are_written_together_at_its_end(tmp_path: Path):
+    """In a running loop, results wait for the end of the loop's pass, then go out in one write."""
+    path = tmp_path / "out.jsonl"
+    results = ResultFile.open(path)
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: memoryview) -> int:
+        writes.append(bytes(data).count(b"\n"))
+        return real_write(fd, data)
+
+    async def main() -> tuple[bytes, bytes]:
+        results.write(result("a"))
+        results.write(result("b"))
+        during = path.read_bytes()
+        await asyncio.sleep(0)  # the end of this pass of the loop
+        return during, path.read_bytes()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "write", counting_write)
+        during, after = asyncio.run(main())
+    results.close()
+    assert during == b""
+    assert after.decode().splitlines() == [result("a"), result("b")]
+    assert writes == [2]
+    assert results.written == 2
+
+
+def test_a_write_failed_at_the_end_of_a_pass_is_raised_by_the_next_write(tmp_path: Path):
+    """Nobody hears a failure at the end of a pass: the next write raises it, and only once."""
+    results = ResultFile.open(tmp_path / "out.jsonl")
+    fd = results._fd
+    results._fd = os.open(os.devnull, os.O_RDONLY)  # writes now fail with EBADF
+
+    async def main() -> None:
+        results.write(result("a"))
+        await asyncio.sleep(0)
+        with pytest.raises(OutputError, match="the results written so far are kept"):
+            results.write(result("b"))
+
+    asyncio.run(main())
+    results.close()  # already told: closing does not raise it again
+    os.close(fd)
+
+
+def test_a_write_failed_at_the_end_of_the_last_pass_is_raised_by_close(tmp_path: Path):
+    """A failure no later write heard of is raised when the file is closed."""
+    results = ResultFile.open(tmp_path / "out.jsonl")
+    fd = results._fd
+    results._fd = os.open(os.devnull, os.O_RDONLY)
+
+    async def main() -> None:
+        results.write(result("a"))
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    with pytest.raises(OutputError, match=r"writing .*out.jsonl failed"):
+        results.close()
+    os.close(fd)

@@ -35,7 +35,18 @@ def release(slots: list[Ticket], error: BaseException | None, latency_s: float |
 class Attempts:
     """Makes attempts at items: the call itself, bounded as the policy says."""
 
-    __slots__ = ("_auto", "_cost", "_limiters", "_loop", "_policy", "_warmup", "call", "threads")
+    __slots__ = (
+        "_auto",
+        "_cost",
+        "_limiters",
+        "_live",
+        "_loop",
+        "_policy",
+        "_sweep",
+        "_warmup",
+        "call",
+        "threads",
+    )
 
     def __init__(
         self,
@@ -61,6 +72,11 @@ class Attempts:
         self._auto = AutoTimeout() if policy.timeout_s == "auto" else None
         # Attempts started before the automatic timeout was known, and when each started.
         self._warmup: dict[asyncio.Timeout, float] = {}
+        # Under a fixed time limit (no deadline, no thread), the timers of the attempts in
+        # flight and when each runs out, in the order they started, which is the order they
+        # run out; `_sweep` wakes at the first's time (see `_watched_call`).
+        self._live: dict[asyncio.Timeout, float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
 
     @property
     def bounded(self) -> bool:
@@ -119,6 +135,9 @@ class Attempts:
 
     async def bounded_call(self, item: Any, started: float, first_start: float) -> Any:
         """Run one attempt under the per-attempt timeout and the item's deadline."""
+        policy = self._policy
+        if policy.deadline_s is None and self._auto is None and self.threads is None:
+            return await self._watched_call(item, policy.timeout_s)  # type: ignore[arg-type]
         auto = self._auto
         warming = auto is not None and not auto.warm
         limit, deadline_bound = self._limit_s(started, first_start)
@@ -151,6 +170,45 @@ class Attempts:
             if warming:
                 self._warmup.pop(timer, None)
 
+    async def _watched_call(self, item: Any, limit: float) -> Any:
+        """Run one attempt under the fixed time limit `limit`, its timer armed only if it runs out.
+
+        `asyncio.timeout` arms a loop timer per attempt (a heap entry, ordered by Python-level
+        comparisons, and cancelled again a few milliseconds later, in nearly every attempt).
+        With one limit for all, attempts run out in the order they started: one sweep timer,
+        due when the oldest attempt in flight runs out, arms the timer of each attempt that
+        did, exactly at its time (`_sweep_due`). An attempt costs a dict entry, not a timer.
+        """
+        loop = self._loop
+        timer = asyncio.timeout_at(None)
+        live = self._live
+        try:
+            async with timer:
+                ends = loop.time() + limit
+                live[timer] = ends
+                if self._sweep is None:
+                    self._sweep = loop.call_at(ends, self._sweep_due)
+                try:
+                    return await self.call(item)
+                finally:
+                    live.pop(timer, None)
+        except TimeoutError:
+            if not timer.expired():
+                raise  # the function's own TimeoutError, not ours
+            raise AttemptTimeout(limit) from None
+
+    def _sweep_due(self) -> None:
+        """Time out the attempts that ran out; wake again when the next one does."""
+        self._sweep = None
+        live = self._live
+        now = self._loop.time()
+        for timer, ends in list(live.items()):
+            if ends > now:
+                self._sweep = self._loop.call_at(ends, self._sweep_due)
+                return
+            del live[timer]
+            timer.reschedule(ends)  # in the past: it fires at once, as asyncio's own would
+
     def _timed_out(self, limit: float, deadline_bound: bool, started: float) -> Exception:
         """The error for an attempt our timer cut."""
         policy, auto = self._policy, self._auto
@@ -166,6 +224,9 @@ class Attempts:
         return AttemptTimeout(limit)
 
     def shutdown(self) -> None:
-        """Release the thread pool, if any."""
+        """Stop the sweep timer; release the thread pool, if any."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self.threads is not None:
             self.threads.shutdown()
