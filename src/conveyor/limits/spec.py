@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ..policy.rates import Rate
 
-__all__ = ["LimiterConfig", "limiter_config"]
+__all__ = ["LimiterConfig", "check_one_shape", "limiter_config"]
 
 
 def limiter_config(
@@ -93,13 +93,7 @@ class LimiterConfig:
         rates = collect_rates(name, self.rates)
         object.__setattr__(self, "rates", tuple(rates))
         check_window(name, self.window_s, self.burst, rates)
-        if self.window_s is not None and self.bucket_s is not None:
-            msg = (
-                f"Limiter({name!r}, window_s={self.window_s}, bucket_s={self.bucket_s}): an API"
-                " enforces its limits over a sliding window (window_s, OpenAI) or as token"
-                " buckets (bucket_s, Anthropic), not both: give one"
-            )
-            raise ConfigError(msg)
+        check_one_shape(f"Limiter({name!r})", self.window_s, self.bucket_s)
         if self.bucket_s is not None:
             _check_bucket(name, self.bucket_s, rates)
         concurrency_policy(name, self.concurrency, self.concurrency_bounds)
@@ -140,6 +134,20 @@ class LimiterConfig:
     def costed(self) -> tuple[str, ...]:
         """The dimensions each call must say its cost in (all but ``requests``)."""
         return tuple(d for d in self.dimensions if d != "requests")
+
+
+def check_one_shape(where: str, window_s: object, bucket_s: object) -> None:
+    """Refuse a window and buckets together: an API enforces its limits in one shape.
+
+    `where` names the settings in the error (``Limiter('openai')``, ``connections.openai``).
+    """
+    if window_s is not None and bucket_s is not None:
+        msg = (
+            f"{where}: window_s={window_s!r} and bucket_s={bucket_s!r}: an API enforces its"
+            " limits over a sliding window (window_s, OpenAI) or as token buckets (bucket_s,"
+            " Anthropic); give one of them: window_s or bucket_s, not both"
+        )
+        raise ConfigError(msg)
 
 
 def _check_bucket(name: str, bucket_s: float, rates: list[Rate]) -> None:
