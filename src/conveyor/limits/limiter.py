@@ -115,13 +115,7 @@ class Limiter:
         self.config = config
         self.name = config.name
         self.window_s = config.window_s
-        shape = config.shape
-        self._constraints = [
-            Constraint(
-                r, shape, window_s=config.window_s, burst_s=config.bucket_s, burst=config.burst
-            )
-            for r in config.rates
-        ]
+        self._constraints = [Constraint(r, config) for r in config.rates]
         self.costs = CostModel(config)
         adaptive, self._max_in_flight = concurrency_policy(
             config.name, config.concurrency, config.concurrency_bounds
