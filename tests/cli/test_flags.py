@@ -138,3 +138,15 @@ def test_a_bad_duration_says_how_to_write_one(text, message):
 def test_durations_are_shown_as_they_are_written():
     """The note's value is written the new way: whole seconds, or milliseconds below one."""
     assert [duration_text(s) for s in (30.0, 0.2, 1.5, 0.0005)] == ["30s", "200ms", "1.5s", "0.5ms"]
+
+
+@pytest.mark.parametrize(
+    "before", [["run", "in.jsonl", "-o", "out.jsonl"], ["worker", "--base-url", "http://x"]]
+)
+def test_run_and_worker_read_headers_alike(before: list[str], capsys):
+    """--header and --header-env are parsed into pairs, and refused alike, on both commands."""
+    args = parse(*before, "--header", "X-Team: a", "--header-env", "Authorization=TOKEN")
+    assert (args.header, args.header_env) == ([("X-Team", "a")], [("Authorization", "TOKEN")])
+    with pytest.raises(SystemExit):
+        parse(*before, "--header", "no colon")
+    assert "write it as 'Name: value'" in capsys.readouterr().err

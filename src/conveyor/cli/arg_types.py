@@ -12,6 +12,8 @@ from typing import Literal
 from .._flags import parse_duration
 
 __all__ = [
+    "add_count",
+    "add_header_arguments",
     "count",
     "duration_s",
     "header",
@@ -58,6 +60,20 @@ def count(text: str, *, least: int) -> int:
     return value
 
 
+def add_count(
+    group: argparse._ArgumentGroup,
+    flag: str,
+    *,
+    default: int,
+    help: str,  # noqa: A002 - argparse's own name for it
+    least: int = 1,
+) -> None:
+    """Add a flag that takes a whole number ``N`` >= `least` (`count`)."""
+    group.add_argument(
+        flag, type=lambda t: count(t, least=least), default=default, metavar="N", help=help
+    )
+
+
 def header(text: str) -> tuple[str, str]:
     """``Name: value`` as ``(name, value)``."""
     name, sep, value = text.partition(":")
@@ -77,3 +93,25 @@ def header_env(text: str) -> tuple[str, str]:
         )
         raise argparse.ArgumentTypeError(msg)
     return name.strip(), variable.strip()
+
+
+def add_header_arguments(
+    group: argparse._ArgumentGroup, *, header_help: str, env_help: str
+) -> None:
+    """Add ``--header`` and ``--header-env``, repeatable, each parsed into ``(name, ...)``."""
+    group.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=header,
+        metavar="'NAME: VALUE'",
+        help=header_help,
+    )
+    group.add_argument(
+        "--header-env",
+        action="append",
+        default=[],
+        type=header_env,
+        metavar="NAME=ENV_VAR",
+        help=env_help,
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._flags import add_duration
 from .._loop import run as run_loop
+from .arg_types import add_header_arguments
 from .metrics_args import add_metrics_arguments, metrics_of, serving_metrics
 from .subcommands import Action
 
@@ -106,19 +107,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser, store_default: str) ->
         help="the TOML config of `conveyor serve`: its connections' http:<name> tasks (and"
         " its store, unless --store is given), for workers beside `serve --no-worker`",
     )
-    tasks.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="'Name: value'",
-        help="a header for every request of the http task (repeatable)",
-    )
-    tasks.add_argument(
-        "--header-env",
-        action="append",
-        default=[],
-        metavar="Name=ENV_VAR",
-        help="a header read from the environment, never stored or shown (repeatable)",
+    add_header_arguments(
+        tasks,
+        header_help="a header for every request of the http task (repeatable)",
+        env_help="a header read from the environment, never stored or shown (repeatable)",
     )
     run = parser.add_argument_group("how it runs")
     run.add_argument(
@@ -195,19 +187,13 @@ def load_app(spec: str | None) -> App:
 
 
 def _headers(args: argparse.Namespace) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for text in args.header:
-        name, sep, value = text.partition(":")
-        if not sep or not name.strip():
-            msg = f"--header {text!r}: use 'Name: value'"
+    """The http task's headers: ``--header`` as given, ``--header-env`` read now."""
+    headers: dict[str, str] = dict(args.header)
+    for name, var in args.header_env:
+        if var not in os.environ:
+            msg = f"--header-env {name}={var}: the environment variable {var} is not set"
             raise SystemExit(msg)
-        headers[name.strip()] = value.strip()
-    for text in args.header_env:
-        name, sep, var = text.partition("=")
-        if not sep or var not in os.environ:
-            msg = f"--header-env {text!r}: use Name=ENV_VAR with ENV_VAR set"
-            raise SystemExit(msg)
-        headers[name.strip()] = os.environ[var]
+        headers[name] = os.environ[var]
     return headers
 
 

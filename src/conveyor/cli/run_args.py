@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .._flags import add_renamed
 from .._reasons import FINISH_REASONS, STOP_REASONS
-from .arg_types import count, duration_s, header, header_env, positive_number, timeout
+from .arg_types import add_count, add_header_arguments, count, duration_s, positive_number, timeout
 from .run_limits import add_limit_arguments, limits_from_args
 from .subcommands import Action
 
@@ -86,31 +86,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--url", metavar="PATH", help="the url of lines without one; lines may then be bare bodies"
     )
-    where.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        type=header,
-        metavar="'NAME: VALUE'",
-        help="a header for every request (repeatable); not for credentials (Authorization,"
-        " x-api-key...), which go with --header-env",
-    )
-    where.add_argument(
-        "--header-env",
-        action="append",
-        default=[],
-        type=header_env,
-        metavar="NAME=ENV_VAR",
-        help="a header whose value is read from an environment variable; kept out of every"
-        " output and message (repeatable)",
+    add_header_arguments(
+        where,
+        header_help="a header for every request (repeatable); not for credentials"
+        " (Authorization, x-api-key...), which go with --header-env",
+        env_help="a header whose value is read from an environment variable; kept out of"
+        " every output and message (repeatable)",
     )
     add_limit_arguments(parser)
     retries = parser.add_argument_group("retries")
-    retries.add_argument(
+    add_count(
+        retries,
         "--attempts",
-        type=lambda t: count(t, least=1),
         default=6,
-        metavar="N",
         help="tries per request in all, the first included, as jobs count them (6: 5 retries)",
     )
     # The old way to say it counted retries only: --retries N is --attempts N+1.

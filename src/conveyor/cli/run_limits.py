@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .arg_types import count, duration_s, positive_number
+from .arg_types import add_count, duration_s, positive_number
 
 if TYPE_CHECKING:
     import argparse
@@ -24,13 +24,7 @@ __all__ = ["add_limit_arguments", "limits_from_args"]
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the limits group of ``conveyor run``'s options to `parser`."""
     limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--concurrency",
-        type=lambda t: count(t, least=1),
-        default=50,
-        metavar="N",
-        help="requests in flight at most (50)",
-    )
+    add_count(limits, "--concurrency", default=50, help="requests in flight at most (50)")
     limits.add_argument(
         "--rpm", type=positive_number, metavar="N", help="requests per minute (none)"
     )

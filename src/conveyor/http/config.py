@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._urls import shown_url
 from ..errors import ConfigError
-from ..policy._checks import is_positive, is_seconds_in
+from ..limits._api_limits import ApiLimits
 
 __all__ = ["BatchFiles", "BatchLimits", "Endpoint"]
 
@@ -99,19 +99,8 @@ class BatchFiles:
                 raise ConfigError(msg)
 
 
-# What each shape setting of `BatchLimits` is, said when it is out of range.
-_SHAPES = {
-    "window_s": (
-        "the window must be seconds > 0 and at most 60 (a minute, the period of the limits)"
-    ),
-    "bucket_s": (
-        "the seconds of its rate each bucket holds, > 0 and at most 60 (Anthropic's: about 1)"
-    ),
-}
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
-class BatchLimits:
+class BatchLimits(ApiLimits):
     """How fast the run may go.
 
     Args:
@@ -134,12 +123,6 @@ class BatchLimits:
     """
 
     concurrency: int = 50
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    input_tokens_per_minute: float | None = None
-    output_tokens_per_minute: float | None = None
-    window_s: float | None = None
-    bucket_s: float | None = None
     refund_unused_tokens: bool = False
 
     def __post_init__(self) -> None:
@@ -147,34 +130,4 @@ class BatchLimits:
         if isinstance(c, bool) or not isinstance(c, int) or c < 1:
             msg = f"BatchLimits(concurrency={c!r}): concurrency must be a whole number >= 1"
             raise ConfigError(msg)
-        for name in (
-            "requests_per_minute",
-            "tokens_per_minute",
-            "input_tokens_per_minute",
-            "output_tokens_per_minute",
-        ):
-            value = getattr(self, name)
-            if value is not None and not is_positive(value):
-                msg = (
-                    f"BatchLimits({name}={value!r}): {name} must be a number > 0, or None for no"
-                    " limit"
-                )
-                raise ConfigError(msg)
-        for name, what in _SHAPES.items():
-            value = getattr(self, name)
-            if value is not None and not is_seconds_in(value, 60):
-                msg = f"BatchLimits({name}={value!r}): {what}, or None"
-                raise ConfigError(msg)
-        w, b = self.window_s, self.bucket_s
-        if w is not None and b is not None:
-            msg = (
-                f"BatchLimits(window_s={w!r}, bucket_s={b!r}): an API enforces its limits over"
-                " a sliding window (OpenAI) or as token buckets (Anthropic): give window_s or"
-                " bucket_s, not both"
-            )
-            raise ConfigError(msg)
-
-    @property
-    def splits_tokens(self) -> bool:
-        """Whether input and output tokens are limited apart (a request's cost is split)."""
-        return self.input_tokens_per_minute is not None or self.output_tokens_per_minute is not None
+        self._check_api_limits()

@@ -37,15 +37,7 @@ CONNECT_TIMEOUT_S = 30.0
 
 def run_limiter(limits: BatchLimits) -> Limiter:
     """The run's one limiter, every request's every attempt through it."""
-    return Limiter(
-        "api",
-        requests_per_minute=limits.requests_per_minute,
-        tokens_per_minute=limits.tokens_per_minute,
-        input_tokens_per_minute=limits.input_tokens_per_minute,
-        output_tokens_per_minute=limits.output_tokens_per_minute,
-        window_s=limits.window_s,
-        bucket_s=limits.bucket_s,
-    )
+    return Limiter.from_config(limits.limiter_config_for("api"))
 
 
 def _cost(request: Request) -> float:

@@ -6,12 +6,15 @@ holds the safety margins, which are documented in docs/explanations/limits.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..policy.bucket import TokenBucket
 from ..policy.gcra import Gcra
 from ..policy.rates import Rate
 from ..policy.window import Entry, SlidingWindow
+
+if TYPE_CHECKING:
+    from .spec import LimiterConfig
 
 __all__ = [
     "BUCKET_MARGIN",
@@ -102,20 +105,13 @@ class Constraint:
         "window_s",
     )
 
-    def __init__(
-        self,
-        rate: Rate,
-        shape: Shape,
-        *,
-        window_s: float | None = None,
-        burst_s: float | None = None,
-        burst: float = 0.0,
-    ) -> None:
+    def __init__(self, rate: Rate, config: LimiterConfig) -> None:
+        """`rate`, kept in the shape `config` gives (its window, buckets or burst)."""
         self.unit = rate.unit
-        self.shape = shape
-        self.window_s = window_s
-        self.burst_s = burst_s
-        self.burst = burst
+        self.shape: Shape = config.shape
+        self.window_s = config.window_s
+        self.burst_s = config.bucket_s
+        self.burst = config.burst
         self.window: SlidingWindow | None = None
         self.pacer: Gcra | None = None
         self.bucket: TokenBucket | None = None

@@ -17,7 +17,7 @@ hands those facts to learning in one place.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
@@ -28,10 +28,10 @@ from .constraints import BURST_SPREAD, DEBT_DIMENSIONS, PACED_MARGIN, WINDOW_MAR
 from .costs import Cost, CostModel
 from .learning import Learning
 from .slot import Acquire, Slot
-from .spec import LimiterConfig, limiter_config
+from .spec import LimiterConfig, LimiterSettings, limiter_config
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ..policy.answer_dating import AnswerDating
     from ..policy.rates import Rate
@@ -51,67 +51,42 @@ class Limiter:
         name: names the limiter in errors and summaries (``"openai"``).
         requests_per_minute, requests_per_second, tokens_per_minute, tokens_per_second,
         input_tokens_per_minute, output_tokens_per_minute: the usual rates; any combination,
-            all enforced together. Input and output tokens are separate budgets (Anthropic).
+            all enforced together (none by default). Input and output tokens are separate
+            budgets (Anthropic).
         rates: more rates, for other periods or dimensions: ``[Rate(10_000, per="day")]``.
-        concurrency: calls in flight at most through this limiter, or ``"auto"`` to find the
-            API's capacity (within `concurrency_bounds`) from latency and push-back.
+        concurrency: calls in flight at most through this limiter (``None``, the default: no
+            limit), or ``"auto"`` to find the API's capacity from latency and push-back.
+        concurrency_bounds: the least and the most calls in flight ``"auto"`` may choose
+            (``(1, 100)``).
         window_s: the API enforces its limits over a sliding window this long (OpenAI: per
             minute limits over about a second, ``window_s=1``). The limiter is then exact for
             it: no such window ever admits more than its share, ``limit * window_s / period``.
         bucket_s: the API enforces its limits as token buckets refilling continuously, each
             holding this many seconds of its rate (Anthropic: ``bucket_s=1``).
-        burst: with neither known, admissions are spread evenly over the period (paced), and
-            this many units may go at once.
+        burst: with neither known (the default), admissions are spread evenly over the period
+            (paced), and this many units may go at once (``0``).
         output_estimate: with an output-token limit, a first guess of a call's output tokens,
             for calls whose cost names no bound (``max_tokens``); answers refine it.
-        output_reserve: ``"learned"`` (a call reserves what answers have produced, at most its
-            bound, and is settled from its answer) or ``"bound"`` (its ``max_tokens``).
+        output_reserve: ``"learned"`` (the default: a call reserves what answers have
+            produced, at most its bound, and is settled from its answer) or ``"bound"`` (its
+            ``max_tokens``).
         breaker: a `CircuitBreaker` (``None``: the default one; ``False``: none).
         classifier: decides what an error means (`conveyor.Classifier`; default: the built-in).
 
-    Bad values fail here with `ConfigError`, naming the argument and the fix. The settings
-    are kept as one frozen `LimiterConfig` (`config`); `Limiter.from_config` takes one whole.
+    Every limit is a keyword of `LimiterSettings`, and optional. Bad values fail here with
+    `ConfigError`, naming the argument and the fix. The settings are kept as one frozen
+    `LimiterConfig` (`config`); `Limiter.from_config` takes one whole.
     """
 
     def __init__(
         self,
         name: str,
         *,
-        requests_per_minute: float | None = None,
-        requests_per_second: float | None = None,
-        tokens_per_minute: float | None = None,
-        tokens_per_second: float | None = None,
-        input_tokens_per_minute: float | None = None,
-        output_tokens_per_minute: float | None = None,
-        rates: Sequence[Rate] = (),
-        concurrency: int | Literal["auto"] | None = None,
-        concurrency_bounds: tuple[int, int] = (1, 100),
-        window_s: float | None = None,
-        bucket_s: float | None = None,
-        burst: float = 0.0,
-        output_estimate: float | None = None,
-        output_reserve: Literal["learned", "bound"] = "learned",
         breaker: CircuitBreaker | Literal[False] | None = None,
         classifier: Classifier | None = None,
+        **limits: Unpack[LimiterSettings],
     ) -> None:
-        config = limiter_config(
-            name,
-            requests_per_minute=requests_per_minute,
-            requests_per_second=requests_per_second,
-            tokens_per_minute=tokens_per_minute,
-            tokens_per_second=tokens_per_second,
-            input_tokens_per_minute=input_tokens_per_minute,
-            output_tokens_per_minute=output_tokens_per_minute,
-            rates=rates,
-            concurrency=concurrency,
-            concurrency_bounds=concurrency_bounds,
-            window_s=window_s,
-            bucket_s=bucket_s,
-            burst=burst,
-            output_estimate=output_estimate,
-            output_reserve=output_reserve,
-        )
-        self._setup(config, breaker, classifier, LocalAdmission)
+        self._setup(limiter_config(name, **limits), breaker, classifier, LocalAdmission)
 
     @classmethod
     def from_config(
@@ -140,13 +115,7 @@ class Limiter:
         self.config = config
         self.name = config.name
         self.window_s = config.window_s
-        shape = config.shape
-        self._constraints = [
-            Constraint(
-                r, shape, window_s=config.window_s, burst_s=config.bucket_s, burst=config.burst
-            )
-            for r in config.rates
-        ]
+        self._constraints = [Constraint(r, config) for r in config.rates]
         self.costs = CostModel(config)
         adaptive, self._max_in_flight = concurrency_policy(
             config.name, config.concurrency, config.concurrency_bounds

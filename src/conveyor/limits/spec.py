@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from ..errors import ConfigError
 from .config import check_window, collect_rates, concurrency_policy
@@ -21,52 +21,60 @@ if TYPE_CHECKING:
 
     from ..policy.rates import Rate
 
-__all__ = ["LimiterConfig", "limiter_config"]
+__all__ = ["LimiterConfig", "LimiterSettings", "check_one_shape", "limiter_config"]
 
 
-def limiter_config(
-    name: str,
-    *,
-    requests_per_minute: float | None = None,
-    requests_per_second: float | None = None,
-    tokens_per_minute: float | None = None,
-    tokens_per_second: float | None = None,
-    input_tokens_per_minute: float | None = None,
-    output_tokens_per_minute: float | None = None,
-    rates: Sequence[Rate] = (),
-    concurrency: int | Literal["auto"] | None = None,
-    concurrency_bounds: tuple[int, int] = (1, 100),
-    window_s: float | None = None,
-    bucket_s: float | None = None,
-    burst: float = 0.0,
-    output_estimate: float | None = None,
-    output_reserve: Literal["learned", "bound"] = "learned",
-) -> LimiterConfig:
+class LimiterSettings(TypedDict, total=False):
+    """`Limiter`'s limits, as keyword arguments; see `Limiter` for what each means.
+
+    Each is optional: one left out takes `LimiterConfig`'s default (no rate, no concurrency
+    limit, paced), and a rate shortcut (``requests_per_minute``...) becomes a `Rate`.
+    """
+
+    requests_per_minute: float | None
+    requests_per_second: float | None
+    tokens_per_minute: float | None
+    tokens_per_second: float | None
+    input_tokens_per_minute: float | None
+    output_tokens_per_minute: float | None
+    rates: Sequence[Rate]
+    concurrency: int | Literal["auto"] | None
+    concurrency_bounds: tuple[int, int]
+    window_s: float | None
+    bucket_s: float | None
+    burst: float
+    output_estimate: float | None
+    output_reserve: Literal["learned", "bound"]
+
+
+#: The rate shortcuts among the settings, each ``<unit>_per_<period>`` (`collect_rates`).
+_SHORTCUTS = (
+    "requests_per_minute",
+    "requests_per_second",
+    "tokens_per_minute",
+    "tokens_per_second",
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+)
+
+
+def limiter_config(name: str, **settings: Unpack[LimiterSettings]) -> LimiterConfig:
     """The `LimiterConfig` of `Limiter`'s keyword arguments (the shortcuts become rates)."""
+    _check_name(name)
+    given: dict[str, Any] = dict(settings)
+    for key in given.keys() - LimiterSettings.__optional_keys__:
+        # What Python says of an unknown keyword, naming the call the user wrote.
+        msg = f"Limiter({name!r}) got an unexpected keyword argument {key!r}"
+        raise TypeError(msg)
+    shortcuts = {key: given.pop(key) for key in _SHORTCUTS if key in given}
+    rates = collect_rates(name, given.pop("rates", ()), **shortcuts)
+    return LimiterConfig(name=name, rates=tuple(rates), **given)
+
+
+def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name:
         msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
         raise ConfigError(msg)
-    all_rates = collect_rates(
-        name,
-        rates,
-        requests_per_minute=requests_per_minute,
-        requests_per_second=requests_per_second,
-        tokens_per_minute=tokens_per_minute,
-        tokens_per_second=tokens_per_second,
-        input_tokens_per_minute=input_tokens_per_minute,
-        output_tokens_per_minute=output_tokens_per_minute,
-    )
-    return LimiterConfig(
-        name=name,
-        rates=tuple(all_rates),
-        window_s=window_s,
-        bucket_s=bucket_s,
-        burst=burst,
-        concurrency=concurrency,
-        concurrency_bounds=concurrency_bounds,
-        output_estimate=output_estimate,
-        output_reserve=output_reserve,
-    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,19 +95,11 @@ class LimiterConfig:
 
     def __post_init__(self) -> None:
         name = self.name
-        if not isinstance(name, str) or not name:
-            msg = f"Limiter(name={name!r}): give the limiter a name, e.g. the API's ('openai')"
-            raise ConfigError(msg)
+        _check_name(name)
         rates = collect_rates(name, self.rates)
         object.__setattr__(self, "rates", tuple(rates))
         check_window(name, self.window_s, self.burst, rates)
-        if self.window_s is not None and self.bucket_s is not None:
-            msg = (
-                f"Limiter({name!r}, window_s={self.window_s}, bucket_s={self.bucket_s}): an API"
-                " enforces its limits over a sliding window (window_s, OpenAI) or as token"
-                " buckets (bucket_s, Anthropic), not both: give one"
-            )
-            raise ConfigError(msg)
+        check_one_shape(f"Limiter({name!r})", self.window_s, self.bucket_s)
         if self.bucket_s is not None:
             _check_bucket(name, self.bucket_s, rates)
         concurrency_policy(name, self.concurrency, self.concurrency_bounds)
@@ -140,6 +140,20 @@ class LimiterConfig:
     def costed(self) -> tuple[str, ...]:
         """The dimensions each call must say its cost in (all but ``requests``)."""
         return tuple(d for d in self.dimensions if d != "requests")
+
+
+def check_one_shape(where: str, window_s: object, bucket_s: object) -> None:
+    """Refuse a window and buckets together: an API enforces its limits in one shape.
+
+    `where` names the settings in the error (``Limiter('openai')``, ``connections.openai``).
+    """
+    if window_s is not None and bucket_s is not None:
+        msg = (
+            f"{where}: window_s={window_s!r} and bucket_s={bucket_s!r}: an API enforces its"
+            " limits over a sliding window (window_s, OpenAI) or as token buckets (bucket_s,"
+            " Anthropic); give one of them: window_s or bucket_s, not both"
+        )
+        raise ConfigError(msg)
 
 
 def _check_bucket(name: str, bucket_s: float, rates: list[Rate]) -> None:

@@ -46,29 +46,24 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from .._urls import shown_url
 from ..errors import ConfigError
-from ..limits.spec import LimiterConfig, limiter_config
-from ..policy._checks import is_number, is_positive, is_seconds_in
+from ..limits._api_limits import API_RATES, ApiLimits
+from ..policy._checks import is_number
 from .hosts import check_allowed_host
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from ..limits.spec import LimiterConfig
+
 __all__ = ["Connection", "Limits", "ServiceConfig", "load_config"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-#: A connection's per-minute limits, each a rate of its shared limiter.
-_RATES = (
-    "requests_per_minute",
-    "tokens_per_minute",
-    "input_tokens_per_minute",
-    "output_tokens_per_minute",
-)
 
 
 def _whole(owner: str, name: str, value: object) -> None:
@@ -97,7 +92,7 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Connection:
+class Connection(ApiLimits):
     """An upstream API the built-in ``http`` task may call, as task ``http:<name>``.
 
     Args:
@@ -125,17 +120,14 @@ class Connection:
     base_url: str
     auth_env: str | None = None
     headers_env: Mapping[str, str] = field(default_factory=dict)
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    input_tokens_per_minute: float | None = None
-    output_tokens_per_minute: float | None = None
     concurrency: int | None = None
     cache: str | None = None
-    window_s: float | None = None
-    bucket_s: float | None = None
+
+    #: A setting left out of the file is not limited (or not known).
+    _UNSET: ClassVar[str] = "or leave it out"
 
     def __post_init__(self) -> None:
-        where = f"connections.{self.name}"
+        where = self._where()
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             msg = f"connection name {self.name!r}: use letters, digits and _.- (e.g. openai)"
             raise ConfigError(msg)
@@ -170,31 +162,17 @@ class Connection:
                 " URL, or leave it out"
             )
             raise ConfigError(msg)
-        self._check_limits(where)
-
-    def _check_limits(self, where: str) -> None:
-        """Check the rates and the shape they are kept in; `ConfigError` names the setting."""
-        for name in _RATES:
-            value = getattr(self, name)
-            if value is not None and not is_positive(value):
-                msg = f"{where}.{name}={value!r}: pass a number > 0, or leave it out"
-                raise ConfigError(msg)
-        for name in ("window_s", "bucket_s"):
-            t = getattr(self, name)
-            if t is not None and not is_seconds_in(t, 60):
-                msg = f"{where}.{name}={t!r}: pass seconds > 0 and at most 60, or leave it out"
-                raise ConfigError(msg)
-        if self.window_s is not None and self.bucket_s is not None:
-            msg = (
-                f"{where}: window_s={self.window_s!r} and bucket_s={self.bucket_s!r}: an API"
-                " enforces its limits over a sliding window (OpenAI) or as token buckets"
-                " (Anthropic); give one of them"
-            )
-            raise ConfigError(msg)
+        self._check_api_limits()
         try:  # what only the limits together can say (a bucket too small for one request)
             self.limiter_config()
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+    def _where(self) -> str:
+        return f"connections.{self.name}"
+
+    def _setting(self, name: str, value: object) -> str:
+        return f"{self._where()}.{name}={value!r}"
 
     @property
     def limiter_bucket_s(self) -> float | None:
@@ -204,26 +182,16 @@ class Connection:
         a second of its rate, or the time of one request at `requests_per_minute` if longer
         (a bucket must hold one request), as ``conveyor run --input-tpm`` keeps them.
         """
-        split = self.input_tokens_per_minute or self.output_tokens_per_minute
-        if self.bucket_s is not None or self.window_s is not None or not split:
+        if self.bucket_s is not None or self.window_s is not None or not self.splits_tokens:
             return self.bucket_s
         rpm = self.requests_per_minute
         return max(1.0, 60.0 / rpm) if rpm else 1.0
 
     def limiter_config(self) -> LimiterConfig | None:
         """The connection's shared limiter, named after it; None with no limit to keep."""
-        if not any(getattr(self, name) for name in _RATES) and not self.concurrency:
+        if not any(getattr(self, name) for name in API_RATES) and not self.concurrency:
             return None
-        return limiter_config(
-            self.name,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            input_tokens_per_minute=self.input_tokens_per_minute,
-            output_tokens_per_minute=self.output_tokens_per_minute,
-            concurrency=self.concurrency,
-            window_s=self.window_s,
-            bucket_s=self.limiter_bucket_s,
-        )
+        return self.limiter_config_for(self.name, concurrency=self.concurrency)
 
     @property
     def task_name(self) -> str:

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+# The store's own: a status or state added there is one the service shows and documents.
+from ..jobs.model import ItemState, JobStatus  # noqa: TC001 - pydantic reads them at run time
+
 __all__ = [
     "BatchCreate",
     "BatchList",
@@ -36,8 +39,6 @@ __all__ = [
     "ServiceOut",
 ]
 
-JobStatus = Literal["queued", "running", "cancelling", "completed", "failed", "cancelled"]
-ItemState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
