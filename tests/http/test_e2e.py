@@ -32,7 +32,7 @@ async def run_against(
     retry: Retry | None = None,
     secret: bool = False,
 ) -> tuple[Batch, BatchResult]:
-    """Plan in.jsonl and run it against `base_url` with the real (aiohttp) transport."""
+    """Plan in.jsonl and run it against `base_url` with the run's own (aiohttp) transport."""
     files = BatchFiles(input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl")
     secrets = (("Authorization", SECRET),) if secret else ()
     plan = prepare(files, Endpoint(base_url=base_url, secret_headers=secrets))

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib.util
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +52,6 @@ from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result
 from .setup import (
-    CONNECT_TIMEOUT_S,
     cost_function,
     open_session,
     refuse_a_check_that_cannot_pass,
@@ -101,8 +99,8 @@ class Batch:
         plan: what to run (from `prepare`); the batch writes to its results file.
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
-        transport: the HTTP I/O; default: one client for the run, pyreqwest's for paced limits
-            when installed (`conveyor.http.reqwest`), else aiohttp's.
+        transport: the HTTP I/O; default: one aiohttp session for the run (pyreqwest's,
+            `conveyor.http.reqwest`, costs less CPU per request and adds latency to each).
         llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
@@ -371,18 +369,15 @@ class Batch:
 
 
 async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
-    """The run's transport, closed with `stack`: pyreqwest's where it serves, else aiohttp's.
+    """The run's transport, closed with `stack`: one aiohttp session for the run.
 
-    A window dates its admissions when the headers go out; a bucket learns how late they go
-    out (`conveyor.policy.lateness`): both need aiohttp's trace hooks. Paced limits need
-    neither, and go through pyreqwest when it is installed (`conveyor.http.reqwest`).
+    A window dates its admissions when the headers go out, and a bucket learns how late they
+    go out (`conveyor.policy.lateness`): both read aiohttp's trace hooks. pyreqwest costs less
+    CPU per request but adds latency to each (`bench/http.py` scenarios 1 and 3,
+    docs/decisions.md): pass ``transport=`` a `conveyor.http.reqwest.ReqwestTransport` for a
+    run bound by the client's CPU.
     """
     shaped = limits.window_s is not None or limits.bucket_s is not None
-    if not shaped and importlib.util.find_spec("pyreqwest") is not None:
-        from .reqwest import ReqwestTransport, open_client  # noqa: PLC0415 - optional
-
-        client = open_client(limits.concurrency, connect_timeout_s=CONNECT_TIMEOUT_S)
-        return ReqwestTransport(await stack.enter_async_context(client))
     session = open_session(limits.concurrency, dated=shaped)
     stack.push_async_callback(session.close)
     return AiohttpTransport(session)

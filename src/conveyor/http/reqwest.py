@@ -1,12 +1,11 @@
 """`ReqwestTransport`: the batch runner's I/O through pyreqwest (Rust's reqwest and hyper).
 
-Chosen by the numbers (docs/decisions.md, ``bench/clients.py``, ``bench/http.py`` scenario
-4): at 200 requests in flight on a 2-core machine, the same request and answer cost about
-60-90 us of the client process's CPU through pyreqwest against 140-170 us through aiohttp,
-and the runner is CPU-bound there. `conveyor.http.Batch` uses it when pyreqwest is installed
-and the limits are paced: a window (``--window``) dates admissions when their headers leave and
-a bucket (``--bucket``) learns how late they leave, which only aiohttp's trace hooks tell
-(`conveyor.engine.sendtime`); those runs go through aiohttp.
+An opt-in transport (the ``reqwest`` extra), passed as ``Batch(transport=...)``: at 200
+requests in flight on a 2-core machine the same request and answer cost about 60-90 us of the
+client process's CPU through pyreqwest against 140-170 us through aiohttp (``bench/clients.py``),
+but each request waits longer for its answer, so runs bound by the API's latency, the common
+case, finish later through it (``bench/http.py`` scenarios 1 and 3: +5% and +20% of the run's
+time; docs/decisions.md). A run's own transport is aiohttp's (`conveyor.http.batch`).
 
 As `AiohttpTransport`: redirects are not followed (a redirect would carry the run's headers,
 its credentials, wherever it points); the engine times each attempt (``--timeout``), only
