@@ -1,5 +1,6 @@
 """Regressions from the CLI audit: clear errors and exit codes instead of tracebacks."""
 
+import gc
 import json
 import os
 import sqlite3
@@ -357,3 +358,41 @@ def test_an_idempotency_key_reused_for_another_file_exits_2_naming_the_first_job
     assert captured.out == ""
     assert f"was used for another submit (job {first}" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_a_refused_submit_closes_the_items_file_at_once(tmp_path: Path, capsys, monkeypatch):
+    """A submit refused midway through the file closes it at once, not when the collector runs.
+
+    The collector is off during the call: a file left to it would still be open after.
+    """
+    items = tmp_path / "items.jsonl"
+    items.write_text('1\n{"x": 1}\n2\n')
+    app = tmp_path / "onlyints2.py"
+    app.write_text(
+        "from conveyor import App\napp = App()\n"
+        "def check(item):\n    if not isinstance(item, int):\n"
+        "        raise ValueError('not an int')\n"
+        "@app.task('t', check=check)\nasync def t(item):\n    return item\n"
+    )
+    opened = []
+    real_open = Path.open
+
+    def recording_open(self: Path, *args: object, **kwargs: object) -> object:
+        handle = real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+        if self.name == "items.jsonl":
+            opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(Path, "open", recording_open)
+    store = f"sqlite:///{tmp_path}/jobs.db"
+    sys.path.insert(0, str(tmp_path))
+    gc.disable()
+    try:
+        code = main(["jobs", "submit", "t", str(items), "--store", store, "--app", "onlyints2:app"])
+        still_open = [not handle.closed for handle in opened]
+    finally:
+        gc.enable()
+        sys.path.remove(str(tmp_path))
+    assert code == 2
+    assert "(item 1) " in capsys.readouterr().err
+    assert still_open == [False]

@@ -141,16 +141,17 @@ async def _submit(args: argparse.Namespace) -> int:
     app = load_app(args.app) if args.app else None
     numbers: array[int] = array("L")
     async with _open(args, app, create=True) as jobs:
+        lines = _lines(args.file, numbers)
         try:
             job = await jobs.submit(
-                args.task,
-                _lines(args.file, numbers),
-                options=options,
-                idempotency_key=key,
-                request_hash=digest,
+                args.task, lines, options=options, idempotency_key=key, request_hash=digest
             )
         except InvalidJob as exc:
             raise InvalidJob(_at_line(exc, args.file, numbers)) from None
+        finally:
+            # The file closes now, not when the collector gets to the reading stopped midway
+            # (the error's traceback holds it in a cycle).
+            lines.close()
         # Without --app the name is not checked: the tasks jobs of this store ran tell a typo.
         ran = None if app is not None else await _tasks_that_ran(jobs)
     if digest is not None and job.request_hash != digest:
