@@ -18,7 +18,7 @@ from .subcommands import add_action, missing_action
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Coroutine, Iterator
+    from collections.abc import Coroutine, Generator
     from pathlib import Path
 
     from ..jobs.client import Jobs
@@ -79,7 +79,7 @@ def _open(args: argparse.Namespace, app: Any = None, *, create: bool = False) ->
     return Jobs(open_store(args.store, create=create), app=app)
 
 
-def _lines(path: Path, numbers: array[int]) -> Iterator[Any]:
+def _lines(path: Path, numbers: array[int]) -> Generator[Any, None, None]:
     """The items of a JSONL file; `numbers` gets each item's line number (1-based)."""
     from .._json import BadJSON, loads
     from ..jobs.errors import InvalidJob
