@@ -341,6 +341,31 @@ def test_a_write_failure_stops_the_run_and_is_raised(tmp_path: Path, run):
     assert api.calls < 10  # stopped soon after the failure
 
 
+class _FullAtTheEnd(ResultFile):
+    """A results file whose every write of the pending results fails (a full disk)."""
+
+    __slots__ = ()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._pending.clear()
+            self._failed = OutputError("writing out.jsonl failed: No space left on device")
+        super().flush()
+
+
+def test_a_failed_write_of_the_last_results_is_raised_by_the_run(tmp_path: Path, run):
+    """Results written at the end of the loop's pass: a failure there is the run's OutputError."""
+    write_requests(tmp_path / "in.jsonl", 3)
+    files = BatchFiles(input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl")
+    plan = prepare(files, Endpoint(base_url="http://api.test"))
+    plan.results = _FullAtTheEnd(plan.results.path, plan.results._fd)
+    batch = Batch(plan, limits=BatchLimits(concurrency=3), retry=Retry(), transport=FakeAPI())
+    with pytest.raises(OutputError, match="No space left"):
+        run(batch.run())
+    plan.close()  # the failure was said once, by the run: closing does not raise it again
+    assert read_results(tmp_path / "out.jsonl") == []
+
+
 def test_memory_stays_bounded_while_streaming(tmp_path: Path):
     """5,000 requests with 2 KB answers run in a few MB: results are written, not kept.
 

@@ -240,6 +240,7 @@ class Batch:
             # What settled after the loop ended (closed by `stop`): counted, and written.
             for outcome in outcomes.drain():
                 self._settled(outcome)
+            self._flush()
             # Closes the input file now, not when garbage collected.
             if isinstance(items, AsyncGenerator):
                 await items.aclose()
@@ -355,6 +356,19 @@ class Batch:
             self.halted = self._redact(str(halted)) if self._redact else str(halted)
         self.stop()
         return True
+
+    def _flush(self) -> None:
+        """Write the results still waiting for the end of the loop's pass, before `run` returns.
+
+        A failure there, or one at the end of an earlier pass that no later write heard of, is
+        the run's `OutputError`, as any other write's.
+        """
+        if self._error is not None:
+            return
+        try:
+            self.plan.results.flush()
+        except OutputError as exc:
+            self._error = exc
 
     def _write(self, line: str) -> None:
         if self._error is not None:

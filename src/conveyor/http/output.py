@@ -231,6 +231,7 @@ class ResultFile:
     def flush(self) -> None:
         """Write the results not written yet, in one system call; `OutputError` if it fails."""
         if self._failed is not None:
+            self._unheard = False
             raise self._failed
         pending = self._pending
         if not pending:
