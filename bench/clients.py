@@ -110,6 +110,24 @@ async def with_rnet(url: str) -> int:
     return ok
 
 
+async def with_wire(url: str) -> int:
+    from conveyor.http.wire import WireTransport  # noqa: PLC0415 - Conveyor's own
+
+    ok = 0
+    transport = WireTransport(connect_timeout_s=10.0)
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        nonlocal ok
+        async with sem:
+            answer = await transport("POST", url, HEADERS, BODY)
+            ok += answer.status == 200
+
+    await asyncio.gather(*(one() for _ in range(N)))
+    await transport.close()
+    return ok
+
+
 CLIENTS: dict[str, Any] = {
     name: fn
     for name, fn, module in (
@@ -117,6 +135,7 @@ CLIENTS: dict[str, Any] = {
         ("httpx", with_httpx, "httpx"),
         ("pyreqwest", with_pyreqwest, "pyreqwest"),
         ("rnet", with_rnet, "rnet"),
+        ("conveyor wire", with_wire, "httptools"),
     )
     if importlib.util.find_spec(module) is not None
 }

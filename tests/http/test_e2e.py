@@ -133,7 +133,7 @@ def test_a_refused_connection_fails_each_item_with_the_reason(tmp_path: Path):
     assert sorted(r["custom_id"] for r in records) == sorted(ids)
     for record in records:
         assert record["error"]["code"] in {"connection_error", "circuit_open"}
-        assert f"Cannot connect to host 127.0.0.1:{port}" in record["error"]["message"]
+        assert f"cannot connect to 127.0.0.1:{port}" in record["error"]["message"]
         assert record["response"] is None
 
 

@@ -1,7 +1,8 @@
-"""Which client a run sends through: aiohttp's by default; pyreqwest's when passed.
+"""Which client a run sends through: Conveyor's own HTTP/1.1 transport by default; any passed.
 
-aiohttp is the default for every run (its trace hooks date a window's admissions and teach a
-bucket how late calls leave, and it adds less latency per request: docs/decisions.md).
+`WireTransport` is the default for every run (it dates a window's admissions and teaches a
+bucket how late calls leave, when the run's limits need it; it costs a third of aiohttp's CPU
+per request with no added latency: docs/decisions.md).
 `ReqwestTransport` stays a transport a run may be given (``transport=``): the end-to-end tests
 below run it against the mock API on 127.0.0.1, in real time, each answer immediate.
 """
@@ -16,7 +17,7 @@ import pytest
 from conveyor import Retry
 from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
 from conveyor.http.batch import _open_transport
-from conveyor.http.client import AiohttpTransport
+from conveyor.http.wire import WireTransport
 from conveyor.http.setup import CONNECT_TIMEOUT_S
 from conveyor.mockapi import Faults, MockAPI, MockConfig
 
@@ -33,14 +34,17 @@ from .helpers import id_counts, read_results, write_requests
     ],
     ids=["no-limit", "paced", "window", "bucket"],
 )
-def test_a_run_sends_through_aiohttp_by_default(run, limits) -> None:
-    """Whatever the limits, the run's own transport is aiohttp's (one session for the run)."""
+def test_a_run_sends_through_its_own_transport_dated_when_shaped(run, limits) -> None:
+    """Whatever the limits, the run's transport is `WireTransport`; a window or bucket dates."""
 
     async def main() -> object:
         async with contextlib.AsyncExitStack() as stack:
             return await _open_transport(limits, stack)
 
-    assert isinstance(run(main()), AiohttpTransport)
+    transport = run(main())
+    assert isinstance(transport, WireTransport)
+    shaped = limits.window_s is not None or limits.bucket_s is not None
+    assert transport._dated is shaped
 
 
 async def _run_with_reqwest(tmp_path: Path, base_url: str, retry: Retry) -> object:

@@ -10,7 +10,7 @@ What users call: the request line format and token estimate (`parse_line`, `esti
 that shape replaces the network), the result line (`result_line`), the results file with resume
 (`prepare`, `Plan`), the run (`Batch`, its live counts `BatchTally`) and the errors. Everything
 else is the runner's own: the names once exported here for it still import, with a
-`DeprecationWarning` naming where they live. aiohttp is imported only when a run starts.
+`DeprecationWarning` naming where they live. The transport is imported only when a run starts.
 """
 
 from typing import Any

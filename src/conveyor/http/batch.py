@@ -46,14 +46,14 @@ from ..engine.settled import Settled
 from ..errors import SourceError
 from ..limits.budget import SpendBudget
 from ..limits.quota import quota_halt
-from .client import AiohttpTransport, HttpTask
+from .client import HttpTask
 from .errors import BatchError, OutputError
 from .redact import Redactor
 from .request import InvalidLine, Request
 from .results import invalid_result, outcome_result
 from .setup import (
+    CONNECT_TIMEOUT_S,
     cost_function,
-    open_session,
     refuse_a_check_that_cannot_pass,
     run_limiter,
     usage_policy,
@@ -99,8 +99,8 @@ class Batch:
         plan: what to run (from `prepare`); the batch writes to its results file.
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
-        transport: the HTTP I/O; default: one aiohttp session for the run (pyreqwest's,
-            `conveyor.http.reqwest`, costs less CPU per request and adds latency to each).
+        transport: the HTTP I/O; default: the run's own HTTP/1.1 transport
+            (`conveyor.http.wire.WireTransport`), a third of aiohttp's CPU per request.
         llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
@@ -383,18 +383,19 @@ class Batch:
 
 
 async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
-    """The run's transport, closed with `stack`: one aiohttp session for the run.
+    """The run's transport, closed with `stack`: HTTP/1.1 on asyncio's transports (`.wire`).
 
-    A window dates its admissions when the headers go out, and a bucket learns how late they
-    go out (`conveyor.policy.lateness`): both read aiohttp's trace hooks. pyreqwest costs less
-    CPU per request but adds latency to each (`bench/http.py` scenarios 1 and 3,
-    docs/decisions.md): pass ``transport=`` a `conveyor.http.reqwest.ReqwestTransport` for a
-    run bound by the client's CPU.
+    It costs a third of aiohttp's CPU per request, with no added latency (`bench/clients.py`,
+    `bench/http.py`, docs/decisions.md). A window dates its admissions when the request goes
+    out, and a bucket learns how late requests go out (`conveyor.policy.lateness`): with
+    either, the transport dates them.
     """
+    from .wire import WireTransport  # noqa: PLC0415 - the runner's only
+
     shaped = limits.window_s is not None or limits.bucket_s is not None
-    session = open_session(limits.concurrency, dated=shaped)
-    stack.push_async_callback(session.close)
-    return AiohttpTransport(session)
+    transport = WireTransport(connect_timeout_s=CONNECT_TIMEOUT_S, dated=shaped)
+    stack.push_async_callback(transport.close)
+    return transport
 
 
 async def _close_when(closing: asyncio.Future[None], outcomes: Stream[Any, Response]) -> None:

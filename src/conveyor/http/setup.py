@@ -14,8 +14,6 @@ from .errors import InputError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import aiohttp
-
     from ..llm.hooks import LlmOptions
     from .config import BatchLimits
     from .plan import Plan
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "cost_function",
-    "open_session",
     "refuse_a_check_that_cannot_pass",
     "request_costs",
     "run_limiter",
@@ -91,22 +88,3 @@ def refuse_a_check_that_cannot_pass(llm: LlmOptions, plan: Plan) -> None:
         f" requests ({where}): {mismatch}; nothing was sent"
     )
     raise InputError(msg)
-
-
-def open_session(concurrency: int, *, dated: bool) -> aiohttp.ClientSession:
-    """The run's session; `dated`: calls are dated when their headers go out.
-
-    A window counts its admissions from then (exact mode); a bucket learns how late calls go
-    out (`conveyor.policy.lateness`).
-    """
-    import aiohttp  # noqa: PLC0415 - only the batch runner needs it
-
-    from ..engine.sendtime import send_time_trace  # noqa: PLC0415 - with aiohttp
-
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency),
-        trace_configs=[send_time_trace()] if dated else None,
-        # The engine times attempts (--timeout); only opening a connection is bounded here.
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
-        raise_for_status=False,
-    )

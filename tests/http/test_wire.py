@@ -1,0 +1,565 @@
+"""`WireTransport`, conveyor run's HTTP/1.1 client, against servers that script every byte.
+
+Real sockets on 127.0.0.1 (asyncio servers written here), so these run in real time: each
+server answers at once and nothing waits on a timer. Each test names what a careful client
+must do with one framing, one way of closing, or one bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from conveyor.engine.context import current_slots
+from conveyor.http import wire
+from conveyor.http.client import RawAnswer
+from conveyor.http.errors import TransportError
+from conveyor.http.wire import WireTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
+
+
+@dataclass
+class Server:
+    """A scripted server: what it read, how many connections it took."""
+
+    handler: Handler
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    closed_by_client: int = 0
+    port: int = 0
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+        """One whole request (head and a Content-Length body), or None at the end."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed_by_client += 1
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self)
+        finally:
+            writer.close()
+
+
+async def _serving(handler: Handler, **kwargs: object) -> tuple[Server, asyncio.Server]:
+    server = Server(handler)
+    listening = await asyncio.start_server(server._serve, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+    server.port = listening.sockets[0].getsockname()[1]
+    return server, listening
+
+
+def _answer(body: bytes = b'{"ok":true}', *, extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + extra
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+async def _keep_answering(reader, writer, server: Server) -> None:
+    while await server.read_request(reader) is not None:
+        writer.write(_answer())
+        await writer.drain()
+
+
+def _run(coro: Awaitable[object]) -> object:
+    return asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+
+
+def _transport(**kwargs: object) -> WireTransport:
+    return WireTransport(connect_timeout_s=5.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_answers_come_back_whole_on_one_kept_connection() -> None:
+    """Status, lower-cased headers and body; three requests share one connection."""
+
+    async def main() -> tuple[list[RawAnswer], Server]:
+        server, listening = await _serving(_keep_answering)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+            answers = [await transport("POST", url, {"A": "1"}, b"{}") for _ in range(3)]
+            await transport.close()
+        return answers, server
+
+    answers, server = _run(main())  # type: ignore[misc]
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert answers[0].headers["content-type"] == "application/json"
+    assert answers[0].body == b'{"ok":true}'
+    assert server.connections == 1
+    assert len(server.requests) == 3
+
+
+def test_the_request_is_written_as_http_1_1_with_its_own_length_and_host() -> None:
+    """A line's Host and Content-Length are not taken; the URL's path is percent-encoded."""
+
+    async def main() -> bytes:
+        server, listening = await _serving(_keep_answering)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/v1/é x?q=1"
+            headers = {"Authorization": "Bearer k", "Host": "evil", "Content-Length": "99"}
+            await transport("POST", url, headers, b'{"a":1}')
+            await transport.close()
+        return server.requests[0]
+
+    request = _run(main())
+    head, body = request.split(b"\r\n\r\n")  # type: ignore[union-attr]
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v1/%C3%A9%20x?q=1 HTTP/1.1"
+    assert lines[1].startswith(b"Host: 127.0.0.1:")
+    assert b"Authorization: Bearer k" in lines
+    assert b"Content-Length: 7" in lines
+    assert not any(line.startswith((b"Host: evil", b"Content-Length: 99")) for line in lines)
+    assert body == b'{"a":1}'
+
+
+def test_credentials_in_the_url_become_basic_authorization() -> None:
+    async def main() -> bytes:
+        server, listening = await _serving(_keep_answering)
+        async with listening:
+            transport = _transport()
+            await transport("GET", f"http://user:p%40ss@127.0.0.1:{server.port}/x", {}, None)
+            await transport.close()
+        return server.requests[0]
+
+    request = _run(main())
+    assert b"Authorization: Basic dXNlcjpwQHNz\r\n" in request  # type: ignore[operator]
+    assert b"user" not in request.split(b"\r\n")[1]  # type: ignore[union-attr]  # not in Host
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-A", "v\r\nX-Injected: 1"), ("X-A", "v\nb"), ("X-A\r\nX-B", "v"), ("X:A", "v")],
+)
+def test_a_header_with_a_line_break_is_refused_and_nothing_is_sent(name, value) -> None:
+    async def main() -> tuple[str, Server]:
+        server, listening = await _serving(_keep_answering)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("POST", f"http://127.0.0.1:{server.port}/", {name: value}, b"")
+            await transport.close()
+        return str(caught.value), server
+
+    reason, server = _run(main())  # type: ignore[misc]
+    assert repr(name) in reason
+    assert "not sent" in reason
+    assert server.requests == []
+
+
+def test_a_chunked_answer_is_joined() -> None:
+    async def chunked(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            )
+
+    async def main() -> tuple[list[RawAnswer], Server]:
+        server, listening = await _serving(chunked)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            answers = [await transport("GET", url, {}, None) for _ in range(2)]
+            await transport.close()
+        return answers, server
+
+    answers, server = _run(main())  # type: ignore[misc]
+    assert [a.body for a in answers] == [b"hello world"] * 2
+    assert server.connections == 1
+
+
+def test_an_answer_without_a_length_ends_with_its_connection() -> None:
+    """No Content-Length, not chunked: the body is what came before the server closed."""
+
+    async def until_close(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    async def main() -> tuple[list[RawAnswer], Server]:
+        server, listening = await _serving(until_close)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            answers = [await transport("GET", url, {}, None) for _ in range(2)]
+            await transport.close()
+        return answers, server
+
+    answers, server = _run(main())  # type: ignore[misc]
+    assert [a.body for a in answers] == [b"all of it"] * 2
+    assert server.connections == 2  # not kept: the server closed it
+
+
+def test_an_answer_cut_short_fails_its_request_and_is_not_sent_again() -> None:
+    """The server read the request and died mid-answer: the engine's retry decides, not us."""
+
+    async def cut(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+
+    async def main() -> tuple[str, Server]:
+        server, listening = await _serving(cut)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("POST", f"http://127.0.0.1:{server.port}/", {}, b"{}")
+            await transport.close()
+        return str(caught.value), server
+
+    reason, server = _run(main())  # type: ignore[misc]
+    assert "in the middle of its answer" in reason
+    assert len(server.requests) == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_request() -> (
+    None
+):
+    """Kept alive by the answer, closed by the server afterwards: the next request goes anew."""
+
+    async def one_then_close(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(_answer())
+        await writer.drain()
+
+    async def main() -> tuple[list[RawAnswer], Server]:
+        server, listening = await _serving(one_then_close)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            first = await transport("POST", url, {}, b"1")
+            await asyncio.sleep(0)  # nothing timed: lets the server's close be read, or not
+            second = await transport("POST", url, {}, b"2")
+            await transport.close()
+        return [first, second], server
+
+    answers, server = _run(main())  # type: ignore[misc]
+    assert [a.status for a in answers] == [200, 200]
+    assert server.connections == 2
+    assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2"]  # each once
+
+
+def test_a_reused_connection_dead_before_answering_sends_the_request_once_more() -> None:
+    """The server drops a kept connection as a request arrives on it (it closed it idle):
+    nothing of an answer came, so the request goes once more, on a new connection."""
+
+    async def drop_the_second(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            if len(server.requests) == 2:
+                return  # closes without a byte of answer
+            writer.write(_answer())
+            await writer.drain()
+
+    async def main() -> tuple[RawAnswer, Server]:
+        server, listening = await _serving(drop_the_second)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            await transport("POST", url, {}, b"1")
+            second = await transport("POST", url, {}, b"2")
+            await transport.close()
+        return second, server
+
+    second, server = _run(main())  # type: ignore[misc]
+    assert second.status == 200
+    assert server.connections == 2
+    assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2", b"2"]
+
+
+def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again() -> None:
+    """A fresh connection has no idle excuse: its failure is the attempt's, for the engine."""
+
+    async def drop(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+
+    async def main() -> tuple[str, Server]:
+        server, listening = await _serving(drop)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("POST", f"http://127.0.0.1:{server.port}/", {}, b"1")
+            await transport.close()
+        return str(caught.value), server
+
+    reason, server = _run(main())  # type: ignore[misc]
+    assert reason == "the server closed the connection before answering"
+    assert len(server.requests) == 1
+
+
+def test_an_idle_connection_older_than_the_limit_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "IDLE_S", -1.0)
+
+    async def main() -> Server:
+        server, listening = await _serving(_keep_answering)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            for _ in range(3):
+                await transport("GET", url, {}, None)
+            await transport.close()
+        return server
+
+    assert _run(main()).connections == 3  # type: ignore[union-attr]
+
+
+def test_connection_close_in_the_answer_is_honoured() -> None:
+    async def closing(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(_answer(extra=b"Connection: close\r\n"))
+            await writer.drain()
+
+    async def main() -> Server:
+        server, listening = await _serving(closing)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            for _ in range(2):
+                await transport("GET", url, {}, None)
+            await transport.close()
+        return server
+
+    assert _run(main()).connections == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send
+    ],
+)
+def test_an_encoded_answer_is_decoded(encoding, encode) -> None:
+    body = b'{"text":"' + b"a" * 500 + b'"}'
+
+    async def encoded(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(_answer(encode(body), extra=f"Content-Encoding: {encoding}\r\n".encode()))
+
+    async def main() -> RawAnswer:
+        server, listening = await _serving(encoded)
+        async with listening:
+            transport = _transport()
+            answer = await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            await transport.close()
+        return answer
+
+    assert _run(main()).body == body  # type: ignore[union-attr]
+
+
+def test_an_encoding_not_known_fails_its_request_naming_it() -> None:
+    async def brotli(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(_answer(b"\x1b\x00", extra=b"Content-Encoding: br\r\n"))
+
+    async def main() -> str:
+        server, listening = await _serving(brotli)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            await transport.close()
+        return str(caught.value)
+
+    assert "'br' is not one Conveyor decodes" in _run(main())  # type: ignore[operator]
+
+
+def test_a_head_answer_ends_with_its_headers() -> None:
+    """A HEAD answer announces a body it does not send: waiting for it would hang."""
+
+    async def head(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Seen: yes\r\n\r\n")
+            await writer.drain()
+
+    async def main() -> list[RawAnswer]:
+        server, listening = await _serving(head)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            answers = [await transport("HEAD", url, {}, None) for _ in range(2)]
+            await transport.close()
+        return answers
+
+    answers = _run(main())
+    assert [(a.status, a.body, a.headers["x-seen"]) for a in answers] == [(200, b"", "yes")] * 2  # type: ignore[attr-defined]
+
+
+def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
+    async def early_hints(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + _answer(b"final"))
+
+    async def main() -> RawAnswer:
+        server, listening = await _serving(early_hints)
+        async with listening:
+            transport = _transport()
+            answer = await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            await transport.close()
+        return answer
+
+    answer = _run(main())
+    assert (answer.status, answer.body) == (200, b"final")  # type: ignore[union-attr]
+    assert "link" not in answer.headers  # type: ignore[union-attr]
+
+
+def test_an_answer_that_is_not_http_fails_its_request() -> None:
+    async def garbage(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> str:
+        server, listening = await _serving(garbage)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            await transport.close()
+        return str(caught.value)
+
+    assert "not valid HTTP/1.1" in _run(main())  # type: ignore[operator]
+
+
+def test_a_refused_connection_names_the_host_and_port() -> None:
+    async def main() -> str:
+        server, listening = await _serving(_keep_answering)
+        port = server.port
+        listening.close()
+        await listening.wait_closed()
+        with pytest.raises(TransportError) as caught:
+            await _transport()("GET", f"http://127.0.0.1:{port}/", {}, None)
+        return str(caught.value)
+
+    reason = _run(main())
+    assert reason.startswith("cannot connect to 127.0.0.1:")  # type: ignore[union-attr]
+    assert "ConnectionRefusedError" in reason  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///nohost", "http://[::1/"])
+def test_a_url_it_cannot_send_to_is_named(url) -> None:
+    async def main() -> str:
+        with pytest.raises(TransportError) as caught:
+            await _transport()("GET", url, {}, None)
+        return str(caught.value)
+
+    assert _run(main()).startswith(f"cannot send to {url!r}")  # type: ignore[union-attr]
+
+
+def test_a_request_cancelled_in_flight_closes_its_connection() -> None:
+    """The engine's --timeout cancels the attempt: that connection is never reused."""
+    answered = asyncio.Event()
+
+    async def slow_first(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            if len(server.requests) == 1:
+                answered.set()
+                continue  # never answers the run's first request
+            writer.write(_answer())
+            await writer.drain()
+
+    async def main() -> Server:
+        server, listening = await _serving(slow_first)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            task = asyncio.create_task(transport("GET", url, {}, None))
+            await answered.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            answer = await transport("GET", url, {}, None)
+            assert answer.status == 200
+            await transport.close()
+            while server.closed_by_client < 1:  # the cancelled one's EOF, read by the server
+                await asyncio.sleep(0)
+        return server
+
+    server = _run(main())
+    assert server.connections == 2  # type: ignore[union-attr]
+
+
+class _Ticket:
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+        self.answered: list[float] = []
+
+    def mark_sent(self, now: float) -> None:
+        self.sent.append(now)
+
+    def mark_answered(self, now: float) -> None:
+        self.answered.append(now)
+
+
+@pytest.mark.parametrize("dated", [True, False])
+def test_a_dated_transport_dates_the_attempts_slots_when_sent_and_answered(dated) -> None:
+    async def main() -> _Ticket:
+        server, listening = await _serving(_keep_answering)
+        ticket = _Ticket()
+        async with listening:
+            transport = _transport(dated=dated)
+            current_slots.set([ticket])  # type: ignore[list-item]
+            before = asyncio.get_running_loop().time()
+            await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            after = asyncio.get_running_loop().time()
+            await transport.close()
+        if dated:
+            assert before <= ticket.sent[0] <= ticket.answered[0] <= after
+        return ticket
+
+    ticket = _run(main())
+    assert (len(ticket.sent), len(ticket.answered)) == ((1, 1) if dated else (0, 0))  # type: ignore[union-attr]
+
+
+def _tls_server_context(tmp_cert: object) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    import trustme
+
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+def test_https_checks_the_certificate() -> None:
+    """A trusted certificate answers; the default trust store refuses a certificate it does not know."""
+    server_context, client_context = _tls_server_context(None)
+
+    async def main() -> tuple[RawAnswer, str]:
+        server, listening = await _serving(_keep_answering, ssl=server_context)
+        async with listening:
+            url = f"https://127.0.0.1:{server.port}/"
+            trusting = _transport(ssl_context=client_context)
+            answer = await trusting("GET", url, {}, None)
+            await trusting.close()
+            with pytest.raises(TransportError) as caught:
+                await _transport()("GET", url, {}, None)
+        return answer, str(caught.value)
+
+    answer, refused = _run(main())  # type: ignore[misc]
+    assert answer.status == 200
+    assert "CERTIFICATE_VERIFY_FAILED" in refused
