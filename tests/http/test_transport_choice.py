@@ -17,8 +17,8 @@ import pytest
 from conveyor import Retry
 from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
 from conveyor.http.batch import _open_transport
-from conveyor.http.wire import WireTransport
 from conveyor.http.setup import CONNECT_TIMEOUT_S
+from conveyor.http.wire import WireTransport
 from conveyor.mockapi import Faults, MockAPI, MockConfig
 
 from .helpers import id_counts, read_results, write_requests

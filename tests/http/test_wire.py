@@ -13,14 +13,17 @@ import ssl
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 
 from conveyor.engine.context import current_slots
 from conveyor.http import wire
-from conveyor.http.client import RawAnswer
 from conveyor.http.errors import TransportError
 from conveyor.http.wire import WireTransport
+
+if TYPE_CHECKING:
+    from conveyor.http.client import RawAnswer
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
@@ -33,6 +36,7 @@ class Server:
     requests: list[bytes] = field(default_factory=list)
     connections: int = 0
     closed_by_client: int = 0
+    client_closed: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
@@ -41,6 +45,7 @@ class Server:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed_by_client += 1
+            self.client_closed.set()
             return None
         length = 0
         for line in head.split(b"\r\n"):
@@ -232,9 +237,7 @@ def test_an_answer_cut_short_fails_its_request_and_is_not_sent_again() -> None:
     assert len(server.requests) == 1
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_request() -> (
-    None
-):
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_request() -> None:
     """Kept alive by the answer, closed by the server afterwards: the next request goes anew."""
 
     async def one_then_close(reader, writer, server: Server) -> None:
@@ -260,8 +263,10 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_th
 
 
 def test_a_reused_connection_dead_before_answering_sends_the_request_once_more() -> None:
-    """The server drops a kept connection as a request arrives on it (it closed it idle):
-    nothing of an answer came, so the request goes once more, on a new connection."""
+    """The server drops a kept connection as a request arrives on it (it closed it idle).
+
+    Nothing of an answer came, so the request goes once more, on a new connection.
+    """
 
     async def drop_the_second(reader, writer, server: Server) -> None:
         while await server.read_request(reader) is not None:
@@ -494,8 +499,7 @@ def test_a_request_cancelled_in_flight_closes_its_connection() -> None:
             answer = await transport("GET", url, {}, None)
             assert answer.status == 200
             await transport.close()
-            while server.closed_by_client < 1:  # the cancelled one's EOF, read by the server
-                await asyncio.sleep(0)
+            await server.client_closed.wait()  # the cancelled one's end, read by the server
         return server
 
     server = _run(main())
@@ -546,7 +550,7 @@ def _tls_server_context(tmp_cert: object) -> tuple[ssl.SSLContext, ssl.SSLContex
 
 
 def test_https_checks_the_certificate() -> None:
-    """A trusted certificate answers; the default trust store refuses a certificate it does not know."""
+    """A trusted certificate answers; the default trust store refuses one it does not know."""
     server_context, client_context = _tls_server_context(None)
 
     async def main() -> tuple[RawAnswer, str]:
