@@ -567,3 +567,50 @@ def test_https_checks_the_certificate() -> None:
     answer, refused = _run(main())  # type: ignore[misc]
     assert answer.status == 200
     assert "CERTIFICATE_VERIFY_FAILED" in refused
+
+
+def test_a_header_block_past_the_bound_fails_its_request() -> None:
+    """A server that never ends its headers cannot fill the client's memory."""
+
+    async def endless(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(wire.MAX_HEADER_BYTES // 1000 + 2):
+            writer.write(f"X-{n}: {'a' * 1000}\r\n".encode())
+            await writer.drain()
+        writer.write(b"\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> str:
+        server, listening = await _serving(endless)
+        async with listening:
+            transport = _transport()
+            with pytest.raises(TransportError) as caught:
+                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
+            await transport.close()
+        return str(caught.value)
+
+    assert "headers pass 256 KiB" in _run(main())  # type: ignore[operator]
+
+
+def test_bytes_on_an_idle_connection_retire_it() -> None:
+    """An answer nobody asked for (a server out of step) is never taken for the next one."""
+
+    async def extra(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(_answer(b"asked") + _answer(b"not asked"))
+            await writer.drain()
+
+    async def main() -> tuple[list[RawAnswer], Server]:
+        server, listening = await _serving(extra)
+        async with listening:
+            transport = _transport()
+            url = f"http://127.0.0.1:{server.port}/"
+            answers = [await transport("GET", url, {}, None) for _ in range(3)]
+            await transport.close()
+        return answers, server
+
+    answers, server = _run(main())  # type: ignore[misc]
+    assert [a.body for a in answers] == [b"asked"] * 3
+    assert server.connections == 3  # none was reused after its extra answer

@@ -47,12 +47,15 @@ if TYPE_CHECKING:
 
     from ..limits.protocol import Ticket
 
-__all__ = ["IDLE_S", "WireTransport"]
+__all__ = ["IDLE_S", "MAX_HEADER_BYTES", "WireTransport"]
 
 #: An idle connection older than this is closed rather than reused (servers drop idle ones).
 IDLE_S = 15.0
 #: The connections kept idle per origin, at most (more are closed as they come back).
 _IDLE_MAX = 1024
+#: The most bytes of header names and values one answer may hold (aiohttp's line bound, 8 KiB,
+#: times the 32 headers an API answer rarely passes); a larger header block fails the request.
+MAX_HEADER_BYTES = 256 * 1024
 #: The request headers the transport writes itself.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -103,6 +106,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_expect_body",
+        "_header_bytes",
         "_headers",
         "_parser",
         "_slots",
@@ -120,6 +124,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[RawAnswer] | None = None
         self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
         self._body: list[bytes] = []
         self._status = 0
         self._slots: Sequence[Ticket] = ()
@@ -135,6 +140,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            self.close()  # bytes no request asked for: the connection cannot be trusted again
+            return
         self.got_bytes = True
         try:
             self._parser.feed_data(data)
@@ -164,7 +172,16 @@ class _Connection(asyncio.Protocol):
 
     # httptools' side.
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            self.close()  # a second answer to one request: the connection is out of step
+            raise httptools.HttpParserError  # stops the parser
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._fail(f"the answer's headers pass {MAX_HEADER_BYTES // 1024} KiB")
+            raise httptools.HttpParserError  # stops the parser; the request failed above
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -195,6 +212,7 @@ class _Connection(asyncio.Protocol):
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self._headers = []
+        self._header_bytes = 0
         self._body = []
         self._status = 0
         self._expect_body = expect_body
@@ -241,6 +259,7 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(RawAnswer(self._status, headers, body))
 
     def _fail(self, reason: str) -> None:
+        """Fail the waiting request with `reason` (the first reason given wins) and close."""
         waiter = self._waiter
         self.close()
         if waiter is not None and not waiter.done():
