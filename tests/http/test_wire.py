@@ -11,9 +11,9 @@ import asyncio
 import gzip
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -25,6 +25,7 @@ from conveyor.http.wire import WireTransport
 if TYPE_CHECKING:
     from conveyor.http.client import RawAnswer
 
+T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
 
@@ -85,8 +86,8 @@ async def _keep_answering(reader, writer, server: Server) -> None:
         await writer.drain()
 
 
-def _run(coro: Awaitable[object]) -> object:
-    return asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 20))
 
 
 def _transport(**kwargs: object) -> WireTransport:
@@ -105,7 +106,7 @@ def test_answers_come_back_whole_on_one_kept_connection() -> None:
             await transport.close()
         return answers, server
 
-    answers, server = _run(main())  # type: ignore[misc]
+    answers, server = _run(main())
     assert [a.status for a in answers] == [200, 200, 200]
     assert answers[0].headers["content-type"] == "application/json"
     assert answers[0].body == b'{"ok":true}'
@@ -127,7 +128,7 @@ def test_the_request_is_written_as_http_1_1_with_its_own_length_and_host() -> No
         return server.requests[0]
 
     request = _run(main())
-    head, body = request.split(b"\r\n\r\n")  # type: ignore[union-attr]
+    head, body = request.split(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"POST /v1/%C3%A9%20x?q=1 HTTP/1.1"
     assert lines[1].startswith(b"Host: 127.0.0.1:")
@@ -147,8 +148,8 @@ def test_credentials_in_the_url_become_basic_authorization() -> None:
         return server.requests[0]
 
     request = _run(main())
-    assert b"Authorization: Basic dXNlcjpwQHNz\r\n" in request  # type: ignore[operator]
-    assert b"user" not in request.split(b"\r\n")[1]  # type: ignore[union-attr]  # not in Host
+    assert b"Authorization: Basic dXNlcjpwQHNz\r\n" in request
+    assert b"user" not in request.split(b"\r\n")[1]  # not in Host
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,7 @@ def test_a_header_with_a_line_break_is_refused_and_nothing_is_sent(name, value) 
             await transport.close()
         return str(caught.value), server
 
-    reason, server = _run(main())  # type: ignore[misc]
+    reason, server = _run(main())
     assert repr(name) in reason
     assert "not sent" in reason
     assert server.requests == []
@@ -188,7 +189,7 @@ def test_a_chunked_answer_is_joined() -> None:
             await transport.close()
         return answers, server
 
-    answers, server = _run(main())  # type: ignore[misc]
+    answers, server = _run(main())
     assert [a.body for a in answers] == [b"hello world"] * 2
     assert server.connections == 1
 
@@ -210,7 +211,7 @@ def test_an_answer_without_a_length_ends_with_its_connection() -> None:
             await transport.close()
         return answers, server
 
-    answers, server = _run(main())  # type: ignore[misc]
+    answers, server = _run(main())
     assert [a.body for a in answers] == [b"all of it"] * 2
     assert server.connections == 2  # not kept: the server closed it
 
@@ -232,7 +233,7 @@ def test_an_answer_cut_short_fails_its_request_and_is_not_sent_again() -> None:
             await transport.close()
         return str(caught.value), server
 
-    reason, server = _run(main())  # type: ignore[misc]
+    reason, server = _run(main())
     assert "in the middle of its answer" in reason
     assert len(server.requests) == 1
 
@@ -256,7 +257,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_th
             await transport.close()
         return [first, second], server
 
-    answers, server = _run(main())  # type: ignore[misc]
+    answers, server = _run(main())
     assert [a.status for a in answers] == [200, 200]
     assert server.connections == 2
     assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2"]  # each once
@@ -285,7 +286,7 @@ def test_a_reused_connection_dead_before_answering_sends_the_request_once_more()
             await transport.close()
         return second, server
 
-    second, server = _run(main())  # type: ignore[misc]
+    second, server = _run(main())
     assert second.status == 200
     assert server.connections == 2
     assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2", b"2"]
@@ -306,7 +307,7 @@ def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again
             await transport.close()
         return str(caught.value), server
 
-    reason, server = _run(main())  # type: ignore[misc]
+    reason, server = _run(main())
     assert reason == "the server closed the connection before answering"
     assert len(server.requests) == 1
 
@@ -326,7 +327,7 @@ def test_an_idle_connection_older_than_the_limit_is_not_reused(
             await transport.close()
         return server
 
-    assert _run(main()).connections == 3  # type: ignore[union-attr]
+    assert _run(main()).connections == 3
 
 
 def test_connection_close_in_the_answer_is_honoured() -> None:
@@ -345,7 +346,7 @@ def test_connection_close_in_the_answer_is_honoured() -> None:
             await transport.close()
         return server
 
-    assert _run(main()).connections == 2  # type: ignore[union-attr]
+    assert _run(main()).connections == 2
 
 
 @pytest.mark.parametrize(
@@ -371,7 +372,7 @@ def test_an_encoded_answer_is_decoded(encoding, encode) -> None:
             await transport.close()
         return answer
 
-    assert _run(main()).body == body  # type: ignore[union-attr]
+    assert _run(main()).body == body
 
 
 def test_an_encoding_not_known_fails_its_request_naming_it() -> None:
@@ -388,7 +389,7 @@ def test_an_encoding_not_known_fails_its_request_naming_it() -> None:
             await transport.close()
         return str(caught.value)
 
-    assert "'br' is not one Conveyor decodes" in _run(main())  # type: ignore[operator]
+    assert "'br' is not one Conveyor decodes" in _run(main())
 
 
 def test_a_head_answer_ends_with_its_headers() -> None:
@@ -409,7 +410,7 @@ def test_a_head_answer_ends_with_its_headers() -> None:
         return answers
 
     answers = _run(main())
-    assert [(a.status, a.body, a.headers["x-seen"]) for a in answers] == [(200, b"", "yes")] * 2  # type: ignore[attr-defined]
+    assert [(a.status, a.body, a.headers["x-seen"]) for a in answers] == [(200, b"", "yes")] * 2
 
 
 def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
@@ -426,8 +427,8 @@ def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
         return answer
 
     answer = _run(main())
-    assert (answer.status, answer.body) == (200, b"final")  # type: ignore[union-attr]
-    assert "link" not in answer.headers  # type: ignore[union-attr]
+    assert (answer.status, answer.body) == (200, b"final")
+    assert "link" not in answer.headers
 
 
 def test_an_answer_that_is_not_http_fails_its_request() -> None:
@@ -446,7 +447,7 @@ def test_an_answer_that_is_not_http_fails_its_request() -> None:
             await transport.close()
         return str(caught.value)
 
-    assert "not valid HTTP/1.1" in _run(main())  # type: ignore[operator]
+    assert "not valid HTTP/1.1" in _run(main())
 
 
 def test_a_refused_connection_names_the_host_and_port() -> None:
@@ -460,8 +461,8 @@ def test_a_refused_connection_names_the_host_and_port() -> None:
         return str(caught.value)
 
     reason = _run(main())
-    assert reason.startswith("cannot connect to 127.0.0.1:")  # type: ignore[union-attr]
-    assert "ConnectionRefusedError" in reason  # type: ignore[operator]
+    assert reason.startswith("cannot connect to 127.0.0.1:")
+    assert "ConnectionRefusedError" in reason
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///nohost", "http://[::1/"])
@@ -471,7 +472,7 @@ def test_a_url_it_cannot_send_to_is_named(url) -> None:
             await _transport()("GET", url, {}, None)
         return str(caught.value)
 
-    assert _run(main()).startswith(f"cannot send to {url!r}")  # type: ignore[union-attr]
+    assert _run(main()).startswith(f"cannot send to {url!r}")
 
 
 def test_a_request_cancelled_in_flight_closes_its_connection() -> None:
@@ -503,7 +504,7 @@ def test_a_request_cancelled_in_flight_closes_its_connection() -> None:
         return server
 
     server = _run(main())
-    assert server.connections == 2  # type: ignore[union-attr]
+    assert server.connections == 2
 
 
 class _Ticket:
@@ -535,7 +536,7 @@ def test_a_dated_transport_dates_the_attempts_slots_when_sent_and_answered(dated
         return ticket
 
     ticket = _run(main())
-    assert (len(ticket.sent), len(ticket.answered)) == ((1, 1) if dated else (0, 0))  # type: ignore[union-attr]
+    assert (len(ticket.sent), len(ticket.answered)) == ((1, 1) if dated else (0, 0))
 
 
 def _tls_server_context(tmp_cert: object) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -564,7 +565,7 @@ def test_https_checks_the_certificate() -> None:
                 await _transport()("GET", url, {}, None)
         return answer, str(caught.value)
 
-    answer, refused = _run(main())  # type: ignore[misc]
+    answer, refused = _run(main())
     assert answer.status == 200
     assert "CERTIFICATE_VERIFY_FAILED" in refused
 
@@ -591,7 +592,7 @@ def test_a_header_block_past_the_bound_fails_its_request() -> None:
             await transport.close()
         return str(caught.value)
 
-    assert "headers pass 256 KiB" in _run(main())  # type: ignore[operator]
+    assert "headers pass 256 KiB" in _run(main())
 
 
 def test_bytes_on_an_idle_connection_retire_it() -> None:
@@ -611,6 +612,6 @@ def test_bytes_on_an_idle_connection_retire_it() -> None:
             await transport.close()
         return answers, server
 
-    answers, server = _run(main())  # type: ignore[misc]
+    answers, server = _run(main())
     assert [a.body for a in answers] == [b"asked"] * 3
     assert server.connections == 3  # none was reused after its extra answer
