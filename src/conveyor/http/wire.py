@@ -105,7 +105,6 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
-        "_expect_body",
         "_header_bytes",
         "_headers",
         "_parser",
@@ -128,7 +127,6 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._status = 0
         self._slots: Sequence[Ticket] = ()
-        self._expect_body = True
         self.closed = False
         self.got_bytes = False
         self.keep_alive = False
@@ -215,7 +213,6 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body = []
         self._status = 0
-        self._expect_body = expect_body
         self._slots = slots
         self.got_bytes = False
         self.transport.write(data)
