@@ -64,9 +64,11 @@ class Server:
             writer.close()
 
 
-async def _serving(handler: Handler, **kwargs: object) -> tuple[Server, asyncio.Server]:
+async def _serving(
+    handler: Handler, host: str = "127.0.0.1", **kwargs: object
+) -> tuple[Server, asyncio.Server]:
     server = Server(handler)
-    listening = await asyncio.start_server(server._serve, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+    listening = await asyncio.start_server(server._serve, host, 0, **kwargs)  # type: ignore[arg-type]
     server.port = listening.sockets[0].getsockname()[1]
     return server, listening
 
@@ -615,3 +617,16 @@ def test_bytes_on_an_idle_connection_retire_it() -> None:
     answers, server = _run(main())
     assert [a.body for a in answers] == [b"asked"] * 3
     assert server.connections == 3  # none was reused after its extra answer
+
+
+def test_an_ipv6_literal_host_is_reached_and_named_in_brackets() -> None:
+    async def main() -> bytes:
+        server, listening = await _serving(_keep_answering, "::1")
+        async with listening:
+            transport = _transport()
+            await transport("GET", f"http://[::1]:{server.port}/x", {}, None)
+            await transport.close()
+        return server.requests[0]
+
+    request = _run(main())
+    assert request.split(b"\r\n")[1].startswith(b"Host: [::1]:")
