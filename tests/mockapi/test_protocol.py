@@ -18,7 +18,7 @@ from conveyor.mockapi.protocol import (
     parse_chat,
 )
 from conveyor.mockapi.shared import SharedCounters
-from conveyor.mockapi.stats import Counters, MockStats, SuccessLog
+from conveyor.mockapi.stats import COUNTS, Counters, MockStats, SuccessLog
 from conveyor.mockapi.window import Admission
 
 
@@ -203,11 +203,16 @@ def test_seeded_lognormal_latencies_center_on_the_median():
     assert draws[2000] == pytest.approx(0.050, rel=0.05)
 
 
-def test_counters_and_snapshot_have_the_same_fields():
-    """The live counters and the snapshot name the same counts; the span replaces the times."""
-    assert [f.name for f in dataclasses.fields(Counters)][:-2] == [
-        f.name for f in dataclasses.fields(MockStats)
-    ][:-1]
+def test_snapshot_copies_every_count_and_no_other_can_be_kept():
+    """Every count of MockStats is a live counter the snapshot copies; no other can be kept."""
+    counters = Counters()
+    for value, name in enumerate(COUNTS, start=1):
+        setattr(counters, name, value)
+    snapshot = counters.snapshot()
+    assert [getattr(snapshot, name) for name in COUNTS] == list(range(1, len(COUNTS) + 1))
+    assert set(COUNTS) == {f.name for f in dataclasses.fields(MockStats)} - {"active_s"}
+    with pytest.raises(AttributeError):
+        counters.not_a_count = 1
 
 
 def test_active_span_runs_from_first_request_to_last_answer():

@@ -17,7 +17,7 @@ from .. import _clock
 from ..http.tally import BatchTally
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from prometheus_client import Metric
 
@@ -29,29 +29,88 @@ __all__ = ["LimiterCollector", "LlmCollector", "store_families"]
 #: The kinds of push-back a limiter counts (`conveyor.policy.classify`).
 PUSHBACK_KINDS = ("rate_limited", "overloaded")
 
+#: A family with one sample per limiter (or task), read from one of its attributes: the
+#: family's kind, name and help, then the attribute.
+_Figure = tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str, str]
 
-class LimiterCollector:
-    """The app's shared limiters, as this process sees them (Redis ones: their local part)."""
+_LIMITER_FIGURES: tuple[_Figure, ...] = (
+    (
+        CounterMetricFamily,
+        "conveyor_limiter_admitted",
+        "Calls this process's limiter admitted.",
+        "admitted",
+    ),
+    (
+        GaugeMetricFamily,
+        "conveyor_limiter_in_flight",
+        "Calls admitted by this process and not yet finished.",
+        "in_flight",
+    ),
+    (
+        GaugeMetricFamily,
+        "conveyor_limiter_waiting",
+        "Callers of this process waiting to be admitted.",
+        "waiting",
+    ),
+)
+
+_TALLY_FIGURES: tuple[_Figure, ...] = (
+    (
+        CounterMetricFamily,
+        "conveyor_llm_cost_usd",
+        "What the answers cost in US dollars, at the price table's prices.",
+        "cost_usd",
+    ),
+    (
+        CounterMetricFamily,
+        "conveyor_llm_unpriced_answers",
+        "Answers whose model has no price (not in conveyor_llm_cost_usd_total).",
+        "unpriced",
+    ),
+    (CounterMetricFamily, "conveyor_http_requests", "HTTP requests the task sent.", "sent"),
+    (
+        CounterMetricFamily,
+        "conveyor_http_rate_limited",
+        "HTTP 429 answers the task received.",
+        "rate_limited",
+    ),
+    (
+        CounterMetricFamily,
+        "conveyor_http_cache_hits",
+        "Requests answered from the response cache (not sent).",
+        "cache_hits",
+    ),
+)
+
+
+def _figure_families(
+    figures: tuple[_Figure, ...], label: str, sources: Sequence[tuple[str, object]]
+) -> list[Metric]:
+    """A family per figure, with a sample per source (its name, then the object read)."""
+    families: list[Metric] = []
+    for kind, name, help_text, attribute in figures:
+        family = kind(name, help_text, labels=[label])
+        for source_name, source in sources:
+            family.add_metric([source_name], getattr(source, attribute))
+        families.append(family)
+    return families
+
+
+class _AppCollector:
+    """A collector of what the parts of one `App` count."""
 
     def __init__(self, app: App) -> None:
         self._app = app
 
+
+class LimiterCollector(_AppCollector):
+    """The app's shared limiters, as this process sees them (Redis ones: their local part)."""
+
     def collect(self) -> Iterator[Metric]:
         """One family per figure, one sample per limiter (and dimension)."""
-        admitted = CounterMetricFamily(
-            "conveyor_limiter_admitted",
-            "Calls this process's limiter admitted.",
-            labels=["limiter"],
-        )
-        in_flight = GaugeMetricFamily(
-            "conveyor_limiter_in_flight",
-            "Calls admitted by this process and not yet finished.",
-            labels=["limiter"],
-        )
-        waiting = GaugeMetricFamily(
-            "conveyor_limiter_waiting",
-            "Callers of this process waiting to be admitted.",
-            labels=["limiter"],
+        limiters = self._app.limiters
+        yield from _figure_families(
+            _LIMITER_FIGURES, "limiter", [(lim.name, lim) for lim in limiters]
         )
         concurrency = GaugeMetricFamily(
             "conveyor_limiter_concurrency_limit",
@@ -91,11 +150,8 @@ class LimiterCollector:
             labels=["limiter"],
         )
         now = _clock.now()
-        for lim in self._app.limiters:
+        for lim in limiters:
             name = lim.name
-            admitted.add_metric([name], lim.admitted)
-            in_flight.add_metric([name], lim.in_flight)
-            waiting.add_metric([name], lim.waiting)
             if lim.concurrency_limit is not None:
                 concurrency.add_metric([name], lim.concurrency_limit)
             for dim, used in sorted(lim.utilisation().items()):
@@ -109,59 +165,35 @@ class LimiterCollector:
                 remaining.add_metric([name, dim], left)
             halted.add_metric([name], 1.0 if lim.halted is not None else 0.0)
             paused.add_metric([name], 1.0 if lim.paused_until > now else 0.0)
-        yield from (admitted, in_flight, waiting, concurrency, utilisation, limit)
-        yield from (pushbacks, remaining, halted, paused)
+        yield from (concurrency, utilisation, limit, pushbacks, remaining, halted, paused)
 
 
-class LlmCollector:
+class LlmCollector(_AppCollector):
     """The tokens, cost and HTTP answers of the app's http tasks (LLM calls), in this process."""
-
-    def __init__(self, app: App) -> None:
-        self._app = app
 
     def collect(self) -> Iterator[Metric]:
         """One family per figure, one sample per http task."""
+        tallies = self._tallies()
         tokens = CounterMetricFamily(
             "conveyor_llm_tokens",
             "Tokens the answers' usage reported, by type (input, output).",
             labels=["task", "type"],
         )
-        cost = CounterMetricFamily(
-            "conveyor_llm_cost_usd",
-            "What the answers cost in US dollars, at the price table's prices.",
-            labels=["task"],
-        )
-        unpriced = CounterMetricFamily(
-            "conveyor_llm_unpriced_answers",
-            "Answers whose model has no price (not in conveyor_llm_cost_usd_total).",
-            labels=["task"],
-        )
-        requests = CounterMetricFamily(
-            "conveyor_http_requests", "HTTP requests the task sent.", labels=["task"]
-        )
-        limited = CounterMetricFamily(
-            "conveyor_http_rate_limited",
-            "HTTP 429 answers the task received.",
-            labels=["task"],
-        )
-        hits = CounterMetricFamily(
-            "conveyor_http_cache_hits",
-            "Requests answered from the response cache (not sent).",
-            labels=["task"],
-        )
+        for name, tally in tallies:
+            tokens.add_metric([name, "input"], tally.tokens_in)
+            tokens.add_metric([name, "output"], tally.tokens_out)
+        yield tokens
+        yield from _figure_families(_TALLY_FIGURES, "task", tallies)
+
+    def _tallies(self) -> list[tuple[str, BatchTally]]:
+        """The app's http tasks (those with a tally), by name."""
+        found: list[tuple[str, BatchTally]] = []
         for name in self._app.task_names:
             task = self._app.get_task(name)
             tally = getattr(task.fn, "tally", None) if task is not None else None
-            if not isinstance(tally, BatchTally):
-                continue
-            tokens.add_metric([name, "input"], tally.tokens_in)
-            tokens.add_metric([name, "output"], tally.tokens_out)
-            cost.add_metric([name], tally.cost_usd)
-            unpriced.add_metric([name], tally.unpriced)
-            requests.add_metric([name], tally.sent)
-            limited.add_metric([name], tally.rate_limited)
-            hits.add_metric([name], tally.cache_hits)
-        yield from (tokens, cost, unpriced, requests, limited, hits)
+            if isinstance(tally, BatchTally):
+                found.append((name, tally))
+        return found
 
 
 def store_families(overview: StoreOverview | None, read_s: float) -> list[Metric]:

@@ -15,7 +15,6 @@ are ``time.monotonic`` readings, which every process of the machine shares.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from multiprocessing import shared_memory
 
@@ -24,7 +23,7 @@ from .stats import Counters, MockStats
 __all__ = ["FIELDS", "SharedCounters"]
 
 #: The cells of one process's row: the counters, then the first and last times (NaN: none).
-FIELDS = tuple(f.name for f in dataclasses.fields(Counters))
+FIELDS = Counters.__slots__
 _CELL = struct.calcsize("d")
 _NAN = float("nan")
 

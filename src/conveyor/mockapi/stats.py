@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["Counters", "MockStats", "SuccessLog"]
+__all__ = ["COUNTS", "Counters", "MockStats", "SuccessLog"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,34 +72,37 @@ class MockStats:
         return dataclasses.asdict(self)
 
 
-@dataclass(kw_only=True, slots=True)
-class Counters:
-    """The live, mutable counters the server updates (same fields as `MockStats`)."""
+#: The counts `Counters` keeps: every field of `MockStats` but the span, which it derives.
+COUNTS = tuple(f.name for f in dataclasses.fields(MockStats) if f.name != "active_s")
 
-    requests: int = 0
-    ok: int = 0
-    rate_limited: int = 0
-    bad_requests: int = 0
-    errors_500: int = 0
-    hung: int = 0
-    dropped: int = 0
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    duplicates_after_success: int = 0
-    tokens_admitted: int = 0
-    overloaded: int = 0
-    chat_admitted: int = 0
-    chat_rate_limited: int = 0
-    echo_admitted: int = 0
-    echo_rate_limited: int = 0
-    messages_admitted: int = 0
-    messages_rate_limited: int = 0
-    messages_spend_limited: int = 0
-    messages_input_tokens: int = 0
-    messages_output_tokens: int = 0
-    spent_tokens: int = 0
-    first_at: float | None = None  # loop time of the first request since the reset
-    last_at: float | None = None  # loop time of the latest answer
+
+class Counters:
+    """The live, mutable counters the server updates.
+
+    Its slots are `MockStats`' counts (that class holds the one list of them), plus the loop
+    times the span comes from: a count `MockStats` does not name cannot be kept here.
+    """
+
+    __slots__ = (*COUNTS, "first_at", "last_at")
+
+    in_flight: int  # the two counts this class assigns itself, so the type checker knows them
+    peak_in_flight: int
+    first_at: float | None  # loop time of the first request since the reset
+    last_at: float | None  # loop time of the latest answer
+
+    if TYPE_CHECKING:
+        # The counts' slots are made from MockStats' fields: to the type checker, each is an int.
+        def __getattr__(self, name: str) -> int: ...
+
+        def __setattr__(self, name: str, value: int) -> None: ...
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        for name in COUNTS:
+            setattr(self, name, 0)
+        self.first_at = self.last_at = None
 
     def enter(self, now: float) -> None:
         """Count a request arriving at loop time `now`."""
@@ -110,16 +114,14 @@ class Counters:
 
     def snapshot(self) -> MockStats:
         """Return a frozen copy of the counters."""
-        fields = {f.name for f in dataclasses.fields(MockStats)} - {"active_s"}
         first, last = self.first_at, self.last_at
         active_s = last - first if first is not None and last is not None else 0.0
-        return MockStats(**{name: getattr(self, name) for name in fields}, active_s=active_s)
+        return MockStats(**{name: getattr(self, name) for name in COUNTS}, active_s=active_s)
 
     def reset(self) -> None:
         """Zero every counter but `in_flight`; the peak restarts from what is in flight now."""
         in_flight = self.in_flight
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, None if f.name in {"first_at", "last_at"} else 0)
+        self._clear()
         self.in_flight = self.peak_in_flight = in_flight
 
 
