@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
-__all__ = ["now", "wall"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["now", "wall", "wall_source"]
 
 
 def now() -> float:
@@ -22,9 +26,14 @@ def now() -> float:
 
 def wall() -> float:
     """Return the Unix time in seconds (virtual under `conveyor.testing.VirtualClock`)."""
+    return wall_source()()
+
+
+def wall_source() -> Callable[[], float]:
+    """What `wall` reads, looked up once: for a caller that dates many things on one loop."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return time.time()
+        return time.time
     wall_time = getattr(loop, "wall_time", None)
-    return float(wall_time()) if callable(wall_time) else time.time()
+    return wall_time if callable(wall_time) else time.time

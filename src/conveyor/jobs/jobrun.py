@@ -115,6 +115,10 @@ class JobRun:
         self, worker: Worker, claim: Claim, task: Task, limiters: tuple[Limiter, ...]
     ) -> None:
         self._worker = worker
+        # Per item, so looked up once: the observers that listen, and the wall clock.
+        self._observes_events = worker.observers.listen_to_events
+        self._observes_attempts = worker.observers.listen_to_attempts
+        self._wall = _clock.wall_source()
         self._store = worker.store
         self._options = worker.options
         self.job: Job = claim.job
@@ -268,9 +272,12 @@ class JobRun:
         item_input = self._read.pop(item.index, _UNREAD)
         if item_input is _UNREAD:
             item_input = json.loads(item.input_json)
-        with self._worker.observers.attempt(self.job, item, item_input) as answered:
+        if self._observes_attempts:
+            with self._worker.observers.attempt(self.job, item, item_input) as answered:
+                value = await self._task.call(item_input, ctx)
+                answered(value)
+        else:
             value = await self._task.call(item_input, ctx)
-            answered(value)
         if self._budget is not None:
             self._budget.add(value, item_input)
         return _encode(value)  # a value that is not JSON fails the item (TypeError)
@@ -282,7 +289,8 @@ class JobRun:
         self._progress_dirty = True
 
     def _on_event(self, event: Event) -> None:
-        self._worker.observers.event(self.job, event)
+        if self._observes_events:
+            self._worker.observers.event(self.job, event)
         if not isinstance(event, ItemFinished):
             return
         o = event.outcome
@@ -311,7 +319,7 @@ class JobRun:
                     attempts,
                     o.latency_s,
                     o.value,
-                    finished_at=_clock.wall(),  # the second it ended in, for the rate series
+                    finished_at=self._wall(),  # the second it ended in, for the rate series
                 )
             )
         elif o.state == "failed":
@@ -324,7 +332,7 @@ class JobRun:
                     o.latency_s,
                     error_type=o.error_type and _text(o.error_type),
                     error_message=_text((o.error_message or "")[:MAX_ERROR_CHARS]),
-                    finished_at=_clock.wall(),
+                    finished_at=self._wall(),
                 )
             )
         elif self._cancelling:

@@ -117,6 +117,16 @@ class Observers:
 
     __slots__ = ("_attempt", "_claimed", "_event", "_logged", "_running", "observers")
 
+    @property
+    def listen_to_events(self) -> bool:
+        """Whether any observer has an `JobObserver.event` hook."""
+        return bool(self._event)
+
+    @property
+    def listen_to_attempts(self) -> bool:
+        """Whether any observer has an `JobObserver.attempt` hook."""
+        return bool(self._attempt)
+
     def __init__(self, observers: Sequence[JobObserver] = ()) -> None:
         self.observers = tuple(observers)
         # Only the observers that have a hook are called for it (the hot path stays short).
@@ -155,7 +165,8 @@ class Observers:
 
     def event(self, job: Job, event: Event) -> None:
         """`JobObserver.event` of each."""
-        self._each(self._event, lambda o: o.event(job, event))
+        if self._event:  # twice per item: nothing to make when nobody listens
+            self._each(self._event, lambda o: o.event(job, event))
 
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any]:
         """`JobObserver.running` of each, as one context."""
@@ -166,5 +177,7 @@ class Observers:
         self, job: Job, item: ClaimedItem, item_input: Any
     ) -> contextlib.AbstractContextManager[Callable[[Any], None]]:
         """`JobObserver.attempt` of each, as one context (per attempt: kept short)."""
+        if not self._attempt:
+            return _NOTHING
         contexts = self._each(self._attempt, lambda o: o.attempt(job, item, item_input))
         return _Together(self, contexts) if contexts else _NOTHING

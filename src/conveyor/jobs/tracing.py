@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from .model import ClaimedItem, Job, JobOptions
 
 __all__ = ["Tracing", "carry_trace", "default_observers", "llm_call", "tracing_available"]
+
+#: Between job runs, how often an attempt looks whether the application set up tracing.
+_LOOK_EVERY_S = 1.0
 
 #: LLM request paths (their endings) -> the GenAI operation they are.
 _OPERATIONS = (
@@ -114,16 +118,30 @@ class Tracing(JobObserver):
         self._trace = trace
         self._own = tracer_provider is not None
         self._tracer = trace.get_tracer("conveyor", __version__, tracer_provider=tracer_provider)
+        self._set_up = self._own
+        self._next_look = 0.0
 
-    def _configured(self) -> bool:
-        """Whether spans go anywhere: a provider given, or one set up by the application."""
-        return self._own or not isinstance(
-            self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
-        )
+    def _configured(self, *, look: bool = False) -> bool:
+        """Whether spans go anywhere: a provider given, or one set up by the application.
+
+        Asked per attempt, answered from memory: the global provider is set once and for good,
+        so once set it is remembered; until then it is looked up as each job's run starts
+        (`look`) and at most once a second between (the lookup reads the environment: a fifth
+        of a no-op item's cost).
+        """
+        if self._set_up:
+            return True
+        now = time.monotonic()
+        if not look and now < self._next_look:
+            return False
+        self._next_look = now + _LOOK_EVERY_S
+        provider = self._trace.get_tracer_provider()
+        self._set_up = not isinstance(provider, self._trace.ProxyTracerProvider)
+        return self._set_up
 
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any] | None:
         """A ``job <task>`` span, the child of the trace the job was submitted in."""
-        if not self._configured():
+        if not self._configured(look=True):
             return None
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415 - optional
             TraceContextTextMapPropagator,
