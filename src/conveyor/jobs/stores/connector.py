@@ -3,8 +3,8 @@
 `conveyor.jobs.stores.manager.JobStore` is the one job store; it holds no SQL and no driver.
 It runs the job rules (`conveyor.jobs.stores.rules`) through a `Connector`, which runs a piece
 of work in one transaction (or, for reads, outside one) and hands it a `Connection`: named
-queries (the dialect's ``sql/<dialect>/queries.sql``) and two bulk writes that each dialect
-does its fastest way. Backends:
+queries (``sql/common/queries.sql``, with the dialect's own ``sql/<dialect>/queries.sql``) and
+two bulk writes that each dialect does its fastest way. Backends:
 
 - SQLite (`conveyor.jobs.stores.sqlite`): a file, a writer thread and a reader thread;
 - memory (`conveyor.jobs.stores.memory`): SQLite in memory, run on the event loop;

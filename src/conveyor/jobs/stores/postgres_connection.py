@@ -1,4 +1,4 @@
-"""An asyncpg connection as a `Connection`: the named queries of ``sql/postgres/queries.sql``.
+"""An asyncpg connection as a `Connection`: the named queries of ``sql/{common,postgres}/``.
 
 Named parameters in, asyncpg's positional ones out (`postgres_schema.Query`). A job's items go
 in by COPY, a batch of results in one statement (``unnest`` of arrays).

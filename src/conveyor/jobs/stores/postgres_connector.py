@@ -4,7 +4,7 @@
 connector opens (and migrates) on first use, runs each piece of work in one transaction on a
 pooled connection (again if PostgreSQL broke a deadlock with it), tells an outage
 (`StoreUnavailable`) from a bug, and hands notifications to callbacks. The statements are the
-named queries of ``sql/postgres/queries.sql`` (`postgres_schema`), run by `PgConnection`.
+named queries of ``sql/common/`` and ``sql/postgres/`` (`postgres_schema`), run by `PgConnection`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The PostgreSQL store's SQL: named queries from ``.sql`` files, and versioned migrations.
 
-Queries live in ``sql/postgres/queries.sql`` with ``:named`` parameters; `queries` turns each
-into asyncpg's positional form once (``$1, $2, ...`` and the order of the names), so a call
-passes a dict, as with the SQLite store. ``:now`` becomes ``COALESCE($n, <the transaction's
+Queries live in ``sql/common/queries.sql`` and ``sql/postgres/queries.sql`` (read by
+`sql_files`) with ``:named`` parameters; `queries` turns each into asyncpg's positional form
+once (``$1, $2, ...`` and the order of the names), so a call passes a dict, as with the SQLite
+store. ``:now`` becomes ``COALESCE($n, <the transaction's
 time on the database>)``: a store without a clock of its own uses the database's, the one
 clock that every worker and service instance then agrees on (leases, timestamps).
 
@@ -42,7 +43,7 @@ __all__ = [
     "split_url",
 ]
 
-_SQL = resources.files("conveyor.jobs") / "sql" / "postgres"
+_SQL = resources.files("conveyor.jobs") / "sql"
 # A :name parameter, not the second colon of a ``::type`` cast.
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _NOW = "COALESCE(:now::float8, extract(epoch FROM transaction_timestamp())::float8)"
@@ -77,14 +78,15 @@ def _compile(body: str) -> Query:
 
 @cache
 def queries() -> dict[str, Query]:
-    """The named statements of ``sql/postgres/queries.sql``, compiled."""
-    return {name: _compile(body) for name, body in read_queries(_SQL).items()}
+    """The named statements of ``sql/common/`` and ``sql/postgres/queries.sql``, compiled."""
+    sql = read_queries(_SQL, "postgres", prefix="conveyor_")
+    return {name: _compile(body) for name, body in sql.items()}
 
 
 @cache
 def migrations() -> tuple[tuple[int, str], ...]:
     """``(version, script)`` for every migration file, in order."""
-    return read_migrations(_SQL / "migrations")
+    return read_migrations(_SQL / "postgres" / "migrations")
 
 
 LATEST_VERSION = len(migrations())

@@ -1,4 +1,4 @@
-"""A SQLite connection as a `Connection`: the named queries of ``sql/sqlite/queries.sql``.
+"""A SQLite connection as a `Connection`: the named queries of ``sql/{common,sqlite}/``.
 
 Shared by the file store (`conveyor.jobs.stores.sqlite`) and the memory store
 (`conveyor.jobs.stores.memory`). Its methods are coroutines that never suspend: a piece of work

@@ -27,19 +27,19 @@ if TYPE_CHECKING:
 __all__ = ["APPLICATION_ID", "LATEST_VERSION", "connect", "migrations", "queries"]
 
 APPLICATION_ID = 0x434E5659  # "CNVY"
-_SQL = resources.files("conveyor.jobs") / "sql" / "sqlite"
+_SQL = resources.files("conveyor.jobs") / "sql"
 
 
 @cache
 def queries() -> dict[str, str]:
-    """The named statements of ``sql/sqlite/queries.sql``."""
-    return read_queries(_SQL)
+    """The named statements of ``sql/common/`` and ``sql/sqlite/queries.sql``."""
+    return read_queries(_SQL, "sqlite", prefix="")
 
 
 @cache
 def migrations() -> tuple[tuple[int, str], ...]:
     """``(version, script)`` for every migration file, in order."""
-    return read_migrations(_SQL / "migrations")
+    return read_migrations(_SQL / "sqlite" / "migrations")
 
 
 LATEST_VERSION = len(migrations())
