@@ -117,7 +117,7 @@ class JobRun:
         self._worker = worker
         # Per item, so looked up once: the observers that listen, and the wall clock.
         self._observes_events = worker.observers.listen_to_events
-        self._observes_attempts = worker.observers.listen_to_attempts
+        self._observes_attempts = worker.observers.listen_to_attempts()
         self._wall = _clock.wall_source()
         self._store = worker.store
         self._options = worker.options

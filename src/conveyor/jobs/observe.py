@@ -63,6 +63,14 @@ class JobObserver:
     def event(self, job: Job, event: Event) -> None:
         """An event of the engine running `job`'s items."""
 
+    def live(self) -> bool:
+        """Whether its `attempt` hook does anything now (asked once per run of a job's claim).
+
+        An observer that is off (tracing with nowhere to send spans) is then not asked per
+        attempt: its cost per item is nothing.
+        """
+        return True
+
 
 class _Together:
     """The contexts of several observers as one; each one's failure contained."""
@@ -122,10 +130,9 @@ class Observers:
         """Whether any observer has an `JobObserver.event` hook."""
         return bool(self._event)
 
-    @property
     def listen_to_attempts(self) -> bool:
-        """Whether any observer has an `JobObserver.attempt` hook."""
-        return bool(self._attempt)
+        """Whether any observer has an `JobObserver.attempt` hook and is `JobObserver.live`."""
+        return any(self._each(self._attempt, lambda o: o.live() or None))
 
     def __init__(self, observers: Sequence[JobObserver] = ()) -> None:
         self.observers = tuple(observers)

@@ -139,6 +139,10 @@ class Tracing(JobObserver):
         self._set_up = not isinstance(provider, self._trace.ProxyTracerProvider)
         return self._set_up
 
+    def live(self) -> bool:
+        """Whether spans go anywhere now (looked up: asked once per job run)."""
+        return self._configured(look=True)
+
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any] | None:
         """A ``job <task>`` span, the child of the trace the job was submitted in."""
         if not self._configured(look=True):
