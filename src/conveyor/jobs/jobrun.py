@@ -117,7 +117,7 @@ class JobRun:
         self._worker = worker
         # Per item, so looked up once: the observers that listen, and the wall clock.
         self._observes_events = worker.observers.listen_to_events
-        self._observes_attempts = worker.observers.listen_to_attempts()
+        self._attempt_observers = worker.observers.live_attempts()
         self._wall = _clock.wall_source()
         self._store = worker.store
         self._options = worker.options
@@ -272,8 +272,9 @@ class JobRun:
         item_input = self._read.pop(item.index, _UNREAD)
         if item_input is _UNREAD:
             item_input = json.loads(item.input_json)
-        if self._observes_attempts:
-            with self._worker.observers.attempt(self.job, item, item_input) as answered:
+        if self._attempt_observers:
+            observers = self._worker.observers
+            with observers.attempt(self.job, item, item_input, self._attempt_observers) as answered:
                 value = await self._task.call(item_input, ctx)
                 answered(value)
         else:

@@ -130,9 +130,9 @@ class Observers:
         """Whether any observer has an `JobObserver.event` hook."""
         return bool(self._event)
 
-    def listen_to_attempts(self) -> bool:
-        """Whether any observer has an `JobObserver.attempt` hook and is `JobObserver.live`."""
-        return any(self._each(self._attempt, lambda o: o.live() or None))
+    def live_attempts(self) -> list[JobObserver]:
+        """The observers with an `JobObserver.attempt` hook that are `JobObserver.live` now."""
+        return self._each(self._attempt, lambda o: o if o.live() else None)
 
     def __init__(self, observers: Sequence[JobObserver] = ()) -> None:
         self.observers = tuple(observers)
@@ -181,10 +181,18 @@ class Observers:
         return _Together(self, contexts) if contexts else _NOTHING
 
     def attempt(
-        self, job: Job, item: ClaimedItem, item_input: Any
+        self,
+        job: Job,
+        item: ClaimedItem,
+        item_input: Any,
+        among: list[JobObserver] | None = None,
     ) -> contextlib.AbstractContextManager[Callable[[Any], None]]:
-        """`JobObserver.attempt` of each, as one context (per attempt: kept short)."""
-        if not self._attempt:
+        """`JobObserver.attempt` of each (or of those `among` them), as one context.
+
+        Per attempt, so kept short: a job's run passes its `live_attempts`.
+        """
+        observers = self._attempt if among is None else among
+        if not observers:
             return _NOTHING
-        contexts = self._each(self._attempt, lambda o: o.attempt(job, item, item_input))
+        contexts = self._each(observers, lambda o: o.attempt(job, item, item_input))
         return _Together(self, contexts) if contexts else _NOTHING

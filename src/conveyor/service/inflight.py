@@ -9,14 +9,14 @@ the dashboard can say how many calls are in flight. Items run by other processes
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.observe import JobObserver
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import contextlib
+    from collections.abc import Callable
 
     from ..jobs.model import ClaimedItem, Job
 
@@ -37,19 +37,30 @@ class InFlight(JobObserver):
         """The attempts at `job_id`'s items in progress now."""
         return self._now.get(job_id, 0)
 
-    @contextlib.contextmanager
-    def _one(self, job_id: str) -> Iterator[Callable[[Any], None]]:
-        self._now[job_id] += 1
-        try:
-            yield _ignore
-        finally:
-            self._now[job_id] -= 1
-            if self._now[job_id] <= 0:
-                del self._now[job_id]
-
     def attempt(
         self, job: Job, item: ClaimedItem, item_input: Any
     ) -> contextlib.AbstractContextManager[Callable[[Any], None]] | None:
         """Counts the attempt while it runs."""
         del item, item_input
-        return self._one(job.id)
+        return _Attempt(self._now, job.id)
+
+
+class _Attempt:
+    """One attempt counted in flight from its start to its end (per attempt: a small class)."""
+
+    __slots__ = ("_job_id", "_now")
+
+    def __init__(self, now: Counter[str], job_id: str) -> None:
+        self._now = now
+        self._job_id = job_id
+
+    def __enter__(self) -> Callable[[Any], None]:
+        self._now[self._job_id] += 1
+        return _ignore
+
+    def __exit__(self, *exc: object) -> None:
+        left = self._now[self._job_id] - 1
+        if left > 0:
+            self._now[self._job_id] = left
+        else:
+            del self._now[self._job_id]
