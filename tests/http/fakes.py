@@ -63,3 +63,17 @@ class FakeAPI:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+
+class DatedTicket:
+    """A limiter's ticket that notes when its call was dated sent and answered."""
+
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+        self.answered: list[float] = []
+
+    def mark_sent(self, now: float) -> None:
+        self.sent.append(now)
+
+    def mark_answered(self, now: float) -> None:
+        self.answered.append(now)

@@ -9,17 +9,7 @@ import pytest
 from conveyor.engine.context import current_slots
 from conveyor.engine.sendtime import _httpx_request, date_httpx_sends
 
-
-class Ticket:
-    def __init__(self) -> None:
-        self.sent: list[float] = []
-        self.answered: list[float] = []
-
-    def mark_sent(self, now: float) -> None:
-        self.sent.append(now)
-
-    def mark_answered(self, now: float) -> None:
-        self.answered.append(now)
+from .fakes import DatedTicket
 
 
 def test_the_hook_is_installed_once_and_keeps_the_client_s_own():
@@ -34,10 +24,10 @@ def test_the_hook_is_installed_once_and_keeps_the_client_s_own():
 
 
 def test_only_requests_made_while_a_call_holds_tickets_are_traced():
-    async def main() -> tuple[dict[str, object], dict[str, object], Ticket]:
+    async def main() -> tuple[dict[str, object], dict[str, object], DatedTicket]:
         outside = httpx.Request("POST", "http://127.0.0.1/v1")
         await _httpx_request(outside)
-        ticket = Ticket()
+        ticket = DatedTicket()
         token = current_slots.set((ticket,))  # type: ignore[arg-type]
         try:
             inside = httpx.Request("POST", "http://127.0.0.1/v1")

@@ -13,17 +13,17 @@ import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from conveyor.engine.context import current_slots
 from conveyor.http import wire
+from conveyor.http.client import RawAnswer
 from conveyor.http.errors import TransportError
 from conveyor.http.wire import WireTransport
 
-if TYPE_CHECKING:
-    from conveyor.http.client import RawAnswer
+from .fakes import DatedTicket
 
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
@@ -96,41 +96,68 @@ def _transport(**kwargs: object) -> WireTransport:
     return WireTransport(connect_timeout_s=5.0, **kwargs)  # type: ignore[arg-type]
 
 
-def test_answers_come_back_whole_on_one_kept_connection() -> None:
-    """Status, lower-cased headers and body; three requests share one connection."""
+#: A request for `_exchange`: method, URL (``ORIGIN`` stands for the server's), headers, body.
+Call = tuple[str, str, dict[str, str], bytes | None]
 
-    async def main() -> tuple[list[RawAnswer], Server]:
-        server, listening = await _serving(_keep_answering)
+
+def _exchange(
+    handler: Handler, *calls: Call, host: str = "127.0.0.1"
+) -> tuple[list[RawAnswer | TransportError], Server]:
+    """Send `calls` in turn through one transport to a server run by `handler`.
+
+    Each call's answer, or the `TransportError` it raised, in order; and the server's notes.
+    """
+
+    async def main() -> tuple[list[RawAnswer | TransportError], Server]:
+        server, listening = await _serving(handler, host)
+        origin = f"{'[::1]' if host == '::1' else host}:{server.port}"
+        answers: list[RawAnswer | TransportError] = []
         async with listening:
             transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
-            answers = [await transport("POST", url, {"A": "1"}, b"{}") for _ in range(3)]
+            for method, url, headers, body in calls:
+                try:
+                    answers.append(
+                        await transport(method, url.replace("ORIGIN", origin), headers, body)
+                    )
+                except TransportError as exc:
+                    answers.append(exc)
             await transport.close()
         return answers, server
 
-    answers, server = _run(main())
-    assert [a.status for a in answers] == [200, 200, 200]
-    assert answers[0].headers["content-type"] == "application/json"
-    assert answers[0].body == b'{"ok":true}'
+    return _run(main())
+
+
+def _ok(answer: RawAnswer | TransportError) -> RawAnswer:
+    assert isinstance(answer, RawAnswer), answer
+    return answer
+
+
+def _reason(answer: RawAnswer | TransportError) -> str:
+    assert isinstance(answer, TransportError), answer
+    return str(answer)
+
+
+GET: Call = ("GET", "http://ORIGIN/", {}, None)
+
+
+def test_answers_come_back_whole_on_one_kept_connection() -> None:
+    """Status, lower-cased headers and body; three requests share one connection."""
+    call: Call = ("POST", "http://ORIGIN/v1/chat/completions", {"A": "1"}, b"{}")
+    answers, server = _exchange(_keep_answering, call, call, call)
+    assert [_ok(a).status for a in answers] == [200, 200, 200]
+    assert _ok(answers[0]).headers["content-type"] == "application/json"
+    assert _ok(answers[0]).body == b'{"ok":true}'
     assert server.connections == 1
     assert len(server.requests) == 3
 
 
 def test_the_request_is_written_as_http_1_1_with_its_own_length_and_host() -> None:
     """A line's Host and Content-Length are not taken; the URL's path is percent-encoded."""
-
-    async def main() -> bytes:
-        server, listening = await _serving(_keep_answering)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/v1/é x?q=1"
-            headers = {"Authorization": "Bearer k", "Host": "evil", "Content-Length": "99"}
-            await transport("POST", url, headers, b'{"a":1}')
-            await transport.close()
-        return server.requests[0]
-
-    request = _run(main())
-    head, body = request.split(b"\r\n\r\n")
+    headers = {"Authorization": "Bearer k", "Host": "evil", "Content-Length": "99"}
+    _, server = _exchange(
+        _keep_answering, ("POST", "http://ORIGIN/v1/é x?q=1", headers, b'{"a":1}')
+    )
+    head, body = server.requests[0].split(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"POST /v1/%C3%A9%20x?q=1 HTTP/1.1"
     assert lines[1].startswith(b"Host: 127.0.0.1:")
@@ -141,15 +168,8 @@ def test_the_request_is_written_as_http_1_1_with_its_own_length_and_host() -> No
 
 
 def test_credentials_in_the_url_become_basic_authorization() -> None:
-    async def main() -> bytes:
-        server, listening = await _serving(_keep_answering)
-        async with listening:
-            transport = _transport()
-            await transport("GET", f"http://user:p%40ss@127.0.0.1:{server.port}/x", {}, None)
-            await transport.close()
-        return server.requests[0]
-
-    request = _run(main())
+    _, server = _exchange(_keep_answering, ("GET", "http://user:p%40ss@ORIGIN/x", {}, None))
+    request = server.requests[0]
     assert b"Authorization: Basic dXNlcjpwQHNz\r\n" in request
     assert b"user" not in request.split(b"\r\n")[1]  # not in Host
 
@@ -159,18 +179,9 @@ def test_credentials_in_the_url_become_basic_authorization() -> None:
     [("X-A", "v\r\nX-Injected: 1"), ("X-A", "v\nb"), ("X-A\r\nX-B", "v"), ("X:A", "v")],
 )
 def test_a_header_with_a_line_break_is_refused_and_nothing_is_sent(name, value) -> None:
-    async def main() -> tuple[str, Server]:
-        server, listening = await _serving(_keep_answering)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("POST", f"http://127.0.0.1:{server.port}/", {name: value}, b"")
-            await transport.close()
-        return str(caught.value), server
-
-    reason, server = _run(main())
-    assert repr(name) in reason
-    assert "not sent" in reason
+    (answer,), server = _exchange(_keep_answering, ("POST", "http://ORIGIN/", {name: value}, b""))
+    assert repr(name) in _reason(answer)
+    assert "not sent" in _reason(answer)
     assert server.requests == []
 
 
@@ -182,17 +193,8 @@ def test_a_chunked_answer_is_joined() -> None:
                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             )
 
-    async def main() -> tuple[list[RawAnswer], Server]:
-        server, listening = await _serving(chunked)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            answers = [await transport("GET", url, {}, None) for _ in range(2)]
-            await transport.close()
-        return answers, server
-
-    answers, server = _run(main())
-    assert [a.body for a in answers] == [b"hello world"] * 2
+    answers, server = _exchange(chunked, GET, GET)
+    assert [_ok(a).body for a in answers] == [b"hello world"] * 2
     assert server.connections == 1
 
 
@@ -204,17 +206,8 @@ def test_an_answer_without_a_length_ends_with_its_connection() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
         await writer.drain()
 
-    async def main() -> tuple[list[RawAnswer], Server]:
-        server, listening = await _serving(until_close)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            answers = [await transport("GET", url, {}, None) for _ in range(2)]
-            await transport.close()
-        return answers, server
-
-    answers, server = _run(main())
-    assert [a.body for a in answers] == [b"all of it"] * 2
+    answers, server = _exchange(until_close, GET, GET)
+    assert [_ok(a).body for a in answers] == [b"all of it"] * 2
     assert server.connections == 2  # not kept: the server closed it
 
 
@@ -226,43 +219,29 @@ def test_an_answer_cut_short_fails_its_request_and_is_not_sent_again() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
         await writer.drain()
 
-    async def main() -> tuple[str, Server]:
-        server, listening = await _serving(cut)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("POST", f"http://127.0.0.1:{server.port}/", {}, b"{}")
-            await transport.close()
-        return str(caught.value), server
-
-    reason, server = _run(main())
-    assert "in the middle of its answer" in reason
+    (answer,), server = _exchange(cut, ("POST", "http://ORIGIN/", {}, b"{}"))
+    assert "in the middle of its answer" in _reason(answer)
     assert len(server.requests) == 1
+
+
+async def _one_then_close(reader, writer, server: Server) -> None:
+    await server.read_request(reader)
+    writer.write(_answer())
+    await writer.drain()
+
+
+def _bodies(server: Server) -> list[bytes]:
+    return [r.rsplit(b"\r\n", 1)[1] for r in server.requests]
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_request() -> None:
     """Kept alive by the answer, closed by the server afterwards: the next request goes anew."""
-
-    async def one_then_close(reader, writer, server: Server) -> None:
-        await server.read_request(reader)
-        writer.write(_answer())
-        await writer.drain()
-
-    async def main() -> tuple[list[RawAnswer], Server]:
-        server, listening = await _serving(one_then_close)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            first = await transport("POST", url, {}, b"1")
-            await asyncio.sleep(0)  # nothing timed: lets the server's close be read, or not
-            second = await transport("POST", url, {}, b"2")
-            await transport.close()
-        return [first, second], server
-
-    answers, server = _run(main())
-    assert [a.status for a in answers] == [200, 200]
+    answers, server = _exchange(
+        _one_then_close, ("POST", "http://ORIGIN/", {}, b"1"), ("POST", "http://ORIGIN/", {}, b"2")
+    )
+    assert [_ok(a).status for a in answers] == [200, 200]
     assert server.connections == 2
-    assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2"]  # each once
+    assert _bodies(server) == [b"1", b"2"]  # each once
 
 
 def test_a_reused_connection_dead_before_answering_sends_the_request_once_more() -> None:
@@ -278,20 +257,12 @@ def test_a_reused_connection_dead_before_answering_sends_the_request_once_more()
             writer.write(_answer())
             await writer.drain()
 
-    async def main() -> tuple[RawAnswer, Server]:
-        server, listening = await _serving(drop_the_second)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            await transport("POST", url, {}, b"1")
-            second = await transport("POST", url, {}, b"2")
-            await transport.close()
-        return second, server
-
-    second, server = _run(main())
-    assert second.status == 200
+    answers, server = _exchange(
+        drop_the_second, ("POST", "http://ORIGIN/", {}, b"1"), ("POST", "http://ORIGIN/", {}, b"2")
+    )
+    assert _ok(answers[1]).status == 200
     assert server.connections == 2
-    assert [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2", b"2"]
+    assert _bodies(server) == [b"1", b"2", b"2"]
 
 
 def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again() -> None:
@@ -300,17 +271,8 @@ def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again
     async def drop(reader, writer, server: Server) -> None:
         await server.read_request(reader)
 
-    async def main() -> tuple[str, Server]:
-        server, listening = await _serving(drop)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("POST", f"http://127.0.0.1:{server.port}/", {}, b"1")
-            await transport.close()
-        return str(caught.value), server
-
-    reason, server = _run(main())
-    assert reason == "the server closed the connection before answering"
+    (answer,), server = _exchange(drop, ("POST", "http://ORIGIN/", {}, b"1"))
+    assert _reason(answer) == "the server closed the connection before answering"
     assert len(server.requests) == 1
 
 
@@ -318,18 +280,8 @@ def test_an_idle_connection_older_than_the_limit_is_not_reused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(wire, "IDLE_S", -1.0)
-
-    async def main() -> Server:
-        server, listening = await _serving(_keep_answering)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            for _ in range(3):
-                await transport("GET", url, {}, None)
-            await transport.close()
-        return server
-
-    assert _run(main()).connections == 3
+    _, server = _exchange(_keep_answering, GET, GET, GET)
+    assert server.connections == 3
 
 
 def test_connection_close_in_the_answer_is_honoured() -> None:
@@ -338,17 +290,8 @@ def test_connection_close_in_the_answer_is_honoured() -> None:
             writer.write(_answer(extra=b"Connection: close\r\n"))
             await writer.drain()
 
-    async def main() -> Server:
-        server, listening = await _serving(closing)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            for _ in range(2):
-                await transport("GET", url, {}, None)
-            await transport.close()
-        return server
-
-    assert _run(main()).connections == 2
+    _, server = _exchange(closing, GET, GET)
+    assert server.connections == 2
 
 
 @pytest.mark.parametrize(
@@ -366,15 +309,8 @@ def test_an_encoded_answer_is_decoded(encoding, encode) -> None:
         while await server.read_request(reader) is not None:
             writer.write(_answer(encode(body), extra=f"Content-Encoding: {encoding}\r\n".encode()))
 
-    async def main() -> RawAnswer:
-        server, listening = await _serving(encoded)
-        async with listening:
-            transport = _transport()
-            answer = await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
-            await transport.close()
-        return answer
-
-    assert _run(main()).body == body
+    (answer,), _ = _exchange(encoded, GET)
+    assert _ok(answer).body == body
 
 
 def test_an_encoding_not_known_fails_its_request_naming_it() -> None:
@@ -382,16 +318,8 @@ def test_an_encoding_not_known_fails_its_request_naming_it() -> None:
         while await server.read_request(reader) is not None:
             writer.write(_answer(b"\x1b\x00", extra=b"Content-Encoding: br\r\n"))
 
-    async def main() -> str:
-        server, listening = await _serving(brotli)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
-            await transport.close()
-        return str(caught.value)
-
-    assert "'br' is not one Conveyor decodes" in _run(main())
+    (answer,), _ = _exchange(brotli, GET)
+    assert "'br' is not one Conveyor decodes" in _reason(answer)
 
 
 def test_a_head_answer_ends_with_its_headers() -> None:
@@ -402,17 +330,10 @@ def test_a_head_answer_ends_with_its_headers() -> None:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Seen: yes\r\n\r\n")
             await writer.drain()
 
-    async def main() -> list[RawAnswer]:
-        server, listening = await _serving(head)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            answers = [await transport("HEAD", url, {}, None) for _ in range(2)]
-            await transport.close()
-        return answers
-
-    answers = _run(main())
-    assert [(a.status, a.body, a.headers["x-seen"]) for a in answers] == [(200, b"", "yes")] * 2
+    call: Call = ("HEAD", "http://ORIGIN/", {}, None)
+    answers, _ = _exchange(head, call, call)
+    seen = [(_ok(a).status, _ok(a).body, _ok(a).headers["x-seen"]) for a in answers]
+    assert seen == [(200, b"", "yes")] * 2
 
 
 def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
@@ -420,17 +341,9 @@ def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
         while await server.read_request(reader) is not None:
             writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + _answer(b"final"))
 
-    async def main() -> RawAnswer:
-        server, listening = await _serving(early_hints)
-        async with listening:
-            transport = _transport()
-            answer = await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
-            await transport.close()
-        return answer
-
-    answer = _run(main())
-    assert (answer.status, answer.body) == (200, b"final")
-    assert "link" not in answer.headers
+    (answer,), _ = _exchange(early_hints, GET)
+    assert (_ok(answer).status, _ok(answer).body) == (200, b"final")
+    assert "link" not in _ok(answer).headers
 
 
 def test_an_answer_that_is_not_http_fails_its_request() -> None:
@@ -440,16 +353,8 @@ def test_an_answer_that_is_not_http_fails_its_request() -> None:
         await writer.drain()
         await reader.read()
 
-    async def main() -> str:
-        server, listening = await _serving(garbage)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
-            await transport.close()
-        return str(caught.value)
-
-    assert "not valid HTTP/1.1" in _run(main())
+    (answer,), _ = _exchange(garbage, GET)
+    assert "not valid HTTP/1.1" in _reason(answer)
 
 
 def test_a_refused_connection_names_the_host_and_port() -> None:
@@ -509,23 +414,11 @@ def test_a_request_cancelled_in_flight_closes_its_connection() -> None:
     assert server.connections == 2
 
 
-class _Ticket:
-    def __init__(self) -> None:
-        self.sent: list[float] = []
-        self.answered: list[float] = []
-
-    def mark_sent(self, now: float) -> None:
-        self.sent.append(now)
-
-    def mark_answered(self, now: float) -> None:
-        self.answered.append(now)
-
-
 @pytest.mark.parametrize("dated", [True, False])
 def test_a_dated_transport_dates_the_attempts_slots_when_sent_and_answered(dated) -> None:
-    async def main() -> _Ticket:
+    async def main() -> DatedTicket:
         server, listening = await _serving(_keep_answering)
-        ticket = _Ticket()
+        ticket = DatedTicket()
         async with listening:
             transport = _transport(dated=dated)
             current_slots.set([ticket])  # type: ignore[list-item]
@@ -585,16 +478,8 @@ def test_a_header_block_past_the_bound_fails_its_request() -> None:
         await writer.drain()
         await reader.read()
 
-    async def main() -> str:
-        server, listening = await _serving(endless)
-        async with listening:
-            transport = _transport()
-            with pytest.raises(TransportError) as caught:
-                await transport("GET", f"http://127.0.0.1:{server.port}/", {}, None)
-            await transport.close()
-        return str(caught.value)
-
-    assert "headers pass 256 KiB" in _run(main())
+    (answer,), _ = _exchange(endless, GET)
+    assert "headers pass 256 KiB" in _reason(answer)
 
 
 def test_bytes_on_an_idle_connection_retire_it() -> None:
@@ -605,28 +490,11 @@ def test_bytes_on_an_idle_connection_retire_it() -> None:
             writer.write(_answer(b"asked") + _answer(b"not asked"))
             await writer.drain()
 
-    async def main() -> tuple[list[RawAnswer], Server]:
-        server, listening = await _serving(extra)
-        async with listening:
-            transport = _transport()
-            url = f"http://127.0.0.1:{server.port}/"
-            answers = [await transport("GET", url, {}, None) for _ in range(3)]
-            await transport.close()
-        return answers, server
-
-    answers, server = _run(main())
-    assert [a.body for a in answers] == [b"asked"] * 3
+    answers, server = _exchange(extra, GET, GET, GET)
+    assert [_ok(a).body for a in answers] == [b"asked"] * 3
     assert server.connections == 3  # none was reused after its extra answer
 
 
 def test_an_ipv6_literal_host_is_reached_and_named_in_brackets() -> None:
-    async def main() -> bytes:
-        server, listening = await _serving(_keep_answering, "::1")
-        async with listening:
-            transport = _transport()
-            await transport("GET", f"http://[::1]:{server.port}/x", {}, None)
-            await transport.close()
-        return server.requests[0]
-
-    request = _run(main())
-    assert request.split(b"\r\n")[1].startswith(b"Host: [::1]:")
+    _, server = _exchange(_keep_answering, ("GET", "http://ORIGIN/x", {}, None), host="::1")
+    assert server.requests[0].split(b"\r\n")[1].startswith(b"Host: [::1]:")
