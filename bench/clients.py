@@ -110,11 +110,11 @@ async def with_rnet(url: str) -> int:
     return ok
 
 
-async def with_wire(url: str) -> int:
-    from conveyor.http.wire import WireTransport  # noqa: PLC0415 - Conveyor's own
+async def with_http1(url: str) -> int:
+    from conveyor.http.http1 import Http1Transport  # noqa: PLC0415 - Conveyor's own
 
     ok = 0
-    transport = WireTransport(connect_timeout_s=10.0)
+    transport = Http1Transport(connect_timeout_s=10.0)
     sem = asyncio.Semaphore(CONCURRENCY)
 
     async def one() -> None:
@@ -135,7 +135,7 @@ CLIENTS: dict[str, Any] = {
         ("httpx", with_httpx, "httpx"),
         ("pyreqwest", with_pyreqwest, "pyreqwest"),
         ("rnet", with_rnet, "rnet"),
-        ("conveyor wire", with_wire, "httptools"),
+        ("conveyor http1", with_http1, "httptools"),
     )
     if importlib.util.find_spec(module) is not None
 }

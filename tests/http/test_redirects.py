@@ -13,7 +13,7 @@ from aiohttp import web
 
 from conveyor.http.client import AiohttpTransport
 from conveyor.http.errors import HTTPStatusError
-from conveyor.http.wire import WireTransport
+from conveyor.http.http1 import Http1Transport
 from conveyor.jobs.http_task import HttpJobTask
 
 SECRET = "Bearer sk-redirect-0123456789"  # noqa: S105 - a made-up key the test hunts for
@@ -47,7 +47,7 @@ async def _pair(status: int) -> tuple[list[web.AppRunner], str, list[str]]:
     return [runner, other], url, reached
 
 
-@pytest.mark.parametrize("client", ["wire", "aiohttp"])
+@pytest.mark.parametrize("client", ["http1", "aiohttp"])
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_the_transport_reports_a_redirect_and_does_not_follow_it(status, client):
     """Every redirect status is the answer itself; the server it points to gets no request."""
@@ -55,10 +55,10 @@ def test_the_transport_reports_a_redirect_and_does_not_follow_it(status, client)
     async def main() -> None:
         runners, url, reached = await _pair(status)
         try:
-            if client == "wire":
-                wire = WireTransport(connect_timeout_s=5.0)
-                answer = await wire("POST", f"{url}/v1/chat", {"Authorization": SECRET}, b"{}")
-                await wire.close()
+            if client == "http1":
+                own = Http1Transport(connect_timeout_s=5.0)
+                answer = await own("POST", f"{url}/v1/chat", {"Authorization": SECRET}, b"{}")
+                await own.close()
             else:
                 async with aiohttp.ClientSession() as session:
                     answer = await AiohttpTransport(session)(

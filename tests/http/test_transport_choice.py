@@ -1,6 +1,6 @@
 """Which client a run sends through: Conveyor's own HTTP/1.1 transport by default; any passed.
 
-`WireTransport` is the default for every run (it dates a window's admissions and teaches a
+`Http1Transport` is the default for every run (it dates a window's admissions and teaches a
 bucket how late calls leave, when the run's limits need it; it costs a third of aiohttp's CPU
 per request with no added latency: docs/decisions.md).
 `ReqwestTransport` stays a transport a run may be given (``transport=``): the end-to-end tests
@@ -17,8 +17,8 @@ import pytest
 from conveyor import Retry
 from conveyor.http import Batch, BatchFiles, BatchLimits, Endpoint, prepare
 from conveyor.http.batch import _open_transport
+from conveyor.http.http1 import Http1Transport
 from conveyor.http.setup import CONNECT_TIMEOUT_S
-from conveyor.http.wire import WireTransport
 from conveyor.mockapi import Faults, MockAPI, MockConfig
 
 from .helpers import id_counts, read_results, write_requests
@@ -35,14 +35,14 @@ from .helpers import id_counts, read_results, write_requests
     ids=["no-limit", "paced", "window", "bucket"],
 )
 def test_a_run_sends_through_its_own_transport_dated_when_shaped(run, limits) -> None:
-    """Whatever the limits, the run's transport is `WireTransport`; a window or bucket dates."""
+    """Whatever the limits, the run's transport is `Http1Transport`; a window or bucket dates."""
 
     async def main() -> object:
         async with contextlib.AsyncExitStack() as stack:
             return await _open_transport(limits, stack)
 
     transport = run(main())
-    assert isinstance(transport, WireTransport)
+    assert isinstance(transport, Http1Transport)
     shaped = limits.window_s is not None or limits.bucket_s is not None
     assert transport._dated is shaped
 

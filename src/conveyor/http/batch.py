@@ -100,7 +100,7 @@ class Batch:
         limits: concurrency and the API's limits.
         retry: the retry policy (attempts, timeout).
         transport: the HTTP I/O; default: the run's own HTTP/1.1 transport
-            (`conveyor.http.wire.WireTransport`), a third of aiohttp's CPU per request.
+            (`conveyor.http.http1.Http1Transport`), a third of aiohttp's CPU per request.
         llm: answer checks, response cache, prices and budget (`conveyor.llm.LlmOptions`).
     """
 
@@ -383,17 +383,17 @@ class Batch:
 
 
 async def _open_transport(limits: BatchLimits, stack: contextlib.AsyncExitStack) -> Transport:
-    """The run's transport, closed with `stack`: HTTP/1.1 on asyncio's transports (`.wire`).
+    """The run's transport, closed with `stack`: HTTP/1.1 on asyncio's transports (`.http1`).
 
     It costs a third of aiohttp's CPU per request, with no added latency (`bench/clients.py`,
     `bench/http.py`, docs/decisions.md). A window dates its admissions when the request goes
     out, and a bucket learns how late requests go out (`conveyor.policy.lateness`): with
     either, the transport dates them.
     """
-    from .wire import WireTransport  # noqa: PLC0415 - the runner's only
+    from .http1 import Http1Transport  # noqa: PLC0415 - the runner's only
 
     shaped = limits.window_s is not None or limits.bucket_s is not None
-    transport = WireTransport(connect_timeout_s=CONNECT_TIMEOUT_S, dated=shaped)
+    transport = Http1Transport(connect_timeout_s=CONNECT_TIMEOUT_S, dated=shaped)
     stack.push_async_callback(transport.close)
     return transport
 

@@ -5,7 +5,7 @@ requests in flight on a 2-core machine the same request and answer cost about 60
 client process's CPU through pyreqwest against 140-170 us through aiohttp (``bench/clients.py``),
 but each request waits longer for its answer, so runs bound by the API's latency, the common
 case, finish later through it (``bench/http.py`` scenarios 1 and 3: +5% and +20% of the run's
-time; docs/decisions.md). A run's own transport is `conveyor.http.wire.WireTransport`, which
+time; docs/decisions.md). A run's own transport is `conveyor.http.http1.Http1Transport`, which
 costs less CPU than either.
 
 As `AiohttpTransport`: redirects are not followed (a redirect would carry the run's headers,

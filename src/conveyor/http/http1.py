@@ -1,4 +1,4 @@
-"""`WireTransport`: HTTP/1.1 on asyncio's own transports, answers parsed by httptools.
+"""`Http1Transport`: HTTP/1.1 on asyncio's own transports, answers parsed by httptools.
 
 The batch runner's transport. Every request of a run goes to one origin with the same few
 headers and waits for its whole answer; a general client pays per request for what such a run
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from ..limits.protocol import Ticket
 
-__all__ = ["IDLE_S", "MAX_HEADER_BYTES", "WireTransport"]
+__all__ = ["IDLE_S", "MAX_HEADER_BYTES", "Http1Transport"]
 
 #: An idle connection older than this is closed rather than reused (servers drop idle ones).
 IDLE_S = 15.0
@@ -299,7 +299,7 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     raise ValueError(msg)
 
 
-class WireTransport:
+class Http1Transport:
     """Sends HTTP/1.1 requests over kept-alive connections, one request per connection at a time.
 
     Args:

@@ -1,4 +1,4 @@
-"""`WireTransport`, conveyor run's HTTP/1.1 client, against servers that script every byte.
+"""`Http1Transport`, conveyor run's HTTP/1.1 client, against servers that script every byte.
 
 Real sockets on 127.0.0.1 (asyncio servers written here), so these run in real time: each
 server answers at once and nothing waits on a timer. Each test names what a careful client
@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import pytest
 
 from conveyor.engine.context import current_slots
-from conveyor.http import wire
+from conveyor.http import http1
 from conveyor.http.client import RawAnswer
 from conveyor.http.errors import TransportError
-from conveyor.http.wire import WireTransport
+from conveyor.http.http1 import Http1Transport
 
 from .fakes import DatedTicket
 
@@ -92,8 +92,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-def _transport(**kwargs: object) -> WireTransport:
-    return WireTransport(connect_timeout_s=5.0, **kwargs)  # type: ignore[arg-type]
+def _transport(**kwargs: object) -> Http1Transport:
+    return Http1Transport(connect_timeout_s=5.0, **kwargs)  # type: ignore[arg-type]
 
 
 #: A request for `_exchange`: method, URL (``ORIGIN`` stands for the server's), headers, body.
@@ -279,7 +279,7 @@ def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again
 def test_an_idle_connection_older_than_the_limit_is_not_reused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wire, "IDLE_S", -1.0)
+    monkeypatch.setattr(http1, "IDLE_S", -1.0)
     _, server = _exchange(_keep_answering, GET, GET, GET)
     assert server.connections == 3
 
@@ -471,7 +471,7 @@ def test_a_header_block_past_the_bound_fails_its_request() -> None:
     async def endless(reader, writer, server: Server) -> None:
         await server.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\n")
-        for n in range(wire.MAX_HEADER_BYTES // 1000 + 2):
+        for n in range(http1.MAX_HEADER_BYTES // 1000 + 2):
             writer.write(f"X-{n}: {'a' * 1000}\r\n".encode())
             await writer.drain()
         writer.write(b"\r\n")
