@@ -172,8 +172,11 @@ class Observers:
 
     def event(self, job: Job, event: Event) -> None:
         """`JobObserver.event` of each."""
-        if self._event:  # twice per item: nothing to make when nobody listens
-            self._each(self._event, lambda o: o.event(job, event))
+        for o in self._event:  # twice per item: a plain loop, nothing made per call
+            try:
+                o.event(job, event)
+            except Exception as exc:
+                self.failed(exc)
 
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any]:
         """`JobObserver.running` of each, as one context."""
