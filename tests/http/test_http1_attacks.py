@@ -166,3 +166,25 @@ def test_two_hundred_requests_in_flight_each_get_their_own_answer() -> None:
     bodies, pooled, distinct, connections = _run(main())
     assert bodies == [f"/{n}".encode() for n in range(200)] * 2
     assert pooled == distinct == connections == 200
+
+
+def test_a_new_connection_closed_before_its_request_is_written_fails_at_once() -> None:
+    """Closed between its opening and the request's write: the request fails, it does not hang."""
+
+    async def closes_at_once(reader, writer, server: Server) -> None:
+        writer.close()
+
+    async def main() -> str:
+        server, listening = await _serving(closes_at_once)
+        async with listening:
+            transport = _transport()
+            target = http1._Target(f"http://127.0.0.1:{server.port}/")
+            connection = await transport._open(target)
+            # The connection has no event for its close: yield to the loop until it is seen.
+            while not connection.closed:  # noqa: ASYNC110
+                await asyncio.sleep(0)
+            with pytest.raises(TransportError) as caught:
+                await transport._exchange(connection, target, b"GET / HTTP/1.1\r\n\r\n", True, ())
+        return str(caught.value)
+
+    assert "before answering" in _run(main())

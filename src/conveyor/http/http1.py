@@ -234,6 +234,11 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._slots = slots
         self.got_bytes = False
+        if self.closed:  # the server closed it since it opened: no answer would ever come
+            waiter.set_exception(
+                TransportError("the server closed the connection before answering")
+            )
+            return waiter
         self.transport.write(data)
         if slots:
             now = asyncio.get_running_loop().time()
