@@ -17,7 +17,9 @@ What it keeps of a careful client:
   idle, it read nothing);
 - answers of any framing (a length, chunked, or up to the connection's end) and a
   ``Content-Encoding`` of gzip or deflate (sent only when a request's own headers ask);
-- header names and values with a line break are refused, never sent (no header injection);
+- a method or header name that is not an HTTP token, and a header value with a line break,
+  are refused, never sent (no request-line or header injection); a chunked answer's trailers
+  are not taken for its headers;
 - redirects are not followed (a redirect would carry the run's headers, its credentials,
   wherever it points) and no proxy is taken from the environment: as `AiohttpTransport`;
 - the engine times each attempt (``--timeout``), and an attempt cancelled mid-request closes
@@ -31,6 +33,7 @@ bucket learns how late calls leave.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from typing import TYPE_CHECKING
@@ -54,13 +57,17 @@ IDLE_S = 15.0
 #: The connections kept idle per origin, at most (more are closed as they come back).
 _IDLE_MAX = 1024
 #: The most bytes of header names and values one answer may hold (aiohttp's line bound, 8 KiB,
-#: times the 32 headers an API answer rarely passes); a larger header block fails the request.
+#: times the 32 headers an API answer rarely passes); a larger header block fails the request,
+#: as does a head still unfinished after this many bytes (one endless line).
 MAX_HEADER_BYTES = 256 * 1024
 #: The request headers the transport writes itself.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: Characters left as they are in a path and query (RFC 3986's reserved and unreserved, and %).
 _URL_SAFE = "/?#[]@!$&'()*+,;=-._~:%"
+#: An HTTP token (RFC 9110, 5.6.2), what a method and a header name are made of: anything else
+#: (a space, a line break, a letter beyond ASCII) would rewrite the request line or the headers.
+_is_token = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 
 
 class _Target:
@@ -70,17 +77,20 @@ class _Target:
 
     def __init__(self, url: str) -> None:
         try:
-            split = urlsplit(url)
-            port = split.port
-        except ValueError as exc:
+            self._parse(url)
+        except ValueError as exc:  # a bad port, a host IDNA cannot encode, a lone surrogate
             msg = f"cannot send to {url!r}: {exc}"
             raise TransportError(msg) from None
+
+    def _parse(self, url: str) -> None:
+        split = urlsplit(url)
+        port = split.port
         if split.scheme not in ("http", "https") or not split.hostname:
             msg = f"cannot send to {url!r}: not an http:// or https:// URL with a host"
             raise TransportError(msg)
         self.https = split.scheme == "https"
         self.host = split.hostname
-        self.port = port or (443 if self.https else 80)
+        self.port = port if port is not None else (443 if self.https else 80)
         self.origin = (self.https, self.host, self.port)
         netloc = split.netloc.rpartition("@")[2]
         path = split.path or "/"
@@ -105,6 +115,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
+        "_head_read",
         "_header_bytes",
         "_headers",
         "_parser",
@@ -124,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[RawAnswer] | None = None
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
+        self._head_read = 0
         self._body: list[bytes] = []
         self._status = 0
         self._slots: Sequence[Ticket] = ()
@@ -148,6 +160,11 @@ class _Connection(asyncio.Protocol):
             self._fail("the server switched protocols, which Conveyor does not speak")
         except httptools.HttpParserError as exc:
             self._fail(f"the answer is not valid HTTP/1.1 ({exc})")
+        else:
+            if not self._status:  # the head is unfinished: httptools holds its last line whole
+                self._head_read += len(data)
+                if self._head_read > MAX_HEADER_BYTES:
+                    self._fail(f"the answer's headers pass {MAX_HEADER_BYTES // 1024} KiB")
 
     def eof_received(self) -> bool | None:
         return False  # close the transport
@@ -180,7 +197,8 @@ class _Connection(asyncio.Protocol):
         if self._header_bytes > MAX_HEADER_BYTES:
             self._fail(f"the answer's headers pass {MAX_HEADER_BYTES // 1024} KiB")
             raise httptools.HttpParserError  # stops the parser; the request failed above
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        if not self._status:  # trailers, after the body, are counted but not taken
+            self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -211,10 +229,16 @@ class _Connection(asyncio.Protocol):
         self._waiter = waiter
         self._headers = []
         self._header_bytes = 0
+        self._head_read = 0
         self._body = []
         self._status = 0
         self._slots = slots
         self.got_bytes = False
+        if self.closed:  # the server closed it since it opened: no answer would ever come
+            waiter.set_exception(
+                TransportError("the server closed the connection before answering")
+            )
+            return waiter
         self.transport.write(data)
         if slots:
             now = asyncio.get_running_loop().time()
@@ -424,6 +448,9 @@ def _request_bytes(
     method: str, target: _Target, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
     """The request as written: request line, headers, body."""
+    if not _is_token(method):
+        msg = f"the method {method!r} is not an HTTP token: not sent"
+        raise TransportError(msg)
     lines = [
         f"{method} ".encode("ascii"),
         target.target,
@@ -437,8 +464,8 @@ def _request_bytes(
         lowered = name.lower()
         if lowered in _OWN:
             continue
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
-            msg = f"the header {name!r} holds a line break or a colon in its name: not sent"
+        if "\n" in value or "\r" in value or not _is_token(name):
+            msg = f"the header {name!r} holds a line break or a name not an HTTP token: not sent"
             raise TransportError(msg)
         authorized = authorized or lowered == "authorization"
         parts.append(f"{name}: {value}\r\n")
