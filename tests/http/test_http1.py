@@ -235,13 +235,16 @@ def _bodies(server: Server) -> list[bytes]:
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_request() -> None:
-    """Kept alive by the answer, closed by the server afterwards: the next request goes anew."""
+    """Kept alive by the answer, closed by the server afterwards: the next request goes anew.
+
+    Seen closed in the pool, or dead as it is written (then sent again: a GET is safe twice).
+    """
     answers, server = _exchange(
-        _one_then_close, ("POST", "http://ORIGIN/", {}, b"1"), ("POST", "http://ORIGIN/", {}, b"2")
+        _one_then_close, ("GET", "http://ORIGIN/1", {}, None), ("GET", "http://ORIGIN/2", {}, None)
     )
     assert [_ok(a).status for a in answers] == [200, 200]
     assert server.connections == 2
-    assert _bodies(server) == [b"1", b"2"]  # each once
+    assert [r.split(b" ")[1] for r in server.requests] == [b"/1", b"/2"]  # each read once
 
 
 def test_a_reused_connection_dead_before_answering_sends_the_request_once_more() -> None:
@@ -257,12 +260,37 @@ def test_a_reused_connection_dead_before_answering_sends_the_request_once_more()
             writer.write(_answer())
             await writer.drain()
 
+    key = {"Idempotency-Key": "k-2"}
     answers, server = _exchange(
-        drop_the_second, ("POST", "http://ORIGIN/", {}, b"1"), ("POST", "http://ORIGIN/", {}, b"2")
+        drop_the_second,
+        ("POST", "http://ORIGIN/", {}, b"1"),
+        ("POST", "http://ORIGIN/", key, b"2"),
+        ("GET", "http://ORIGIN/", {}, None),
     )
     assert _ok(answers[1]).status == 200
     assert server.connections == 2
-    assert _bodies(server) == [b"1", b"2", b"2"]
+    assert _bodies(server) == [b"1", b"2", b"2", b""]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_request_not_safe_to_send_twice_is_not_sent_again(method) -> None:
+    """The server may have read it before it dropped the kept connection: the attempt fails.
+
+    The engine's retry policy decides then, counted and paced like any retry.
+    """
+
+    async def drop_the_second(reader, writer, server: Server) -> None:
+        while await server.read_request(reader) is not None:
+            if len(server.requests) == 2:
+                return
+            writer.write(_answer())
+            await writer.drain()
+
+    answers, server = _exchange(
+        drop_the_second, ("POST", "http://ORIGIN/", {}, b"1"), (method, "http://ORIGIN/", {}, b"2")
+    )
+    assert _reason(answers[1]) == "the server closed the connection before answering"
+    assert _bodies(server) == [b"1", b"2"]
 
 
 def test_a_request_on_a_new_connection_closed_before_answering_is_not_sent_again() -> None:

@@ -11,10 +11,10 @@ added latency.
 What it keeps of a careful client:
 
 - TLS for ``https://`` (the default context: certificates and host names checked);
-- keep-alive, with an idle connection dropped after `IDLE_S` and one the server closed while
-  idle replaced before the request is lost: a request whose connection was reused and closed
-  before any byte of its answer is sent once more on a new connection (the server closed it
-  idle, it read nothing);
+- keep-alive, with an idle connection dropped after `IDLE_S`; a request whose reused
+  connection closed before any byte of its answer (the server closed it while idle) is sent
+  once more on a new connection when that is safe, an idempotent method or an idempotency
+  key; any other fails its attempt, for the engine's retry policy (`_replayable`);
 - answers of any framing (a length, chunked, or up to the connection's end) and a
   ``Content-Encoding`` of gzip or deflate (sent only when a request's own headers ask);
 - a method or header name that is not an HTTP token, and a header value with a line break,
@@ -63,6 +63,8 @@ MAX_HEADER_BYTES = 256 * 1024
 #: The request headers the transport writes itself.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Methods a server may receive twice with the effect of once (RFC 9110, 9.2.2).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 #: Characters left as they are in a path and query (RFC 3986's reserved and unreserved, and %).
 _URL_SAFE = "/?#[]@!$&'()*+,;=-._~:%"
 #: An HTTP token (RFC 9110, 5.6.2), what a method and a header name are made of: anything else
@@ -365,9 +367,10 @@ class Http1Transport:
             try:
                 return await self._exchange(connection, target, data, expect_body, slots)
             except TransportError:
-                if connection.got_bytes:
+                if connection.got_bytes or not _replayable(method, headers):
                     raise
-                # Closed by the server while idle, before it read the request: send it anew.
+                # Closed by the server while idle, most likely before it read the request: a
+                # request it is safe to send twice goes again, on a new connection.
         connection = await self._open(target)
         return await self._exchange(connection, target, data, expect_body, slots)
 
@@ -482,3 +485,16 @@ def _request_bytes(
     if body:
         out.append(body)
     return b"".join(out)
+
+
+def _replayable(method: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request may go again after its reused connection died without an answer.
+
+    The server most likely closed that connection while it was idle, but it may have read the
+    request: only an idempotent method, or a request with an idempotency key, is sent again
+    at once (as Go's client does). Any other fails its attempt, and the engine's retry policy
+    decides, counted and paced like every retry.
+    """
+    if method in _IDEMPOTENT:
+        return True
+    return any(name.lower() in ("idempotency-key", "x-idempotency-key") for name in headers)
