@@ -35,17 +35,19 @@ class InFlight(JobObserver):
         return len(running) if running else 0
 
     def event(self, job: Job, event: Event) -> None:
-        """An attempt starts, or ends (retried or settled): counted by its item's index.
+        """An attempt starts, or ends (retried or settled): counted by the engine's index.
 
-        Ending is idempotent: an item cancelled while it waited to be retried ends twice.
+        The engine's index, not the item's: a run that claims an item again (its items were
+        requeued under it) calls it twice at once, and each call ends on its own. Ending is
+        idempotent: an item cancelled while it waited to be retried ends twice.
         """
         if isinstance(event, ItemStarted):
-            self._running.setdefault(job.id, set()).add(event.item.index)
+            self._running.setdefault(job.id, set()).add(event.index)
             return
         if isinstance(event, ItemRetrying):
-            index = event.item.index
+            index = event.index
         elif isinstance(event, ItemFinished):
-            index = event.outcome.item.index
+            index = event.outcome.index
         else:
             return
         running = self._running.get(job.id)
