@@ -144,3 +144,33 @@ def test_until_the_application_sets_up_tracing_no_span_is_made():
     tracing = Tracing()
     assert tracing.running("w", job) is None
     assert tracing.attempt(job, ClaimedItem("j", 0, "1", 0), 1) is None
+
+
+def test_tracing_set_up_after_the_worker_started_traces_the_next_job_s_run(run, spans, monkeypatch):
+    """No provider when the first job's run starts: its attempts make no span; the next run's do."""
+    from opentelemetry import trace
+
+    provider, exporter = spans
+    store, app = MemoryStore(), App()
+
+    @app.task("first")
+    async def first(x):
+        # The application sets up tracing while the worker runs this job.
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+        return x
+
+    @app.task("second")
+    async def second(x):
+        return x
+
+    async def main() -> None:
+        jobs = Jobs(store, app=app)
+        await jobs.submit("first", [1, 2])
+        await jobs.submit("second", [1, 2, 3])
+        worker = Worker(store, app, options=FAST, observers=[Tracing()])
+        await worker.run(until_idle=True)
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    run(main())
+    names = sorted(span.name for span in exporter.get_finished_spans())
+    assert names == ["item second"] * 3 + ["job second"]

@@ -119,6 +119,12 @@ class Broken(JobObserver):
     def claimed(self, worker_id, claim):
         raise RuntimeError("observer bug")
 
+    def attempt(self, job, item, item_input):
+        raise RuntimeError("observer bug")
+
+    def live(self):
+        raise RuntimeError("observer bug")
+
 
 def test_an_observer_that_raises_loses_no_result(run, caplog):
     """A failing observer is logged once; every item is still settled and counted by the rest."""
