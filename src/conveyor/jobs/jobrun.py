@@ -234,7 +234,7 @@ class JobRun:
             # can take the rest (counts.running then means "in flight").
             held = self._yielded - self._finished
             limit = max(1, _claim_target(self.job.options.concurrency) - held)
-        claim_some = partial(self._worker.claim, limit=limit, job_id=self.job.id)
+        claim_some = partial(self._claim_under_lease, limit)
         try:
             _, claim = await self._worker.unless_stopped(
                 self._outage.call(claim_some, doing="claiming items", give_up=self._stopped)
@@ -245,6 +245,31 @@ class JobRun:
             return False
         self._queue.extend(claim.items)
         return True
+
+    async def _claim_under_lease(self, limit: int) -> Claim | None:
+        """Claim more of the job's items, once the lease is known to be still this run's.
+
+        A claim would otherwise take the lease back after another process found it lapsed
+        and put this run's items back to pending: the run would claim items it is still
+        calling, and call them twice. So the lease is renewed first (one write per claim);
+        if it is gone the run is lost: it claims nothing, closes and records nothing.
+        """
+        try:
+            renewed = await self._store.renew(self._worker.id, lease_s=self._options.lease_s)
+        except StoreUnavailable:
+            raise  # the outage's retries (see `_claim_more`)
+        except Exception as exc:
+            # As on a heartbeat: one failed write must not end the run; the claim goes on
+            # under the lease as last renewed, and the next beat renews it.
+            self._log_error("renewing the lease before a claim failed; claiming", exc)
+            renewed = True
+        else:
+            if renewed:
+                self._renewed_at = _clock.now()
+        if not renewed:
+            self._lost = True
+            return None
+        return await self._worker.claim(limit=limit, job_id=self.job.id)
 
     def _stopped(self) -> bool:
         """Whether the run takes no more items (stopping, cancelled, or its lease lost)."""
@@ -479,6 +504,8 @@ class JobRun:
 
     async def _renew(self) -> bool:
         """Renew the lease when due (every ``lease_s / 3``); False once it is lost."""
+        if self._lost:
+            return False
         o = self._options
         now = _clock.now()
         if now - self._renewed_at < o.lease_s / 3:
