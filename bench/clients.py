@@ -159,9 +159,9 @@ def main() -> int:
     print(
         f"{N:,} chat requests, concurrency {CONCURRENCY}, mock API at latency 0; best of {ROUNDS}"
     )
-    print(f"{'client':<10} {'loop':<8} {'requests/s':>11} {'CPU µs/request':>15}")
+    print(f"{'client':<14} {'loop':<8} {'requests/s':>11} {'CPU µs/request':>15}")
     for (name, loop), (wall, cpu) in best.items():
-        print(f"{name:<10} {loop:<8} {N / wall:>11,.0f} {cpu / N * 1e6:>15,.0f}")
+        print(f"{name:<14} {loop:<8} {N / wall:>11,.0f} {cpu / N * 1e6:>15,.0f}")
     base = best["aiohttp", "asyncio"][1]
     for (name, loop), (_, cpu) in best.items():
         print(f"{name} on {loop}: {cpu / base:.2f}x the CPU per request of aiohttp on asyncio")
