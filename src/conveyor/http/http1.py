@@ -454,13 +454,8 @@ def _request_bytes(
     if not _is_token(method):
         msg = f"the method {method!r} is not an HTTP token: not sent"
         raise TransportError(msg)
-    lines = [
-        f"{method} ".encode("ascii"),
-        target.target,
-        b" HTTP/1.1\r\nHost: ",
-        target.host_header,
-    ]
-    out = [b"".join(lines), b"\r\n"]
+    out = [method.encode("ascii"), b" ", target.target, b" HTTP/1.1\r\nHost: "]
+    out += (target.host_header, b"\r\n")
     parts: list[str] = []
     authorized = False
     for name, value in headers.items():

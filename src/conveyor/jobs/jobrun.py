@@ -115,8 +115,7 @@ class JobRun:
         self, worker: Worker, claim: Claim, task: Task, limiters: tuple[Limiter, ...]
     ) -> None:
         self._worker = worker
-        # Per item, so looked up once: the observers that listen, and the wall clock.
-        self._observes_events = worker.observers.listen_to_events
+        # Per item, so looked up once: the attempt observers that are on, and the wall clock.
         self._attempt_observers = worker.observers.live_attempts()
         self._wall = _clock.wall_source()
         self._store = worker.store
@@ -255,20 +254,14 @@ class JobRun:
         if it is gone the run is lost: it claims nothing, closes and records nothing.
         """
         try:
-            renewed = await self._store.renew(self._worker.id, lease_s=self._options.lease_s)
+            if not await self._renew(due=True):
+                return None  # lost
         except StoreUnavailable:
             raise  # the outage's retries (see `_claim_more`)
         except Exception as exc:
             # As on a heartbeat: one failed write must not end the run; the claim goes on
             # under the lease as last renewed, and the next beat renews it.
             self._log_error("renewing the lease before a claim failed; claiming", exc)
-            renewed = True
-        else:
-            if renewed:
-                self._renewed_at = _clock.now()
-        if not renewed:
-            self._lost = True
-            return None
         return await self._worker.claim(limit=limit, job_id=self.job.id)
 
     def _stopped(self) -> bool:
@@ -315,8 +308,7 @@ class JobRun:
         self._progress_dirty = True
 
     def _on_event(self, event: Event) -> None:
-        if self._observes_events:
-            self._worker.observers.event(self.job, event)
+        self._worker.observers.event(self.job, event)
         if not isinstance(event, ItemFinished):
             return
         o = event.outcome
@@ -502,13 +494,13 @@ class JobRun:
                 return True
         return False
 
-    async def _renew(self) -> bool:
-        """Renew the lease when due (every ``lease_s / 3``); False once it is lost."""
+    async def _renew(self, *, due: bool = False) -> bool:
+        """Renew the lease when due (every ``lease_s / 3``, or now if `due`); False once lost."""
         if self._lost:
             return False
         o = self._options
         now = _clock.now()
-        if now - self._renewed_at < o.lease_s / 3:
+        if not due and now - self._renewed_at < o.lease_s / 3:
             return True
         if not await self._store.renew(self._worker.id, lease_s=o.lease_s):
             self._lost = True

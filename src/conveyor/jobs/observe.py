@@ -125,11 +125,6 @@ class Observers:
 
     __slots__ = ("_attempt", "_claimed", "_event", "_logged", "_running", "observers")
 
-    @property
-    def listen_to_events(self) -> bool:
-        """Whether any observer has an `JobObserver.event` hook."""
-        return bool(self._event)
-
     def live_attempts(self) -> list[JobObserver]:
         """The observers with an `JobObserver.attempt` hook that are `JobObserver.live` now."""
         return self._each(self._attempt, lambda o: o if o.live() else None)

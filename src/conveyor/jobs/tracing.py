@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +37,6 @@ if TYPE_CHECKING:
     from .model import ClaimedItem, Job, JobOptions
 
 __all__ = ["Tracing", "carry_trace", "default_observers", "llm_call", "tracing_available"]
-
-#: Between job runs, how often an attempt looks whether the application set up tracing.
-_LOOK_EVERY_S = 1.0
 
 #: LLM request paths (their endings) -> the GenAI operation they are.
 _OPERATIONS = (
@@ -119,33 +115,26 @@ class Tracing(JobObserver):
         self._own = tracer_provider is not None
         self._tracer = trace.get_tracer("conveyor", __version__, tracer_provider=tracer_provider)
         self._set_up = self._own
-        self._next_look = 0.0
 
-    def _configured(self, *, look: bool = False) -> bool:
+    def _configured(self) -> bool:
         """Whether spans go anywhere: a provider given, or one set up by the application.
 
-        Asked per attempt, answered from memory: the global provider is set once and for good,
-        so once set it is remembered; until then it is looked up as each job's run starts
-        (`look`) and at most once a second between (the lookup reads the environment: a fifth
-        of a no-op item's cost).
+        The global provider is set once and for good, so once set it is remembered; until then
+        it is looked up (that reads the environment), which the worker does once per job run
+        (`live`): a run begun before the application set up tracing makes no spans.
         """
-        if self._set_up:
-            return True
-        now = time.monotonic()
-        if not look and now < self._next_look:
-            return False
-        self._next_look = now + _LOOK_EVERY_S
-        provider = self._trace.get_tracer_provider()
-        self._set_up = not isinstance(provider, self._trace.ProxyTracerProvider)
+        if not self._set_up:
+            provider = self._trace.get_tracer_provider()
+            self._set_up = not isinstance(provider, self._trace.ProxyTracerProvider)
         return self._set_up
 
     def live(self) -> bool:
-        """Whether spans go anywhere now (looked up: asked once per job run)."""
-        return self._configured(look=True)
+        """Whether spans go anywhere now (asked once per job run)."""
+        return self._configured()
 
     def running(self, worker_id: str, job: Job) -> contextlib.AbstractContextManager[Any] | None:
         """A ``job <task>`` span, the child of the trace the job was submitted in."""
-        if not self._configured(look=True):
+        if not self._configured():
             return None
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415 - optional
             TraceContextTextMapPropagator,

@@ -37,9 +37,9 @@ class InFlight(JobObserver):
     def event(self, job: Job, event: Event) -> None:
         """An attempt starts, or ends (retried or settled): counted by the engine's index.
 
-        The engine's index, not the item's: a run that claims an item again (its items were
-        requeued under it) calls it twice at once, and each call ends on its own. Ending is
-        idempotent: an item cancelled while it waited to be retried ends twice.
+        The engine's index, not the item's: it is unique for each item a run pulls, so two
+        calls of one item (claimed twice) end each on its own. Ending is idempotent: an item
+        cancelled while it waited to be retried ends twice.
         """
         if isinstance(event, ItemStarted):
             self._running.setdefault(job.id, set()).add(event.index)
