@@ -419,6 +419,32 @@ def test_output_tokens_are_a_debt_settled_for_every_process():
     asyncio.run(main())
 
 
+def test_estimated_output_reservations_need_room_in_every_process():
+    """Reservations estimated (here a first guess of 60) need their own 60 among the spread.
+
+    A books three calls of 60: 20 of the spread's 200 are left. B's call of 60 waits until 40
+    more came back, 40 / 198 s, as the local limiter's (`SPREAD_ROOM`); a reservation of a
+    call's bound would only need the spread above zero, and go at once.
+    """
+    url, clock = redis_url(), ServerClock()
+    local = Limiter("api", **ANTHROPIC, output_estimate=60)
+    local_bucket = local._constraints[2]
+
+    async def main() -> None:
+        a, b = two_processes(url, clock, **ANTHROPIC, output_estimate=60)
+        cost = {"input_tokens": 10, "output_tokens": 1000}
+        for _ in range(3):
+            slot = await a.admit(cost)
+            assert slot.settled["output_tokens"] == 60
+            local_bucket.admit(clock.now, 60.0)
+        wait = await ask(b, "b1", cost)
+        assert wait == pytest.approx(40 / 198, abs=1e-6)
+        assert wait == pytest.approx(local_bucket.wait_s(clock.now, 60.0), abs=1e-6)
+        await close(a, b)
+
+    asyncio.run(main())
+
+
 def test_paced_limits_are_shared_at_their_pace():
     """Paced (no window, no bucket): B's first call waits one interval after A's, 1/(10 x 0.98)."""
     url, clock = redis_url(), ServerClock()

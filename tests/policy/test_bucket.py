@@ -110,6 +110,31 @@ def test_a_debt_bucket_mirrors_the_api_which_wastes_refill_while_full():
     assert debt.level(0.4) == pytest.approx(40.0)
 
 
+def test_reservations_with_room_let_in_together_no_more_than_the_room_allows():
+    """A full spread of 200: above zero lets three calls of 90 in at once (270), room 0.5 two.
+
+    Calls let in together are answered together; with room, what may go at once is the level
+    less the last call's need, so a lump of answers stays within the mirror's half bucket
+    plus one call. A call reserving more than the room needs the room only.
+    """
+
+    def at_once(room: float, cost: float) -> int:
+        spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False, room=room)
+        admitted = 0
+        while spread.wait_s(0.0, cost) == 0.0:
+            spread.admit(0.0, cost)
+            admitted += 1
+        return admitted
+
+    assert at_once(0.0, 90.0) == 3
+    assert at_once(0.5, 90.0) == 2
+    assert at_once(0.5, 150.0) == 1
+    assert at_once(0.5, 39.0) == 5  # each needing its own 39: 200 holds five
+    spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False, room=0.5)
+    spread.admit(0.0, 300.0)  # 100 below zero: the next needs 100 of room, not its 300
+    assert spread.wait_s(0.0, 300.0) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_a_refund_gives_back_but_never_fills_above_the_capacity():
     bucket = TokenBucket(rate_per_s=1.0, capacity=5.0)
     bucket.admit(0.0, 4.0)

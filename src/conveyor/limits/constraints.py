@@ -14,6 +14,7 @@ from ..policy.rates import Rate
 from ..policy.window import Entry, SlidingWindow
 
 if TYPE_CHECKING:
+    from ..policy.output_estimate import OutputEstimate
     from .spec import LimiterConfig
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "BURST_SPREAD",
     "DEBT_DIMENSIONS",
     "PACED_MARGIN",
+    "SPREAD_ROOM",
     "WINDOW_MARGIN",
     "Constraint",
     "ServerCap",
@@ -51,6 +53,13 @@ BUCKET_LATE_S = 0.02
 #: the API's bucket together, and 0.2 s of each rate takes them. Only a full bucket's first
 #: burst is smaller; the rate is the same.
 BUCKET_RESERVE = 0.2
+
+#: A call whose output reservation is estimated from answers needs this share of the output
+#: bucket's capacity among the reservations (at most its own reservation): calls let in
+#: together are answered together, and what their answers take at once must fit the half
+#: bucket the mirror keeps for answers written and not yet read. A reservation of the call's
+#: ``max_tokens`` over-reserves enough not to need it.
+SPREAD_ROOM = 0.5
 
 #: Dimensions whose budget a call needs only to be above zero: the API counts them as the
 #: answer is produced, so the call's cost may take the budget below zero (a debt).
@@ -93,6 +102,7 @@ class Constraint:
     """
 
     __slots__ = (
+        "answers",
         "bucket",
         "burst",
         "burst_s",
@@ -105,8 +115,14 @@ class Constraint:
         "window_s",
     )
 
-    def __init__(self, rate: Rate, config: LimiterConfig) -> None:
-        """`rate`, kept in the shape `config` gives (its window, buckets or burst)."""
+    def __init__(
+        self, rate: Rate, config: LimiterConfig, answers: OutputEstimate | None = None
+    ) -> None:
+        """`rate`, kept in the shape `config` gives (its window, buckets or burst).
+
+        `answers`: what the limiter learns of output from answers; with output learned
+        (``output_reserve="learned"``), reservations it estimates need `SPREAD_ROOM`.
+        """
         self.unit = rate.unit
         self.shape: Shape = config.shape
         self.window_s = config.window_s
@@ -118,6 +134,7 @@ class Constraint:
         #: With a debt bucket: the reservations, spread at the rate (`TokenBucket.mirror`).
         self.spread: TokenBucket | None = None
         self.rate = rate
+        self.answers = answers if config.output_reserve == "learned" else None
         self._build(rate)
 
     def _build(self, rate: Rate) -> None:
@@ -197,11 +214,21 @@ class Constraint:
             return self.bucket.largest_cost()
         return self.rate.limit
 
+    def room(self) -> float:
+        """The share of the capacity a call needs among the spread reservations (`SPREAD_ROOM`).
+
+        Only reservations estimated from answers (or a first guess) need it: one that is a
+        call's ``max_tokens`` over-reserves, and needs the spread above zero.
+        """
+        answers = self.answers
+        return SPREAD_ROOM if answers is not None and answers.estimate() is not None else 0.0
+
     def wait_s(self, now: float, units: float) -> float:
         """Seconds until `units` may be admitted."""
         if self.bucket is not None:
             wait = self.bucket.wait_s(now, units)
             if self.spread is not None:
+                self.spread.room = self.room()
                 wait = max(wait, self.spread.wait_s(now, units))
             return wait
         assert self.pacer is not None

@@ -115,8 +115,8 @@ class Limiter:
         self.config = config
         self.name = config.name
         self.window_s = config.window_s
-        self._constraints = [Constraint(r, config) for r in config.rates]
         self.costs = CostModel(config)
+        self._constraints = [Constraint(r, config, self.costs.output) for r in config.rates]
         adaptive, self._max_in_flight = concurrency_policy(
             config.name, config.concurrency, config.concurrency_bounds
         )

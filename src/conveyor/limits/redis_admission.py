@@ -69,7 +69,10 @@ def _unreachable_errors() -> tuple[type[BaseException], ...]:
 
 
 def _figures(c: Constraint) -> list[Any]:
-    """A constraint as admit.lua reads it: kind, limit, adopted field, five figures."""
+    """A constraint as admit.lua reads it: kind, limit, adopted field, five figures.
+
+    A debt bucket's fifth figure, its spread's room, is the call's: `admit_args` puts it.
+    """
     field = f"{c.unit}/{c.rate.period_s:g}"
     head: list[Any] = [repr(c.rate.limit), field]
     if c.bucket is not None:
@@ -201,6 +204,8 @@ class RedisAdmission:
             args += [dim, repr(amount)]
         for c, figures in zip(self._constraints, self._figures, strict=True):
             args += [figures[0], repr(units[c.unit]), *figures[1:]]
+            if c.spread is not None:
+                args[-1] = repr(c.room())  # what this call's reservation needs
         return args
 
     @property

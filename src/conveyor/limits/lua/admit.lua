@@ -15,8 +15,8 @@
 --           leaves room for it (policy/bucket.py, BUCKET_RESERVE); a debt bucket (output tokens) mirrors the API's: it needs to
 --           hold a margin (half the bucket), takes nothing now, and takes the answer's output
 --           when it is settled (settle.lua), which may leave it below zero; beside it, the
---           reservations are booked on a second TAT (`spread`: above zero to admit, taken
---           now, corrected at the answer) that spreads calls at the rate. A call let in
+--           reservations are booked on a second TAT (`spread`: holding its room to admit,
+--           taken now, corrected at the answer) that spreads calls at the rate. A call let in
 --           from a full bucket is booked as of `late` s later (BUCKET_LATE_S: the API's bucket, still full, wastes that refill).
 --     A limit some process adopted from the API's headers (KEYS[4], per dimension and period)
 --     scales the constraint's figures, exactly as Constraint.set_limit does locally.
@@ -36,7 +36,8 @@
 --       nine: kind, units, limit (per its period), adopted-limit field, and five figures:
 --       'w': share, window s, pacer interval s per unit, 1 if every entry costs 1 else 0, 0;
 --       'p': limit, 0, interval s per unit, tolerance s, 0;
---       'b': refill per s, capacity, 1 for a debt bucket else 0, late s, reserve share.
+--       'b': refill per s, capacity, 1 for a debt bucket else 0, late s, and the reserve
+--           share (a debt bucket: its spread's room, TokenBucket.room).
 -- Reply: {1, admitted_at}, {0, wait_seconds}, {-1, the halt's message}, or {-2, constraint
 --        index (0-based), the largest cost it allows now} (numbers as strings: Lua truncates).
 
@@ -169,8 +170,9 @@ for i = 0, n - 1 do
         local w = tat - (capacity - need - kept) / rate - now
         if debt then
             if w >= 0 then wait = math.max(wait, w + PAD) end
-            -- The reservations, spread at the rate: above zero before this one is taken.
-            local sw = spread - capacity / rate - now
+            -- The reservations, spread at the rate: holding the room's share of the capacity
+            -- (at most this call's reservation; room 0: above zero) before it is taken.
+            local sw = spread - (capacity - math.min(units, p5 * capacity)) / rate - now
             if sw >= 0 then wait = math.max(wait, sw + PAD) end
             step.spread = spread
         elseif w > EPS then
