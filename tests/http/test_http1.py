@@ -20,7 +20,7 @@ import pytest
 from conveyor.engine.context import current_slots
 from conveyor.http import http1
 from conveyor.http.client import RawAnswer
-from conveyor.http.errors import TransportError
+from conveyor.http.errors import AnswerTooLarge, TransportError
 from conveyor.http.http1 import Http1Transport
 
 from .fakes import DatedTicket
@@ -96,22 +96,25 @@ def _transport(**kwargs: object) -> Http1Transport:
     return Http1Transport(connect_timeout_s=5.0, **kwargs)  # type: ignore[arg-type]
 
 
+#: What a request that got no answer raised.
+Failed = TransportError | AnswerTooLarge
+
 #: A request for `_exchange`: method, URL (``ORIGIN`` stands for the server's), headers, body.
 Call = tuple[str, str, dict[str, str], bytes | None]
 
 
 def _exchange(
     handler: Handler, *calls: Call, host: str = "127.0.0.1"
-) -> tuple[list[RawAnswer | TransportError], Server]:
+) -> tuple[list[RawAnswer | Failed], Server]:
     """Send `calls` in turn through one transport to a server run by `handler`.
 
     Each call's answer, or the `TransportError` it raised, in order; and the server's notes.
     """
 
-    async def main() -> tuple[list[RawAnswer | TransportError], Server]:
+    async def main() -> tuple[list[RawAnswer | Failed], Server]:
         server, listening = await _serving(handler, host)
         origin = f"{'[::1]' if host == '::1' else host}:{server.port}"
-        answers: list[RawAnswer | TransportError] = []
+        answers: list[RawAnswer | Failed] = []
         async with listening:
             transport = _transport()
             for method, url, headers, body in calls:
@@ -119,7 +122,7 @@ def _exchange(
                     answers.append(
                         await transport(method, url.replace("ORIGIN", origin), headers, body)
                     )
-                except TransportError as exc:
+                except (TransportError, AnswerTooLarge) as exc:
                     answers.append(exc)
             await transport.close()
         return answers, server
@@ -127,13 +130,13 @@ def _exchange(
     return _run(main())
 
 
-def _ok(answer: RawAnswer | TransportError) -> RawAnswer:
+def _ok(answer: RawAnswer | Failed) -> RawAnswer:
     assert isinstance(answer, RawAnswer), answer
     return answer
 
 
-def _reason(answer: RawAnswer | TransportError) -> str:
-    assert isinstance(answer, TransportError), answer
+def _reason(answer: RawAnswer | Failed) -> str:
+    assert isinstance(answer, TransportError | AnswerTooLarge), answer
     return str(answer)
 
 

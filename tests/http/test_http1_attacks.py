@@ -8,11 +8,14 @@ inject into the request line, and many requests in flight on one origin.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 
 import pytest
 
 from conveyor.http import http1
-from conveyor.http.errors import TransportError
+from conveyor.http.errors import AnswerTooLarge, TransportError
+from conveyor.policy.classify import classify
 
 from .test_http1 import GET, Server, _exchange, _ok, _reason, _run, _serving, _transport
 
@@ -188,3 +191,90 @@ def test_a_new_connection_closed_before_its_request_is_written_fails_at_once() -
         return str(caught.value)
 
     assert "before answering" in _run(main())
+
+
+@pytest.fixture
+def one_mib(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Answers bounded at 1 MiB, so that the tests send megabytes, not the real 64 MiB."""
+    monkeypatch.setattr(http1, "MAX_BODY_BYTES", 2**20)
+    return 2**20
+
+
+def test_a_length_past_the_bound_fails_before_the_body_is_read(one_mib: int) -> None:
+    """A Content-Length of 5 GB: refused from the head, not retried, the body never waited for."""
+    answer = _HEAD + b"Content-Length: 5000000000\r\n\r\n" + b"a" * 1000
+    (failed,), _ = _exchange(_answering(answer), GET)
+    assert isinstance(failed, AnswerTooLarge)
+    assert "larger than Conveyor takes from one answer, 1 MiB" in _reason(failed)
+    assert "Content-Length says 5,000,000,000 bytes" in _reason(failed)
+    assert classify(failed).kind == "permanent"
+
+
+@pytest.mark.parametrize("framing", [b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n"])
+def test_an_endless_body_fails_at_the_bound(one_mib: int, framing: bytes) -> None:
+    """Chunks or bytes until the connection ends, forever: the request fails at 1 MiB."""
+
+    async def endless(reader, writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(_HEAD + framing + b"\r\n")
+        chunk = b"a" * 65536
+        for _ in range(one_mib // len(chunk) + 8):
+            writer.write(b"10000\r\n" + chunk + b"\r\n" if b"chunked" in framing else chunk)
+            await writer.drain()
+        await reader.read()
+
+    (failed,), _ = _exchange(endless, GET)
+    assert isinstance(failed, AnswerTooLarge)
+    assert "went on past that" in _reason(failed)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"), [(b"gzip", 31), (b"deflate", 15), (b"deflate", -15)]
+)
+def test_a_small_body_that_decodes_past_the_bound_fails(
+    one_mib: int, encoding: bytes, wbits: int
+) -> None:
+    """A few KiB that would inflate to 64 MiB of zeros: stopped at the bound, not inflated."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    bomb = packer.compress(b"\0" * 64 * one_mib) + packer.flush()
+    assert len(bomb) < 100_000
+    head = _HEAD + b"Content-Encoding: " + encoding + b"\r\nContent-Length: "
+    answer = head + str(len(bomb)).encode() + b"\r\n\r\n" + bomb
+    (failed,), _ = _exchange(_answering(answer), GET)
+    assert isinstance(failed, AnswerTooLarge)
+    assert f"its {encoding.decode()} body decodes to more" in _reason(failed)
+
+
+def test_a_body_at_the_bound_is_answered_whole(one_mib: int) -> None:
+    """Exactly 1 MiB, gzipped or not, on one connection: both answered, byte for byte."""
+    body = bytes(range(256)) * (one_mib // 256)
+    packed = gzip.compress(body)
+    plain = _HEAD + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    zipped = (
+        _HEAD
+        + b"Content-Encoding: gzip\r\nContent-Length: "
+        + str(len(packed)).encode()
+        + b"\r\n\r\n"
+        + packed
+    )
+
+    async def both(reader, writer, server: Server) -> None:
+        for answer in (plain, zipped):
+            await server.read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+        await reader.read()
+
+    answers, server = _exchange(both, GET, GET)
+    assert [_ok(a).body for a in answers] == [body, body]
+    assert server.connections == 1
+
+
+def test_a_truncated_gzip_body_still_fails_as_broken() -> None:
+    """A gzip stream cut short is not taken for a whole answer."""
+    packed = gzip.compress(b"x" * 10_000)[:-20]
+    head = _HEAD + b"Content-Encoding: gzip\r\nContent-Length: "
+    answer = head + str(len(packed)).encode() + b"\r\n\r\n" + packed
+    (failed,), _ = _exchange(_answering(answer), GET)
+    assert isinstance(failed, TransportError)
+    assert "gzip body" in _reason(failed)

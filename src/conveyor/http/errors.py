@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
     from .response import Response
 
-__all__ = ["BatchError", "HTTPStatusError", "InputError", "OutputError", "TransportError"]
+__all__ = [
+    "AnswerTooLarge",
+    "BatchError",
+    "HTTPStatusError",
+    "InputError",
+    "OutputError",
+    "TransportError",
+]
 
 
 class BatchError(ConveyorError):
@@ -69,3 +76,10 @@ class HTTPStatusError(ConveyorError):
 
 class TransportError(ConveyorError, ConnectionError):
     """No answer: the connection was refused, timed out at the socket, or was dropped."""
+
+
+class AnswerTooLarge(ConveyorError):
+    """An answer's body, or what its encoding decodes to, passes the transport's bound.
+
+    Not retried: the same request would be answered the same way.
+    """

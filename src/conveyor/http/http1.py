@@ -17,6 +17,9 @@ What it keeps of a careful client:
   key; any other fails its attempt, for the engine's retry policy (`_replayable`);
 - answers of any framing (a length, chunked, or up to the connection's end) and a
   ``Content-Encoding`` of gzip or deflate (sent only when a request's own headers ask);
+- an answer's body, read or decoded, is bounded (`MAX_BODY_BYTES`): a larger one, an endless
+  one or a small gzip that would decode to gigabytes fails its request (`AnswerTooLarge`,
+  not retried) and holds at most the bound in memory;
 - a method or header name that is not an HTTP token, and a header value with a line break,
   are refused, never sent (no request-line or header injection); a chunked answer's trailers
   are not taken for its headers;
@@ -43,14 +46,14 @@ import httptools
 
 from ..engine.context import current_slots
 from .client import RawAnswer
-from .errors import TransportError
+from .errors import AnswerTooLarge, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from ..limits.protocol import Ticket
 
-__all__ = ["IDLE_S", "MAX_HEADER_BYTES", "Http1Transport"]
+__all__ = ["IDLE_S", "MAX_BODY_BYTES", "MAX_HEADER_BYTES", "Http1Transport"]
 
 #: An idle connection older than this is closed rather than reused (servers drop idle ones).
 IDLE_S = 15.0
@@ -60,6 +63,10 @@ _IDLE_MAX = 1024
 #: times the 32 headers an API answer rarely passes); a larger header block fails the request,
 #: as does a head still unfinished after this many bytes (one endless line).
 MAX_HEADER_BYTES = 256 * 1024
+#: The most bytes one answer's body may hold, as sent and as decoded (an API's answer to one
+#: request is kilobytes; a batch's output file is read through another route). A larger one
+#: fails its request with `AnswerTooLarge`, never held whole.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 #: The request headers the transport writes itself.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -117,6 +124,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
+        "_body_bytes",
         "_head_read",
         "_header_bytes",
         "_headers",
@@ -139,6 +147,7 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._head_read = 0
         self._body: list[bytes] = []
+        self._body_bytes = 0
         self._status = 0
         self._slots: Sequence[Ticket] = ()
         self.closed = False
@@ -211,8 +220,18 @@ class _Connection(asyncio.Protocol):
         if 100 <= self._status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._headers.clear()
             self._status = 0
+            return
+        for name, value in self._headers:  # a length past the bound fails before the body
+            length = value.strip()
+            if name == "content-length" and length.isdigit() and int(length) > MAX_BODY_BYTES:
+                self._too_large(f"its Content-Length says {int(length):,} bytes")
+                raise httptools.HttpParserError  # stops the parser
 
     def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > MAX_BODY_BYTES:
+            self._too_large("it went on past that")
+            raise httptools.HttpParserError  # stops the parser; the request failed above
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -233,6 +252,7 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._head_read = 0
         self._body = []
+        self._body_bytes = 0
         self._status = 0
         self._slots = slots
         self.got_bytes = False
@@ -277,16 +297,33 @@ class _Connection(asyncio.Protocol):
                 self.keep_alive = False
                 waiter.set_exception(TransportError(f"the answer's {encoding} body: {exc}"))
                 return
+            except AnswerTooLarge:
+                self._too_large(f"its {encoding} body decodes to more")
+                return
         if not self.keep_alive:
             self.close()
         waiter.set_result(RawAnswer(self._status, headers, body))
 
     def _fail(self, reason: str) -> None:
         """Fail the waiting request with `reason` (the first reason given wins) and close."""
+        self._fail_with(TransportError(reason))
+
+    def _too_large(self, how: str) -> None:
+        """Fail the waiting request: its answer passes `MAX_BODY_BYTES` (`how`), and close."""
+        self._body = []
+        self._fail_with(
+            AnswerTooLarge(
+                f"the answer to this request is larger than Conveyor takes from one answer,"
+                f" {MAX_BODY_BYTES // 2**20} MiB: {how}. An API's answer to one request is"
+                " far smaller: check the request's url"
+            )
+        )
+
+    def _fail_with(self, error: Exception) -> None:
         waiter = self._waiter
         self.close()
         if waiter is not None and not waiter.done():
-            waiter.set_exception(TransportError(reason))
+            waiter.set_exception(error)
 
 
 class _HeadOnly:
@@ -315,14 +352,25 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     if name == "identity":
         return body
     if name in ("gzip", "x-gzip"):
-        return zlib.decompress(body, wbits=47)  # gzip or zlib header, detected
+        return _inflated(body, 47)  # gzip or zlib header, detected
     if name == "deflate":
         try:
-            return zlib.decompress(body)
+            return _inflated(body, 15)
         except zlib.error:
-            return zlib.decompress(body, wbits=-15)  # raw deflate, as some servers send it
+            return _inflated(body, -15)  # raw deflate, as some servers send it
     msg = f"encoding {encoding!r} is not one Conveyor decodes (gzip, deflate)"
     raise ValueError(msg)
+
+
+def _inflated(body: bytes, wbits: int) -> bytes:
+    """`body` decompressed, never past `MAX_BODY_BYTES` (`AnswerTooLarge` if it would go on)."""
+    inflater = zlib.decompressobj(wbits=wbits)
+    out = inflater.decompress(body, MAX_BODY_BYTES + 1)
+    if len(out) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+        raise AnswerTooLarge(MAX_BODY_BYTES)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 class Http1Transport:
