@@ -14,6 +14,8 @@ from .._version import __version__
 from .openapi_messages import MODELS as MESSAGE_MODELS
 from .openapi_messages import message_batch_paths
 from .openapi_parts import REF, json_answer, path_id, ref
+from .openapi_views import MODELS as VIEW_MODELS
+from .openapi_views import view_paths
 from .schemas import (
     BatchCreate,
     BatchList,
@@ -320,6 +322,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 BatchList,
                 BudgetIn,
                 *MESSAGE_MODELS,
+                *VIEW_MODELS,
             )
         ],
         ref_template=REF,
@@ -572,6 +575,7 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                 },
             }
         },
+        **view_paths(common, bad=bad, job_id=_JOB_ID, job_404=job_404),
         **_openai_paths(common),
         **message_batch_paths(secured=secured),
         "/v1/events": {
