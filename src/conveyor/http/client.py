@@ -23,7 +23,7 @@ from ..engine.context import attempt_slot, current_slots
 from ..errors import InvalidAnswer
 from ..limits.costs import usage_costs
 from .apis import ANTHROPIC_VERSION, is_anthropic
-from .errors import HTTPStatusError, TransportError
+from .errors import AnswerTooLarge, HTTPStatusError, TransportError
 from .response import Response, decode_body, kept_headers
 
 if TYPE_CHECKING:
@@ -42,6 +42,12 @@ USER_AGENT = f"conveyor/{__version__}"
 
 #: Sets of a line's own header names whose merge with the run's headers is remembered.
 _KEPT_SETS = 64
+#: The most bytes one answer's body may hold, as sent and as decoded (an API's answer to one
+#: request is kilobytes; a batch's output file is read through another route). A larger one
+#: fails its request with `AnswerTooLarge`, never held whole, in either transport.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+#: What the aiohttp transport reads at a time.
+_READ_BYTES = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,7 @@ class AiohttpTransport:
             async with self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as answer:
-                data = await answer.read()
+                data = await _bounded_body(answer)
                 names = {k.lower(): v for k, v in answer.headers.items()}
                 return RawAnswer(answer.status, names, data)
         except self._errors as exc:
@@ -252,3 +258,20 @@ class HttpTask:
             if slot.limiter.limits_tokens:
                 slot.settle(real)
         tally.tokens_sent += real["tokens"] - request.cost
+
+
+async def _bounded_body(answer: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, decoded, or `AnswerTooLarge` past `MAX_BODY_BYTES` (never held)."""
+    limit = MAX_BODY_BYTES
+    declared = answer.content_length
+    if declared is not None and declared > limit:
+        raise AnswerTooLarge(f"its Content-Length says {declared:,} bytes", limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in answer.content.iter_chunked(_READ_BYTES):
+        size += len(part)
+        if size > limit:
+            answer.close()
+            raise AnswerTooLarge("it went on past that", limit)
+        parts.append(part)
+    return b"".join(parts)

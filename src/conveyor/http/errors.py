@@ -81,5 +81,14 @@ class TransportError(ConveyorError, ConnectionError):
 class AnswerTooLarge(ConveyorError):
     """An answer's body, or what its encoding decodes to, passes the transport's bound.
 
-    Not retried: the same request would be answered the same way.
+    Not retried: the same request would be answered the same way. `how` says what passed
+    the bound of `limit` bytes.
     """
+
+    def __init__(self, how: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the answer to this request is larger than Conveyor takes from one answer,"
+            f" {limit // 2**20} MiB: {how}. An API's answer to one request is far smaller:"
+            " check the request's url"
+        )

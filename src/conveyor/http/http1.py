@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httptools
 
 from ..engine.context import current_slots
+from . import client
 from .client import RawAnswer
 from .errors import AnswerTooLarge, TransportError
 
@@ -63,10 +64,8 @@ _IDLE_MAX = 1024
 #: times the 32 headers an API answer rarely passes); a larger header block fails the request,
 #: as does a head still unfinished after this many bytes (one endless line).
 MAX_HEADER_BYTES = 256 * 1024
-#: The most bytes one answer's body may hold, as sent and as decoded (an API's answer to one
-#: request is kilobytes; a batch's output file is read through another route). A larger one
-#: fails its request with `AnswerTooLarge`, never held whole.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+#: The most bytes one answer's body may hold, as sent and as decoded (`client.MAX_BODY_BYTES`).
+MAX_BODY_BYTES = client.MAX_BODY_BYTES
 #: The request headers the transport writes itself.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -311,13 +310,7 @@ class _Connection(asyncio.Protocol):
     def _too_large(self, how: str) -> None:
         """Fail the waiting request: its answer passes `MAX_BODY_BYTES` (`how`), and close."""
         self._body = []
-        self._fail_with(
-            AnswerTooLarge(
-                f"the answer to this request is larger than Conveyor takes from one answer,"
-                f" {MAX_BODY_BYTES // 2**20} MiB: {how}. An API's answer to one request is"
-                " far smaller: check the request's url"
-            )
-        )
+        self._fail_with(AnswerTooLarge(how, MAX_BODY_BYTES))
 
     def _fail_with(self, error: Exception) -> None:
         waiter = self._waiter
@@ -367,7 +360,7 @@ def _inflated(body: bytes, wbits: int) -> bytes:
     inflater = zlib.decompressobj(wbits=wbits)
     out = inflater.decompress(body, MAX_BODY_BYTES + 1)
     if len(out) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-        raise AnswerTooLarge(MAX_BODY_BYTES)
+        raise AnswerTooLarge("it decodes to more", MAX_BODY_BYTES)
     if not inflater.eof:
         raise zlib.error("incomplete or truncated stream")
     return out
