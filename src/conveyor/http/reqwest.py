@@ -11,7 +11,8 @@ costs less CPU than either.
 As `AiohttpTransport`: redirects are not followed (a redirect would carry the run's headers,
 its credentials, wherever it points); the engine times each attempt (``--timeout``), only
 opening a connection is bounded here; no proxy is taken from the environment (aiohttp takes
-none either: the run calls its base URL and nothing else).
+none either: the run calls its base URL and nothing else). An answer's body is bounded as in
+the other transports (`client.MAX_BODY_BYTES`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import datetime as dt
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from . import client
 from .client import RawAnswer
-from .errors import TransportError
+from .errors import AnswerTooLarge, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from pyreqwest.client import Client
+    from pyreqwest.response import ResponseBodyReader
 
 __all__ = ["ReqwestTransport", "open_client"]
 
@@ -66,11 +69,27 @@ class ReqwestTransport:
             if body is not None:
                 request = request.body_bytes(body)
             async with request.build_streamed() as answer:
-                data = bytes(await answer.bytes())
                 # hyper gives header names in lower case, as RawAnswer keeps them.
-                return RawAnswer(answer.status, dict(answer.headers.items()), data)
+                names = dict(answer.headers.items())
+                data = await _bounded_body(answer.body_reader, names.get("content-length"))
+                return RawAnswer(answer.status, names, data)
         except self._errors as exc:
             raise TransportError(_reason(exc, url)) from exc
+
+
+async def _bounded_body(reader: ResponseBodyReader, declared: str | None) -> bytes:
+    """The answer's body, or `AnswerTooLarge` past `client.MAX_BODY_BYTES` (never held)."""
+    limit = client.MAX_BODY_BYTES
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise AnswerTooLarge(f"its Content-Length says {int(declared):,} bytes", limit)
+    parts: list[bytes] = []
+    size = 0
+    while (part := await reader.read_chunk()) is not None:
+        size += len(part)
+        if size > limit:
+            raise AnswerTooLarge("it went on past that", limit)
+        parts.append(bytes(part))
+    return b"".join(parts)
 
 
 def _reason(exc: BaseException, url: str) -> str:
