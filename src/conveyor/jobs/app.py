@@ -241,7 +241,7 @@ class App:
         requests already answered there for the same tenant, through this task, are not sent
         again; answers are stored redacted.
         """
-        from .http_task import HttpJobTask  # noqa: PLC0415 - aiohttp only when used
+        from .http_task import HttpJobTask  # noqa: PLC0415 - the HTTP client only when used
 
         http = HttpJobTask(
             name=name,
