@@ -18,6 +18,8 @@ from conveyor.http.errors import AnswerTooLarge
 from conveyor.http.http1 import Http1Transport
 from conveyor.policy.classify import classify
 
+from .test_redirects import _server
+
 MIB = 2**20
 
 
@@ -53,14 +55,8 @@ async def _at_the_bound(request: web.Request) -> web.Response:
 
 
 async def _call(kind: str, handler: Any, path: str = "/") -> RawAnswer | Exception:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}{path}"
+    runner, base = await _server(handler)
+    url = f"{base}{path}"
     try:
         if kind == "reqwest":
             from conveyor.http.reqwest import ReqwestTransport, open_client
