@@ -403,7 +403,18 @@ def test_a_refused_connection_names_the_host_and_port() -> None:
     assert "ConnectionRefusedError" in reason
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///nohost", "http://[::1/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/",
+        "http:///nohost",
+        "http://[::1/",
+        # An IDNA label too long or empty, a lone surrogate: the item fails, not the run.
+        "http://b\u00fccher..example/",
+        "http://" + "\u00fc" * 70 + ".example/",
+        "http://h/\udcff",
+    ],
+)
 def test_a_url_it_cannot_send_to_is_named(url) -> None:
     async def main() -> str:
         with pytest.raises(TransportError) as caught:

@@ -116,21 +116,6 @@ def test_a_header_name_that_is_not_a_token_is_refused(name) -> None:
     assert server.requests == []
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["http://b\u00fccher..example/", "http://" + "\u00fc" * 70 + ".example/", "http://h/\udcff"],
-)
-def test_a_url_whose_host_or_path_cannot_be_encoded_is_named(url) -> None:
-    """An IDNA label too long or empty, a lone surrogate: the item fails, the run does not crash."""
-
-    async def main() -> str:
-        with pytest.raises(TransportError) as caught:
-            await _transport()("GET", url, {}, None)
-        return str(caught.value)
-
-    assert _run(main()).startswith(f"cannot send to {url!r}")
-
-
 def test_port_zero_is_not_taken_for_the_default_port() -> None:
     async def main() -> str:
         with pytest.raises(TransportError) as caught:

@@ -119,9 +119,9 @@ def test_reservations_with_room_let_in_together_no_more_than_the_room_allows():
     """
 
     def at_once(room: float, cost: float) -> int:
-        spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False, room=room)
+        spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False)
         admitted = 0
-        while spread.wait_s(0.0, cost) == 0.0:
+        while spread.wait_s(0.0, cost, room=room) == 0.0:
             spread.admit(0.0, cost)
             admitted += 1
         return admitted
@@ -130,9 +130,9 @@ def test_reservations_with_room_let_in_together_no_more_than_the_room_allows():
     assert at_once(0.5, 90.0) == 2
     assert at_once(0.5, 150.0) == 1
     assert at_once(0.5, 39.0) == 5  # each needing its own 39: 200 holds five
-    spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False, room=0.5)
+    spread = TokenBucket(rate_per_s=200.0, capacity=200.0, debt=True, mirror=False)
     spread.admit(0.0, 300.0)  # 100 below zero: the next needs 100 of room, not its 300
-    assert spread.wait_s(0.0, 300.0) == pytest.approx(1.0, abs=1e-6)
+    assert spread.wait_s(0.0, 300.0, room=0.5) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_a_refund_gives_back_but_never_fills_above_the_capacity():

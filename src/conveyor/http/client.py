@@ -27,7 +27,7 @@ from .errors import AnswerTooLarge, HTTPStatusError, TransportError
 from .response import Response, decode_body, kept_headers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import aiohttp
 
@@ -260,18 +260,31 @@ class HttpTask:
         tally.tokens_sent += real["tokens"] - request.cost
 
 
-async def _bounded_body(answer: aiohttp.ClientResponse) -> bytes:
-    """The answer's body, decoded, or `AnswerTooLarge` past `MAX_BODY_BYTES` (never held)."""
-    limit = MAX_BODY_BYTES
-    declared = answer.content_length
-    if declared is not None and declared > limit:
-        raise AnswerTooLarge(f"its Content-Length says {declared:,} bytes", limit)
-    parts: list[bytes] = []
+def refuse_declared(length: str | int | None, limit: int) -> None:
+    """`AnswerTooLarge` when an answer's declared Content-Length passes `limit` bytes."""
+    if isinstance(length, str):
+        length = int(length) if length.strip().isdecimal() else None
+    if length is not None and length > limit:
+        raise AnswerTooLarge(f"its Content-Length says {length:,} bytes", limit)
+
+
+async def read_bounded(parts: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body `parts` make, or `AnswerTooLarge` once they pass `limit` bytes (never held)."""
+    kept: list[bytes] = []
     size = 0
-    async for part in answer.content.iter_chunked(_READ_BYTES):
+    async for part in parts:
         size += len(part)
         if size > limit:
-            answer.close()
             raise AnswerTooLarge("it went on past that", limit)
-        parts.append(part)
-    return b"".join(parts)
+        kept.append(part)
+    return b"".join(kept)
+
+
+async def _bounded_body(answer: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, decoded, or `AnswerTooLarge` past `MAX_BODY_BYTES`."""
+    refuse_declared(answer.content_length, MAX_BODY_BYTES)
+    try:
+        return await read_bounded(answer.content.iter_chunked(_READ_BYTES), MAX_BODY_BYTES)
+    except AnswerTooLarge:
+        answer.close()  # the rest is not read: the connection goes
+        raise

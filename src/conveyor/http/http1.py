@@ -208,7 +208,14 @@ class _Connection(asyncio.Protocol):
             self._fail(f"the answer's headers pass {MAX_HEADER_BYTES // 1024} KiB")
             raise httptools.HttpParserError  # stops the parser; the request failed above
         if not self._status:  # trailers, after the body, are counted but not taken
-            self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            if key == "content-length":  # a length past the bound fails before the body
+                try:
+                    client.refuse_declared(text, MAX_BODY_BYTES)
+                except AnswerTooLarge as exc:
+                    self._fail_with(exc)
+                    raise httptools.HttpParserError from None  # stops the parser
+            self._headers.append((key, text))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -219,12 +226,6 @@ class _Connection(asyncio.Protocol):
         if 100 <= self._status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._headers.clear()
             self._status = 0
-            return
-        for name, value in self._headers:  # a length past the bound fails before the body
-            length = value.strip()
-            if name == "content-length" and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                self._too_large(f"its Content-Length says {int(length):,} bytes")
-                raise httptools.HttpParserError  # stops the parser
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)

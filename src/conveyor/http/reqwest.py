@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 from . import client
 from .client import RawAnswer
-from .errors import AnswerTooLarge, TransportError
+from .errors import TransportError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     from pyreqwest.client import Client
     from pyreqwest.response import ResponseBodyReader
@@ -78,18 +78,14 @@ class ReqwestTransport:
 
 
 async def _bounded_body(reader: ResponseBodyReader, declared: str | None) -> bytes:
-    """The answer's body, or `AnswerTooLarge` past `client.MAX_BODY_BYTES` (never held)."""
-    limit = client.MAX_BODY_BYTES
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise AnswerTooLarge(f"its Content-Length says {int(declared):,} bytes", limit)
-    parts: list[bytes] = []
-    size = 0
+    """The answer's body, or `AnswerTooLarge` past `client.MAX_BODY_BYTES`."""
+    client.refuse_declared(declared, client.MAX_BODY_BYTES)
+    return await client.read_bounded(_parts(reader), client.MAX_BODY_BYTES)
+
+
+async def _parts(reader: ResponseBodyReader) -> AsyncIterator[bytes]:
     while (part := await reader.read_chunk()) is not None:
-        size += len(part)
-        if size > limit:
-            raise AnswerTooLarge("it went on past that", limit)
-        parts.append(bytes(part))
-    return b"".join(parts)
+        yield bytes(part)
 
 
 def _reason(exc: BaseException, url: str) -> str:

@@ -228,8 +228,7 @@ class Constraint:
         if self.bucket is not None:
             wait = self.bucket.wait_s(now, units)
             if self.spread is not None:
-                self.spread.room = self.room()
-                wait = max(wait, self.spread.wait_s(now, units))
+                wait = max(wait, self.spread.wait_s(now, units, room=self.room()))
             return wait
         assert self.pacer is not None
         wait = self.pacer.wait_s(now, units)

@@ -12,7 +12,7 @@ bucket is the API's own, mirrored: nothing is taken when a call is let in, and t
 debt bucket with `mirror` off takes each call's reservation when it is let in and corrects
 it at the answer: it spreads calls at the rate, so that a mirror refilled past its margin
 does not let every waiting call in at once (a burst whose answers, written together, then
-outran what we had read: 429s). With `room`, a call needs that share of the capacity in it
+outran what we had read: 429s). Given a `room`, a call needs that share of the capacity in it
 (at most its reservation), not just a level above zero: calls let in together are answered
 together, and their answers, taken at once, must fit the mirror's margin.
 
@@ -48,7 +48,7 @@ _EPS = 1e-9
 class TokenBucket:
     """At most `capacity` at once, refilled at `rate_per_s`; see the module docstring."""
 
-    __slots__ = ("capacity", "debt", "late_s", "mirror", "rate_per_s", "reserve", "room", "tat")
+    __slots__ = ("capacity", "debt", "late_s", "mirror", "rate_per_s", "reserve", "tat")
 
     def __init__(
         self,
@@ -59,7 +59,6 @@ class TokenBucket:
         late_s: float = 0.0,
         mirror: bool = True,
         reserve: float = 0.0,
-        room: float = 0.0,
     ) -> None:
         require_positive(
             rate_per_s, f"TokenBucket(rate_per_s={rate_per_s!r}): the refill rate must be > 0"
@@ -80,9 +79,6 @@ class TokenBucket:
         #: as it can (a call costing more than the rest waits for a full bucket). Calls a busy
         #: sender sends together reach the API's bucket together: this much room takes them.
         self.reserve = reserve
-        #: With `debt` and `mirror` off: the share of the capacity a call needs in the bucket
-        #: (at most its cost); 0 lets a call in while the bucket is above zero.
-        self.room = room
         self.tat = -math.inf  # full
 
     def level(self, now: float) -> float:
@@ -93,11 +89,15 @@ class TokenBucket:
         """The largest cost one call may have (infinite with `debt`: it only needs room)."""
         return math.inf if self.debt else self.capacity
 
-    def wait_s(self, now: float, cost: float) -> float:
-        """Seconds from `now` until `cost` fits (0.0: now; inf: never)."""
+    def wait_s(self, now: float, cost: float, *, room: float = 0.0) -> float:
+        """Seconds from `now` until `cost` fits (0.0: now; inf: never).
+
+        `room`, with `debt` and `mirror` off: the share of the capacity the call needs in the
+        bucket (at most its cost); 0 lets it in while the bucket is above zero.
+        """
         need = cost
         if self.debt:
-            need = self.capacity / 2 if self.mirror else min(cost, self.room * self.capacity)
+            need = self.capacity / 2 if self.mirror else min(cost, room * self.capacity)
         if need > self.capacity + _EPS:
             return math.inf
         # Fits when tat - now <= (capacity - need) / rate; with debt, the level must be > need.

@@ -37,7 +37,7 @@
 --       'w': share, window s, pacer interval s per unit, 1 if every entry costs 1 else 0, 0;
 --       'p': limit, 0, interval s per unit, tolerance s, 0;
 --       'b': refill per s, capacity, 1 for a debt bucket else 0, late s, and the reserve
---           share (a debt bucket: its spread's room, TokenBucket.room).
+--           share (a debt bucket: its spread's room, Constraint.room).
 -- Reply: {1, admitted_at}, {0, wait_seconds}, {-1, the halt's message}, or {-2, constraint
 --        index (0-based), the largest cost it allows now} (numbers as strings: Lua truncates).
 
