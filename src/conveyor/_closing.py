@@ -1,8 +1,8 @@
 """The ``async with`` of the objects that close themselves (or stop serving), written once.
 
 `Closing` closes on the way out (``close()``); `Serving` starts on the way in and stops on the
-way out (``start()`` / ``stop()``). Either returns the object itself from ``async with``. The
-exception, if any, goes on: neither suppresses it.
+way out (``start()`` / ``stop()``; its ``close()`` is ``stop()``). Either returns the object
+itself from ``async with``. The exception, if any, goes on: neither suppresses it.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ class Closing:
         await self.close()
 
 
-class Serving:
-    """``async with obj:`` awaits ``obj.start()``, gives `obj`, and awaits ``obj.stop()``."""
+class Serving(Closing):
+    """``async with obj:`` awaits ``obj.start()``, gives `obj`, and awaits ``obj.stop()``.
+
+    Its ``close()`` is ``stop()``.
+    """
 
     __slots__ = ()
 
@@ -38,9 +41,9 @@ class Serving:
     async def stop(self) -> None:
         raise NotImplementedError
 
+    async def close(self) -> None:
+        await self.stop()
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()

@@ -95,9 +95,9 @@ class DeadlineExceeded(ConveyorError, TimeoutError):
     def __init__(self, deadline_s: float, attempts: int) -> None:
         self.deadline_s = deadline_s
         self.attempts = attempts
+        how = f"Retry(deadline_s={deadline_s:g})"
         super().__init__(
-            f"item deadline of {deadline_s:g}s exceeded after {attempts} attempt(s)"
-            f" (Retry(deadline_s={deadline_s:g}))"
+            f"item deadline of {deadline_s:g}s exceeded after {attempts} attempt(s) ({how})"
         )
 
 
@@ -142,10 +142,8 @@ class CircuitOpen(ConveyorError):
     def __init__(self, limiter: str, retry_after_s: float) -> None:
         self.limiter = limiter
         self.retry_after = retry_after_s
-        super().__init__(
-            f"circuit open for limiter {limiter!r} after repeated failures;"
-            f" the next probe may go in {retry_after_s:.3g}s"
-        )
+        why = f"circuit open for limiter {limiter!r} after repeated failures"
+        super().__init__(f"{why}; the next probe may go in {retry_after_s:.3g}s")
 
 
 class QuotaExhausted(ConveyorError):

@@ -13,17 +13,11 @@ import pytest
 from conveyor.jobs import InvalidJob, Jobs, JobStateError
 from conveyor.jobs.file_model import BatchRow, FileItems
 from conveyor.jobs.store import FileStore, Store
-from conveyor.jobs.stores.file_manager import FileManager
 from conveyor.jobs.stores.file_rules import split_lines
 
 from .conftest import Run, StoreKit
 
 T0 = 1_700_000_000.0
-
-
-def conforms(manager: FileManager) -> FileStore:
-    """Every store's `files` is a `FileStore` (checked by mypy, here)."""
-    return manager
 
 
 def files(store: Store) -> FileStore:
@@ -54,7 +48,7 @@ def test_an_upload_is_seen_by_no_reader_until_it_is_whole(kit: StoreKit, run: Ru
 
     async def main() -> None:
         writer, reader = files(kit.open()), files(kit.open())
-        writer.chunk_bytes = 64  # type: ignore[attr-defined]
+        writer.chunk_bytes = 64
         upload = await writer.upload("t", "file-1", created_at=T0, filename="in.jsonl")
         await upload.write(data[:500])
         await upload.write(data[500:])
@@ -81,11 +75,11 @@ def test_a_discarded_upload_leaves_nothing_and_a_published_file_survives_a_disca
     async def main() -> None:
         store = files(kit.open())
         upload = await store.upload("t", "file-gone", created_at=T0)
-        await upload.write(b"x" * (store.chunk_bytes + 5))  # type: ignore[attr-defined]
+        await upload.write(b"x" * (store.chunk_bytes + 5))
         await upload.discard()
         assert await store.file("t", "file-gone") is None
         with pytest.raises(JobStateError, match="send the file again"):
-            await upload.write(b"y" * store.chunk_bytes)  # type: ignore[attr-defined]
+            await upload.write(b"y" * store.chunk_bytes)
         await put(store, b"1\n", file_id="file-kept")
         kept = await store.file("t", "file-kept")
         assert kept is not None
@@ -100,7 +94,7 @@ def test_an_upload_idle_too_long_is_swept_and_a_late_chunk_is_refused(kit: Store
 
     async def main() -> None:
         store = files(kit.open())
-        store.chunk_bytes = 4  # type: ignore[attr-defined]
+        store.chunk_bytes = 4
         idle = await store.upload("t", "file-idle", created_at=T0)
         await idle.write(b"1234")
         kit.wall.advance(50)
@@ -155,7 +149,7 @@ def test_a_job_is_made_from_a_files_lines_in_the_transaction_that_creates_it(
 
     async def main() -> None:
         store = kit.open()
-        files(store).chunk_bytes = 5  # type: ignore[attr-defined]
+        files(store).chunk_bytes = 5
         await put(files(store), lines, tenant="acme", file_id="file-in")
         await put(files(store), b'{"n": 0}\n{oops\n', tenant="acme", file_id="file-bad")
         jobs = Jobs(store)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, over
 from ..errors import ConfigError, Interrupted, SourceError
 from ..limits.limiter import Limiter
 from ..limits.protocol import Limit
-from ..policy.retry import NO_RETRY, Retry
+from ..policy.retry import NO_RETRY, Retry, check_callable, check_retry
 from .events import Event
 from .report import Outcome, Report, Summary
 from .runner import Run
@@ -75,12 +75,8 @@ def _check(fn: object, items: object, concurrency: object, retry: object, on_eve
             " use concurrency=1 for one at a time"
         )
         raise ConfigError(msg)
-    if retry is not None and not isinstance(retry, Retry):
-        msg = f"retry={retry!r}: pass conveyor.Retry(...), e.g. retry=conveyor.Retry(attempts=5)"
-        raise ConfigError(msg)
-    if on_event is not None and not callable(on_event):
-        msg = f"on_event={on_event!r}: pass a function that takes one event, or None"
-        raise ConfigError(msg)
+    check_retry(retry)
+    check_callable(on_event, "on_event", "takes one event")
     return _is_async_callable(fn)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -50,6 +50,7 @@ __all__ = [
     "ROUTING_HEADERS",
     "ROUTING_PREFIXES",
     "InvalidLine",
+    "ParseOptions",
     "Request",
     "credential_headers",
     "estimate_tokens",
@@ -153,13 +154,16 @@ def join_url(url: str, base_url: str | None, *, line: int) -> str | None:
 _encode = msgspec.json.Encoder().encode
 
 
+class ParseOptions(TypedDict, total=False):
+    """How a line is read: the keywords of `parse_value` (and of `parse_line`, passed on)."""
+
+    base_url: str | None
+    default_url: str | None
+    identify_only: bool
+
+
 def parse_line(
-    raw: bytes,
-    line: int,
-    *,
-    base_url: str | None = None,
-    default_url: str | None = None,
-    identify_only: bool = False,
+    raw: bytes, line: int, **options: Unpack[ParseOptions]
 ) -> Request | InvalidLine | None:
     """Read line number `line` (1-based) of a requests file; ``None`` for a blank line.
 
@@ -179,9 +183,7 @@ def parse_line(
         except UnicodeDecodeError:
             blank = False
         return None if blank else _invalid(line, None, exc.problem)
-    return parse_value(
-        data, line, base_url=base_url, default_url=default_url, identify_only=identify_only
-    )
+    return parse_value(data, line, **options)
 
 
 def parse_value(

@@ -38,14 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import (
-    AttemptTimeout,
-    CircuitOpen,
-    ConfigError,
-    DeadlineExceeded,
-    InvalidAnswer,
-    QuotaExhausted,
-)
+from .. import errors as core
 from .errors import HTTPStatusError, TransportError
 from .response import Response
 
@@ -91,20 +84,20 @@ def error_fields(  # noqa: PLR0911 - one return per kind of error reads best
 
     `last_failure` is the latest failure seen by any request, which explains an open circuit.
     """
-    if isinstance(error, InvalidAnswer):
+    if isinstance(error, core.InvalidAnswer):
         return f"answer_{error.reason}", str(error)
-    if isinstance(error, QuotaExhausted):
+    if isinstance(error, core.QuotaExhausted):
         return "insufficient_quota", str(error)
     if isinstance(error, HTTPStatusError):
         return f"http_{error.status_code}", str(error)
     if isinstance(error, TransportError):
         return "connection_error", str(error)
-    if isinstance(error, AttemptTimeout | DeadlineExceeded):
+    if isinstance(error, core.AttemptTimeout | core.DeadlineExceeded):
         return "timeout", str(error)
-    if isinstance(error, CircuitOpen):
+    if isinstance(error, core.CircuitOpen):
         reason = f"; the last failure: {last_failure}" if last_failure else ""
         return "circuit_open", f"not sent: {error}{reason}"
-    if isinstance(error, ConfigError):  # the limiter refuses a cost no window can admit
+    if isinstance(error, core.ConfigError):  # the limiter refuses a cost no window can admit
         return "cost_too_large", f"not sent: {error}"
     return "error", f"{type(error).__name__}: {error}"
 
@@ -125,9 +118,9 @@ def outcome_result(outcome: Outcome[Request, Response], *, last_failure: str | N
             latency_s=outcome.latency_s if outcome.attempts else None,
         )
     response = error.response if isinstance(error, HTTPStatusError) else None
-    if isinstance(error, InvalidAnswer) and isinstance(error.answer, Response):
+    if isinstance(error, core.InvalidAnswer) and isinstance(error.answer, Response):
         response = error.answer
-    sent = outcome.attempts > 0 and not isinstance(error, CircuitOpen | ConfigError)
+    sent = outcome.attempts > 0 and not isinstance(error, core.CircuitOpen | core.ConfigError)
     return result_line(
         request.custom_id,
         response=response,

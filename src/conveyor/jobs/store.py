@@ -39,12 +39,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, TypedDict, Unpack
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from .stores.file_manager import FileManager
 
-    from .file_model import BatchKind, BatchRow, FileItems, StoredFile, Written
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+
+    from .file_model import FileItems
     from .model import Claim, ItemResult, ItemState, Job, JobItem, JobStatus, NewJob
-    from .stores.file_manager import Upload
 
 __all__ = ["FileStore", "JobFilters", "Store"]
 
@@ -224,87 +225,6 @@ class Store(Protocol):
         ...
 
 
-class FileStore(Protocol):
-    """Uploaded files and batch records, in a store's database (see the module docstring).
-
-    What it guarantees:
-
-    - **Whole files only.** An upload is written in chunks, each in a transaction of its own
-      (no transaction is held while a client sends), and is seen by no reader until
-      `Upload.publish` makes it whole in one step. An upload idle for `sweep_uploads`'s
-      `idle_s` is removed, and a chunk sent after that is refused.
-    - **Bounded memory.** An upload or a read holds a chunk or two
-      (`conveyor.jobs.file_model.CHUNK_BYTES`), never the file.
-    - **Tenants apart.** Every read names the tenant: another tenant's file or batch is not
-      found, as one that does not exist.
-    - **Changes take turns.** `change_batch` changes a record under its row's lock, so the
-      changes of any number of processes to one batch never interleave.
-    """
-
-    async def upload(
-        self, tenant: str, file_id: str, *, created_at: float, filename: str = "", purpose: str = ""
-    ) -> Upload:
-        """Begin a new file; write it with the returned `Upload`."""
-        ...
-
-    async def discard(self, file_id: str) -> None:
-        """Remove an upload whose writer failed, whatever its state (nobody has its id)."""
-        ...
-
-    async def file(self, tenant: str, file_id: str) -> StoredFile | None:
-        """The tenant's whole file, or None."""
-        ...
-
-    async def files(self, tenant: str, *, purpose: str | None = None) -> list[StoredFile]:
-        """The tenant's whole files (of `purpose`), newest first."""
-        ...
-
-    def chunks(self, file: StoredFile) -> AsyncIterator[bytes]:
-        """The file's bytes, a chunk at a time."""
-        ...
-
-    async def delete_file(self, tenant: str, file_id: str) -> bool:
-        """Delete the tenant's file; whether there was one."""
-        ...
-
-    async def sweep_uploads(self, *, idle_s: float) -> int:
-        """Remove the uploads that wrote nothing for `idle_s` seconds; how many."""
-        ...
-
-    async def add_batch(self, row: BatchRow) -> None:
-        """Store a new batch's record."""
-        ...
-
-    async def batch(self, tenant: str, kind: BatchKind, batch_id: str) -> BatchRow | None:
-        """The tenant's batch record of `kind`, or None."""
-        ...
-
-    async def batches(self, tenant: str, kind: BatchKind) -> list[BatchRow]:
-        """The tenant's batch records of `kind`, newest first."""
-        ...
-
-    async def due_batches(
-        self, kind: BatchKind, *, due: float
-    ) -> tuple[list[BatchRow], float | None]:
-        """Every tenant's batches of `kind` not ended whose time is up at `due`; the next one's."""
-        ...
-
-    async def delete_batch(self, tenant: str, kind: BatchKind, batch_id: str) -> bool:
-        """Delete the tenant's batch record; whether there was one."""
-        ...
-
-    async def change_batch(
-        self,
-        tenant: str,
-        kind: BatchKind,
-        batch_id: str,
-        change: Callable[[BatchRow], BatchRow | None],
-        *,
-        cancel_job: bool = False,
-        publish: Sequence[Written] = (),
-    ) -> tuple[BatchRow | None, Job | None]:
-        """Change a batch's record under its row's lock; publish `publish` with the change.
-
-        See `conveyor.jobs.stores.file_manager.FileManager.change_batch`.
-        """
-        ...
+#: Uploaded files and batch records, in a store's database: every store's ``files``. One
+#: class serves every backend, so the interface is that class (see its guarantees).
+FileStore = FileManager

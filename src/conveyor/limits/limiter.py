@@ -17,7 +17,7 @@ hands those facts to learning in one place.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Self, TypedDict, Unpack
 
 from ..errors import CircuitOpen, ConfigError, QuotaExhausted
 from ..policy.breaker import CircuitBreaker
@@ -41,7 +41,22 @@ if TYPE_CHECKING:
     #: Builds a limiter's admission backend from the limiter and its constraints.
     AdmissionFactory = Callable[["Limiter", list[Constraint]], Admission]
 
-__all__ = ["BURST_SPREAD", "LOOKAHEAD", "PACED_MARGIN", "WINDOW_MARGIN", "Limiter", "Slot"]
+__all__ = [
+    "BURST_SPREAD",
+    "LOOKAHEAD",
+    "PACED_MARGIN",
+    "WINDOW_MARGIN",
+    "Limiter",
+    "LimiterParts",
+    "Slot",
+]
+
+
+class LimiterParts(TypedDict, total=False):
+    """What `Limiter.from_config` takes beside the config: `Limiter`'s keywords, the same."""
+
+    breaker: CircuitBreaker | Literal[False] | None
+    classifier: Classifier | None
 
 
 class Limiter:
@@ -89,15 +104,10 @@ class Limiter:
         self._setup(limiter_config(name, **limits), breaker, classifier, LocalAdmission)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LimiterConfig,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Classifier | None = None,
-    ) -> Self:
+    def from_config(cls, config: LimiterConfig, **parts: Unpack[LimiterParts]) -> Self:
         """A limiter enforcing `config` (with its own breaker and state)."""
         limiter = cls.__new__(cls)
+        breaker, classifier = parts.get("breaker"), parts.get("classifier")
         limiter._setup(config, breaker, classifier, LocalAdmission)  # noqa: SLF001 - its own
         return limiter
 

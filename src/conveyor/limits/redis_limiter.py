@@ -37,11 +37,11 @@ import logging
 import math
 from functools import cache, partial
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
 from .._urls import hide_secrets, shown_url
 from ..errors import ConfigError
-from .limiter import Limiter
+from .limiter import Limiter, LimiterParts
 from .redis_admission import ADMITTING, RedisAdmission, RedisSlot
 from .spec import LimiterConfig, limiter_config
 
@@ -190,15 +190,9 @@ class RedisLimiter(Limiter):
         self.admission = admission
 
     @classmethod
-    def from_config(
-        cls,
-        config: LimiterConfig,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        classifier: Any = None,
-    ) -> Self:
+    def from_config(cls, config: LimiterConfig, **parts: Unpack[LimiterParts]) -> Self:
         """Not without a Redis: `RedisLimits.limiter(config)` or `redis_limiter(config, url)`."""
-        del breaker, classifier
+        del parts
         msg = (
             f"RedisLimiter.from_config({config!r}): a Redis-held limiter needs its Redis; use"
             " RedisLimits(url).limiter(config) or redis_limiter(config, url)"

@@ -35,9 +35,9 @@ must not be used at the same time by async code on another loop.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from .provider import Provider, limit_client
+from .provider import C, Provider, limit_client
 from .wrap import call_cost
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from ..policy.retry import Retry
 
 __all__ = ["ANTHROPIC", "fold_usage", "limit_anthropic", "messages_cost"]
-
-C = TypeVar("C")
 
 
 def limit_anthropic(

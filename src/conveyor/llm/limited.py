@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _clock
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     #: What an attempt does with its answer once its headers came.
     Land = Callable[[list[Slot], Any, Any], Any]
 
-__all__ = ["Calls", "SyncCalls", "Tries"]
+__all__ = ["Calls", "Settings", "SyncCalls", "Tries"]
 
 T = TypeVar("T")
 
@@ -97,26 +98,23 @@ class Tries:
         return decision.delay_s
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a limited resource's calls go by (see `conveyor.llm.provider.limit_client`)."""
+
+    provider: Provider
+    limiters: tuple[Limiter, ...]
+    retry: Retry
+    validate: Callable[[Any], object] | None
+    refund: bool
+
+
 class _Shared:
     """What an async and a sync SDK resource share: the settings, and what an answer does."""
 
-    def __init__(
-        self,
-        quiet: Any,
-        *,
-        provider: Provider,
-        limiters: tuple[Limiter, ...],
-        retry: Retry,
-        validate: Callable[[Any], object] | None,
-        refund: bool,
-        on_loop: OnLoop,
-    ) -> None:
+    def __init__(self, quiet: Any, settings: Settings, on_loop: OnLoop) -> None:
         self._quiet = quiet  # the resource of the client copy whose own retries are off
-        self._provider = provider
-        self._limiters = limiters
-        self._retry = retry
-        self._validate = validate
-        self._refund = refund
+        self._settings = settings
         self._on_loop = on_loop
 
     def _land(
@@ -130,14 +128,14 @@ class _Shared:
         metered: Callable[[Any, Meter], Any],
     ) -> Any:
         """Settle and release the slots with `answer`, check it; or hand them to its stream."""
-        fold = self._provider.fold
+        fold = self._settings.provider.fold
         if stream and fold is not None:
             self._on_loop(opened, slots, rate_limit_headers(headers))
             return metered(answer, Meter(slots, fold=fold, on_loop=self._on_loop))
-        real = real_cost(usage_in(answer), cost, refund=self._refund)
+        real = real_cost(usage_in(answer), cost, refund=self._settings.refund)
         self._on_loop(settle_and_release, slots, headers=rate_limit_headers(headers), real=real)
-        if self._validate is not None and not stream:
-            self._validate(answer)
+        if self._settings.validate is not None and not stream:
+            self._settings.validate(answer)
         return answer
 
     def _land_managed(self, slots: list[Slot], headers: Any, pair: tuple[Any, Any]) -> Opened:
@@ -150,12 +148,12 @@ class _Shared:
 class Calls(_Shared):
     """An async client's resource: `create` (and the ``stream`` helper) through the limiters."""
 
-    def __init__(self, quiet: Any, **settings: Any) -> None:
-        super().__init__(quiet, on_loop=direct, **settings)
+    def __init__(self, quiet: Any, settings: Settings) -> None:
+        super().__init__(quiet, settings, direct)
 
     async def create(self, **kwargs: Any) -> Any:
         """Send the call through the limiters, retried by the policy; see the module doc."""
-        cost = self._provider.cost(kwargs)
+        cost = self._settings.provider.cost(kwargs)
         stream = kwargs.get("stream") is True
 
         async def send() -> tuple[Any, Any]:
@@ -170,7 +168,7 @@ class Calls(_Shared):
 
     def stream(self, **kwargs: Any) -> Managed:
         """The SDK's ``stream(...)`` helper, opened through the limiters by ``async with``."""
-        cost = self._provider.cost(kwargs)
+        cost = self._settings.provider.cost(kwargs)
 
         async def send() -> tuple[Any, Any]:
             manager = self._quiet.stream(**kwargs)
@@ -183,10 +181,10 @@ class Calls(_Shared):
         self, cost: dict[str, float], send: Callable[[], Awaitable[tuple[Any, Any]]], land: Land
     ) -> Any:
         """Admit, `send`, `land` the answer; after a failure, again as the policy says."""
-        tries = Tries(self._retry, self._limiters, _clock.now())
+        tries = Tries(self._settings.retry, self._settings.limiters, _clock.now())
         while True:
             try:
-                slots = await admit(self._limiters, cost)
+                slots = await admit(self._settings.limiters, cost)
                 outer = current_slots.get()
                 token = current_slots.set((*outer, *slots))  # dated as the request leaves
                 try:
@@ -204,12 +202,12 @@ class Calls(_Shared):
 class SyncCalls(_Shared):
     """A sync client's resource: the calling thread waits, the bridge's loop admits."""
 
-    def __init__(self, quiet: Any, **settings: Any) -> None:
-        super().__init__(quiet, on_loop=bridged, **settings)
+    def __init__(self, quiet: Any, settings: Settings) -> None:
+        super().__init__(quiet, settings, bridged)
 
     def create(self, **kwargs: Any) -> Any:
         """Send the call through the limiters, retried by the policy; see the module doc."""
-        cost = self._provider.cost(kwargs)
+        cost = self._settings.provider.cost(kwargs)
         stream = kwargs.get("stream") is True
 
         def send() -> tuple[Any, Any]:
@@ -223,7 +221,7 @@ class SyncCalls(_Shared):
 
     def stream(self, **kwargs: Any) -> SyncManaged:
         """The SDK's ``stream(...)`` helper, opened through the limiters by ``with``."""
-        cost = self._provider.cost(kwargs)
+        cost = self._settings.provider.cost(kwargs)
 
         def send() -> tuple[Any, Any]:
             manager = self._quiet.stream(**kwargs)
@@ -236,10 +234,10 @@ class SyncCalls(_Shared):
         self, cost: dict[str, float], send: Callable[[], tuple[Any, Any]], land: Land
     ) -> Any:
         """Admit (on the bridge), `send`, `land` the answer; after a failure, again."""
-        tries = Tries(self._retry, self._limiters, time.monotonic())
+        tries = Tries(self._settings.retry, self._settings.limiters, time.monotonic())
         while True:
             try:
-                slots = Bridge.run(admit(self._limiters, cost), undo=give_back)
+                slots = Bridge.run(admit(self._settings.limiters, cost), undo=give_back)
                 try:
                     headers, answer = send()
                 except BaseException as exc:

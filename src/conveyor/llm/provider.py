@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..engine.sendtime import date_httpx_sends
 from ..errors import ConfigError
 from ..limits.limiter import Limiter
-from ..policy.retry import Retry
-from .limited import Calls, SyncCalls
+from ..policy.retry import Retry, check_callable, check_retry
+from .limited import Calls, Settings, SyncCalls
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Provider", "limit_client"]
 
+#: The client a wrapper is given and returns, limited.
 C = TypeVar("C")
 
 
@@ -72,12 +73,8 @@ def limit_client(
     if isinstance(limiters, Limiter) or not all(isinstance(x, Limiter) for x in limiters):
         msg = f"{name}(limiters=...): pass a list of conveyor.Limiter, e.g. limiters=[llm]"
         raise ConfigError(msg)
-    if retry is not None and not isinstance(retry, Retry):
-        msg = f"{name}(retry={retry!r}): pass a conveyor.Retry, e.g. Retry(attempts=5)"
-        raise ConfigError(msg)
-    if validate is not None and not callable(validate):
-        msg = f"{name}(validate={validate!r}): pass a function called with each answer"
-        raise ConfigError(msg)
+    check_retry(retry, name)
+    check_callable(validate, "validate", "is called with each answer", name)
     with_options = getattr(client, "with_options", None)
     resources = _resources(client, provider.path)
     create = getattr(resources[-1], "create", None) if resources else None
@@ -90,14 +87,8 @@ def limit_client(
     if is_async:
         date_httpx_sends(getattr(quiet, "_client", None))
     kind = Calls if is_async else SyncCalls
-    calls = kind(
-        _resources(quiet, provider.path)[-1],
-        provider=provider,
-        limiters=tuple(limiters),
-        retry=retry or Retry(attempts=5),
-        validate=validate,
-        refund=refund,
-    )
+    settings = Settings(provider, tuple(limiters), retry or Retry(attempts=5), validate, refund)
+    calls = kind(_resources(quiet, provider.path)[-1], settings)
     replaced: dict[str, object] = {"create": calls.create}
     if provider.stream_helper:
         replaced["stream"] = calls.stream

@@ -30,9 +30,9 @@ among sync clients, or use ``AsyncOpenAI`` everywhere.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from .provider import Provider, limit_client
+from .provider import C, Provider, limit_client
 from .tokens import request_cost
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from ..policy.retry import Retry
 
 __all__ = ["OPENAI", "call_cost", "limit_openai"]
-
-C = TypeVar("C")
 
 
 def limit_openai(

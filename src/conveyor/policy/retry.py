@@ -15,7 +15,16 @@ from .backoff import full_jitter_s
 from .classify import DEFAULT_CLASSIFIER, RETRYABLE_STATUSES, Classifier, classify
 from .retry_after import retry_after_s
 
-__all__ = ["RETRYABLE_STATUSES", "Decision", "RandomSource", "Retry", "decide", "is_transient"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Decision",
+    "RandomSource",
+    "Retry",
+    "check_callable",
+    "check_retry",
+    "decide",
+    "is_transient",
+]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -168,6 +177,40 @@ class Retry:
 
 #: One attempt, no timeout: what the engine does when no policy is given.
 NO_RETRY = Retry(attempts=1)
+
+
+def check_retry(retry: object, call: str = "") -> None:
+    """Raise `ConfigError` unless `retry` is None or a `Retry`; `call` names the function.
+
+    >>> try:
+    ...     check_retry(3, "f")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    f(retry=3): pass a conveyor.Retry, e.g. retry=conveyor.Retry(attempts=5)
+    """
+    if retry is not None and not isinstance(retry, Retry):
+        msg = f"{_argument(call, 'retry', retry)}: pass a conveyor.Retry, e.g."
+        raise ConfigError(f"{msg} retry=conveyor.Retry(attempts=5)")
+
+
+def check_callable(value: object, name: str, what: str, call: str = "") -> None:
+    """Raise `ConfigError` unless `value` is None or callable; `what` says what it is called with.
+
+    >>> try:
+    ...     check_callable("x", "on_event", "takes one event")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    on_event='x': pass a function that takes one event, or None
+    """
+    if value is not None and not callable(value):
+        msg = f"{_argument(call, name, value)}: pass a function that {what}, or None"
+        raise ConfigError(msg)
+
+
+def _argument(call: str, name: str, value: object) -> str:
+    """``name=value``, inside ``call(...)`` when a call is named."""
+    shown = f"{name}={value!r}"
+    return f"{call}({shown})" if call else shown
 
 
 @dataclass(frozen=True, slots=True)

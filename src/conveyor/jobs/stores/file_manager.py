@@ -107,7 +107,22 @@ class Upload:
 
 
 class FileManager:
-    """A `FileStore` over `connector`; `jobs` are its store's job rules (a batch's cancel)."""
+    """Uploaded files and batch records over `connector`; `jobs` are its store's job rules.
+
+    Every store's ``files`` (`conveyor.jobs.store.FileStore`), in the store's database. The
+    job rules serve a batch's cancel. What it guarantees:
+
+    - **Whole files only.** An upload is written in chunks, each in a transaction of its own
+      (no transaction is held while a client sends), and is seen by no reader until
+      `Upload.publish` makes it whole in one step. An upload idle for `sweep_uploads`'s
+      `idle_s` is removed, and a chunk sent after that is refused.
+    - **Bounded memory.** An upload or a read holds a chunk or two
+      (`conveyor.jobs.file_model.CHUNK_BYTES`), never the file.
+    - **Tenants apart.** Every read names the tenant: another tenant's file or batch is not
+      found, as one that does not exist.
+    - **Changes take turns.** `change_batch` changes a record under its row's lock, so the
+      changes of any number of processes to one batch never interleave.
+    """
 
     def __init__(
         self, connector: Connector, jobs: JobRules, *, chunk_bytes: int = CHUNK_BYTES
