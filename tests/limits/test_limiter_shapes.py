@@ -241,6 +241,17 @@ def test_a_config_is_a_frozen_value_a_limiter_can_be_built_from():
     assert same.config == config
 
 
+def test_from_config_takes_a_breaker_and_a_classifier_and_refuses_any_other_keyword():
+    """A limit given beside the config, or a misspelt keyword, is named, not dropped."""
+    config = LimiterConfig(name="api", rates=(Rate(60),))
+    assert Limiter.from_config(config, breaker=False).learning.breaker is None
+    assert Limiter.from_config(config).learning.breaker is not None
+    with pytest.raises(ConfigError, match=r"requests_per_minute=\.\.\.\): it takes breaker="):
+        Limiter.from_config(config, requests_per_minute=5)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"clasifier="):
+        Limiter.from_config(config, clasifier=None)  # type: ignore[call-arg]
+
+
 def test_anthropic_headers_teach_each_dimension_its_own_limit():
     """The API states 40,000 input (ours 50,000) and 8,000 output (ours too): input adopted."""
     clock = VirtualClock()

@@ -1,5 +1,7 @@
 """The retry policy's validation and its pure decision."""
 
+import doctest
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from conveyor import (
     Verdict,
     rule_for,
 )
+from conveyor.policy import retry as retry_module
 from conveyor.policy.retry import decide, is_transient
 
 
@@ -213,3 +216,8 @@ def test_a_rule_that_answers_nonsense_names_itself_in_the_decision():
     policy = Retry(attempts=5, classifier=Classifier(rules=(broken,)))
     with pytest.raises(ConfigError, match=r"rule .*broken answered 'retry please'"):
         _decide(policy, SlowDown())
+
+
+def test_docstring_examples():
+    """The examples of `check_retry` and `check_callable` run and hold."""
+    assert doctest.testmod(retry_module).failed == 0

@@ -155,7 +155,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 class ParseOptions(TypedDict, total=False):
-    """How a line is read: the keywords of `parse_value` (and of `parse_line`, passed on)."""
+    """How a line is read: `parse_line`'s keywords, as `parse_value` takes them."""
 
     base_url: str | None
     default_url: str | None
@@ -163,7 +163,12 @@ class ParseOptions(TypedDict, total=False):
 
 
 def parse_line(
-    raw: bytes, line: int, **options: Unpack[ParseOptions]
+    raw: bytes,
+    line: int,
+    *,
+    base_url: str | None = None,
+    default_url: str | None = None,
+    identify_only: bool = False,
 ) -> Request | InvalidLine | None:
     """Read line number `line` (1-based) of a requests file; ``None`` for a blank line.
 
@@ -183,17 +188,12 @@ def parse_line(
         except UnicodeDecodeError:
             blank = False
         return None if blank else _invalid(line, None, exc.problem)
-    return parse_value(data, line, **options)
+    return parse_value(
+        data, line, base_url=base_url, default_url=default_url, identify_only=identify_only
+    )
 
 
-def parse_value(
-    data: Any,
-    line: int,
-    *,
-    base_url: str | None = None,
-    default_url: str | None = None,
-    identify_only: bool = False,
-) -> Request | InvalidLine:
+def parse_value(data: Any, line: int, **options: Unpack[ParseOptions]) -> Request | InvalidLine:
     """`parse_line` for a line already parsed from JSON (a job's stored item): no JSON is read.
 
     `data` must come from JSON text read by `conveyor._json.loads` (or checked by
@@ -201,18 +201,16 @@ def parse_value(
     """
     if not isinstance(data, dict):
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
+    base_url, default_url = options.get("base_url"), options.get("default_url")
+    encode = not options.get("identify_only", False)
     if "body" in data and data.keys() <= _FIELDS:
-        return _request_line(
-            data, line, base_url=base_url, default_url=default_url, encode=not identify_only
-        )
+        return _request_line(data, line, base_url=base_url, default_url=default_url, encode=encode)
     if "params" in data and data.keys() <= _PARAMS_FIELDS:
-        return _params_line(data, line, base_url=base_url, encode=not identify_only)
+        return _params_line(data, line, base_url=base_url, encode=encode)
     if default_url is None:
         return _invalid(line, data.get("custom_id"), _not_a_request(data))
     # A bare body, sent as it is to the default url.
-    return _build(
-        line, None, "POST", default_url, data, (), None, base_url=base_url, encode=not identify_only
-    )
+    return _build(line, None, "POST", default_url, data, (), None, base_url=base_url, encode=encode)
 
 
 def _not_a_request(data: dict[str, Any]) -> str:

@@ -105,7 +105,17 @@ class Limiter:
 
     @classmethod
     def from_config(cls, config: LimiterConfig, **parts: Unpack[LimiterParts]) -> Self:
-        """A limiter enforcing `config` (with its own breaker and state)."""
+        """A limiter enforcing `config` (with its own breaker and state).
+
+        ``breaker`` and ``classifier`` are `Limiter`'s; the limits are the config's.
+        """
+        unknown = sorted(parts.keys() - LimiterParts.__optional_keys__)
+        if unknown:
+            msg = (
+                f"Limiter.from_config(config, {unknown[0]}=...): it takes breaker= and"
+                " classifier=; the limits are the config's (dataclasses.replace(config, ...))"
+            )
+            raise ConfigError(msg)
         limiter = cls.__new__(cls)
         breaker, classifier = parts.get("breaker"), parts.get("classifier")
         limiter._setup(config, breaker, classifier, LocalAdmission)  # noqa: SLF001 - its own

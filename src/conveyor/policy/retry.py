@@ -189,8 +189,8 @@ def check_retry(retry: object, call: str = "") -> None:
     f(retry=3): pass a conveyor.Retry, e.g. retry=conveyor.Retry(attempts=5)
     """
     if retry is not None and not isinstance(retry, Retry):
-        msg = f"{_argument(call, 'retry', retry)}: pass a conveyor.Retry, e.g."
-        raise ConfigError(f"{msg} retry=conveyor.Retry(attempts=5)")
+        fix = "pass a conveyor.Retry, e.g. retry=conveyor.Retry(attempts=5)"
+        raise ConfigError(f"{_argument(call, 'retry', retry)}: {fix}")
 
 
 def check_callable(value: object, name: str, what: str, call: str = "") -> None:
