@@ -8,6 +8,8 @@ problem+json errors, tenants and limits. The worker is real; the store is in mem
 import asyncio
 import json
 
+from conveyor.service import routes_stream
+
 from .conftest import api, config, key_for
 
 
@@ -99,6 +101,38 @@ def test_results_stream_as_jsonl_or_page_as_json_by_state(tmp_path):
             assert [x["index"] for x in page["data"]] == [1, 2, 4]
             page = (await a.client.get(url, params=params | {"cursor": page["next_cursor"]})).json()
             assert [x["index"] for x in page["data"]] == [5, 7, 8]
+
+    asyncio.run(main())
+
+
+def test_the_results_stream_takes_a_limit_and_refuses_a_bad_one(
+    tmp_path, monkeypatch
+):
+    """JSONL: ?limit= gives the first N items after the cursor, across pages; a bad one is 422."""
+    monkeypatch.setattr(routes_stream, "PAGE", 4)  # so that a stream crosses pages
+
+    async def main() -> None:
+        async with api(config(tmp_path)) as a:
+            items = [{"n": i, "fail": i % 3 == 0} for i in range(10)]
+            job = (await a.client.post("/v1/jobs", json={"task": "echo", "items": items})).json()
+            await a.wait_done(job["id"])
+            url = f"/v1/jobs/{job['id']}/results"
+
+            async def indexes(**params: str | int) -> list[int]:
+                r = await a.client.get(url, params=params)
+                assert r.status_code == 200, r.text
+                return [json.loads(line)["index"] for line in r.text.splitlines()]
+
+            assert await indexes() == list(range(10))
+            assert await indexes(limit=2) == [0, 1]
+            assert await indexes(limit=6) == [0, 1, 2, 3, 4, 5]
+            assert await indexes(limit=5, cursor=3) == [4, 5, 6, 7, 8]
+            assert await indexes(limit=50, cursor=7) == [8, 9]
+            assert await indexes(limit=5, state="succeeded") == [1, 2, 4, 5, 7]
+            for bad in ("abc", "-1", "0", "99999999999999999999", "2.5"):
+                r = await a.client.get(url, params={"limit": bad})
+                assert r.status_code == 422, (bad, r.status_code, r.text)
+                assert f"?limit={bad!r}: pass a whole number from 1 to" in r.json()["detail"]
 
     asyncio.run(main())
 

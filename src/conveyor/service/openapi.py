@@ -506,13 +506,15 @@ def build_openapi(*, secured: bool) -> dict[str, Any]:
                         "name": "cursor",
                         "in": "query",
                         "schema": {"type": "string", "pattern": "^(-1|[0-9]{1,18})$"},
-                        "description": "the next_cursor of the previous page (format=json)",
+                        "description": "the next_cursor of the previous page (format=json), or"
+                        " the index after which the stream starts (format=jsonl)",
                     },
                     {
                         "name": "limit",
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        "description": "items per page (format=json)",
+                        "description": "items per page (format=json); the first items after the"
+                        " cursor (format=jsonl, which without it streams them all)",
                     },
                 ],
                 "responses": {

@@ -49,6 +49,8 @@ ITEM_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 #: No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PAGE = 1000
+#: The largest ``?limit=`` of the results, as the OpenAPI document says.
+MAX_LIMIT = 1000
 
 
 #: What a Last-Event-ID or a results cursor may be: as the OpenAPI document says.
@@ -217,20 +219,26 @@ async def job_results(request: Request) -> Response:
     after = -1 if text is None else int(text)
     store = service.jobs.store
     if fmt == "json":
-        limit = query_int(request, "limit", 100, 1, PAGE)
+        limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
         page = await store.items(job.id, state=state, after=after, limit=limit)
         next_cursor = str(page[-1].index) if len(page) == limit else None
         return json_response({"data": [item_view(i) for i in page], "next_cursor": next_cursor})
+    # The stream: every item after the cursor, or the first `limit` of them (as a page).
+    given = "limit" in request.query_params
+    left = query_int(request, "limit", 0, 1, MAX_LIMIT) if given else None
 
     async def lines() -> AsyncIterator[str]:
         # One page in memory at a time, never the whole set.
-        cursor = after
-        while True:
-            page = await store.items(job.id, state=state, after=cursor, limit=PAGE)
+        cursor, wanted = after, left
+        while wanted is None or wanted > 0:
+            size = PAGE if wanted is None else min(PAGE, wanted)
+            page = await store.items(job.id, state=state, after=cursor, limit=size)
             if page:
                 yield "".join(json.dumps(item_view(i), ensure_ascii=False) + "\n" for i in page)
-            if len(page) < PAGE:
+            if len(page) < size:
                 return
             cursor = page[-1].index
+            if wanted is not None:
+                wanted -= size
 
     return StreamingResponse(lines(), media_type="application/jsonl")
