@@ -105,9 +105,7 @@ def test_results_stream_as_jsonl_or_page_as_json_by_state(tmp_path):
     asyncio.run(main())
 
 
-def test_the_results_stream_takes_a_limit_and_refuses_a_bad_one(
-    tmp_path, monkeypatch
-):
+def test_the_results_stream_takes_a_limit_and_refuses_a_bad_one(tmp_path, monkeypatch):
     """JSONL: ?limit= gives the first N items after the cursor, across pages; a bad one is 422."""
     monkeypatch.setattr(routes_stream, "PAGE", 4)  # so that a stream crosses pages
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import msgspec
 
@@ -42,6 +42,9 @@ from .headers import (
     headers_problem,
     is_routing_header,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -160,6 +163,7 @@ class ParseOptions(TypedDict, total=False):
     base_url: str | None
     default_url: str | None
     identify_only: bool
+    job: bool
 
 
 def parse_line(
@@ -169,6 +173,7 @@ def parse_line(
     base_url: str | None = None,
     default_url: str | None = None,
     identify_only: bool = False,
+    job: bool = False,
 ) -> Request | InvalidLine | None:
     """Read line number `line` (1-based) of a requests file; ``None`` for a blank line.
 
@@ -176,6 +181,8 @@ def parse_line(
     the fix. Only a relative url with no `base_url` raises (`InputError`), since then no line
     could be sent. `identify_only` skips encoding the body and estimating its cost (``body``
     is then None and ``cost`` 0): the checking pass over the input needs only ids and validity.
+    `job`: the line is an item of a job's ``http`` task, whose messages then speak of the task,
+    not of ``conveyor run``'s flags, and do not show the base URL (a tenant need not know it).
     """
     if line == 1:
         raw = raw.removeprefix(_BOM)
@@ -189,7 +196,12 @@ def parse_line(
             blank = False
         return None if blank else _invalid(line, None, exc.problem)
     return parse_value(
-        data, line, base_url=base_url, default_url=default_url, identify_only=identify_only
+        data,
+        line,
+        base_url=base_url,
+        default_url=default_url,
+        identify_only=identify_only,
+        job=job,
     )
 
 
@@ -203,17 +215,59 @@ def parse_value(data: Any, line: int, **options: Unpack[ParseOptions]) -> Reques
         return _invalid(line, None, f"is {_JSON_TYPES.get(type(data), 'not JSON')}, not an object")
     base_url, default_url = options.get("base_url"), options.get("default_url")
     encode = not options.get("identify_only", False)
+    words = _JOB if options.get("job", False) else _RUN
     if "body" in data and data.keys() <= _FIELDS:
-        return _request_line(data, line, base_url=base_url, default_url=default_url, encode=encode)
+        return _request_line(data, line, base_url, default_url, encode=encode, words=words)
     if "params" in data and data.keys() <= _PARAMS_FIELDS:
-        return _params_line(data, line, base_url=base_url, encode=encode)
+        return _params_line(data, line, base_url=base_url, encode=encode, words=words)
     if default_url is None:
-        return _invalid(line, data.get("custom_id"), _not_a_request(data))
+        return _invalid(line, data.get("custom_id"), _not_a_request(data, words))
     # A bare body, sent as it is to the default url.
-    return _build(line, None, "POST", default_url, data, (), None, base_url=base_url, encode=encode)
+    return _build(
+        line,
+        None,
+        "POST",
+        default_url,
+        data,
+        (),
+        None,
+        base_url=base_url,
+        encode=encode,
+        words=words,
+    )
 
 
-def _not_a_request(data: dict[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """How a line's problems are told: to ``conveyor run``'s user, or to a job's submitter."""
+
+    #: What to add to "has no url": a flag that gives every line one, or nothing.
+    no_url: str
+    #: How to send bare JSON bodies, or nothing.
+    bare: str
+    #: Why a url outside the base URL is refused, given the base URL.
+    outside: Callable[[str | None], str]
+
+
+_RUN = _Words(
+    no_url=", or pass --url PATH",
+    bare="; to send bare JSON bodies, pass --url PATH",
+    outside=lambda base: (
+        f"outside --base-url {base}: the run sends only to --base-url, so that its headers"
+        " (credentials) go nowhere else; make the url relative"
+    ),
+)
+_JOB = _Words(
+    no_url=' (a path, e.g. "/v1/chat/completions")',
+    bare="",
+    outside=lambda _: (
+        "outside the task's base URL: a job sends only there, so that the connection's headers"
+        " (credentials) go nowhere else; make the url relative (a path)"
+    ),
+)
+
+
+def _not_a_request(data: dict[str, Any], words: _Words) -> str:
     """Why a line with neither format's fields is not a request, and how to write one."""
     formats = (
         '{"custom_id", "method", "url", "body"} (the OpenAI Batch format) or'
@@ -225,11 +279,11 @@ def _not_a_request(data: dict[str, Any]) -> str:
     if ("params" in data or "body" in data) and extra:
         shown = ", ".join(json.dumps(k)[:40] for k in extra[:3])
         return f"has the field(s) {shown}, which no request line has: expected {formats}"
-    return f"is not a request: expected {formats}; to send bare JSON bodies, pass --url PATH"
+    return f"is not a request: expected {formats}{words.bare}"
 
 
 def _params_line(
-    data: dict[str, Any], line: int, *, base_url: str | None, encode: bool
+    data: dict[str, Any], line: int, *, base_url: str | None, encode: bool, words: _Words
 ) -> Request | InvalidLine:
     """A line in Anthropic's batch format: a POST of its ``params`` to /v1/messages."""
     if not isinstance(data["params"], dict):
@@ -241,11 +295,17 @@ def _params_line(
         )
     request = {k: v for k, v in data.items() if k != "params"}
     request |= {"method": "POST", "url": MESSAGES_URL, "body": data["params"]}
-    return _request_line(request, line, base_url=base_url, default_url=None, encode=encode)
+    return _request_line(request, line, base_url, None, encode=encode, words=words)
 
 
 def _request_line(
-    data: dict[str, Any], line: int, *, base_url: str | None, default_url: str | None, encode: bool
+    data: dict[str, Any],
+    line: int,
+    base_url: str | None,
+    default_url: str | None,
+    *,
+    encode: bool,
+    words: _Words,
 ) -> Request | InvalidLine:
     custom_id = data.get("custom_id")
     if custom_id is not None and not (isinstance(custom_id, str) and 0 < len(custom_id) <= _MAX_ID):
@@ -259,7 +319,7 @@ def _request_line(
         )
     url = data.get("url", default_url)
     if not isinstance(url, str) or not url:
-        return _invalid(line, custom_id, 'has no "url": add one, or pass --url PATH')
+        return _invalid(line, custom_id, f'has no "url": add one{words.no_url}')
     headers = data.get("headers") or {}
     problem = headers_problem(headers)
     if problem is not None:
@@ -281,6 +341,7 @@ def _request_line(
         cost,
         base_url=base_url,
         encode=encode,
+        words=words,
     )
 
 
@@ -294,7 +355,8 @@ def _build(
     cost: float | None,
     *,
     base_url: str | None,
-    encode: bool = True,
+    encode: bool,
+    words: _Words,
 ) -> Request | InvalidLine:
     joined = _JOINED.get((url, base_url))
     if joined is not None:
@@ -304,13 +366,8 @@ def _build(
         if target is not None and len(_JOINED) < _JOINED_KEPT:
             _JOINED[url, base_url] = target
     if target is None:
-        return _invalid(
-            line,
-            custom_id,
-            f"has the url {url!r}, outside --base-url {base_url}: the run sends only to"
-            " --base-url, so that its headers (credentials) go nowhere else; make the url"
-            " relative",
-        )
+        outside = words.outside(base_url)
+        return _invalid(line, custom_id, f"has the url {url!r}, {outside}")
     api = api_of(target)
     if api == "messages" and method == "POST":
         problem = messages_problem(body)

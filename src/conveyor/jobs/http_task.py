@@ -147,9 +147,9 @@ class HttpJobTask:
         """The request of `item`; `raw`: read from its JSON text (depth checked: on submission)."""
         if raw:
             text = json.dumps(item, separators=(",", ":")).encode()
-            parsed = parse_line(text, index + 1, base_url=self._base_url)
+            parsed = parse_line(text, index + 1, base_url=self._base_url, job=True)
         else:
-            parsed = parse_value(item, index + 1, base_url=self._base_url)
+            parsed = parse_value(item, index + 1, base_url=self._base_url, job=True)
         if parsed is None or isinstance(parsed, InvalidLine):
             detail = "is empty" if parsed is None else parsed.message.split(" ", 2)[-1]
             msg = f"the request {detail}"
