@@ -220,6 +220,21 @@ def test_a_jsonl_file_upload_becomes_a_job(tmp_path):
             bad = await a.client.post("/v1/files", content=b'{"n": 1}\nnot json\n')
             assert bad.status_code == 422
             assert "line 2 is not valid JSON" in bad.json()["detail"]
+            # An item over the jobs' max_item_bytes is refused at upload, naming its line; a
+            # line long only for its blanks is measured as a job stores it (compact).
+            big = b'{"n": 1}\n{"s": "' + b"x" * 1_100_000 + b'"}\n'
+            bad = await a.client.post("/v1/files", content=big)
+            assert bad.status_code == 422
+            assert (
+                "line 2 is 1,100,008 bytes of JSON, over max_item_bytes=1,048,576"
+                in (bad.json()["detail"])
+            )
+            padded = b'{"n": 1}\n{"n":    ' + b" " * 1_100_000 + b"2}\n"
+            r = await a.client.post("/v1/files", content=padded)
+            assert r.status_code == 201, r.text
+            r = await a.client.post("/v1/jobs", json={"task": "echo", "file_id": r.json()["id"]})
+            assert r.status_code == 202, r.text
+            assert (await a.wait_done(r.json()["id"]))["counts"]["succeeded"] == 2
 
     asyncio.run(main())
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -123,9 +124,13 @@ class _Counter:
 
 
 class _LineChecker:
-    """Splits a byte stream into lines and checks each is JSON (blank lines are skipped)."""
+    """Splits a byte stream into lines and checks each is JSON (blank lines are skipped).
 
-    def __init__(self) -> None:
+    `max_item_bytes`: the longest line a job takes as an item (`Jobs.max_item_bytes`).
+    """
+
+    def __init__(self, max_item_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_item_bytes = max_item_bytes
         self.partial = b""
         self.line = 0
         self.items = 0
@@ -148,10 +153,19 @@ class _LineChecker:
         try:
             # NaN / Infinity are not JSON, a lone surrogate is not text, and nesting past
             # MAX_DEPTH is refused by any later reader: all refused here, naming the line.
-            loads(raw)
+            value = loads(raw)
         except BadJSON as exc:
             msg = f"line {self.line} {exc.problem} (the file must hold one JSON value per line)"
             raise Problem(422, msg) from None
+        if len(raw) > self.max_item_bytes:  # then measured as a job stores it (compact)
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > self.max_item_bytes:
+                msg = (
+                    f"line {self.line} is {size:,} bytes of JSON, over max_item_bytes="
+                    f"{self.max_item_bytes:,} (the largest item a job takes): store large"
+                    " payloads elsewhere and pass a reference (a URL, a key)"
+                )
+                raise Problem(422, msg)
         self.items += 1
 
     def close(self) -> None:
@@ -248,12 +262,14 @@ class Files:
         max_bytes: int,
         filename: str = "",
         purpose: str = "",
+        max_item_bytes: int = MAX_LINE_BYTES,
     ) -> FileInfo:
         """Stream `chunks` into a new file; `Problem` 413 past `max_bytes`, 422 on a bad line.
 
-        With a `purpose` (OpenAI's Files API), lines are counted but not checked.
+        With a `purpose` (OpenAI's Files API), lines are counted but not checked. Without one
+        (a job's input), a line past `max_item_bytes` is a bad line.
         """
-        checker: _LineChecker | _Counter = _Counter() if purpose else _LineChecker()
+        checker: _LineChecker | _Counter = _Counter() if purpose else _LineChecker(max_item_bytes)
         upload = await self._upload(tenant, filename, purpose)
         try:
             await _fill(upload, chunks, checker, max_bytes)

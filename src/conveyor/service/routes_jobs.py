@@ -294,7 +294,9 @@ async def create_file(request: Request) -> Response:
             if chunk:
                 yield chunk
 
-    info = await service.files.save(tenant, chunks(), max_bytes=limit)
+    info = await service.files.save(
+        tenant, chunks(), max_bytes=limit, max_item_bytes=service.jobs.max_item_bytes
+    )
     location = f"{root_of(request)}/v1/files/{info.id}"
     return json_response(info.to_dict(), 201, {"Location": location})
 
