@@ -14,6 +14,7 @@ import pytest
 
 from conveyor import _clock
 from conveyor.jobs import MemoryStore, StoreUnavailable
+from conveyor.service import openai_batches
 from conveyor.service.batches import BatchRecords
 from conveyor.service.files import Files
 from conveyor.service.openai_batches import FINALIZE_LEASE_S
@@ -127,3 +128,55 @@ def test_many_reads_at_once_write_the_files_once(tmp_path, readers):
     assert finals <= {(done.output_file_id, done.error_file_id)}
     [row] = asyncio.run(store.files.batches("default", "openai"))
     assert json.loads(row.record)["finalizer"] is None
+
+
+def test_a_finalizer_still_writing_renews_its_claim_so_no_one_takes_the_batch_over(
+    tmp_path, monkeypatch
+):
+    """Writing past the claim's lease: the claim is renewed, and nobody takes the batch over.
+
+    A read meanwhile sees ``finalizing`` and writes nothing; the batch completes with one set
+    of files.
+    """
+    monkeypatch.setattr(openai_batches, "FINALIZE_LEASE_S", 0.3)
+    store = MemoryStore()
+    real_write = Files.write
+    release = asyncio.Event()
+
+    async def slow(self: Files, *args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        return await real_write(self, *args, **kwargs)
+
+    async def claim_at(batch_id: str) -> float | None:
+        [row] = await store.files.batches("default", "openai")
+        at: float | None = json.loads(row.record)["finalizer_at"] if row.id == batch_id else None
+        return at
+
+    async def main() -> tuple[Any, Any, list[str], list[str]]:
+        async with service(tmp_path, store=store) as client:
+            file_id = await upload(client, jsonl([line(f"r{i}") for i in range(5)]))
+            batch = await client.batches.create(
+                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+            )
+            await job_ended(store, batch.id)
+            monkeypatch.setattr(Files, "write", slow)
+            first = asyncio.create_task(client.batches.retrieve(batch.id))
+            claimed: float | None = None
+            async with asyncio.timeout(10):  # the claim is taken, then renewed
+                while True:
+                    at = await claim_at(batch.id)
+                    if claimed is not None and at is not None and at > claimed:
+                        break
+                    claimed = claimed or at
+                    await asyncio.sleep(0.01)
+            meanwhile = await client.batches.retrieve(batch.id)
+            files_meanwhile = await output_files(store)
+            release.set()
+            await first
+            done = await client.batches.retrieve(batch.id)
+            return meanwhile, done, files_meanwhile, await output_files(store)
+
+    meanwhile, done, files_meanwhile, outputs = asyncio.run(main())
+    assert (meanwhile.status, files_meanwhile) == ("finalizing", [])
+    assert done.status == "completed"
+    assert outputs == [done.output_file_id]

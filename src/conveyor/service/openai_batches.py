@@ -61,9 +61,11 @@ if TYPE_CHECKING:
 __all__ = ["FINALIZE_LEASE_S", "BatchRefused", "cancel", "create", "current", "sweep_batches"]
 
 log = logging.getLogger(__name__)
-#: A claim to write a batch's files lapses after this long, in seconds: another instance then
-#: takes the batch over (the first one's files, if it comes back, are removed unseen).
-FINALIZE_LEASE_S = 600.0
+#: A claim to write a batch's files lapses after this long, in seconds, unless renewed (its
+#: finalizer renews it every third of that while it writes): another instance then takes the
+#: batch over (the first one's files, if it comes back, are removed unseen). So a finalizer
+#: that died holds its batch ``finalizing`` for this long at most.
+FINALIZE_LEASE_S = 30.0
 _ITEM = re.compile(r"^item (\d+) (.*)$", re.DOTALL)
 
 
@@ -265,6 +267,7 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
     if claimed is None or claimed.finalizer != token:
         return _counted(claimed or record, record)
     written: dict[str, Written] = {}
+    renewing = asyncio.create_task(_renew(mine, record.id, token))
     try:
         if not could_not_run(job):
             written = await _write_files(service, tenant, claimed, job)
@@ -282,7 +285,27 @@ async def _finalize(service: Service, tenant: str, record: BatchRecord, job: Job
         # visible unless the final change went through (its answer lost), when they must stay.
         await quietly(mine.change(record.id, lambda r: _release(r, token)))
         raise
+    finally:
+        renewing.cancel()
+        await asyncio.gather(renewing, return_exceptions=True)
     return _counted(done or claimed, record)
+
+
+async def _renew(mine: BatchRecords, batch_id: str, token: str) -> None:
+    """Renew the claim `token` every third of `FINALIZE_LEASE_S`, while the files are written."""
+
+    def renew(r: BatchRecord) -> bool:
+        if r.finalizer != token or r.status in ENDED:
+            return False
+        r.finalizer_at = _clock.wall()
+        return True
+
+    while True:
+        await asyncio.sleep(FINALIZE_LEASE_S / 3)
+        try:
+            await mine.change(batch_id, renew)
+        except StoreUnavailable:  # the writes meet it too; the claim lapses if it lasts
+            log.warning("batch %s: its finalize claim could not be renewed (store down)", batch_id)
 
 
 def _counted(stored: BatchRecord, read: BatchRecord) -> BatchRecord:
