@@ -34,6 +34,16 @@ async def job_ended(store: MemoryStore, batch_id: str) -> None:
             await asyncio.sleep(0.02)
 
 
+async def ended_batch(client: Any, store: MemoryStore) -> Any:
+    """A batch of 5 requests, created, whose job has ended (the batch itself not yet read)."""
+    file_id = await upload(client, jsonl([line(f"r{i}") for i in range(5)]))
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint=CHAT, completion_window="24h"
+    )
+    await job_ended(store, batch.id)
+    return batch
+
+
 async def output_files(store: MemoryStore) -> list[str]:
     return [f.id for f in await store.files.files("default", purpose="batch_output")]
 
@@ -47,11 +57,7 @@ def test_a_batch_held_by_a_finalizer_that_died_is_taken_over_once_its_claim_laps
 
     async def main() -> tuple[Any, Any, list[str]]:
         async with service(tmp_path, store=store) as client:
-            file_id = await upload(client, jsonl([line(f"r{i}") for i in range(5)]))
-            batch = await client.batches.create(
-                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
-            )
-            await job_ended(store, batch.id)
+            batch = await ended_batch(client, store)
 
             def dead(r: Any) -> bool:
                 r.finalizer, r.finalizer_at = "a-reader-that-died", real_wall()
@@ -84,11 +90,7 @@ def test_a_finalize_that_fails_lets_the_next_read_take_the_batch_at_once(tmp_pat
 
     async def main() -> tuple[int, Any, list[str]]:
         async with service(tmp_path, store=store) as client:
-            file_id = await upload(client, jsonl([line(f"r{i}") for i in range(5)]))
-            batch = await client.batches.create(
-                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
-            )
-            await job_ended(store, batch.id)
+            batch = await ended_batch(client, store)
             monkeypatch.setattr(Files, "write", failing_once)
             http = client._client
             failed = await http.get(f"http://localhost/v1/batches/{batch.id}")
@@ -154,11 +156,7 @@ def test_a_finalizer_still_writing_renews_its_claim_so_no_one_takes_the_batch_ov
 
     async def main() -> tuple[Any, Any, list[str], list[str]]:
         async with service(tmp_path, store=store) as client:
-            file_id = await upload(client, jsonl([line(f"r{i}") for i in range(5)]))
-            batch = await client.batches.create(
-                input_file_id=file_id, endpoint=CHAT, completion_window="24h"
-            )
-            await job_ended(store, batch.id)
+            batch = await ended_batch(client, store)
             monkeypatch.setattr(Files, "write", slow)
             first = asyncio.create_task(client.batches.retrieve(batch.id))
             claimed: float | None = None

@@ -153,12 +153,12 @@ class _LineChecker:
         try:
             # NaN / Infinity are not JSON, a lone surrogate is not text, and nesting past
             # MAX_DEPTH is refused by any later reader: all refused here, naming the line.
-            value = loads(raw)
+            loads(raw)
         except BadJSON as exc:
             msg = f"line {self.line} {exc.problem} (the file must hold one JSON value per line)"
             raise Problem(422, msg) from None
-        if len(raw) > self.max_item_bytes:  # then measured as a job stores it (compact)
-            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if len(raw) > self.max_item_bytes:
+            size = _stored_size(raw)
             if size > self.max_item_bytes:
                 msg = (
                     f"line {self.line} is {size:,} bytes of JSON, over max_item_bytes="
@@ -172,6 +172,11 @@ class _LineChecker:
         if self.partial:
             self._check(self.partial)
             self.partial = b""
+
+
+def _stored_size(raw: bytes) -> int:
+    """The bytes of a JSON line's value as a job stores it (compact JSON), for a long line."""
+    return len(json.dumps(loads(raw), separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _too_big(max_bytes: int) -> Problem:
