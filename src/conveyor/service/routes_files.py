@@ -65,11 +65,17 @@ def limit_param(request: Request, default: int, most: int) -> int | Response:
 
 
 def _unsupported_field(names: list[str]) -> Response | None:
-    """OpenAI's 400 for a form field the upload does not take, or ``expires_after``.
+    """OpenAI's 400 for a form field the upload does not take, ``expires_after``, or none.
 
     A file is kept here until it is deleted: an expiry asked for (``expires_after``, or the
     SDK's ``expires_after[seconds]``) is refused rather than shown and not kept to.
     """
+    if not names:
+        msg = (
+            "the multipart body holds no complete field (cut short, or its boundary is not"
+            " the Content-Type's): send the fields 'purpose' and 'file'"
+        )
+        return openai_error(400, msg)
     for name in names:
         if name == "expires_after" or name.startswith("expires_after["):
             msg = "expires_after is not supported: a file is kept until it is deleted; leave it out"
@@ -102,7 +108,8 @@ async def files_post(request: Request) -> Response:
                 400, "purpose must be 'batch' for a batch input file", param="purpose"
             )
         if upload is None or isinstance(upload, str):
-            return openai_error(400, "send the file as the multipart field 'file'", param="file")
+            msg = "send the file as the multipart field 'file' (none came whole)"
+            return openai_error(400, msg, param="file")
 
         async def chunks() -> AsyncIterator[bytes]:
             while chunk := await upload.read(1 << 20):
