@@ -161,9 +161,7 @@ def _check_limits(limiters: object, cost: object) -> None:
                 f" estimates each item's cost (e.g. {example})"
             )
             raise ConfigError(msg)
-    if cost is not None and not callable(cost):
-        msg = f"cost={cost!r}: pass a function item -> estimated cost (tokens)"
-        raise ConfigError(msg)
+    check_callable(cost, "cost", "takes an item and returns its estimated cost (tokens)")
 
 
 class Stream(Generic[T, R]):

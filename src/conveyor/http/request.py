@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -42,9 +42,6 @@ from .headers import (
     headers_problem,
     is_routing_header,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -245,25 +242,21 @@ class _Words:
     no_url: str
     #: How to send bare JSON bodies, or nothing.
     bare: str
-    #: Why a url outside the base URL is refused, given the base URL.
-    outside: Callable[[str | None], str]
+    #: Why a url outside the base URL is refused (``{base}``: the base URL, where shown).
+    outside: str
 
 
 _RUN = _Words(
     no_url=", or pass --url PATH",
     bare="; to send bare JSON bodies, pass --url PATH",
-    outside=lambda base: (
-        f"outside --base-url {base}: the run sends only to --base-url, so that its headers"
-        " (credentials) go nowhere else; make the url relative"
-    ),
+    outside="outside --base-url {base}: the run sends only to --base-url, so that its headers"
+    " (credentials) go nowhere else; make the url relative",
 )
 _JOB = _Words(
     no_url=' (a path, e.g. "/v1/chat/completions")',
     bare="",
-    outside=lambda _: (
-        "outside the task's base URL: a job sends only there, so that the connection's headers"
-        " (credentials) go nowhere else; make the url relative (a path)"
-    ),
+    outside="outside the task's base URL: a job sends only there, so that the connection's"
+    " headers (credentials) go nowhere else; make the url relative (a path)",
 )
 
 
@@ -366,7 +359,7 @@ def _build(
         if target is not None and len(_JOINED) < _JOINED_KEPT:
             _JOINED[url, base_url] = target
     if target is None:
-        outside = words.outside(base_url)
+        outside = words.outside.format(base=base_url)
         return _invalid(line, custom_id, f"has the url {url!r}, {outside}")
     api = api_of(target)
     if api == "messages" and method == "POST":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError, InvalidAnswer
+from ..policy.retry import check_callable
 from .pricing import PriceTable, usage_of
 from .scoped_cache import ScopedCache
 
@@ -72,9 +73,7 @@ class LlmOptions:
     max_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
-        if self.validate is not None and not callable(self.validate):
-            msg = f"LlmOptions(validate={self.validate!r}): pass a function of the answer's body"
-            raise ConfigError(msg)
+        check_callable(self.validate, "validate", "takes the answer's body", "LlmOptions")
         cost = self.max_cost_usd
         if cost is not None and (
             isinstance(cost, bool)
